@@ -1,0 +1,164 @@
+//! Command line: `wsrelay [serve] [FLAGS]`. Every flag has a default that runs a useful relay,
+//! and the flags users expect from the environment have an environment fallback.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
+
+/// wsrelay: a WebSocket pub/sub relay.
+#[derive(Debug, Parser)]
+#[command(name = "wsrelay", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The serve flags, whichever way they were given.
+    pub fn into_serve(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// Flags of `wsrelay serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WS_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env = "WS_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Event loops (threads); default: available cores.
+    #[arg(long, env = "WS_THREADS")]
+    threads: Option<usize>,
+    /// Largest message in bytes; larger ones close the connection with 1009.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_message_size: usize,
+    /// Longest channel name in bytes (1-255).
+    #[arg(long, default_value_t = 128)]
+    max_channel_length: usize,
+    /// Server ping after this many ms of silence (0: no heartbeat).
+    #[arg(long, env = "WS_HEARTBEAT_INTERVAL", default_value_t = 30_000)]
+    heartbeat_interval: u64,
+    /// Terminate a pinged connection that sends nothing for this many ms.
+    #[arg(long, env = "WS_HEARTBEAT_TIMEOUT", default_value_t = 10_000)]
+    heartbeat_timeout: u64,
+    /// Time to complete the HTTP upgrade, ms (slowloris defence).
+    #[arg(long, default_value_t = 5_000)]
+    handshake_timeout: u64,
+    /// Time the peer has to answer our close frame, ms.
+    #[arg(long, default_value_t = 1_000)]
+    close_timeout: u64,
+    /// Close connections silent for this many ms (0: off).
+    #[arg(long, default_value_t = 0)]
+    idle_timeout: u64,
+    /// On SIGINT/SIGTERM, wait this many ms for close replies.
+    #[arg(long, default_value_t = 5_000)]
+    shutdown_grace: u64,
+    /// Spread shutdown closes (code 4200) over this many ms (0: all at once with 1001).
+    #[arg(long, default_value_t = 0)]
+    drain_over: u64,
+    /// Serve /echo (conformance endpoint).
+    #[arg(long)]
+    echo: bool,
+    /// Accepted subprotocol (repeatable, in preference order).
+    #[arg(long = "protocol")]
+    protocols: Vec<String>,
+    /// Bytes of deliveries queued per connection before the slow-consumer policy acts.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_queued_bytes: usize,
+    /// Slow-consumer policy: close (4100), drop (gap notice).
+    #[arg(long, default_value = "close", value_parser = parse_policy)]
+    slow_consumer: SlowConsumerPolicy,
+    /// Messages retained per channel for recovery with `since` (0: off).
+    #[arg(long, default_value_t = 0)]
+    history_size: usize,
+    /// Age limit of retained messages, ms (0: none).
+    #[arg(long, default_value_t = 0)]
+    history_ttl: u64,
+    /// Send each new subscriber the channel's latest message.
+    #[arg(long)]
+    last_value: bool,
+    /// Connections per process; beyond it the handshake gets 503.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_connections: usize,
+    /// Subscriptions per connection.
+    #[arg(long, default_value_t = 1024)]
+    max_subscriptions: usize,
+    /// Serve /metrics, /stats, /healthz on this address instead of the relay port.
+    #[arg(long)]
+    metrics_bind: Option<SocketAddr>,
+    /// Metrics snapshot interval, ms.
+    #[arg(long, default_value_t = 1_000)]
+    metrics_interval: u64,
+    /// Listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    backlog: u32,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text", value_parser = parse_log_format)]
+    log_format: LogFormat,
+}
+
+fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
+    match SlowConsumerPolicy::parse(s) {
+        Some(SlowConsumerPolicy::Conflate) | None => Err("expected close or drop".into()),
+        Some(p) => Ok(p),
+    }
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".into()),
+    }
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe.
+    pub fn to_config(&self) -> Config {
+        let ms = Duration::from_millis;
+        let defaults = Config::default();
+        Config {
+            listen_addr: SocketAddr::new(self.bind, self.port),
+            loops: self.threads.unwrap_or(defaults.loops),
+            backlog: self.backlog,
+            message_bytes_max: self.max_message_size,
+            channel_bytes_max: self.max_channel_length,
+            heartbeat_interval: ms(self.heartbeat_interval),
+            heartbeat_timeout: ms(self.heartbeat_timeout),
+            handshake_timeout: ms(self.handshake_timeout),
+            close_timeout: ms(self.close_timeout),
+            idle_timeout: ms(self.idle_timeout),
+            shutdown_grace: ms(self.shutdown_grace),
+            drain_over: ms(self.drain_over),
+            echo_enabled: self.echo,
+            subprotocols: self.protocols.clone(),
+            outbox_bytes_max: self.max_queued_bytes,
+            slow_consumer: self.slow_consumer,
+            history_size: self.history_size,
+            history_ttl: ms(self.history_ttl),
+            last_value: self.last_value,
+            connections_max: self.max_connections,
+            subscriptions_per_connection_max: self.max_subscriptions,
+            metrics_addr: self.metrics_bind,
+            metrics_interval: ms(self.metrics_interval),
+            log_format: self.log_format,
+            ..defaults
+        }
+    }
+}

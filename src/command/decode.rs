@@ -1,0 +1,342 @@
+//! Client → server JSON commands, decoded with simd-json's tape API (no `Value` tree).
+//!
+//! Pipeline per message: copy `text` into a padded scratch buffer (simd-json unescapes strings
+//! in place, and the caller's bytes must stay intact for verbatim forwarding), build the tape
+//! with [`simd_json::fill_tape_padded`] (validates the whole document, RFC 8259), collect the
+//! known top-level members in one pass, then check the fields the command `type` needs.
+//! A publish's `content` is located in the *original* text through simd-json's structural
+//! indexes (see `span.rs`), so it is forwarded byte for byte.
+//!
+//! Field policy:
+//! - unknown top-level fields are ignored, as are known fields the command does not use;
+//! - a known field (`type`, `channel`, `since`, `epoch`, `content`, `key`, `token`) present
+//!   twice is [`CommandError::DuplicateField`], whatever the command;
+//! - optional fields (`since`, `epoch`, `key`) set to `null` count as absent, like serde's
+//!   `Option`; `content: null` is a present value (a publish of `null`).
+//!
+//! Buffer policy (scratch, simd-json buffers, tape): they grow to fit the current message,
+//! which the caller bounds with its WebSocket message limit. A decode after a message larger
+//! than [`SCRATCH_BYTES_RETAINED_MAX`] releases them back to [`SCRATCH_BYTES_INITIAL`], so one
+//! huge message does not pin memory for the connection's lifetime; they never shrink below
+//! the initial size.
+
+use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
+
+use crate::command::channel::is_valid_channel_name;
+use crate::command::error::CommandError;
+use crate::command::span::member_value_span;
+use crate::command::{KEY_BYTES_MAX, TOKEN_BYTES_MAX};
+
+/// Initial (and minimum) capacity of the decoder's scratch copy, in bytes.
+pub const SCRATCH_BYTES_INITIAL: usize = 4096;
+/// Largest scratch capacity kept between messages; above it, buffers are released on the
+/// next decode of a message that fits in it.
+pub const SCRATCH_BYTES_RETAINED_MAX: usize = 64 * 1024;
+/// Initial tape capacity, in nodes (a publish of a small object needs a few dozen).
+const TAPE_NODES_INITIAL: usize = 256;
+
+/// One decoded client command. Strings borrow the decoder's scratch (unescaped) and
+/// `content` borrows the original text (verbatim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `{"type":"subscribe","channel":C[,"since":u64][,"epoch":E]}`
+    Subscribe {
+        /// Channel to subscribe to (passed the channel-name rule).
+        channel: &'a str,
+        /// Last sequence number the client saw, to resume after it.
+        since: Option<u64>,
+        /// Epoch of the numbering `since` belongs to.
+        epoch: Option<&'a str>,
+    },
+    /// `{"type":"unsubscribe","channel":C}`
+    Unsubscribe {
+        /// Channel to leave.
+        channel: &'a str,
+    },
+    /// `{"type":"message","channel":C,"content":V[,"key":K]}`
+    Publish {
+        /// Target channel.
+        channel: &'a str,
+        /// Verbatim bytes of the JSON value `V`, whitespace around it trimmed.
+        content: &'a [u8],
+        /// Conflation key (1-128 bytes of the channel charset).
+        key: Option<&'a str>,
+    },
+    /// `{"type":"ping"}`
+    Ping,
+    /// `{"type":"auth","token":T}`
+    Auth {
+        /// The bearer token (a JWT), non-empty, at most 8192 bytes.
+        token: &'a str,
+    },
+}
+
+/// Reusable decoder: one per event-loop thread, so the buffers are warm for every message.
+pub struct CommandDecoder {
+    /// Padded copy of the message, unescaped in place by simd-json.
+    scratch: Vec<u8>,
+    /// simd-json's stage-1/stage-2 working memory, including the structural indexes.
+    buffers: Buffers,
+    /// Tape storage; empty between calls, its lifetime rebound per message by `Tape::reset`.
+    tape: Tape<'static>,
+}
+
+impl std::fmt::Debug for CommandDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandDecoder")
+            .field("scratch_capacity", &self.scratch.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CommandDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CommandDecoder {
+    /// A decoder with buffers sized for [`SCRATCH_BYTES_INITIAL`]-byte messages.
+    pub fn new() -> Self {
+        Self {
+            scratch: Vec::with_capacity(SCRATCH_BYTES_INITIAL + INPUT_PADDING),
+            buffers: Buffers::new(SCRATCH_BYTES_INITIAL),
+            tape: Tape(Vec::with_capacity(TAPE_NODES_INITIAL)),
+        }
+    }
+
+    /// Decodes one JSON text message. `text` is not modified; see the module docs for the
+    /// field policy. `channel_bytes_max` bounds `channel` (default
+    /// [`crate::command::CHANNEL_BYTES_MAX_DEFAULT`]).
+    pub fn decode<'a>(
+        &'a mut self,
+        text: &'a [u8],
+        channel_bytes_max: usize,
+    ) -> Result<Command<'a>, CommandError> {
+        self.release_oversized(text.len());
+        let Self {
+            scratch,
+            buffers,
+            tape: tape_slot,
+        } = self;
+        copy_padded(scratch, text);
+        let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
+        let result = simd_json::fill_tape_padded(scratch, text.len(), buffers, &mut tape)
+            .map_err(|_| CommandError::InvalidJson)
+            .and_then(|()| {
+                let located = Located {
+                    text,
+                    structurals: buffers.structural_indexes(),
+                };
+                interpret(&tape.0, located, channel_bytes_max)
+            });
+        *tape_slot = tape.reset();
+        result
+    }
+
+    /// Applies the buffer policy: drop capacity above the retained maximum once a message
+    /// that fits in it arrives.
+    fn release_oversized(&mut self, text_bytes: usize) {
+        let oversized = self.scratch.capacity() > SCRATCH_BYTES_RETAINED_MAX + INPUT_PADDING;
+        if oversized && text_bytes <= SCRATCH_BYTES_RETAINED_MAX {
+            *self = Self::new();
+        }
+    }
+}
+
+/// Scratch = `text` followed by the padding simd-json's SIMD loads may over-read.
+fn copy_padded(scratch: &mut Vec<u8>, text: &[u8]) {
+    scratch.clear();
+    scratch.reserve(text.len() + INPUT_PADDING);
+    scratch.extend_from_slice(text);
+    scratch.resize(text.len() + INPUT_PADDING, b' ');
+}
+
+/// The original text and simd-json's structural indexes for it, to locate verbatim spans.
+#[derive(Clone, Copy)]
+struct Located<'a, 's> {
+    text: &'a [u8],
+    structurals: &'s [u32],
+}
+
+/// A top-level member: its position in the object and its value's tape node.
+#[derive(Clone, Copy)]
+struct Member<'a> {
+    ordinal: usize,
+    is_last: bool,
+    value: Node<'a>,
+}
+
+/// The known top-level members of one message.
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<Member<'a>>,
+    channel: Option<Member<'a>>,
+    since: Option<Member<'a>>,
+    epoch: Option<Member<'a>>,
+    content: Option<Member<'a>>,
+    key: Option<Member<'a>>,
+    token: Option<Member<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    /// One pass over the root object's members; nested values are skipped by node count.
+    fn collect(nodes: &[Node<'a>]) -> Result<Self, CommandError> {
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            return Err(CommandError::NotAnObject);
+        };
+        let mut fields = Self::default();
+        let mut index = 1;
+        for ordinal in 0..len {
+            let (Some(Node::String(name)), Some(&value)) = (nodes.get(index), nodes.get(index + 1))
+            else {
+                return Err(CommandError::InvalidJson);
+            };
+            let is_last = ordinal + 1 == len;
+            fields.record(
+                name,
+                Member {
+                    ordinal,
+                    is_last,
+                    value,
+                },
+            )?;
+            index += 1 + node_span(value);
+        }
+        Ok(fields)
+    }
+
+    fn record(&mut self, name: &str, member: Member<'a>) -> Result<(), CommandError> {
+        let slot = match name {
+            "type" => &mut self.kind,
+            "channel" => &mut self.channel,
+            "since" => &mut self.since,
+            "epoch" => &mut self.epoch,
+            "content" => &mut self.content,
+            "key" => &mut self.key,
+            "token" => &mut self.token,
+            _ => return Ok(()),
+        };
+        match slot.replace(member) {
+            Some(_) => Err(CommandError::DuplicateField),
+            None => Ok(()),
+        }
+    }
+
+    fn channel(&self, channel_bytes_max: usize) -> Result<&'a str, CommandError> {
+        let channel = string_value(self.channel).ok_or(CommandError::InvalidChannelField)?;
+        if !is_valid_channel_name(channel.as_bytes(), channel_bytes_max) {
+            return Err(CommandError::InvalidChannelName);
+        }
+        Ok(channel)
+    }
+}
+
+/// Number of tape nodes a value occupies, itself included.
+fn node_span(node: Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        Node::String(_) | Node::Static(_) => 1,
+    }
+}
+
+fn string_value(member: Option<Member<'_>>) -> Option<&str> {
+    match member?.value {
+        Node::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// `None` when the member is absent or `null`; `Some(node)` otherwise.
+fn optional_value(member: Option<Member<'_>>) -> Option<Node<'_>> {
+    match member?.value {
+        Node::Static(StaticNode::Null) => None,
+        value => Some(value),
+    }
+}
+
+fn interpret<'a>(
+    nodes: &[Node<'a>],
+    located: Located<'a, '_>,
+    channel_bytes_max: usize,
+) -> Result<Command<'a>, CommandError> {
+    let fields = Fields::collect(nodes)?;
+    match string_value(fields.kind).ok_or(CommandError::InvalidType)? {
+        "subscribe" => subscribe(&fields, channel_bytes_max),
+        "unsubscribe" => Ok(Command::Unsubscribe {
+            channel: fields.channel(channel_bytes_max)?,
+        }),
+        "message" => publish(&fields, located, channel_bytes_max),
+        "ping" => Ok(Command::Ping),
+        "auth" => auth(&fields),
+        _ => Err(CommandError::UnknownType),
+    }
+}
+
+fn subscribe<'a>(
+    fields: &Fields<'a>,
+    channel_bytes_max: usize,
+) -> Result<Command<'a>, CommandError> {
+    let channel = fields.channel(channel_bytes_max)?;
+    let since = match optional_value(fields.since) {
+        None => None,
+        Some(Node::Static(StaticNode::U64(n))) => Some(n),
+        Some(Node::Static(StaticNode::I64(n))) => {
+            Some(u64::try_from(n).map_err(|_| CommandError::InvalidSince)?)
+        }
+        Some(_) => return Err(CommandError::InvalidSince),
+    };
+    let epoch = match optional_value(fields.epoch) {
+        None => None,
+        Some(Node::String(epoch)) => Some(epoch),
+        Some(_) => return Err(CommandError::InvalidEpoch),
+    };
+    Ok(Command::Subscribe {
+        channel,
+        since,
+        epoch,
+    })
+}
+
+fn publish<'a>(
+    fields: &Fields<'a>,
+    located: Located<'a, '_>,
+    channel_bytes_max: usize,
+) -> Result<Command<'a>, CommandError> {
+    let channel = fields.channel(channel_bytes_max)?;
+    let content_member = fields.content.ok_or(CommandError::MissingContent)?;
+    let key = match optional_value(fields.key) {
+        None => None,
+        Some(Node::String(key)) if is_valid_channel_name(key.as_bytes(), KEY_BYTES_MAX) => {
+            Some(key)
+        }
+        Some(_) => return Err(CommandError::InvalidKey),
+    };
+    // The document is valid, so a span is always found; `InvalidJson` only guards against a
+    // structural-index layout this module does not expect.
+    let span = member_value_span(
+        located.text,
+        located.structurals,
+        content_member.ordinal,
+        content_member.is_last,
+    )
+    .ok_or(CommandError::InvalidJson)?;
+    let content = located.text.get(span).ok_or(CommandError::InvalidJson)?;
+    Ok(Command::Publish {
+        channel,
+        content,
+        key,
+    })
+}
+
+fn auth<'a>(fields: &Fields<'a>) -> Result<Command<'a>, CommandError> {
+    match string_value(fields.token) {
+        Some(token) if !token.is_empty() && token.len() <= TOKEN_BYTES_MAX => {
+            Ok(Command::Auth { token })
+        }
+        _ => Err(CommandError::InvalidToken),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! Runtime configuration: every limit of the relay, with its unit in its name and the reason for
+//! its default.
+//!
+//! Owns: the `Config` value that is built once at start-up (from the command line, see
+//! `cli.rs`, or by tests and the swarm directly), validated once, and then shared read-only by
+//! every event loop through an `Arc`. Nothing here touches sockets or threads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 4100 (slow consumer: reconnect with backoff, then recover with
+    /// `since`). The default: the client learns at once and recovery fills the hole exactly.
+    Close,
+    /// Drop the newest frames for that connection and send a `gap` notice before the next
+    /// delivery on the channel.
+    Drop,
+    /// Keep only the newest not-yet-written message per channel (or per channel and `key`) for
+    /// that connection, and send a `gap` notice for what was skipped.
+    Conflate,
+}
+
+impl SlowConsumerPolicy {
+    /// Parses the command-line spelling (`close`, `drop`, `conflate`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "close" => Some(Self::Close),
+            "drop" => Some(Self::Drop),
+            "conflate" => Some(Self::Conflate),
+            _ => None,
+        }
+    }
+
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Close => "close",
+            Self::Drop => "drop",
+            Self::Conflate => "conflate",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Every knob of the relay. Durations are `Duration`s; sizes carry `_bytes` in their names.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the WebSocket listener. Port 0 picks a free port (tests).
+    pub listen_addr: SocketAddr,
+    /// Number of event loops (threads). Default: available cores.
+    pub loops: usize,
+    /// Listen backlog per loop listener. Default 1024: a reconnect storm of thousands of clients
+    /// must not see refused SYNs while the loops catch up.
+    pub backlog: u32,
+    /// Largest accepted message (one frame or a reassembled fragmented message). Larger: close
+    /// 1009. Default 1 MiB.
+    pub message_bytes_max: usize,
+    /// Longest accepted channel name. Default 128 bytes.
+    pub channel_bytes_max: usize,
+    /// Silence after which the server sends a WebSocket ping. Zero disables the heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Time a pinged connection has to send any frame before it is terminated.
+    pub heartbeat_timeout: Duration,
+    /// Time a new TCP connection has to complete its HTTP upgrade request (slowloris defence).
+    pub handshake_timeout: Duration,
+    /// Time the peer has to answer our close frame before we drop the TCP connection.
+    pub close_timeout: Duration,
+    /// Close connections that sent nothing for this long (zero: off). Default off: the heartbeat
+    /// already removes dead peers, and silent subscribers are normal.
+    pub idle_timeout: Duration,
+    /// After SIGINT/SIGTERM: how long to wait for close replies before exiting.
+    pub shutdown_grace: Duration,
+    /// Spread the shutdown closes over this window (zero: close all at once with 1001).
+    pub drain_over: Duration,
+    /// Serve `/echo` (conformance endpoint). Off by default.
+    pub echo_enabled: bool,
+    /// Subprotocols the server accepts, in preference order (empty: none negotiated).
+    pub subprotocols: Vec<String>,
+    /// Per-connection budget of queued data frames (bytes) before the slow-consumer policy acts.
+    /// Default 4 MiB: about 40,000 100-byte messages of slack for a subscriber that stalls.
+    pub outbox_bytes_max: usize,
+    /// Separate budget for control frames (pong, close, error, subscribed, gap) so that a
+    /// congested but alive connection still answers its heartbeat. Default 64 KiB.
+    pub control_bytes_max: usize,
+    /// What happens when `outbox_bytes_max` is reached.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Messages retained per channel for recovery with `since` (0: no history).
+    pub history_size: usize,
+    /// Retention time of history entries (zero: kept until pushed out by `history_size`).
+    pub history_ttl: Duration,
+    /// Send a channel's latest message to each new subscriber.
+    pub last_value: bool,
+    /// Connections per process; beyond it the handshake gets 503.
+    pub connections_max: usize,
+    /// Subscriptions one connection may hold.
+    pub subscriptions_per_connection_max: usize,
+    /// Length (messages) of each loop's inbox from other loops.
+    pub mesh_inbox_len_max: usize,
+    /// Resolution of the timer wheel.
+    pub timer_tick: Duration,
+    /// How often loops hand metrics snapshots to the exporter.
+    pub metrics_interval: Duration,
+    /// Optional separate address for `/metrics`, `/stats` and `/healthz`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            backlog: 1024,
+            message_bytes_max: 1 << 20,
+            channel_bytes_max: 128,
+            heartbeat_interval: Duration::from_millis(30_000),
+            heartbeat_timeout: Duration::from_millis(10_000),
+            handshake_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(5),
+            drain_over: Duration::ZERO,
+            echo_enabled: false,
+            subprotocols: Vec::new(),
+            outbox_bytes_max: 4 << 20,
+            control_bytes_max: 64 << 10,
+            slow_consumer: SlowConsumerPolicy::Close,
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            last_value: false,
+            connections_max: 1_000_000,
+            subscriptions_per_connection_max: 1024,
+            mesh_inbox_len_max: 65_536,
+            timer_tick: Duration::from_millis(10),
+            metrics_interval: Duration::from_secs(1),
+            metrics_addr: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration value that cannot work, found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Checks the cross-field rules once, at start-up (tungstenite's `assert_valid` idea).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError(m.to_string()));
+        if self.loops == 0 || self.loops > 64 {
+            return fail("threads must be 1..=64 (loops are tracked in a 64-bit interest mask)");
+        }
+        if self.message_bytes_max < 125 || self.message_bytes_max > (1 << 30) {
+            return fail("max-message-size must be 125 bytes ..= 1 GiB");
+        }
+        if self.channel_bytes_max == 0 || self.channel_bytes_max > 255 {
+            return fail("max-channel-length must be 1..=255 (binary frames carry it in one byte)");
+        }
+        if self.outbox_bytes_max < 1024 {
+            return fail("max-queued-bytes must be at least 1024");
+        }
+        if self.control_bytes_max < 1024 {
+            return fail("control budget must be at least 1024 bytes");
+        }
+        if !self.heartbeat_interval.is_zero() && self.heartbeat_timeout.is_zero() {
+            return fail("heartbeat-timeout must be > 0 when the heartbeat is on");
+        }
+        if self.timer_tick.is_zero() || self.timer_tick > Duration::from_secs(1) {
+            return fail("timer tick must be 1 ns ..= 1 s");
+        }
+        if self.metrics_interval < Duration::from_millis(10) {
+            return fail("metrics interval must be at least 10 ms");
+        }
+        if self.mesh_inbox_len_max < 16 {
+            return fail("mesh inbox must hold at least 16 messages");
+        }
+        if self.subscriptions_per_connection_max == 0 {
+            return fail("max-subscriptions must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests and the in-process swarm: loopback, a free port.
+    pub fn loopback_for_tests(loops: usize) -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loops,
+            metrics_interval: Duration::from_millis(50),
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_loops_is_rejected() {
+        let c = Config {
+            loops: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn slow_consumer_policy_round_trips() {
+        for p in [
+            SlowConsumerPolicy::Close,
+            SlowConsumerPolicy::Drop,
+            SlowConsumerPolicy::Conflate,
+        ] {
+            assert_eq!(SlowConsumerPolicy::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(SlowConsumerPolicy::parse("ignore"), None);
+    }
+}

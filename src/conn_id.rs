@@ -1,0 +1,56 @@
+//! Typed names for connections and loops.
+//!
+//! A `ConnId` names one connection on one loop. Its generation changes each time a slab slot is
+//! reused, so a late event, timer or cross-loop reply for a closed connection can never reach
+//! the connection that took its slot (quinn's `ConnectionHandle`, the slab docs).
+
+/// Index of an event loop, 0-based. At most 64 loops (interest masks are `u64`).
+pub type LoopId = usize;
+
+/// One connection on one loop: slab slot plus generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    /// Slab slot.
+    pub slot: u32,
+    /// Generation of the slot when this connection took it.
+    pub generation: u32,
+}
+
+impl ConnId {
+    /// Packs into a `mio::Token` value. Slot in the low 32 bits, generation above: tokens of
+    /// reused slots differ, so a stale readiness event is recognised and ignored.
+    pub fn to_token_value(self) -> usize {
+        ((self.generation as usize) << 32) | self.slot as usize
+    }
+
+    /// Unpacks a token value made by `to_token_value`.
+    pub fn from_token_value(v: usize) -> ConnId {
+        ConnId {
+            slot: (v & 0xffff_ffff) as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
+/// A connection anywhere in the process: which loop, which connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    /// The loop that owns the connection.
+    pub loop_id: LoopId,
+    /// The connection on that loop.
+    pub conn: ConnId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip_keeps_slot_and_generation() {
+        let id = ConnId {
+            slot: 0xdead_beef,
+            generation: 0x1234_5678,
+        };
+        assert_eq!(ConnId::from_token_value(id.to_token_value()), id);
+    }
+}

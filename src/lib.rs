@@ -1,0 +1,51 @@
+//! # wsrelay
+//!
+//! A WebSocket pub/sub relay: publishers send messages to channels, and every other subscriber
+//! of the channel receives them, in order, numbered, with microseconds of overhead.
+//!
+//! ## Bird's-eye view
+//!
+//! N event loops, one thread each (thread-per-core, shared-nothing). Each loop owns a `mio`
+//! poll, its own SO_REUSEPORT listener, its connections (a slab), its subscription index, the
+//! channels it owns (a stable hash of the name picks the owner), its timer wheel and its
+//! metrics. Loops talk only through bounded crossbeam queues plus a `mio::Waker`. A publish is
+//! numbered and encoded once by the channel's owner; the same bytes (`bytes::Bytes`) reach
+//! every subscriber's outbox and leave with one `writev` per connection per turn.
+//!
+//! ## Code map
+//!
+//! - `proto`: RFC 6455, sans-IO: handshake, frame decoder and encoder, masking, UTF-8, close.
+//! - `command`: the JSON and binary application protocol (simd-json), sans-IO.
+//! - `pubsub`: channel ownership, seq numbering, history and the local subscriber index.
+//! - `outbox`: the bounded per-connection queue with its control lane.
+//! - `timer`: the hashed timer wheel.
+//! - `metrics`: per-loop counters and histograms, export to Prometheus text and JSON.
+//! - `runtime`: threads, sockets, the event loop phases. The only module that imports `mio`.
+//! - `client`: a client-role connection and a reconnecting session (load tests, apps).
+//! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
+//!
+//! ## Invariants
+//!
+//! - Nothing outside `runtime` performs I/O or reads the clock; `now` is passed in.
+//! - Every buffer and queue has a limit and a named policy (see `Config`).
+//! - A loop never blocks on another loop (`try_send` only).
+//! - A published frame is encoded once; fan-out clones a `Bytes` handle.
+//! - A channel's `seq` is assigned only by its owner loop.
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod clock;
+pub mod close_code;
+pub mod command;
+pub mod config;
+pub mod conn_id;
+pub mod hash;
+pub mod metrics;
+pub mod outbox;
+pub mod proto;
+pub mod pubsub;
+pub mod runtime;
+pub mod timer;
+
+pub use config::Config;
+pub use runtime::{Server, ServerHandle, ServerSummary};

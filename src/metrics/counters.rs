@@ -1,0 +1,725 @@
+//! Counter series: the closed set in [`Counter`] plus the two bounded label maps for series
+//! whose label values are open-ended ([`CloseCodeCounts`], [`LabeledCounts`]).
+//!
+//! Owns: metric family metadata ([`Family`]) and the counting containers.
+//! May not touch: histograms, gauges, export formats (see `latency`, `snapshot`, `prometheus`).
+//!
+//! Invariants:
+//! - Every [`Counter`] variant maps to exactly one `(family, label value)` pair, and the variants
+//!   of one family are contiguous in [`Counter::ALL`] so exporters emit each family once.
+//! - Counters only ever increase (wrapping is impossible in practice: 2^64 events).
+//! - [`CloseCodeCounts`] and [`LabeledCounts`] hold a bounded number of series whatever the
+//!   peers send: unknown values fold into the [`OVERFLOW_LABEL`] series.
+
+/// Label value of the series that absorbs values past a map's bound (or unknown close codes).
+pub const OVERFLOW_LABEL: &str = "other";
+
+/// Prometheus metric type of a family (text exposition format 0.0.4 `# TYPE` keyword).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonically increasing count; family name ends in `_total`.
+    Counter,
+    /// Point-in-time value that may go up or down.
+    Gauge,
+    /// Quantiles plus `_sum` and `_count`.
+    Summary,
+}
+
+impl MetricKind {
+    /// The keyword used on the `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Summary => "summary",
+        }
+    }
+}
+
+/// Static description of one exported metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// Full Prometheus name, e.g. `wsrelay_frames_sent_total`.
+    pub name: &'static str,
+    /// One-line `# HELP` text.
+    pub help: &'static str,
+    /// Metric type.
+    pub kind: MetricKind,
+    /// The single label key of this family's series, if any.
+    pub label_key: Option<&'static str>,
+}
+
+const fn counter(name: &'static str, help: &'static str, key: Option<&'static str>) -> Family {
+    Family {
+        name,
+        help,
+        kind: MetricKind::Counter,
+        label_key: key,
+    }
+}
+
+/// Counter families, in export order.
+pub mod families {
+    use super::{counter, Family};
+
+    /// TCP connections accepted by a loop.
+    pub const CONNECTIONS_ACCEPTED: Family = counter(
+        "wsrelay_connections_accepted_total",
+        "TCP connections accepted.",
+        None,
+    );
+    /// Upgrades completed (101 sent).
+    pub const HANDSHAKES_COMPLETED: Family = counter(
+        "wsrelay_handshakes_completed_total",
+        "WebSocket upgrades completed (101 Switching Protocols sent).",
+        None,
+    );
+    /// accept(2) failures (EMFILE and friends).
+    pub const ACCEPT_ERRORS: Family = counter(
+        "wsrelay_accept_errors_total",
+        "accept(2) calls that failed (file descriptor or buffer exhaustion).",
+        None,
+    );
+    /// Connections closed, by reason.
+    pub const CONNECTIONS_CLOSED: Family = counter(
+        "wsrelay_connections_closed_total",
+        "Connections closed, by reason.",
+        Some("reason"),
+    );
+    /// Close codes the server sent.
+    pub const CLOSE_CODES_SENT: Family = counter(
+        "wsrelay_close_codes_sent_total",
+        "WebSocket Close frames sent, by close code (unknown codes as \"other\").",
+        Some("code"),
+    );
+    /// Close codes received from clients.
+    pub const CLOSE_CODES_RECEIVED: Family = counter(
+        "wsrelay_close_codes_received_total",
+        "WebSocket Close frames received, by close code (unknown codes as \"other\").",
+        Some("code"),
+    );
+    /// Opening handshakes refused, by HTTP status.
+    pub const HANDSHAKES_REJECTED: Family = counter(
+        "wsrelay_handshakes_rejected_total",
+        "Opening handshakes rejected, by HTTP status sent.",
+        Some("status"),
+    );
+    /// Plain HTTP requests served, by path.
+    pub const HTTP_REQUESTS: Family = counter(
+        "wsrelay_http_requests_total",
+        "Plain HTTP requests served, by path.",
+        Some("path"),
+    );
+    /// Frames read, by opcode.
+    pub const FRAMES_RECEIVED: Family = counter(
+        "wsrelay_frames_received_total",
+        "WebSocket frames received, by opcode.",
+        Some("opcode"),
+    );
+    /// Frames written, by opcode.
+    pub const FRAMES_SENT: Family = counter(
+        "wsrelay_frames_sent_total",
+        "WebSocket frames sent, by opcode.",
+        Some("opcode"),
+    );
+    /// Bytes read from sockets.
+    pub const RECEIVED_BYTES: Family = counter(
+        "wsrelay_received_bytes_total",
+        "Bytes read from client sockets.",
+        None,
+    );
+    /// Bytes written to sockets.
+    pub const SENT_BYTES: Family = counter(
+        "wsrelay_sent_bytes_total",
+        "Bytes written to client sockets.",
+        None,
+    );
+    /// Publish commands accepted, by payload encoding.
+    pub const MESSAGES_PUBLISHED: Family = counter(
+        "wsrelay_messages_published_total",
+        "Messages published, by payload encoding.",
+        Some("encoding"),
+    );
+    /// Deliveries: one per subscriber that had the frame queued.
+    pub const MESSAGES_DELIVERED: Family = counter(
+        "wsrelay_messages_delivered_total",
+        "Message deliveries queued, one per subscriber.",
+        None,
+    );
+    /// Codec protocol violations, by kind (open label set).
+    pub const PROTOCOL_ERRORS: Family = counter(
+        "wsrelay_protocol_errors_total",
+        "WebSocket protocol violations detected, by kind.",
+        Some("kind"),
+    );
+    /// Rejected client commands, by kind (open label set).
+    pub const COMMAND_ERRORS: Family = counter(
+        "wsrelay_command_errors_total",
+        "Client commands rejected, by kind.",
+        Some("kind"),
+    );
+    /// Timer expiries, by timer kind.
+    pub const TIMER_EXPIRIES: Family = counter(
+        "wsrelay_timer_expiries_total",
+        "Timers expired, by kind.",
+        Some("kind"),
+    );
+    /// Frames not queued, by reason.
+    pub const QUEUE_DROPS: Family = counter(
+        "wsrelay_queue_drops_total",
+        "Outbound messages dropped instead of queued, by reason.",
+        Some("reason"),
+    );
+    /// Cross-loop mesh messages sent.
+    pub const MESH_MESSAGES_SENT: Family = counter(
+        "wsrelay_mesh_messages_sent_total",
+        "Messages sent to other event loops.",
+        None,
+    );
+    /// Cross-loop mesh messages received.
+    pub const MESH_MESSAGES_RECEIVED: Family = counter(
+        "wsrelay_mesh_messages_received_total",
+        "Messages received from other event loops.",
+        None,
+    );
+    /// Wakeups signalled to other loops.
+    pub const MESH_WAKEUPS: Family = counter(
+        "wsrelay_mesh_wakeups_total",
+        "Wakeups signalled to other event loops.",
+        None,
+    );
+    /// WebSocket Pings sent by the heartbeat.
+    pub const HEARTBEAT_PINGS_SENT: Family = counter(
+        "wsrelay_heartbeat_pings_sent_total",
+        "Heartbeat Ping frames sent.",
+        None,
+    );
+    /// Event-loop iterations.
+    pub const LOOP_TURNS: Family = counter(
+        "wsrelay_loop_turns_total",
+        "Event loop iterations (poll returns).",
+        None,
+    );
+}
+
+/// Static metadata of one [`Counter`] series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesMeta {
+    /// The family the series belongs to.
+    pub family: &'static Family,
+    /// The value of the family's label key, `None` for unlabeled families.
+    pub label_value: Option<&'static str>,
+}
+
+/// Declares [`Counter`], [`Counter::ALL`] and the metadata table from one list so the three
+/// can never disagree (the metadata array is typed `[_; Counter::COUNT]`).
+macro_rules! define_counters {
+    ($( $(#[$attr:meta])* $variant:ident => $family:ident $([$value:literal])? ,)*) => {
+        /// One counter series with a fixed label set. Backed by `[u64; Counter::COUNT]`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $( $(#[$attr])* $variant, )*
+        }
+
+        impl Counter {
+            /// Every series, in export order (families contiguous).
+            pub const ALL: &'static [Counter] = &[$( Counter::$variant, )*];
+            /// Number of series.
+            pub const COUNT: usize = Self::ALL.len();
+            const META: [SeriesMeta; Self::COUNT] = [$(
+                SeriesMeta {
+                    family: &families::$family,
+                    label_value: define_counters!(@label $($value)?),
+                },
+            )*];
+        }
+    };
+    (@label) => { None };
+    (@label $value:literal) => { Some($value) };
+}
+
+define_counters! {
+    /// A TCP connection was accepted.
+    ConnectionsAccepted => CONNECTIONS_ACCEPTED,
+    /// Closing handshake initiated by the client completed.
+    ClosedClientClose => CONNECTIONS_CLOSED ["client_close"],
+    /// Closed with 1002 after an RFC 6455 framing violation.
+    ClosedProtocolError => CONNECTIONS_CLOSED ["protocol_error"],
+    /// Closed with 1007: a text message was not UTF-8 (RFC 6455 §8.1).
+    ClosedInvalidUtf8 => CONNECTIONS_CLOSED ["invalid_utf8"],
+    /// Closed with 1009: message exceeded the configured size limit.
+    ClosedMessageTooBig => CONNECTIONS_CLOSED ["message_too_big"],
+    /// Closed because the outbox exceeded its limit.
+    ClosedSlowConsumer => CONNECTIONS_CLOSED ["slow_consumer"],
+    /// Closed because no Pong arrived in time.
+    ClosedHeartbeatTimeout => CONNECTIONS_CLOSED ["heartbeat_timeout"],
+    /// Closed because the opening handshake did not complete in time.
+    ClosedHandshakeTimeout => CONNECTIONS_CLOSED ["handshake_timeout"],
+    /// Dropped because the peer never answered our Close frame.
+    ClosedCloseTimeout => CONNECTIONS_CLOSED ["close_timeout"],
+    /// Closed after the idle period without traffic.
+    ClosedIdleTimeout => CONNECTIONS_CLOSED ["idle_timeout"],
+    /// Closed because authentication was refused.
+    ClosedAuthFailed => CONNECTIONS_CLOSED ["auth_failed"],
+    /// Closed because authentication did not happen in time.
+    ClosedAuthTimeout => CONNECTIONS_CLOSED ["auth_timeout"],
+    /// Closed for exceeding a rate limit.
+    ClosedRateLimited => CONNECTIONS_CLOSED ["rate_limited"],
+    /// Closed with 1001 during server shutdown.
+    ClosedShutdown => CONNECTIONS_CLOSED ["shutdown"],
+    /// Dropped after a socket I/O error.
+    ClosedIoError => CONNECTIONS_CLOSED ["io_error"],
+    /// Peer closed TCP (EOF) without a Close frame.
+    ClosedPeerReset => CONNECTIONS_CLOSED ["peer_reset"],
+    /// Refused because the connection limit was reached.
+    ClosedServerFull => CONNECTIONS_CLOSED ["server_full"],
+    /// A plain HTTP request (metrics, refusal) was answered and the connection closed.
+    ClosedHttpDone => CONNECTIONS_CLOSED ["http_done"],
+    /// Upgrades completed.
+    HandshakesCompleted => HANDSHAKES_COMPLETED,
+    /// accept(2) failures.
+    AcceptErrors => ACCEPT_ERRORS,
+    /// Handshake answered `400 Bad Request` (RFC 6455 §4.2.1 requirements not met).
+    HandshakeRejected400 => HANDSHAKES_REJECTED ["400"],
+    /// Handshake answered `403 Forbidden` (e.g. Origin refused).
+    HandshakeRejected403 => HANDSHAKES_REJECTED ["403"],
+    /// Handshake answered `404 Not Found`.
+    HandshakeRejected404 => HANDSHAKES_REJECTED ["404"],
+    /// Handshake answered `426 Upgrade Required` (unsupported `Sec-WebSocket-Version`).
+    HandshakeRejected426 => HANDSHAKES_REJECTED ["426"],
+    /// Handshake answered `431 Request Header Fields Too Large`.
+    HandshakeRejected431 => HANDSHAKES_REJECTED ["431"],
+    /// Handshake answered `503 Service Unavailable`.
+    HandshakeRejected503 => HANDSHAKES_REJECTED ["503"],
+    /// `GET /metrics` served.
+    HttpMetrics => HTTP_REQUESTS ["metrics"],
+    /// `GET /stats` served.
+    HttpStats => HTTP_REQUESTS ["stats"],
+    /// `GET /healthz` served.
+    HttpHealthz => HTTP_REQUESTS ["healthz"],
+    /// Any other plain HTTP path.
+    HttpNotFound => HTTP_REQUESTS ["not_found"],
+    /// Text frame received (opcode 0x1).
+    FramesReceivedText => FRAMES_RECEIVED ["text"],
+    /// Binary frame received (opcode 0x2).
+    FramesReceivedBinary => FRAMES_RECEIVED ["binary"],
+    /// Continuation frame received (opcode 0x0).
+    FramesReceivedContinuation => FRAMES_RECEIVED ["continuation"],
+    /// Ping frame received (opcode 0x9).
+    FramesReceivedPing => FRAMES_RECEIVED ["ping"],
+    /// Pong frame received (opcode 0xA).
+    FramesReceivedPong => FRAMES_RECEIVED ["pong"],
+    /// Close frame received (opcode 0x8).
+    FramesReceivedClose => FRAMES_RECEIVED ["close"],
+    /// Text frame sent (opcode 0x1).
+    FramesSentText => FRAMES_SENT ["text"],
+    /// Binary frame sent (opcode 0x2).
+    FramesSentBinary => FRAMES_SENT ["binary"],
+    /// Continuation frame sent (opcode 0x0).
+    FramesSentContinuation => FRAMES_SENT ["continuation"],
+    /// Ping frame sent (opcode 0x9).
+    FramesSentPing => FRAMES_SENT ["ping"],
+    /// Pong frame sent (opcode 0xA).
+    FramesSentPong => FRAMES_SENT ["pong"],
+    /// Close frame sent (opcode 0x8).
+    FramesSentClose => FRAMES_SENT ["close"],
+    /// Bytes read from client sockets (add the `read` return value).
+    ReceivedBytes => RECEIVED_BYTES,
+    /// Bytes written to client sockets (add the `write` return value).
+    SentBytes => SENT_BYTES,
+    /// Publish with a JSON payload accepted.
+    PublishedJson => MESSAGES_PUBLISHED ["json"],
+    /// Publish with a binary payload accepted.
+    PublishedBinary => MESSAGES_PUBLISHED ["binary"],
+    /// One subscriber had a published frame queued.
+    MessagesDelivered => MESSAGES_DELIVERED,
+    /// Heartbeat timer fired and a Ping is due.
+    TimerHeartbeatPing => TIMER_EXPIRIES ["heartbeat_ping"],
+    /// Pong deadline passed.
+    TimerHeartbeatTimeout => TIMER_EXPIRIES ["heartbeat_timeout"],
+    /// Opening handshake deadline passed.
+    TimerHandshake => TIMER_EXPIRIES ["handshake"],
+    /// Closing handshake deadline passed.
+    TimerClose => TIMER_EXPIRIES ["close"],
+    /// Idle deadline passed.
+    TimerIdle => TIMER_EXPIRIES ["idle"],
+    /// Authentication deadline passed.
+    TimerAuth => TIMER_EXPIRIES ["auth"],
+    /// Dropped because the subscriber's outbox was over its limit.
+    DropSlowConsumer => QUEUE_DROPS ["slow_consumer_drop"],
+    /// Replaced by a newer message on a conflating channel.
+    DropConflated => QUEUE_DROPS ["conflated"],
+    /// Subscriber no longer open (closing or closed).
+    DropNotOpen => QUEUE_DROPS ["not_open"],
+    /// Cross-loop mesh queue was full.
+    DropMeshFull => QUEUE_DROPS ["mesh_full"],
+    /// Deliveries discarded because the subscriber was closed for the `close` policy.
+    DropSlowConsumerClose => QUEUE_DROPS ["slow_consumer_close"],
+    /// Message pushed to another loop's mesh inbox.
+    MeshMessagesSent => MESH_MESSAGES_SENT,
+    /// Message popped from this loop's mesh inbox.
+    MeshMessagesReceived => MESH_MESSAGES_RECEIVED,
+    /// Wakeup signalled to another loop.
+    MeshWakeups => MESH_WAKEUPS,
+    /// Heartbeat Ping frame sent.
+    HeartbeatPingsSent => HEARTBEAT_PINGS_SENT,
+    /// One event-loop iteration.
+    LoopTurns => LOOP_TURNS,
+}
+
+impl Counter {
+    /// Position of this series in a `[u64; Counter::COUNT]` array.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Static metadata of this series.
+    pub fn meta(self) -> &'static SeriesMeta {
+        &Self::META[self.index()]
+    }
+
+    /// The family this series belongs to.
+    pub fn family(self) -> &'static Family {
+        self.meta().family
+    }
+
+    /// The label value (for the family's label key), if the family is labeled.
+    pub fn label_value(self) -> Option<&'static str> {
+        self.meta().label_value
+    }
+
+    /// Series for a received frame, by RFC 6455 §5.2 opcode; `None` for reserved opcodes.
+    pub fn frame_received(opcode: u8) -> Option<Counter> {
+        let series = match opcode {
+            0x0 => Counter::FramesReceivedContinuation,
+            0x1 => Counter::FramesReceivedText,
+            0x2 => Counter::FramesReceivedBinary,
+            0x8 => Counter::FramesReceivedClose,
+            0x9 => Counter::FramesReceivedPing,
+            0xA => Counter::FramesReceivedPong,
+            _ => return None,
+        };
+        Some(series)
+    }
+
+    /// Series for a sent frame, by RFC 6455 §5.2 opcode; `None` for reserved opcodes.
+    pub fn frame_sent(opcode: u8) -> Option<Counter> {
+        let series = match opcode {
+            0x0 => Counter::FramesSentContinuation,
+            0x1 => Counter::FramesSentText,
+            0x2 => Counter::FramesSentBinary,
+            0x8 => Counter::FramesSentClose,
+            0x9 => Counter::FramesSentPing,
+            0xA => Counter::FramesSentPong,
+            _ => return None,
+        };
+        Some(series)
+    }
+
+    /// Series for a rejected handshake, by HTTP status; `None` for statuses not tracked.
+    pub fn handshake_rejected(status: u16) -> Option<Counter> {
+        let series = match status {
+            400 => Counter::HandshakeRejected400,
+            403 => Counter::HandshakeRejected403,
+            404 => Counter::HandshakeRejected404,
+            426 => Counter::HandshakeRejected426,
+            431 => Counter::HandshakeRejected431,
+            503 => Counter::HandshakeRejected503,
+            _ => return None,
+        };
+        Some(series)
+    }
+}
+
+/// Close codes with their own series (RFC 6455 §7.4.1 codes plus the relay's 4xxx codes),
+/// sorted ascending for binary search.
+pub const KNOWN_CLOSE_CODES: [u16; 17] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 4001, 4003, 4008, 4100, 4101, 4102, 4200,
+    4201,
+];
+
+/// Label values of a [`CloseCodeCounts`], index-aligned with [`KNOWN_CLOSE_CODES`] and the
+/// trailing [`OVERFLOW_LABEL`] slot.
+pub const CLOSE_CODE_LABELS: [&str; CLOSE_CODE_SLOTS] = [
+    "1000",
+    "1001",
+    "1002",
+    "1003",
+    "1007",
+    "1008",
+    "1009",
+    "1010",
+    "1011",
+    "4001",
+    "4003",
+    "4008",
+    "4100",
+    "4101",
+    "4102",
+    "4200",
+    "4201",
+    OVERFLOW_LABEL,
+];
+
+/// Known codes plus one overflow slot.
+pub const CLOSE_CODE_SLOTS: usize = KNOWN_CLOSE_CODES.len() + 1;
+
+/// Counts per close code. Bounded policy: a fixed slot per [`KNOWN_CLOSE_CODES`] entry and one
+/// [`OVERFLOW_LABEL`] slot for any other code (peers may send any 3000-4999 code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CloseCodeCounts {
+    counts: [u64; CLOSE_CODE_SLOTS],
+}
+
+impl CloseCodeCounts {
+    /// Counts one occurrence of `code`.
+    pub fn record(&mut self, code: u16) {
+        let slot = KNOWN_CLOSE_CODES
+            .binary_search(&code)
+            .unwrap_or(KNOWN_CLOSE_CODES.len());
+        if let Some(count) = self.counts.get_mut(slot) {
+            *count += 1;
+        }
+    }
+
+    /// Count recorded under `label` (a code such as `"1000"` or [`OVERFLOW_LABEL`]).
+    pub fn get(&self, label: &str) -> u64 {
+        self.iter()
+            .find(|(l, _)| *l == label)
+            .map_or(0, |(_, count)| count)
+    }
+
+    /// `(label, count)` for every slot, known codes ascending, overflow last.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        CLOSE_CODE_LABELS.iter().copied().zip(self.counts)
+    }
+
+    /// Adds every slot of `other` into `self` (used to sum loops).
+    pub fn merge(&mut self, other: &CloseCodeCounts) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+}
+
+/// Bound of [`LabeledCounts`]: distinct labels kept before folding into [`OVERFLOW_LABEL`].
+pub const LABELED_DISTINCT_MAX: usize = 32;
+
+/// Counts per `&'static str` label for rare-path families whose label set is open
+/// (codec protocol errors, command errors). Linear scan: these events are rare and the set is
+/// small. Bounded policy: at most [`LABELED_DISTINCT_MAX`] distinct labels, later new labels
+/// count under [`OVERFLOW_LABEL`] (so at most `LABELED_DISTINCT_MAX + 1` entries).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabeledCounts {
+    entries: Vec<(&'static str, u64)>,
+}
+
+impl LabeledCounts {
+    /// Adds `n` to the series of `label`.
+    pub fn add(&mut self, label: &'static str, n: u64) {
+        if let Some(count) = self.slot_mut(label) {
+            *count = count.saturating_add(n);
+            return;
+        }
+        let label = if self.entries.len() < LABELED_DISTINCT_MAX {
+            label
+        } else {
+            OVERFLOW_LABEL
+        };
+        match self.slot_mut(label) {
+            Some(count) => *count = count.saturating_add(n),
+            None => self.entries.push((label, n)),
+        }
+    }
+
+    fn slot_mut(&mut self, label: &str) -> Option<&mut u64> {
+        self.entries
+            .iter_mut()
+            .find(|(l, _)| *l == label)
+            .map(|(_, count)| count)
+    }
+
+    /// Count recorded under `label`.
+    pub fn get(&self, label: &str) -> u64 {
+        self.iter()
+            .find(|(l, _)| *l == label)
+            .map_or(0, |(_, count)| count)
+    }
+
+    /// `(label, count)` in first-seen order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+
+    /// Number of distinct labels held (overflow included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_counter_has_metadata_matching_its_family_shape() {
+        for &c in Counter::ALL {
+            let family = c.family();
+            assert_eq!(family.kind, MetricKind::Counter);
+            assert!(family.name.starts_with("wsrelay_"), "{}", family.name);
+            assert!(family.name.ends_with("_total"), "{}", family.name);
+            assert_eq!(family.label_key.is_some(), c.label_value().is_some());
+        }
+        assert_eq!(Counter::COUNT, 63);
+    }
+
+    #[test]
+    fn counter_families_are_contiguous_and_series_unique() {
+        let mut seen_families: Vec<&str> = Vec::new();
+        let mut seen_series: Vec<(&str, Option<&str>)> = Vec::new();
+        for &c in Counter::ALL {
+            let name = c.family().name;
+            if seen_families.last() != Some(&name) {
+                assert!(!seen_families.contains(&name), "{name} split");
+                seen_families.push(name);
+            }
+            let series = (name, c.label_value());
+            assert!(!seen_series.contains(&series), "{series:?} twice");
+            seen_series.push(series);
+        }
+        assert_eq!(seen_families.len(), 19);
+    }
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (position, &c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.index(), position);
+        }
+    }
+
+    #[test]
+    fn opcode_and_status_helpers_map_to_labeled_series() {
+        assert_eq!(
+            Counter::frame_received(0x1),
+            Some(Counter::FramesReceivedText)
+        );
+        assert_eq!(
+            Counter::frame_received(0xA),
+            Some(Counter::FramesReceivedPong)
+        );
+        assert_eq!(Counter::frame_received(0x3), None);
+        assert_eq!(
+            Counter::frame_sent(0x0),
+            Some(Counter::FramesSentContinuation)
+        );
+        assert_eq!(Counter::frame_sent(0xB), None);
+        let rejected = Counter::handshake_rejected(431);
+        assert_eq!(rejected.and_then(Counter::label_value), Some("431"));
+        assert_eq!(Counter::handshake_rejected(500), None);
+    }
+
+    #[test]
+    fn close_code_labels_align_with_codes() {
+        for (code, label) in KNOWN_CLOSE_CODES.iter().zip(CLOSE_CODE_LABELS) {
+            assert_eq!(code.to_string(), label);
+        }
+        assert!(KNOWN_CLOSE_CODES.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(CLOSE_CODE_LABELS.last(), Some(&OVERFLOW_LABEL));
+    }
+
+    #[test]
+    fn close_codes_count_known_and_fold_unknown_into_other() {
+        let mut counts = CloseCodeCounts::default();
+        for code in [1000, 1000, 4201, 3000, 4999, 0, 1005] {
+            counts.record(code);
+        }
+        assert_eq!(counts.get("1000"), 2);
+        assert_eq!(counts.get("4201"), 1);
+        assert_eq!(counts.get("other"), 4);
+        assert_eq!(counts.get("1001"), 0);
+        assert_eq!(counts.iter().count(), 18);
+        assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 7);
+    }
+
+    #[test]
+    fn close_codes_merge_adds_slots() {
+        let mut a = CloseCodeCounts::default();
+        let mut b = CloseCodeCounts::default();
+        a.record(1000);
+        b.record(1000);
+        b.record(3333);
+        a.merge(&b);
+        assert_eq!((a.get("1000"), a.get("other")), (2, 1));
+    }
+
+    #[test]
+    fn labeled_counts_open_set() {
+        let mut counts = LabeledCounts::default();
+        counts.add("invalid_utf8", 1);
+        counts.add("unknown_opcode", 2);
+        counts.add("invalid_utf8", 3);
+        assert_eq!(counts.get("invalid_utf8"), 4);
+        assert_eq!(counts.get("unknown_opcode"), 2);
+        assert_eq!(counts.get("never"), 0);
+        let order: Vec<_> = counts.iter().collect();
+        assert_eq!(order, vec![("invalid_utf8", 4), ("unknown_opcode", 2)]);
+    }
+
+    #[test]
+    fn labeled_counts_fold_past_bound_into_other() {
+        const LABELS: [&str; 34] = [
+            "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "b0", "b1", "b2", "b3",
+            "b4", "b5", "b6", "b7", "b8", "b9", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7",
+            "c8", "c9", "d0", "d1", "d2", "d3",
+        ];
+        let mut counts = LabeledCounts::default();
+        for label in LABELS {
+            counts.add(label, 1);
+        }
+        counts.add("a0", 1);
+        assert_eq!(counts.len(), LABELED_DISTINCT_MAX + 1);
+        assert_eq!(counts.get("d1"), 1);
+        assert_eq!(counts.get("d2"), 0);
+        assert_eq!(counts.get(OVERFLOW_LABEL), 2);
+        assert_eq!(counts.get("a0"), 2);
+    }
+
+    const KINDS: [&str; 40] = [
+        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
+        "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20", "k21", "k22", "k23", "k24", "k25",
+        "k26", "k27", "k28", "k29", "k30", "k31", "k32", "k33", "k34", "k35", "k36", "k37", "k38",
+        "other",
+    ];
+
+    proptest! {
+        #[test]
+        fn labeled_counts_stay_bounded_and_conserve_total(
+            picks in proptest::collection::vec((0usize..KINDS.len(), 1u64..5), 0..200)
+        ) {
+            let mut counts = LabeledCounts::default();
+            let mut expected_total = 0;
+            for &(i, n) in &picks {
+                counts.add(KINDS[i], n);
+                expected_total += n;
+            }
+            prop_assert!(counts.len() <= LABELED_DISTINCT_MAX + 1);
+            prop_assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), expected_total);
+        }
+
+        #[test]
+        fn close_codes_conserve_total(codes in proptest::collection::vec(any::<u16>(), 0..100)) {
+            let mut counts = CloseCodeCounts::default();
+            for &code in &codes {
+                counts.record(code);
+            }
+            prop_assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), codes.len() as u64);
+        }
+    }
+}

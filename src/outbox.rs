@@ -1,0 +1,389 @@
+//! The bounded per-connection queue of outgoing frames, with a control lane.
+//!
+//! Owns: the frames queued for one connection's socket and the byte counts of each lane.
+//! May not touch: sockets (the runtime gathers `io_slices` and reports what `writev` wrote
+//! with `advance`), the clock, or any other connection.
+//!
+//! Lanes, in write order:
+//! 1. the frame already partly written (a frame is never interleaved with another, RFC 6455
+//!    §5.4: frames of different messages must not be mixed on the wire);
+//! 2. the pending pong (at most one: RFC 6455 §5.5.3 lets an endpoint answer only the most
+//!    recent ping, so a ping flood cannot grow the queue);
+//! 3. the control lane (error, subscribed, pong replies to `{"type":"ping"}`): jumps ahead of
+//!    queued data so that a congested but alive connection still hears its replies;
+//! 4. the data lane: deliveries, plus "ordered control" frames (`unsubscribed`, `gap`) that must
+//!    keep their place among deliveries but are never dropped by the data policy;
+//! 5. the final close frame, written last; after it nothing is accepted.
+//!
+//! Budgets: data frames are limited by `data_bytes_max`; when a push would exceed it the
+//! caller gets `SendStatus::Full` and applies the slow-consumer policy. Control frames (lanes 2-4
+//! of control kind) are limited by `control_bytes_max`; a client that never reads its replies
+//! exhausts it, and the caller closes the connection (`SendStatus::Full` again).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+
+/// What happened to a frame offered to the outbox (uWebSockets' vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued; the connection needs a flush.
+    Queued,
+    /// The lane's budget is used up; nothing was queued.
+    Full,
+    /// The connection is closing or closed; nothing was queued.
+    Closed,
+}
+
+/// Which budget a queued frame counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    Data,
+    Control,
+}
+
+/// One queued frame.
+#[derive(Debug)]
+struct Entry {
+    bytes: Bytes,
+    budget: Budget,
+    /// When the publish that produced this frame was read off its socket (ns, process epoch);
+    /// 0 for frames that are not deliveries.
+    read_at_ns: u64,
+    /// The frame's first byte as queued (FIN + opcode), kept for the sent-frames counter after
+    /// a partial write has advanced `bytes`.
+    first_byte: u8,
+}
+
+/// The most slices gathered for one `writev`. Linux's IOV_MAX is 1024; 64 frames of typical
+/// relay size already exceed a socket buffer, so more would only cost gather time.
+pub const IO_SLICES_MAX: usize = 64;
+
+/// Bounded queue of frames for one connection.
+#[derive(Debug)]
+pub struct Outbox {
+    head: Option<Entry>,
+    pong: Option<Entry>,
+    control: VecDeque<Entry>,
+    data: VecDeque<Entry>,
+    close: Option<Entry>,
+    data_bytes: usize,
+    control_bytes: usize,
+    data_bytes_max: usize,
+    control_bytes_max: usize,
+    closed: bool,
+}
+
+impl Outbox {
+    /// An empty outbox with the given budgets. Allocates nothing until a frame is queued.
+    pub fn new(data_bytes_max: usize, control_bytes_max: usize) -> Self {
+        Outbox {
+            head: None,
+            pong: None,
+            control: VecDeque::new(),
+            data: VecDeque::new(),
+            close: None,
+            data_bytes: 0,
+            control_bytes: 0,
+            data_bytes_max,
+            control_bytes_max,
+            closed: false,
+        }
+    }
+
+    /// Queues a delivery. `read_at_ns` timestamps the publish for the relay-latency histogram.
+    pub fn push_data(&mut self, bytes: Bytes, read_at_ns: u64) -> SendStatus {
+        if self.closed {
+            return SendStatus::Closed;
+        }
+        if self.data_bytes + bytes.len() > self.data_bytes_max {
+            return SendStatus::Full;
+        }
+        self.data_bytes += bytes.len();
+        self.data
+            .push_back(Entry::new(bytes, Budget::Data, read_at_ns));
+        SendStatus::Queued
+    }
+
+    /// Queues a recovered (history) frame regardless of the data budget: replay is bounded by
+    /// the history size, and refusing it would defeat recovery. Its bytes count as data.
+    pub fn push_replay(&mut self, bytes: Bytes) -> SendStatus {
+        if self.closed {
+            return SendStatus::Closed;
+        }
+        self.data_bytes += bytes.len();
+        self.data.push_back(Entry::new(bytes, Budget::Data, 0));
+        SendStatus::Queued
+    }
+
+    /// Queues a reply that must keep its place among deliveries (`unsubscribed`, `gap`).
+    pub fn push_ordered_control(&mut self, bytes: Bytes) -> SendStatus {
+        if let Some(status) = self.refuse_control(bytes.len()) {
+            return status;
+        }
+        self.control_bytes += bytes.len();
+        self.data.push_back(Entry::control(bytes));
+        SendStatus::Queued
+    }
+
+    /// Queues a reply that may overtake queued deliveries (`error`, `subscribed`, `pong`).
+    pub fn push_control(&mut self, bytes: Bytes) -> SendStatus {
+        if let Some(status) = self.refuse_control(bytes.len()) {
+            return status;
+        }
+        self.control_bytes += bytes.len();
+        self.control.push_back(Entry::control(bytes));
+        SendStatus::Queued
+    }
+
+    /// Queues the pong frame, replacing an unsent one (RFC 6455 §5.5.3).
+    pub fn push_pong(&mut self, bytes: Bytes) -> SendStatus {
+        if self.closed {
+            return SendStatus::Closed;
+        }
+        if let Some(old) = self.pong.take() {
+            self.control_bytes -= old.bytes.len();
+        }
+        self.control_bytes += bytes.len();
+        self.pong = Some(Entry::control(bytes));
+        SendStatus::Queued
+    }
+
+    /// Queues the close frame after everything already queued (graceful: shutdown, drain).
+    /// Nothing is accepted afterwards.
+    pub fn close_after_queued(&mut self, close_frame: Bytes) {
+        if !self.closed {
+            self.closed = true;
+            self.close = Some(Entry::control(close_frame));
+        }
+    }
+
+    /// Discards queued data and replies (except a partly written frame, which must be finished
+    /// to keep the stream well-framed) and queues the close frame next. Returns how many
+    /// deliveries were discarded, for the drop counter.
+    pub fn close_now(&mut self, close_frame: Bytes) -> usize {
+        let dropped = self
+            .data
+            .iter()
+            .filter(|e| e.budget == Budget::Data)
+            .count();
+        self.data.clear();
+        self.control.clear();
+        self.pong = None;
+        self.data_bytes = 0;
+        self.control_bytes = 0;
+        self.closed = false;
+        self.close_after_queued(close_frame);
+        dropped
+    }
+
+    /// True once a close frame was queued: data is no longer accepted.
+    pub fn is_closing(&self) -> bool {
+        self.closed
+    }
+
+    /// True when nothing at all is waiting to be written.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_none()
+            && self.pong.is_none()
+            && self.control.is_empty()
+            && self.data.is_empty()
+            && self.close.is_none()
+    }
+
+    /// True when the close frame has been completely written.
+    pub fn close_written(&self) -> bool {
+        self.closed && self.is_empty()
+    }
+
+    /// Bytes queued in both lanes (the metrics gauge `outbox_bytes`).
+    pub fn queued_bytes(&self) -> usize {
+        self.data_bytes + self.control_bytes
+    }
+
+    /// Bytes of deliveries queued (the slow-consumer budget's use).
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    /// Fills `slices` with the frames to write next, in lane order. Returns how many.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; IO_SLICES_MAX]) -> usize {
+        let mut n = 0;
+        let mut put = |b: &'a [u8]| {
+            if n < IO_SLICES_MAX && !b.is_empty() {
+                slices[n] = IoSlice::new(b);
+                n += 1;
+            }
+        };
+        if let Some(h) = &self.head {
+            put(&h.bytes);
+        }
+        let lanes = self.pong.iter().chain(&self.control).chain(&self.data);
+        lanes.chain(&self.close).for_each(|e| put(&e.bytes));
+        n
+    }
+
+    /// Consumes `written` bytes in the order `io_slices` gathered them. Calls `on_written`
+    /// for every frame written completely, with its first byte (FIN and opcode, RFC 6455 §5.2)
+    /// and, for deliveries, the `read_at_ns` of its publish (0 otherwise).
+    pub fn advance(&mut self, mut written: usize, on_written: &mut impl FnMut(u8, u64)) {
+        while written > 0 {
+            let Some(mut entry) = self.take_next() else {
+                debug_assert!(false, "advance past the queued bytes");
+                return;
+            };
+            let len = entry.bytes.len();
+            if written < len {
+                entry.bytes.advance(written);
+                self.head = Some(entry);
+                return;
+            }
+            written -= len;
+            on_written(entry.first_byte, entry.read_at_ns);
+        }
+    }
+
+    /// Removes the next frame in write order, releasing its budget.
+    fn take_next(&mut self) -> Option<Entry> {
+        if let Some(h) = self.head.take() {
+            return Some(h);
+        }
+        if let Some(p) = self.pong.take() {
+            self.control_bytes -= p.bytes.len();
+            return Some(p);
+        }
+        if let Some(c) = self.control.pop_front() {
+            self.control_bytes -= c.bytes.len();
+            return Some(c);
+        }
+        if let Some(e) = self.data.pop_front() {
+            match e.budget {
+                Budget::Data => self.data_bytes -= e.bytes.len(),
+                Budget::Control => self.control_bytes -= e.bytes.len(),
+            }
+            return Some(e);
+        }
+        self.close.take()
+    }
+
+    fn refuse_control(&self, len: usize) -> Option<SendStatus> {
+        if self.closed {
+            Some(SendStatus::Closed)
+        } else if self.control_bytes + len > self.control_bytes_max {
+            Some(SendStatus::Full)
+        } else {
+            None
+        }
+    }
+}
+
+impl Entry {
+    fn new(bytes: Bytes, budget: Budget, read_at_ns: u64) -> Entry {
+        let first_byte = bytes.first().copied().unwrap_or(0);
+        Entry {
+            bytes,
+            budget,
+            read_at_ns,
+            first_byte,
+        }
+    }
+
+    fn control(bytes: Bytes) -> Entry {
+        Entry::new(bytes, Budget::Control, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gather(o: &Outbox) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
+        let n = o.io_slices(&mut slices);
+        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn control_overtakes_data_but_not_a_partly_written_frame() {
+        let mut o = Outbox::new(1024, 1024);
+        o.push_data(b("AAAA"), 1);
+        o.advance(2, &mut |_, _| {});
+        o.push_control(b("c"));
+        o.push_pong(b("p"));
+        o.push_data(b("BB"), 2);
+        assert_eq!(gather(&o), b"AApcBB");
+    }
+
+    #[test]
+    fn ordered_control_keeps_its_place() {
+        let mut o = Outbox::new(1024, 1024);
+        o.push_data(b("A"), 1);
+        o.push_ordered_control(b("u"));
+        o.push_data(b("B"), 1);
+        assert_eq!(gather(&o), b"AuB");
+    }
+
+    #[test]
+    fn data_budget_refuses_and_control_still_fits() {
+        let mut o = Outbox::new(4, 4);
+        assert_eq!(o.push_data(b("AAA"), 1), SendStatus::Queued);
+        assert_eq!(o.push_data(b("BB"), 1), SendStatus::Full);
+        assert_eq!(o.push_control(b("cc")), SendStatus::Queued);
+        assert_eq!(o.push_control(b("ccc")), SendStatus::Full);
+        assert_eq!(o.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn only_the_latest_pong_is_kept() {
+        let mut o = Outbox::new(16, 16);
+        for _ in 0..100 {
+            o.push_pong(b("pp"));
+        }
+        assert_eq!(o.queued_bytes(), 2);
+        o.push_pong(b("qq"));
+        assert_eq!(gather(&o), b"qq");
+    }
+
+    #[test]
+    fn advance_reports_each_completed_frame_once_in_write_order() {
+        let mut o = Outbox::new(64, 64);
+        o.push_data(b("AAAA"), 7);
+        o.push_control(b("c"));
+        o.push_data(b("BB"), 9);
+        let mut seen = Vec::new();
+        let mut record = |first: u8, t: u64| seen.push((first, t));
+        o.advance(3, &mut record);
+        o.advance(2, &mut record);
+        o.advance(2, &mut record);
+        assert_eq!(seen, vec![(b'c', 0), (b'A', 7), (b'B', 9)]);
+        assert!(o.is_empty());
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn close_now_discards_queued_data_but_finishes_the_partial_frame() {
+        let mut o = Outbox::new(64, 64);
+        o.push_data(b("AAAA"), 1);
+        o.push_data(b("BBBB"), 1);
+        o.advance(1, &mut |_, _| {});
+        assert_eq!(o.close_now(b("X")), 1);
+        assert_eq!(gather(&o), b"AAAX");
+        assert_eq!(o.push_data(b("C"), 1), SendStatus::Closed);
+        o.advance(4, &mut |_, _| {});
+        assert!(o.close_written());
+    }
+
+    #[test]
+    fn close_after_queued_writes_the_close_frame_last() {
+        let mut o = Outbox::new(64, 64);
+        o.push_data(b("AA"), 1);
+        o.close_after_queued(b("X"));
+        assert_eq!(o.push_control(b("c")), SendStatus::Closed);
+        assert_eq!(gather(&o), b"AAX");
+    }
+}

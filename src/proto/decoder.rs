@@ -1,0 +1,1197 @@
+//! Streaming RFC 6455 frame decoder, sans-IO, for the server role and the client role.
+//!
+//! Owns: per-connection parse state (a partial header of at most 14 bytes, the frame in
+//! progress, the reassembly buffer of a fragmented message, the UTF-8 carry of a text message).
+//! May not touch: sockets, clocks, writing replies (the caller answers pings and closes).
+//!
+//! Invariants:
+//! - Zero-copy fast path: a complete unfragmented frame (data or control) that lies entirely in
+//!   the caller's input is unmasked in place and delivered as a slice of that input. Only a
+//!   frame split across feeds and fragmented messages are copied into `message`.
+//! - `message` holds the data of the message in progress (at most
+//!   `DecoderLimits::message_bytes_max`), then, while a control frame split across feeds is
+//!   being received, that control frame's payload (at most 125 bytes, §5.5). It is released
+//!   when a message completes if its capacity grew beyond `MESSAGE_RETAIN_BYTES_MAX`.
+//! - Fail fast: every rule is checked on the first byte that can violate it (header bits as
+//!   they arrive, the announced length before any payload is buffered, UTF-8 per piece).
+//! - After an error the decoder is poisoned: every later feed returns the same error.
+
+use std::ops::ControlFlow;
+
+use crate::proto::close::{parse_close_payload, CloseFrame};
+use crate::proto::error::ProtocolError;
+use crate::proto::frame::{OpCode, CLIENT_HEADER_BYTES_MAX};
+use crate::proto::mask::{apply_mask, apply_mask_check_ascii};
+use crate::proto::utf8::Utf8Validator;
+
+/// Capacity of the reassembly buffer kept between messages; a larger buffer is freed when its
+/// message completes, so idle connections hold at most this much.
+pub const MESSAGE_RETAIN_BYTES_MAX: usize = 4096;
+
+/// Largest control frame payload (§5.5).
+const CONTROL_PAYLOAD_BYTES_MAX: u64 = 125;
+/// FIN bit (§5.2).
+const FIN_BIT: u8 = 0x80;
+/// RSV1-3 bits (§5.2).
+const RSV_BITS: u8 = 0x70;
+/// Opcode bits (§5.2).
+const OPCODE_BITS: u8 = 0x0F;
+/// MASK bit of the second byte (§5.2).
+const MASK_BIT: u8 = 0x80;
+/// 7-bit payload length bits (§5.2).
+const LEN7_BITS: u8 = 0x7F;
+/// Bytes of the masking key (§5.3).
+const MASK_KEY_BYTES: usize = 4;
+
+/// Which end of the connection this decoder runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Decodes client frames: every frame MUST be masked (§5.1).
+    Server,
+    /// Decodes server frames: no frame may be masked (§5.1).
+    Client,
+}
+
+/// Size limits enforced by the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderLimits {
+    /// Largest data frame payload and largest reassembled message, in bytes. Exceeding it is
+    /// [`ProtocolError::MessageTooBig`], detected from the header before buffering. Control
+    /// frames are bounded by §5.5 (125 bytes) instead.
+    pub message_bytes_max: usize,
+}
+
+/// A decoded message or control frame. Slices borrow the caller's input or the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message, already validated as UTF-8 (§8.1).
+    Text(&'a [u8]),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping; the caller answers with a pong carrying the same payload (§5.5.2).
+    Ping(&'a [u8]),
+    /// A pong (§5.5.3).
+    Pong(&'a [u8]),
+    /// A close frame, `None` without a status code (§5.5.1).
+    Close(Option<CloseFrame<'a>>),
+}
+
+/// How a successful [`Decoder::feed`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// All input was decoded or buffered.
+    Drained,
+    /// The callback returned `Break`; input after `consumed_bytes` was dropped undecoded.
+    Stopped {
+        /// Input bytes decoded up to and including the frame whose event stopped decoding.
+        consumed_bytes: usize,
+    },
+}
+
+/// Type of the data message in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageKind {
+    Text,
+    Binary,
+}
+
+/// Control frame types (§5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ControlKind {
+    Close,
+    Ping,
+    Pong,
+}
+
+/// What a frame carries, with the continuation opcode resolved to its message's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    Data(MessageKind),
+    Control(ControlKind),
+}
+
+/// A complete, validated frame header.
+#[derive(Debug, Clone, Copy)]
+struct FrameHeader {
+    fin: bool,
+    kind: FrameKind,
+    /// Whether this data frame starts a message (Text/Binary rather than Continuation).
+    starts_message: bool,
+    mask: Option<[u8; MASK_KEY_BYTES]>,
+    payload_len: u64,
+    header_len: usize,
+}
+
+/// A frame whose payload is arriving across feeds.
+#[derive(Debug, Clone, Copy)]
+struct FrameInProgress {
+    fin: bool,
+    kind: FrameKind,
+    /// Key rotated so that index 0 applies to the next payload byte.
+    mask: Option<[u8; MASK_KEY_BYTES]>,
+    remaining_bytes: u64,
+    /// Start of a control frame's payload in `message` (after the data message so far).
+    control_start: usize,
+}
+
+/// Position within the frame stream.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Between frames; `len` bytes of the next header are buffered.
+    Header {
+        buf: [u8; CLIENT_HEADER_BYTES_MAX],
+        len: u8,
+    },
+    /// Inside a frame's payload.
+    Payload(FrameInProgress),
+}
+
+const STATE_IDLE: State = State::Header {
+    buf: [0; CLIENT_HEADER_BYTES_MAX],
+    len: 0,
+};
+
+/// The streaming frame decoder of one connection (about 80 bytes, no allocation until a frame
+/// is split across feeds or a message is fragmented).
+#[derive(Debug)]
+pub struct Decoder {
+    /// Reassembly buffer; see the module invariants.
+    message: Vec<u8>,
+    limits: DecoderLimits,
+    state: State,
+    /// Type of the data message in progress (fragmented, or a single frame split across
+    /// feeds); `None` between messages.
+    message_kind: Option<MessageKind>,
+    utf8: Utf8Validator,
+    role: Role,
+    /// Set by the first error; returned by every later feed.
+    poisoned: Option<ProtocolError>,
+}
+
+impl Decoder {
+    /// A decoder at the start of a frame stream.
+    pub fn new(role: Role, limits: DecoderLimits) -> Self {
+        Self {
+            message: Vec::new(),
+            limits,
+            state: STATE_IDLE,
+            message_kind: None,
+            utf8: Utf8Validator::new(),
+            role,
+            poisoned: None,
+        }
+    }
+
+    /// Decodes every complete frame in `input`, unmasking in place, and calls `on_event` for
+    /// each complete message and control frame, in order. Unfinished frames are buffered.
+    ///
+    /// Generic over the callback so the hot loop is monomorphised and the callback inlined
+    /// (a `&mut dyn FnMut` also works as `F`). If `on_event` returns `Break`, decoding stops
+    /// at that frame's end and the rest of `input` is dropped (used after a Close). Events
+    /// for frames before a violation are delivered before the error is returned.
+    pub fn feed<F>(&mut self, input: &mut [u8], mut on_event: F) -> Result<Feed, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        if let Some(error) = self.poisoned {
+            return Err(error);
+        }
+        let result = self.decode_all(input, &mut on_event);
+        if let Err(error) = result {
+            self.poison(error);
+        }
+        result
+    }
+
+    /// Bytes of heap memory held by this decoder (for metrics and memory limits).
+    pub fn buffered_bytes(&self) -> usize {
+        self.message.capacity()
+    }
+
+    /// Frees the reassembly buffer if it holds no data (e.g. when a connection goes idle).
+    pub fn release_idle_buffer(&mut self) {
+        if self.message.is_empty() {
+            self.message = Vec::new();
+        }
+    }
+
+    fn poison(&mut self, error: ProtocolError) {
+        self.poisoned = Some(error);
+        self.message = Vec::new();
+        self.state = STATE_IDLE;
+    }
+
+    fn decode_all<F>(&mut self, input: &mut [u8], on_event: &mut F) -> Result<Feed, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        let mut pos = 0;
+        while pos < input.len() {
+            let flow = match self.state {
+                State::Header { .. } => match self.take_header(input, &mut pos)? {
+                    Some(header) => self.begin_frame(header, input, &mut pos, on_event)?,
+                    None => ControlFlow::Continue(()),
+                },
+                State::Payload(frame) => self.continue_payload(frame, input, &mut pos, on_event)?,
+            };
+            if flow.is_break() {
+                return Ok(Feed::Stopped {
+                    consumed_bytes: pos,
+                });
+            }
+        }
+        Ok(Feed::Drained)
+    }
+
+    /// Completes the next header from buffered bytes plus `input[*pos..]`. Returns `None`
+    /// (with everything buffered) if the input ends inside the header.
+    fn take_header(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+    ) -> Result<Option<FrameHeader>, ProtocolError> {
+        let State::Header { mut buf, len } = self.state else {
+            return Ok(None);
+        };
+        let available = input.get(*pos..).unwrap_or_default();
+        let buffered = usize::from(len);
+        if buffered == 0 {
+            // Fast path: the header is parsed straight from the input.
+            if let Some(header) = self.parse_header(available)? {
+                *pos += header.header_len;
+                return Ok(Some(header));
+            }
+        }
+        let copied = available.len().min(CLIENT_HEADER_BYTES_MAX - buffered);
+        buf[buffered..buffered + copied].copy_from_slice(&available[..copied]);
+        match self.parse_header(&buf[..buffered + copied])? {
+            Some(header) => {
+                // Only the header's own bytes are consumed; the rest is payload.
+                *pos += header.header_len - buffered;
+                self.state = STATE_IDLE;
+                Ok(Some(header))
+            }
+            None => {
+                *pos += copied;
+                self.state = State::Header {
+                    buf,
+                    len: (buffered + copied) as u8,
+                };
+                Ok(None)
+            }
+        }
+    }
+
+    /// Validates the header bytes present in `bytes` (fail fast: each rule is checked as soon
+    /// as its byte is there) and returns the header once all of it is present.
+    #[inline]
+    fn parse_header(&self, bytes: &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
+        let Some(&b0) = bytes.first() else {
+            return Ok(None);
+        };
+        let (fin, kind, starts_message) = self.check_first_byte(b0)?;
+        let Some(&b1) = bytes.get(1) else {
+            return Ok(None);
+        };
+        let masked = self.check_mask_bit(b1)?;
+        let Some((payload_len, len_end)) = parse_payload_len(b1, bytes)? else {
+            return Ok(None);
+        };
+        self.check_payload_len(kind, payload_len)?;
+        let header_len = len_end + if masked { MASK_KEY_BYTES } else { 0 };
+        let mask = match masked {
+            true => match bytes
+                .get(len_end..header_len)
+                .and_then(|key| key.first_chunk())
+            {
+                Some(key) => Some(*key),
+                None => return Ok(None),
+            },
+            false => None,
+        };
+        Ok(Some(FrameHeader {
+            fin,
+            kind,
+            starts_message,
+            mask,
+            payload_len,
+            header_len,
+        }))
+    }
+
+    /// Checks RSV bits, opcode and fragmentation rules of the first header byte.
+    #[inline]
+    fn check_first_byte(&self, b0: u8) -> Result<(bool, FrameKind, bool), ProtocolError> {
+        // §5.2: no extension is negotiated, so RSV1-3 MUST be 0.
+        if b0 & RSV_BITS != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        let fin = b0 & FIN_BIT != 0;
+        let opcode = OpCode::from_u8(b0 & OPCODE_BITS).ok_or(ProtocolError::UnknownOpcode)?;
+        let (kind, starts_message) = match opcode {
+            OpCode::Text => (
+                FrameKind::Data(self.start_message(MessageKind::Text)?),
+                true,
+            ),
+            OpCode::Binary => (
+                FrameKind::Data(self.start_message(MessageKind::Binary)?),
+                true,
+            ),
+            // §5.4: a continuation frame only follows a non-final data frame.
+            OpCode::Continuation => match self.message_kind {
+                Some(kind) => (FrameKind::Data(kind), false),
+                None => return Err(ProtocolError::ContinuationWithoutStart),
+            },
+            OpCode::Close => (FrameKind::Control(ControlKind::Close), false),
+            OpCode::Ping => (FrameKind::Control(ControlKind::Ping), false),
+            OpCode::Pong => (FrameKind::Control(ControlKind::Pong), false),
+        };
+        // §5.5: control frames MUST NOT be fragmented.
+        if matches!(kind, FrameKind::Control(_)) && !fin {
+            return Err(ProtocolError::ControlFrameFragmented);
+        }
+        Ok((fin, kind, starts_message))
+    }
+
+    /// §5.4: a new data message may not start inside a fragmented one.
+    #[inline]
+    fn start_message(&self, kind: MessageKind) -> Result<MessageKind, ProtocolError> {
+        match self.message_kind {
+            Some(_) => Err(ProtocolError::DataFrameInsideFragmentedMessage),
+            None => Ok(kind),
+        }
+    }
+
+    /// §5.1: clients MUST mask, servers MUST NOT.
+    #[inline]
+    fn check_mask_bit(&self, b1: u8) -> Result<bool, ProtocolError> {
+        let masked = b1 & MASK_BIT != 0;
+        match (self.role, masked) {
+            (Role::Server, false) => Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => Err(ProtocolError::MaskedServerFrame),
+            _ => Ok(masked),
+        }
+    }
+
+    /// §5.5 control length, and the message limit (fail fast, before any payload arrives).
+    #[inline]
+    fn check_payload_len(&self, kind: FrameKind, payload_len: u64) -> Result<(), ProtocolError> {
+        let limit = match kind {
+            FrameKind::Control(_) if payload_len > CONTROL_PAYLOAD_BYTES_MAX => {
+                return Err(ProtocolError::ControlFrameTooLong)
+            }
+            FrameKind::Control(_) => return Ok(()),
+            FrameKind::Data(_) => self
+                .limits
+                .message_bytes_max
+                .saturating_sub(self.message.len()),
+        };
+        if payload_len > limit as u64 {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        Ok(())
+    }
+
+    /// Starts the payload of `header`: delivers it zero-copy if possible, else buffers.
+    #[inline]
+    fn begin_frame<F>(
+        &mut self,
+        header: FrameHeader,
+        input: &mut [u8],
+        pos: &mut usize,
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        let standalone =
+            header.fin && (header.starts_message || matches!(header.kind, FrameKind::Control(_)));
+        let payload_end = pos
+            .checked_add(header.payload_len as usize)
+            .filter(|_| header.payload_len <= usize::MAX as u64);
+        if let Some(payload) = payload_end
+            .filter(|_| standalone)
+            .and_then(|end| input.get_mut(*pos..end))
+        {
+            *pos += payload.len();
+            return deliver_standalone(header, payload, on_event);
+        }
+        let frame = self.enter_frame(header);
+        self.continue_payload(frame, input, pos, on_event)
+    }
+
+    /// Records the start of a buffered frame and returns its progress state.
+    fn enter_frame(&mut self, header: FrameHeader) -> FrameInProgress {
+        if let (FrameKind::Data(kind), true) = (header.kind, header.starts_message) {
+            self.message_kind = Some(kind);
+            self.utf8.reset();
+        }
+        FrameInProgress {
+            fin: header.fin,
+            kind: header.kind,
+            mask: header.mask,
+            remaining_bytes: header.payload_len,
+            control_start: self.message.len(),
+        }
+    }
+
+    /// Consumes the available part of a buffered frame's payload; on the frame's last byte,
+    /// delivers the message or control frame.
+    fn continue_payload<F>(
+        &mut self,
+        mut frame: FrameInProgress,
+        input: &mut [u8],
+        pos: &mut usize,
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        let available = input.get_mut(*pos..).unwrap_or_default();
+        let take = available
+            .len()
+            .min(usize::try_from(frame.remaining_bytes).unwrap_or(usize::MAX));
+        let chunk = &mut available[..take];
+        *pos += take;
+        frame.remaining_bytes -= take as u64;
+        if frame.kind == FrameKind::Data(MessageKind::Text) {
+            // §8.1: fail fast on the first invalid byte, even mid-frame. ASCII needs no
+            // validation unless it would end a multi-byte sequence carried from before.
+            let ascii = unmask_check_ascii(chunk, frame.mask);
+            if !(ascii && self.utf8.is_char_boundary()) {
+                self.utf8
+                    .feed(chunk)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else if let Some(key) = frame.mask {
+            apply_mask(chunk, key, 0);
+        }
+        frame.mask = frame.mask.map(|key| rotate_key(key, take));
+        self.message.extend_from_slice(chunk);
+        if frame.remaining_bytes > 0 {
+            self.state = State::Payload(frame);
+            return Ok(ControlFlow::Continue(()));
+        }
+        self.state = STATE_IDLE;
+        self.finish_frame(frame, on_event)
+    }
+
+    /// Handles the last byte of a buffered frame.
+    fn finish_frame<F>(
+        &mut self,
+        frame: FrameInProgress,
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        match frame.kind {
+            FrameKind::Control(kind) => {
+                let payload = self.message.get(frame.control_start..).unwrap_or_default();
+                let flow = on_event(control_event(kind, payload)?);
+                self.message.truncate(frame.control_start);
+                Ok(flow)
+            }
+            FrameKind::Data(_) if !frame.fin => Ok(ControlFlow::Continue(())),
+            FrameKind::Data(kind) => self.finish_message(kind, on_event),
+        }
+    }
+
+    /// Delivers the reassembled message and applies the buffer retention policy.
+    fn finish_message<F>(
+        &mut self,
+        kind: MessageKind,
+        on_event: &mut F,
+    ) -> Result<ControlFlow<()>, ProtocolError>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<()>,
+    {
+        self.message_kind = None;
+        let event = match kind {
+            MessageKind::Text => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Event::Text(&self.message)
+            }
+            MessageKind::Binary => Event::Binary(&self.message),
+        };
+        let flow = on_event(event);
+        self.message.clear();
+        if self.message.capacity() > MESSAGE_RETAIN_BYTES_MAX {
+            self.message = Vec::new();
+        }
+        Ok(flow)
+    }
+}
+
+/// Parses the payload length field (§5.2). Returns the length and the offset where it ends,
+/// or `None` if the extended length bytes are not all present yet.
+#[inline]
+fn parse_payload_len(b1: u8, bytes: &[u8]) -> Result<Option<(u64, usize)>, ProtocolError> {
+    let extended = bytes.get(2..).unwrap_or_default();
+    match b1 & LEN7_BITS {
+        126 => Ok(extended
+            .first_chunk::<2>()
+            .map(|len| (u64::from(u16::from_be_bytes(*len)), 4))),
+        127 => {
+            // §5.2: the most significant bit MUST be 0; checked on its own byte.
+            if extended.first().is_some_and(|&msb| msb & 0x80 != 0) {
+                return Err(ProtocolError::PayloadLengthMsbSet);
+            }
+            Ok(extended
+                .first_chunk::<8>()
+                .map(|len| (u64::from_be_bytes(*len), 10)))
+        }
+        len7 => Ok(Some((u64::from(len7), 2))),
+    }
+}
+
+/// Unmasks and delivers a frame that is complete inside the caller's input.
+#[inline]
+fn deliver_standalone<F>(
+    header: FrameHeader,
+    payload: &mut [u8],
+    on_event: &mut F,
+) -> Result<ControlFlow<()>, ProtocolError>
+where
+    F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    if header.kind == FrameKind::Data(MessageKind::Text) {
+        // §8.1: text must be UTF-8.
+        if !unmask_check_ascii(payload, header.mask) && simdutf8::basic::from_utf8(payload).is_err()
+        {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        return Ok(on_event(Event::Text(payload)));
+    }
+    if let Some(key) = header.mask {
+        apply_mask(payload, key, 0);
+    }
+    let event = match header.kind {
+        FrameKind::Control(kind) => control_event(kind, payload)?,
+        FrameKind::Data(_) => Event::Binary(payload),
+    };
+    Ok(on_event(event))
+}
+
+/// Unmasks `payload` if masked and returns whether it is all ASCII (hence valid UTF-8), in
+/// one pass (see `apply_mask_check_ascii` for why).
+#[inline]
+fn unmask_check_ascii(payload: &mut [u8], mask: Option<[u8; MASK_KEY_BYTES]>) -> bool {
+    match mask {
+        Some(key) => apply_mask_check_ascii(payload, key, 0),
+        None => payload.is_ascii(),
+    }
+}
+
+/// Builds the event of a complete control frame; a close payload is validated (§5.5.1).
+#[inline]
+fn control_event(kind: ControlKind, payload: &[u8]) -> Result<Event<'_>, ProtocolError> {
+    Ok(match kind {
+        ControlKind::Close => Event::Close(parse_close_payload(payload)?),
+        ControlKind::Ping => Event::Ping(payload),
+        ControlKind::Pong => Event::Pong(payload),
+    })
+}
+
+/// The masking key as seen from `consumed` payload bytes further on (§5.3).
+#[inline]
+fn rotate_key(key: [u8; MASK_KEY_BYTES], consumed: usize) -> [u8; MASK_KEY_BYTES] {
+    let mut rotated = key;
+    rotated.rotate_left(consumed % MASK_KEY_BYTES);
+    rotated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::close::encode_close_payload;
+    use crate::proto::frame::{encode_client_frame, encode_server_frame};
+    use proptest::prelude::*;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    const LIMIT: usize = 1 << 20;
+
+    /// An owned copy of an [`Event`] for assertions.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Text(Vec<u8>),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+    }
+
+    fn own(event: Event<'_>) -> Owned {
+        match event {
+            Event::Text(p) => Owned::Text(p.to_vec()),
+            Event::Binary(p) => Owned::Binary(p.to_vec()),
+            Event::Ping(p) => Owned::Ping(p.to_vec()),
+            Event::Pong(p) => Owned::Pong(p.to_vec()),
+            Event::Close(c) => Owned::Close(c.map(|c| (c.code, c.reason.to_owned()))),
+        }
+    }
+
+    /// Feeds `pieces` in order; returns all events and the first error.
+    fn decode_pieces(
+        role: Role,
+        limit: usize,
+        pieces: &[&[u8]],
+    ) -> (Vec<Owned>, Option<ProtocolError>) {
+        let mut decoder = Decoder::new(
+            role,
+            DecoderLimits {
+                message_bytes_max: limit,
+            },
+        );
+        let mut events = Vec::new();
+        for piece in pieces {
+            let mut piece = piece.to_vec();
+            let result = decoder.feed(&mut piece, |event| {
+                events.push(own(event));
+                ControlFlow::Continue(())
+            });
+            if let Err(error) = result {
+                return (events, Some(error));
+            }
+        }
+        (events, None)
+    }
+
+    fn decode(role: Role, bytes: &[u8]) -> (Vec<Owned>, Option<ProtocolError>) {
+        decode_pieces(role, LIMIT, &[bytes])
+    }
+
+    /// Encodes a frame as the peer of `role` would send it.
+    fn frame(role: Role, fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match role {
+            Role::Server => encode_client_frame(&mut out, fin, opcode, payload, KEY),
+            Role::Client => encode_server_frame(&mut out, fin, opcode, payload),
+        }
+        out
+    }
+
+    fn text(s: &str) -> Owned {
+        Owned::Text(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn decoder_is_small() {
+        let size = std::mem::size_of::<Decoder>();
+        println!("size_of::<Decoder>() = {size}");
+        assert!(size <= 96, "{size}");
+    }
+
+    #[test]
+    fn rfc_5_7_masked_hello_server_role() {
+        let wire = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(decode(Role::Server, &wire), (vec![text("Hello")], None));
+    }
+
+    #[test]
+    fn rfc_5_7_unmasked_hello_client_role() {
+        let wire = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(decode(Role::Client, &wire), (vec![text("Hello")], None));
+    }
+
+    #[test]
+    fn rfc_5_7_fragmented_hello_both_roles() {
+        let client_wire = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        assert_eq!(
+            decode(Role::Client, &client_wire),
+            (vec![text("Hello")], None)
+        );
+        let mut server_wire = frame(Role::Server, false, OpCode::Text, b"Hel");
+        server_wire.extend(frame(Role::Server, true, OpCode::Continuation, b"lo"));
+        assert_eq!(
+            decode(Role::Server, &server_wire),
+            (vec![text("Hello")], None)
+        );
+    }
+
+    #[test]
+    fn rfc_5_7_ping_and_masked_pong() {
+        let ping = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            decode(Role::Client, &ping),
+            (vec![Owned::Ping(b"Hello".to_vec())], None)
+        );
+        let pong = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode(Role::Server, &pong),
+            (vec![Owned::Pong(b"Hello".to_vec())], None)
+        );
+    }
+
+    #[test]
+    fn rfc_5_7_256_and_64k_binary_both_roles() {
+        for (len, header) in [
+            (256usize, vec![0x82, 0x7E, 0x01, 0x00]),
+            (65536, vec![0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut wire = header.clone();
+            wire.extend_from_slice(&payload);
+            assert_eq!(
+                decode(Role::Client, &wire),
+                (vec![Owned::Binary(payload.clone())], None)
+            );
+            let masked = frame(Role::Server, true, OpCode::Binary, &payload);
+            assert_eq!(masked[1], header[1] | 0x80);
+            assert_eq!(
+                decode(Role::Server, &masked),
+                (vec![Owned::Binary(payload)], None)
+            );
+        }
+    }
+
+    #[test]
+    fn role_mask_rules() {
+        let unmasked = frame(Role::Client, true, OpCode::Text, b"hi");
+        assert_eq!(
+            decode(Role::Server, &unmasked).1,
+            Some(ProtocolError::UnmaskedClientFrame)
+        );
+        let masked = frame(Role::Server, true, OpCode::Text, b"hi");
+        assert_eq!(
+            decode(Role::Client, &masked).1,
+            Some(ProtocolError::MaskedServerFrame)
+        );
+    }
+
+    #[test]
+    fn header_violations() {
+        let cases: [(&[u8], ProtocolError); 8] = [
+            (&[0xC1, 0x80], ProtocolError::ReservedBitsSet),
+            (&[0x91, 0x80], ProtocolError::ReservedBitsSet),
+            (&[0x83, 0x80], ProtocolError::UnknownOpcode),
+            (&[0x8B, 0x80], ProtocolError::UnknownOpcode),
+            (&[0x09, 0x80], ProtocolError::ControlFrameFragmented),
+            (
+                &[0x89, 0xFE, 0x00, 0x7E],
+                ProtocolError::ControlFrameTooLong,
+            ),
+            (&[0x80, 0x80], ProtocolError::ContinuationWithoutStart),
+            (&[0x82, 0xFF, 0x80], ProtocolError::PayloadLengthMsbSet),
+        ];
+        for (wire, error) in cases {
+            assert_eq!(
+                decode(Role::Server, wire),
+                (vec![], Some(error)),
+                "{wire:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn violations_fail_fast_on_the_first_offending_byte() {
+        // Only the first header byte has arrived.
+        assert_eq!(
+            decode(Role::Server, &[0xC1]).1,
+            Some(ProtocolError::ReservedBitsSet)
+        );
+        // Length announced beyond the limit: rejected before any payload arrives.
+        let header = [0x82, 0xFE, 0x01, 0x00];
+        assert_eq!(
+            decode_pieces(Role::Server, 255, &[&header]).1,
+            Some(ProtocolError::MessageTooBig)
+        );
+        // Invalid UTF-8 in the first half of a frame whose second half never arrives.
+        let wire = frame(Role::Server, true, OpCode::Text, b"ab\xed\xa0\x80cdefgh");
+        // Header (6 bytes) + "ab" + ED is still a valid prefix; ED A0 can never become valid.
+        assert_eq!(decode(Role::Server, &wire[..9]), (vec![], None));
+        assert_eq!(
+            decode(Role::Server, &wire[..10]).1,
+            Some(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn data_frame_inside_fragmented_message() {
+        let mut wire = frame(Role::Server, false, OpCode::Text, b"a");
+        wire.extend(frame(Role::Server, true, OpCode::Binary, b"b"));
+        assert_eq!(
+            decode(Role::Server, &wire),
+            (
+                vec![],
+                Some(ProtocolError::DataFrameInsideFragmentedMessage)
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_single_and_fragmented() {
+        let wire = frame(Role::Server, true, OpCode::Text, b"\xce\xba\xc0\xaf");
+        assert_eq!(
+            decode(Role::Server, &wire).1,
+            Some(ProtocolError::InvalidUtf8)
+        );
+        // A sequence split across fragments is fine; a truncated one at the end is not.
+        let mut ok = frame(Role::Server, false, OpCode::Text, b"\xce");
+        ok.extend(frame(Role::Server, true, OpCode::Continuation, b"\xba"));
+        assert_eq!(
+            decode(Role::Server, &ok),
+            (vec![Owned::Text(b"\xce\xba".to_vec())], None)
+        );
+        let mut truncated = frame(Role::Server, false, OpCode::Text, b"a");
+        truncated.extend(frame(Role::Server, true, OpCode::Continuation, b"\xce"));
+        assert_eq!(
+            decode(Role::Server, &truncated).1,
+            Some(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut payload = Vec::new();
+        encode_close_payload(&mut payload, 1000, "bye");
+        let wire = frame(Role::Server, true, OpCode::Close, &payload);
+        assert_eq!(
+            decode(Role::Server, &wire),
+            (vec![Owned::Close(Some((1000, "bye".into())))], None)
+        );
+        let empty = frame(Role::Server, true, OpCode::Close, b"");
+        assert_eq!(
+            decode(Role::Server, &empty),
+            (vec![Owned::Close(None)], None)
+        );
+        let cases: [(&[u8], ProtocolError); 3] = [
+            (&[0x03], ProtocolError::ClosePayloadOneByte),
+            (&[0x03, 0xED], ProtocolError::InvalidCloseCode),
+            (&[0x03, 0xE8, 0xFF], ProtocolError::InvalidCloseReason),
+        ];
+        for (payload, error) in cases {
+            assert_eq!(
+                decode(
+                    Role::Server,
+                    &frame(Role::Server, true, OpCode::Close, payload)
+                )
+                .1,
+                Some(error)
+            );
+        }
+    }
+
+    #[test]
+    fn fragmented_message_with_interleaved_ping() {
+        let mut wire = frame(Role::Server, false, OpCode::Text, b"Hel");
+        wire.extend(frame(Role::Server, true, OpCode::Ping, b"p"));
+        wire.extend(frame(Role::Server, false, OpCode::Continuation, b"l"));
+        wire.extend(frame(Role::Server, true, OpCode::Pong, b""));
+        wire.extend(frame(Role::Server, true, OpCode::Continuation, b"o"));
+        let expected = vec![
+            Owned::Ping(b"p".to_vec()),
+            Owned::Pong(vec![]),
+            text("Hello"),
+        ];
+        assert_eq!(decode(Role::Server, &wire), (expected.clone(), None));
+        // Byte by byte, the control frames go through the buffer after the message data.
+        let pieces: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(
+            decode_pieces(Role::Server, LIMIT, &pieces),
+            (expected, None)
+        );
+    }
+
+    #[test]
+    fn limit_single_frame() {
+        let at_limit = frame(Role::Server, true, OpCode::Binary, &[7; 300]);
+        assert_eq!(
+            decode_pieces(Role::Server, 300, &[&at_limit]).0,
+            vec![Owned::Binary(vec![7; 300])]
+        );
+        let over = frame(Role::Server, true, OpCode::Binary, &[7; 301]);
+        assert_eq!(
+            decode_pieces(Role::Server, 300, &[&over]),
+            (vec![], Some(ProtocolError::MessageTooBig))
+        );
+    }
+
+    #[test]
+    fn limit_fragmented_message() {
+        let mut at_limit = frame(Role::Server, false, OpCode::Binary, &[1; 200]);
+        at_limit.extend(frame(Role::Server, true, OpCode::Continuation, &[2; 100]));
+        let (events, error) = decode_pieces(Role::Server, 300, &[&at_limit]);
+        assert_eq!(error, None);
+        assert_eq!(events.len(), 1);
+        let mut over = frame(Role::Server, false, OpCode::Binary, &[1; 200]);
+        over.extend(frame(Role::Server, true, OpCode::Continuation, &[2; 101]));
+        assert_eq!(
+            decode_pieces(Role::Server, 300, &[&over]),
+            (vec![], Some(ProtocolError::MessageTooBig))
+        );
+    }
+
+    #[test]
+    fn events_before_a_violation_are_delivered_then_decoder_is_poisoned() {
+        let mut wire = frame(Role::Server, true, OpCode::Text, b"one");
+        wire.extend(frame(Role::Server, true, OpCode::Binary, b"two"));
+        wire.extend([0xC1, 0x80]);
+        let mut decoder = Decoder::new(
+            Role::Server,
+            DecoderLimits {
+                message_bytes_max: LIMIT,
+            },
+        );
+        let mut events = Vec::new();
+        let result = decoder.feed(&mut wire, |event| {
+            events.push(own(event));
+            ControlFlow::Continue(())
+        });
+        assert_eq!(result, Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(events, vec![text("one"), Owned::Binary(b"two".to_vec())]);
+        let mut valid = frame(Role::Server, true, OpCode::Text, b"later");
+        let later = decoder.feed(&mut valid, |_| {
+            panic!("poisoned decoder delivered an event")
+        });
+        assert_eq!(later, Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn break_stops_decoding() {
+        let mut wire = frame(Role::Server, true, OpCode::Close, &[0x03, 0xE8]);
+        let close_len = wire.len();
+        wire.extend(frame(Role::Server, true, OpCode::Text, b"ignored"));
+        let mut decoder = Decoder::new(
+            Role::Server,
+            DecoderLimits {
+                message_bytes_max: LIMIT,
+            },
+        );
+        let mut count = 0;
+        let result = decoder.feed(&mut wire, |_| {
+            count += 1;
+            ControlFlow::Break(())
+        });
+        assert_eq!(
+            result,
+            Ok(Feed::Stopped {
+                consumed_bytes: close_len
+            })
+        );
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn dyn_callback_works() {
+        let mut decoder = Decoder::new(
+            Role::Client,
+            DecoderLimits {
+                message_bytes_max: LIMIT,
+            },
+        );
+        let mut seen = 0;
+        let mut callback = |_: Event<'_>| {
+            seen += 1;
+            ControlFlow::Continue(())
+        };
+        let on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()> = &mut callback;
+        let mut wire = [0x89, 0x00, 0x8A, 0x00];
+        assert_eq!(decoder.feed(&mut wire, on_event), Ok(Feed::Drained));
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn zero_copy_for_complete_frames() {
+        let mut wire = frame(Role::Server, true, OpCode::Binary, b"payload");
+        let range = wire.as_ptr_range();
+        let mut decoder = Decoder::new(
+            Role::Server,
+            DecoderLimits {
+                message_bytes_max: LIMIT,
+            },
+        );
+        let mut inside = false;
+        let result = decoder.feed(&mut wire, |event| {
+            if let Event::Binary(p) = event {
+                inside = range.contains(&p.as_ptr());
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(result, Ok(Feed::Drained));
+        assert!(inside);
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn large_buffer_released_after_message() {
+        let wire = frame(Role::Server, true, OpCode::Binary, &[9; 10_000]);
+        let mut decoder = Decoder::new(
+            Role::Server,
+            DecoderLimits {
+                message_bytes_max: LIMIT,
+            },
+        );
+        let (head, tail) = wire.split_at(5000);
+        let mut head = head.to_vec();
+        assert_eq!(
+            decoder.feed(&mut head, |_| ControlFlow::Continue(())),
+            Ok(Feed::Drained)
+        );
+        assert!(decoder.buffered_bytes() >= 4990);
+        let mut tail = tail.to_vec();
+        assert_eq!(
+            decoder.feed(&mut tail, |_| ControlFlow::Continue(())),
+            Ok(Feed::Drained)
+        );
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn exhaustive_two_and_three_way_splits() {
+        let mut wire = frame(Role::Server, false, OpCode::Text, "κό".as_bytes());
+        wire.extend(frame(Role::Server, true, OpCode::Ping, b"pi"));
+        wire.extend(frame(
+            Role::Server,
+            true,
+            OpCode::Continuation,
+            "σμε".as_bytes(),
+        ));
+        wire.extend(frame(Role::Server, true, OpCode::Binary, &[1, 2, 3]));
+        wire.extend(frame(
+            Role::Server,
+            true,
+            OpCode::Close,
+            &[0x03, 0xE8, b'x'],
+        ));
+        let whole = decode(Role::Server, &wire);
+        assert_eq!(whole.1, None);
+        assert_eq!(whole.0.len(), 4);
+        for a in 0..=wire.len() {
+            for b in a..=wire.len() {
+                let pieces = [&wire[..a], &wire[a..b], &wire[b..]];
+                assert_eq!(
+                    decode_pieces(Role::Server, LIMIT, &pieces),
+                    whole,
+                    "split {a}/{b}"
+                );
+            }
+        }
+    }
+
+    /// One frame of a generated valid stream.
+    #[derive(Debug, Clone)]
+    struct GenFrame {
+        fin: bool,
+        opcode: OpCode,
+        payload: Vec<u8>,
+    }
+
+    /// One data fragment's text and the control frames (kind, payload) sent after it.
+    type Fragment = (String, Vec<(u8, Vec<u8>)>);
+
+    /// A valid message: data fragments with control frames interleaved.
+    fn message_strategy() -> impl Strategy<Value = (Vec<GenFrame>, Vec<Owned>)> {
+        let control = (0..3u8, proptest::collection::vec(any::<u8>(), 0..20));
+        let fragment = (".{0,12}", proptest::collection::vec(control, 0..2));
+        (any::<bool>(), proptest::collection::vec(fragment, 1..4))
+            .prop_map(|(is_text, fragments)| build_message(is_text, fragments))
+    }
+
+    fn build_message(is_text: bool, fragments: Vec<Fragment>) -> (Vec<GenFrame>, Vec<Owned>) {
+        let (mut frames, mut events, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+        let count = fragments.len();
+        for (i, (chunk, controls)) in fragments.into_iter().enumerate() {
+            let opcode = match (i, is_text) {
+                (0, true) => OpCode::Text,
+                (0, false) => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            whole.extend_from_slice(chunk.as_bytes());
+            frames.push(GenFrame {
+                fin: i + 1 == count,
+                opcode,
+                payload: chunk.into_bytes(),
+            });
+            for (which, payload) in controls.into_iter().filter(|_| i + 1 < count) {
+                let (opcode, event) = match which {
+                    0 => (OpCode::Ping, Owned::Ping(payload.clone())),
+                    _ => (OpCode::Pong, Owned::Pong(payload.clone())),
+                };
+                frames.push(GenFrame {
+                    fin: true,
+                    opcode,
+                    payload,
+                });
+                events.push(event);
+            }
+        }
+        events.push(if is_text {
+            Owned::Text(whole)
+        } else {
+            Owned::Binary(whole)
+        });
+        (frames, events)
+    }
+
+    fn encode_stream(
+        role: Role,
+        messages: &[(Vec<GenFrame>, Vec<Owned>)],
+        keys: &[[u8; 4]],
+    ) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let frames = messages.iter().flat_map(|(frames, _)| frames);
+        for (i, f) in frames.enumerate() {
+            match role {
+                Role::Server => encode_client_frame(
+                    &mut wire,
+                    f.fin,
+                    f.opcode,
+                    &f.payload,
+                    keys[i % keys.len()],
+                ),
+                Role::Client => encode_server_frame(&mut wire, f.fin, f.opcode, &f.payload),
+            }
+        }
+        wire
+    }
+
+    fn split_at_cuts<'w>(wire: &'w [u8], cuts: &[prop::sample::Index]) -> Vec<&'w [u8]> {
+        let mut positions: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+        positions.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for end in positions.into_iter().chain([wire.len()]) {
+            pieces.push(&wire[start..end]);
+            start = end;
+        }
+        pieces
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_whole_and_split(
+            messages in proptest::collection::vec(message_strategy(), 1..6),
+            keys in proptest::collection::vec(any::<[u8; 4]>(), 1..4),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            server in any::<bool>(),
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let wire = encode_stream(role, &messages, &keys);
+            let expected: Vec<Owned> = messages.iter().flat_map(|(_, events)| events.clone()).collect();
+            prop_assert_eq!(decode(role, &wire), (expected.clone(), None));
+            let pieces = split_at_cuts(&wire, &cuts);
+            prop_assert_eq!(decode_pieces(role, LIMIT, &pieces), (expected, None));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            server in any::<bool>(),
+            limit in 0usize..64,
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let whole = decode_pieces(role, limit, &[&bytes]);
+            let pieces = split_at_cuts(&bytes, &cuts);
+            let split = decode_pieces(role, limit, &pieces);
+            // Splitting never changes the outcome, valid or not.
+            prop_assert_eq!(split, whole);
+        }
+    }
+}

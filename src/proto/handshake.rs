@@ -1,0 +1,875 @@
+//! Opening handshake (RFC 6455 §4) for both roles: request/response head parsing, upgrade
+//! validation, Sec-WebSocket-Accept, and the exact bytes of 101 and error responses.
+//!
+//! Owns: HTTP/1.1 head syntax (via `httparse`, fixed header table), the §4.2.1 checks, the
+//! accept key, subprotocol selection, and the client's request and §4.1 response checks.
+//! May not touch: sockets, routing of plain HTTP requests (the caller uses [`wants_websocket`]).
+//!
+//! Invariants:
+//! - A head is at most [`REQUEST_HEAD_BYTES_MAX`] bytes (431 beyond) and has at most
+//!   [`HEADERS_MAX`] fields (431 beyond); parsing never allocates.
+//! - Repeated header policy (RFC 7230 §3.2.2): `Upgrade` and `Connection` are comma lists and
+//!   may be split over several fields; their tokens are checked across all occurrences
+//!   ([`RequestHead::upgrade_websocket`], [`RequestHead::connection_upgrade`]) while the
+//!   `upgrade`/`connection` fields keep the first occurrence. `Host` (RFC 7230 §5.4),
+//!   `Sec-WebSocket-Key` (§11.3.1), `Sec-WebSocket-Version` and `Sec-WebSocket-Protocol`
+//!   must appear at most once: a borrowed `&str` cannot join several fields without
+//!   allocating, and browsers send one, so a repeat is rejected as `DuplicateHeader`.
+//! - Emitted heads use CRLF line endings and contain only caller-trusted header values.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::proto::error::{ClientHandshakeError, HandshakeError};
+use crate::proto::Decode;
+
+/// Largest request head, request line through the empty line, in bytes.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 8192;
+/// Largest response head accepted by the client role, in bytes.
+pub const RESPONSE_HEAD_BYTES_MAX: usize = 8192;
+/// Size of the fixed header table: more fields than this is `TooManyHeaders` (431).
+pub const HEADERS_MAX: usize = 48;
+
+/// §1.3: the GUID appended to the key before hashing.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// §4.1: the key is 16 random bytes.
+const KEY_NONCE_BYTES: usize = 16;
+/// Base64 length of 16 bytes (with `==` padding).
+const KEY_BASE64_BYTES: usize = 24;
+/// The only version we speak (§4.4).
+const WEBSOCKET_VERSION: &str = "13";
+
+/// The parts of an HTTP request head that routing and the upgrade need. Header names are
+/// matched case-insensitively; values are trimmed of surrounding whitespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestHead<'a> {
+    /// Request method, e.g. `GET`.
+    pub method: &'a str,
+    /// Request target without the query.
+    pub path: &'a str,
+    /// The query after `?`, if any.
+    pub query: Option<&'a str>,
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    pub version_minor: u8,
+    /// `Host`.
+    pub host: Option<&'a str>,
+    /// First `Upgrade` field.
+    pub upgrade: Option<&'a str>,
+    /// First `Connection` field.
+    pub connection: Option<&'a str>,
+    /// `Sec-WebSocket-Version`.
+    pub ws_version: Option<&'a str>,
+    /// `Sec-WebSocket-Key`.
+    pub ws_key: Option<&'a str>,
+    /// `Sec-WebSocket-Protocol` (comma list of offered subprotocols).
+    pub ws_protocol: Option<&'a str>,
+    /// `Origin`.
+    pub origin: Option<&'a str>,
+    /// `Cookie`.
+    pub cookie: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+    /// Whether any `Upgrade` field holds the token `websocket` (computed by the parser).
+    pub upgrade_websocket: bool,
+    /// Whether any `Connection` field holds the token `upgrade` (computed by the parser).
+    pub connection_upgrade: bool,
+}
+
+/// A validated WebSocket upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade<'a> {
+    /// Request path without the query.
+    pub path: &'a str,
+    /// The query, if any.
+    pub query: Option<&'a str>,
+    /// `Sec-WebSocket-Key`, to compute the accept value.
+    pub key: &'a str,
+    /// Offered subprotocols (comma list).
+    pub protocols: Option<&'a str>,
+    /// `Origin`, for the caller's origin policy (§10.2).
+    pub origin: Option<&'a str>,
+}
+
+/// The client role's view of a successful 101 response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    /// Always 101 when returned by [`parse_response_head`].
+    pub status: u16,
+    /// The subprotocol selected by the server, if any.
+    pub protocol: Option<&'a str>,
+}
+
+/// Parses a request head at the front of `buf`. `Complete` carries the head length; the bytes
+/// after it (frames sent early by an eager client) belong to the frame decoder.
+///
+/// `HeadTooLarge` as soon as `REQUEST_HEAD_BYTES_MAX` bytes do not hold a complete head: a
+/// head of exactly that size is accepted, one byte more is not.
+pub fn parse_request_head(buf: &[u8]) -> Result<Decode<RequestHead<'_>>, HandshakeError> {
+    let window = buf.get(..REQUEST_HEAD_BYTES_MAX).unwrap_or(buf);
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(window) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) if window.len() == REQUEST_HEAD_BYTES_MAX => {
+            return Err(HandshakeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(Decode::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooManyHeaders),
+        Err(_) => return Err(HandshakeError::Malformed),
+    };
+    let (Some(method), Some(target), Some(version_minor)) =
+        (request.method, request.path, request.version)
+    else {
+        return Err(HandshakeError::Malformed);
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let mut head = RequestHead {
+        method,
+        path,
+        query,
+        version_minor,
+        ..RequestHead::default()
+    };
+    for header in request.headers.iter() {
+        record_request_header(&mut head, header.name, header.value)?;
+    }
+    Ok(Decode::Complete(head, head_len))
+}
+
+/// Stores one header field into `head` according to the repeated-header policy.
+fn record_request_header<'a>(
+    head: &mut RequestHead<'a>,
+    name: &'a str,
+    raw: &'a [u8],
+) -> Result<(), HandshakeError> {
+    let slot = match name.len() {
+        // Cheap length dispatch before the case-insensitive comparisons.
+        4 if name.eq_ignore_ascii_case("host") => &mut head.host,
+        6 if name.eq_ignore_ascii_case("origin") => &mut head.origin,
+        6 if name.eq_ignore_ascii_case("cookie") => &mut head.cookie,
+        7 if name.eq_ignore_ascii_case("upgrade") => {
+            return record_list(
+                &mut head.upgrade,
+                &mut head.upgrade_websocket,
+                raw,
+                "websocket",
+            )
+        }
+        10 if name.eq_ignore_ascii_case("connection") => {
+            return record_list(
+                &mut head.connection,
+                &mut head.connection_upgrade,
+                raw,
+                "upgrade",
+            )
+        }
+        13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
+        17 if name.eq_ignore_ascii_case("sec-websocket-key") => &mut head.ws_key,
+        21 if name.eq_ignore_ascii_case("sec-websocket-version") => &mut head.ws_version,
+        22 if name.eq_ignore_ascii_case("sec-websocket-protocol") => &mut head.ws_protocol,
+        _ => return Ok(()),
+    };
+    if slot.is_some() {
+        return Err(HandshakeError::DuplicateHeader);
+    }
+    *slot = Some(header_value(raw).ok_or(HandshakeError::Malformed)?);
+    Ok(())
+}
+
+/// Records a comma-list header: keeps the first field, ORs the token test across all fields.
+fn record_list<'a>(
+    first: &mut Option<&'a str>,
+    has_token: &mut bool,
+    raw: &'a [u8],
+    token: &str,
+) -> Result<(), HandshakeError> {
+    let value = header_value(raw).ok_or(HandshakeError::Malformed)?;
+    *has_token |= list_has_token(value, token);
+    first.get_or_insert(value);
+    Ok(())
+}
+
+/// A header value as trimmed UTF-8 text, or `None` if it is not UTF-8.
+fn header_value(raw: &[u8]) -> Option<&str> {
+    std::str::from_utf8(raw).ok().map(str::trim)
+}
+
+/// Whether the comma-separated `list` holds `token` (case-insensitive, optional whitespace).
+pub fn list_has_token(list: &str, token: &str) -> bool {
+    list.split(',')
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the request asks for a WebSocket upgrade (some `Upgrade` field has the token
+/// `websocket`); other requests (e.g. `GET /metrics`) are routed elsewhere by the caller.
+pub fn wants_websocket(head: &RequestHead<'_>) -> bool {
+    head.upgrade_websocket
+}
+
+/// Checks the server-side requirements of §4.2.1, in the order of that section.
+pub fn validate_upgrade<'a>(head: &RequestHead<'a>) -> Result<Upgrade<'a>, HandshakeError> {
+    if head.method != "GET" {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if head.version_minor < 1 {
+        return Err(HandshakeError::NotHttp11);
+    }
+    if head.host.is_none() {
+        return Err(HandshakeError::MissingHost);
+    }
+    if !head.upgrade_websocket {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !head.connection_upgrade {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let key = head.ws_key.ok_or(HandshakeError::MissingKey)?;
+    if !is_valid_key(key) {
+        return Err(HandshakeError::InvalidKey);
+    }
+    // §4.2.2 / §4.4: any version but 13 gets 426 with the versions we support.
+    if head.ws_version != Some(WEBSOCKET_VERSION) {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    Ok(Upgrade {
+        path: head.path,
+        query: head.query,
+        key,
+        protocols: head.ws_protocol,
+        origin: head.origin,
+    })
+}
+
+/// §4.1 / §11.3.1: the key is the base64 encoding of exactly 16 bytes.
+fn is_valid_key(key: &str) -> bool {
+    let mut decoded = [0u8; KEY_BASE64_BYTES];
+    key.len() == KEY_BASE64_BYTES
+        && BASE64
+            .decode_slice(key, &mut decoded)
+            .is_ok_and(|len| len == KEY_NONCE_BYTES)
+}
+
+/// The `Sec-WebSocket-Accept` value: base64(SHA-1(key + GUID)) (§4.2.2 item 5.4).
+pub fn accept_key(key: &str) -> String {
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(ACCEPT_GUID.as_bytes());
+    BASE64.encode(sha1.digest().bytes())
+}
+
+/// Picks the subprotocol to answer with: the first one in the client's offered order that we
+/// support (exact, case-sensitive match: subprotocol names are tokens, §11.3.4). The client
+/// lists by preference, so honouring its order is the conventional choice.
+pub fn select_protocol<'a>(offered: Option<&'a str>, supported: &[String]) -> Option<&'a str> {
+    offered?
+        .split(',')
+        .map(str::trim)
+        .find(|offer| supported.iter().any(|ours| ours == offer))
+}
+
+/// Appends the 101 response that completes the handshake (§4.2.2 item 5).
+pub fn encode_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+    );
+    push_header(out, "Sec-WebSocket-Accept", accept);
+    if let Some(protocol) = protocol {
+        push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a complete HTTP/1.1 response with a body, `Content-Length` and `Connection: close`.
+pub fn encode_http_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason_phrase: &str,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    push_header(out, "Content-Type", content_type);
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\nConnection: close\r\n");
+    for (name, value) in extra_headers {
+        push_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Appends the HTTP error answering a rejected handshake; a 426 lists our version (§4.4).
+pub fn encode_handshake_error(out: &mut Vec<u8>, error: HandshakeError) {
+    let version_header = [("Sec-WebSocket-Version", WEBSOCKET_VERSION)];
+    let extra: &[(&str, &str)] = match error {
+        HandshakeError::UnsupportedVersion => &version_header,
+        _ => &[],
+    };
+    let mut body = [0u8; 128];
+    let body_len = copy_line(&mut body, error.reason());
+    let body = body.get(..body_len).unwrap_or_default();
+    encode_http_response(
+        out,
+        error.status(),
+        status_reason_phrase(error.status()),
+        "text/plain; charset=utf-8",
+        extra,
+        body,
+    );
+}
+
+/// Copies `text` + `\n` into `out` (truncated to fit) and returns the length.
+fn copy_line(out: &mut [u8; 128], text: &str) -> usize {
+    let len = text.len().min(out.len() - 1);
+    out[..len].copy_from_slice(text.as_bytes().get(..len).unwrap_or_default());
+    out[len] = b'\n';
+    len + 1
+}
+
+/// Reason phrases of the statuses this module emits (RFC 9110 §15, RFC 6585 §5).
+fn status_reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    }
+}
+
+/// Appends the client's opening handshake request (§4.1).
+pub fn encode_client_request(
+    out: &mut Vec<u8>,
+    host: &str,
+    path_and_query: &str,
+    key: &str,
+    protocol: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) {
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    push_header(out, "Host", host);
+    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    push_header(out, "Sec-WebSocket-Key", key);
+    push_header(out, "Sec-WebSocket-Version", WEBSOCKET_VERSION);
+    if let Some(protocol) = protocol {
+        push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    for (name, value) in extra_headers {
+        push_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Sec-WebSocket-Key` for 16 caller-supplied random bytes (§4.1: a fresh random nonce).
+pub fn generate_key(random16: [u8; KEY_NONCE_BYTES]) -> String {
+    BASE64.encode(random16)
+}
+
+/// Parses and checks the server's response head (client role, §4.1). `Complete` carries the
+/// head length; bytes after it are the server's first frames.
+pub fn parse_response_head<'b>(
+    buf: &'b [u8],
+    expected_accept: &str,
+) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
+    let window = buf.get(..RESPONSE_HEAD_BYTES_MAX).unwrap_or(buf);
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_len = match response.parse(window) {
+        Ok(httparse::Status::Complete(head_len)) => head_len,
+        Ok(httparse::Status::Partial) if window.len() == RESPONSE_HEAD_BYTES_MAX => {
+            return Err(ClientHandshakeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(Decode::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(ClientHandshakeError::TooManyHeaders),
+        Err(_) => return Err(ClientHandshakeError::Malformed),
+    };
+    let status = response.code.ok_or(ClientHandshakeError::Malformed)?;
+    if status != 101 {
+        return Err(ClientHandshakeError::UnexpectedStatus(status));
+    }
+    let protocol = check_response_headers(response.headers, expected_accept)?;
+    Ok(Decode::Complete(
+        ResponseHead { status, protocol },
+        head_len,
+    ))
+}
+
+/// §4.1 items 2-6 over the response's header fields; returns the selected subprotocol.
+fn check_response_headers<'b>(
+    headers: &[httparse::Header<'b>],
+    expected_accept: &str,
+) -> Result<Option<&'b str>, ClientHandshakeError> {
+    let (mut upgrade, mut connection, mut accept, mut protocol) = (false, false, None, None);
+    for header in headers {
+        let value = header_value(header.value).ok_or(ClientHandshakeError::Malformed)?;
+        let name = header.name;
+        if name.eq_ignore_ascii_case("upgrade") {
+            upgrade |= list_has_token(value, "websocket");
+        } else if name.eq_ignore_ascii_case("connection") {
+            connection |= list_has_token(value, "upgrade");
+        } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            accept = Some(value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            return Err(ClientHandshakeError::UnexpectedExtension);
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            protocol = Some(value);
+        }
+    }
+    match (upgrade, connection, accept) {
+        (false, _, _) => Err(ClientHandshakeError::MissingUpgrade),
+        (_, false, _) => Err(ClientHandshakeError::MissingConnectionUpgrade),
+        (_, _, None) => Err(ClientHandshakeError::MissingAccept),
+        (_, _, Some(accept)) if accept != expected_accept => {
+            Err(ClientHandshakeError::AcceptMismatch)
+        }
+        _ => Ok(protocol),
+    }
+}
+
+/// Appends `name: value\r\n`.
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the decimal digits of `value` without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    /// A valid upgrade request with `line` replacing or adding header lines.
+    fn request(request_line: &str, headers: &[&str]) -> String {
+        let mut head = format!("{request_line}\r\n");
+        for header in headers {
+            head.push_str(header);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        head
+    }
+
+    const VALID: [&str; 5] = [
+        "Host: server.example.com",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ];
+
+    fn with(replace: &str, by: Option<&str>) -> Vec<&'static str> {
+        let prefix = replace.split(':').next().unwrap_or_default();
+        let mut headers: Vec<&'static str> = VALID
+            .iter()
+            .copied()
+            .filter(|h| !h.starts_with(prefix))
+            .collect();
+        if let Some(by) = by {
+            headers.push(Box::leak(by.to_owned().into_boxed_str()));
+        }
+        headers
+    }
+
+    fn validate(text: &str) -> Result<Upgrade<'_>, HandshakeError> {
+        match parse_request_head(text.as_bytes())? {
+            Decode::Complete(head, len) => {
+                assert_eq!(len, text.len());
+                validate_upgrade(&head)
+            }
+            Decode::Partial => panic!("complete head reported partial"),
+        }
+    }
+
+    #[test]
+    fn rfc_1_3_accept_key() {
+        assert_eq!(accept_key(KEY), ACCEPT);
+    }
+
+    #[test]
+    fn accepts_rfc_example_request() {
+        let text = request("GET /chat?room=1&x HTTP/1.1", &VALID);
+        let upgrade = validate(&text);
+        let expected = Upgrade {
+            path: "/chat",
+            query: Some("room=1&x"),
+            key: KEY,
+            protocols: None,
+            origin: None,
+        };
+        assert_eq!(upgrade, Ok(expected));
+    }
+
+    #[test]
+    fn accepts_case_insensitive_names_and_comma_lists() {
+        let headers = [
+            "HOST: a",
+            "upgrade: WebSocket",
+            "connection: keep-alive, Upgrade",
+            "SEC-WEBSOCKET-KEY:   dGhlIHNhbXBsZSBub25jZQ==  ",
+            "sec-websocket-version: 13",
+            "Sec-WebSocket-Protocol: chat, superchat",
+            "Origin: http://example.com",
+        ];
+        let text = request("GET / HTTP/1.1", &headers);
+        let upgrade = validate(&text).map(|u| (u.key, u.protocols, u.origin));
+        assert_eq!(
+            upgrade,
+            Ok((KEY, Some("chat, superchat"), Some("http://example.com")))
+        );
+        // Connection split over two fields (RFC 7230 §3.2.2).
+        let mut split = with("Connection", Some("Connection: keep-alive"));
+        split.push("Connection: upgrade");
+        assert!(validate(&request("GET / HTTP/1.1", &split)).is_ok());
+        let split_text = request("GET / HTTP/1.1", &split);
+        let parsed = parse_request_head(split_text.as_bytes());
+        assert!(
+            matches!(parsed, Ok(Decode::Complete(head, _)) if head.connection == Some("keep-alive"))
+        );
+    }
+
+    #[test]
+    fn rejections_table() {
+        let cases: Vec<(String, HandshakeError)> = vec![
+            (
+                request("POST / HTTP/1.1", &VALID),
+                HandshakeError::MethodNotGet,
+            ),
+            (request("GET / HTTP/1.0", &VALID), HandshakeError::NotHttp11),
+            (
+                request("GET / HTTP/1.1", &with("Host", None)),
+                HandshakeError::MissingHost,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Upgrade", None)),
+                HandshakeError::MissingUpgrade,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Upgrade", Some("Upgrade: h2c"))),
+                HandshakeError::MissingUpgrade,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Connection", None)),
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                request(
+                    "GET / HTTP/1.1",
+                    &with("Connection", Some("Connection: keep-alive")),
+                ),
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Sec-WebSocket-Key", None)),
+                HandshakeError::MissingKey,
+            ),
+            (
+                request(
+                    "GET / HTTP/1.1",
+                    &with(
+                        "Sec-WebSocket-Key",
+                        Some("Sec-WebSocket-Key: dGhlIHNhbXBsZQ=="),
+                    ),
+                ),
+                HandshakeError::InvalidKey,
+            ),
+            (
+                request(
+                    "GET / HTTP/1.1",
+                    &with(
+                        "Sec-WebSocket-Key",
+                        Some("Sec-WebSocket-Key: !GhlIHNhbXBsZSBub25jZQ=="),
+                    ),
+                ),
+                HandshakeError::InvalidKey,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Sec-WebSocket-Version", None)),
+                HandshakeError::UnsupportedVersion,
+            ),
+            (
+                request(
+                    "GET / HTTP/1.1",
+                    &with("Sec-WebSocket-Version", Some("Sec-WebSocket-Version: 8")),
+                ),
+                HandshakeError::UnsupportedVersion,
+            ),
+            (
+                request("GET / HTTP/1.1", &with("Host", Some("Host: a\r\nHost: b"))),
+                HandshakeError::DuplicateHeader,
+            ),
+            (
+                "GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(),
+                HandshakeError::Malformed,
+            ),
+            ("GET /\r\n\r\n".to_owned(), HandshakeError::Malformed),
+        ];
+        for (text, error) in cases {
+            assert_eq!(validate(&text), Err(error), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let fillers: Vec<String> = (0..HEADERS_MAX)
+            .map(|i| format!("X-Filler-{i}: v"))
+            .collect();
+        let mut headers: Vec<&str> = VALID.to_vec();
+        headers.extend(fillers.iter().map(String::as_str));
+        let text = request("GET / HTTP/1.1", &headers);
+        assert_eq!(
+            parse_request_head(text.as_bytes()),
+            Err(HandshakeError::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn splits_at_every_byte_give_partial_then_the_same_result() {
+        let text = request("GET /chat HTTP/1.1", &VALID);
+        let whole = parse_request_head(text.as_bytes());
+        assert!(matches!(whole, Ok(Decode::Complete(_, len)) if len == text.len()));
+        for cut in 0..text.len() {
+            assert_eq!(
+                parse_request_head(&text.as_bytes()[..cut]),
+                Ok(Decode::Partial),
+                "cut {cut}"
+            );
+        }
+        let mut with_frames = text.clone().into_bytes();
+        with_frames.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
+        assert_eq!(parse_request_head(&with_frames), whole);
+    }
+
+    #[test]
+    fn head_size_boundary() {
+        let base = request("GET / HTTP/1.1", &[&VALID[..], &["X-Pad: "]].concat());
+        let pad = REQUEST_HEAD_BYTES_MAX - base.len();
+        let exact = request(
+            "GET / HTTP/1.1",
+            &[
+                &VALID[..],
+                &[format!("X-Pad: {}", "a".repeat(pad)).as_str()],
+            ]
+            .concat(),
+        );
+        assert_eq!(exact.len(), REQUEST_HEAD_BYTES_MAX);
+        assert!(matches!(
+            parse_request_head(exact.as_bytes()),
+            Ok(Decode::Complete(_, REQUEST_HEAD_BYTES_MAX))
+        ));
+        let over = request(
+            "GET / HTTP/1.1",
+            &[
+                &VALID[..],
+                &[format!("X-Pad: {}", "a".repeat(pad + 1)).as_str()],
+            ]
+            .concat(),
+        );
+        assert_eq!(over.len(), REQUEST_HEAD_BYTES_MAX + 1);
+        assert_eq!(
+            parse_request_head(over.as_bytes()),
+            Err(HandshakeError::HeadTooLarge)
+        );
+        assert_eq!(
+            parse_request_head(&over.as_bytes()[..REQUEST_HEAD_BYTES_MAX]),
+            Err(HandshakeError::HeadTooLarge)
+        );
+        assert_eq!(
+            parse_request_head(&over.as_bytes()[..REQUEST_HEAD_BYTES_MAX - 1]),
+            Ok(Decode::Partial)
+        );
+    }
+
+    #[test]
+    fn wants_websocket_routes_plain_gets_elsewhere() {
+        let metrics = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+        let parsed = parse_request_head(metrics.as_bytes());
+        assert!(
+            matches!(parsed, Ok(Decode::Complete(head, _)) if !wants_websocket(&head) && head.path == "/metrics")
+        );
+        let upgrade = request("GET / HTTP/1.1", &VALID);
+        let parsed = parse_request_head(upgrade.as_bytes());
+        assert!(matches!(parsed, Ok(Decode::Complete(head, _)) if wants_websocket(&head)));
+    }
+
+    #[test]
+    fn protocol_selection_follows_client_order() {
+        let supported = vec!["v2".to_owned(), "v1".to_owned()];
+        assert_eq!(select_protocol(Some("v1, v2"), &supported), Some("v1"));
+        assert_eq!(select_protocol(Some("x,  v2 "), &supported), Some("v2"));
+        assert_eq!(select_protocol(Some("V1"), &supported), None);
+        assert_eq!(select_protocol(None, &supported), None);
+    }
+
+    #[test]
+    fn switching_protocols_exact_bytes() {
+        let mut out = Vec::new();
+        encode_switching_protocols(&mut out, ACCEPT, Some("chat"));
+        let expected = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                        Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+
+    #[test]
+    fn http_response_and_handshake_errors_exact_bytes() {
+        let mut out = Vec::new();
+        encode_http_response(
+            &mut out,
+            200,
+            "OK",
+            "text/plain",
+            &[("Cache-Control", "no-store")],
+            b"up\n",
+        );
+        let expected = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\
+                        Cache-Control: no-store\r\n\r\nup\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        out.clear();
+        encode_handshake_error(&mut out, HandshakeError::UnsupportedVersion);
+        let expected = "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                        Content-Length: 43\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\n\r\n\
+                        only Sec-WebSocket-Version 13 is supported\n";
+        assert_eq!(String::from_utf8_lossy(&out), expected);
+        out.clear();
+        encode_handshake_error(&mut out, HandshakeError::HeadTooLarge);
+        assert!(out.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(out.ends_with(b"\r\n\r\nrequest head too large\n"));
+    }
+
+    #[test]
+    fn client_request_round_trips_through_server_parser() {
+        let key = generate_key(*b"the sample nonce");
+        assert_eq!(key, KEY);
+        let mut out = Vec::new();
+        encode_client_request(
+            &mut out,
+            "relay:8080",
+            "/ws?t=1",
+            &key,
+            Some("v1"),
+            &[("Authorization", "Bearer x")],
+        );
+        let Ok(Decode::Complete(head, len)) = parse_request_head(&out) else {
+            panic!("client request did not parse");
+        };
+        assert_eq!(len, out.len());
+        assert_eq!(head.authorization, Some("Bearer x"));
+        let upgrade = validate_upgrade(&head);
+        let expected = Upgrade {
+            path: "/ws",
+            query: Some("t=1"),
+            key: KEY,
+            protocols: Some("v1"),
+            origin: None,
+        };
+        assert_eq!(upgrade, Ok(expected));
+    }
+
+    #[test]
+    fn client_parses_server_101() {
+        let mut out = Vec::new();
+        encode_switching_protocols(&mut out, ACCEPT, Some("v1"));
+        out.extend_from_slice(&[0x81, 0x00]);
+        let head_len = out.len() - 2;
+        let parsed = parse_response_head(&out, ACCEPT);
+        assert_eq!(
+            parsed,
+            Ok(Decode::Complete(
+                ResponseHead {
+                    status: 101,
+                    protocol: Some("v1")
+                },
+                head_len
+            ))
+        );
+        for cut in 0..head_len {
+            assert_eq!(
+                parse_response_head(&out[..cut], ACCEPT),
+                Ok(Decode::Partial),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_rejections_table() {
+        let ok =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+        let accept = format!("Sec-WebSocket-Accept: {ACCEPT}\r\n");
+        let cases: Vec<(String, ClientHandshakeError)> = vec![
+            (
+                "HTTP/1.1 403 Forbidden\r\n\r\n".to_owned(),
+                ClientHandshakeError::UnexpectedStatus(403),
+            ),
+            (
+                format!("HTTP/1.1 101 S\r\nConnection: Upgrade\r\n{accept}\r\n"),
+                ClientHandshakeError::MissingUpgrade,
+            ),
+            (
+                format!("HTTP/1.1 101 S\r\nUpgrade: websocket\r\n{accept}\r\n"),
+                ClientHandshakeError::MissingConnectionUpgrade,
+            ),
+            (format!("{ok}\r\n"), ClientHandshakeError::MissingAccept),
+            (
+                format!("{ok}Sec-WebSocket-Accept: x\r\n\r\n"),
+                ClientHandshakeError::AcceptMismatch,
+            ),
+            (
+                format!("{ok}{accept}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+                ClientHandshakeError::UnexpectedExtension,
+            ),
+            (
+                "HTTP/1.1 abc\r\n\r\n".to_owned(),
+                ClientHandshakeError::Malformed,
+            ),
+        ];
+        for (text, error) in cases {
+            assert_eq!(
+                parse_response_head(text.as_bytes(), ACCEPT),
+                Err(error),
+                "{text:?}"
+            );
+        }
+        let long = format!("{ok}X: {}\r\n", "a".repeat(RESPONSE_HEAD_BYTES_MAX));
+        assert_eq!(
+            parse_response_head(long.as_bytes(), ACCEPT),
+            Err(ClientHandshakeError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn push_decimal_values() {
+        for value in [0u64, 7, 10, 404, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
+}

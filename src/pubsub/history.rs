@@ -1,0 +1,134 @@
+//! The retained messages of one channel, for recovery with `since`.
+//!
+//! A ring of at most `size_max` frames, each with its `seq` and the time it was published;
+//! entries older than the TTL are pruned when the channel is touched. Frames are the encoded
+//! `PreparedFrame`s themselves (shared `Bytes`), so retaining costs no copy.
+
+use std::collections::VecDeque;
+
+use crate::proto::frame::PreparedFrame;
+
+/// One retained message.
+#[derive(Debug, Clone)]
+struct Retained {
+    seq: u64,
+    at_ns: u64,
+    frame: PreparedFrame,
+}
+
+/// Bounded history of one channel. Invariant: seqs are consecutive, oldest first.
+#[derive(Debug, Default)]
+pub struct History {
+    ring: VecDeque<Retained>,
+}
+
+impl History {
+    /// Appends the newest message, pushing out the oldest beyond `size_max`.
+    pub fn push(&mut self, seq: u64, at_ns: u64, frame: PreparedFrame, size_max: usize) {
+        if size_max == 0 {
+            return;
+        }
+        debug_assert!(self.ring.back().is_none_or(|r| r.seq + 1 == seq));
+        while self.ring.len() >= size_max {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(Retained { seq, at_ns, frame });
+    }
+
+    /// Drops entries published before `now_ns - ttl_ns` (ttl 0: keep).
+    pub fn prune(&mut self, now_ns: u64, ttl_ns: u64) {
+        if ttl_ns == 0 {
+            return;
+        }
+        let cutoff = now_ns.saturating_sub(ttl_ns);
+        while self.ring.front().is_some_and(|r| r.at_ns < cutoff) {
+            self.ring.pop_front();
+        }
+    }
+
+    /// The frames with `seq > since`, oldest first, if every one of them is still retained
+    /// (`since + 1` is the oldest retained seq or newer); `None` when some were lost.
+    pub fn since(&self, since: u64, current_seq: u64) -> Option<Vec<PreparedFrame>> {
+        if since >= current_seq {
+            return Some(Vec::new());
+        }
+        let oldest = self.ring.front()?.seq;
+        if oldest > since + 1 {
+            return None;
+        }
+        let skip = (since + 1 - oldest) as usize;
+        Some(
+            self.ring
+                .iter()
+                .skip(skip)
+                .map(|r| r.frame.clone())
+                .collect(),
+        )
+    }
+
+    /// True when nothing is retained.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Number of retained messages.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::OpCode;
+
+    fn frame(n: u64) -> PreparedFrame {
+        PreparedFrame::new(OpCode::Text, n.to_string().as_bytes())
+    }
+
+    fn filled(size_max: usize, upto: u64) -> History {
+        let mut h = History::default();
+        for s in 1..=upto {
+            h.push(s, s * 10, frame(s), size_max);
+        }
+        h
+    }
+
+    #[test]
+    fn since_returns_exactly_the_missed_frames() {
+        let h = filled(10, 5);
+        let got = h.since(2, 5).unwrap();
+        let want: Vec<_> = (3..=5).map(|s| frame(s).bytes().clone()).collect();
+        let got: Vec<_> = got.iter().map(|f| f.bytes().clone()).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn since_beyond_retention_is_none() {
+        let h = filled(3, 10); // keeps 8, 9, 10
+        assert!(h.since(6, 10).is_none());
+        assert_eq!(h.since(7, 10).map(|v| v.len()), Some(3));
+    }
+
+    #[test]
+    fn since_current_or_later_needs_nothing() {
+        let h = filled(3, 10);
+        assert_eq!(h.since(10, 10).map(|v| v.len()), Some(0));
+    }
+
+    #[test]
+    fn ttl_prunes_old_entries() {
+        let mut h = filled(10, 5); // at 10, 20, .., 50
+        h.prune(55, 20); // cutoff 35: keeps 40, 50
+        assert_eq!(h.len(), 2);
+        assert!(h.since(3, 5).is_some());
+        assert!(h.since(2, 5).is_none());
+    }
+
+    #[test]
+    fn zero_size_retains_nothing() {
+        let h = filled(0, 5);
+        assert!(h.is_empty());
+        assert!(h.since(4, 5).is_none());
+    }
+}

@@ -1,0 +1,340 @@
+//! The owner side of channels: the one place that numbers a channel's messages.
+//!
+//! Owns, for each channel this loop owns: the current `seq`, the epoch of that numbering,
+//! which loops have subscribers (`interest`), the history ring and the last value.
+//! May not touch: connections, sockets, the clock (callers pass `now_ns`).
+//!
+//! Lifetime of a channel's state: created by the first subscribe (or by a publish when
+//! retention is on, so that late subscribers can recover); dropped when no loop is interested
+//! and nothing is retained. Channels that retain history with no subscriber are kept up to
+//! `idle_channels_max`, oldest-idle evicted first; a new state gets a new epoch, so a client
+//! recovering across an eviction is told `recovered:false` instead of being given wrong data.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::conn_id::LoopId;
+use crate::hash::FxHashMap;
+use crate::proto::frame::PreparedFrame;
+use crate::pubsub::history::History;
+
+/// What each owned channel retains.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionConfig {
+    /// Messages kept per channel (0: none).
+    pub history_size: usize,
+    /// Age limit of kept messages in ns (0: none).
+    pub history_ttl_ns: u64,
+    /// Keep the latest message for new subscribers.
+    pub last_value: bool,
+    /// Channels kept for their retention while nobody subscribes.
+    pub idle_channels_max: usize,
+}
+
+impl RetentionConfig {
+    fn retains(&self) -> bool {
+        self.history_size > 0 || self.last_value
+    }
+}
+
+/// The client's position for recovery: the last seq it saw, and in which epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Since<'a> {
+    /// Last seq the client received.
+    pub seq: u64,
+    /// Epoch of that seq, if the client knows it.
+    pub epoch: Option<&'a str>,
+}
+
+/// The owner's answer to a subscribe.
+#[derive(Debug, Clone)]
+pub struct SubscribeOutcome {
+    /// The channel's current seq (the last one assigned; 0 before the first publish).
+    pub seq: u64,
+    /// The epoch of the numbering.
+    pub epoch: Arc<str>,
+    /// With `since`: whether every missed message is in `replay`.
+    pub recovered: Option<bool>,
+    /// Frames to send after `subscribed` and before live deliveries, oldest first.
+    pub replay: Vec<PreparedFrame>,
+}
+
+/// A publish numbered by the owner.
+#[derive(Debug, Clone)]
+pub struct Numbered {
+    /// Its seq.
+    pub seq: u64,
+    /// The encoded frame every subscriber gets.
+    pub frame: PreparedFrame,
+    /// Loops with subscribers (bit i = loop i).
+    pub interest: u64,
+}
+
+#[derive(Debug)]
+struct ChannelState {
+    seq: u64,
+    epoch: Arc<str>,
+    interest: u64,
+    history: History,
+    last: Option<PreparedFrame>,
+}
+
+/// Every channel owned by one loop.
+#[derive(Debug)]
+pub struct ChannelRegistry {
+    channels: FxHashMap<Arc<str>, ChannelState>,
+    idle: VecDeque<Arc<str>>,
+    retention: RetentionConfig,
+    epoch_prefix: String,
+    epochs_made_total: u64,
+}
+
+impl ChannelRegistry {
+    /// An empty registry. `epoch_prefix` must differ between process runs (start time, pid)
+    /// and between loops, so that every new numbering has a fresh epoch.
+    pub fn new(retention: RetentionConfig, epoch_prefix: String) -> Self {
+        ChannelRegistry {
+            channels: FxHashMap::default(),
+            idle: VecDeque::new(),
+            retention,
+            epoch_prefix,
+            epochs_made_total: 0,
+        }
+    }
+
+    /// Records that `from_loop` has a (possibly pending) subscriber and answers with the current
+    /// seq, epoch and the frames to replay.
+    pub fn subscribe(
+        &mut self,
+        channel: &str,
+        from_loop: LoopId,
+        since: Option<Since<'_>>,
+        now_ns: u64,
+    ) -> SubscribeOutcome {
+        let retention = self.retention;
+        let state = self.state_mut(channel);
+        state.interest |= 1u64 << from_loop;
+        state.history.prune(now_ns, retention.history_ttl_ns);
+        let (recovered, replay) = match since {
+            Some(s) => recover(state, s),
+            None => (None, state.last.iter().cloned().collect()),
+        };
+        SubscribeOutcome {
+            seq: state.seq,
+            epoch: state.epoch.clone(),
+            recovered,
+            replay,
+        }
+    }
+
+    /// `from_loop` has no subscriber of `channel` any more.
+    pub fn uninterest(&mut self, channel: &str, from_loop: LoopId) {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        state.interest &= !(1u64 << from_loop);
+        if state.interest != 0 {
+            return;
+        }
+        if self.retention.retains() {
+            self.park_idle(channel);
+        } else {
+            self.channels.remove(channel);
+        }
+    }
+
+    /// Numbers a publish and encodes it once with `encode(seq)`. `None` when the channel has no
+    /// state (nobody subscribed and nothing is retained): the message reaches no one.
+    pub fn publish(
+        &mut self,
+        channel: &str,
+        now_ns: u64,
+        encode: impl FnOnce(u64) -> PreparedFrame,
+    ) -> Option<Numbered> {
+        let retention = self.retention;
+        if !self.channels.contains_key(channel) {
+            if !retention.retains() {
+                return None;
+            }
+            self.state_mut(channel);
+            self.park_idle(channel);
+        }
+        let state = self.channels.get_mut(channel)?;
+        state.seq += 1;
+        let frame = encode(state.seq);
+        if retention.history_size > 0 {
+            state.history.prune(now_ns, retention.history_ttl_ns);
+            let size_max = retention.history_size;
+            state
+                .history
+                .push(state.seq, now_ns, frame.clone(), size_max);
+        }
+        if retention.last_value {
+            state.last = Some(frame.clone());
+        }
+        Some(Numbered {
+            seq: state.seq,
+            frame,
+            interest: state.interest,
+        })
+    }
+
+    /// Number of channels with state on this loop.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// True when this loop owns no channel state.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    fn state_mut(&mut self, channel: &str) -> &mut ChannelState {
+        if !self.channels.contains_key(channel) {
+            let epoch = self.next_epoch();
+            let state = ChannelState {
+                seq: 0,
+                epoch,
+                interest: 0,
+                history: History::default(),
+                last: None,
+            };
+            self.channels.insert(Arc::from(channel), state);
+        }
+        // The entry was just ensured; `entry` would need an owned key on every lookup.
+        self.channels
+            .get_mut(channel)
+            .expect("channel state inserted above")
+    }
+
+    fn next_epoch(&mut self) -> Arc<str> {
+        self.epochs_made_total += 1;
+        Arc::from(format!("{}-{}", self.epoch_prefix, self.epochs_made_total))
+    }
+
+    /// Remembers an uninterested, retaining channel; evicts the oldest beyond the cap.
+    fn park_idle(&mut self, channel: &str) {
+        self.idle.push_back(Arc::from(channel));
+        while self.idle.len() > self.retention.idle_channels_max {
+            let Some(old) = self.idle.pop_front() else {
+                break;
+            };
+            if self.channels.get(&old).is_some_and(|s| s.interest == 0) {
+                self.channels.remove(&old);
+            }
+        }
+    }
+}
+
+/// Recovery rule: same epoch and every message after `since` retained → replay them;
+/// otherwise `recovered:false` and no replay (the client must fetch a snapshot).
+fn recover(state: &ChannelState, since: Since<'_>) -> (Option<bool>, Vec<PreparedFrame>) {
+    let same_epoch = since.epoch.is_none_or(|e| *e == *state.epoch);
+    if !same_epoch || since.seq > state.seq {
+        return (Some(false), Vec::new());
+    }
+    match state.history.since(since.seq, state.seq) {
+        Some(replay) => (Some(true), replay),
+        None => (Some(false), Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::OpCode;
+
+    fn retention(history_size: usize, last_value: bool) -> RetentionConfig {
+        RetentionConfig {
+            history_size,
+            history_ttl_ns: 0,
+            last_value,
+            idle_channels_max: 2,
+        }
+    }
+
+    fn enc(seq: u64) -> PreparedFrame {
+        PreparedFrame::new(OpCode::Text, seq.to_string().as_bytes())
+    }
+
+    #[test]
+    fn seq_counts_from_one_per_channel() {
+        let mut r = ChannelRegistry::new(retention(0, false), "t".into());
+        r.subscribe("a", 0, None, 0);
+        r.subscribe("b", 1, None, 0);
+        assert_eq!(r.publish("a", 0, enc).map(|n| n.seq), Some(1));
+        assert_eq!(r.publish("a", 0, enc).map(|n| n.seq), Some(2));
+        let b = r.publish("b", 0, enc).unwrap();
+        assert_eq!((b.seq, b.interest), (1, 0b10));
+    }
+
+    #[test]
+    fn publish_without_subscribers_or_retention_reaches_no_one() {
+        let mut r = ChannelRegistry::new(retention(0, false), "t".into());
+        assert!(r.publish("a", 0, enc).is_none());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn recovery_replays_missed_messages_in_the_same_epoch() {
+        let mut r = ChannelRegistry::new(retention(10, false), "t".into());
+        let first = r.subscribe("a", 0, None, 0);
+        for _ in 0..5 {
+            r.publish("a", 0, enc);
+        }
+        let since = Since {
+            seq: 3,
+            epoch: Some(&first.epoch),
+        };
+        let out = r.subscribe("a", 1, Some(since), 0);
+        assert_eq!(
+            (out.seq, out.recovered, out.replay.len()),
+            (5, Some(true), 2)
+        );
+        assert_eq!(out.replay[0].bytes().as_ref(), enc(4).bytes().as_ref());
+    }
+
+    #[test]
+    fn stale_epoch_is_not_recovered() {
+        let mut r = ChannelRegistry::new(retention(10, false), "t".into());
+        r.subscribe("a", 0, None, 0);
+        r.publish("a", 0, enc);
+        let since = Since {
+            seq: 0,
+            epoch: Some("other"),
+        };
+        let out = r.subscribe("a", 0, Some(since), 0);
+        assert_eq!((out.recovered, out.replay.len()), (Some(false), 0));
+    }
+
+    #[test]
+    fn uninterest_without_retention_forgets_the_channel_and_a_new_epoch_follows() {
+        let mut r = ChannelRegistry::new(retention(0, false), "t".into());
+        let e1 = r.subscribe("a", 0, None, 0).epoch;
+        r.publish("a", 0, enc);
+        r.uninterest("a", 0);
+        assert!(r.is_empty());
+        let again = r.subscribe("a", 0, None, 0);
+        assert_eq!(again.seq, 0);
+        assert_ne!(again.epoch, e1);
+    }
+
+    #[test]
+    fn last_value_is_replayed_to_new_subscribers() {
+        let mut r = ChannelRegistry::new(retention(0, true), "t".into());
+        r.publish("a", 0, enc);
+        r.publish("a", 0, enc);
+        let out = r.subscribe("a", 0, None, 0);
+        assert_eq!(out.replay.len(), 1);
+        assert_eq!(out.replay[0].bytes().as_ref(), enc(2).bytes().as_ref());
+    }
+
+    #[test]
+    fn idle_retaining_channels_are_capped() {
+        let mut r = ChannelRegistry::new(retention(4, false), "t".into());
+        for ch in ["a", "b", "c", "d"] {
+            r.publish(ch, 0, enc);
+        }
+        assert_eq!(r.len(), 2);
+    }
+}

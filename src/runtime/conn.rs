@@ -1,0 +1,228 @@
+//! One client connection as the event loop holds it.
+//!
+//! Owns: the socket, the connection's lifecycle phase, its frame decoder and outbox, its
+//! subscriptions and its liveness deadlines. The phase is explicit (issue: CONNECTING → OPEN →
+//! CLOSING → CLOSED) and nothing is queued for a connection that is not `Open`: the outbox
+//! refuses data once a close frame is queued, and a `Closed` connection is reaped at the end of
+//! the turn without another write.
+
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::outbox::Outbox;
+use crate::proto::decoder::Decoder;
+use crate::pubsub::local::SeqGap;
+use crate::timer::TimerKey;
+
+/// Why a connection ended: the `reason` label of `wsrelay_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close frame.
+    ClientClose,
+    /// A framing rule of RFC 6455 was broken (1002).
+    ProtocolError,
+    /// Text was not UTF-8 (1007).
+    InvalidUtf8,
+    /// A message over the size limit (1009).
+    MessageTooBig,
+    /// Its outbox overflowed under the `close` policy (4100).
+    SlowConsumer,
+    /// No answer to the heartbeat ping in time.
+    HeartbeatTimeout,
+    /// The upgrade request did not complete in time.
+    HandshakeTimeout,
+    /// The peer did not answer our close in time.
+    CloseTimeout,
+    /// Silent for longer than the idle timeout.
+    IdleTimeout,
+    /// Authentication failed (4001).
+    AuthFailed,
+    /// No authentication in time.
+    AuthTimeout,
+    /// Over a rate limit.
+    RateLimited,
+    /// Server shutdown or drain.
+    Shutdown,
+    /// A socket error.
+    IoError,
+    /// TCP ended without a close frame.
+    PeerReset,
+    /// Refused: too many connections.
+    ServerFull,
+    /// An HTTP request (not a WebSocket) was answered.
+    HttpDone,
+}
+
+impl CloseReason {
+    /// The series of `wsrelay_connections_closed_total` it counts in.
+    pub fn counter(self) -> Counter {
+        match self {
+            Self::ClientClose => Counter::ClosedClientClose,
+            Self::ProtocolError => Counter::ClosedProtocolError,
+            Self::InvalidUtf8 => Counter::ClosedInvalidUtf8,
+            Self::MessageTooBig => Counter::ClosedMessageTooBig,
+            Self::SlowConsumer => Counter::ClosedSlowConsumer,
+            Self::HeartbeatTimeout => Counter::ClosedHeartbeatTimeout,
+            Self::HandshakeTimeout => Counter::ClosedHandshakeTimeout,
+            Self::CloseTimeout => Counter::ClosedCloseTimeout,
+            Self::IdleTimeout => Counter::ClosedIdleTimeout,
+            Self::AuthFailed => Counter::ClosedAuthFailed,
+            Self::AuthTimeout => Counter::ClosedAuthTimeout,
+            Self::RateLimited => Counter::ClosedRateLimited,
+            Self::Shutdown => Counter::ClosedShutdown,
+            Self::IoError => Counter::ClosedIoError,
+            Self::PeerReset => Counter::ClosedPeerReset,
+            Self::ServerFull => Counter::ClosedServerFull,
+            Self::HttpDone => Counter::ClosedHttpDone,
+        }
+    }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClose => "client_close",
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::MessageTooBig => "message_too_big",
+            Self::SlowConsumer => "slow_consumer",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::CloseTimeout => "close_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::AuthFailed => "auth_failed",
+            Self::AuthTimeout => "auth_timeout",
+            Self::RateLimited => "rate_limited",
+            Self::Shutdown => "shutdown",
+            Self::IoError => "io_error",
+            Self::PeerReset => "peer_reset",
+            Self::ServerFull => "server_full",
+            Self::HttpDone => "http_done",
+        }
+    }
+}
+
+/// Lifecycle of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP accepted; the HTTP upgrade request is being read (CONNECTING).
+    Handshaking,
+    /// WebSocket open; frames flow (OPEN).
+    Open,
+    /// A close frame was sent or received; waiting for the other one (CLOSING).
+    Closing,
+    /// An HTTP response (error status or `/metrics`) is being written; then TCP closes.
+    Responding,
+    /// Our last bytes are written and our write side is shut; reading until the peer's FIN so
+    /// that the kernel does not reset the connection and lose those bytes (lingering close).
+    Lingering,
+    /// Done; reaped at the end of the turn (CLOSED).
+    Closed,
+}
+
+/// What the connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Pub/sub relay (`/`, `/ws`).
+    Relay,
+    /// Echo every message (`/echo`, conformance suites).
+    Echo,
+    /// Plain HTTP (metrics listener).
+    Http,
+}
+
+/// A subscription of this connection.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Channel name.
+    pub channel: Arc<str>,
+    /// Waiting for the owner's answer.
+    pub pending: bool,
+    /// Unsubscribe was asked while pending: answer both in order when the owner replies.
+    pub unsubscribe_when_answered: bool,
+    /// Epoch of the channel's numbering, from the owner's answer.
+    pub epoch: Arc<str>,
+    /// Last seq queued to this connection (0: none).
+    pub last_seq: u64,
+    /// Seqs skipped for this connection and not told yet.
+    pub gap: Option<SeqGap>,
+}
+
+/// Liveness state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Liveness {
+    /// When the last bytes arrived.
+    pub last_rx_ns: u64,
+    /// When our unanswered heartbeat ping was sent.
+    pub ping_sent_ns: Option<u64>,
+    /// Handshake must complete before this (0: none).
+    pub handshake_deadline_ns: u64,
+    /// The peer must answer our close (or FIN while lingering) before this (0: none).
+    pub close_deadline_ns: u64,
+    /// Graceful drain: close this connection at this time (0: none).
+    pub drain_at_ns: u64,
+    /// Armed wheel entry and its deadline.
+    pub armed: Option<(TimerKey, u64)>,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Its handle on this loop.
+    pub id: ConnId,
+    /// Lifecycle phase.
+    pub phase: Phase,
+    /// What it is for.
+    pub endpoint: Endpoint,
+    /// The request head while handshaking (bounded by `REQUEST_HEAD_BYTES_MAX`).
+    pub head: Vec<u8>,
+    /// Frame decoder (client frames, server role).
+    pub decoder: Decoder,
+    /// Outgoing frames.
+    pub outbox: Outbox,
+    /// Public name (`from` in deliveries): the connection id, or the token's `sub`.
+    pub name: Arc<str>,
+    /// Channels subscribed or being subscribed.
+    pub subscriptions: Vec<Subscription>,
+    /// Liveness and timeouts.
+    pub liveness: Liveness,
+    /// Queued in the loop's dirty list this turn.
+    pub dirty: bool,
+    /// Registered for WRITABLE (only while the outbox is not empty after a flush).
+    pub wants_writable: bool,
+    /// Why it is closing (for the close counter), set once.
+    pub close_reason: Option<CloseReason>,
+    /// True once a close frame from the peer was received.
+    pub close_received: bool,
+    /// True once the peer's FIN was read.
+    pub peer_fin: bool,
+    /// Some subscription has a gap not told yet (checked before each delivery).
+    pub gaps_pending: bool,
+}
+
+impl Conn {
+    /// The subscription to `channel`, if any.
+    pub fn subscription_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
+        self.subscriptions
+            .iter_mut()
+            .find(|s| &*s.channel == channel)
+    }
+
+    /// Removes the subscription to `channel`; returns it.
+    pub fn take_subscription(&mut self, channel: &str) -> Option<Subscription> {
+        let pos = self
+            .subscriptions
+            .iter()
+            .position(|s| &*s.channel == channel)?;
+        Some(self.subscriptions.swap_remove(pos))
+    }
+
+    /// Records the close reason the first time only.
+    pub fn set_close_reason(&mut self, reason: CloseReason) {
+        self.close_reason.get_or_insert(reason);
+    }
+}

@@ -1,0 +1,243 @@
+//! Frame handling: client commands (JSON and binary), control frames, the close handshake and
+//! protocol errors. Pub/sub routing itself is in `deliver.rs`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::close_code;
+use crate::command::{self as encode, BinaryPublish, Command, CommandError};
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::outbox::SendStatus;
+use crate::proto::close::{code, CloseFrame};
+use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
+use crate::proto::ProtocolError;
+use crate::runtime::conn::{CloseReason, Phase};
+use crate::runtime::event_loop::EventLoop;
+
+impl EventLoop {
+    /// A complete text message on the relay endpoint: one JSON command.
+    pub(super) fn on_text(&mut self, id: ConnId, text: &[u8]) {
+        let Some(mut commands) = self.commands.take() else {
+            return;
+        };
+        let max = self.shared.config.channel_bytes_max;
+        match commands.decode(text, max) {
+            Ok(command) => self.on_command(id, command),
+            Err(e) => self.command_error(id, e),
+        }
+        self.commands = Some(commands);
+    }
+
+    /// A complete binary message on the relay endpoint: a binary publish.
+    pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
+        match crate::command::decode_binary(msg, self.shared.config.channel_bytes_max) {
+            Ok(BinaryPublish { channel, payload }) => {
+                self.metrics.inc(Counter::PublishedBinary);
+                self.publish(id, channel, Published::Binary(payload), None);
+            }
+            Err(e) => self.command_error(id, e),
+        }
+    }
+
+    fn on_command(&mut self, id: ConnId, command: Command<'_>) {
+        match command {
+            Command::Subscribe {
+                channel,
+                since,
+                epoch,
+            } => self.subscribe(id, channel, since.map(|s| (s, epoch.map(Arc::from)))),
+            Command::Unsubscribe { channel } => self.unsubscribe(id, channel),
+            Command::Publish {
+                channel,
+                content,
+                key,
+            } => {
+                self.metrics.inc(Counter::PublishedJson);
+                self.publish(id, channel, Published::Json(content), key);
+            }
+            Command::Ping => self.reply(id, encode::encode_pong),
+            Command::Auth { .. } => {
+                // Authentication is off: there is nothing to check the token against.
+                self.metrics.command_error("auth_not_configured");
+                let msg = "Authentication is not configured on this server";
+                self.reply(id, |out| encode::encode_error(out, msg));
+            }
+        }
+    }
+
+    /// Answers a bad command with `{"type":"error","message":...}`; the connection stays open.
+    pub(super) fn command_error(&mut self, id: ConnId, e: CommandError) {
+        self.metrics.command_error(e.kind());
+        self.reply(id, |out| encode::encode_error(out, e.message()));
+    }
+
+    /// Queues a JSON reply on the control lane (may overtake queued deliveries).
+    pub(super) fn reply(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut frame = FrameBuilder::new(OpCode::Text, 64);
+        frame.append_with(write);
+        let bytes = frame.finish().into_bytes();
+        self.queue_control(id, bytes, false);
+    }
+
+    /// Queues a JSON reply that keeps its place among deliveries (`unsubscribed`, `gap`).
+    pub(super) fn reply_ordered(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut frame = FrameBuilder::new(OpCode::Text, 64);
+        frame.append_with(write);
+        let bytes = frame.finish().into_bytes();
+        self.queue_control(id, bytes, true);
+    }
+
+    /// Queues a control-budget frame. A client that never reads its replies runs out of control
+    /// budget and is closed as a slow consumer: replies are never silently dropped.
+    fn queue_control(&mut self, id: ConnId, bytes: Bytes, ordered: bool) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let status = match ordered {
+            true => conn.outbox.push_ordered_control(bytes),
+            false => conn.outbox.push_control(bytes),
+        };
+        match status {
+            SendStatus::Queued => self.mark_dirty(id),
+            SendStatus::Closed => self.metrics.inc(Counter::DropNotOpen),
+            SendStatus::Full => self.close_slow_consumer(id),
+        }
+    }
+
+    /// Echo endpoint: the same message back, same opcode.
+    pub(super) fn echo(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
+        let frame = PreparedFrame::new(opcode, payload);
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        // The echo endpoint is a conformance target: messages up to the size limit must come
+        // back whole, so it bypasses the data budget only up to one message at a time.
+        let status = conn.outbox.push_data(frame.into_bytes(), 0);
+        match status {
+            SendStatus::Queued => self.mark_dirty(id),
+            SendStatus::Closed => {}
+            SendStatus::Full => self.close_slow_consumer(id),
+        }
+    }
+
+    /// RFC 6455 §5.5.2-3: a ping is answered with a pong carrying the same payload.
+    pub(super) fn send_pong(&mut self, id: ConnId, payload: &[u8]) {
+        let pong = PreparedFrame::new(OpCode::Pong, payload).into_bytes();
+        if let Some(conn) = self.conn_mut(id) {
+            if conn.outbox.push_pong(pong) == SendStatus::Queued {
+                self.mark_dirty(id);
+            }
+        }
+    }
+
+    /// The peer's close frame (RFC 6455 §5.5.1): echo it unless we already sent ours, then close
+    /// TCP once it is written (the server closes TCP first, §7.1.1).
+    pub(super) fn on_close_frame(&mut self, id: ConnId, frame: Option<CloseFrame<'_>>) {
+        let received = frame.map_or(code::NO_STATUS, |f| f.code);
+        self.metrics.close_received(received);
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        conn.close_received = true;
+        conn.set_close_reason(CloseReason::ClientClose);
+        if conn.phase == Phase::Open {
+            // §5.5.1: echo the status code received; none received → send none.
+            let echo = frame.map(|f| f.code);
+            self.start_close(id, echo, "", CloseHow::DiscardQueued);
+        } else {
+            self.mark_dirty(id);
+        }
+    }
+
+    /// A framing violation: close with the rule's code (1002, 1007 or 1009) and drop TCP once
+    /// the close frame is out (RFC 6455 §7.1.7 "Fail the WebSocket Connection").
+    pub(super) fn on_protocol_error(&mut self, id: ConnId, e: ProtocolError) {
+        self.metrics.protocol_error(e.kind());
+        let reason = match e {
+            ProtocolError::InvalidUtf8 => CloseReason::InvalidUtf8,
+            ProtocolError::MessageTooBig => CloseReason::MessageTooBig,
+            _ => CloseReason::ProtocolError,
+        };
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(reason);
+            // No reply is awaited after a failure.
+            conn.close_received = true;
+        }
+        self.start_close(id, Some(e.close_code()), "", CloseHow::DiscardQueued);
+    }
+
+    /// Outbox over budget under the `close` policy (or replies not read): 4100.
+    pub(super) fn close_slow_consumer(&mut self, id: ConnId) {
+        self.metrics.inc(Counter::DropSlowConsumerClose);
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(CloseReason::SlowConsumer);
+        }
+        self.start_close(
+            id,
+            Some(close_code::SLOW_CONSUMER),
+            "slow consumer",
+            CloseHow::DiscardQueued,
+        );
+    }
+
+    /// Queues our close frame and enters CLOSING (or finishes it when the peer's close was
+    /// already received). `code: None` sends an empty close payload.
+    pub(super) fn start_close(
+        &mut self,
+        id: ConnId,
+        code: Option<u16>,
+        reason: &str,
+        how: CloseHow,
+    ) {
+        let close_timeout_ns = self.shared.config.close_timeout.as_nanos() as u64;
+        let now_ns = self.now_ns;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if conn.outbox.is_closing() || !matches!(conn.phase, Phase::Open | Phase::Closing) {
+            return;
+        }
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        if let Some(code) = code {
+            crate::proto::close::encode_close_payload(&mut payload, code, reason);
+        }
+        let frame = PreparedFrame::new(OpCode::Close, &payload).into_bytes();
+        let dropped = match how {
+            CloseHow::DiscardQueued => conn.outbox.close_now(frame),
+            CloseHow::AfterQueued => {
+                conn.outbox.close_after_queued(frame);
+                0
+            }
+        };
+        conn.phase = Phase::Closing;
+        conn.liveness.close_deadline_ns = now_ns + close_timeout_ns;
+        if dropped > 0 {
+            self.metrics.add(Counter::DropNotOpen, dropped as u64);
+        }
+        if let Some(code) = code {
+            self.metrics.close_sent(code);
+        }
+        self.mark_dirty(id);
+        self.rearm(id);
+    }
+}
+
+/// What happens to queued frames when a close starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CloseHow {
+    /// Drop queued deliveries and replies: the connection failed or the peer is leaving.
+    DiscardQueued,
+    /// Write everything queued first (graceful shutdown).
+    AfterQueued,
+}
+
+/// A publish as read from the client, borrowed from the receive buffer.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Published<'a> {
+    /// Raw JSON content.
+    Json(&'a [u8]),
+    /// Binary payload.
+    Binary(&'a [u8]),
+}

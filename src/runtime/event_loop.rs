@@ -1,0 +1,315 @@
+//! One event loop: one thread, one `mio::Poll`, and everything it owns.
+//!
+//! `run` is a list of phases (see ARCHITECTURE.md, "one turn"): poll, read what is readable,
+//! drain the inbox from other loops, expire timers, flush every connection with output, reap
+//! closed connections, wake peers, export metrics. Each phase lives in its own file as an
+//! `impl EventLoop` block:
+//! `accept.rs`, `read.rs`, `handshake.rs`, `dispatch.rs`, `deliver.rs`, `flush.rs`,
+//! `liveness.rs`, `shutdown.rs`.
+//!
+//! Invariants:
+//! - Only this thread touches these connections; the mesh queues and wakers are the only
+//!   objects shared with other loops (plus the read-only `Shared`).
+//! - One `now_ns` per turn (read after `poll` returns).
+//! - Any code that queues output calls `mark_dirty`; every dirty connection is flushed before
+//!   the next `poll` (sozu's writable invariant), so queued bytes never wait for an event that
+//!   will not come.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::clock::Clock;
+use crate::command::CommandDecoder;
+use crate::conn_id::{ConnId, LoopId};
+use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot};
+use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig};
+use crate::runtime::conn::{Conn, Phase};
+use crate::runtime::mesh::Mesh;
+use crate::runtime::Shared;
+use crate::timer::TimerWheel;
+
+/// Token of this loop's relay listener.
+pub(super) const LISTENER: Token = Token(usize::MAX - 1);
+/// Token of this loop's waker (mesh messages, shutdown).
+pub(super) const WAKER: Token = Token(usize::MAX - 2);
+/// Token of the optional metrics listener (loop 0 only).
+pub(super) const METRICS_LISTENER: Token = Token(usize::MAX - 3);
+
+/// Bytes read from one connection per turn before others get their turn (fairness: a client
+/// flooding its socket cannot starve the loop; the rest is read next turn).
+pub(super) const READ_BYTES_PER_TURN_MAX: usize = 256 * 1024;
+/// Size of the loop's receive buffer, shared by all its connections (uSockets' idea).
+pub(super) const RECV_BUF_BYTES: usize = 64 * 1024;
+/// Mesh messages handled per turn before sockets get their turn again.
+pub(super) const INBOX_MSGS_PER_TURN_MAX: usize = 4096;
+/// Readiness events taken per poll.
+const EVENTS_MAX: usize = 1024;
+/// Wheel size (slots); with the 10 ms default tick one revolution is 10 s.
+const TIMER_SLOTS: usize = 1024;
+
+/// Everything one loop owns.
+/// (Debug is implemented by hand: the command decoder's scratch buffers are not worth printing.)
+pub struct EventLoop {
+    pub(super) id: LoopId,
+    pub(super) poll: Poll,
+    pub(super) listener: Option<mio::net::TcpListener>,
+    pub(super) metrics_listener: Option<mio::net::TcpListener>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) generation: u32,
+    pub(super) local: LocalIndex,
+    pub(super) owned: ChannelRegistry,
+    pub(super) mesh: Mesh,
+    pub(super) timers: TimerWheel<ConnId>,
+    pub(super) fired: Vec<ConnId>,
+    pub(super) dirty: Vec<ConnId>,
+    pub(super) pending_reads: Vec<ConnId>,
+    pub(super) closed: Vec<ConnId>,
+    pub(super) overflowed: Vec<(ConnId, u64, super::deliver::Overflow)>,
+    pub(super) recv_buf: Vec<u8>,
+    pub(super) commands: Option<CommandDecoder>,
+    pub(super) metrics: LoopMetrics,
+    pub(super) shared: Arc<Shared>,
+    pub(super) now_ns: u64,
+    pub(super) next_snapshot_ns: u64,
+    pub(super) shutdown: Option<super::shutdown::Drain>,
+    pub(super) mesh_backlog: bool,
+    pub(super) inbox_backlog: bool,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("id", &self.id)
+            .field("conns", &self.conns.len())
+            .field("now_ns", &self.now_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a loop hands back when it ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopSummary {
+    /// Connections closed during shutdown.
+    pub connections_closed: u64,
+    /// Deliveries made over the loop's life.
+    pub messages_delivered: u64,
+    /// Publishes read by this loop.
+    pub messages_published: u64,
+}
+
+/// The parts a loop is built from (made by `Server::start` before any loop runs).
+#[derive(Debug)]
+pub struct LoopParts {
+    /// Loop index.
+    pub id: LoopId,
+    /// Its poll (the waker is registered on it).
+    pub poll: Poll,
+    /// Its SO_REUSEPORT listener.
+    pub listener: mio::net::TcpListener,
+    /// Metrics listener (loop 0, when configured).
+    pub metrics_listener: Option<mio::net::TcpListener>,
+    /// Its side of the mesh.
+    pub mesh: Mesh,
+}
+
+impl EventLoop {
+    /// Builds a loop and registers its listeners.
+    pub fn new(parts: LoopParts, shared: Arc<Shared>) -> io::Result<Self> {
+        let LoopParts {
+            id,
+            poll,
+            mut listener,
+            mut metrics_listener,
+            mesh,
+        } = parts;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(l) = metrics_listener.as_mut() {
+            poll.registry()
+                .register(l, METRICS_LISTENER, Interest::READABLE)?;
+        }
+        let now_ns = Clock::now_ns();
+        let cfg = &shared.config;
+        let retention = RetentionConfig {
+            history_size: cfg.history_size,
+            history_ttl_ns: cfg.history_ttl.as_nanos() as u64,
+            last_value: cfg.last_value,
+            idle_channels_max: 100_000,
+        };
+        let tick_ns = cfg.timer_tick.as_nanos().max(1) as u64;
+        let epoch_prefix = format!("{}.{id}", shared.epoch_prefix);
+        Ok(EventLoop {
+            id,
+            poll,
+            listener: Some(listener),
+            metrics_listener,
+            conns: Slab::new(),
+            generation: 0,
+            local: LocalIndex::default(),
+            owned: ChannelRegistry::new(retention, epoch_prefix),
+            mesh,
+            timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
+            fired: Vec::new(),
+            dirty: Vec::new(),
+            pending_reads: Vec::new(),
+            closed: Vec::new(),
+            overflowed: Vec::new(),
+            recv_buf: vec![0; RECV_BUF_BYTES],
+            commands: Some(CommandDecoder::new()),
+            metrics: LoopMetrics::new(id),
+            shared,
+            now_ns,
+            next_snapshot_ns: now_ns,
+            shutdown: None,
+            mesh_backlog: false,
+            inbox_backlog: false,
+        })
+    }
+
+    /// Runs turns until shutdown completes. Returns the loop's summary.
+    pub fn run(mut self) -> LoopSummary {
+        let mut events = Events::with_capacity(EVENTS_MAX);
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(loop_id = self.id, error = %e, "poll failed; loop stops");
+                    break;
+                }
+            }
+            self.now_ns = Clock::now_ns();
+            self.metrics.inc(crate::metrics::Counter::LoopTurns);
+            self.handle_events(&events);
+            self.turn_phases();
+            if self.shutdown_complete() {
+                break;
+            }
+        }
+        self.export_snapshot();
+        self.summary()
+    }
+
+    /// The phases after readiness was taken from `poll`.
+    fn turn_phases(&mut self) {
+        self.read_pending();
+        self.drain_inbox();
+        self.expire_timers();
+        self.check_shutdown();
+        self.flush_dirty();
+        self.reap_closed();
+        self.mesh_backlog = self.mesh.retry_overflow();
+        let woken = self.mesh.wake_peers();
+        self.metrics
+            .add(crate::metrics::Counter::MeshWakeups, u64::from(woken));
+        if self.now_ns >= self.next_snapshot_ns {
+            self.export_snapshot();
+        }
+    }
+
+    fn handle_events(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_relay(),
+                METRICS_LISTENER => self.accept_metrics(),
+                WAKER => {}
+                token => self.handle_conn_event(token, event),
+            }
+        }
+    }
+
+    fn handle_conn_event(&mut self, token: Token, event: &mio::event::Event) {
+        let id = ConnId::from_token_value(token.0);
+        if self.conn_mut(id).is_none() {
+            return; // A late event for a connection already reaped (generation differs).
+        }
+        if event.is_writable() {
+            self.mark_dirty(id);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_conn(id);
+        }
+    }
+
+    /// How long `poll` may sleep: until the next timer, the next metrics snapshot, or not at
+    /// all when work is left over from this turn.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.pending_reads.is_empty() || self.inbox_backlog {
+            return Some(Duration::ZERO);
+        }
+        let mut deadline = self.next_snapshot_ns;
+        if let Some(t) = self.timers.next_deadline_ns() {
+            deadline = deadline.min(t);
+        }
+        if self.mesh_backlog {
+            deadline = deadline.min(self.now_ns + 1_000_000);
+        }
+        let now = Clock::now_ns();
+        Some(Duration::from_nanos(deadline.saturating_sub(now)))
+    }
+
+    /// The connection `id`, if it still exists (same slot and generation).
+    pub(super) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.slot as usize)
+            .filter(|c| c.id.generation == id.generation)
+    }
+
+    /// Notes that `id` has output to flush this turn.
+    pub(super) fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Notes that `id` reached `Phase::Closed`; it is reaped at the end of the turn.
+    pub(super) fn mark_closed(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if conn.phase != Phase::Closed {
+                conn.phase = Phase::Closed;
+                self.closed.push(id);
+            }
+        }
+    }
+
+    /// Sends the loop's metrics to the exporter (non-blocking; a full channel skips a beat).
+    pub(super) fn export_snapshot(&mut self) {
+        let interval_ns = self.shared.config.metrics_interval.as_nanos() as u64;
+        self.next_snapshot_ns = self.now_ns + interval_ns;
+        let gauges = Gauges {
+            connections_open: self.conns.len() as u64,
+            channels: self.local.channels() as u64,
+            subscriptions: self.local.subscriptions() as u64,
+            outbox_bytes: self
+                .conns
+                .iter()
+                .map(|(_, c)| c.outbox.queued_bytes() as u64)
+                .sum(),
+            mesh_inbox_depth: self.mesh.inbox_depth() as u64,
+        };
+        self.metrics.set_gauges(gauges);
+        let snap: LoopSnapshot = self.metrics.snapshot();
+        // A full channel means the exporter is behind: keep the interval's latency samples for
+        // the next snapshot (counters are cumulative, nothing is lost).
+        if let Err(crossbeam_channel::TrySendError::Full(snap)) =
+            self.shared.metrics_tx.try_send(snap)
+        {
+            self.metrics.reclaim_unsent(snap);
+        }
+    }
+
+    fn summary(&self) -> LoopSummary {
+        use crate::metrics::Counter;
+        LoopSummary {
+            connections_closed: self.shutdown.as_ref().map_or(0, |d| d.closed_total),
+            messages_delivered: self.metrics.get(Counter::MessagesDelivered),
+            messages_published: self.metrics.get(Counter::PublishedJson)
+                + self.metrics.get(Counter::PublishedBinary),
+        }
+    }
+}

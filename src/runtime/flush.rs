@@ -1,0 +1,149 @@
+//! Flush phase: write every dirty connection's outbox with vectored writes, and move
+//! connections whose last bytes are out to their next phase.
+//!
+//! One `writev` per connection per turn gathers up to `IO_SLICES_MAX` queued frames (uWS's
+//! "cork"). A short write means the socket buffer is full: the connection registers for
+//! WRITABLE and is flushed again when the kernel says so. WRITABLE interest is held only while
+//! the outbox is not empty, so idle connections cost no wakeups.
+
+use std::io::{self, IoSlice, Write};
+use std::net::Shutdown;
+
+use mio::{Interest, Token};
+
+use crate::clock::Clock;
+use crate::conn_id::ConnId;
+use crate::metrics::{Counter, LoopMetrics};
+use crate::outbox::IO_SLICES_MAX;
+use crate::runtime::conn::{CloseReason, Conn, Phase};
+use crate::runtime::event_loop::EventLoop;
+
+/// What writing one connection ended with.
+enum WriteOutcome {
+    /// Everything queued is written.
+    Drained,
+    /// The socket is full; wait for WRITABLE.
+    Blocked,
+    /// The socket failed.
+    Failed,
+}
+
+impl EventLoop {
+    /// Flushes every connection marked dirty this turn.
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &id in &dirty {
+            self.flush(id);
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn flush(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
+            return;
+        };
+        conn.dirty = false;
+        if matches!(conn.phase, Phase::Closed | Phase::Lingering) {
+            return;
+        }
+        match write_outbox(conn, &mut self.metrics) {
+            WriteOutcome::Failed => {
+                conn.set_close_reason(CloseReason::IoError);
+                self.mark_closed(id);
+            }
+            WriteOutcome::Blocked => self.want_writable(id, true),
+            WriteOutcome::Drained => {
+                self.want_writable(id, false);
+                self.after_drained(id);
+            }
+        }
+    }
+
+    /// Registers or drops WRITABLE interest when it changes.
+    fn want_writable(&mut self, id: ConnId, want: bool) {
+        let Some(conn) = self.conns.get_mut(id.slot as usize) else {
+            return;
+        };
+        if conn.wants_writable == want {
+            return;
+        }
+        let interest = match want {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        let token = Token(id.to_token_value());
+        match self
+            .poll
+            .registry()
+            .reregister(&mut conn.stream, token, interest)
+        {
+            Ok(()) => conn.wants_writable = want,
+            Err(_) => {
+                conn.set_close_reason(CloseReason::IoError);
+                self.mark_closed(id);
+            }
+        }
+    }
+
+    /// The outbox is empty: an HTTP response or our close frame may just have gone out.
+    fn after_drained(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let done = match conn.phase {
+            Phase::Responding => true,
+            // RFC 6455 §7.1.1: once both close frames were exchanged the server closes TCP
+            // first. After a failure (`close_received` set by us) nothing is awaited.
+            Phase::Closing => conn.outbox.close_written() && conn.close_received,
+            _ => false,
+        };
+        if done {
+            self.linger(id);
+        }
+    }
+
+    /// Shuts our write side and waits (bounded by the close timeout) for the peer's FIN, so that
+    /// unread input does not make the kernel reset the connection and discard what we sent.
+    pub(super) fn linger(&mut self, id: ConnId) {
+        let close_timeout_ns = self.shared.config.close_timeout.as_nanos() as u64;
+        let now_ns = self.now_ns;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if conn.peer_fin || conn.stream.shutdown(Shutdown::Write).is_err() {
+            return self.mark_closed(id);
+        }
+        conn.phase = Phase::Lingering;
+        conn.liveness.close_deadline_ns = now_ns + close_timeout_ns;
+        self.rearm(id);
+    }
+}
+
+/// Writes as much of the outbox as the socket takes.
+fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics) -> WriteOutcome {
+    while !conn.outbox.is_empty() {
+        let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
+        let n = conn.outbox.io_slices(&mut slices);
+        let gathered: usize = slices[..n].iter().map(|s| s.len()).sum();
+        let written = match conn.stream.write_vectored(&slices[..n]) {
+            Ok(0) => return WriteOutcome::Failed,
+            Ok(w) => w,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
+            Err(_) => return WriteOutcome::Failed,
+        };
+        let written_at_ns = Clock::now_ns();
+        metrics.add(Counter::SentBytes, written as u64);
+        conn.outbox.advance(written, &mut |first_byte, read_at_ns| {
+            metrics.inc_opt(Counter::frame_sent(first_byte & 0x0f));
+            if read_at_ns != 0 {
+                metrics.record_relay_latency_ns(written_at_ns.saturating_sub(read_at_ns));
+            }
+        });
+        if written < gathered {
+            return WriteOutcome::Blocked;
+        }
+    }
+    WriteOutcome::Drained
+}

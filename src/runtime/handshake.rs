@@ -1,0 +1,236 @@
+//! Handshake phase: read the HTTP request head, then either upgrade to WebSocket (RFC 6455 §4.2),
+//! answer a plain HTTP endpoint (`/metrics`, `/stats`, `/healthz`), or refuse with a status and
+//! a one-line reason. The parsing and the exact response bytes live in `proto::handshake`
+//! (sans-IO); this file only routes and queues.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use crate::command as encode;
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::proto::frame::{FrameBuilder, OpCode};
+use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
+use crate::proto::{Decode, HandshakeError};
+use crate::runtime::conn::{CloseReason, Endpoint, Phase};
+use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
+
+/// Where an accepted request goes.
+enum Route {
+    Upgrade(Endpoint),
+    Http(HttpPath),
+    NotFound,
+}
+
+/// The plain HTTP endpoints.
+#[derive(Clone, Copy)]
+enum HttpPath {
+    Metrics,
+    Stats,
+    Healthz,
+}
+
+impl EventLoop {
+    /// Appends `recv_buf[..n]` to the request head and acts once it is complete.
+    pub(super) fn on_handshake_bytes(&mut self, id: ConnId, n: usize) {
+        let Some(conn) = self.conns.get_mut(id.slot as usize) else {
+            return;
+        };
+        conn.head.extend_from_slice(&self.recv_buf[..n]);
+        let head_buf = std::mem::take(&mut conn.head);
+        match hs::parse_request_head(&head_buf) {
+            Ok(Decode::Partial) if head_buf.len() <= REQUEST_HEAD_BYTES_MAX => {
+                if let Some(conn) = self.conn_mut(id) {
+                    conn.head = head_buf;
+                }
+            }
+            Ok(Decode::Partial) => self.refuse(id, HandshakeError::HeadTooLarge),
+            Err(e) => self.refuse(id, e),
+            Ok(Decode::Complete(head, used)) => {
+                let upgraded = self.route(id, &head);
+                if upgraded {
+                    self.decode_leftover(id, head_buf.get(used..).unwrap_or_default());
+                }
+            }
+        }
+    }
+
+    /// Acts on a complete request head. Returns true when the connection is now a WebSocket.
+    fn route(&mut self, id: ConnId, head: &RequestHead<'_>) -> bool {
+        let endpoint = match self.conn_mut(id) {
+            Some(c) => c.endpoint,
+            None => return false,
+        };
+        match self.classify(endpoint, head) {
+            Route::NotFound => self.respond_not_found(id),
+            Route::Http(path) => self.respond_http(id, head, path),
+            Route::Upgrade(endpoint) => return self.upgrade(id, head, endpoint),
+        }
+        false
+    }
+
+    fn classify(&self, endpoint: Endpoint, head: &RequestHead<'_>) -> Route {
+        let http = match head.path {
+            "/metrics" => Some(HttpPath::Metrics),
+            "/stats" => Some(HttpPath::Stats),
+            "/healthz" => Some(HttpPath::Healthz),
+            _ => None,
+        };
+        if endpoint == Endpoint::Http {
+            return http.map_or(Route::NotFound, Route::Http);
+        }
+        if let Some(path) = http.filter(|_| !hs::wants_websocket(head)) {
+            // Served on the relay port only when no separate metrics address is configured.
+            if self.shared.config.metrics_addr.is_none() {
+                return Route::Http(path);
+            }
+        }
+        match head.path {
+            "/" | "/ws" => Route::Upgrade(Endpoint::Relay),
+            "/echo" if self.shared.config.echo_enabled => Route::Upgrade(Endpoint::Echo),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Validates and answers an upgrade request (RFC 6455 §4.2.1, §4.2.2).
+    fn upgrade(&mut self, id: ConnId, head: &RequestHead<'_>, endpoint: Endpoint) -> bool {
+        let upgrade = match hs::validate_upgrade(head) {
+            Ok(u) => u,
+            Err(e) => {
+                self.refuse(id, e);
+                return false;
+            }
+        };
+        let cfg = &self.shared.config;
+        if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
+            self.respond_unavailable(id);
+            return false;
+        }
+        let protocol = hs::select_protocol(upgrade.protocols, &cfg.subprotocols);
+        let mut response = Vec::with_capacity(160);
+        hs::encode_switching_protocols(&mut response, &hs::accept_key(upgrade.key), protocol);
+        let Some(conn) = self.conn_mut(id) else {
+            return false;
+        };
+        conn.phase = Phase::Open;
+        conn.endpoint = endpoint;
+        conn.liveness.handshake_deadline_ns = 0;
+        conn.outbox.push_control(Bytes::from(response));
+        self.metrics.inc(Counter::HandshakesCompleted);
+        if endpoint == Endpoint::Relay {
+            self.send_connected(id);
+        }
+        self.mark_dirty(id);
+        self.rearm(id);
+        true
+    }
+
+    /// Sends `{"type":"connected","id":...}`.
+    fn send_connected(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let mut frame = FrameBuilder::new(OpCode::Text, 48);
+        frame.append_with(|out| encode::encode_connected(out, &conn.name));
+        conn.outbox.push_control(frame.finish().into_bytes());
+    }
+
+    /// Frames that arrived in the same read as the end of the request head.
+    fn decode_leftover(&mut self, id: ConnId, leftover: &[u8]) {
+        for chunk in leftover.chunks(RECV_BUF_BYTES) {
+            self.recv_buf[..chunk.len()].copy_from_slice(chunk);
+            self.decode(id, 0, chunk.len());
+        }
+    }
+
+    /// Refuses a bad request with its status and one-line reason, then closes.
+    pub(super) fn refuse(&mut self, id: ConnId, err: HandshakeError) {
+        let mut out = Vec::with_capacity(192);
+        hs::encode_handshake_error(&mut out, err);
+        self.metrics
+            .inc_opt(Counter::handshake_rejected(err.status()));
+        self.respond(id, out);
+    }
+
+    fn respond_not_found(&mut self, id: ConnId) {
+        let mut out = Vec::with_capacity(160);
+        let body = b"not found: WebSocket endpoints are / and /ws\n";
+        hs::encode_http_response(&mut out, 404, "Not Found", "text/plain", &[], body);
+        self.metrics.inc(Counter::HandshakeRejected404);
+        self.metrics.inc(Counter::HttpNotFound);
+        self.respond(id, out);
+    }
+
+    fn respond_unavailable(&mut self, id: ConnId) {
+        let mut out = Vec::with_capacity(192);
+        let body = b"server full: too many connections, retry later\n";
+        let headers = [("Retry-After", "1")];
+        hs::encode_http_response(
+            &mut out,
+            503,
+            "Service Unavailable",
+            "text/plain",
+            &headers,
+            body,
+        );
+        self.metrics.inc(Counter::HandshakeRejected503);
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(CloseReason::ServerFull);
+        }
+        self.respond(id, out);
+    }
+
+    /// Serves `/metrics`, `/stats` or `/healthz` (GET only).
+    fn respond_http(&mut self, id: ConnId, head: &RequestHead<'_>, path: HttpPath) {
+        let mut out = Vec::with_capacity(4096);
+        if head.method != "GET" {
+            let headers = [("Allow", "GET")];
+            let body = b"method not allowed\n";
+            hs::encode_http_response(
+                &mut out,
+                405,
+                "Method Not Allowed",
+                "text/plain",
+                &headers,
+                body,
+            );
+            return self.respond(id, out);
+        }
+        let mut body = String::new();
+        let (counter, content_type) = match path {
+            HttpPath::Metrics => {
+                self.shared.with_export(|e| e.render_prometheus(&mut body));
+                (
+                    Counter::HttpMetrics,
+                    crate::metrics::PROMETHEUS_CONTENT_TYPE,
+                )
+            }
+            HttpPath::Stats => {
+                self.shared.with_export(|e| e.render_stats_json(&mut body));
+                (Counter::HttpStats, crate::metrics::STATS_JSON_CONTENT_TYPE)
+            }
+            HttpPath::Healthz => {
+                body.push_str("ok\n");
+                (Counter::HttpHealthz, "text/plain")
+            }
+        };
+        self.metrics.inc(counter);
+        hs::encode_http_response(&mut out, 200, "OK", content_type, &[], body.as_bytes());
+        self.respond(id, out);
+    }
+
+    /// Queues a complete HTTP response; the connection closes once it is written.
+    fn respond(&mut self, id: ConnId, response: Vec<u8>) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        conn.phase = Phase::Responding;
+        conn.set_close_reason(CloseReason::HttpDone);
+        conn.liveness.handshake_deadline_ns = 0;
+        // The response is the last thing written, whatever its size (a large /metrics page
+        // must not be refused by the control budget meant for WebSocket replies).
+        conn.outbox.close_after_queued(Bytes::from(response));
+        self.mark_dirty(id);
+    }
+}

@@ -1,0 +1,229 @@
+//! Messages between event loops: one bounded crossbeam queue per loop plus its `mio::Waker`.
+//!
+//! Owns: the senders to every loop, this loop's inbox, the per-peer overflow queues and the set
+//! of peers to wake at the end of the turn.
+//!
+//! Rules (the design's invariants):
+//! - A loop never blocks on another: `try_send` only. When a peer's queue is full the message
+//!   waits in this loop's bounded per-peer overflow queue (FIFO order is kept: nothing is sent
+//!   directly while older messages wait) and is retried on the next turns. When the overflow is
+//!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`);
+//!   the receiving loop notices the seq jump and sends `gap` notices to its subscribers.
+//! - One wake per peer per turn: peers are noted in a 64-bit mask while working and woken once
+//!   in `wake_peers` (an eventfd write costs a syscall).
+//! - Messages are data, never closures; one message per peer loop, never per subscriber.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::proto::frame::PreparedFrame;
+use crate::pubsub::SubscribeOutcome;
+
+/// What a publish carries to the channel's owner loop.
+#[derive(Debug, Clone)]
+pub enum PublishBody {
+    /// JSON `content`, verbatim, and the optional conflation key.
+    Json {
+        /// The raw JSON value.
+        content: Bytes,
+        /// Conflation key.
+        key: Option<Arc<str>>,
+    },
+    /// Opaque binary payload.
+    Binary(Bytes),
+}
+
+/// Everything one loop can ask of another.
+#[derive(Debug)]
+pub enum LoopMsg {
+    /// A publish read on another loop, for the owner to number and fan out.
+    Publish {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Publisher's public name (`from`).
+        from: Arc<str>,
+        /// The publisher, who must not receive its own message.
+        origin: ConnRef,
+        /// The message.
+        body: PublishBody,
+        /// When it was read off the publisher's socket.
+        read_at_ns: u64,
+    },
+    /// A numbered, encoded message for the receiving loop's subscribers.
+    Deliver {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Its seq.
+        seq: u64,
+        /// The frame, encoded once by the owner.
+        frame: PreparedFrame,
+        /// The publisher, skipped if it is on the receiving loop.
+        origin: Option<ConnRef>,
+        /// When it was read off the publisher's socket.
+        read_at_ns: u64,
+    },
+    /// A subscribe request for the owner.
+    Subscribe {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The subscribing connection.
+        origin: ConnRef,
+        /// Recovery position (`since`, `epoch`).
+        since: Option<(u64, Option<Arc<str>>)>,
+    },
+    /// The owner's answer to `Subscribe`.
+    Subscribed {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The subscribing connection.
+        conn: ConnId,
+        /// Seq, epoch, replay.
+        outcome: SubscribeOutcome,
+    },
+    /// The sending loop has no subscriber of `channel` any more.
+    Uninterest {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The loop that lost interest.
+        from: LoopId,
+    },
+}
+
+/// A loop's handle to one peer.
+#[derive(Debug, Clone)]
+pub struct PeerHandle {
+    /// The peer's inbox.
+    pub tx: Sender<LoopMsg>,
+    /// The peer's waker.
+    pub waker: Arc<mio::Waker>,
+}
+
+/// Outcome of `Mesh::send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshSend {
+    /// Sent or parked in the overflow queue.
+    Accepted,
+    /// Overflow full: dropped.
+    Dropped,
+}
+
+/// This loop's side of the mesh.
+#[derive(Debug)]
+pub struct Mesh {
+    me: LoopId,
+    peers: Vec<PeerHandle>,
+    inbox: Receiver<LoopMsg>,
+    overflow: Vec<VecDeque<LoopMsg>>,
+    overflow_len_max: usize,
+    wake_mask: u64,
+}
+
+impl Mesh {
+    /// Wires this loop to every loop (itself included, at index `me`).
+    pub fn new(
+        me: LoopId,
+        peers: Vec<PeerHandle>,
+        inbox: Receiver<LoopMsg>,
+        overflow_len_max: usize,
+    ) -> Self {
+        let overflow = peers.iter().map(|_| VecDeque::new()).collect();
+        Mesh {
+            me,
+            peers,
+            inbox,
+            overflow,
+            overflow_len_max,
+            wake_mask: 0,
+        }
+    }
+
+    /// Number of loops.
+    pub fn loops(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Sends to `to` without blocking (see the module rules).
+    pub fn send(&mut self, to: LoopId, msg: LoopMsg) -> MeshSend {
+        debug_assert_ne!(to, self.me, "a loop does not message itself");
+        let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
+            return MeshSend::Dropped;
+        };
+        if overflow.is_empty() {
+            match peer.tx.try_send(msg) {
+                Ok(()) => {
+                    self.wake_mask |= 1 << to;
+                    return MeshSend::Accepted;
+                }
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                    return park(overflow, m, self.overflow_len_max);
+                }
+            }
+        }
+        park(overflow, msg, self.overflow_len_max)
+    }
+
+    /// Retries parked messages in order; returns true while some still wait.
+    pub fn retry_overflow(&mut self) -> bool {
+        let mut waiting = false;
+        for (to, queue) in self.overflow.iter_mut().enumerate() {
+            while let Some(msg) = queue.pop_front() {
+                match self.peers[to].tx.try_send(msg) {
+                    Ok(()) => self.wake_mask |= 1 << to,
+                    Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                        queue.push_front(m);
+                        waiting = true;
+                        break;
+                    }
+                }
+            }
+        }
+        waiting
+    }
+
+    /// Takes the next message from this loop's inbox.
+    pub fn try_recv(&self) -> Option<LoopMsg> {
+        self.inbox.try_recv().ok()
+    }
+
+    /// Messages waiting in this loop's inbox.
+    pub fn inbox_depth(&self) -> usize {
+        self.inbox.len()
+    }
+
+    /// Wakes every peer that was sent something this turn, once. Returns how many.
+    pub fn wake_peers(&mut self) -> u32 {
+        let mask = std::mem::take(&mut self.wake_mask);
+        let mut woken = 0;
+        for (i, peer) in self.peers.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                // A failed wake means the peer's poll is gone (shutting down); nothing to do.
+                let _ = peer.waker.wake();
+                woken += 1;
+            }
+        }
+        woken
+    }
+
+    /// Wakes every loop (shutdown).
+    pub fn wake_all(&self) {
+        for peer in &self.peers {
+            let _ = peer.waker.wake();
+        }
+    }
+}
+
+/// Parks a message for a full peer. Only data (publish, deliver) is ever dropped: subscription
+/// bookkeeping is bounded by the subscription limits and must arrive, or a subscriber would wait
+/// forever for its `subscribed`.
+fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend {
+    let droppable = matches!(msg, LoopMsg::Publish { .. } | LoopMsg::Deliver { .. });
+    if droppable && queue.len() >= len_max {
+        return MeshSend::Dropped;
+    }
+    queue.push_back(msg);
+    MeshSend::Accepted
+}

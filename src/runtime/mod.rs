@@ -1,0 +1,263 @@
+//! The runtime: threads, `mio` event loops and sockets. The only part of the crate that imports
+//! `mio` or performs I/O; everything it calls into (`proto`, `command`, `pubsub`, `outbox`,
+//! `timer`, `metrics`) is sans-IO.
+//!
+//! `Server::start` binds one SO_REUSEPORT listener per loop, wires the mesh (every loop's inbox
+//! and waker, created before any loop runs: a loop never creates a channel at run time), starts
+//! the metrics exporter and the loop threads, and returns a `ServerHandle`.
+
+mod accept;
+pub mod conn;
+mod deliver;
+mod dispatch;
+pub mod event_loop;
+mod flush;
+mod handshake;
+pub mod listener;
+mod liveness;
+pub mod mesh;
+mod read;
+mod shutdown;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use mio::{Poll, Waker};
+
+use crate::config::Config;
+use crate::metrics::{Exporter, LoopSnapshot, SharedExport};
+use event_loop::{EventLoop, LoopParts, LoopSummary, WAKER};
+use mesh::{Mesh, PeerHandle};
+
+/// Process-wide shutdown request, read by each loop once per turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownState {
+    /// Serving.
+    Running,
+    /// Close every connection with 1001 (or drain), wait for replies, then exit.
+    Graceful,
+    /// Exit now.
+    Immediate,
+}
+
+/// Read-only state shared by every loop (plus the three atomics that are touched once per
+/// connection or once per turn, never per message).
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Where loops send metrics snapshots.
+    pub metrics_tx: Sender<LoopSnapshot>,
+    /// The merged metrics, read by `/metrics` and `/stats`.
+    pub export: SharedExport,
+    /// Open connections in the process (for `connections_max`).
+    pub conns_open: AtomicUsize,
+    /// Unique per process run: epochs of channel numberings start with it.
+    pub epoch_prefix: String,
+    shutdown: AtomicU8,
+}
+
+impl Shared {
+    /// The current shutdown request.
+    pub fn shutdown_state(&self) -> ShutdownState {
+        match self.shutdown.load(Ordering::Acquire) {
+            0 => ShutdownState::Running,
+            1 => ShutdownState::Graceful,
+            _ => ShutdownState::Immediate,
+        }
+    }
+
+    /// Runs `f` on the merged metrics (cold path: a lock shared with the exporter thread).
+    pub fn with_export(&self, f: impl FnOnce(&Exporter)) {
+        f(&crate::metrics::read_export(&self.export));
+    }
+}
+
+/// A running relay.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<Waker>>,
+    loops: Vec<JoinHandle<LoopSummary>>,
+    exporter: Option<JoinHandle<()>>,
+}
+
+/// What the relay did, printed at exit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerSummary {
+    /// Connections closed by the shutdown.
+    pub connections_closed: u64,
+    /// Deliveries over the process's life.
+    pub messages_delivered: u64,
+    /// Publishes over the process's life.
+    pub messages_published: u64,
+}
+
+/// Entry point of the relay.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, binds, and starts the loops. Returns once every loop is listening.
+    pub fn start(config: Config) -> io::Result<ServerHandle> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let listeners = listener::bind_all(config.listen_addr, config.loops, config.backlog)?;
+        let local_addr = listeners
+            .first()
+            .ok_or_else(|| io::Error::other("no listener"))?
+            .local_addr()?;
+        let mut metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(listener::bind_reuseport(addr, config.backlog)?),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
+        let export: SharedExport = crate::metrics::new_shared_export(config.loops);
+        let exporter = crate::metrics::spawn_exporter(metrics_rx, export.clone())?;
+        let shared = Arc::new(Shared {
+            metrics_tx,
+            export,
+            conns_open: AtomicUsize::new(0),
+            epoch_prefix: epoch_prefix(),
+            shutdown: AtomicU8::new(0),
+            config,
+        });
+        let (parts, wakers) = wire_loops(&shared.config, listeners, metrics_listener.take())?;
+        let mut loops = Vec::with_capacity(parts.len());
+        for part in parts {
+            let lp = EventLoop::new(part, shared.clone())?;
+            let name = format!("wsrelay-loop-{}", loops.len());
+            loops.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || lp.run())?,
+            );
+        }
+        Ok(ServerHandle {
+            local_addr,
+            metrics_addr,
+            shared,
+            wakers,
+            loops,
+            exporter: Some(exporter),
+        })
+    }
+}
+
+/// Creates every loop's poll, waker and inbox before any loop runs.
+fn wire_loops(
+    config: &Config,
+    listeners: Vec<mio::net::TcpListener>,
+    mut metrics_listener: Option<mio::net::TcpListener>,
+) -> io::Result<(Vec<LoopParts>, Vec<Arc<Waker>>)> {
+    let mut polls = Vec::new();
+    let mut peers = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..config.loops {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::bounded(config.mesh_inbox_len_max);
+        polls.push(poll);
+        peers.push(PeerHandle { tx, waker });
+        inboxes.push(rx);
+    }
+    let wakers = peers.iter().map(|p| p.waker.clone()).collect();
+    let parts = polls
+        .into_iter()
+        .zip(inboxes)
+        .zip(listeners)
+        .enumerate()
+        .map(|(id, ((poll, inbox), listener))| LoopParts {
+            id,
+            poll,
+            listener,
+            metrics_listener: if id == 0 {
+                metrics_listener.take()
+            } else {
+                None
+            },
+            mesh: Mesh::new(id, peers.clone(), inbox, config.mesh_inbox_len_max),
+        })
+        .collect();
+    Ok((parts, wakers))
+}
+
+/// A prefix that differs between runs of the process: start time and pid.
+fn epoch_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+impl ServerHandle {
+    /// The relay's address (with the actual port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The separate metrics address, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The shared state (metrics export, configuration).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Asks every loop to shut down gracefully (idempotent). A second call with
+    /// `immediate = true` skips the grace period.
+    pub fn shutdown(&self) {
+        self.request(1);
+    }
+
+    /// Asks every loop to stop now, dropping connections without a close handshake.
+    pub fn shutdown_immediately(&self) {
+        self.request(2);
+    }
+
+    fn request(&self, state: u8) {
+        self.shared.shutdown.fetch_max(state, Ordering::AcqRel);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// Waits for every loop to end and returns the totals.
+    pub fn join(mut self) -> ServerSummary {
+        let mut total = ServerSummary::default();
+        for handle in self.loops.drain(..) {
+            if let Ok(s) = handle.join() {
+                total.connections_closed += s.connections_closed;
+                total.messages_delivered += s.messages_delivered;
+                total.messages_published += s.messages_published;
+            }
+        }
+        total
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.loops.is_empty() {
+            self.shutdown_immediately();
+            for handle in self.loops.drain(..) {
+                let _ = handle.join();
+            }
+        }
+        // The exporter ends when every loop (every sender) is gone.
+        let _ = self.exporter.take();
+    }
+}

@@ -1,0 +1,188 @@
+//! Read phase: move bytes from readable sockets into the connection's state machine.
+//!
+//! Edge-triggered discipline: a socket is read until `WouldBlock`, or until a short read (the
+//! kernel's receive queue was emptied, so a later arrival raises a new edge: this saves one
+//! `recvfrom` returning EAGAIN per event), or until the per-turn budget
+//! `READ_BYTES_PER_TURN_MAX` is spent, in which case the connection waits in `pending_reads`
+//! and the next poll does not sleep.
+
+use std::io::{self, Read};
+use std::ops::ControlFlow;
+
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::proto::decoder::{Decoder, DecoderLimits, Event, Feed, Role};
+use crate::runtime::conn::{CloseReason, Endpoint, Phase};
+use crate::runtime::event_loop::{EventLoop, READ_BYTES_PER_TURN_MAX};
+
+/// What one `read` call gave.
+enum ReadOutcome {
+    Bytes(usize),
+    Eof,
+    WouldBlock,
+    Failed,
+}
+
+impl EventLoop {
+    /// Reads connections whose budget ran out last turn.
+    pub(super) fn read_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending_reads);
+        for id in pending {
+            self.read_conn(id);
+        }
+    }
+
+    /// Reads `id` until drained, closed, or out of budget.
+    pub(super) fn read_conn(&mut self, id: ConnId) {
+        let mut budget = READ_BYTES_PER_TURN_MAX;
+        loop {
+            if !self
+                .conn_mut(id)
+                .is_some_and(|c| reads_allowed(c.phase, c.peer_fin))
+            {
+                return;
+            }
+            match self.read_once(id) {
+                ReadOutcome::Bytes(n) => {
+                    self.on_bytes(id, n);
+                    if n < self.recv_buf.len() {
+                        return;
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.pending_reads.push(id);
+                        return;
+                    }
+                }
+                ReadOutcome::WouldBlock => return,
+                ReadOutcome::Eof => return self.on_eof(id),
+                ReadOutcome::Failed => return self.on_io_error(id),
+            }
+        }
+    }
+
+    fn read_once(&mut self, id: ConnId) -> ReadOutcome {
+        let slot = id.slot as usize;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return ReadOutcome::WouldBlock;
+        };
+        loop {
+            return match conn.stream.read(&mut self.recv_buf) {
+                Ok(0) => ReadOutcome::Eof,
+                Ok(n) => {
+                    conn.liveness.last_rx_ns = self.now_ns;
+                    self.metrics.add(Counter::ReceivedBytes, n as u64);
+                    ReadOutcome::Bytes(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+                Err(_) => ReadOutcome::Failed,
+            };
+        }
+    }
+
+    /// Hands `recv_buf[..n]` to the connection's current phase.
+    fn on_bytes(&mut self, id: ConnId, n: usize) {
+        let Some(phase) = self.conn_mut(id).map(|c| c.phase) else {
+            return;
+        };
+        match phase {
+            Phase::Handshaking => self.on_handshake_bytes(id, n),
+            Phase::Open | Phase::Closing => self.decode(id, 0, n),
+            // Bytes after our response or close are read only to reach the peer's FIN.
+            Phase::Responding | Phase::Lingering | Phase::Closed => {}
+        }
+    }
+
+    /// Decodes `recv_buf[from..to]` as client frames. The decoder and the buffer are moved out
+    /// of `self` for the call so that frame handlers can use the whole loop.
+    pub(super) fn decode(&mut self, id: ConnId, from: usize, to: usize) {
+        let limits = DecoderLimits {
+            message_bytes_max: self.shared.config.message_bytes_max,
+        };
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let mut decoder = std::mem::replace(&mut conn.decoder, Decoder::new(Role::Server, limits));
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        let result = match buf.get_mut(from..to) {
+            Some(input) => decoder.feed(input, &mut |event: Event<'_>| self.on_event(id, event)),
+            None => Ok(Feed::Drained),
+        };
+        self.recv_buf = buf;
+        if let Some(conn) = self.conn_mut(id) {
+            conn.decoder = decoder;
+        }
+        if let Err(e) = result {
+            self.on_protocol_error(id, e);
+        }
+    }
+
+    /// One complete message or control frame from the client.
+    fn on_event(&mut self, id: ConnId, event: Event<'_>) -> ControlFlow<()> {
+        let Some(conn) = self.conn_mut(id) else {
+            return ControlFlow::Break(());
+        };
+        let (open, endpoint) = (conn.phase == Phase::Open, conn.endpoint);
+        match event {
+            // RFC 6455 §5.5.1: after sending a close frame, data is no longer processed.
+            Event::Text(_) | Event::Binary(_) | Event::Ping(_) if !open => {}
+            Event::Text(payload) => {
+                self.metrics.inc(Counter::FramesReceivedText);
+                match endpoint {
+                    Endpoint::Echo => self.echo(id, crate::proto::frame::OpCode::Text, payload),
+                    _ => self.on_text(id, payload),
+                }
+            }
+            Event::Binary(payload) => {
+                self.metrics.inc(Counter::FramesReceivedBinary);
+                match endpoint {
+                    Endpoint::Echo => self.echo(id, crate::proto::frame::OpCode::Binary, payload),
+                    _ => self.on_binary(id, payload),
+                }
+            }
+            Event::Ping(payload) => {
+                self.metrics.inc(Counter::FramesReceivedPing);
+                self.send_pong(id, payload);
+            }
+            Event::Pong(_) => {
+                self.metrics.inc(Counter::FramesReceivedPong);
+                self.on_pong(id);
+            }
+            Event::Close(frame) => {
+                self.metrics.inc(Counter::FramesReceivedClose);
+                self.on_close_frame(id, frame);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// TCP FIN from the peer. An HTTP response still being written is finished first (the
+    /// client may half-close after its request); anything else ends now.
+    fn on_eof(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        conn.peer_fin = true;
+        match conn.phase {
+            Phase::Responding => return,
+            Phase::Open | Phase::Handshaking => conn.set_close_reason(CloseReason::PeerReset),
+            Phase::Closing if !conn.close_received => conn.set_close_reason(CloseReason::PeerReset),
+            _ => {}
+        }
+        self.mark_closed(id);
+    }
+
+    fn on_io_error(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(CloseReason::IoError);
+        }
+        self.mark_closed(id);
+    }
+}
+
+/// Phases in which the socket is still read.
+fn reads_allowed(phase: Phase, peer_fin: bool) -> bool {
+    phase != Phase::Closed && !peer_fin
+}

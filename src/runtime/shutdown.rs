@@ -1,0 +1,141 @@
+//! Shutdown and reaping.
+//!
+//! Graceful shutdown (SIGINT/SIGTERM, or `ServerHandle::shutdown`): every loop stops accepting
+//! (its listener is dropped, so the kernel refuses new connections), closes every open
+//! connection with 1001 "going away" after what is already queued, waits up to
+//! `shutdown_grace` for the close replies, then drops whatever is left and ends. With
+//! `drain_over`, closes are spread evenly over that window with 4200 ("reconnect at once") so
+//! that a rolling deploy does not send every client back at the same instant.
+
+use std::sync::atomic::Ordering;
+
+use crate::conn_id::ConnId;
+use crate::proto::close::code;
+use crate::runtime::conn::{CloseReason, Phase};
+use crate::runtime::dispatch::CloseHow;
+use crate::runtime::event_loop::EventLoop;
+use crate::runtime::ShutdownState;
+
+/// A loop's shutdown in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// After this, remaining connections are dropped.
+    pub deadline_ns: u64,
+    /// Connections closed since shutdown began.
+    pub closed_total: u64,
+}
+
+impl EventLoop {
+    /// Starts the shutdown once the process-wide state asks for it.
+    pub(super) fn check_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        match self.shared.shutdown_state() {
+            ShutdownState::Running => {}
+            ShutdownState::Graceful => self.begin_shutdown(),
+            ShutdownState::Immediate => {
+                self.begin_shutdown();
+                if let Some(d) = self.shutdown.as_mut() {
+                    d.deadline_ns = 0;
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        let cfg = &self.shared.config;
+        let drain_ns = cfg.drain_over.as_nanos() as u64;
+        let grace_ns = cfg.shutdown_grace.as_nanos() as u64;
+        self.shutdown = Some(Drain {
+            deadline_ns: self.now_ns + drain_ns + grace_ns,
+            closed_total: 0,
+        });
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if let Some(mut l) = self.metrics_listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        let count = ids.len().max(1) as u64;
+        for (i, id) in ids.into_iter().enumerate() {
+            let at_ns = self.now_ns + drain_ns * i as u64 / count;
+            self.shut_one(id, drain_ns, at_ns);
+        }
+    }
+
+    fn shut_one(&mut self, id: ConnId, drain_ns: u64, at_ns: u64) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Open if drain_ns > 0 => {
+                conn.liveness.drain_at_ns = at_ns.max(1);
+                self.rearm(id);
+            }
+            Phase::Open => {
+                conn.set_close_reason(CloseReason::Shutdown);
+                self.start_close(
+                    id,
+                    Some(code::GOING_AWAY),
+                    "going away",
+                    CloseHow::AfterQueued,
+                );
+            }
+            Phase::Handshaking => {
+                conn.set_close_reason(CloseReason::Shutdown);
+                self.mark_closed(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// True when the loop may end: shutdown began and every connection is gone, or the grace
+    /// period is over (then what is left is dropped).
+    pub(super) fn shutdown_complete(&mut self) -> bool {
+        let Some(drain) = self.shutdown else {
+            return false;
+        };
+        if self.conns.is_empty() {
+            return true;
+        }
+        if self.now_ns < drain.deadline_ns {
+            return false;
+        }
+        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        for id in ids {
+            self.mark_closed(id);
+        }
+        self.reap_closed();
+        true
+    }
+
+    /// Removes connections that reached `Closed`: socket closed, subscriptions dropped, timer
+    /// cancelled, counters updated.
+    pub(super) fn reap_closed(&mut self) {
+        let closed = std::mem::take(&mut self.closed);
+        for &id in &closed {
+            let slot = id.slot as usize;
+            if self.conns.get(slot).is_none_or(|c| c.id != id) {
+                continue;
+            }
+            let mut conn = self.conns.remove(slot);
+            self.disarm(&conn);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let subscriptions = std::mem::take(&mut conn.subscriptions);
+            self.drop_subscriptions(id, subscriptions);
+            let reason = conn.close_reason.unwrap_or(CloseReason::IoError);
+            self.metrics.inc(reason.counter());
+            self.shared.conns_open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(d) = self.shutdown.as_mut() {
+                d.closed_total += 1;
+            }
+        }
+        let mut closed = closed;
+        closed.clear();
+        if self.closed.is_empty() {
+            self.closed = closed;
+        }
+    }
+}
