@@ -22,7 +22,7 @@ use crate::proto::close::{parse_close_payload, CloseFrame};
 use crate::proto::error::ProtocolError;
 use crate::proto::frame::{OpCode, CLIENT_HEADER_BYTES_MAX};
 use crate::proto::mask::{apply_mask, apply_mask_check_ascii};
-use crate::proto::utf8::Utf8Validator;
+use crate::proto::utf8::{is_ascii, Utf8Validator};
 
 /// Capacity of the reassembly buffer kept between messages; a larger buffer is freed when its
 /// message completes, so idle connections hold at most this much.
@@ -151,7 +151,7 @@ const STATE_IDLE: State = State::Header {
     len: 0,
 };
 
-/// The streaming frame decoder of one connection (about 80 bytes, no allocation until a frame
+/// The streaming frame decoder of one connection (64 bytes on 64-bit targets, no allocation until a frame
 /// is split across feeds or a message is fragmented).
 #[derive(Debug)]
 pub struct Decoder {
@@ -188,7 +188,8 @@ impl Decoder {
     /// Generic over the callback so the hot loop is monomorphised and the callback inlined
     /// (a `&mut dyn FnMut` also works as `F`). If `on_event` returns `Break`, decoding stops
     /// at that frame's end and the rest of `input` is dropped (used after a Close). Events
-    /// for frames before a violation are delivered before the error is returned.
+    /// for frames before a violation are delivered before the error is returned. The decoder
+    /// does not stop by itself after a Close event: the caller returns `Break` there.
     pub fn feed<F>(&mut self, input: &mut [u8], mut on_event: F) -> Result<Feed, ProtocolError>
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
@@ -215,12 +216,14 @@ impl Decoder {
         }
     }
 
+    /// Records the first error and frees the buffer: a poisoned decoder holds no memory.
     fn poison(&mut self, error: ProtocolError) {
         self.poisoned = Some(error);
         self.message = Vec::new();
         self.state = STATE_IDLE;
     }
 
+    /// The decode loop: alternates header and payload steps until the input is used up.
     fn decode_all<F>(&mut self, input: &mut [u8], on_event: &mut F) -> Result<Feed, ProtocolError>
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
@@ -404,17 +407,15 @@ impl Decoder {
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
+        // Zero-copy only for a frame that is a whole message or a control frame: fragments
+        // of a message must be reassembled anyway.
         let standalone =
             header.fin && (header.starts_message || matches!(header.kind, FrameKind::Control(_)));
-        let payload_end = pos
-            .checked_add(header.payload_len as usize)
-            .filter(|_| header.payload_len <= usize::MAX as u64);
-        if let Some(payload) = payload_end
-            .filter(|_| standalone)
-            .and_then(|end| input.get_mut(*pos..end))
-        {
-            *pos += payload.len();
-            return deliver_standalone(header, payload, on_event);
+        if standalone {
+            if let Some(payload) = complete_payload(input, *pos, header.payload_len) {
+                *pos += payload.len();
+                return deliver_standalone(header, payload, on_event);
+            }
         }
         let frame = self.enter_frame(header);
         self.continue_payload(frame, input, pos, on_event)
@@ -523,6 +524,13 @@ impl Decoder {
     }
 }
 
+/// The payload of `payload_len` bytes at `start`, if it lies entirely inside `input`.
+#[inline]
+fn complete_payload(input: &mut [u8], start: usize, payload_len: u64) -> Option<&mut [u8]> {
+    let end = start.checked_add(usize::try_from(payload_len).ok()?)?;
+    input.get_mut(start..end)
+}
+
 /// Parses the payload length field (§5.2). Returns the length and the offset where it ends,
 /// or `None` if the extended length bytes are not all present yet.
 #[inline]
@@ -579,7 +587,7 @@ where
 fn unmask_check_ascii(payload: &mut [u8], mask: Option<[u8; MASK_KEY_BYTES]>) -> bool {
     match mask {
         Some(key) => apply_mask_check_ascii(payload, key, 0),
-        None => payload.is_ascii(),
+        None => is_ascii(payload),
     }
 }
 

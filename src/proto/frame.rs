@@ -7,7 +7,7 @@
 //! masked and client frames always are (§5.1); a `PreparedFrame` built here is a complete frame
 //! with FIN set and its clones share one allocation.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::proto::mask::apply_mask;
 
@@ -271,9 +271,10 @@ impl FrameBuilder {
         let header_len = encode_header(&mut header, true, self.opcode, payload_len, None);
         let start = SERVER_HEADER_BYTES_MAX - header_len;
         self.wire[start..SERVER_HEADER_BYTES_MAX].copy_from_slice(&header[..header_len]);
-        PreparedFrame {
-            bytes: Bytes::from(self.wire).slice(start..),
-        }
+        let mut bytes = Bytes::from(self.wire);
+        // `advance` moves the start pointer; `slice` would allocate a shared header.
+        bytes.advance(start);
+        PreparedFrame { bytes }
     }
 }
 

@@ -466,11 +466,11 @@ mod tests {
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-    /// A valid upgrade request with `line` replacing or adding header lines.
-    fn request(request_line: &str, headers: &[&str]) -> String {
+    /// A request head: `request_line`, then `headers`, then the empty line.
+    fn request<S: AsRef<str>>(request_line: &str, headers: &[S]) -> String {
         let mut head = format!("{request_line}\r\n");
         for header in headers {
-            head.push_str(header);
+            head.push_str(header.as_ref());
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
@@ -485,17 +485,13 @@ mod tests {
         "Sec-WebSocket-Version: 13",
     ];
 
-    fn with(replace: &str, by: Option<&str>) -> Vec<&'static str> {
-        let prefix = replace.split(':').next().unwrap_or_default();
-        let mut headers: Vec<&'static str> = VALID
-            .iter()
-            .copied()
-            .filter(|h| !h.starts_with(prefix))
-            .collect();
-        if let Some(by) = by {
-            headers.push(Box::leak(by.to_owned().into_boxed_str()));
-        }
-        headers
+    /// The valid headers without the `name` field, plus `by` if given.
+    fn with(name: &str, by: Option<&str>) -> Vec<String> {
+        let prefix = format!("{name}:");
+        let kept = VALID.iter().filter(|h| !h.starts_with(&prefix));
+        kept.map(|h| h.to_string())
+            .chain(by.map(str::to_owned))
+            .collect()
     }
 
     fn validate(text: &str) -> Result<Upgrade<'_>, HandshakeError> {
@@ -546,7 +542,7 @@ mod tests {
         );
         // Connection split over two fields (RFC 7230 §3.2.2).
         let mut split = with("Connection", Some("Connection: keep-alive"));
-        split.push("Connection: upgrade");
+        split.push("Connection: upgrade".to_owned());
         assert!(validate(&request("GET / HTTP/1.1", &split)).is_ok());
         let split_text = request("GET / HTTP/1.1", &split);
         let parsed = parse_request_head(split_text.as_bytes());

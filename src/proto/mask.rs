@@ -14,9 +14,7 @@ const ASCII_HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = key_at_offset(key, offset);
-    let key_word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let key_word = key_word(key);
     let (words, tail) = buf.as_chunks_mut::<WORD_BYTES>();
     for word in words {
         *word = (u64::from_ne_bytes(*word) ^ key_word).to_ne_bytes();
@@ -34,9 +32,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 #[inline]
 pub fn apply_mask_check_ascii(buf: &mut [u8], key: [u8; 4], offset: usize) -> bool {
     let key = key_at_offset(key, offset);
-    let key_word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let key_word = key_word(key);
     let (words, tail) = buf.as_chunks_mut::<WORD_BYTES>();
     let mut bits_or = 0u64;
     for word in words {
@@ -58,6 +54,14 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, byte) in buf.iter_mut().enumerate() {
         *byte ^= key[(offset + i) % 4];
     }
+}
+
+/// The key repeated over a word, in memory order.
+#[inline]
+fn key_word(key: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
 }
 
 /// The key rotated so that index 0 applies to payload byte `offset`.
