@@ -40,6 +40,7 @@ pub mod command;
 pub mod config;
 pub mod conn_id;
 pub mod hash;
+pub mod log_limit;
 pub mod metrics;
 pub mod outbox;
 pub mod proto;

@@ -106,6 +106,11 @@ impl Outbox {
         SendStatus::Queued
     }
 
+    /// True when a delivery of `len` bytes would be queued now (open and within budget).
+    pub fn data_fits(&self, len: usize) -> bool {
+        !self.closed && self.data_bytes + len <= self.data_bytes_max
+    }
+
     /// Queues a recovered (history) frame regardless of the data budget: replay is bounded by
     /// the history size, and refusing it would defeat recovery. Its bytes count as data.
     pub fn push_replay(&mut self, bytes: Bytes) -> SendStatus {

@@ -98,6 +98,7 @@ impl EventLoop {
             close_received: false,
             peer_fin: false,
             gaps_pending: false,
+            upgraded: false,
         });
         self.shared.conns_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.inc(Counter::ConnectionsAccepted);

@@ -202,6 +202,8 @@ pub struct Conn {
     pub peer_fin: bool,
     /// Some subscription has a gap not told yet (checked before each delivery).
     pub gaps_pending: bool,
+    /// The upgrade completed (counted in the `connections_open` gauge until reaped).
+    pub upgraded: bool,
 }
 
 impl Conn {

@@ -250,7 +250,13 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid.slot as usize) else {
                 continue;
             };
-            if conn.gaps_pending && queue_gap_notice(conn, channel, frame) == SendStatus::Full {
+            // The gap notice goes out only right before a delivery that will be queued: a
+            // notice per dropped message would fill the control budget instead.
+            let fits = conn.outbox.data_fits(frame.len());
+            if fits
+                && conn.gaps_pending
+                && queue_gap_notice(conn, channel, frame) == SendStatus::Full
+            {
                 self.overflowed.push((cid, seq, Overflow::Control));
                 continue;
             }

@@ -70,6 +70,7 @@ impl EventLoop {
     /// Answers a bad command with `{"type":"error","message":...}`; the connection stays open.
     pub(super) fn command_error(&mut self, id: ConnId, e: CommandError) {
         self.metrics.command_error(e.kind());
+        self.warn_refused(e.kind(), e.message());
         self.reply(id, |out| encode::encode_error(out, e.message()));
     }
 
@@ -155,6 +156,7 @@ impl EventLoop {
     /// the close frame is out (RFC 6455 §7.1.7 "Fail the WebSocket Connection").
     pub(super) fn on_protocol_error(&mut self, id: ConnId, e: ProtocolError) {
         self.metrics.protocol_error(e.kind());
+        self.warn_refused(e.kind(), "RFC 6455 violation, closing");
         let reason = match e {
             ProtocolError::InvalidUtf8 => CloseReason::InvalidUtf8,
             ProtocolError::MessageTooBig => CloseReason::MessageTooBig,

@@ -46,6 +46,8 @@ pub(super) const READ_BYTES_PER_TURN_MAX: usize = 256 * 1024;
 pub(super) const RECV_BUF_BYTES: usize = 64 * 1024;
 /// Mesh messages handled per turn before sockets get their turn again.
 pub(super) const INBOX_MSGS_PER_TURN_MAX: usize = 4096;
+/// At most one warning line per kind of refused input per loop in this interval.
+const WARN_INTERVAL_NS: u64 = 10_000_000_000;
 /// Readiness events taken per poll.
 const EVENTS_MAX: usize = 1024;
 /// Wheel size (slots); with the 10 ms default tick one revolution is 10 s.
@@ -59,6 +61,8 @@ pub struct EventLoop {
     pub(super) listener: Option<mio::net::TcpListener>,
     pub(super) metrics_listener: Option<mio::net::TcpListener>,
     pub(super) conns: Slab<Conn>,
+    /// Upgraded (WebSocket) connections not yet reaped: the `connections_open` gauge.
+    pub(super) websockets_open: u64,
     pub(super) generation: u32,
     pub(super) local: LocalIndex,
     pub(super) owned: ChannelRegistry,
@@ -72,6 +76,7 @@ pub struct EventLoop {
     pub(super) recv_buf: Vec<u8>,
     pub(super) commands: Option<CommandDecoder>,
     pub(super) metrics: LoopMetrics,
+    pub(super) warnings: crate::log_limit::LogLimiter,
     pub(super) shared: Arc<Shared>,
     pub(super) now_ns: u64,
     pub(super) next_snapshot_ns: u64,
@@ -148,6 +153,7 @@ impl EventLoop {
             listener: Some(listener),
             metrics_listener,
             conns: Slab::new(),
+            websockets_open: 0,
             generation: 0,
             local: LocalIndex::default(),
             owned: ChannelRegistry::new(retention, epoch_prefix),
@@ -161,6 +167,7 @@ impl EventLoop {
             recv_buf: vec![0; RECV_BUF_BYTES],
             commands: Some(CommandDecoder::new()),
             metrics: LoopMetrics::new(id),
+            warnings: crate::log_limit::LogLimiter::new(WARN_INTERVAL_NS),
             shared,
             now_ns,
             next_snapshot_ns: now_ns,
@@ -257,6 +264,13 @@ impl EventLoop {
             .filter(|c| c.id.generation == id.generation)
     }
 
+    /// Logs a refused input of `kind`, rate-limited per kind (never a line per bad frame).
+    pub(super) fn warn_refused(&mut self, kind: &'static str, what: &str) {
+        if let Some(suppressed) = self.warnings.allow(kind, self.now_ns) {
+            tracing::warn!(loop_id = self.id, kind, suppressed, "refused input: {what}");
+        }
+    }
+
     /// Notes that `id` has output to flush this turn.
     pub(super) fn mark_dirty(&mut self, id: ConnId) {
         if let Some(conn) = self.conn_mut(id) {
@@ -282,7 +296,7 @@ impl EventLoop {
         let interval_ns = self.shared.config.metrics_interval.as_nanos() as u64;
         self.next_snapshot_ns = self.now_ns + interval_ns;
         let gauges = Gauges {
-            connections_open: self.conns.len() as u64,
+            connections_open: self.websockets_open,
             channels: self.local.channels() as u64,
             subscriptions: self.local.subscriptions() as u64,
             outbox_bytes: self

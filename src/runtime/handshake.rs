@@ -115,8 +115,10 @@ impl EventLoop {
         };
         conn.phase = Phase::Open;
         conn.endpoint = endpoint;
+        conn.upgraded = true;
         conn.liveness.handshake_deadline_ns = 0;
         conn.outbox.push_control(Bytes::from(response));
+        self.websockets_open += 1;
         self.metrics.inc(Counter::HandshakesCompleted);
         if endpoint == Endpoint::Relay {
             self.send_connected(id);
@@ -150,6 +152,7 @@ impl EventLoop {
         hs::encode_handshake_error(&mut out, err);
         self.metrics
             .inc_opt(Counter::handshake_rejected(err.status()));
+        self.warn_refused(err.kind(), err.reason());
         self.respond(id, out);
     }
 

@@ -125,6 +125,9 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let subscriptions = std::mem::take(&mut conn.subscriptions);
             self.drop_subscriptions(id, subscriptions);
+            if conn.upgraded {
+                self.websockets_open -= 1;
+            }
             let reason = conn.close_reason.unwrap_or(CloseReason::IoError);
             self.metrics.inc(reason.counter());
             self.shared.conns_open.fetch_sub(1, Ordering::Relaxed);

@@ -109,16 +109,22 @@ pub fn read_json(ws: &mut WebSocket<TcpStream>) -> Value {
     }
 }
 
-/// Opens `n` clients, spread by the kernel over the loops; asserts every loop holds some.
+/// Opens at least `n` clients, more (up to 64 extra) until the kernel's SO_REUSEPORT hashing
+/// has put some on every loop; asserts every loop holds some.
 pub fn clients_on_every_loop(addr: SocketAddr, loops: usize, n: usize) -> Vec<Client> {
-    let clients: Vec<Client> = (0..n).map(|_| Client::connect(addr)).collect();
-    for l in 0..loops {
-        assert!(
-            clients.iter().any(|c| c.loop_id() == l),
-            "no client landed on loop {l}; ids: {:?}",
-            clients.iter().map(|c| &c.id).collect::<Vec<_>>()
-        );
+    let mut clients: Vec<Client> = (0..n).map(|_| Client::connect(addr)).collect();
+    let covered = |cs: &[Client]| (0..loops).all(|l| cs.iter().any(|c| c.loop_id() == l));
+    for _ in 0..64 {
+        if covered(&clients) {
+            break;
+        }
+        clients.push(Client::connect(addr));
     }
+    assert!(
+        covered(&clients),
+        "some loop got no client; ids: {:?}",
+        clients.iter().map(|c| &c.id).collect::<Vec<_>>()
+    );
     clients
 }
 
@@ -151,11 +157,44 @@ impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).expect("tcp connect");
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        Raw::from_stream(stream)
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Raw {
         stream.set_nodelay(true).unwrap();
         Raw {
             stream,
             buf: Vec::new(),
         }
+    }
+
+    /// Reads one frame, or `None` if nothing arrives within `quiet` (used only to detect that
+    /// the server has nothing more queued, never as an assertion about speed).
+    pub fn read_frame_within(&mut self, quiet: Duration) -> Option<Frame> {
+        self.stream.set_read_timeout(Some(quiet)).unwrap();
+        let frame = loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                break Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None
+                }
+                Err(e) => panic!("read failed: {e}"),
+            }
+        };
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        frame
     }
 
     /// Connects and completes the upgrade on `path`; returns the client positioned after the

@@ -1,0 +1,277 @@
+//! The trading/gaming data plane against a live relay: history and recovery with `since`,
+//! last value, and the slow-consumer policies (a subscriber that stops reading) with the other
+//! subscribers unaffected and memory bounded.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{masked_frame, Client, Raw};
+use serde_json::{json, Value};
+use wsrelay::config::SlowConsumerPolicy;
+use wsrelay::Config;
+
+fn with_history(size: usize) -> Config {
+    Config {
+        history_size: size,
+        ..Config::loopback_for_tests(2)
+    }
+}
+
+#[test]
+fn recovery_after_a_disconnect_returns_exactly_the_missed_messages() {
+    let server = common::start(with_history(100));
+    let addr = server.local_addr();
+    let mut publisher = Client::connect(addr);
+    let mut sub = Client::connect(addr);
+    let first = sub.subscribe("md.X");
+    let epoch = first["epoch"].as_str().unwrap().to_string();
+    for i in 1..=3 {
+        publisher.publish("md.X", json!(i));
+    }
+    for i in 1..=3 {
+        assert_eq!(sub.recv()["seq"], i);
+    }
+    drop(sub);
+    for i in 4..=8 {
+        publisher.publish("md.X", json!(i));
+    }
+    publisher.ping();
+    // Reconnect (possibly on the other loop) and recover from seq 3.
+    let mut again = common::clients_on_every_loop(addr, 2, 8);
+    for c in again.iter_mut() {
+        c.send(json!({"type": "subscribe", "channel": "md.X", "since": 3, "epoch": epoch}));
+        let reply = c.recv();
+        assert_eq!(
+            reply,
+            json!({"type": "subscribed", "channel": "md.X", "seq": 8, "epoch": epoch, "recovered": true})
+        );
+        for i in 4..=8 {
+            let m = c.recv();
+            assert_eq!(
+                (m["seq"].as_u64(), m["content"].as_u64()),
+                (Some(i), Some(i))
+            );
+        }
+    }
+    // Live messages follow the replay with no gap and no duplicate at the seam.
+    publisher.publish("md.X", json!(9));
+    for c in again.iter_mut() {
+        assert_eq!(c.recv()["seq"], 9);
+    }
+}
+
+#[test]
+fn recovery_beyond_retention_answers_recovered_false_with_the_current_seq() {
+    let server = common::start(with_history(3));
+    let addr = server.local_addr();
+    let mut publisher = Client::connect(addr);
+    let mut sub = Client::connect(addr);
+    let epoch = sub.subscribe("r")["epoch"].as_str().unwrap().to_string();
+    for i in 1..=10 {
+        publisher.publish("r", json!(i));
+    }
+    for _ in 1..=10 {
+        sub.recv();
+    }
+    let mut late = Client::connect(addr);
+    late.send(json!({"type": "subscribe", "channel": "r", "since": 2, "epoch": epoch}));
+    let reply = late.recv();
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["seq"].as_u64()),
+        (Some(false), Some(10))
+    );
+    // Nothing is replayed: the next message is live.
+    publisher.publish("r", json!(11));
+    assert_eq!(late.recv()["seq"], 11);
+}
+
+#[test]
+fn recovery_with_a_stale_epoch_is_refused() {
+    let server = common::start(with_history(100));
+    let addr = server.local_addr();
+    let mut publisher = Client::connect(addr);
+    let mut sub = Client::connect(addr);
+    sub.subscribe("e");
+    publisher.publish("e", json!(1));
+    sub.recv();
+    let mut other = Client::connect(addr);
+    other.send(json!({"type": "subscribe", "channel": "e", "since": 0, "epoch": "not-this-one"}));
+    assert_eq!(other.recv()["recovered"], false);
+}
+
+#[test]
+fn last_value_is_sent_to_new_subscribers() {
+    let config = Config {
+        last_value: true,
+        ..Config::loopback_for_tests(2)
+    };
+    let server = common::start(config);
+    let addr = server.local_addr();
+    let mut publisher = Client::connect(addr);
+    for px in [100, 101, 102] {
+        publisher.publish("ticker", json!({"px": px}));
+    }
+    publisher.ping();
+    for mut c in common::clients_on_every_loop(addr, 2, 6) {
+        let reply = c.subscribe("ticker");
+        assert_eq!(reply["seq"], 3);
+        let snapshot = c.recv();
+        assert_eq!(
+            (snapshot["seq"].as_u64(), &snapshot["content"]),
+            (Some(3), &json!({"px": 102}))
+        );
+    }
+}
+
+/// A subscriber that stops reading: a raw socket with a small receive buffer, never read.
+fn stalled_subscriber(addr: SocketAddr, channel: &str) -> Raw {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
+    let mut raw = Raw::from_stream(stream);
+    raw.send(common::upgrade_request("/").as_bytes());
+    assert!(raw.read_head().starts_with("HTTP/1.1 101"));
+    assert_eq!(raw.read_json()["type"], "connected");
+    let cmd = json!({"type": "subscribe", "channel": channel}).to_string();
+    raw.send(&masked_frame(0x81, cmd.as_bytes()));
+    assert_eq!(raw.read_json()["type"], "subscribed");
+    raw
+}
+
+fn policy_config(policy: SlowConsumerPolicy) -> Config {
+    Config {
+        slow_consumer: policy,
+        outbox_bytes_max: 64 * 1024,
+        // The stalled subscriber reads only after the flood: keep its close frame waiting.
+        close_timeout: Duration::from_secs(60),
+        ..Config::loopback_for_tests(2)
+    }
+}
+
+const FLOOD_MESSAGES: u64 = 30_000;
+const PADDING: usize = 1000;
+
+/// Publishes `FLOOD_MESSAGES` 1 KB messages; `fast` must get every one, in order.
+fn flood(addr: SocketAddr, channel: &str, fast: &mut Client) {
+    let mut publisher = Client::connect(addr);
+    let pad = "x".repeat(PADDING);
+    for i in 1..=FLOOD_MESSAGES {
+        publisher.publish(channel, json!({"i": i, "pad": pad}));
+        if i % 20 == 0 {
+            // A fast subscriber reads as it goes (20 KB in flight at most, far below its budget).
+            for j in i - 19..=i {
+                assert_eq!(
+                    fast.recv()["seq"],
+                    j,
+                    "fast subscriber in order, nothing lost"
+                );
+            }
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn close_policy_closes_the_slow_subscriber_with_4100_and_spares_the_others() {
+    let server = common::start(policy_config(SlowConsumerPolicy::Close));
+    let addr = server.local_addr();
+    let mut slow = stalled_subscriber(addr, "flood");
+    let mut fast = Client::connect(addr);
+    fast.subscribe("flood");
+    flood(addr, "flood", &mut fast);
+    // The slow one gets a prefix of the stream, in order, then 4100.
+    let mut next = 1;
+    loop {
+        let f = slow.read_frame();
+        match f.opcode {
+            1 => {
+                let m: Value = serde_json::from_slice(&f.payload).unwrap();
+                assert_eq!(m["seq"], next);
+                next += 1;
+            }
+            8 => {
+                assert_eq!(f.close_code(), Some(4100));
+                break;
+            }
+            op => panic!("unexpected opcode {op}"),
+        }
+    }
+    assert!(next <= FLOOD_MESSAGES, "the slow subscriber was cut off");
+}
+
+#[test]
+fn drop_policy_tells_the_gap_before_the_next_delivery_and_bounds_memory() {
+    let server = common::start(policy_config(SlowConsumerPolicy::Drop));
+    let addr = server.local_addr();
+    let mut slow = stalled_subscriber(addr, "flood");
+    let mut fast = Client::connect(addr);
+    fast.subscribe("flood");
+    let before_kib = rss_kib();
+    flood(addr, "flood", &mut fast);
+    let growth_kib = rss_kib().saturating_sub(before_kib);
+    // 30 MB were published to a subscriber that read nothing; its outbox holds at most 64 KiB.
+    assert!(growth_kib < 16 * 1024, "RSS grew by {growth_kib} KiB");
+    // The slow subscriber reads what was kept for it, until the relay has nothing more queued;
+    // then one more publish makes a gap at the tail visible (it is told before a delivery).
+    let mut tracker = GapTracker::default();
+    while let Some(f) = slow.read_frame_within(Duration::from_millis(300)) {
+        tracker.see(&serde_json::from_slice(&f.payload).unwrap());
+    }
+    let mut marker = Client::connect(addr);
+    marker.publish("flood", json!("end"));
+    loop {
+        let m = slow.read_json();
+        tracker.see(&m);
+        if m["content"] == "end" {
+            break;
+        }
+    }
+    assert_eq!(
+        tracker.expected,
+        FLOOD_MESSAGES + 2,
+        "every seq delivered or reported"
+    );
+    assert!(
+        tracker.gaps > 0 && tracker.delivered < FLOOD_MESSAGES + 1,
+        "drops happened"
+    );
+}
+
+/// Checks that deliveries and gap notices together cover every seq exactly once, in order.
+#[derive(Default)]
+struct GapTracker {
+    expected: u64,
+    delivered: u64,
+    gaps: u64,
+}
+
+impl GapTracker {
+    fn see(&mut self, m: &Value) {
+        self.expected = self.expected.max(1);
+        match m["type"].as_str() {
+            Some("gap") => {
+                assert_eq!(
+                    m["from"], self.expected,
+                    "gap starts where deliveries stopped"
+                );
+                self.expected = m["to"].as_u64().unwrap() + 1;
+                self.gaps += 1;
+            }
+            Some("message") => {
+                assert_eq!(m["seq"], self.expected, "no silent skip: {m}");
+                self.expected += 1;
+                self.delivered += 1;
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+}
