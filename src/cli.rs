@@ -5,6 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use std::sync::Arc;
+
+use wsrelay::auth::{AuthConfig, Verifier};
 use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
 
 /// wsrelay: a WebSocket pub/sub relay.
@@ -111,6 +114,27 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = parse_log_format)]
     log_format: LogFormat,
+    /// Require HS256 JWTs signed with this secret (at least 32 bytes).
+    #[arg(long, env = "WS_AUTH_HS256_SECRET", hide_env_values = true)]
+    auth_hs256_secret: Option<String>,
+    /// Require RS256 JWTs verified with this RSA public key (PEM file).
+    #[arg(long, env = "WS_AUTH_RS256_PUBLIC_KEY")]
+    auth_rs256_public_key: Option<std::path::PathBuf>,
+    /// Required `aud` claim value.
+    #[arg(long)]
+    auth_audience: Option<String>,
+    /// Required `iss` claim value.
+    #[arg(long)]
+    auth_issuer: Option<String>,
+    /// Clock-skew allowance for `exp`/`nbf`, seconds (at most 300).
+    #[arg(long, default_value_t = 0)]
+    auth_leeway: u64,
+    /// Time to send `{"type":"auth"}`, ms.
+    #[arg(long, default_value_t = 5_000)]
+    auth_timeout: u64,
+    /// Also accept `?token=` in the URL (less safe: URLs end up in logs).
+    #[arg(long)]
+    auth_query_token: bool,
 }
 
 fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
@@ -129,8 +153,36 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 }
 
 impl ServeArgs {
+    /// The token verifier these flags describe, if any (reads the key file).
+    fn verifier(&self) -> Result<Option<Arc<Verifier>>, String> {
+        let rs256_public_key_pem = match &self.auth_rs256_public_key {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?)
+            }
+            None => None,
+        };
+        let cfg = AuthConfig {
+            hs256_secret: self
+                .auth_hs256_secret
+                .as_ref()
+                .map(|s| s.as_bytes().to_vec()),
+            rs256_public_key_pem,
+            audience: self.auth_audience.clone(),
+            issuer: self.auth_issuer.clone(),
+            leeway_s: self.auth_leeway,
+            ..AuthConfig::default()
+        };
+        let verifier = Verifier::new(&cfg).map_err(|e| format!("authentication: {e}"))?;
+        Ok(verifier.map(Arc::new))
+    }
+
     /// The configuration these flags describe.
-    pub fn to_config(&self) -> Config {
+    pub fn to_config(&self) -> Result<Config, String> {
+        let auth = self.verifier()?;
+        Ok(self.to_config_with(auth))
+    }
+
+    fn to_config_with(&self, auth: Option<Arc<Verifier>>) -> Config {
         let ms = Duration::from_millis;
         let defaults = Config::default();
         Config {
@@ -158,6 +210,9 @@ impl ServeArgs {
             metrics_addr: self.metrics_bind,
             metrics_interval: ms(self.metrics_interval),
             log_format: self.log_format,
+            auth,
+            auth_timeout: ms(self.auth_timeout),
+            auth_query_token: self.auth_query_token,
             ..defaults
         }
     }

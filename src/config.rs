@@ -6,7 +6,10 @@
 //! every event loop through an `Arc`. Nothing here touches sockets or threads.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::Verifier;
 
 /// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +117,13 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Token verifier; `None`: authentication off (anyone may subscribe and publish).
+    pub auth: Option<Arc<Verifier>>,
+    /// Time a connection has to send `{"type":"auth"}` when authentication is on.
+    pub auth_timeout: Duration,
+    /// Also accept the token as a `token` query parameter of the upgrade URL (less safe: URLs
+    /// end up in proxy and access logs).
+    pub auth_query_token: bool,
 }
 
 impl Default for Config {
@@ -146,6 +156,9 @@ impl Default for Config {
             metrics_interval: Duration::from_secs(1),
             metrics_addr: None,
             log_format: LogFormat::Text,
+            auth: None,
+            auth_timeout: Duration::from_secs(5),
+            auth_query_token: false,
         }
     }
 }

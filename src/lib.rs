@@ -19,6 +19,7 @@
 //! - `pubsub`: channel ownership, seq numbering, history and the local subscriber index.
 //! - `outbox`: the bounded per-connection queue with its control lane.
 //! - `timer`: the hashed timer wheel.
+//! - `auth`: JWT verification and channel permissions, sans-IO.
 //! - `metrics`: per-loop counters and histograms, export to Prometheus text and JSON.
 //! - `runtime`: threads, sockets, the event loop phases. The only module that imports `mio`.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
@@ -34,6 +35,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod auth;
 pub mod clock;
 pub mod close_code;
 pub mod command;

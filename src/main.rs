@@ -12,7 +12,13 @@ use wsrelay::config::{Config, LogFormat};
 use wsrelay::Server;
 
 fn main() -> ExitCode {
-    let config = cli::Cli::parse().into_serve().to_config();
+    let config = match cli::Cli::parse().into_serve().to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wsrelay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     init_logging(config.log_format);
     install_panic_policy();
     match run(config) {
@@ -41,7 +47,9 @@ fn run(config: Config) -> std::io::Result<()> {
     if let Some(addr) = server.metrics_addr() {
         tracing::info!("metrics on http://{addr}/metrics");
     }
-    tracing::warn!("authentication is not configured: anyone can subscribe and publish");
+    if config.auth.is_none() {
+        tracing::warn!("authentication is not configured: anyone can subscribe and publish");
+    }
     if signals.forever().next().is_some() {
         tracing::info!("shutting down: closing connections with 1001 (signal again to exit now)");
         server.shutdown();

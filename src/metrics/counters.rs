@@ -281,6 +281,8 @@ define_counters! {
     AcceptErrors => ACCEPT_ERRORS,
     /// Handshake answered `400 Bad Request` (RFC 6455 §4.2.1 requirements not met).
     HandshakeRejected400 => HANDSHAKES_REJECTED ["400"],
+    /// 401: the `token` query parameter did not verify.
+    HandshakeRejected401 => HANDSHAKES_REJECTED ["401"],
     /// Handshake answered `403 Forbidden` (e.g. Origin refused).
     HandshakeRejected403 => HANDSHAKES_REJECTED ["403"],
     /// Handshake answered `404 Not Found`.
@@ -421,6 +423,7 @@ impl Counter {
     pub fn handshake_rejected(status: u16) -> Option<Counter> {
         let series = match status {
             400 => Counter::HandshakeRejected400,
+            401 => Counter::HandshakeRejected401,
             403 => Counter::HandshakeRejected403,
             404 => Counter::HandshakeRejected404,
             426 => Counter::HandshakeRejected426,
@@ -577,7 +580,7 @@ mod tests {
             assert!(family.name.ends_with("_total"), "{}", family.name);
             assert_eq!(family.label_key.is_some(), c.label_value().is_some());
         }
-        assert_eq!(Counter::COUNT, 63);
+        assert_eq!(Counter::COUNT, 64);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::Outbox;
 use crate::proto::decoder::{Decoder, DecoderLimits, Role};
-use crate::runtime::conn::{Conn, Endpoint, Liveness, Phase};
+use crate::runtime::conn::{AuthState, Conn, Endpoint, Liveness, Phase};
 use crate::runtime::event_loop::EventLoop;
 
 impl EventLoop {
@@ -99,6 +99,7 @@ impl EventLoop {
             peer_fin: false,
             gaps_pending: false,
             upgraded: false,
+            auth: AuthState::NotRequired,
         });
         self.shared.conns_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.inc(Counter::ConnectionsAccepted);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
+use crate::auth::Grant;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::Outbox;
@@ -163,6 +164,8 @@ pub struct Liveness {
     pub close_deadline_ns: u64,
     /// Graceful drain: close this connection at this time (0: none).
     pub drain_at_ns: u64,
+    /// Authentication deadline: the `auth` message (pending) or the token's expiry (0: none).
+    pub auth_deadline_ns: u64,
     /// Armed wheel entry and its deadline.
     pub armed: Option<(TimerKey, u64)>,
 }
@@ -204,6 +207,39 @@ pub struct Conn {
     pub gaps_pending: bool,
     /// The upgrade completed (counted in the `connections_open` gauge until reaped).
     pub upgraded: bool,
+    /// Authentication state (always `NotRequired` when auth is off).
+    pub auth: AuthState,
+}
+
+/// Where a connection stands with authentication.
+#[derive(Debug)]
+pub enum AuthState {
+    /// Authentication is off: everything is allowed.
+    NotRequired,
+    /// Waiting for `{"type":"auth"}`; only `auth` and `ping` are accepted.
+    Pending,
+    /// Authenticated: the token's subject and permissions.
+    Granted(Box<Grant>),
+}
+
+impl AuthState {
+    /// May this connection subscribe to `channel`?
+    pub fn may_subscribe(&self, channel: &str) -> bool {
+        match self {
+            AuthState::NotRequired => true,
+            AuthState::Pending => false,
+            AuthState::Granted(g) => g.subscribe.allows(channel),
+        }
+    }
+
+    /// May this connection publish to `channel`?
+    pub fn may_publish(&self, channel: &str) -> bool {
+        match self {
+            AuthState::NotRequired => true,
+            AuthState::Pending => false,
+            AuthState::Granted(g) => g.publish.allows(channel),
+        }
+    }
 }
 
 impl Conn {

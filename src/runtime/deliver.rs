@@ -36,6 +36,9 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
+        if !conn.auth.may_subscribe(channel) {
+            return self.forbidden(id, channel);
+        }
         if conn.subscription_mut(channel).is_none() {
             if conn.subscriptions.len() >= max {
                 self.metrics.command_error("too_many_subscriptions");
@@ -165,9 +168,13 @@ impl EventLoop {
         msg: Published<'_>,
         key: Option<&str>,
     ) {
-        let Some(from) = self.conn_mut(id).map(|c| c.name.clone()) else {
+        let Some(conn) = self.conn_mut(id) else {
             return;
         };
+        if !conn.auth.may_publish(channel) {
+            return self.forbidden(id, channel);
+        }
+        let from = conn.name.clone();
         let origin = self.conn_ref(id);
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {

@@ -34,6 +34,9 @@ impl EventLoop {
     pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
         match crate::command::decode_binary(msg, self.shared.config.channel_bytes_max) {
             Ok(BinaryPublish { channel, payload }) => {
+                if !self.require_auth(id) {
+                    return;
+                }
                 self.metrics.inc(Counter::PublishedBinary);
                 self.publish(id, channel, Published::Binary(payload), None);
             }
@@ -42,6 +45,10 @@ impl EventLoop {
     }
 
     fn on_command(&mut self, id: ConnId, command: Command<'_>) {
+        let gated = !matches!(command, Command::Auth { .. } | Command::Ping);
+        if gated && !self.require_auth(id) {
+            return;
+        }
         match command {
             Command::Subscribe {
                 channel,
@@ -58,12 +65,7 @@ impl EventLoop {
                 self.publish(id, channel, Published::Json(content), key);
             }
             Command::Ping => self.reply(id, encode::encode_pong),
-            Command::Auth { .. } => {
-                // Authentication is off: there is nothing to check the token against.
-                self.metrics.command_error("auth_not_configured");
-                let msg = "Authentication is not configured on this server";
-                self.reply(id, |out| encode::encode_error(out, msg));
-            }
+            Command::Auth { token } => self.on_auth(id, token),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::metrics::Counter;
 use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
 use crate::proto::{Decode, HandshakeError};
+use crate::runtime::authn::UpgradeAuth;
 use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
 
@@ -107,6 +108,10 @@ impl EventLoop {
             self.respond_unavailable(id);
             return false;
         }
+        if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query) {
+            return false;
+        }
+        let cfg = &self.shared.config;
         let protocol = hs::select_protocol(upgrade.protocols, &cfg.subprotocols);
         let mut response = Vec::with_capacity(160);
         hs::encode_switching_protocols(&mut response, &hs::accept_key(upgrade.key), protocol);
@@ -224,7 +229,7 @@ impl EventLoop {
     }
 
     /// Queues a complete HTTP response; the connection closes once it is written.
-    fn respond(&mut self, id: ConnId, response: Vec<u8>) {
+    pub(super) fn respond(&mut self, id: ConnId, response: Vec<u8>) {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

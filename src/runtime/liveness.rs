@@ -23,6 +23,7 @@ enum Due {
     Terminate(CloseReason),
     CloseIdle,
     Drain,
+    AuthDeadline,
 }
 
 impl EventLoop {
@@ -57,6 +58,7 @@ impl EventLoop {
                 }
                 self.start_close(id, Some(1000), "idle timeout", CloseHow::DiscardQueued);
             }
+            Due::AuthDeadline => self.on_auth_deadline(id),
             Due::Drain => {
                 if let Some(conn) = self.conn_mut(id) {
                     conn.liveness.drain_at_ns = 0;
@@ -154,6 +156,7 @@ fn next_deadline(conn: &Conn, cfg: &crate::config::Config) -> Option<u64> {
             consider(heartbeat_deadline(conn, cfg));
             consider(idle_deadline(conn, cfg));
             consider(l.drain_at_ns);
+            consider(l.auth_deadline_ns);
         }
         Phase::Responding => consider(l.close_deadline_ns),
         Phase::Closed => {}
@@ -207,6 +210,9 @@ fn open_due(conn: &mut Conn, now_ns: u64, cfg: &crate::config::Config) -> Due {
     let l = &mut conn.liveness;
     if l.drain_at_ns != 0 && now_ns >= l.drain_at_ns {
         return Due::Drain;
+    }
+    if l.auth_deadline_ns != 0 && now_ns >= l.auth_deadline_ns {
+        return Due::AuthDeadline;
     }
     if let Some(sent) = l.ping_sent_ns {
         if l.last_rx_ns > sent {

@@ -7,6 +7,7 @@
 //! the metrics exporter and the loop threads, and returns a `ServerHandle`.
 
 mod accept;
+mod authn;
 pub mod conn;
 mod deliver;
 mod dispatch;

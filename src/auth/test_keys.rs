@@ -1,0 +1,82 @@
+//! Test-only RSA keys, generated with `openssl genrsa 2048` / `openssl rsa -pubout`
+//! (and `-RSAPublicKey_out` for PKCS#1). They protect nothing; never use them outside tests.
+
+/// Key pair A, private half (PKCS#8), used to mint RS256 test tokens.
+pub(super) const RSA_A_PRIVATE_PKCS8_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCs7zJS1wcEb5+S
+ZZOA78k09otlCamhtVSv8uUgICQm4HAH4nDWCLvVCHuaoNbpB9JRGjVQDtcdZ64H
+VcgGBbQDI70RZoGhTQEjOVfz2oq0t+FjJp7gWyA9PC1UPBmKTEqO0Sf4L+oT6RTg
+DZB/Mg1IWBTCAA/pX6iOWuOCEUicek2mu+WrxVd1S3YNFyTd6jyKkmQ+2TO347o3
+KYzBMQfoVCfz2dW+tjDh07OU6+fvD5G2S7KYy8QFkgXhCpc41cagUBpOoIBj4p9m
+2l2HuubkcD6QyAOtbijLgdylKwA7ggEeUABRmrOXkGc9t5S/8rMrNqWGUj4WLN9K
+Ljx76DEVAgMBAAECggEAF6KVcSb8SYnr+DkzwLKFAF0VzhhU+8npqiZ7VDmwVzPj
+e+Bh5Y7KBSKkqgyDctPj1bvMP4XXtqgd69i4fsI2yRsQUxl8bAw3NJY4xBZBUNO0
+1TVJD4bE0DmyREn2f6VPp1dErDH4PwJjHQAdmJTBpfqL07vocM/nHJWldHhiQSho
+Gk89ykZybS8MLQrd/sgN3EhA+wC7cUrmcffcCrmLEywu6NRh4hJtV06JjnS0KoW3
+UOyzQoCVNJ8M3KierYY+m4qpywq+nNXHNRHKmPtNBmDn6Zkgnn/WMcAblS7YHfFY
+sSsEGRMlVZV0cBnQK/tIqyqNVGYI/Ctr86pNdx5W3QKBgQDtBr+vp1TSsOHyfsux
+9GX+zAVVOgJtG/GE+GJWkJo/jhEKlCh8v9B3l99CFWpYFe4Xmbk9R/5z/AmjM89v
+PocPWEFnEnJSPKSchgmcqPICZ6AujcibrJvyHM+yR+hOz9innFVrqbyElx4MBZsx
+BhaaGuVUJ566gub8AgBpW+2+wwKBgQC6xwurpFfrPZxSFF3wkHTumAyUXtlHORMc
+ufttyq5WzvN1CAbI0fWLvQaCrOnzVQhjMy3gX8/AGPWNEhRkBbapSGvWBs3mmTZL
+DK/zsZngaN18v3z8JjErHnBkHkF77EqV4noECIWZcfKn4ti7BKv6PZVphbQwXsIR
+m/ihuZQDRwKBgHWtCRPTFpi3uqWi78w80zqJ3gfvEe9LlT/39RKXHg15odpHrkYp
+EP2fB/eOHEr5MEjFSCM1kA3TTpGZEl5fg7xJi8b5cIqFkxAmt7TwZ55sBim2uKcZ
+Lh8o0LDpZFtkc2Lbick27uJBCGjdi6vuIuCFg9+g//wHK1hoQf4M5t7zAoGAYiNh
+028HrxfxQgNnlJYiipcjzPXFTrIDg82I+ZhMYFpe+3gbMHt5fFH20MSQLIXaYV0r
+1sAhBbtXkicUxbVm062004FBwM9yAp8I+I+x3YLcFcb7ofVjUletED4BhF6Ulgqo
+t+POZuDDckk0PZfn0RV4ozhYhC3V5LDCRB+hUNMCgYEAv3J2XXkaMALVGs/p2tk1
+hG3KllMpJSqS8bZymfP8dQOkGrwqRJd1I3/r1q1lyoGXrgie6GHTQML/js0rJBCM
+VODSgARS01z066h36CRgNdUsWqZPluX44lD+9xsrdpRHtHqmKfPjWoqGur4bLII6
+g3N23YJldr0/G3DiWMKxwEQ=
+-----END PRIVATE KEY-----
+";
+
+/// Key pair A, public half as SPKI (`BEGIN PUBLIC KEY`).
+pub(super) const RSA_A_PUBLIC_SPKI_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEArO8yUtcHBG+fkmWTgO/J
+NPaLZQmpobVUr/LlICAkJuBwB+Jw1gi71Qh7mqDW6QfSURo1UA7XHWeuB1XIBgW0
+AyO9EWaBoU0BIzlX89qKtLfhYyae4FsgPTwtVDwZikxKjtEn+C/qE+kU4A2QfzIN
+SFgUwgAP6V+ojlrjghFInHpNprvlq8VXdUt2DRck3eo8ipJkPtkzt+O6NymMwTEH
+6FQn89nVvrYw4dOzlOvn7w+RtkuymMvEBZIF4QqXONXGoFAaTqCAY+KfZtpdh7rm
+5HA+kMgDrW4oy4HcpSsAO4IBHlAAUZqzl5BnPbeUv/KzKzalhlI+FizfSi48e+gx
+FQIDAQAB
+-----END PUBLIC KEY-----
+";
+
+/// Key pair A, public half as PKCS#1 (`BEGIN RSA PUBLIC KEY`).
+pub(super) const RSA_A_PUBLIC_PKCS1_PEM: &str = "\
+-----BEGIN RSA PUBLIC KEY-----
+MIIBCgKCAQEArO8yUtcHBG+fkmWTgO/JNPaLZQmpobVUr/LlICAkJuBwB+Jw1gi7
+1Qh7mqDW6QfSURo1UA7XHWeuB1XIBgW0AyO9EWaBoU0BIzlX89qKtLfhYyae4Fsg
+PTwtVDwZikxKjtEn+C/qE+kU4A2QfzINSFgUwgAP6V+ojlrjghFInHpNprvlq8VX
+dUt2DRck3eo8ipJkPtkzt+O6NymMwTEH6FQn89nVvrYw4dOzlOvn7w+RtkuymMvE
+BZIF4QqXONXGoFAaTqCAY+KfZtpdh7rm5HA+kMgDrW4oy4HcpSsAO4IBHlAAUZqz
+l5BnPbeUv/KzKzalhlI+FizfSi48e+gxFQIDAQAB
+-----END RSA PUBLIC KEY-----
+";
+
+/// An unrelated 2048-bit public key: A-signed tokens must fail under it.
+pub(super) const RSA_B_PUBLIC_SPKI_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAtOX1n7XtYfIguajXXbj/
+bsa7K+i0AYc6I80qnxSh0CrSxFmtN/lzK2FUoBUlRN2gH3deJmn2ZLY9AN8BnKHx
+h41fxYw6q8IGxvkEUGnd8EM8or9t7qPGKI2uHjV+DhN6cUmfJbGaA5LJnYBg/uaO
+ZwpZ1HqABHXeeXRgywpgJNIGoD81DV0IAT/iyideaKkjLLjoT33orzTXFUATlVRw
+/CjYL6/A9s1Zvh/xAcnwuhbsTy9TxcygEy9Xl0gjFduhB9+wuNKV1e49VI3sMZtb
+L6eeiyI6iO3VTFq5lq3+kkvDdo1SWbaGFq1p7LiyY34G7Ca5m6m+gRBYc1F4hnWV
+CwIDAQAB
+-----END PUBLIC KEY-----
+";
+
+/// A 1024-bit public key, below the RFC 7518 §3.3 minimum.
+pub(super) const RSA_1024_PUBLIC_SPKI_PEM: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDvV/fKMXGJVaB9DihdzX65xlbA
+FtC2rku+aLJmqH4K9lA6Ko781qfNFHVGp9aAzD4/wqeUaXzzOyLpbYSD3qZMeFHT
+VxE2FMN/sRaF+xKr7E46rUF43PGhPnXs7k3rnixPhTrvnL6fSKfmlsvfPt7DRzJn
+yicgCkV2Kv4jS62BRQIDAQAB
+-----END PUBLIC KEY-----
+";

@@ -1,0 +1,185 @@
+//! Authentication on the loop: the `auth` message, the optional `token` query parameter, the
+//! auth timeout and token expiry, and the permission checks on subscribe and publish. The
+//! token checks themselves are in `crate::auth` (sans-IO).
+//!
+//! Policy: when a verifier is configured every connection must authenticate. Until it does,
+//! only `auth` and `ping` are accepted (anything else gets an error and changes nothing). A bad
+//! token closes with 4001, no token within `auth_timeout` closes with 4008, and a token that
+//! expires while connected closes with 4001: do-not-reconnect codes, because retrying with the
+//! same token cannot succeed (the client library mints a fresh one before reconnecting).
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::close_code;
+use crate::command as encode;
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::proto::handshake as hs;
+use crate::runtime::conn::{AuthState, CloseReason};
+use crate::runtime::dispatch::CloseHow;
+use crate::runtime::event_loop::EventLoop;
+
+/// Outcome of checking a connection at upgrade time.
+pub(super) enum UpgradeAuth {
+    /// Proceed with the upgrade.
+    Proceed,
+    /// Refused with 401; the response is queued.
+    Refused,
+}
+
+impl EventLoop {
+    /// Sets the connection's auth state before the 101 is sent: off, pending, or granted from a
+    /// `token` query parameter (when enabled; a bad one is refused with 401).
+    pub(super) fn auth_at_upgrade(&mut self, id: ConnId, query: Option<&str>) -> UpgradeAuth {
+        let Some(verifier) = self.shared.config.auth.clone() else {
+            return UpgradeAuth::Proceed;
+        };
+        let token = query
+            .filter(|_| self.shared.config.auth_query_token)
+            .and_then(query_token);
+        let Some(token) = token else {
+            let deadline = self.now_ns + self.shared.config.auth_timeout.as_nanos() as u64;
+            if let Some(conn) = self.conn_mut(id) {
+                conn.auth = AuthState::Pending;
+                conn.liveness.auth_deadline_ns = deadline;
+            }
+            return UpgradeAuth::Proceed;
+        };
+        match verifier.verify(token, Clock::unix_now_s()) {
+            Ok(grant) => {
+                self.grant(id, grant);
+                UpgradeAuth::Proceed
+            }
+            Err(e) => {
+                self.metrics.command_error(e.kind());
+                self.warn_refused(e.kind(), e.message());
+                self.respond_unauthorized(id);
+                UpgradeAuth::Refused
+            }
+        }
+    }
+
+    fn respond_unauthorized(&mut self, id: ConnId) {
+        let mut out = Vec::with_capacity(160);
+        let body = b"unauthorized: the token did not verify\n";
+        hs::encode_http_response(&mut out, 401, "Unauthorized", "text/plain", &[], body);
+        self.metrics.inc(Counter::HandshakeRejected401);
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(CloseReason::AuthFailed);
+        }
+        self.respond(id, out);
+    }
+
+    /// `{"type":"auth","token":...}`.
+    pub(super) fn on_auth(&mut self, id: ConnId, token: &str) {
+        let Some(verifier) = self.shared.config.auth.clone() else {
+            self.metrics.command_error("auth_not_configured");
+            let msg = "Authentication is not configured on this server";
+            return self.reply(id, |out| encode::encode_error(out, msg));
+        };
+        if !matches!(self.conn_mut(id).map(|c| &c.auth), Some(AuthState::Pending)) {
+            self.metrics.command_error("already_authenticated");
+            return self.reply(id, |out| encode::encode_error(out, "Already authenticated"));
+        }
+        match verifier.verify(token, Clock::unix_now_s()) {
+            Ok(grant) => {
+                let sub = grant.sub.clone();
+                self.grant(id, grant);
+                self.reply(id, |out| encode::encode_authenticated(out, &sub));
+            }
+            Err(e) => {
+                self.metrics.command_error(e.kind());
+                self.warn_refused(e.kind(), e.message());
+                self.close_unauthorized(
+                    id,
+                    CloseReason::AuthFailed,
+                    close_code::UNAUTHORIZED,
+                    "Unauthorized",
+                );
+            }
+        }
+    }
+
+    /// Records a verified token: `from` becomes its subject; the deadline becomes its expiry.
+    fn grant(&mut self, id: ConnId, grant: crate::auth::Grant) {
+        let leeway_s = self.shared.config.auth.as_ref().map_or(0, |v| v.leeway_s());
+        let expiry_ns = grant.expires_at_unix_s.map_or(0, |exp| {
+            let left_s = (exp + leeway_s).saturating_sub(Clock::unix_now_s());
+            self.now_ns + left_s.saturating_mul(1_000_000_000)
+        });
+        if let Some(conn) = self.conn_mut(id) {
+            conn.name = Arc::from(grant.sub.as_str());
+            conn.auth = AuthState::Granted(Box::new(grant));
+            conn.liveness.auth_deadline_ns = expiry_ns;
+        }
+        self.rearm(id);
+    }
+
+    /// The auth deadline passed: no `auth` in time (4008), or the token expired (4001).
+    pub(super) fn on_auth_deadline(&mut self, id: ConnId) {
+        self.metrics.inc(Counter::TimerAuth);
+        let pending = match self.conn_mut(id) {
+            Some(conn) => {
+                conn.liveness.auth_deadline_ns = 0;
+                matches!(conn.auth, AuthState::Pending)
+            }
+            None => return,
+        };
+        if pending {
+            let code = close_code::AUTH_TIMEOUT;
+            self.close_unauthorized(id, CloseReason::AuthTimeout, code, "authentication timeout");
+        } else {
+            let code = close_code::UNAUTHORIZED;
+            self.close_unauthorized(id, CloseReason::AuthFailed, code, "token expired");
+        }
+    }
+
+    fn close_unauthorized(&mut self, id: ConnId, reason: CloseReason, code: u16, text: &str) {
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(reason);
+        }
+        self.start_close(id, Some(code), text, CloseHow::DiscardQueued);
+    }
+
+    /// True when the connection may run commands other than `auth` and `ping`; otherwise
+    /// answers with an error.
+    pub(super) fn require_auth(&mut self, id: ConnId) -> bool {
+        if !matches!(self.conn_mut(id).map(|c| &c.auth), Some(AuthState::Pending)) {
+            return true;
+        }
+        self.metrics.command_error("unauthenticated");
+        self.warn_refused("unauthenticated", "command before auth");
+        let msg = "Unauthorized: send {\"type\":\"auth\",\"token\":...} first";
+        self.reply(id, |out| encode::encode_error(out, msg));
+        false
+    }
+
+    /// Answers `forbidden: <channel>` and counts it.
+    pub(super) fn forbidden(&mut self, id: ConnId, channel: &str) {
+        self.metrics.command_error("forbidden");
+        self.warn_refused("forbidden", "channel not permitted by the token");
+        let msg = format!("forbidden: {channel}");
+        self.reply(id, |out| encode::encode_error(out, &msg));
+    }
+}
+
+/// The `token` parameter of a query string (JWTs are base64url and dots: no percent-decoding).
+fn query_token(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_token;
+
+    #[test]
+    fn token_is_found_among_other_parameters() {
+        assert_eq!(query_token("a=1&token=x.y.z&b=2"), Some("x.y.z"));
+        assert_eq!(query_token("token="), None);
+        assert_eq!(query_token("tokens=1"), None);
+    }
+}
