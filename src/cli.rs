@@ -99,6 +99,21 @@ pub struct ServeArgs {
     /// Connections per process; beyond it the handshake gets 503.
     #[arg(long, default_value_t = 1_000_000)]
     max_connections: usize,
+    /// Open connections from one source IP (0: unlimited); over it: 503.
+    #[arg(long, default_value_t = 20_000)]
+    max_connections_per_ip: usize,
+    /// New connections per second, whole process (0: unlimited); over it: 503 + Retry-After.
+    #[arg(long, default_value_t = 20_000)]
+    connect_rate: u64,
+    /// New connections per second from one source IP (0: unlimited).
+    #[arg(long, default_value_t = 2_000)]
+    connect_rate_per_ip: u64,
+    /// Allowed Origin header value (repeatable; none given: any origin). Others get 403.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Data messages per second per connection (0: unlimited); over it: error, then 4101.
+    #[arg(long, default_value_t = 0)]
+    max_messages_per_second: u64,
     /// Subscriptions per connection.
     #[arg(long, default_value_t = 1024)]
     max_subscriptions: usize,
@@ -213,6 +228,11 @@ impl ServeArgs {
             auth,
             auth_timeout: ms(self.auth_timeout),
             auth_query_token: self.auth_query_token,
+            connections_per_ip_max: self.max_connections_per_ip,
+            connect_rate_per_s: self.connect_rate,
+            connect_rate_per_ip_per_s: self.connect_rate_per_ip,
+            origins_allowed: self.allowed_origins.clone(),
+            messages_per_s_max: self.max_messages_per_second,
             ..defaults
         }
     }

@@ -121,6 +121,19 @@ pub struct Config {
     pub auth: Option<Arc<Verifier>>,
     /// Time a connection has to send `{"type":"auth"}` when authentication is on.
     pub auth_timeout: Duration,
+    /// New connections per second, whole process (token bucket split evenly over the loops;
+    /// 0: unlimited). Over it: 503 with `Retry-After`. Default 20,000/s: a reconnect storm
+    /// cannot flatten the relay, a normal one is served at once.
+    pub connect_rate_per_s: u64,
+    /// New connections per second from one source IP (per loop share; 0: unlimited).
+    pub connect_rate_per_ip_per_s: u64,
+    /// Open connections from one source IP (0: unlimited). Over it: 503.
+    pub connections_per_ip_max: usize,
+    /// Allowed `Origin` values (empty: any, including none). Others get 403.
+    pub origins_allowed: Vec<String>,
+    /// Data messages per second one connection may send (0: unlimited, the default: trusted
+    /// publishers of market data send 100k+/s). Over it: an error, then close 4101.
+    pub messages_per_s_max: u64,
     /// Also accept the token as a `token` query parameter of the upgrade URL (less safe: URLs
     /// end up in proxy and access logs).
     pub auth_query_token: bool,
@@ -159,6 +172,11 @@ impl Default for Config {
             auth: None,
             auth_timeout: Duration::from_secs(5),
             auth_query_token: false,
+            connect_rate_per_s: 20_000,
+            connect_rate_per_ip_per_s: 2_000,
+            connections_per_ip_max: 20_000,
+            origins_allowed: Vec::new(),
+            messages_per_s_max: 0,
         }
     }
 }
@@ -218,6 +236,11 @@ impl Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             loops,
             metrics_interval: Duration::from_millis(50),
+            // Tests and the in-process swarm open thousands of connections from 127.0.0.1;
+            // the tests of the limits turn them on explicitly.
+            connect_rate_per_s: 0,
+            connect_rate_per_ip_per_s: 0,
+            connections_per_ip_max: 0,
             ..Config::default()
         }
     }

@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod proto;
 pub mod pubsub;
+pub mod rate;
 pub mod runtime;
 pub mod timer;
 

@@ -2,6 +2,7 @@
 //! until `WouldBlock`), set TCP_NODELAY, register it and arm its handshake timeout.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use mio::net::TcpStream;
@@ -11,25 +12,28 @@ use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::Outbox;
 use crate::proto::decoder::{Decoder, DecoderLimits, Role};
+use crate::rate::TokenBucket;
 use crate::runtime::conn::{AuthState, Conn, Endpoint, Liveness, Phase};
 use crate::runtime::event_loop::EventLoop;
 
 impl EventLoop {
     /// Accepts on the relay listener.
     pub(super) fn accept_relay(&mut self) {
-        while let Some(stream) = self.accept_one(false) {
-            self.add_conn(stream, Endpoint::Relay);
+        while let Some((stream, ip)) = self.accept_one(false) {
+            if let Some(id) = self.add_conn(stream, Endpoint::Relay, ip) {
+                self.admit(id, ip);
+            }
         }
     }
 
     /// Accepts on the metrics listener: these connections only speak plain HTTP.
     pub(super) fn accept_metrics(&mut self) {
-        while let Some(stream) = self.accept_one(true) {
-            self.add_conn(stream, Endpoint::Http);
+        while let Some((stream, ip)) = self.accept_one(true) {
+            self.add_conn(stream, Endpoint::Http, ip);
         }
     }
 
-    fn accept_one(&mut self, metrics: bool) -> Option<TcpStream> {
+    fn accept_one(&mut self, metrics: bool) -> Option<(TcpStream, IpAddr)> {
         let listener = if metrics {
             self.metrics_listener.as_ref()
         } else {
@@ -37,7 +41,7 @@ impl EventLoop {
         }?;
         loop {
             match listener.accept() {
-                Ok((stream, _addr)) => return Some(stream),
+                Ok((stream, addr)) => return Some((stream, addr.ip())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) => {
@@ -51,13 +55,18 @@ impl EventLoop {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, endpoint: Endpoint) {
+    fn add_conn(
+        &mut self,
+        mut stream: TcpStream,
+        endpoint: Endpoint,
+        ip: IpAddr,
+    ) -> Option<ConnId> {
         // Latency over throughput: relay frames are small and must leave at once.
         let _ = stream.set_nodelay(true);
         self.generation = self.generation.wrapping_add(1);
         let entry = self.conns.vacant_entry();
         let Ok(slot) = u32::try_from(entry.key()) else {
-            return; // More than 4 billion connections on one loop: refuse by dropping.
+            return None; // More than 4 billion connections on one loop: refuse by dropping.
         };
         let id = ConnId {
             slot,
@@ -70,7 +79,7 @@ impl EventLoop {
             .register(&mut stream, token, Interest::READABLE)
         {
             tracing::warn!(loop_id = self.id, error = %e, "register failed");
-            return;
+            return None;
         }
         let cfg = &self.shared.config;
         let limits = DecoderLimits {
@@ -100,9 +109,18 @@ impl EventLoop {
             gaps_pending: false,
             upgraded: false,
             auth: AuthState::NotRequired,
+            peer_ip: ip,
+            ip_counted: false,
+            msg_bucket: TokenBucket::new(
+                cfg.messages_per_s_max,
+                cfg.messages_per_s_max,
+                self.now_ns,
+            ),
+            rate_warned: false,
         });
         self.shared.conns_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.inc(Counter::ConnectionsAccepted);
         self.rearm(id);
+        Some(id)
     }
 }

@@ -209,6 +209,14 @@ pub struct Conn {
     pub upgraded: bool,
     /// Authentication state (always `NotRequired` when auth is off).
     pub auth: AuthState,
+    /// Source address (for the per-IP limits; never shown to other clients).
+    pub peer_ip: std::net::IpAddr,
+    /// Counted in the per-IP open-connection map.
+    pub ip_counted: bool,
+    /// Data messages this connection may still send (rate limit).
+    pub msg_bucket: crate::rate::TokenBucket,
+    /// It was told it is over its message rate; the next excess closes it.
+    pub rate_warned: bool,
 }
 
 /// Where a connection stands with authentication.

@@ -77,12 +77,24 @@ pub struct EventLoop {
     pub(super) commands: Option<CommandDecoder>,
     pub(super) metrics: LoopMetrics,
     pub(super) warnings: crate::log_limit::LogLimiter,
+    pub(super) connect_bucket: crate::rate::TokenBucket,
+    pub(super) ip_buckets: crate::hash::FxHashMap<std::net::IpAddr, crate::rate::TokenBucket>,
     pub(super) shared: Arc<Shared>,
     pub(super) now_ns: u64,
     pub(super) next_snapshot_ns: u64,
     pub(super) shutdown: Option<super::shutdown::Drain>,
     pub(super) mesh_backlog: bool,
     pub(super) inbox_backlog: bool,
+}
+
+/// This loop's share of the process-wide connection rate.
+fn connect_bucket(shared: &Shared, now_ns: u64) -> crate::rate::TokenBucket {
+    let rate = shared.config.connect_rate_per_s;
+    let share = match rate {
+        0 => 0,
+        r => (r / shared.config.loops.max(1) as u64).max(1),
+    };
+    crate::rate::TokenBucket::new(share, share, now_ns)
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -168,6 +180,8 @@ impl EventLoop {
             commands: Some(CommandDecoder::new()),
             metrics: LoopMetrics::new(id),
             warnings: crate::log_limit::LogLimiter::new(WARN_INTERVAL_NS),
+            connect_bucket: connect_bucket(&shared, now_ns),
+            ip_buckets: crate::hash::FxHashMap::default(),
             shared,
             now_ns,
             next_snapshot_ns: now_ns,

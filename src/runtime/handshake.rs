@@ -3,8 +3,6 @@
 //! a one-line reason. The parsing and the exact response bytes live in `proto::handshake`
 //! (sans-IO); this file only routes and queues.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 
 use crate::command as encode;
@@ -103,9 +101,7 @@ impl EventLoop {
                 return false;
             }
         };
-        let cfg = &self.shared.config;
-        if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
-            self.respond_unavailable(id);
+        if !self.check_origin(id, upgrade.origin) {
             return false;
         }
         if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query) {
@@ -167,25 +163,6 @@ impl EventLoop {
         hs::encode_http_response(&mut out, 404, "Not Found", "text/plain", &[], body);
         self.metrics.inc(Counter::HandshakeRejected404);
         self.metrics.inc(Counter::HttpNotFound);
-        self.respond(id, out);
-    }
-
-    fn respond_unavailable(&mut self, id: ConnId) {
-        let mut out = Vec::with_capacity(192);
-        let body = b"server full: too many connections, retry later\n";
-        let headers = [("Retry-After", "1")];
-        hs::encode_http_response(
-            &mut out,
-            503,
-            "Service Unavailable",
-            "text/plain",
-            &headers,
-            body,
-        );
-        self.metrics.inc(Counter::HandshakeRejected503);
-        if let Some(conn) = self.conn_mut(id) {
-            conn.set_close_reason(CloseReason::ServerFull);
-        }
         self.respond(id, out);
     }
 

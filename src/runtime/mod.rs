@@ -7,6 +7,7 @@
 //! the metrics exporter and the loop threads, and returns a `ServerHandle`.
 
 mod accept;
+mod admission;
 mod authn;
 pub mod conn;
 mod deliver;
@@ -59,6 +60,8 @@ pub struct Shared {
     pub conns_open: AtomicUsize,
     /// Unique per process run: epochs of channel numberings start with it.
     pub epoch_prefix: String,
+    /// Open connections per source IP (touched once per accept and close).
+    pub ip_conns: std::sync::Mutex<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
     shutdown: AtomicU8,
 }
 
@@ -130,6 +133,7 @@ impl Server {
             metrics_tx,
             export,
             conns_open: AtomicUsize::new(0),
+            ip_conns: std::sync::Mutex::new(crate::hash::FxHashMap::default()),
             epoch_prefix: epoch_prefix(),
             shutdown: AtomicU8::new(0),
             config,

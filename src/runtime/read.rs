@@ -127,6 +127,7 @@ impl EventLoop {
         match event {
             // RFC 6455 §5.5.1: after sending a close frame, data is no longer processed.
             Event::Text(_) | Event::Binary(_) | Event::Ping(_) if !open => {}
+            Event::Text(_) | Event::Binary(_) if !self.take_message_token(id) => {}
             Event::Text(payload) => {
                 self.metrics.inc(Counter::FramesReceivedText);
                 match endpoint {

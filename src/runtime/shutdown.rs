@@ -128,6 +128,9 @@ impl EventLoop {
             if conn.upgraded {
                 self.websockets_open -= 1;
             }
+            if conn.ip_counted {
+                self.release_ip(conn.peer_ip);
+            }
             let reason = conn.close_reason.unwrap_or(CloseReason::IoError);
             self.metrics.inc(reason.counter());
             self.shared.conns_open.fetch_sub(1, Ordering::Relaxed);

@@ -1,0 +1,212 @@
+//! Admission control: limits on new connections (rate, total and per source IP; open
+//! connections per source IP) and on the messages one connection may send per second, and the
+//! `Origin` allow-list. Each refusal is answered (503 with `Retry-After`, 403, or an error then
+//! close 4101) and counted.
+//!
+//! Rates are token buckets per loop, each with a 1/N share of the configured rate (connections
+//! are spread over the loops by the kernel, so the sum is the configured rate). The per-IP
+//! bucket table is bounded (`IP_BUCKETS_MAX`); when full, idle (full) buckets are dropped
+//! first. Open connections per IP are counted process-wide in one map behind a mutex that is
+//! touched once per accepted and once per closed connection, never per message.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use crate::close_code;
+use crate::command as encode;
+use crate::conn_id::ConnId;
+use crate::metrics::Counter;
+use crate::proto::handshake as hs;
+use crate::rate::TokenBucket;
+use crate::runtime::conn::CloseReason;
+use crate::runtime::dispatch::CloseHow;
+use crate::runtime::event_loop::EventLoop;
+
+/// Most per-IP connect-rate buckets one loop keeps.
+pub(super) const IP_BUCKETS_MAX: usize = 65_536;
+
+/// Why a new connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Over the connection rate (total or per IP): come back after `retry_after_s`.
+    RateLimited { retry_after_s: u64 },
+    /// Over the open connections allowed (total or per IP).
+    Full,
+}
+
+impl EventLoop {
+    /// Checks a just-accepted connection against the connection limits; refuses it with 503 if
+    /// over one. Returns true when admitted.
+    pub(super) fn admit(&mut self, id: ConnId, ip: IpAddr) -> bool {
+        let refusal = self.check_rates(ip).or_else(|| self.check_counts(ip));
+        let Some(refusal) = refusal else {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.ip_counted = true;
+            }
+            return true;
+        };
+        self.refuse_admission(id, refusal);
+        false
+    }
+
+    fn check_rates(&mut self, ip: IpAddr) -> Option<Refusal> {
+        let now_ns = self.now_ns;
+        if !self.connect_bucket.try_take(now_ns) {
+            let retry_after_s = self.connect_bucket.retry_after_s();
+            return Some(Refusal::RateLimited { retry_after_s });
+        }
+        let per_ip_rate = self.per_loop_share(self.shared.config.connect_rate_per_ip_per_s);
+        if per_ip_rate == 0 {
+            return None;
+        }
+        if self.ip_buckets.len() >= IP_BUCKETS_MAX && !self.ip_buckets.contains_key(&ip) {
+            self.ip_buckets.retain(|_, b| !b.is_full(now_ns));
+        }
+        if self.ip_buckets.len() >= IP_BUCKETS_MAX && !self.ip_buckets.contains_key(&ip) {
+            // Table full of active sources: treat the newcomer as over its rate.
+            return Some(Refusal::RateLimited { retry_after_s: 1 });
+        }
+        let bucket = self
+            .ip_buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(per_ip_rate, per_ip_rate, now_ns));
+        match bucket.try_take(now_ns) {
+            true => None,
+            false => Some(Refusal::RateLimited {
+                retry_after_s: bucket.retry_after_s(),
+            }),
+        }
+    }
+
+    fn check_counts(&mut self, ip: IpAddr) -> Option<Refusal> {
+        let cfg = &self.shared.config;
+        if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
+            return Some(Refusal::Full);
+        }
+        let per_ip_max = cfg.connections_per_ip_max;
+        if per_ip_max == 0 {
+            return None;
+        }
+        let mut counts = match self.shared.ip_conns.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = counts.entry(ip).or_insert(0);
+        if *n as usize >= per_ip_max {
+            return Some(Refusal::Full);
+        }
+        *n += 1;
+        None
+    }
+
+    /// Releases a closed connection's per-IP count.
+    pub(super) fn release_ip(&self, ip: IpAddr) {
+        if self.shared.config.connections_per_ip_max == 0 {
+            return;
+        }
+        let mut counts = match self.shared.ip_conns.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(n) = counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+
+    fn refuse_admission(&mut self, id: ConnId, refusal: Refusal) {
+        let (reason, body, retry_after_s) = match refusal {
+            Refusal::RateLimited { retry_after_s } => (
+                CloseReason::RateLimited,
+                &b"rate limited: too many new connections, retry later\n"[..],
+                retry_after_s,
+            ),
+            Refusal::Full => (
+                CloseReason::ServerFull,
+                &b"server full: too many connections, retry later\n"[..],
+                1,
+            ),
+        };
+        self.warn_refused(reason.label(), "connection refused with 503");
+        let retry = retry_after_s.to_string();
+        let headers = [("Retry-After", retry.as_str())];
+        let mut out = Vec::with_capacity(192);
+        hs::encode_http_response(
+            &mut out,
+            503,
+            "Service Unavailable",
+            "text/plain",
+            &headers,
+            body,
+        );
+        self.metrics.inc(Counter::HandshakeRejected503);
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(reason);
+        }
+        self.respond(id, out);
+    }
+
+    /// The configured rate's share for one loop (at least 1 when the rate is not 0).
+    pub(super) fn per_loop_share(&self, rate: u64) -> u64 {
+        match rate {
+            0 => 0,
+            r => (r / self.mesh.loops().max(1) as u64).max(1),
+        }
+    }
+
+    /// `Origin` allow-list (RFC 6455 §10.2): true when allowed; otherwise answers 403.
+    pub(super) fn check_origin(&mut self, id: ConnId, origin: Option<&str>) -> bool {
+        let allowed = &self.shared.config.origins_allowed;
+        if allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
+            return true;
+        }
+        self.warn_refused("origin_forbidden", "Origin not in the allow-list");
+        let mut out = Vec::with_capacity(160);
+        let body = b"forbidden: Origin not allowed\n";
+        hs::encode_http_response(&mut out, 403, "Forbidden", "text/plain", &[], body);
+        self.metrics.inc(Counter::HandshakeRejected403);
+        self.respond(id, out);
+        false
+    }
+
+    /// Per-connection message rate: true when the message may be processed. The first excess
+    /// gets an error; an excess while already warned closes with 4101. The warning is lifted
+    /// once the bucket is full again.
+    pub(super) fn take_message_token(&mut self, id: ConnId) -> bool {
+        let now_ns = self.now_ns;
+        let Some(conn) = self.conn_mut(id) else {
+            return false;
+        };
+        if conn.msg_bucket.try_take(now_ns) {
+            if conn.rate_warned && conn.msg_bucket.is_full(now_ns) {
+                conn.rate_warned = false;
+            }
+            return true;
+        }
+        let warned = std::mem::replace(&mut conn.rate_warned, true);
+        self.metrics.command_error("rate_limited");
+        if warned {
+            conn_rate_close(self, id);
+        } else {
+            self.reply(id, |out| {
+                encode::encode_error(out, "Rate limited: slow down")
+            });
+        }
+        false
+    }
+}
+
+fn conn_rate_close(lp: &mut EventLoop, id: ConnId) {
+    if let Some(conn) = lp.conn_mut(id) {
+        conn.set_close_reason(CloseReason::RateLimited);
+    }
+    // After what is queued: the client must see the error that warned it.
+    lp.start_close(
+        id,
+        Some(close_code::RATE_LIMITED),
+        "rate limited",
+        CloseHow::AfterQueued,
+    );
+}
