@@ -34,6 +34,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod client;
 pub mod clock;
 pub mod close_code;
 pub mod command;
