@@ -21,13 +21,14 @@
 //! - `timer`: the hashed timer wheel.
 //! - `auth`: JWT verification and channel permissions, sans-IO.
 //! - `metrics`: per-loop counters and histograms, export to Prometheus text and JSON.
-//! - `runtime`: threads, sockets, the event loop phases. The only module that imports `mio`.
+//! - `runtime`: threads, sockets, the event loop phases of the relay.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
 //! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
 //! ## Invariants
 //!
-//! - Nothing outside `runtime` performs I/O or reads the clock; `now` is passed in.
+//! - Only `runtime` (the relay) and `client::driver` (the client's thin mio layer) perform
+//!   I/O or read the clock; every protocol module is sans-IO and is passed `now`.
 //! - Every buffer and queue has a limit and a named policy (see `Config`).
 //! - A loop never blocks on another loop (`try_send` only).
 //! - A published frame is encoded once; fan-out clones a `Bytes` handle.
@@ -36,6 +37,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod close_code;
 pub mod command;

@@ -26,7 +26,7 @@ mod channel;
 mod decode;
 mod encode;
 mod error;
-mod span;
+pub(crate) mod span;
 
 pub use binary::{
     binary_message_len, decode_binary, encode_binary_gap, encode_binary_message, BinaryPublish,

@@ -1,0 +1,505 @@
+//! Server → client messages of the wsrelay protocol (docs/PROTOCOL.md), parsed with
+//! simd-json's tape (no `Value` tree) into borrowed, typed events.
+//!
+//! Owns: the schema of `connected`, `subscribed`, `unsubscribed`, `message`, `gap`, `pong`,
+//! `authenticated`, `error` and of the binary message and gap. May not touch: connection or
+//! subscription state (the session interprets the events).
+//!
+//! Policy: unknown fields are ignored (the relay may add some); a message whose `type` is not
+//! one of the above is [`ServerEventError::UnknownType`], which the session passes to the
+//! application verbatim instead of failing. A delivery's `content` is the verbatim span of the
+//! server's text, found through simd-json's structural indexes like the relay's own decoder,
+//! so the application parses it with whatever JSON library it likes.
+//!
+//! Buffers (scratch copy, simd-json buffers, tape) grow to the largest message, which the
+//! connection's message limit bounds.
+
+use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
+
+use crate::command::span::member_value_span;
+use crate::command::{BINARY_OP_GAP, BINARY_OP_MESSAGE};
+
+/// Initial scratch capacity, in bytes (a delivery of small content fits).
+const SCRATCH_BYTES_INITIAL: usize = 1024;
+
+/// One server text message. Strings borrow the parser's scratch (unescaped); `content`
+/// borrows the received text (verbatim JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent<'a> {
+    /// `{"type":"connected","id":I}`: first message of a connection.
+    Connected {
+        /// This connection's id (the `from` of its publishes).
+        id: &'a str,
+    },
+    /// `{"type":"subscribed","channel":C,"seq":N,"epoch":E[,"recovered":B]}`
+    Subscribed {
+        /// The channel.
+        channel: &'a str,
+        /// The channel's current sequence number.
+        seq: u64,
+        /// The numbering the sequence belongs to.
+        epoch: &'a str,
+        /// Present when the subscribe carried `since`: whether the missed messages follow.
+        recovered: Option<bool>,
+    },
+    /// `{"type":"unsubscribed","channel":C}`
+    Unsubscribed {
+        /// The channel.
+        channel: &'a str,
+    },
+    /// `{"type":"message","channel":C,"content":V,"from":F,"seq":N}`
+    Message {
+        /// The channel.
+        channel: &'a str,
+        /// Verbatim JSON of the published value.
+        content: &'a str,
+        /// Id of the publishing connection.
+        from: &'a str,
+        /// Sequence number within the channel.
+        seq: u64,
+    },
+    /// `{"type":"gap","channel":C,"from":S1,"to":S2}`: messages `S1..=S2` were skipped.
+    Gap {
+        /// The channel.
+        channel: &'a str,
+        /// First skipped seq.
+        from: u64,
+        /// Last skipped seq.
+        to: u64,
+    },
+    /// `{"type":"pong"}`
+    Pong,
+    /// `{"type":"authenticated","sub":S}`
+    Authenticated {
+        /// The token's subject.
+        sub: &'a str,
+    },
+    /// `{"type":"error","message":M}`
+    Error {
+        /// Human-readable reason.
+        message: &'a str,
+    },
+}
+
+/// One server binary message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryEvent<'a> {
+    /// `[0x01][L][channel][seq u64 BE][payload]`
+    Message {
+        /// The channel.
+        channel: &'a str,
+        /// Sequence number within the channel.
+        seq: u64,
+        /// Opaque payload.
+        payload: &'a [u8],
+    },
+    /// `[0x02][L][channel][from u64 BE][to u64 BE]`
+    Gap {
+        /// The channel.
+        channel: &'a str,
+        /// First skipped seq.
+        from: u64,
+        /// Last skipped seq.
+        to: u64,
+    },
+}
+
+/// Why a server message was not understood. One variant per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServerEventError {
+    /// Not valid JSON (RFC 8259).
+    #[error("invalid JSON")]
+    InvalidJson,
+    /// Valid JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// `type` is missing or not a string.
+    #[error("missing or invalid type")]
+    InvalidType,
+    /// `type` names no known server message.
+    #[error("unknown type")]
+    UnknownType,
+    /// A field the type needs is missing or has the wrong JSON type.
+    #[error("missing or invalid field {0}")]
+    InvalidField(&'static str),
+    /// A binary message shorter than its header, or an unknown op byte.
+    #[error("malformed binary message")]
+    MalformedBinary,
+}
+
+/// Reusable parser: one per session, so its buffers stay warm.
+pub struct ServerEventParser {
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    tape: Tape<'static>,
+}
+
+impl std::fmt::Debug for ServerEventParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerEventParser")
+            .field("scratch_capacity", &self.scratch.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerEventParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerEventParser {
+    /// A parser with small initial buffers.
+    pub fn new() -> Self {
+        Self {
+            scratch: Vec::with_capacity(SCRATCH_BYTES_INITIAL + INPUT_PADDING),
+            buffers: Buffers::new(SCRATCH_BYTES_INITIAL),
+            tape: Tape(Vec::new()),
+        }
+    }
+
+    /// Parses one text message (already validated UTF-8 by the WebSocket layer).
+    pub fn parse<'a>(&'a mut self, text: &'a str) -> Result<ServerEvent<'a>, ServerEventError> {
+        let Self {
+            scratch,
+            buffers,
+            tape: tape_slot,
+        } = self;
+        // simd-json unescapes strings in place: parse a padded copy, keep `text` intact.
+        scratch.clear();
+        scratch.extend_from_slice(text.as_bytes());
+        scratch.resize(text.len() + INPUT_PADDING, b' ');
+        let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
+        let result = simd_json::fill_tape_padded(scratch, text.len(), buffers, &mut tape)
+            .map_err(|_| ServerEventError::InvalidJson)
+            .and_then(|()| {
+                let fields = Fields::collect(&tape.0)?;
+                interpret(&fields, text, buffers.structural_indexes())
+            });
+        *tape_slot = tape.reset();
+        result
+    }
+}
+
+/// Parses one binary message.
+pub fn parse_binary(msg: &[u8]) -> Result<BinaryEvent<'_>, ServerEventError> {
+    let [op, channel_len, rest @ ..] = msg else {
+        return Err(ServerEventError::MalformedBinary);
+    };
+    let (channel, rest) = rest
+        .split_at_checked(usize::from(*channel_len))
+        .ok_or(ServerEventError::MalformedBinary)?;
+    let channel = std::str::from_utf8(channel).map_err(|_| ServerEventError::MalformedBinary)?;
+    let (first, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or(ServerEventError::MalformedBinary)?;
+    let first = u64::from_be_bytes(*first);
+    match *op {
+        BINARY_OP_MESSAGE => Ok(BinaryEvent::Message {
+            channel,
+            seq: first,
+            payload: rest,
+        }),
+        BINARY_OP_GAP => {
+            let to = rest
+                .first_chunk::<8>()
+                .filter(|_| rest.len() == 8)
+                .ok_or(ServerEventError::MalformedBinary)?;
+            Ok(BinaryEvent::Gap {
+                channel,
+                from: first,
+                to: u64::from_be_bytes(*to),
+            })
+        }
+        _ => Err(ServerEventError::MalformedBinary),
+    }
+}
+
+/// A top-level member: its position in the object and its value's tape node.
+#[derive(Clone, Copy)]
+struct Member<'a> {
+    ordinal: usize,
+    is_last: bool,
+    value: Node<'a>,
+}
+
+/// The known top-level members of one server message (later duplicates win; the relay never
+/// sends any).
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<Member<'a>>,
+    channel: Option<Member<'a>>,
+    seq: Option<Member<'a>>,
+    epoch: Option<Member<'a>>,
+    recovered: Option<Member<'a>>,
+    content: Option<Member<'a>>,
+    from: Option<Member<'a>>,
+    to: Option<Member<'a>>,
+    id: Option<Member<'a>>,
+    sub: Option<Member<'a>>,
+    message: Option<Member<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    fn collect(nodes: &[Node<'a>]) -> Result<Self, ServerEventError> {
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            return Err(ServerEventError::NotAnObject);
+        };
+        let mut fields = Self::default();
+        let mut index = 1;
+        for ordinal in 0..len {
+            let (Some(Node::String(name)), Some(&value)) = (nodes.get(index), nodes.get(index + 1))
+            else {
+                return Err(ServerEventError::InvalidJson);
+            };
+            let member = Member {
+                ordinal,
+                is_last: ordinal + 1 == len,
+                value,
+            };
+            if let Some(slot) = fields.slot(name) {
+                *slot = Some(member);
+            }
+            index += 1 + node_span(value);
+        }
+        Ok(fields)
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<Member<'a>>> {
+        Some(match name {
+            "type" => &mut self.kind,
+            "channel" => &mut self.channel,
+            "seq" => &mut self.seq,
+            "epoch" => &mut self.epoch,
+            "recovered" => &mut self.recovered,
+            "content" => &mut self.content,
+            "from" => &mut self.from,
+            "to" => &mut self.to,
+            "id" => &mut self.id,
+            "sub" => &mut self.sub,
+            "message" => &mut self.message,
+            _ => return None,
+        })
+    }
+}
+
+/// Number of tape nodes a value occupies, itself included.
+fn node_span(node: Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        Node::String(_) | Node::Static(_) => 1,
+    }
+}
+
+fn string<'a>(member: Option<Member<'a>>, name: &'static str) -> Result<&'a str, ServerEventError> {
+    match member.map(|m| m.value) {
+        Some(Node::String(s)) => Ok(s),
+        _ => Err(ServerEventError::InvalidField(name)),
+    }
+}
+
+fn unsigned(member: Option<Member<'_>>, name: &'static str) -> Result<u64, ServerEventError> {
+    match member.map(|m| m.value) {
+        Some(Node::Static(StaticNode::U64(n))) => Ok(n),
+        Some(Node::Static(StaticNode::I64(n))) => {
+            u64::try_from(n).map_err(|_| ServerEventError::InvalidField(name))
+        }
+        _ => Err(ServerEventError::InvalidField(name)),
+    }
+}
+
+fn optional_bool(
+    member: Option<Member<'_>>,
+    name: &'static str,
+) -> Result<Option<bool>, ServerEventError> {
+    match member.map(|m| m.value) {
+        None | Some(Node::Static(StaticNode::Null)) => Ok(None),
+        Some(Node::Static(StaticNode::Bool(b))) => Ok(Some(b)),
+        Some(_) => Err(ServerEventError::InvalidField(name)),
+    }
+}
+
+fn interpret<'a>(
+    fields: &Fields<'a>,
+    text: &'a str,
+    structurals: &[u32],
+) -> Result<ServerEvent<'a>, ServerEventError> {
+    let kind = string(fields.kind, "type").map_err(|_| ServerEventError::InvalidType)?;
+    Ok(match kind {
+        "message" => ServerEvent::Message {
+            channel: string(fields.channel, "channel")?,
+            content: content_span(fields.content, text, structurals)?,
+            from: string(fields.from, "from")?,
+            seq: unsigned(fields.seq, "seq")?,
+        },
+        "subscribed" => ServerEvent::Subscribed {
+            channel: string(fields.channel, "channel")?,
+            seq: unsigned(fields.seq, "seq")?,
+            epoch: string(fields.epoch, "epoch")?,
+            recovered: optional_bool(fields.recovered, "recovered")?,
+        },
+        "pong" => ServerEvent::Pong,
+        "gap" => ServerEvent::Gap {
+            channel: string(fields.channel, "channel")?,
+            from: unsigned(fields.from, "from")?,
+            to: unsigned(fields.to, "to")?,
+        },
+        "connected" => ServerEvent::Connected {
+            id: string(fields.id, "id")?,
+        },
+        "unsubscribed" => ServerEvent::Unsubscribed {
+            channel: string(fields.channel, "channel")?,
+        },
+        "authenticated" => ServerEvent::Authenticated {
+            sub: string(fields.sub, "sub")?,
+        },
+        "error" => ServerEvent::Error {
+            message: string(fields.message, "message")?,
+        },
+        _ => return Err(ServerEventError::UnknownType),
+    })
+}
+
+/// The verbatim text of the `content` member.
+fn content_span<'a>(
+    member: Option<Member<'_>>,
+    text: &'a str,
+    structurals: &[u32],
+) -> Result<&'a str, ServerEventError> {
+    let member = member.ok_or(ServerEventError::InvalidField("content"))?;
+    member_value_span(text.as_bytes(), structurals, member.ordinal, member.is_last)
+        // The span starts and ends at JSON structural boundaries, which are ASCII, so `get`
+        // only fails on an index layout `span.rs` does not expect.
+        .and_then(|span| text.get(span))
+        .ok_or(ServerEventError::InvalidJson)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{
+        encode_binary_gap, encode_binary_message, encode_connected, encode_gap, encode_message,
+        encode_pong, encode_subscribed,
+    };
+
+    type Encoder = fn(&mut Vec<u8>);
+
+    /// Paired assertion: every message the relay's encoder writes parses back to its fields.
+    #[test]
+    fn parses_what_the_relay_encodes() {
+        let mut parser = ServerEventParser::new();
+        let mut out = Vec::new();
+        encode_message(&mut out, "md.X", br#"{"s":"a,\"from\":1}"}"#, "0-1-2", 9);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            parser.parse(&text),
+            Ok(ServerEvent::Message {
+                channel: "md.X",
+                content: r#"{"s":"a,\"from\":1}"}"#,
+                from: "0-1-2",
+                seq: 9
+            })
+        );
+        let cases: [(Encoder, ServerEvent<'static>); 4] = [
+            (
+                |o| encode_connected(o, "0-1-2"),
+                ServerEvent::Connected { id: "0-1-2" },
+            ),
+            (encode_pong, ServerEvent::Pong),
+            (
+                |o| encode_subscribed(o, "c", 4, "e.1", Some(true)),
+                ServerEvent::Subscribed {
+                    channel: "c",
+                    seq: 4,
+                    epoch: "e.1",
+                    recovered: Some(true),
+                },
+            ),
+            (
+                |o| encode_gap(o, "c", 3, 5),
+                ServerEvent::Gap {
+                    channel: "c",
+                    from: 3,
+                    to: 5,
+                },
+            ),
+        ];
+        for (encode, expected) in cases {
+            let mut out = Vec::new();
+            encode(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(parser.parse(&text), Ok(expected));
+        }
+    }
+
+    #[test]
+    fn content_keeps_its_bytes_in_any_member_order() {
+        let mut parser = ServerEventParser::new();
+        let text =
+            r#"{"seq":1, "content" : [1, {"a" : 2}] ,"type":"message","from":"f","channel":"c"}"#;
+        let event = parser.parse(text);
+        assert!(matches!(
+            event,
+            Ok(ServerEvent::Message {
+                content: r#"[1, {"a" : 2}]"#,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_each_rule() {
+        let mut parser = ServerEventParser::new();
+        let cases = [
+            ("nope", ServerEventError::InvalidJson),
+            ("[1]", ServerEventError::NotAnObject),
+            (r#"{"type":1}"#, ServerEventError::InvalidType),
+            (r#"{"type":"hello"}"#, ServerEventError::UnknownType),
+            (
+                r#"{"type":"subscribed","channel":"c","seq":-1,"epoch":"e"}"#,
+                ServerEventError::InvalidField("seq"),
+            ),
+            (
+                r#"{"type":"message","channel":"c","from":"f","seq":1}"#,
+                ServerEventError::InvalidField("content"),
+            ),
+        ];
+        for (text, error) in cases {
+            assert_eq!(parser.parse(text), Err(error), "{text}");
+        }
+    }
+
+    #[test]
+    fn binary_round_trip_and_truncation() {
+        let mut out = Vec::new();
+        encode_binary_message(&mut out, "c", 7, b"xy").unwrap();
+        assert_eq!(
+            parse_binary(&out),
+            Ok(BinaryEvent::Message {
+                channel: "c",
+                seq: 7,
+                payload: b"xy"
+            })
+        );
+        let mut gap = Vec::new();
+        encode_binary_gap(&mut gap, "c", 2, 3).unwrap();
+        assert_eq!(
+            parse_binary(&gap),
+            Ok(BinaryEvent::Gap {
+                channel: "c",
+                from: 2,
+                to: 3
+            })
+        );
+        for len in 0..gap.len() {
+            assert_eq!(
+                parse_binary(&gap[..len]),
+                Err(ServerEventError::MalformedBinary)
+            );
+        }
+        assert_eq!(
+            parse_binary(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ServerEventError::MalformedBinary)
+        );
+    }
+}
