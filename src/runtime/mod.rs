@@ -228,7 +228,8 @@ impl ServerHandle {
         self.request(1);
     }
 
-    /// Asks every loop to stop now, dropping connections without a close handshake.
+    /// Asks every loop to stop now: each connection gets one best-effort 1001 close frame in
+    /// the same turn, no close reply is awaited, and the loops end.
     pub fn shutdown_immediately(&self) {
         self.request(2);
     }

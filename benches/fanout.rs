@@ -1,0 +1,88 @@
+//! Cost of the fan-out step: one encoded frame queued to N subscribers' outboxes (what the loop
+//! does per publish and per local subscriber, before any syscall), and of draining the
+//! outboxes as `writev` would (gather + advance), per delivery.
+//!
+//! Run: `cargo bench --bench fanout`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use indexmap::IndexSet;
+use slab::Slab;
+use std::io::IoSlice;
+use wsrelay::conn_id::ConnId;
+use wsrelay::hash::FxBuild;
+use wsrelay::outbox::{Outbox, IO_SLICES_MAX};
+use wsrelay::proto::frame::{FrameBuilder, OpCode};
+
+fn frame() -> bytes::Bytes {
+    let mut f = FrameBuilder::new(OpCode::Text, 160);
+    f.extend_from_slice(br#"{"type":"message","channel":"md.BTC-USD","content":{"px":101.5,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"},"from":"0-1-1","seq":123456}"#);
+    f.finish().into_bytes()
+}
+
+fn subscribers(n: u32) -> (Slab<Outbox>, IndexSet<ConnId, FxBuild>) {
+    let mut slab = Slab::new();
+    let mut set = IndexSet::default();
+    for _ in 0..n {
+        let slot = slab.insert(Outbox::new(4 << 20, 64 << 10)) as u32;
+        set.insert(ConnId {
+            slot,
+            generation: 1,
+        });
+    }
+    (slab, set)
+}
+
+fn queue_to_n(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout_queue");
+    for n in [1_000u32, 10_000] {
+        g.throughput(Throughput::Elements(u64::from(n)));
+        g.bench_function(format!("{n}_subscribers"), |b| {
+            let f = frame();
+            b.iter_batched_ref(
+                || subscribers(n),
+                |(slab, set)| {
+                    for id in set.iter() {
+                        if let Some(o) = slab.get_mut(id.slot as usize) {
+                            o.push_data(f.clone(), 1);
+                        }
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn drain_per_delivery(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout_drain");
+    let frames_per_conn = 16;
+    g.throughput(Throughput::Elements(1_000 * frames_per_conn));
+    g.bench_function("1000x16_gather_advance", |b| {
+        let f = frame();
+        b.iter_batched_ref(
+            || {
+                let (mut slab, set) = subscribers(1_000);
+                for id in set.iter() {
+                    for _ in 0..frames_per_conn {
+                        slab[id.slot as usize].push_data(f.clone(), 1);
+                    }
+                }
+                slab
+            },
+            |slab| {
+                for (_, o) in slab.iter_mut() {
+                    let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
+                    let n = o.io_slices(&mut slices);
+                    let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+                    o.advance(total, &mut |_, _| {});
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, queue_to_n, drain_per_delivery);
+criterion_main!(benches);
