@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
-use wsrelay::auth::{AuthConfig, Verifier};
+use wsrelay::auth::{AuthConfig, ChannelPattern, Verifier};
 use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
 
 /// wsrelay: a WebSocket pub/sub relay.
@@ -84,9 +84,12 @@ pub struct ServeArgs {
     /// Bytes of deliveries queued per connection before the slow-consumer policy acts.
     #[arg(long, default_value_t = 4 << 20)]
     max_queued_bytes: usize,
-    /// Slow-consumer policy: close (4100), drop (gap notice).
+    /// Slow-consumer policy: close (4100), drop (gap notice), conflate (latest per channel/key).
     #[arg(long, default_value = "close", value_parser = parse_policy)]
     slow_consumer: SlowConsumerPolicy,
+    /// Per-channel policy, PATTERN=POLICY (repeatable, first match wins), e.g. 'md.*=conflate'.
+    #[arg(long = "slow-consumer-for", value_parser = parse_policy_rule)]
+    slow_consumer_rules: Vec<(ChannelPattern, SlowConsumerPolicy)>,
     /// Messages retained per channel for recovery with `since` (0: off).
     #[arg(long, default_value_t = 0)]
     history_size: usize,
@@ -153,10 +156,13 @@ pub struct ServeArgs {
 }
 
 fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
-    match SlowConsumerPolicy::parse(s) {
-        Some(SlowConsumerPolicy::Conflate) | None => Err("expected close or drop".into()),
-        Some(p) => Ok(p),
-    }
+    SlowConsumerPolicy::parse(s).ok_or_else(|| "expected close, drop or conflate".into())
+}
+
+fn parse_policy_rule(s: &str) -> Result<(ChannelPattern, SlowConsumerPolicy), String> {
+    let (pattern, policy) = s.split_once('=').ok_or("expected PATTERN=POLICY")?;
+    let pattern = ChannelPattern::parse(pattern).map_err(|e| format!("pattern: {e}"))?;
+    Ok((pattern, parse_policy(policy)?))
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -217,6 +223,7 @@ impl ServeArgs {
             subprotocols: self.protocols.clone(),
             outbox_bytes_max: self.max_queued_bytes,
             slow_consumer: self.slow_consumer,
+            slow_consumer_rules: self.slow_consumer_rules.clone(),
             history_size: self.history_size,
             history_ttl: ms(self.history_ttl),
             last_value: self.last_value,

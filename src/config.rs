@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Verifier;
+use crate::auth::{ChannelPattern, Verifier};
 
 /// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub struct Config {
     pub control_bytes_max: usize,
     /// What happens when `outbox_bytes_max` is reached.
     pub slow_consumer: SlowConsumerPolicy,
+    /// Per-channel overrides of `slow_consumer`, first match wins (e.g. `md.*` → conflate).
+    pub slow_consumer_rules: Vec<(ChannelPattern, SlowConsumerPolicy)>,
     /// Messages retained per channel for recovery with `since` (0: no history).
     pub history_size: usize,
     /// Retention time of history entries (zero: kept until pushed out by `history_size`).
@@ -159,6 +161,7 @@ impl Default for Config {
             outbox_bytes_max: 4 << 20,
             control_bytes_max: 64 << 10,
             slow_consumer: SlowConsumerPolicy::Close,
+            slow_consumer_rules: Vec::new(),
             history_size: 0,
             history_ttl: Duration::ZERO,
             last_value: false,
@@ -230,6 +233,14 @@ impl Config {
         Ok(())
     }
 
+    /// The slow-consumer policy of `channel`: the first matching rule, else the default.
+    pub fn slow_consumer_for(&self, channel: &str) -> SlowConsumerPolicy {
+        self.slow_consumer_rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches(channel))
+            .map_or(self.slow_consumer, |(_, policy)| *policy)
+    }
+
     /// A configuration for tests and the in-process swarm: loopback, a free port.
     pub fn loopback_for_tests(loops: usize) -> Self {
         Config {
@@ -262,6 +273,21 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn per_channel_policy_rules_match_first_and_fall_back_to_the_default() {
+        let pat = |p: &str| ChannelPattern::parse(p).unwrap();
+        let c = Config {
+            slow_consumer_rules: vec![
+                (pat("md.*"), SlowConsumerPolicy::Conflate),
+                (pat("md.raw"), SlowConsumerPolicy::Drop),
+            ],
+            ..Config::default()
+        };
+        assert_eq!(c.slow_consumer_for("md.BTC"), SlowConsumerPolicy::Conflate);
+        assert_eq!(c.slow_consumer_for("md.raw"), SlowConsumerPolicy::Conflate);
+        assert_eq!(c.slow_consumer_for("room.1"), SlowConsumerPolicy::Close);
     }
 
     #[test]

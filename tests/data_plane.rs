@@ -275,3 +275,73 @@ impl GapTracker {
         }
     }
 }
+
+#[test]
+fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bounds_memory() {
+    // Conflation chosen for this channel by a per-channel rule; the default stays `close`.
+    let pattern = wsrelay::auth::ChannelPattern::parse("px").unwrap();
+    let server = common::start(Config {
+        slow_consumer_rules: vec![(pattern, SlowConsumerPolicy::Conflate)],
+        ..policy_config(SlowConsumerPolicy::Close)
+    });
+    let addr = server.local_addr();
+    let mut slow = stalled_subscriber(addr, "px");
+    let mut fast = Client::connect(addr);
+    fast.subscribe("px");
+    let keys = ["BTC", "ETH", "SOL"];
+    let mut publisher = Client::connect(addr);
+    let pad = "x".repeat(PADDING);
+    let before_kib = rss_kib();
+    for i in 1..=FLOOD_MESSAGES {
+        let key = keys[(i % 3) as usize];
+        let content = json!({"i": i, "k": key, "pad": pad});
+        publisher.send(json!({"type": "message", "channel": "px", "content": content, "key": key}));
+        if i % 20 == 0 {
+            for j in i - 19..=i {
+                assert_eq!(fast.recv()["seq"], j, "a fast subscriber loses nothing");
+            }
+        }
+    }
+    let growth_kib = rss_kib().saturating_sub(before_kib);
+    assert!(growth_kib < 16 * 1024, "RSS grew by {growth_kib} KiB");
+    let mut covered = vec![false; FLOOD_MESSAGES as usize + 1];
+    let (mut last_seq, mut gaps) = (0u64, 0);
+    let mut latest = std::collections::BTreeMap::new();
+    while let Some(f) = slow.read_frame_within(Duration::from_millis(300)) {
+        let m: Value = serde_json::from_slice(&f.payload).unwrap();
+        match m["type"].as_str() {
+            Some("message") => {
+                let seq = m["seq"].as_u64().unwrap();
+                assert!(seq > last_seq, "seq order kept: {seq} after {last_seq}");
+                last_seq = seq;
+                covered[seq as usize] = true;
+                latest.insert(
+                    m["content"]["k"].as_str().unwrap().to_string(),
+                    m["content"]["i"].as_u64().unwrap(),
+                );
+            }
+            Some("gap") => {
+                gaps += 1;
+                for s in m["from"].as_u64().unwrap()..=m["to"].as_u64().unwrap() {
+                    covered[s as usize] = true;
+                }
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!(gaps > 0, "conflation happened and was told");
+    assert!(
+        covered[1..].iter().all(|c| *c),
+        "every seq delivered or reported"
+    );
+    // The freshest value of every key arrived.
+    let last_of = |k: usize| {
+        (1..=FLOOD_MESSAGES)
+            .rev()
+            .find(|i| (i % 3) as usize == k)
+            .unwrap()
+    };
+    for (k, name) in keys.iter().enumerate() {
+        assert_eq!(latest.get(*name), Some(&last_of(k)), "latest {name}");
+    }
+}

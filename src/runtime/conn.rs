@@ -149,6 +149,8 @@ pub struct Subscription {
     pub last_seq: u64,
     /// Seqs skipped for this connection and not told yet.
     pub gap: Option<SeqGap>,
+    /// Under `conflate`: the range of the last conflated gap notice queued.
+    pub conflated_gap: Option<SeqGap>,
 }
 
 /// Liveness state.

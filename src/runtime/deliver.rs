@@ -52,6 +52,7 @@ impl EventLoop {
                 epoch: Arc::from(""),
                 last_seq: 0,
                 gap: None,
+                conflated_gap: None,
             });
         }
         self.local.begin_subscribe(channel);
@@ -178,7 +179,8 @@ impl EventLoop {
         let origin = self.conn_ref(id);
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
-            return self.publish_owned(channel, &from, msg, Some(origin), self.now_ns);
+            let now_ns = self.now_ns;
+            return self.publish_owned(channel, (&from, key), msg, Some(origin), now_ns);
         }
         let body = match msg {
             Published::Json(content) => PublishBody::Json {
@@ -201,7 +203,7 @@ impl EventLoop {
     fn publish_owned(
         &mut self,
         channel: &str,
-        from: &str,
+        (from, key): (&str, Option<&str>),
         msg: Published<'_>,
         origin: Option<ConnRef>,
         read_at_ns: u64,
@@ -210,6 +212,7 @@ impl EventLoop {
         let Some(numbered) = self.owned.publish(channel, self.now_ns, encode) else {
             return;
         };
+        let conflation_key = conflation_key(channel, key);
         let me = 1u64 << self.id;
         let mut others = numbered.interest & !me;
         if others != 0 {
@@ -223,30 +226,31 @@ impl EventLoop {
                     frame: numbered.frame.clone(),
                     origin,
                     read_at_ns,
+                    conflation_key,
                 };
                 self.mesh_send(to, msg);
             }
         }
         if numbered.interest & me != 0 {
-            self.deliver_local(channel, numbered.seq, &numbered.frame, origin, read_at_ns);
+            self.deliver_local(&Delivery {
+                channel,
+                seq: numbered.seq,
+                frame: &numbered.frame,
+                origin,
+                read_at_ns,
+                conflation_key,
+            });
         }
     }
 
-    /// Queues `frame` to every local subscriber of `channel` except the publisher.
-    fn deliver_local(
-        &mut self,
-        channel: &str,
-        seq: u64,
-        frame: &PreparedFrame,
-        origin: Option<ConnRef>,
-        read_at_ns: u64,
-    ) {
-        if let Some(gap) = self.local.note_seq(channel, seq) {
-            self.note_gap_for_all(channel, gap);
+    /// Queues the delivery to every local subscriber of its channel except the publisher.
+    fn deliver_local(&mut self, d: &Delivery<'_>) {
+        if let Some(gap) = self.local.note_seq(d.channel, d.seq) {
+            self.note_gap_for_all(d.channel, gap);
         }
-        let skip = origin.filter(|o| o.loop_id == self.id).map(|o| o.conn);
-        let policy = self.shared.config.slow_consumer;
-        let Some(subscribers) = self.local.subscribers(channel) else {
+        let skip = d.origin.filter(|o| o.loop_id == self.id).map(|o| o.conn);
+        let policy = self.shared.config.slow_consumer_for(d.channel);
+        let Some(subscribers) = self.local.subscribers(d.channel) else {
             return;
         };
         let mut delivered = 0u64;
@@ -257,37 +261,45 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid.slot as usize) else {
                 continue;
             };
-            // The gap notice goes out only right before a delivery that will be queued: a
-            // notice per dropped message would fill the control budget instead.
-            let fits = conn.outbox.data_fits(frame.len());
-            if fits
-                && conn.gaps_pending
-                && queue_gap_notice(conn, channel, frame) == SendStatus::Full
-            {
-                self.overflowed.push((cid, seq, Overflow::Control));
-                continue;
-            }
-            match conn.outbox.push_data(frame.bytes().clone(), read_at_ns) {
-                SendStatus::Queued => {
+            let pushed = match policy {
+                // Conflate only a connection whose socket is full (its last flush blocked): a
+                // subscriber that keeps up gets every message, even several per turn.
+                SlowConsumerPolicy::Conflate if conn.wants_writable => {
+                    let (pushed, replaced) = push_conflated(conn, d);
+                    if let Some(skipped) = replaced {
+                        self.overflowed.push((cid, skipped, Overflow::Conflated));
+                    }
+                    pushed
+                }
+                _ => push_in_order(conn, d),
+            };
+            match pushed {
+                Pushed::Queued => {
                     delivered += 1;
                     if !conn.dirty {
                         conn.dirty = true;
                         self.dirty.push(cid);
                     }
                 }
-                SendStatus::Full => self.overflowed.push((cid, seq, Overflow::Data)),
-                SendStatus::Closed => self.metrics.inc(Counter::DropNotOpen),
+                Pushed::Full => self.overflowed.push((cid, d.seq, Overflow::Data)),
+                Pushed::Overflowed(o) => self.overflowed.push((cid, d.seq, o)),
+                Pushed::Closed => self.metrics.inc(Counter::DropNotOpen),
             }
         }
         self.metrics.add(Counter::MessagesDelivered, delivered);
-        self.settle_overflow(channel, policy);
+        self.settle_overflow(d, policy);
     }
 
     /// Applies the slow-consumer policy to the subscribers whose outbox was full.
-    fn settle_overflow(&mut self, channel: &str, policy: SlowConsumerPolicy) {
+    fn settle_overflow(&mut self, d: &Delivery<'_>, policy: SlowConsumerPolicy) {
+        let channel = d.channel;
         let overflowed = std::mem::take(&mut self.overflowed);
         for &(cid, seq, lane) in &overflowed {
             match (lane, policy) {
+                (Overflow::Conflated, _) => {
+                    self.metrics.inc(Counter::DropConflated);
+                    self.tell_conflated(cid, d, seq);
+                }
                 (Overflow::Control, _) | (_, SlowConsumerPolicy::Close) => {
                     self.close_slow_consumer(cid)
                 }
@@ -299,6 +311,32 @@ impl EventLoop {
         }
         self.overflowed = overflowed;
         self.overflowed.clear();
+    }
+
+    /// Conflation replaced `skipped` for `cid`: queue (or widen) the channel's one pending
+    /// conflated gap notice, in the delivery's encoding.
+    fn tell_conflated(&mut self, cid: ConnId, d: &Delivery<'_>, skipped: u64) {
+        let Some(conn) = self.conn_mut(cid) else {
+            return;
+        };
+        let key = notice_key(d.channel);
+        let still_queued = conn.outbox.conflation_queued(key);
+        let Some(sub) = conn.subscription_mut(d.channel) else {
+            return;
+        };
+        let gap = match (sub.conflated_gap, still_queued) {
+            (Some(g), true) => SeqGap {
+                from: g.from.min(skipped),
+                to: g.to.max(skipped),
+            },
+            _ => SeqGap {
+                from: skipped,
+                to: skipped,
+            },
+        };
+        sub.conflated_gap = Some(gap);
+        let notice = encode_gap_notice(d.channel, gap, is_binary(d.frame));
+        conn.outbox.push_conflated_notice(notice.into_bytes(), key);
     }
 
     /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped).
@@ -358,11 +396,14 @@ impl EventLoop {
                 read_at_ns,
             } => {
                 self.record_hop(read_at_ns);
-                let published = match &body {
-                    PublishBody::Json { content, .. } => Published::Json(content),
-                    PublishBody::Binary(payload) => Published::Binary(payload),
+                let (published, key) = match &body {
+                    PublishBody::Json { content, key } => {
+                        (Published::Json(content), key.as_deref())
+                    }
+                    PublishBody::Binary(payload) => (Published::Binary(payload), None),
                 };
-                self.publish_owned(&channel, &from, published, Some(origin), read_at_ns);
+                let from_key = (&*from, key);
+                self.publish_owned(&channel, from_key, published, Some(origin), read_at_ns);
             }
             LoopMsg::Deliver {
                 channel,
@@ -370,9 +411,17 @@ impl EventLoop {
                 frame,
                 origin,
                 read_at_ns,
+                conflation_key,
             } => {
                 self.record_hop(read_at_ns);
-                self.deliver_local(&channel, seq, &frame, origin, read_at_ns);
+                self.deliver_local(&Delivery {
+                    channel: &channel,
+                    seq,
+                    frame: &frame,
+                    origin,
+                    read_at_ns,
+                    conflation_key,
+                });
             }
             LoopMsg::Subscribe {
                 channel,
@@ -426,28 +475,98 @@ impl EventLoop {
     }
 }
 
-/// Which budget a subscriber ran out of during a delivery.
+/// One numbered message on its way to this loop's subscribers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Delivery<'a> {
+    channel: &'a str,
+    seq: u64,
+    frame: &'a PreparedFrame,
+    origin: Option<ConnRef>,
+    read_at_ns: u64,
+    /// Conflation key: the channel, or the channel and the publish's `key`.
+    conflation_key: u64,
+}
+
+/// What went wrong for one subscriber during a delivery (settled after the fan-out loop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Overflow {
     /// The data budget: the slow-consumer policy decides.
     Data,
     /// The control budget (a gap notice did not fit): the client reads nothing; close it.
     Control,
+    /// Conflation replaced the delivery with this seq (carried in the tuple's seq).
+    Conflated,
 }
 
-/// Queues the gap notice of `channel` for `conn`, if it has one, right before the delivery
-/// `next` (RFC-style in-band notice: the client learns of the skip before the next message).
-/// The notice has the delivery's encoding: JSON before a text frame, binary before a binary one.
-fn queue_gap_notice(conn: &mut Conn, channel: &str, next: &PreparedFrame) -> SendStatus {
-    let Some(gap) = conn.subscription_mut(channel).and_then(|s| s.gap.take()) else {
-        return SendStatus::Queued;
-    };
-    conn.gaps_pending = conn.subscriptions.iter().any(|s| s.gap.is_some());
-    let binary = next
+/// Default policies (`close`, `drop`): the delivery keeps its place in order; a pending gap
+/// notice is queued right before it, but only if the delivery itself will be queued (a notice
+/// per dropped message would fill the control budget instead).
+fn push_in_order(conn: &mut Conn, d: &Delivery<'_>) -> Pushed {
+    let fits = conn.outbox.data_fits(d.frame.len());
+    if fits && conn.gaps_pending && queue_gap_notice(conn, d.channel, d.frame) == SendStatus::Full {
+        return Pushed::Overflowed(Overflow::Control);
+    }
+    Pushed::from(conn.outbox.push_data(d.frame.bytes().clone(), d.read_at_ns))
+}
+
+/// `conflate` policy, for a subscriber whose socket is full: the newest delivery per key
+/// replaces an unwritten older one.
+fn push_conflated(conn: &mut Conn, d: &Delivery<'_>) -> (Pushed, Option<u64>) {
+    let bytes = d.frame.bytes().clone();
+    let r = conn
+        .outbox
+        .push_conflated(bytes, d.read_at_ns, d.conflation_key, d.seq);
+    (Pushed::from(r.status), r.replaced_seq)
+}
+
+/// What pushing one delivery to one subscriber did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    Queued,
+    Full,
+    Closed,
+    /// Something else overflowed first (the gap notice); settle it, skip the delivery.
+    Overflowed(Overflow),
+}
+
+impl From<SendStatus> for Pushed {
+    fn from(s: SendStatus) -> Pushed {
+        match s {
+            SendStatus::Queued => Pushed::Queued,
+            SendStatus::Full => Pushed::Full,
+            SendStatus::Closed => Pushed::Closed,
+        }
+    }
+}
+
+/// The conflation key of a publish: its channel, or its channel and `key`. Never 0.
+fn conflation_key(channel: &str, key: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::hash::FxHasher::default();
+    channel.hash(&mut h);
+    key.hash(&mut h);
+    h.finish() | 1
+}
+
+/// The key of a channel's conflated gap notice (distinct from every delivery key).
+fn notice_key(channel: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::hash::FxHasher::default();
+    "gap notice".hash(&mut h);
+    channel.hash(&mut h);
+    h.finish() & !1 | 2
+}
+
+fn is_binary(frame: &PreparedFrame) -> bool {
+    frame
         .bytes()
         .first()
-        .is_some_and(|b| b & 0x0f == OpCode::Binary.as_u8());
-    let frame = if binary {
+        .is_some_and(|b| b & 0x0f == OpCode::Binary.as_u8())
+}
+
+/// A gap notice in JSON or binary.
+fn encode_gap_notice(channel: &str, gap: SeqGap, binary: bool) -> PreparedFrame {
+    if binary {
         let mut f = FrameBuilder::new(OpCode::Binary, 2 + channel.len() + 16);
         // Channel names are at most 255 bytes (config validation), so this cannot fail.
         let encoded =
@@ -458,8 +577,19 @@ fn queue_gap_notice(conn: &mut Conn, channel: &str, next: &PreparedFrame) -> Sen
         let mut f = FrameBuilder::new(OpCode::Text, 64 + channel.len());
         f.append_with(|out| encode::encode_gap(out, channel, gap.from, gap.to));
         f.finish()
+    }
+}
+
+/// Queues the gap notice of `channel` for `conn`, if it has one, right before the delivery
+/// `next` (RFC-style in-band notice: the client learns of the skip before the next message).
+/// The notice has the delivery's encoding: JSON before a text frame, binary before a binary one.
+fn queue_gap_notice(conn: &mut Conn, channel: &str, next: &PreparedFrame) -> SendStatus {
+    let Some(gap) = conn.subscription_mut(channel).and_then(|s| s.gap.take()) else {
+        return SendStatus::Queued;
     };
-    conn.outbox.push_ordered_control(frame.into_bytes())
+    conn.gaps_pending = conn.subscriptions.iter().any(|s| s.gap.is_some());
+    let notice = encode_gap_notice(channel, gap, is_binary(next));
+    conn.outbox.push_ordered_control(notice.into_bytes())
 }
 
 /// Encodes one delivery frame; the owner calls it once per publish, whatever the fanout.

@@ -65,6 +65,8 @@ pub enum LoopMsg {
         origin: Option<ConnRef>,
         /// When it was read off the publisher's socket.
         read_at_ns: u64,
+        /// Conflation key (the channel, or the channel and the publish's `key`).
+        conflation_key: u64,
     },
     /// A subscribe request for the owner.
     Subscribe {

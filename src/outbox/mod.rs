@@ -25,6 +25,10 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
 
+mod conflate;
+
+pub use conflate::Conflated;
+
 /// What happened to a frame offered to the outbox (uWebSockets' vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
@@ -46,6 +50,7 @@ enum Budget {
 /// One queued frame.
 #[derive(Debug)]
 struct Entry {
+    /// The frame; empty once conflation replaced it (a tombstone, skipped when writing).
     bytes: Bytes,
     budget: Budget,
     /// When the publish that produced this frame was read off its socket (ns, process epoch);
@@ -54,6 +59,10 @@ struct Entry {
     /// The frame's first byte as queued (FIN + opcode), kept for the sent-frames counter after
     /// a partial write has advanced `bytes`.
     first_byte: u8,
+    /// The delivery's seq (0 for other frames), reported when conflation replaces it.
+    seq: u64,
+    /// Conflation key of a delivery (0: none).
+    key: u64,
 }
 
 /// The most slices gathered for one `writev`. Linux's IOV_MAX is 1024; 64 frames of typical
@@ -73,6 +82,10 @@ pub struct Outbox {
     data_bytes_max: usize,
     control_bytes_max: usize,
     closed: bool,
+    /// Entries ever popped from the front of `data` (absolute position of `data[0]`).
+    popped_total: u64,
+    /// Conflation index, allocated by the first conflated push.
+    conflation: Option<Box<conflate::Index>>,
 }
 
 impl Outbox {
@@ -89,6 +102,8 @@ impl Outbox {
             data_bytes_max,
             control_bytes_max,
             closed: false,
+            popped_total: 0,
+            conflation: None,
         }
     }
 
@@ -173,7 +188,9 @@ impl Outbox {
             .iter()
             .filter(|e| e.budget == Budget::Data)
             .count();
+        self.popped_total += self.data.len() as u64;
         self.data.clear();
+        self.conflation = None;
         self.control.clear();
         self.pong = None;
         self.data_bytes = 0;
@@ -239,6 +256,9 @@ impl Outbox {
                 return;
             };
             let len = entry.bytes.len();
+            if len == 0 {
+                continue; // A conflation tombstone: nothing was written for it.
+            }
             if written < len {
                 entry.bytes.advance(written);
                 self.head = Some(entry);
@@ -247,6 +267,7 @@ impl Outbox {
             written -= len;
             on_written(entry.first_byte, entry.read_at_ns);
         }
+        self.trim_tombstones();
     }
 
     /// Removes the next frame in write order, releasing its budget.
@@ -263,6 +284,7 @@ impl Outbox {
             return Some(c);
         }
         if let Some(e) = self.data.pop_front() {
+            self.popped_total += 1;
             match e.budget {
                 Budget::Data => self.data_bytes -= e.bytes.len(),
                 Budget::Control => self.control_bytes -= e.bytes.len(),
@@ -291,6 +313,8 @@ impl Entry {
             budget,
             read_at_ns,
             first_byte,
+            seq: 0,
+            key: 0,
         }
     }
 
