@@ -30,7 +30,9 @@ fn silent_client_is_pinged_and_terminated_when_it_never_answers() {
 
 #[test]
 fn client_that_answers_pings_stays_connected_across_many_intervals() {
-    let server = common::start(config(50, 200));
+    // A long pong timeout: after each pong the next ping must come one interval later, not
+    // at the old pong deadline (the reader's 5 s timeout would fail this test).
+    let server = common::start(config(50, 30_000));
     let mut c = Raw::upgraded(server.local_addr(), "/");
     assert_eq!(c.read_json()["type"], "connected");
     for _ in 0..6 {

@@ -73,10 +73,10 @@ pub const IO_SLICES_MAX: usize = 64;
 #[derive(Debug)]
 pub struct Outbox {
     head: Option<Entry>,
-    pong: Option<Entry>,
+    pong: Option<Bytes>,
     control: VecDeque<Entry>,
     data: VecDeque<Entry>,
-    close: Option<Entry>,
+    close: Option<Bytes>,
     data_bytes: usize,
     control_bytes: usize,
     data_bytes_max: usize,
@@ -163,10 +163,10 @@ impl Outbox {
             return SendStatus::Closed;
         }
         if let Some(old) = self.pong.take() {
-            self.control_bytes -= old.bytes.len();
+            self.control_bytes -= old.len();
         }
         self.control_bytes += bytes.len();
-        self.pong = Some(Entry::control(bytes));
+        self.pong = Some(bytes);
         SendStatus::Queued
     }
 
@@ -175,7 +175,7 @@ impl Outbox {
     pub fn close_after_queued(&mut self, close_frame: Bytes) {
         if !self.closed {
             self.closed = true;
-            self.close = Some(Entry::control(close_frame));
+            self.close = Some(close_frame);
         }
     }
 
@@ -241,8 +241,16 @@ impl Outbox {
         if let Some(h) = &self.head {
             put(&h.bytes);
         }
-        let lanes = self.pong.iter().chain(&self.control).chain(&self.data);
-        lanes.chain(&self.close).for_each(|e| put(&e.bytes));
+        if let Some(p) = &self.pong {
+            put(p);
+        }
+        self.control
+            .iter()
+            .chain(&self.data)
+            .for_each(|e| put(&e.bytes));
+        if let Some(c) = &self.close {
+            put(c);
+        }
         n
     }
 
@@ -276,8 +284,8 @@ impl Outbox {
             return Some(h);
         }
         if let Some(p) = self.pong.take() {
-            self.control_bytes -= p.bytes.len();
-            return Some(p);
+            self.control_bytes -= p.len();
+            return Some(Entry::control(p));
         }
         if let Some(c) = self.control.pop_front() {
             self.control_bytes -= c.bytes.len();
@@ -291,7 +299,20 @@ impl Outbox {
             }
             return Some(e);
         }
-        self.close.take()
+        self.close.take().map(Entry::control)
+    }
+
+    /// Gives the lanes' memory back to the allocator when they are empty (an idle connection
+    /// should cost its struct and nothing more). Busy connections keep their capacity: the
+    /// caller calls this only for connections that went quiet.
+    pub fn release_idle(&mut self) {
+        if self.control.is_empty() && self.control.capacity() > 0 {
+            self.control = VecDeque::new();
+        }
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            self.data = VecDeque::new();
+            self.conflation = None;
+        }
     }
 
     fn refuse_control(&self, len: usize) -> Option<SendStatus> {

@@ -98,7 +98,7 @@ impl EventLoop {
             head: Vec::new(),
             decoder: Decoder::new(Role::Server, limits),
             outbox: Outbox::new(cfg.outbox_bytes_max, cfg.control_bytes_max),
-            name: std::sync::Arc::from(format!("{}-{}-{}", self.id, slot, id.generation)),
+            name: None,
             subscriptions: Vec::new(),
             liveness,
             dirty: false,

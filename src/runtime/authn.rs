@@ -109,7 +109,7 @@ impl EventLoop {
             self.now_ns + left_s.saturating_mul(1_000_000_000)
         });
         if let Some(conn) = self.conn_mut(id) {
-            conn.name = Arc::from(grant.sub.as_str());
+            conn.name = Some(Arc::from(grant.sub.as_str()));
             conn.auth = AuthState::Granted(Box::new(grant));
             conn.liveness.auth_deadline_ns = expiry_ns;
         }

@@ -189,8 +189,9 @@ pub struct Conn {
     pub decoder: Decoder,
     /// Outgoing frames.
     pub outbox: Outbox,
-    /// Public name (`from` in deliveries): the connection id, or the token's `sub`.
-    pub name: Arc<str>,
+    /// Public name (`from` in deliveries): the token's `sub`, or the connection id, made on
+    /// the first publish (most connections never publish: they should not pay for it).
+    pub name: Option<Arc<str>>,
     /// Channels subscribed or being subscribed.
     pub subscriptions: Vec<Subscription>,
     /// Liveness and timeouts.
@@ -269,8 +270,37 @@ impl Conn {
         Some(self.subscriptions.swap_remove(pos))
     }
 
+    /// The opaque connection id, `<loop>-<slot>-<generation>` (never an address).
+    pub fn id_string(&self, loop_id: usize) -> String {
+        format!("{loop_id}-{}-{}", self.id.slot, self.id.generation)
+    }
+
+    /// The public name used as `from`, made once.
+    pub fn name(&mut self, loop_id: usize) -> Arc<str> {
+        if self.name.is_none() {
+            self.name = Some(Arc::from(self.id_string(loop_id)));
+        }
+        self.name.clone().unwrap_or_else(|| Arc::from(""))
+    }
+
     /// Records the close reason the first time only.
     pub fn set_close_reason(&mut self, reason: CloseReason) {
         self.close_reason.get_or_insert(reason);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// 100,000 idle connections should cost tens of MiB, not GiB (issue: < 1 KiB each).
+    #[test]
+    fn connection_state_stays_small() {
+        assert!(
+            std::mem::size_of::<Conn>() <= 576,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(std::mem::size_of::<crate::outbox::Outbox>() <= 256);
     }
 }

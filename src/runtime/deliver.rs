@@ -169,13 +169,14 @@ impl EventLoop {
         msg: Published<'_>,
         key: Option<&str>,
     ) {
+        let loop_id = self.id;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         if !conn.auth.may_publish(channel) {
             return self.forbidden(id, channel);
         }
-        let from = conn.name.clone();
+        let from = conn.name(loop_id);
         let origin = self.conn_ref(id);
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {

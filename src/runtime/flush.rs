@@ -91,6 +91,11 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
+        if conn.subscriptions.is_empty() {
+            // Nothing will be delivered to it: don't keep queue capacity around (100k idle
+            // connections must stay cheap). Subscribers release theirs when they go silent.
+            conn.outbox.release_idle();
+        }
         let done = match conn.phase {
             Phase::Responding => true,
             // RFC 6455 §7.1.1: once both close frames were exchanged the server closes TCP

@@ -131,11 +131,13 @@ impl EventLoop {
 
     /// Sends `{"type":"connected","id":...}`.
     fn send_connected(&mut self, id: ConnId) {
+        let loop_id = self.id;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         let mut frame = FrameBuilder::new(OpCode::Text, 48);
-        frame.append_with(|out| encode::encode_connected(out, &conn.name));
+        let id_string = conn.id_string(loop_id);
+        frame.append_with(|out| encode::encode_connected(out, &id_string));
         conn.outbox.push_control(frame.finish().into_bytes());
     }
 

@@ -78,6 +78,9 @@ impl EventLoop {
             return;
         };
         conn.liveness.ping_sent_ns = Some(now_ns);
+        // Silent for a heartbeat interval: give idle buffers back.
+        conn.outbox.release_idle();
+        conn.decoder.release_idle_buffer();
         let ping = PreparedFrame::new(OpCode::Ping, &[]).into_bytes();
         conn.outbox.push_control(ping);
         self.metrics.inc(Counter::HeartbeatPingsSent);
@@ -94,6 +97,8 @@ impl EventLoop {
         if let Some(sent) = conn.liveness.ping_sent_ns.take() {
             self.metrics
                 .record_heartbeat_rtt_ns(now_ns.saturating_sub(sent));
+            // The armed entry is at the pong deadline; the next ping is due sooner.
+            self.rearm(id);
         }
     }
 
