@@ -75,7 +75,7 @@ fn drain_per_delivery(c: &mut Criterion) {
                     let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
                     let n = o.io_slices(&mut slices);
                     let total: usize = slices[..n].iter().map(|s| s.len()).sum();
-                    o.advance(total, &mut |_, _| {});
+                    o.advance(total, &mut |_, _, _| {});
                 }
             },
             BatchSize::LargeInput,

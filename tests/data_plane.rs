@@ -174,6 +174,14 @@ fn flood(addr: SocketAddr, channel: &str, fast: &mut Client) {
     }
 }
 
+/// The flood tests measure this process's RSS: they must not run at the same time as each
+/// other (the test harness runs tests in parallel threads of one process).
+static FLOOD_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn flood_guard() -> std::sync::MutexGuard<'static, ()> {
+    FLOOD_TESTS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -182,6 +190,7 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn close_policy_closes_the_slow_subscriber_with_4100_and_spares_the_others() {
+    let _serial = flood_guard();
     let server = common::start(policy_config(SlowConsumerPolicy::Close));
     let addr = server.local_addr();
     let mut slow = stalled_subscriber(addr, "flood");
@@ -210,6 +219,7 @@ fn close_policy_closes_the_slow_subscriber_with_4100_and_spares_the_others() {
 
 #[test]
 fn drop_policy_tells_the_gap_before_the_next_delivery_and_bounds_memory() {
+    let _serial = flood_guard();
     let server = common::start(policy_config(SlowConsumerPolicy::Drop));
     let addr = server.local_addr();
     let mut slow = stalled_subscriber(addr, "flood");
@@ -278,6 +288,7 @@ impl GapTracker {
 
 #[test]
 fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bounds_memory() {
+    let _serial = flood_guard();
     // Conflation chosen for this channel by a per-channel rule; the default stays `close`.
     let pattern = wsrelay::auth::ChannelPattern::parse("px").unwrap();
     let server = common::start(Config {

@@ -121,9 +121,15 @@ impl LatencyHistogram {
     /// Records one sample, clamped to [`LATENCY_HIGHEST_NS`]. Never panics.
     #[inline]
     pub fn record(&mut self, ns: u64) {
+        self.record_n(ns, 1);
+    }
+
+    /// Records `count` samples of the same value (a batch of deliveries written together).
+    pub fn record_n(&mut self, ns: u64, count: u64) {
         let ns = ns.min(LATENCY_HIGHEST_NS);
-        self.histogram.saturating_record(ns);
-        self.sum_ns = self.sum_ns.saturating_add(ns);
+        // Cannot fail: the value is clamped into the histogram's range.
+        let _ = self.histogram.record_n(ns, count);
+        self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(count));
     }
 
     /// Adds every sample of `other` into `self`.

@@ -282,6 +282,12 @@ impl LoopMetrics {
         self.latency.get_mut(Latency::Relay).record(ns);
     }
 
+    /// Records `count` relay-latency samples of one value (deliveries written as one batch).
+    #[inline]
+    pub fn record_relay_latency_ns_n(&mut self, ns: u64, count: u64) {
+        self.latency.get_mut(Latency::Relay).record_n(ns, count);
+    }
+
     /// Records one cross-loop latency sample; clamped to 60 s, never panics.
     #[inline]
     pub fn record_cross_loop_latency_ns(&mut self, ns: u64) {

@@ -206,7 +206,7 @@ mod tests {
     fn a_partly_written_delivery_is_never_replaced() {
         let mut o = Outbox::new(1024, 1024);
         o.push_conflated(b("AAAA"), 1, 7, 1);
-        o.advance(2, &mut |_, _| {});
+        o.advance(2, &mut |_, _, _| {});
         let r = o.push_conflated(b("A2"), 1, 7, 2);
         assert_eq!(r.replaced_seq, None);
         assert_eq!(gather(&o), b"AAA2");
@@ -247,7 +247,7 @@ mod tests {
     fn written_entries_are_not_found_again() {
         let mut o = Outbox::new(64, 64);
         o.push_conflated(b("A1"), 1, 7, 1);
-        o.advance(2, &mut |_, _| {});
+        o.advance(2, &mut |_, _, _| {});
         assert!(o.is_empty());
         assert_eq!(o.push_conflated(b("A2"), 1, 7, 2).replaced_seq, None);
     }

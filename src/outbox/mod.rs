@@ -63,6 +63,8 @@ struct Entry {
     seq: u64,
     /// Conflation key of a delivery (0: none).
     key: u64,
+    /// Deliveries this entry carries (a run of messages encoded back to back).
+    count: u32,
 }
 
 /// The most slices gathered for one `writev`. Linux's IOV_MAX is 1024; 64 frames of typical
@@ -109,6 +111,11 @@ impl Outbox {
 
     /// Queues a delivery. `read_at_ns` timestamps the publish for the relay-latency histogram.
     pub fn push_data(&mut self, bytes: Bytes, read_at_ns: u64) -> SendStatus {
+        self.push_data_n(bytes, read_at_ns, 1)
+    }
+
+    /// Queues `count` deliveries encoded back to back in `bytes` as one entry (all or none).
+    pub fn push_data_n(&mut self, bytes: Bytes, read_at_ns: u64, count: u32) -> SendStatus {
         if self.closed {
             return SendStatus::Closed;
         }
@@ -116,8 +123,9 @@ impl Outbox {
             return SendStatus::Full;
         }
         self.data_bytes += bytes.len();
-        self.data
-            .push_back(Entry::new(bytes, Budget::Data, read_at_ns));
+        let mut entry = Entry::new(bytes, Budget::Data, read_at_ns);
+        entry.count = count;
+        self.data.push_back(entry);
         SendStatus::Queued
     }
 
@@ -257,7 +265,7 @@ impl Outbox {
     /// Consumes `written` bytes in the order `io_slices` gathered them. Calls `on_written`
     /// for every frame written completely, with its first byte (FIN and opcode, RFC 6455 §5.2)
     /// and, for deliveries, the `read_at_ns` of its publish (0 otherwise).
-    pub fn advance(&mut self, mut written: usize, on_written: &mut impl FnMut(u8, u64)) {
+    pub fn advance(&mut self, mut written: usize, on_written: &mut impl FnMut(u8, u64, u32)) {
         while written > 0 {
             let Some(mut entry) = self.take_next() else {
                 debug_assert!(false, "advance past the queued bytes");
@@ -273,7 +281,7 @@ impl Outbox {
                 return;
             }
             written -= len;
-            on_written(entry.first_byte, entry.read_at_ns);
+            on_written(entry.first_byte, entry.read_at_ns, entry.count);
         }
         self.trim_tombstones();
     }
@@ -336,6 +344,7 @@ impl Entry {
             first_byte,
             seq: 0,
             key: 0,
+            count: 1,
         }
     }
 
@@ -362,7 +371,7 @@ mod tests {
     fn control_overtakes_data_but_not_a_partly_written_frame() {
         let mut o = Outbox::new(1024, 1024);
         o.push_data(b("AAAA"), 1);
-        o.advance(2, &mut |_, _| {});
+        o.advance(2, &mut |_, _, _| {});
         o.push_control(b("c"));
         o.push_pong(b("p"));
         o.push_data(b("BB"), 2);
@@ -406,7 +415,7 @@ mod tests {
         o.push_control(b("c"));
         o.push_data(b("BB"), 9);
         let mut seen = Vec::new();
-        let mut record = |first: u8, t: u64| seen.push((first, t));
+        let mut record = |first: u8, t: u64, _n: u32| seen.push((first, t));
         o.advance(3, &mut record);
         o.advance(2, &mut record);
         o.advance(2, &mut record);
@@ -420,11 +429,11 @@ mod tests {
         let mut o = Outbox::new(64, 64);
         o.push_data(b("AAAA"), 1);
         o.push_data(b("BBBB"), 1);
-        o.advance(1, &mut |_, _| {});
+        o.advance(1, &mut |_, _, _| {});
         assert_eq!(o.close_now(b("X")), 1);
         assert_eq!(gather(&o), b"AAAX");
         assert_eq!(o.push_data(b("C"), 1), SendStatus::Closed);
-        o.advance(4, &mut |_, _| {});
+        o.advance(4, &mut |_, _, _| {});
         assert!(o.close_written());
     }
 

@@ -109,14 +109,15 @@ impl LocalIndex {
         self.channels.get(channel).map(|c| &c.subscribers)
     }
 
-    /// Records a delivery's seq; reports the seqs that were skipped since the last one.
-    pub fn note_seq(&mut self, channel: &str, seq: u64) -> Option<SeqGap> {
+    /// Records a run of deliveries `first..=last`; reports the seqs skipped since the last
+    /// one seen (a dropped cross-loop message).
+    pub fn note_seqs(&mut self, channel: &str, first: u64, last: u64) -> Option<SeqGap> {
         let c = self.channels.get_mut(channel)?;
-        let last = c.last_seq;
-        c.last_seq = c.last_seq.max(seq);
-        (last != 0 && seq > last + 1).then_some(SeqGap {
-            from: last + 1,
-            to: seq - 1,
+        let seen = c.last_seq;
+        c.last_seq = c.last_seq.max(last);
+        (seen != 0 && first > seen + 1).then_some(SeqGap {
+            from: seen + 1,
+            to: first - 1,
         })
     }
 
@@ -175,9 +176,9 @@ mod tests {
         let mut ix = LocalIndex::default();
         ix.begin_subscribe("a");
         ix.complete_subscribe("a", id(1), 3);
-        assert_eq!(ix.note_seq("a", 4), None);
-        assert_eq!(ix.note_seq("a", 7), Some(SeqGap { from: 5, to: 6 }));
-        assert_eq!(ix.note_seq("a", 8), None);
+        assert_eq!(ix.note_seqs("a", 4, 4), None);
+        assert_eq!(ix.note_seqs("a", 7, 9), Some(SeqGap { from: 5, to: 6 }));
+        assert_eq!(ix.note_seqs("a", 10, 10), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod registry;
 
 pub use history::History;
 pub use local::LocalIndex;
-pub use registry::{ChannelRegistry, RetentionConfig, Since, SubscribeOutcome};
+pub use registry::{ChannelRegistry, Reserved, RetentionConfig, Since, SubscribeOutcome};
 
 use crate::conn_id::LoopId;
 use crate::hash::fnv1a_64;

@@ -59,13 +59,11 @@ pub struct SubscribeOutcome {
     pub replay: Vec<PreparedFrame>,
 }
 
-/// A publish numbered by the owner.
-#[derive(Debug, Clone)]
-pub struct Numbered {
-    /// Its seq.
-    pub seq: u64,
-    /// The encoded frame every subscriber gets.
-    pub frame: PreparedFrame,
+/// A run of publishes numbered by the owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved {
+    /// The seq of the run's first message (the others follow, gap-free).
+    pub first_seq: u64,
     /// Loops with subscribers (bit i = loop i).
     pub interest: u64,
 }
@@ -143,14 +141,10 @@ impl ChannelRegistry {
         }
     }
 
-    /// Numbers a publish and encodes it once with `encode(seq)`. `None` when the channel has no
-    /// state (nobody subscribed and nothing is retained): the message reaches no one.
-    pub fn publish(
-        &mut self,
-        channel: &str,
-        now_ns: u64,
-        encode: impl FnOnce(u64) -> PreparedFrame,
-    ) -> Option<Numbered> {
+    /// Numbers `count` consecutive publishes: returns the first seq and the interested loops,
+    /// or `None` when the channel has no state (nobody subscribed and nothing is retained: the
+    /// messages reach no one). The caller encodes the frames, then calls `retain`.
+    pub fn reserve(&mut self, channel: &str, count: u64, now_ns: u64) -> Option<Reserved> {
         let retention = self.retention;
         if !self.channels.contains_key(channel) {
             if !retention.retains() {
@@ -160,23 +154,44 @@ impl ChannelRegistry {
             self.park_idle(channel);
         }
         let state = self.channels.get_mut(channel)?;
-        state.seq += 1;
-        let frame = encode(state.seq);
-        if retention.history_size > 0 {
-            state.history.prune(now_ns, retention.history_ttl_ns);
-            let size_max = retention.history_size;
-            state
-                .history
-                .push(state.seq, now_ns, frame.clone(), size_max);
-        }
-        if retention.last_value {
-            state.last = Some(frame.clone());
-        }
-        Some(Numbered {
-            seq: state.seq,
-            frame,
+        state.history.prune(now_ns, retention.history_ttl_ns);
+        let first_seq = state.seq + 1;
+        state.seq += count;
+        Some(Reserved {
+            first_seq,
             interest: state.interest,
         })
+    }
+
+    /// True when published frames must be handed to `retain` (history or last value on).
+    pub fn retains(&self) -> bool {
+        self.retention.retains()
+    }
+
+    /// Keeps the encoded frames of a reserved run (oldest first, seqs from `first_seq`) in the
+    /// history ring and as the last value.
+    pub fn retain(
+        &mut self,
+        channel: &str,
+        first_seq: u64,
+        frames: impl Iterator<Item = PreparedFrame>,
+        now_ns: u64,
+    ) {
+        let retention = self.retention;
+        let Some(state) = self.channels.get_mut(channel) else {
+            return;
+        };
+        for (i, frame) in frames.enumerate() {
+            if retention.history_size > 0 {
+                let seq = first_seq + i as u64;
+                state
+                    .history
+                    .push(seq, now_ns, frame.clone(), retention.history_size);
+            }
+            if retention.last_value {
+                state.last = Some(frame);
+            }
+        }
     }
 
     /// Number of channels with state on this loop.
@@ -257,21 +272,41 @@ mod tests {
         PreparedFrame::new(OpCode::Text, seq.to_string().as_bytes())
     }
 
+    /// Publishes one message the way the loop does: reserve, encode, retain.
+    fn publish(r: &mut ChannelRegistry, channel: &str) -> Option<Reserved> {
+        let reserved = r.reserve(channel, 1, 0)?;
+        r.retain(
+            channel,
+            reserved.first_seq,
+            std::iter::once(enc(reserved.first_seq)),
+            0,
+        );
+        Some(reserved)
+    }
+
     #[test]
     fn seq_counts_from_one_per_channel() {
         let mut r = ChannelRegistry::new(retention(0, false), "t".into());
         r.subscribe("a", 0, None, 0);
         r.subscribe("b", 1, None, 0);
-        assert_eq!(r.publish("a", 0, enc).map(|n| n.seq), Some(1));
-        assert_eq!(r.publish("a", 0, enc).map(|n| n.seq), Some(2));
-        let b = r.publish("b", 0, enc).unwrap();
-        assert_eq!((b.seq, b.interest), (1, 0b10));
+        assert_eq!(publish(&mut r, "a").map(|n| n.first_seq), Some(1));
+        assert_eq!(publish(&mut r, "a").map(|n| n.first_seq), Some(2));
+        let b = publish(&mut r, "b").unwrap();
+        assert_eq!((b.first_seq, b.interest), (1, 0b10));
+    }
+
+    #[test]
+    fn a_run_reserves_consecutive_seqs() {
+        let mut r = ChannelRegistry::new(retention(10, false), "t".into());
+        r.subscribe("a", 0, None, 0);
+        assert_eq!(r.reserve("a", 5, 0).map(|n| n.first_seq), Some(1));
+        assert_eq!(r.reserve("a", 1, 0).map(|n| n.first_seq), Some(6));
     }
 
     #[test]
     fn publish_without_subscribers_or_retention_reaches_no_one() {
         let mut r = ChannelRegistry::new(retention(0, false), "t".into());
-        assert!(r.publish("a", 0, enc).is_none());
+        assert!(publish(&mut r, "a").is_none());
         assert!(r.is_empty());
     }
 
@@ -280,7 +315,7 @@ mod tests {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
         let first = r.subscribe("a", 0, None, 0);
         for _ in 0..5 {
-            r.publish("a", 0, enc);
+            publish(&mut r, "a");
         }
         let since = Since {
             seq: 3,
@@ -298,7 +333,7 @@ mod tests {
     fn stale_epoch_is_not_recovered() {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
         r.subscribe("a", 0, None, 0);
-        r.publish("a", 0, enc);
+        publish(&mut r, "a");
         let since = Since {
             seq: 0,
             epoch: Some("other"),
@@ -311,7 +346,7 @@ mod tests {
     fn uninterest_without_retention_forgets_the_channel_and_a_new_epoch_follows() {
         let mut r = ChannelRegistry::new(retention(0, false), "t".into());
         let e1 = r.subscribe("a", 0, None, 0).epoch;
-        r.publish("a", 0, enc);
+        publish(&mut r, "a");
         r.uninterest("a", 0);
         assert!(r.is_empty());
         let again = r.subscribe("a", 0, None, 0);
@@ -322,8 +357,8 @@ mod tests {
     #[test]
     fn last_value_is_replayed_to_new_subscribers() {
         let mut r = ChannelRegistry::new(retention(0, true), "t".into());
-        r.publish("a", 0, enc);
-        r.publish("a", 0, enc);
+        publish(&mut r, "a");
+        publish(&mut r, "a");
         let out = r.subscribe("a", 0, None, 0);
         assert_eq!(out.replay.len(), 1);
         assert_eq!(out.replay[0].bytes().as_ref(), enc(2).bytes().as_ref());
@@ -333,7 +368,7 @@ mod tests {
     fn idle_retaining_channels_are_capped() {
         let mut r = ChannelRegistry::new(retention(4, false), "t".into());
         for ch in ["a", "b", "c", "d"] {
-            r.publish(ch, 0, enc);
+            publish(&mut r, ch);
         }
         assert_eq!(r.len(), 2);
     }

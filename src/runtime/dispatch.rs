@@ -49,6 +49,13 @@ impl EventLoop {
         if gated && !self.require_auth(id) {
             return;
         }
+        if matches!(
+            command,
+            Command::Subscribe { .. } | Command::Unsubscribe { .. }
+        ) {
+            // Keep the connection's order: its earlier publishes are numbered first.
+            self.flush_publishes();
+        }
         match command {
             Command::Subscribe {
                 channel,

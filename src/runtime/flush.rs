@@ -140,12 +140,16 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics) -> WriteOutcome {
         };
         let written_at_ns = Clock::now_ns();
         metrics.add(Counter::SentBytes, written as u64);
-        conn.outbox.advance(written, &mut |first_byte, read_at_ns| {
-            metrics.inc_opt(Counter::frame_sent(first_byte & 0x0f));
-            if read_at_ns != 0 {
-                metrics.record_relay_latency_ns(written_at_ns.saturating_sub(read_at_ns));
-            }
-        });
+        conn.outbox
+            .advance(written, &mut |first_byte, read_at_ns, count| {
+                if let Some(c) = Counter::frame_sent(first_byte & 0x0f) {
+                    metrics.add(c, u64::from(count));
+                }
+                if read_at_ns != 0 {
+                    let latency_ns = written_at_ns.saturating_sub(read_at_ns);
+                    metrics.record_relay_latency_ns_n(latency_ns, u64::from(count));
+                }
+            });
         if written < gathered {
             return WriteOutcome::Blocked;
         }

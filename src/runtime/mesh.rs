@@ -20,7 +20,6 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::conn_id::{ConnId, ConnRef, LoopId};
-use crate::proto::frame::PreparedFrame;
 use crate::pubsub::SubscribeOutcome;
 
 /// What a publish carries to the channel's owner loop.
@@ -53,20 +52,10 @@ pub enum LoopMsg {
         /// When it was read off the publisher's socket.
         read_at_ns: u64,
     },
-    /// A numbered, encoded message for the receiving loop's subscribers.
+    /// A numbered, encoded run of messages for the receiving loop's subscribers.
     Deliver {
-        /// Channel name.
-        channel: Arc<str>,
-        /// Its seq.
-        seq: u64,
-        /// The frame, encoded once by the owner.
-        frame: PreparedFrame,
-        /// The publisher, skipped if it is on the receiving loop.
-        origin: Option<ConnRef>,
-        /// When it was read off the publisher's socket.
-        read_at_ns: u64,
-        /// Conflation key (the channel, or the channel and the publish's `key`).
-        conflation_key: u64,
+        /// The run, encoded once by the owner and shared by every loop.
+        batch: Arc<crate::runtime::deliver::Batch>,
     },
     /// A subscribe request for the owner.
     Subscribe {

@@ -18,8 +18,10 @@ mod handshake;
 pub mod listener;
 mod liveness;
 pub mod mesh;
+mod publish;
 mod read;
 mod shutdown;
+mod subscribe;
 
 use std::io;
 use std::net::SocketAddr;

@@ -113,6 +113,8 @@ impl EventLoop {
         if let Some(conn) = self.conn_mut(id) {
             conn.decoder = decoder;
         }
+        // The publishes of this input are numbered and fanned out as runs, now.
+        self.flush_publishes();
         if let Err(e) = result {
             self.on_protocol_error(id, e);
         }

@@ -1,0 +1,281 @@
+//! The publish path on the loop: queue the publishes read this turn, then number and encode
+//! each run of consecutive publishes on one channel at once.
+//!
+//! Why runs: a publisher at full speed delivers dozens of messages per socket read. Encoding
+//! the run into ONE buffer (frames back to back) lets every subscriber receive the whole run as
+//! one `Bytes` handle: one outbox entry, one iovec, one touch of each subscriber's state per
+//! run instead of per message. This is what keeps the fan-out memory-bound cost flat
+//! (docs/BENCHMARKS.md). Runs never reorder: the queue is flushed in order, before any
+//! subscribe or unsubscribe of the same loop is handled and at the end of each connection's
+//! input and of each inbox drain, so every flush happens within the turn.
+//!
+//! Publishes for channels owned by another loop are forwarded there (one mesh message each,
+//! one copy of the content); the owner queues them the same way and numbers them in runs.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::command as encode;
+use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::proto::frame::{encode_header, OpCode, CLIENT_HEADER_BYTES_MAX};
+use crate::pubsub::owner_of;
+use crate::runtime::deliver::{Batch, FrameMeta};
+use crate::runtime::dispatch::Published;
+use crate::runtime::event_loop::EventLoop;
+use crate::runtime::mesh::{LoopMsg, PublishBody};
+
+/// Publishes queued before a forced flush (bounds the queue and the batch size).
+const QUEUED_PUBLISHES_MAX: usize = 1024;
+/// Bytes of queued channel names and contents before a forced flush.
+const QUEUED_BYTES_MAX: usize = 1 << 20;
+
+/// One publish waiting to be numbered with its neighbours.
+#[derive(Debug, Clone)]
+struct Pending {
+    channel: Range<usize>,
+    body: Range<usize>,
+    key: Option<Range<usize>>,
+    binary: bool,
+    from: Arc<str>,
+    origin: ConnRef,
+    read_at_ns: u64,
+}
+
+/// The loop's queue of publishes (contents copied into one arena, reused every turn).
+#[derive(Debug, Default)]
+pub(super) struct PublishQueue {
+    arena: Vec<u8>,
+    items: Vec<Pending>,
+    /// Scratch for encoding one message's payload before its header is known.
+    scratch: Vec<u8>,
+}
+
+impl PublishQueue {
+    fn push(
+        &mut self,
+        channel: &str,
+        body: &[u8],
+        key: Option<&str>,
+        meta: (bool, Arc<str>, ConnRef, u64),
+    ) {
+        let (binary, from, origin, read_at_ns) = meta;
+        let channel = self.copy(channel.as_bytes());
+        let body = self.copy(body);
+        let key = key.map(|k| self.copy(k.as_bytes()));
+        self.items.push(Pending {
+            channel,
+            body,
+            key,
+            binary,
+            from,
+            origin,
+            read_at_ns,
+        });
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        start..self.arena.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() >= QUEUED_PUBLISHES_MAX || self.arena.len() >= QUEUED_BYTES_MAX
+    }
+
+    fn str_at(&self, r: &Range<usize>) -> &str {
+        // Channel names and keys were validated as ASCII before they were queued.
+        self.arena
+            .get(r.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    fn bytes_at(&self, r: &Range<usize>) -> &[u8] {
+        self.arena.get(r.clone()).unwrap_or_default()
+    }
+}
+
+impl EventLoop {
+    /// A publish read from connection `id`: checked, then queued for its run.
+    pub(super) fn publish(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        msg: Published<'_>,
+        key: Option<&str>,
+    ) {
+        let loop_id = self.id;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if !conn.auth.may_publish(channel) {
+            return self.forbidden(id, channel);
+        }
+        let from = conn.name(loop_id);
+        let origin = ConnRef { loop_id, conn: id };
+        let (body, binary) = match msg {
+            Published::Json(content) => (content, false),
+            Published::Binary(payload) => (payload, true),
+        };
+        self.queue_publish(channel, body, key, (binary, from, origin, self.now_ns));
+    }
+
+    /// Queues a publish (local or forwarded); flushes when the queue is full.
+    pub(super) fn queue_publish(
+        &mut self,
+        channel: &str,
+        body: &[u8],
+        key: Option<&str>,
+        meta: (bool, Arc<str>, ConnRef, u64),
+    ) {
+        self.publishes.push(channel, body, key, meta);
+        if self.publishes.is_full() {
+            self.flush_publishes();
+        }
+    }
+
+    /// Numbers and sends every queued publish, run by run, in order.
+    pub(super) fn flush_publishes(&mut self) {
+        if self.publishes.items.is_empty() {
+            return;
+        }
+        let mut queue = std::mem::take(&mut self.publishes);
+        let mut start = 0;
+        while start < queue.items.len() {
+            let channel = queue.str_at(&queue.items[start].channel).to_string();
+            let run_len = queue.items[start..]
+                .iter()
+                .take_while(|p| queue.str_at(&p.channel) == channel)
+                .count();
+            self.publish_run(&mut queue, &channel, start..start + run_len);
+            start += run_len;
+        }
+        queue.items.clear();
+        queue.arena.clear();
+        self.publishes = queue;
+    }
+
+    fn publish_run(&mut self, queue: &mut PublishQueue, channel: &str, run: Range<usize>) {
+        let owner = owner_of(channel, self.mesh.loops());
+        if owner == self.id {
+            self.publish_owned(queue, channel, run);
+        } else {
+            self.forward(queue, channel, run, owner);
+        }
+    }
+
+    /// Sends a run to the channel's owner loop: one message per publish, the content copied.
+    fn forward(&mut self, queue: &PublishQueue, channel: &str, run: Range<usize>, owner: LoopId) {
+        let channel: Arc<str> = Arc::from(channel);
+        for p in &queue.items[run] {
+            let content = Bytes::copy_from_slice(queue.bytes_at(&p.body));
+            let body = match p.binary {
+                true => PublishBody::Binary(content),
+                false => PublishBody::Json {
+                    content,
+                    key: p.key.as_ref().map(|k| Arc::from(queue.str_at(k))),
+                },
+            };
+            let msg = LoopMsg::Publish {
+                channel: channel.clone(),
+                from: p.from.clone(),
+                origin: p.origin,
+                body,
+                read_at_ns: p.read_at_ns,
+            };
+            self.mesh_send(owner, msg);
+        }
+    }
+
+    /// The owner's part: number the run, encode it once into one buffer, retain it, and hand
+    /// it to every interested loop (one mesh message per loop) and to local subscribers.
+    fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &str, run: Range<usize>) {
+        let count = run.len() as u64;
+        let Some(reserved) = self.owned.reserve(channel, count, self.now_ns) else {
+            return;
+        };
+        let batch = encode_run(queue, channel, run, reserved.first_seq);
+        if self.owned.retains() {
+            let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
+            self.owned
+                .retain(channel, reserved.first_seq, frames, self.now_ns);
+        }
+        let batch = Arc::new(batch);
+        let me = 1u64 << self.id;
+        let mut others = reserved.interest & !me;
+        while others != 0 {
+            let to = others.trailing_zeros() as LoopId;
+            others &= others - 1;
+            self.mesh_send(
+                to,
+                LoopMsg::Deliver {
+                    batch: batch.clone(),
+                },
+            );
+        }
+        if reserved.interest & me != 0 {
+            self.deliver_batch(&batch);
+        }
+    }
+}
+
+/// Encodes a run's frames back to back (seqs from `first_seq`) into one buffer.
+fn encode_run(queue: &mut PublishQueue, channel: &str, run: Range<usize>, first_seq: u64) -> Batch {
+    let PublishQueue {
+        arena,
+        items,
+        scratch,
+    } = queue;
+    let mut wire = Vec::with_capacity(run.len() * (64 + channel.len()));
+    let mut frames = Vec::with_capacity(run.len());
+    for (i, p) in items[run].iter().enumerate() {
+        let seq = first_seq + i as u64;
+        let body = arena.get(p.body.clone()).unwrap_or_default();
+        scratch.clear();
+        let opcode = encode_payload(scratch, channel, p, body, seq);
+        let mut header = [0u8; CLIENT_HEADER_BYTES_MAX];
+        let header_len = encode_header(&mut header, true, opcode, scratch.len() as u64, None);
+        let start = wire.len();
+        wire.extend_from_slice(&header[..header_len]);
+        wire.extend_from_slice(scratch);
+        let key = p.key.as_ref().and_then(|k| arena.get(k.clone()));
+        frames.push(FrameMeta {
+            start: start as u32,
+            len: (wire.len() - start) as u32,
+            origin: Some(p.origin),
+            read_at_ns: p.read_at_ns,
+            conflation_key: conflation_key(channel, key),
+        });
+    }
+    Batch {
+        channel: Arc::from(channel),
+        first_seq,
+        bytes: Bytes::from(wire),
+        frames,
+    }
+}
+
+/// Writes one delivery's payload; returns its opcode.
+fn encode_payload(out: &mut Vec<u8>, channel: &str, p: &Pending, body: &[u8], seq: u64) -> OpCode {
+    if p.binary {
+        // Channel names are at most 255 bytes (config validation), so this cannot fail.
+        let encoded = encode::encode_binary_message(out, channel, seq, body);
+        debug_assert!(encoded.is_ok());
+        OpCode::Binary
+    } else {
+        encode::encode_message(out, channel, body, &p.from, seq);
+        OpCode::Text
+    }
+}
+
+/// The conflation key of a publish: its channel, or its channel and `key`. Never 0.
+fn conflation_key(channel: &str, key: Option<&[u8]>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::hash::FxHasher::default();
+    channel.hash(&mut h);
+    key.hash(&mut h);
+    h.finish() | 1
+}

@@ -1,0 +1,158 @@
+//! Subscriptions on the loop: subscribe (asking the channel's owner for seq, epoch and
+//! replay), the owner's answer, unsubscribe, and the interest bookkeeping with the owner.
+//!
+//! Seam rule: a connection joins the local subscriber set when the owner's answer arrives.
+//! Every delivery the owner numbered before answering travelled the same FIFO queue ahead of
+//! the answer, so replay (seq ≤ answer) and live deliveries (seq > answer) meet with no gap and
+//! no duplicate.
+
+use std::sync::Arc;
+
+use crate::command as encode;
+use crate::conn_id::{ConnId, ConnRef};
+use crate::proto::frame::PreparedFrame;
+use crate::pubsub::{owner_of, Since, SubscribeOutcome};
+use crate::runtime::conn::Subscription;
+use crate::runtime::event_loop::EventLoop;
+use crate::runtime::mesh::LoopMsg;
+
+impl EventLoop {
+    /// `{"type":"subscribe"}`: ask the owner for the seq, epoch and replay; the connection gets
+    /// deliveries once the answer is in (`on_subscribed`).
+    pub(super) fn subscribe(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        since: Option<(u64, Option<Arc<str>>)>,
+    ) {
+        let max = self.shared.config.subscriptions_per_connection_max;
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if !conn.auth.may_subscribe(channel) {
+            return self.forbidden(id, channel);
+        }
+        if conn.subscription_mut(channel).is_none() {
+            if conn.subscriptions.len() >= max {
+                self.metrics.command_error("too_many_subscriptions");
+                let msg = "Too many subscriptions on this connection";
+                return self.reply(id, |out| encode::encode_error(out, msg));
+            }
+            conn.subscriptions.push(Subscription {
+                channel: Arc::from(channel),
+                pending: true,
+                unsubscribe_when_answered: false,
+                epoch: Arc::from(""),
+                last_seq: 0,
+                gap: None,
+                conflated_gap: None,
+            });
+        }
+        self.local.begin_subscribe(channel);
+        let owner = owner_of(channel, self.mesh.loops());
+        if owner == self.id {
+            let since = since.as_ref().map(|(seq, epoch)| Since {
+                seq: *seq,
+                epoch: epoch.as_deref(),
+            });
+            let outcome = self.owned.subscribe(channel, self.id, since, self.now_ns);
+            self.on_subscribed(id, channel, outcome);
+        } else {
+            let origin = ConnRef {
+                loop_id: self.id,
+                conn: id,
+            };
+            let msg = LoopMsg::Subscribe {
+                channel: Arc::from(channel),
+                origin,
+                since,
+            };
+            self.mesh_send(owner, msg);
+        }
+    }
+
+    /// The owner's answer: `subscribed`, then the replay, then live deliveries.
+    pub(super) fn on_subscribed(&mut self, id: ConnId, channel: &str, outcome: SubscribeOutcome) {
+        let Some(conn) = self.conn_mut(id) else {
+            return self.abandon_subscribe(channel);
+        };
+        let Some(sub) = conn.subscription_mut(channel) else {
+            return self.abandon_subscribe(channel);
+        };
+        let was_pending = std::mem::replace(&mut sub.pending, false);
+        sub.epoch = outcome.epoch.clone();
+        let unsubscribe = sub.unsubscribe_when_answered;
+        self.local.complete_subscribe(channel, id, outcome.seq);
+        let (seq, epoch) = (outcome.seq, &*outcome.epoch);
+        self.reply(id, |out| {
+            encode::encode_subscribed(out, channel, seq, epoch, outcome.recovered)
+        });
+        if unsubscribe {
+            return self.unsubscribe(id, channel);
+        }
+        if was_pending {
+            self.replay(id, outcome.replay);
+        }
+    }
+
+    /// Queues recovered history (or the last value). Replay is bounded by `--history-size`
+    /// messages and is never refused by the data budget: dropping it would defeat recovery.
+    fn replay(&mut self, id: ConnId, frames: Vec<PreparedFrame>) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        for frame in frames {
+            conn.outbox.push_replay(frame.into_bytes());
+        }
+        self.mark_dirty(id);
+    }
+
+    /// An answer for a connection that left or unsubscribed meanwhile.
+    fn abandon_subscribe(&mut self, channel: &str) {
+        if self.local.abandon_subscribe(channel) {
+            self.lose_interest(channel);
+        }
+    }
+
+    /// `{"type":"unsubscribe"}`: idempotent; answered in order with the deliveries.
+    pub(super) fn unsubscribe(&mut self, id: ConnId, channel: &str) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        match conn.subscription_mut(channel) {
+            Some(sub) if sub.pending => {
+                sub.unsubscribe_when_answered = true;
+                return;
+            }
+            Some(_) => {
+                conn.take_subscription(channel);
+                if self.local.remove(channel, id) {
+                    self.lose_interest(channel);
+                }
+            }
+            None => {}
+        }
+        self.reply_ordered(id, |out| encode::encode_unsubscribed(out, channel));
+    }
+
+    /// Removes every subscription of a closed connection.
+    pub(super) fn drop_subscriptions(&mut self, id: ConnId, subscriptions: Vec<Subscription>) {
+        for sub in subscriptions.iter().filter(|s| !s.pending) {
+            if self.local.remove(&sub.channel, id) {
+                self.lose_interest(&sub.channel);
+            }
+        }
+    }
+
+    /// Tells the owner this loop has no subscriber of `channel` any more.
+    fn lose_interest(&mut self, channel: &str) {
+        let owner = owner_of(channel, self.mesh.loops());
+        if owner == self.id {
+            self.owned.uninterest(channel, self.id);
+        } else {
+            let from = self.id;
+            let channel = Arc::from(channel);
+            self.mesh_send(owner, LoopMsg::Uninterest { channel, from });
+        }
+    }
+}
