@@ -123,6 +123,9 @@ pub struct ServeArgs {
     /// Serve /metrics, /stats, /healthz on this address instead of the relay port.
     #[arg(long)]
     metrics_bind: Option<SocketAddr>,
+    /// Do not time deliveries (relay-latency histogram stays empty); for measuring its cost.
+    #[arg(long)]
+    no_latency_metrics: bool,
     /// Metrics snapshot interval, ms.
     #[arg(long, default_value_t = 1_000)]
     metrics_interval: u64,
@@ -231,6 +234,7 @@ impl ServeArgs {
             subscriptions_per_connection_max: self.max_subscriptions,
             metrics_addr: self.metrics_bind,
             metrics_interval: ms(self.metrics_interval),
+            latency_metrics: !self.no_latency_metrics,
             log_format: self.log_format,
             auth,
             auth_timeout: ms(self.auth_timeout),

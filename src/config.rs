@@ -113,6 +113,9 @@ pub struct Config {
     pub mesh_inbox_len_max: usize,
     /// Resolution of the timer wheel.
     pub timer_tick: Duration,
+    /// Time every delivery into the relay-latency histogram (one clock read per `writev` and
+    /// one histogram record per outbox entry). On by default; off only to measure its cost.
+    pub latency_metrics: bool,
     /// How often loops hand metrics snapshots to the exporter.
     pub metrics_interval: Duration,
     /// Optional separate address for `/metrics`, `/stats` and `/healthz`.
@@ -170,6 +173,7 @@ impl Default for Config {
             mesh_inbox_len_max: 65_536,
             timer_tick: Duration::from_millis(10),
             metrics_interval: Duration::from_secs(1),
+            latency_metrics: true,
             metrics_addr: None,
             log_format: LogFormat::Text,
             auth: None,

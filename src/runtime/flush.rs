@@ -47,7 +47,8 @@ impl EventLoop {
         if matches!(conn.phase, Phase::Closed | Phase::Lingering) {
             return;
         }
-        match write_outbox(conn, &mut self.metrics) {
+        let timed = self.shared.config.latency_metrics;
+        match write_outbox(conn, &mut self.metrics, timed) {
             WriteOutcome::Failed => {
                 conn.set_close_reason(CloseReason::IoError);
                 self.mark_closed(id);
@@ -126,7 +127,7 @@ impl EventLoop {
 }
 
 /// Writes as much of the outbox as the socket takes.
-fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics) -> WriteOutcome {
+fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> WriteOutcome {
     while !conn.outbox.is_empty() {
         let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
         let n = conn.outbox.io_slices(&mut slices);
@@ -138,14 +139,14 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics) -> WriteOutcome {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return WriteOutcome::Blocked,
             Err(_) => return WriteOutcome::Failed,
         };
-        let written_at_ns = Clock::now_ns();
+        let written_at_ns = if timed { Clock::now_ns() } else { 0 };
         metrics.add(Counter::SentBytes, written as u64);
         conn.outbox
             .advance(written, &mut |first_byte, read_at_ns, count| {
                 if let Some(c) = Counter::frame_sent(first_byte & 0x0f) {
                     metrics.add(c, u64::from(count));
                 }
-                if read_at_ns != 0 {
+                if timed && read_at_ns != 0 {
                     let latency_ns = written_at_ns.saturating_sub(read_at_ns);
                     metrics.record_relay_latency_ns_n(latency_ns, u64::from(count));
                 }
