@@ -5,8 +5,9 @@
 //! answer is one the rules allow, every well-behaved message arrives in order, and afterwards
 //! the relay serves new clients and its RSS is back near the baseline.
 //!
-//! The run is bounded by counts (connections, bytes per case), never by sleeping; every read
-//! has a timeout, so a stalled relay fails the test instead of hanging it.
+//! The run is bounded by counts (connections, bytes per case), not by sleeping (the one wait
+//! is a bounded poll of the relay's open-connection counter, which has no event to wait on);
+//! every read has a timeout, so a stalled relay fails the test instead of hanging it.
 
 mod common;
 
