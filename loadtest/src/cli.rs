@@ -34,6 +34,36 @@ pub enum Command {
     Conns(ConnsArgs),
     /// A fanout while connections open and close at a given rate.
     Churn(ChurnArgs),
+    /// CPU cost of the receive path alone (decode, scan, check, record), no I/O.
+    RecvBench(RecvBenchArgs),
+}
+
+/// `recv-bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RecvBenchArgs {
+    /// Deliveries to process.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub deliveries: u64,
+    /// Content bytes per delivery.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// A scenario run.
+    Run(Box<RunOptions>),
+    /// The receive-path benchmark.
+    RecvBench {
+        /// Deliveries to process.
+        deliveries: u64,
+        /// Content bytes per delivery.
+        content_bytes: usize,
+    },
 }
 
 /// Flags of every scenario.
@@ -63,6 +93,21 @@ pub struct Common {
     /// Event loops of the in-process relay (without --url).
     #[arg(long, default_value_t = 1)]
     pub relay_loops: usize,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            url: None,
+            allow_remote: false,
+            threads: 1,
+            server_pid: None,
+            json: false,
+            ramp: 5000.0,
+            setup_timeout: Duration::from_secs(60),
+            relay_loops: 1,
+        }
+    }
 }
 
 /// Flags of the scenarios that publish.
@@ -194,21 +239,36 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 impl Command {
     /// Whether JSON output was asked.
     pub fn json(&self) -> bool {
-        self.common().json
-    }
-
-    fn common(&self) -> &Common {
         match self {
-            Command::Fanout(a) => &a.common,
-            Command::Rooms(a) => &a.common,
-            Command::Conns(a) => &a.common,
-            Command::Churn(a) => &a.fanout.common,
+            Command::Fanout(a) => a.common.json,
+            Command::Rooms(a) => a.common.json,
+            Command::Conns(a) => a.common.json,
+            Command::Churn(a) => a.fanout.common.json,
+            Command::RecvBench(a) => a.json,
         }
     }
 
-    /// The run this command asks for.
+    /// What this command asks for.
+    pub fn into_action(self) -> Action {
+        match self {
+            Command::RecvBench(a) => Action::RecvBench {
+                deliveries: a.deliveries,
+                content_bytes: a.size,
+            },
+            scenario => Action::Run(Box::new(scenario.into_options())),
+        }
+    }
+
+    /// The run a scenario asks for (`recv-bench` is not one: it runs no connections).
     pub fn into_options(self) -> RunOptions {
         match self {
+            Command::RecvBench(_) => options(
+                "recv-bench",
+                Plan::idle(0),
+                &Common::default(),
+                None,
+                Duration::ZERO,
+            ),
             Command::Fanout(a) => fanout_options("fanout", &a, None),
             Command::Churn(a) => {
                 let churn = ChurnSpec {

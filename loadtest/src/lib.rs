@@ -33,6 +33,7 @@ pub mod conn;
 pub mod driver;
 pub mod payload;
 pub mod plan;
+pub mod recv_bench;
 pub mod report;
 pub mod run;
 pub mod scan;

@@ -157,6 +157,10 @@ impl Report {
                 s.gap_notices, s.publish_skipped
             ));
             line(format!(
+                "  all phases   sent {} due {} received {} (warm-up and window)",
+                s.sent_total, s.due_total, s.received_total
+            ));
+            line(format!(
                 "  latency µs   p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}  (from the scheduled send time; {} samples)",
                 self.latency_us(0.5), self.latency_us(0.9), self.latency_us(0.99),
                 self.latency_us(0.999), s.latency_ns.max() as f64 / 1e3, s.latency_ns.len()

@@ -265,14 +265,15 @@ fn sleep_until(at_ns: u64, shared: &Shared, progress: &mut ProgressLine) {
     }
 }
 
-/// Waits for the measured deliveries still due, at most `drain_max`; returns seconds.
+/// Waits for every delivery still due (warm-up and window), at most `drain_max`; returns
+/// seconds.
 fn drain(shared: &Shared, drain_max: Duration, progress: &mut ProgressLine) -> f64 {
     let started = sys::now_ns();
     let deadline = started + drain_max.as_nanos() as u64;
     let p = &shared.control.progress;
     // Let drivers push their last counters of the window first.
     std::thread::sleep(Duration::from_millis(10));
-    while p.received_window.load(Ordering::Relaxed) < p.due_window.load(Ordering::Relaxed)
+    while p.received_total.load(Ordering::Relaxed) < p.due_total.load(Ordering::Relaxed)
         && sys::now_ns() < deadline
     {
         progress.draw(shared, "drain");

@@ -47,7 +47,9 @@ pub enum TextMessage {
 const DELIVERY_PREFIX: &[u8] = b"{\"type\":\"message\"";
 /// What precedes a message's type in every server's replies.
 const TYPE_PREFIX: &[u8] = b"{\"type\":\"";
-/// The content field of a delivery, opening an object.
+/// The channel field after the type of a delivery.
+const CHANNEL_KEY: &[u8] = b",\"channel\":\"";
+/// The content field of a delivery.
 const CONTENT_KEY: &[u8] = b"\"content\":";
 /// Keys read from the content object before giving up (ours has four).
 const CONTENT_KEYS_MAX: usize = 8;
@@ -62,13 +64,37 @@ pub fn scan_text(message: &[u8]) -> TextMessage {
 
 /// Reads the stamp of a JSON delivery (`{"type":"message",...,"content":{...},...}`).
 pub fn scan_delivery(message: &[u8]) -> Option<Stamp> {
-    let content_at = memmem::find(message, CONTENT_KEY)? + CONTENT_KEY.len();
+    let content_at = content_value_at(message)?;
     let rest = message.get(content_at..)?;
     let open = skip_whitespace(rest, 0);
     if rest.get(open) != Some(&b'{') {
         return None;
     }
     scan_content_object(rest, open + 1)
+}
+
+/// Where the content value starts. Fast path: every server writes `,"channel":"NAME",
+/// "content":` right after the type, and channel names have no escapes; otherwise search.
+#[inline]
+fn content_value_at(message: &[u8]) -> Option<usize> {
+    let name_at = DELIVERY_PREFIX.len() + CHANNEL_KEY.len();
+    if message.get(DELIVERY_PREFIX.len()..name_at) == Some(CHANNEL_KEY) {
+        let name_end = name_at + memchr::memchr(b'"', message.get(name_at..)?)?;
+        let after = message.get(name_end + 1..)?;
+        if after.first() == Some(&b',') && after.get(1..=CONTENT_KEY.len()) == Some(CONTENT_KEY) {
+            return Some(name_end + 2 + CONTENT_KEY.len());
+        }
+    }
+    content_finder()
+        .find(message)
+        .map(|found| found + CONTENT_KEY.len())
+}
+
+/// A searcher for `"content":`, built once (building one per message costs more than the
+/// search itself).
+fn content_finder() -> &'static memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memmem::Finder<'static>> = std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memmem::Finder::new(CONTENT_KEY))
 }
 
 /// Reads `"t"`, `"p"` and `"i"` from the object whose body starts at `at`.
@@ -101,9 +127,14 @@ fn scan_content_object(bytes: &[u8], mut at: usize) -> Option<Stamp> {
 }
 
 /// Reads `"key":` at `at`; returns the key and the index after the colon.
+#[inline]
 fn read_key(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
     if bytes.get(at) != Some(&b'"') {
         return None;
+    }
+    // Fast path: a one-letter key immediately followed by its colon.
+    if let (Some(b'"'), Some(b':')) = (bytes.get(at + 2), bytes.get(at + 3)) {
+        return Some((&bytes[at + 1..at + 2], at + 4));
     }
     let len = memchr::memchr(b'"', bytes.get(at + 1..)?)?;
     let key = bytes.get(at + 1..at + 1 + len)?;
@@ -303,6 +334,14 @@ mod tests {
         for (message, expected) in cases {
             assert_eq!(scan_text(message), expected, "{}", String::from_utf8_lossy(message));
         }
+    }
+
+    #[test]
+    fn finds_content_when_not_after_channel() {
+        let m = br#"{"type":"message","from":"1","content":{"t":123456789,"p":3,"i":42}}"#;
+        assert_eq!(scan_text(m), TextMessage::Delivery(STAMP));
+        let m = br#"{"type":"message","channel":"c","content" : {"t":123456789,"p":3,"i":42}}"#;
+        assert_eq!(scan_text(m), TextMessage::Malformed);
     }
 
     #[test]
