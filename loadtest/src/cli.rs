@@ -128,8 +128,9 @@ pub struct Traffic {
     /// Longest wait for outstanding deliveries after publishing stops.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub drain: Duration,
-    /// Max-rate flow window: deliveries due but not yet received.
-    #[arg(long, default_value_t = 200_000)]
+    /// Max-rate flow window: deliveries due but not yet received (50 publishes to 1,000
+    /// subscribers keep a fast server busy without queueing seconds at a slow one).
+    #[arg(long, default_value_t = 50_000)]
     pub window: u64,
 }
 
@@ -287,13 +288,9 @@ impl Command {
                 let plan = Plan::rooms(shape, a.traffic.size, a.traffic.binary);
                 options("rooms", plan, &a.common, Some(&a.traffic), Duration::ZERO)
             }
-            Command::Conns(a) => options(
-                "conns",
-                Plan::idle(a.connections),
-                &a.common,
-                None,
-                a.hold,
-            ),
+            Command::Conns(a) => {
+                options("conns", Plan::idle(a.connections), &a.common, None, a.hold)
+            }
         }
     }
 }

@@ -10,7 +10,9 @@ use std::ops::ControlFlow;
 
 use mio::net::TcpStream;
 use wsrelay::proto::decoder::{Decoder, DecoderLimits, Event, Role};
-use wsrelay::proto::handshake::{accept_key, encode_client_request, generate_key, parse_response_head};
+use wsrelay::proto::handshake::{
+    accept_key, encode_client_request, generate_key, parse_response_head,
+};
 use wsrelay::proto::Decode;
 
 use crate::payload::{append_close, append_pong, subscribe_frame, PublishTemplate};
@@ -191,7 +193,14 @@ impl Conn {
     /// The TCP connect completed: queue the upgrade request (§4.1) with a key made of `nonce`.
     pub fn start_handshake(&mut self, target: &Target, nonce: [u8; 16]) {
         let key = generate_key(nonce);
-        encode_client_request(&mut self.session.out, &target.host, &target.path, &key, None, &[]);
+        encode_client_request(
+            &mut self.session.out,
+            &target.host,
+            &target.path,
+            &key,
+            None,
+            &[],
+        );
         self.handshake = Some(Box::new((Vec::with_capacity(256), accept_key(&key))));
         self.session.phase = Phase::Handshaking;
     }
@@ -340,6 +349,9 @@ impl Session {
             *next = stamp.index + 1;
         } else {
             stats.reordered += 1;
+        }
+        if ctx.window.contains(ctx.now_ns) {
+            stats.received_during_window += 1;
         }
         if ctx.window.contains(stamp.sent_at_ns) {
             stats.received_window += 1;

@@ -305,7 +305,11 @@ impl Driver {
         let key = entry.key();
         let mut conn = Conn::new(stream, kind, now);
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut conn.stream, Token(key), interest) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(key), interest)
+        {
             self.stats.error(connect_error_kind(&e));
             return None;
         }
@@ -429,7 +433,11 @@ impl Driver {
         let (phase, conn_kind) = (conn.session.phase, conn.session.kind);
         let expected_end = matches!(phase, Phase::Closing { .. } | Phase::Closed);
         if !expected_end {
-            let prefix = if phase == Phase::Ready { "lost" } else { "setup" };
+            let prefix = if phase == Phase::Ready {
+                "lost"
+            } else {
+                "setup"
+            };
             self.stats.error(&format!("{prefix}_{kind}"));
             match (conn_kind, phase) {
                 (ConnKind::Steady, Phase::Ready) => self.stats.conns_lost += 1,
@@ -513,7 +521,10 @@ impl Driver {
         let mut i = 0;
         while i < self.churn_keys.len() {
             let key = self.churn_keys[i];
-            let phase = self.conns.get(key).map(|c| (c.session.phase, c.session.ready_at_ns));
+            let phase = self
+                .conns
+                .get(key)
+                .map(|c| (c.session.phase, c.session.ready_at_ns));
             match phase {
                 Some((Phase::Ready, ready_at)) if now >= ready_at + hold_ns => {
                     let conn = &mut self.conns[key];
@@ -553,9 +564,15 @@ impl Driver {
         let pairs = [
             (&progress.sent_total, now.sent_total - last.sent_total),
             (&progress.due_total, now.due_total - last.due_total),
-            (&progress.received_total, now.received_total - last.received_total),
+            (
+                &progress.received_total,
+                now.received_total - last.received_total,
+            ),
             (&progress.due_window, now.due_window - last.due_window),
-            (&progress.received_window, now.received_window - last.received_window),
+            (
+                &progress.received_window,
+                now.received_window - last.received_window,
+            ),
             (&progress.conns_ready, now.conns_ready - last.conns_ready),
             (&progress.conns_failed, now.conns_failed - last.conns_failed),
         ];
@@ -597,7 +614,11 @@ impl Driver {
 
 /// A non-blocking TCP connect to `target` from `source` (port chosen by the kernel).
 fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     if let Some(source) = source {

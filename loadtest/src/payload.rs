@@ -135,7 +135,7 @@ impl PublishTemplate {
     /// Writes `value` left-aligned and space-padded into `slot`, masked.
     fn write_decimal(&self, frame: &mut [u8], slot: Slot, value: u64) {
         let mut field = [b' '; SENT_AT_DIGITS];
-        let mut digits = itoa_buf(value);
+        let digits = itoa_buf(value);
         let text = digits.format();
         field[..text.len()].copy_from_slice(text);
         self.write_masked(frame, slot, &field[..slot.width]);
@@ -169,7 +169,7 @@ fn itoa_buf(mut value: u64) -> DecimalDigits {
 }
 
 impl DecimalDigits {
-    fn format(&mut self) -> &[u8] {
+    fn format(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }
@@ -177,7 +177,13 @@ impl DecimalDigits {
 /// A masked client text frame (cold path: commands).
 pub fn text_frame(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_client_frame(&mut out, true, OpCode::Text, text.as_bytes(), FIXED_TEST_MASK);
+    encode_client_frame(
+        &mut out,
+        true,
+        OpCode::Text,
+        text.as_bytes(),
+        FIXED_TEST_MASK,
+    );
     out
 }
 
@@ -237,7 +243,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["content"]["t"], 987_654_321u64);
         assert_eq!(value["content"]["i"], 4_000_000_000u64);
-        assert_eq!(serde_json::to_string(&value["content"]).unwrap().len() <= 100, true);
+        assert!(serde_json::to_string(&value["content"]).unwrap().len() <= 100);
         let content_at = text.find("\"content\":").unwrap() + 10;
         assert_eq!(text.len() - 1 - content_at, 100);
         assert_eq!(scan_text(&payload), TextMessage::Delivery(stamp));
@@ -248,8 +254,22 @@ mod tests {
         let template = PublishTemplate::json("c", 80);
         let mut a = Vec::new();
         let mut b = Vec::new();
-        template.append(&mut a, Stamp { sent_at_ns: 1, publisher: 0, index: 0 });
-        template.append(&mut b, Stamp { sent_at_ns: 99, publisher: 0, index: 5 });
+        template.append(
+            &mut a,
+            Stamp {
+                sent_at_ns: 1,
+                publisher: 0,
+                index: 0,
+            },
+        );
+        template.append(
+            &mut b,
+            Stamp {
+                sent_at_ns: 99,
+                publisher: 0,
+                index: 5,
+            },
+        );
         assert_eq!(a.len(), b.len());
         assert_eq!(a.len(), template.frame_bytes());
         assert_ne!(a, b);

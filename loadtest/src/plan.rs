@@ -193,9 +193,7 @@ impl Plan {
 fn phase_ns(rate: Rate, index: u32, count: u32) -> u64 {
     match rate {
         Rate::Max => 0,
-        Rate::PerSecond(per_s) => {
-            (1e9 / per_s * f64::from(index) / f64::from(count.max(1))) as u64
-        }
+        Rate::PerSecond(per_s) => (1e9 / per_s * f64::from(index) / f64::from(count.max(1))) as u64,
     }
 }
 

@@ -76,18 +76,32 @@ pub fn run(deliveries: u64, content_bytes: usize) -> std::io::Result<RecvBench> 
     }
     let mut stats = ThreadStats::default();
     let mut scratch = frames.clone();
-    let window = Window { start_ns: 0, end_ns: u64::MAX };
+    let window = Window {
+        start_ns: 0,
+        end_ns: u64::MAX,
+    };
     let reads = deliveries.div_ceil(per_read);
     let started_cpu_s = crate::sys::thread_cpu_s();
     for _ in 0..reads {
         scratch.copy_from_slice(&frames);
-        let mut ctx = RecvCtx { stats: &mut stats, now_ns: 2_000_000_000, window, routes: &routes };
+        let mut ctx = RecvCtx {
+            stats: &mut stats,
+            now_ns: 2_000_000_000,
+            window,
+            routes: &routes,
+        };
         if conn.on_bytes(&mut scratch, &mut ctx).is_err() {
-            return Err(std::io::Error::other("decoder rejected the synthetic frames"));
+            return Err(std::io::Error::other(
+                "decoder rejected the synthetic frames",
+            ));
         }
     }
     let elapsed_s = (crate::sys::thread_cpu_s() - started_cpu_s).max(1e-9);
-    Ok(RecvBench { deliveries: stats.received_window, elapsed_s, frame_bytes })
+    Ok(RecvBench {
+        deliveries: stats.received_window,
+        elapsed_s,
+        frame_bytes,
+    })
 }
 
 #[cfg(test)]

@@ -46,9 +46,9 @@ impl Report {
         self.stats.due_window as i64 - self.stats.received_window as i64
     }
 
-    /// Measured deliveries per second.
+    /// Deliveries received per second while the window was open.
     pub fn delivered_per_s(&self) -> f64 {
-        self.stats.received_window as f64 / self.duration_s.max(1e-9)
+        self.stats.received_during_window as f64 / self.duration_s.max(1e-9)
     }
 
     /// Measured publishes per second.
@@ -56,17 +56,17 @@ impl Report {
         self.stats.sent_window as f64 / self.duration_s.max(1e-9)
     }
 
-    /// Server CPU-seconds per million measured deliveries.
+    /// Server CPU-seconds per million deliveries received during the window.
     pub fn server_cpu_s_per_million(&self) -> Option<f64> {
-        let deliveries = self.stats.received_window;
+        let deliveries = self.stats.received_during_window;
         self.server_cpu_window_s
             .filter(|_| deliveries > 0)
             .map(|cpu| cpu * 1e6 / deliveries as f64)
     }
 
-    /// Swarm CPU-seconds per million measured deliveries.
+    /// Swarm CPU-seconds per million deliveries received during the window.
     pub fn swarm_cpu_s_per_million(&self) -> Option<f64> {
-        let deliveries = self.stats.received_window;
+        let deliveries = self.stats.received_during_window;
         (deliveries > 0).then(|| self.stats.cpu_window_s * 1e6 / deliveries as f64)
     }
 
@@ -106,7 +106,8 @@ impl Report {
             "window_s": self.duration_s, "warmup_s": self.warmup_s, "drain_s": self.drain_s,
             "sent": s.sent_window, "sent_per_s": self.sent_per_s(),
             "expected": s.due_window, "received": s.received_window,
-            "delivered_per_s": self.delivered_per_s(), "loss": self.loss(),
+            "delivered_per_s": self.delivered_per_s(),
+            "received_during_window": s.received_during_window, "loss": self.loss(),
             "publish_skipped": s.publish_skipped, "gap_messages": s.gap_messages,
             "reordered": s.reordered, "gap_notices": s.gap_notices,
             "latency_us": {"p50": lat(0.5), "p90": lat(0.9), "p99": lat(0.99),
@@ -135,7 +136,10 @@ impl Report {
             out.push_str(&text);
             out.push('\n');
         };
-        line(format!("wsrelay-swarm {} against {}", self.scenario, self.target));
+        line(format!(
+            "wsrelay-swarm {} against {}",
+            self.scenario, self.target
+        ));
         line(format!(
             "  connections  {} ready of {} planned, {} failed, {} lost; setup {:.2} s; connect p50 {} µs p99 {} µs max {} µs",
             s.conns_ready, self.conns_planned, s.conns_failed, s.conns_lost, self.setup_s,
@@ -147,7 +151,7 @@ impl Report {
                 self.duration_s, self.warmup_s, self.drain_s, self.threads
             ));
             line(format!(
-                "  throughput   sent {:.0}/s, delivered {:.0}/s",
+                "  throughput   sent {:.0}/s, delivered {:.0}/s (received while the window was open)",
                 self.sent_per_s(),
                 self.delivered_per_s()
             ));
@@ -179,11 +183,18 @@ impl Report {
                 self.server_rss_before_kib.unwrap_or(0),
                 self.server_rss_after_kib.unwrap_or(0),
                 bytes,
-                if self.server_in_process { " (in-process: includes the swarm's side)" } else { "" }
+                if self.server_in_process {
+                    " (in-process: includes the swarm's side)"
+                } else {
+                    ""
+                }
             ));
         }
         if !s.errors.is_empty() || !s.close_codes.is_empty() {
-            line(format!("  errors       {:?}  close codes {:?}", s.errors, s.close_codes));
+            line(format!(
+                "  errors       {:?}  close codes {:?}",
+                s.errors, s.close_codes
+            ));
         }
         if let Some(note) = &self.limit_note {
             line(format!("  LIMIT        {note}"));

@@ -117,7 +117,10 @@ pub fn run(options: RunOptions) -> Result<Report, RunError> {
     let limit_note = check_open_file_limit(&options, relay.is_some());
     let mut report = coordinate(&options, target.clone(), probe)?;
     report.target = match relay {
-        Some(_) => format!("in-process wsrelay ({} loop) at {}", options.relay_loops, target.addr),
+        Some(_) => format!(
+            "in-process wsrelay ({} loop) at {}",
+            options.relay_loops, target.addr
+        ),
         None => target.addr.to_string(),
     };
     report.limit_note = limit_note;

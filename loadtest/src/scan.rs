@@ -320,19 +320,36 @@ mod tests {
     #[test]
     fn classifies_replies_of_all_servers() {
         let cases: [(&[u8], TextMessage); 7] = [
-            (br#"{"type":"connected","id":"0-17-42"}"#, TextMessage::Connected),
+            (
+                br#"{"type":"connected","id":"0-17-42"}"#,
+                TextMessage::Connected,
+            ),
             (
                 br#"{"type":"subscribed","channel":"c","seq":0,"epoch":"e"}"#,
                 TextMessage::Subscribed,
             ),
-            (br#"{"type":"subscribed","channel":"c"}"#, TextMessage::Subscribed),
-            (br#"{"type":"gap","channel":"c","from":8,"to":12}"#, TextMessage::Gap),
-            (br#"{"type":"error","message":"Invalid JSON"}"#, TextMessage::Error),
+            (
+                br#"{"type":"subscribed","channel":"c"}"#,
+                TextMessage::Subscribed,
+            ),
+            (
+                br#"{"type":"gap","channel":"c","from":8,"to":12}"#,
+                TextMessage::Gap,
+            ),
+            (
+                br#"{"type":"error","message":"Invalid JSON"}"#,
+                TextMessage::Error,
+            ),
             (br#"{"type":"pong"}"#, TextMessage::OtherReply),
             (b"not json", TextMessage::Malformed),
         ];
         for (message, expected) in cases {
-            assert_eq!(scan_text(message), expected, "{}", String::from_utf8_lossy(message));
+            assert_eq!(
+                scan_text(message),
+                expected,
+                "{}",
+                String::from_utf8_lossy(message)
+            );
         }
     }
 

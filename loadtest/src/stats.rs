@@ -55,6 +55,9 @@ pub struct ThreadStats {
     pub received_total: u64,
     /// Deliveries received for publishes stamped inside the window.
     pub received_window: u64,
+    /// Deliveries received (any stamp) while the window was open: the throughput, which
+    /// stays meaningful when a slow server delivers window publishes only after it.
+    pub received_during_window: u64,
     /// Publishes not sent because the publisher's own send buffer was full.
     pub publish_skipped: u64,
     /// Messages missing in a publisher's sequence, as seen by subscribers.
@@ -94,6 +97,7 @@ impl Default for ThreadStats {
             due_window: 0,
             received_total: 0,
             received_window: 0,
+            received_during_window: 0,
             publish_skipped: 0,
             gap_messages: 0,
             reordered: 0,
@@ -125,16 +129,12 @@ impl ThreadStats {
     /// Records a latency (clamped to the histogram's range).
     #[inline]
     pub fn record_latency(&mut self, latency_ns: u64) {
-        let _ = self
-            .latency_ns
-            .record(latency_ns.clamp(1, LATENCY_NS_MAX));
+        let _ = self.latency_ns.record(latency_ns.clamp(1, LATENCY_NS_MAX));
     }
 
     /// Records a connect time.
     pub fn record_connect(&mut self, connect_us: u64) {
-        let _ = self
-            .connect_us
-            .record(connect_us.clamp(1, CONNECT_US_MAX));
+        let _ = self.connect_us.record(connect_us.clamp(1, CONNECT_US_MAX));
     }
 
     /// Adds `other` into `self`.
@@ -147,6 +147,7 @@ impl ThreadStats {
         self.due_window += other.due_window;
         self.received_total += other.received_total;
         self.received_window += other.received_window;
+        self.received_during_window += other.received_during_window;
         self.publish_skipped += other.publish_skipped;
         self.gap_messages += other.gap_messages;
         self.reordered += other.reordered;

@@ -32,7 +32,7 @@ pub fn raise_open_file_limit() -> u64 {
             limit.rlim_cur = limit.rlim_max;
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// CPU-seconds (user + system) consumed so far by the calling thread.

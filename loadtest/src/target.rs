@@ -92,7 +92,11 @@ impl Target {
 /// Source addresses for `connections` connections to `target`: one address while the ports of
 /// one suffice, then 127.0.0.2, 127.0.0.3, … (loopback IPv4 targets only: elsewhere the host
 /// has one address and the kernel picks it).
-pub fn source_addresses(target: SocketAddr, connections: usize, ports_per_source: usize) -> Vec<IpAddr> {
+pub fn source_addresses(
+    target: SocketAddr,
+    connections: usize,
+    ports_per_source: usize,
+) -> Vec<IpAddr> {
     let needed = connections.div_ceil(ports_per_source.max(1)).max(1);
     match target.ip() {
         IpAddr::V4(ip) if ip.is_loopback() && needed > 1 => (0..needed)
@@ -106,8 +110,11 @@ pub fn source_addresses(target: SocketAddr, connections: usize, ports_per_source
 /// the rest of the machine.
 pub fn ports_per_source() -> usize {
     const MARGIN_PORTS: usize = 1_000;
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let mut bounds = range.split_whitespace().filter_map(|s| s.parse::<usize>().ok());
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut bounds = range
+        .split_whitespace()
+        .filter_map(|s| s.parse::<usize>().ok());
     match (bounds.next(), bounds.next()) {
         (Some(low), Some(high)) if high > low + MARGIN_PORTS => high - low - MARGIN_PORTS,
         _ => 28_000,
@@ -127,7 +134,10 @@ mod tests {
         let t = Target::parse("ws://127.3.4.5:9/ws?x=1", false).unwrap();
         assert_eq!(t.path, "/ws?x=1");
         assert!(Target::parse("ws://[::1]:9", false).is_ok());
-        assert_eq!(Target::parse("ws://127.0.0.1", false).unwrap().addr.port(), 80);
+        assert_eq!(
+            Target::parse("ws://127.0.0.1", false).unwrap().addr.port(),
+            80
+        );
     }
 
     #[test]

@@ -20,9 +20,18 @@ fn run_args(args: &[&str]) -> Report {
 
 fn assert_exact_delivery(report: &Report, audience: u64) {
     let s = &report.stats;
-    assert!(s.sent_total > 0, "nothing was published: {}", report.to_text());
+    assert!(
+        s.sent_total > 0,
+        "nothing was published: {}",
+        report.to_text()
+    );
     assert_eq!(s.received_total, s.due_total, "{}", report.to_text());
-    assert_eq!(s.due_window, s.sent_window * audience, "{}", report.to_text());
+    assert_eq!(
+        s.due_window,
+        s.sent_window * audience,
+        "{}",
+        report.to_text()
+    );
     assert_eq!(s.received_window, s.due_window, "{}", report.to_text());
     assert_eq!(report.loss(), 0);
     assert_eq!(s.gap_messages, 0);
@@ -34,8 +43,17 @@ fn assert_exact_delivery(report: &Report, audience: u64) {
 #[test]
 fn fanout_one_to_twenty_loses_nothing() {
     let report = run_args(&[
-        "fanout", "--subscribers", "20", "--rate", "1000", "--warmup", "50ms", "--duration",
-        "200ms", "--drain", "5s",
+        "fanout",
+        "--subscribers",
+        "20",
+        "--rate",
+        "1000",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "200ms",
+        "--drain",
+        "5s",
     ]);
     assert_eq!(report.stats.conns_ready, 21);
     assert_exact_delivery(&report, 20);
@@ -44,8 +62,21 @@ fn fanout_one_to_twenty_loses_nothing() {
 #[test]
 fn fanout_at_max_rate_over_two_threads_loses_nothing() {
     let report = run_args(&[
-        "fanout", "--publishers", "2", "--subscribers", "30", "--channels", "2", "--threads",
-        "2", "--duration", "500ms", "--warmup", "50ms", "--window", "3000",
+        "fanout",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "30",
+        "--channels",
+        "2",
+        "--threads",
+        "2",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "50ms",
+        "--window",
+        "3000",
     ]);
     assert_eq!(report.stats.conns_ready, 32);
     assert_exact_delivery(&report, 15);
@@ -54,8 +85,18 @@ fn fanout_at_max_rate_over_two_threads_loses_nothing() {
 #[test]
 fn binary_rooms_reach_every_other_member() {
     let report = run_args(&[
-        "rooms", "--rooms", "3", "--members", "4", "--hz", "100", "--binary", "--warmup",
-        "50ms", "--duration", "200ms",
+        "rooms",
+        "--rooms",
+        "3",
+        "--members",
+        "4",
+        "--hz",
+        "100",
+        "--binary",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "200ms",
     ]);
     assert_eq!(report.stats.conns_ready, 12);
     assert_exact_delivery(&report, 3);
@@ -73,8 +114,19 @@ fn conns_opens_and_holds_idle_connections() {
 #[test]
 fn churn_opens_and_closes_while_fanout_flows() {
     let report = run_args(&[
-        "churn", "--subscribers", "10", "--rate", "500", "--churn-rate", "100", "--churn-hold",
-        "20ms", "--warmup", "0s", "--duration", "300ms",
+        "churn",
+        "--subscribers",
+        "10",
+        "--rate",
+        "500",
+        "--churn-rate",
+        "100",
+        "--churn-hold",
+        "20ms",
+        "--warmup",
+        "0s",
+        "--duration",
+        "300ms",
     ]);
     assert_exact_delivery(&report, 10);
     assert!(report.stats.churn_opened > 0);
