@@ -28,6 +28,10 @@ pub struct Report {
     pub drain_s: f64,
     /// Server CPU-seconds over the window (`--server-pid`, or the in-process relay's loops).
     pub server_cpu_window_s: Option<f64>,
+    /// Seconds the server's threads were runnable but waiting for a CPU, over the window.
+    pub server_wait_window_s: Option<f64>,
+    /// Seconds the swarm's driver threads were runnable but waiting for a CPU.
+    pub swarm_wait_window_s: Option<f64>,
     /// Server RSS before any connection, KiB.
     pub server_rss_before_kib: Option<u64>,
     /// Server RSS at the window's end, KiB.
@@ -119,6 +123,8 @@ impl Report {
             "swarm_cpu_s": s.cpu_window_s,
             "swarm_cpu_s_per_million": self.swarm_cpu_s_per_million(),
             "server_cpu_s": self.server_cpu_window_s,
+            "server_run_queue_wait_s": self.server_wait_window_s,
+            "swarm_run_queue_wait_s": self.swarm_wait_window_s,
             "server_cpu_s_per_million": self.server_cpu_s_per_million(),
             "server_rss_before_kib": self.server_rss_before_kib,
             "server_rss_after_kib": self.server_rss_after_kib,
@@ -146,29 +152,7 @@ impl Report {
             self.connect_us(0.5), self.connect_us(0.99), s.connect_us.max()
         ));
         if s.due_total > 0 || s.sent_total > 0 {
-            line(format!(
-                "  window       {:.1} s after {:.1} s warm-up (drain {:.2} s), {} driver thread(s)",
-                self.duration_s, self.warmup_s, self.drain_s, self.threads
-            ));
-            line(format!(
-                "  throughput   sent {:.0}/s, delivered {:.0}/s (received while the window was open)",
-                self.sent_per_s(),
-                self.delivered_per_s()
-            ));
-            line(format!(
-                "  deliveries   expected {} received {} loss {} (gaps {}, reordered {}, gap notices {}, publishes skipped {})",
-                s.due_window, s.received_window, self.loss(), s.gap_messages, s.reordered,
-                s.gap_notices, s.publish_skipped
-            ));
-            line(format!(
-                "  all phases   sent {} due {} received {} (warm-up and window)",
-                s.sent_total, s.due_total, s.received_total
-            ));
-            line(format!(
-                "  latency µs   p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}  (from the scheduled send time; {} samples)",
-                self.latency_us(0.5), self.latency_us(0.9), self.latency_us(0.99),
-                self.latency_us(0.999), s.latency_ns.max() as f64 / 1e3, s.latency_ns.len()
-            ));
+            self.traffic_lines(&mut line);
         }
         if s.churn_opened > 0 {
             line(format!(
@@ -202,6 +186,33 @@ impl Report {
         out
     }
 
+    fn traffic_lines(&self, line: &mut impl FnMut(String)) {
+        let s = &self.stats;
+        line(format!(
+            "  window       {:.1} s after {:.1} s warm-up (drain {:.2} s), {} driver thread(s)",
+            self.duration_s, self.warmup_s, self.drain_s, self.threads
+        ));
+        line(format!(
+            "  throughput   sent {:.0}/s, delivered {:.0}/s (received while the window was open)",
+            self.sent_per_s(),
+            self.delivered_per_s()
+        ));
+        line(format!(
+            "  deliveries   expected {} received {} loss {} (gaps {}, reordered {}, gap notices {}, publishes skipped {})",
+            s.due_window, s.received_window, self.loss(), s.gap_messages, s.reordered,
+            s.gap_notices, s.publish_skipped
+        ));
+        line(format!(
+            "  all phases   sent {} due {} received {} (warm-up and window)",
+            s.sent_total, s.due_total, s.received_total
+        ));
+        line(format!(
+            "  latency µs   p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}  (from the scheduled send time; {} samples)",
+            self.latency_us(0.5), self.latency_us(0.9), self.latency_us(0.99),
+            self.latency_us(0.999), s.latency_ns.max() as f64 / 1e3, s.latency_ns.len()
+        ));
+    }
+
     fn cpu_line(&self) -> String {
         let window = self.duration_s.max(1e-9);
         let swarm = format!(
@@ -223,6 +234,15 @@ impl Report {
             ),
             None => "server CPU unknown (pass --server-pid)".to_string(),
         };
-        format!("  cpu          {swarm}; {server}")
+        let waits = format!(
+            "  cpu wait     runnable but waiting for a CPU: swarm {}, server {} (other load on the machine)",
+            fmt_seconds(self.swarm_wait_window_s),
+            fmt_seconds(self.server_wait_window_s)
+        );
+        format!("  cpu          {swarm}; {server}\n{waits}")
     }
+}
+
+fn fmt_seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "unknown".to_string(), |s| format!("{s:.2} s"))
 }

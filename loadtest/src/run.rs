@@ -89,6 +89,14 @@ impl ServerProbe {
         }
     }
 
+    fn run_queue_wait_s(self) -> Option<f64> {
+        match self {
+            Self::Pid(pid) => sys::run_queue_wait_s(pid, ""),
+            Self::InProcess => sys::run_queue_wait_s(std::process::id(), "wsrelay-loop"),
+            Self::Unknown => None,
+        }
+    }
+
     fn rss_kib(self) -> Option<u64> {
         match self {
             Self::Pid(pid) => sys::pid_rss_kib(pid),
@@ -177,8 +185,10 @@ fn coordinate(
     let timeline = Timeline::start(&shared);
     sleep_until(timeline.window_start_ns, &shared, &mut progress);
     let server_cpu_start = probe.cpu_s();
+    let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
     sleep_until(timeline.window_end_ns, &shared, &mut progress);
     let server_cpu_end = probe.cpu_s();
+    let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
     let rss_after_kib = probe.rss_kib();
     let drain_s = drain(&shared, options.drain_max, &mut progress);
     shared.control.stop.store(true, Ordering::Release);
@@ -194,12 +204,18 @@ fn coordinate(
         duration_s: options.settings.duration_ns as f64 / 1e9,
         drain_s,
         server_cpu_window_s: server_cpu_start.zip(server_cpu_end).map(|(a, b)| b - a),
+        server_wait_window_s: waits_start.0.zip(waits_end.0).map(|(a, b)| b - a),
+        swarm_wait_window_s: waits_start.1.zip(waits_end.1).map(|(a, b)| b - a),
         server_rss_before_kib: rss_before_kib,
         server_rss_after_kib: rss_after_kib,
         server_in_process: matches!(probe, ServerProbe::InProcess),
         limit_note: None,
         stats,
     })
+}
+
+fn swarm_run_queue_wait_s() -> Option<f64> {
+    sys::run_queue_wait_s(std::process::id(), "swarm-")
 }
 
 fn spawn_drivers(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<ThreadStats>>, RunError> {

@@ -99,6 +99,26 @@ pub fn own_threads_cpu_s(prefix: &str) -> f64 {
         .sum()
 }
 
+/// Seconds the threads of process `pid` whose name starts with `prefix` (any name when
+/// empty) spent runnable but waiting for a CPU (second field of /proc/.../schedstat). On a
+/// shared machine this says whether a figure measured the program or the machine's queue.
+pub fn run_queue_wait_s(pid: u32, prefix: &str) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let waited_ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            prefix.is_empty()
+                || std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            stat.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum();
+    Some(waited_ns as f64 / 1e9)
+}
+
 /// Resident memory of process `pid` in KiB (VmRSS).
 pub fn pid_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -128,6 +148,7 @@ mod tests {
         let pid = std::process::id();
         assert!(pid_rss_kib(pid).unwrap() > 0);
         assert!(pid_cpu_s(pid).is_some());
+        assert!(run_queue_wait_s(pid, "").is_some());
         assert!(raise_open_file_limit() >= 256);
     }
 }
