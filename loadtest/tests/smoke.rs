@@ -1,0 +1,138 @@
+//! Smoke tests: short bounded scenarios against an in-process relay on 127.0.0.1:0, checking
+//! exact delivery accounting (every measured publish reaches every other subscriber once).
+
+use std::time::Duration;
+
+use loadtest::cli::Cli;
+use loadtest::report::Report;
+use loadtest::run::run;
+
+use clap::Parser;
+
+fn run_args(args: &[&str]) -> Report {
+    let mut argv = vec!["wsrelay-swarm"];
+    argv.extend_from_slice(args);
+    let mut options = Cli::parse_from(argv).command.into_options();
+    options.progress = false;
+    options.setup_timeout = Duration::from_secs(20);
+    run(options).expect("the run starts")
+}
+
+fn assert_exact_delivery(report: &Report, audience: u64) {
+    let s = &report.stats;
+    assert!(
+        s.sent_total > 0,
+        "nothing was published: {}",
+        report.to_text()
+    );
+    assert_eq!(s.received_total, s.due_total, "{}", report.to_text());
+    assert_eq!(
+        s.due_window,
+        s.sent_window * audience,
+        "{}",
+        report.to_text()
+    );
+    assert_eq!(s.received_window, s.due_window, "{}", report.to_text());
+    assert_eq!(report.loss(), 0);
+    assert_eq!(s.gap_messages, 0);
+    assert_eq!(s.reordered, 0);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.latency_ns.len(), s.received_window);
+}
+
+#[test]
+fn fanout_one_to_twenty_loses_nothing() {
+    let report = run_args(&[
+        "fanout",
+        "--subscribers",
+        "20",
+        "--rate",
+        "1000",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "200ms",
+        "--drain",
+        "5s",
+    ]);
+    assert_eq!(report.stats.conns_ready, 21);
+    assert_exact_delivery(&report, 20);
+}
+
+#[test]
+fn fanout_at_max_rate_over_two_threads_loses_nothing() {
+    let report = run_args(&[
+        "fanout",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "30",
+        "--channels",
+        "2",
+        "--threads",
+        "2",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "50ms",
+        "--window",
+        "3000",
+    ]);
+    assert_eq!(report.stats.conns_ready, 32);
+    assert_exact_delivery(&report, 15);
+}
+
+#[test]
+fn binary_rooms_reach_every_other_member() {
+    let report = run_args(&[
+        "rooms",
+        "--rooms",
+        "3",
+        "--members",
+        "4",
+        "--hz",
+        "100",
+        "--binary",
+        "--warmup",
+        "50ms",
+        "--duration",
+        "200ms",
+    ]);
+    assert_eq!(report.stats.conns_ready, 12);
+    assert_exact_delivery(&report, 3);
+}
+
+#[test]
+fn conns_opens_and_holds_idle_connections() {
+    let report = run_args(&["conns", "--connections", "50", "--hold", "100ms"]);
+    assert_eq!(report.stats.conns_ready, 50);
+    assert_eq!(report.stats.conns_failed, 0);
+    assert_eq!(report.stats.connect_us.len(), 50);
+    assert!(report.server_bytes_per_conn().is_some());
+}
+
+#[test]
+fn churn_opens_and_closes_while_fanout_flows() {
+    let report = run_args(&[
+        "churn",
+        "--subscribers",
+        "10",
+        "--rate",
+        "500",
+        "--churn-rate",
+        "100",
+        "--churn-hold",
+        "20ms",
+        "--warmup",
+        "0s",
+        "--duration",
+        "300ms",
+    ]);
+    assert_exact_delivery(&report, 10);
+    assert!(report.stats.churn_opened > 0);
+    // Each churn connection that finished its close handshake got the relay's 1000 echo.
+    let echoed = report.stats.close_codes.get(&1000).copied().unwrap_or(0);
+    assert!(echoed > 0, "{}", report.to_text());
+    assert!(echoed <= report.stats.churn_closed);
+    assert!(report.stats.churn_closed <= report.stats.churn_opened);
+}
