@@ -842,7 +842,7 @@ fn report(tally: &Tally, elapsed: Duration, well_behaved: &WellBehaved, round_tr
 /// frame fails the connection, or closes it, the relay must still send the 101 first: a close
 /// frame without a response head is garbage to the client.
 #[test]
-#[ignore = "known relay bug, reported: a pipelined failing or closing frame discards the queued 101"]
+
 fn frames_sent_with_the_request_get_the_101_first() {
     let server = common::relay(1);
     for (frame, code) in [
@@ -863,7 +863,7 @@ fn frames_sent_with_the_request_get_the_101_first() {
 /// relay must notice the FIN after it upgrades, and close; the hostile run saw such connections
 /// stay open after the 101 until the heartbeat (40 s by default); this loop hits it at once.
 #[test]
-#[ignore = "known relay bug, reported: a FIN read with the request is forgotten once the 101 is sent"]
+
 fn fin_right_after_a_valid_request_closes() {
     let server = common::relay(1);
     for _ in 0..100 {
@@ -886,7 +886,7 @@ fn fin_right_after_a_valid_request_closes() {
 /// the relay must close at the FIN instead of holding the slot until the handshake timeout.
 /// The hostile run saw every truncated head wait for the timeout instead.
 #[test]
-#[ignore = "known relay bug, reported: a FIN after a partial request head waits for the handshake timeout"]
+
 fn fin_after_a_partial_head_closes_before_the_handshake_timeout() {
     let server = common::start(Config {
         handshake_timeout: Duration::from_secs(30),

@@ -165,6 +165,18 @@ impl Outbox {
         SendStatus::Queued
     }
 
+    /// Queues bytes that must go out before anything else and survive `close_now`: the 101
+    /// response of the upgrade (a client may pipeline frames behind its request, and a close
+    /// caused by one of them must still follow the 101 on the wire). Only on an empty outbox.
+    pub fn push_first(&mut self, bytes: Bytes) -> SendStatus {
+        if self.head.is_some() || self.closed {
+            debug_assert!(false, "push_first on a used outbox");
+            return SendStatus::Closed;
+        }
+        self.head = Some(Entry::control(bytes));
+        SendStatus::Queued
+    }
+
     /// Queues the pong frame, replacing an unsent one (RFC 6455 §5.5.3).
     pub fn push_pong(&mut self, bytes: Bytes) -> SendStatus {
         if self.closed {

@@ -255,7 +255,11 @@ impl EventLoop {
         if event.is_writable() {
             self.mark_dirty(id);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        if event.is_read_closed() || event.is_error() {
+            // The FIN came with this event: read to the end, or it is never seen (a short read
+            // would stop early, and edge-triggered epoll will not report it again).
+            self.read_conn_to_end(id);
+        } else if event.is_readable() {
             self.read_conn(id);
         }
     }

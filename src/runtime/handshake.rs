@@ -118,7 +118,7 @@ impl EventLoop {
         conn.endpoint = endpoint;
         conn.upgraded = true;
         conn.liveness.handshake_deadline_ns = 0;
-        conn.outbox.push_control(Bytes::from(response));
+        conn.outbox.push_first(Bytes::from(response));
         self.websockets_open += 1;
         self.metrics.inc(Counter::HandshakesCompleted);
         if endpoint == Endpoint::Relay {

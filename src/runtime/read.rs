@@ -28,12 +28,23 @@ impl EventLoop {
     pub(super) fn read_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending_reads);
         for id in pending {
-            self.read_conn(id);
+            // To the end: a FIN may have been reported with the event that started this read.
+            self.read_conn_to_end(id);
         }
     }
 
     /// Reads `id` until drained, closed, or out of budget.
     pub(super) fn read_conn(&mut self, id: ConnId) {
+        self.read_until(id, false);
+    }
+
+    /// Reads `id` until EOF or `WouldBlock` (no short-read shortcut): the peer's FIN is known
+    /// to be pending.
+    pub(super) fn read_conn_to_end(&mut self, id: ConnId) {
+        self.read_until(id, true);
+    }
+
+    fn read_until(&mut self, id: ConnId, to_end: bool) {
         let mut budget = READ_BYTES_PER_TURN_MAX;
         loop {
             if !self
@@ -45,7 +56,7 @@ impl EventLoop {
             match self.read_once(id) {
                 ReadOutcome::Bytes(n) => {
                     self.on_bytes(id, n);
-                    if n < self.recv_buf.len() {
+                    if n < self.recv_buf.len() && !to_end {
                         return;
                     }
                     budget = budget.saturating_sub(n);
