@@ -83,8 +83,11 @@ start_server() {
   local name=$1 port=$2
   case "$name" in
     wsrelay)
+      # Every connection comes from 127.0.0.1: lift the per-source and connection-rate limits
+      # (the peers have none), as an operator would for a trusted load generator.
       taskset -c "$SERVER_CPU" "$ROOT/target/release/wsrelay" --bind 127.0.0.1 --port "$port" \
-        --threads 1 >"$WORK/$name.log" 2>&1 &
+        --threads 1 --max-connections-per-ip 0 --connect-rate 0 --connect-rate-per-ip 0 \
+        >"$WORK/$name.log" 2>&1 &
       ;;
     tokio-tungstenite)
       taskset -c "$SERVER_CPU" "$PEERS_COPY/tokio-tungstenite/target/release/peer-tokio-tungstenite" \

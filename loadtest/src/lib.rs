@@ -38,6 +38,7 @@ pub mod report;
 pub mod run;
 pub mod scan;
 pub mod schedule;
+pub mod server_stats;
 pub mod stats;
 pub mod sys;
 pub mod target;

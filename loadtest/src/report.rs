@@ -42,6 +42,8 @@ pub struct Report {
     pub limit_note: Option<String>,
     /// Merged measurements.
     pub stats: ThreadStats,
+    /// The relay's own latency from its `/stats` (wsrelay targets only).
+    pub server_latency: Option<crate::server_stats::ServerLatency>,
 }
 
 impl Report {
@@ -131,6 +133,10 @@ impl Report {
             "server_bytes_per_conn": self.server_bytes_per_conn(),
             "server_in_process": self.server_in_process,
             "limit_note": self.limit_note,
+            "server_relay_latency": self.server_latency.map(|l| json!({
+                "count": l.count, "p50_ns": l.p50_ns, "p99_ns": l.p99_ns,
+                "p999_ns": l.p999_ns, "max_ns": l.max_ns,
+            })),
         })
     }
 
@@ -211,6 +217,13 @@ impl Report {
             self.latency_us(0.5), self.latency_us(0.9), self.latency_us(0.99),
             self.latency_us(0.999), s.latency_ns.max() as f64 / 1e3, s.latency_ns.len()
         ));
+        if let Some(l) = self.server_latency {
+            line(format!(
+                "  relay says   read → writev p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} µs ({} deliveries, whole run; the rest of end-to-end is kernel, network and the swarm)",
+                l.p50_ns as f64 / 1e3, l.p99_ns as f64 / 1e3, l.p999_ns as f64 / 1e3,
+                l.max_ns as f64 / 1e3, l.count
+            ));
+        }
     }
 
     fn cpu_line(&self) -> String {

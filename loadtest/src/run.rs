@@ -194,6 +194,7 @@ fn coordinate(
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
+    let server_latency = crate::server_stats::fetch(shared.target.addr, &shared.target.host);
     Ok(Report {
         scenario: options.scenario.clone(),
         target: String::new(),
@@ -211,6 +212,7 @@ fn coordinate(
         server_in_process: matches!(probe, ServerProbe::InProcess),
         limit_note: None,
         stats,
+        server_latency,
     })
 }
 
