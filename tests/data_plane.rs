@@ -356,3 +356,69 @@ fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bound
         assert_eq!(latest.get(*name), Some(&last_of(k)), "latest {name}");
     }
 }
+
+/// Parses a binary delivery or gap notice: `(op, seq_or_from, to)`.
+fn binary_frame(payload: &[u8]) -> (u8, u64, u64) {
+    let l = payload[1] as usize;
+    let num = |at: usize| u64::from_be_bytes(payload[at..at + 8].try_into().unwrap());
+    match payload[0] {
+        0x01 => (0x01, num(2 + l), 0),
+        0x02 => (0x02, num(2 + l), num(2 + l + 8)),
+        op => panic!("unknown op {op}"),
+    }
+}
+
+#[test]
+fn drop_policy_tells_binary_subscribers_with_a_binary_gap_notice() {
+    let _serial = flood_guard();
+    let server = common::start(policy_config(SlowConsumerPolicy::Drop));
+    let addr = server.local_addr();
+    let mut slow = stalled_subscriber(addr, "bin");
+    let mut fast = Client::connect(addr);
+    fast.subscribe("bin");
+    let mut publisher = Client::connect(addr);
+    let mut seen = Vec::new();
+    let mut frame = vec![0x01, 3];
+    frame.extend_from_slice(b"bin");
+    frame.extend_from_slice(&[7u8; PADDING]);
+    for i in 1..=FLOOD_MESSAGES + 1 {
+        if i == FLOOD_MESSAGES + 1 {
+            // The relay has nothing more queued for the slow one once it went quiet.
+            while let Some(f) = slow.read_frame_within(Duration::from_millis(300)) {
+                check_binary(&f, &mut seen);
+            }
+        }
+        publisher
+            .ws
+            .send(tungstenite::Message::binary(frame.clone()))
+            .unwrap();
+        if i % 20 == 0 {
+            for _ in 0..20 {
+                let tungstenite::Message::Binary(b) = fast.ws.read().unwrap() else {
+                    panic!()
+                };
+                assert_eq!(binary_frame(&b).0, 0x01);
+            }
+        }
+    }
+    while let Some(f) = slow.read_frame_within(Duration::from_millis(500)) {
+        check_binary(&f, &mut seen);
+    }
+    // Deliveries and binary gap notices cover every seq once, in order, up to the last one.
+    let mut expected = 1;
+    for &(op, a, b) in &seen {
+        assert_eq!(a, expected, "op {op:#x} starts at the next seq");
+        expected = if op == 0x02 { b + 1 } else { a + 1 };
+    }
+    assert_eq!(expected, FLOOD_MESSAGES + 2);
+    assert!(
+        seen.iter().any(|(op, _, _)| *op == 0x02),
+        "a binary gap notice was sent"
+    );
+}
+
+/// Records a slow subscriber's binary frame; every frame must be binary (op 0x01 or 0x02).
+fn check_binary(f: &common::Frame, seen: &mut Vec<(u8, u64, u64)>) {
+    assert_eq!(f.opcode, 2, "binary subscribers get binary gap notices");
+    seen.push(binary_frame(&f.payload));
+}

@@ -98,3 +98,24 @@ fn peer_that_never_answers_our_close_is_dropped_after_the_close_timeout() {
     // No close reply from us: TCP is dropped anyway, and nothing follows the close frame.
     assert!(c.reads_eof());
 }
+
+#[test]
+fn idle_connection_is_closed_after_the_idle_timeout_with_1000() {
+    let config = Config {
+        idle_timeout: Duration::from_millis(1000),
+        heartbeat_interval: Duration::ZERO,
+        timer_tick: Duration::from_millis(5),
+        ..Config::loopback_for_tests(1)
+    };
+    let server = common::start(config);
+    let mut idle = Raw::upgraded(server.local_addr(), "/");
+    assert_eq!(idle.read_json()["type"], "connected");
+    assert_eq!(idle.read_close_code(), Some(1000));
+    // A client that keeps talking (every 50 ms, far inside the 1 s limit) is not idle.
+    let mut busy = Client::connect(server.local_addr());
+    for _ in 0..30 {
+        busy.ping();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    busy.ping();
+}
