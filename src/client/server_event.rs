@@ -17,6 +17,7 @@
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
 use crate::command::span::member_value_span;
+use crate::command::tape::{for_each_member, Member};
 use crate::command::{BINARY_OP_GAP, BINARY_OP_MESSAGE};
 
 /// Initial scratch capacity, in bytes (a delivery of small content fits).
@@ -215,14 +216,6 @@ pub fn parse_binary(msg: &[u8]) -> Result<BinaryEvent<'_>, ServerEventError> {
     }
 }
 
-/// A top-level member: its position in the object and its value's tape node.
-#[derive(Clone, Copy)]
-struct Member<'a> {
-    ordinal: usize,
-    is_last: bool,
-    value: Node<'a>,
-}
-
 /// The known top-level members of one server message (later duplicates win; the relay never
 /// sends any).
 #[derive(Default)]
@@ -242,26 +235,14 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn collect(nodes: &[Node<'a>]) -> Result<Self, ServerEventError> {
-        let Some(&Node::Object { len, .. }) = nodes.first() else {
-            return Err(ServerEventError::NotAnObject);
-        };
         let mut fields = Self::default();
-        let mut index = 1;
-        for ordinal in 0..len {
-            let (Some(Node::String(name)), Some(&value)) = (nodes.get(index), nodes.get(index + 1))
-            else {
-                return Err(ServerEventError::InvalidJson);
-            };
-            let member = Member {
-                ordinal,
-                is_last: ordinal + 1 == len,
-                value,
-            };
+        let errors = (ServerEventError::NotAnObject, ServerEventError::InvalidJson);
+        for_each_member(nodes, errors, |name, member| {
             if let Some(slot) = fields.slot(name) {
                 *slot = Some(member);
             }
-            index += 1 + node_span(value);
-        }
+            Ok(())
+        })?;
         Ok(fields)
     }
 
@@ -280,14 +261,6 @@ impl<'a> Fields<'a> {
             "message" => &mut self.message,
             _ => return None,
         })
-    }
-}
-
-/// Number of tape nodes a value occupies, itself included.
-fn node_span(node: Node<'_>) -> usize {
-    match node {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        Node::String(_) | Node::Static(_) => 1,
     }
 }
 

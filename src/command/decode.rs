@@ -25,6 +25,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 use crate::command::channel::is_valid_channel_name;
 use crate::command::error::CommandError;
 use crate::command::span::member_value_span;
+use crate::command::tape::{for_each_member, Member};
 use crate::command::{KEY_BYTES_MAX, TOKEN_BYTES_MAX};
 
 /// Initial (and minimum) capacity of the decoder's scratch copy, in bytes.
@@ -159,14 +160,6 @@ struct Located<'a, 's> {
     structurals: &'s [u32],
 }
 
-/// A top-level member: its position in the object and its value's tape node.
-#[derive(Clone, Copy)]
-struct Member<'a> {
-    ordinal: usize,
-    is_last: bool,
-    value: Node<'a>,
-}
-
 /// The known top-level members of one message.
 #[derive(Default)]
 struct Fields<'a> {
@@ -182,27 +175,9 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// One pass over the root object's members; nested values are skipped by node count.
     fn collect(nodes: &[Node<'a>]) -> Result<Self, CommandError> {
-        let Some(&Node::Object { len, .. }) = nodes.first() else {
-            return Err(CommandError::NotAnObject);
-        };
         let mut fields = Self::default();
-        let mut index = 1;
-        for ordinal in 0..len {
-            let (Some(Node::String(name)), Some(&value)) = (nodes.get(index), nodes.get(index + 1))
-            else {
-                return Err(CommandError::InvalidJson);
-            };
-            let is_last = ordinal + 1 == len;
-            fields.record(
-                name,
-                Member {
-                    ordinal,
-                    is_last,
-                    value,
-                },
-            )?;
-            index += 1 + node_span(value);
-        }
+        let errors = (CommandError::NotAnObject, CommandError::InvalidJson);
+        for_each_member(nodes, errors, |name, member| fields.record(name, member))?;
         Ok(fields)
     }
 
@@ -229,14 +204,6 @@ impl<'a> Fields<'a> {
             return Err(CommandError::InvalidChannelName);
         }
         Ok(channel)
-    }
-}
-
-/// Number of tape nodes a value occupies, itself included.
-fn node_span(node: Node<'_>) -> usize {
-    match node {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        Node::String(_) | Node::Static(_) => 1,
     }
 }
 

@@ -27,6 +27,7 @@ mod decode;
 mod encode;
 mod error;
 pub(crate) mod span;
+pub(crate) mod tape;
 
 pub use binary::{
     binary_message_len, decode_binary, encode_binary_gap, encode_binary_message, BinaryPublish,
