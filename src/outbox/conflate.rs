@@ -177,19 +177,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::IoSlice;
-
-    use crate::outbox::IO_SLICES_MAX;
-
-    fn gather(o: &Outbox) -> Vec<u8> {
-        let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
-        let n = o.io_slices(&mut slices);
-        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
-    }
-
-    fn b(s: &'static str) -> Bytes {
-        Bytes::from_static(s.as_bytes())
-    }
+    use crate::outbox::tests::{b, gather};
 
     #[test]
     fn newer_delivery_replaces_the_queued_one_for_its_key_and_goes_last() {

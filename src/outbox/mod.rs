@@ -366,16 +366,18 @@ impl Entry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn gather(o: &Outbox) -> Vec<u8> {
+    /// The bytes the next `writev` would send (test helper shared with `conflate`).
+    pub(crate) fn gather(o: &Outbox) -> Vec<u8> {
         let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
         let n = o.io_slices(&mut slices);
         slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
     }
 
-    fn b(s: &'static str) -> Bytes {
+    /// A static frame (test helper shared with `conflate`).
+    pub(crate) fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
     }
 
