@@ -135,7 +135,8 @@ fn subscribed_reports_the_current_seq() {
 
 #[test]
 fn unsubscribe_stops_deliveries() {
-    let server = relay(2);
+    // One loop: a delivery to b, if any, is queued before b's pong, so the test can fail.
+    let server = relay(1);
     let mut a = Client::connect(server.local_addr());
     let mut b = Client::connect(server.local_addr());
     b.subscribe("u");

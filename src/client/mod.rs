@@ -40,3 +40,6 @@ pub use options::{AuthTokenSource, Options};
 pub use rng::Rng;
 pub use session::{ChannelPosition, Session, Transport};
 pub use url::{UrlError, WsUrl};
+
+#[cfg(test)]
+mod scripted_server;

@@ -145,8 +145,6 @@ pub struct Subscription {
     pub unsubscribe_when_answered: bool,
     /// Epoch of the channel's numbering, from the owner's answer.
     pub epoch: Arc<str>,
-    /// Last seq queued to this connection (0: none).
-    pub last_seq: u64,
     /// Seqs skipped for this connection and not told yet.
     pub gap: Option<SeqGap>,
     /// Under `conflate`: the range of the last conflated gap notice queued.

@@ -73,10 +73,6 @@ impl Batch {
         self.frames.first().map_or(0, |f| f.read_at_ns)
     }
 
-    fn published_by(&self, who: ConnRef) -> bool {
-        self.frames.iter().any(|f| f.origin == Some(who))
-    }
-
     fn is_binary(&self) -> bool {
         self.bytes
             .first()
@@ -96,12 +92,22 @@ impl EventLoop {
             self.note_gap_for_all(channel, gap);
         }
         let me = self.id;
-        let has_local_origin = batch
+        // This loop's publishers in the run (usually none or one), found once per run rather
+        // than scanned per subscriber.
+        let mut local_origins = std::mem::take(&mut self.local_origins);
+        local_origins.clear();
+        let local = batch
             .frames
             .iter()
-            .any(|f| f.origin.is_some_and(|o| o.loop_id == me));
+            .filter_map(|f| f.origin.filter(|o| o.loop_id == me));
+        for origin in local {
+            if !local_origins.contains(&origin.conn) {
+                local_origins.push(origin.conn);
+            }
+        }
         let policy = self.shared.config.slow_consumer_for(channel);
         let Some(subscribers) = self.local.subscribers(channel) else {
+            self.local_origins = local_origins;
             return;
         };
         let mut delivered = 0u64;
@@ -109,11 +115,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid.slot as usize) else {
                 continue;
             };
-            let own = has_local_origin
-                && batch.published_by(ConnRef {
-                    loop_id: me,
-                    conn: cid,
-                });
+            let own = local_origins.contains(&cid);
             let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
             let queued = if own || conflate {
                 push_one_by_one(conn, batch, me, conflate, &mut self.overflowed)
@@ -128,6 +130,7 @@ impl EventLoop {
                 }
             }
         }
+        self.local_origins = local_origins;
         self.metrics.add(Counter::MessagesDelivered, delivered);
         self.settle_overflow(batch, policy);
     }
@@ -142,7 +145,8 @@ impl EventLoop {
                     self.metrics.inc(Counter::DropConflated);
                     self.tell_conflated(cid, batch, gap.from);
                 }
-                (Overflow::Control | Overflow::Closed, _) | (_, SlowConsumerPolicy::Close) => {
+                (Overflow::Closed, _) => self.metrics.inc(Counter::DropNotOpen),
+                (Overflow::Control, _) | (_, SlowConsumerPolicy::Close) => {
                     self.close_slow_consumer(cid)
                 }
                 (Overflow::Data, SlowConsumerPolicy::Drop | SlowConsumerPolicy::Conflate) => {

@@ -122,8 +122,9 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        // The echo endpoint is a conformance target: messages up to the size limit must come
-        // back whole, so it bypasses the data budget only up to one message at a time.
+        // The echo endpoint is a conformance target: a message up to the size limit (1 MiB by
+        // default) fits the data budget (4 MiB); a client that sends faster than it reads is
+        // closed as a slow consumer like any other.
         let status = conn.outbox.push_data(frame.into_bytes(), 0);
         match status {
             SendStatus::Queued => self.mark_dirty(id),

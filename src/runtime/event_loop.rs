@@ -3,9 +3,10 @@
 //! `run` is a list of phases (see ARCHITECTURE.md, "one turn"): poll, read what is readable,
 //! drain the inbox from other loops, expire timers, flush every connection with output, reap
 //! closed connections, wake peers, export metrics. Each phase lives in its own file as an
-//! `impl EventLoop` block:
-//! `accept.rs`, `read.rs`, `handshake.rs`, `dispatch.rs`, `deliver.rs`, `flush.rs`,
-//! `liveness.rs`, `shutdown.rs`.
+//! `impl EventLoop` block: `accept.rs` (+ `admission.rs`, the connection limits), `read.rs`,
+//! `handshake.rs` (+ `authn.rs`), `dispatch.rs` (commands, close handshake), `publish.rs`
+//! (runs), `deliver.rs` (fan-out, inbox), `subscribe.rs`, `liveness.rs` (timers), `flush.rs`,
+//! `shutdown.rs` (and reaping).
 //!
 //! Invariants:
 //! - Only this thread touches these connections; the mesh queues and wakers are the only
@@ -78,6 +79,8 @@ pub struct EventLoop {
         super::deliver::Overflow,
     )>,
     pub(super) publishes: super::publish::PublishQueue,
+    /// Scratch: this loop's publishers in the run being delivered.
+    pub(super) local_origins: Vec<ConnId>,
     pub(super) recv_buf: Vec<u8>,
     pub(super) commands: Option<CommandDecoder>,
     pub(super) metrics: LoopMetrics,
@@ -182,6 +185,7 @@ impl EventLoop {
             closed: Vec::new(),
             overflowed: Vec::new(),
             publishes: super::publish::PublishQueue::default(),
+            local_origins: Vec::new(),
             recv_buf: vec![0; RECV_BUF_BYTES],
             commands: Some(CommandDecoder::new()),
             metrics: LoopMetrics::new(id),

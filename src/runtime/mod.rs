@@ -224,8 +224,8 @@ impl ServerHandle {
         &self.shared
     }
 
-    /// Asks every loop to shut down gracefully (idempotent). A second call with
-    /// `immediate = true` skips the grace period.
+    /// Asks every loop to shut down gracefully (idempotent); `shutdown_immediately` skips the
+    /// grace period.
     pub fn shutdown(&self) {
         self.request(1);
     }

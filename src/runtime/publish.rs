@@ -145,10 +145,11 @@ impl EventLoop {
         let mut queue = std::mem::take(&mut self.publishes);
         let mut start = 0;
         while start < queue.items.len() {
-            let channel = queue.str_at(&queue.items[start].channel).to_string();
+            // One allocation per run: the name is shared by the batch and the mesh messages.
+            let channel: Arc<str> = Arc::from(queue.str_at(&queue.items[start].channel));
             let run_len = queue.items[start..]
                 .iter()
-                .take_while(|p| queue.str_at(&p.channel) == channel)
+                .take_while(|p| queue.str_at(&p.channel) == &*channel)
                 .count();
             self.publish_run(&mut queue, &channel, start..start + run_len);
             start += run_len;
@@ -158,7 +159,7 @@ impl EventLoop {
         self.publishes = queue;
     }
 
-    fn publish_run(&mut self, queue: &mut PublishQueue, channel: &str, run: Range<usize>) {
+    fn publish_run(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
             self.publish_owned(queue, channel, run);
@@ -168,8 +169,13 @@ impl EventLoop {
     }
 
     /// Sends a run to the channel's owner loop: one message per publish, the content copied.
-    fn forward(&mut self, queue: &PublishQueue, channel: &str, run: Range<usize>, owner: LoopId) {
-        let channel: Arc<str> = Arc::from(channel);
+    fn forward(
+        &mut self,
+        queue: &PublishQueue,
+        channel: &Arc<str>,
+        run: Range<usize>,
+        owner: LoopId,
+    ) {
         for p in &queue.items[run] {
             let content = Bytes::copy_from_slice(queue.bytes_at(&p.body));
             let body = match p.binary {
@@ -192,7 +198,7 @@ impl EventLoop {
 
     /// The owner's part: number the run, encode it once into one buffer, retain it, and hand
     /// it to every interested loop (one mesh message per loop) and to local subscribers.
-    fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &str, run: Range<usize>) {
+    fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
         let count = run.len() as u64;
         let Some(reserved) = self.owned.reserve(channel, count, self.now_ns) else {
             return;
@@ -223,7 +229,12 @@ impl EventLoop {
 }
 
 /// Encodes a run's frames back to back (seqs from `first_seq`) into one buffer.
-fn encode_run(queue: &mut PublishQueue, channel: &str, run: Range<usize>, first_seq: u64) -> Batch {
+fn encode_run(
+    queue: &mut PublishQueue,
+    channel: &Arc<str>,
+    run: Range<usize>,
+    first_seq: u64,
+) -> Batch {
     let PublishQueue {
         arena,
         items,
@@ -251,7 +262,7 @@ fn encode_run(queue: &mut PublishQueue, channel: &str, run: Range<usize>, first_
         });
     }
     Batch {
-        channel: Arc::from(channel),
+        channel: channel.clone(),
         first_seq,
         bytes: Bytes::from(wire),
         frames,

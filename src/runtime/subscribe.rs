@@ -43,7 +43,6 @@ impl EventLoop {
                 pending: true,
                 unsubscribe_when_answered: false,
                 epoch: Arc::from(""),
-                last_seq: 0,
                 gap: None,
                 conflated_gap: None,
             });

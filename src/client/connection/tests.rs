@@ -1,7 +1,7 @@
 //! Connection tests against a scripted server built from the relay's own server-side codec.
 
 use super::*;
-use crate::proto::frame::encode_server_frame;
+use crate::client::scripted_server::*;
 use crate::proto::handshake::{
     encode_http_response, encode_switching_protocols, parse_request_head, validate_upgrade,
 };
@@ -32,18 +32,6 @@ fn accept(conn: &mut Connection) -> Vec<u8> {
     let mut out = Vec::new();
     encode_switching_protocols(&mut out, &accept_key(upgrade.key), None);
     out
-}
-
-fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_server_frame(&mut out, true, opcode, payload);
-    out
-}
-
-fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = Vec::new();
-    encode_close_payload(&mut payload, code, reason);
-    server_frame(OpCode::Close, &payload)
 }
 
 /// An owned copy of `Incoming`, to compare.

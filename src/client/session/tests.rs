@@ -6,13 +6,9 @@ use std::sync::Arc;
 use super::*;
 use crate::client::backoff::Backoff;
 use crate::client::options::AuthTokenSource;
+use crate::client::scripted_server::*;
 use crate::command::{encode_binary_message, encode_gap, encode_message, encode_subscribed};
-use crate::proto::close::encode_close_payload;
-use crate::proto::frame::encode_server_frame;
-use crate::proto::handshake::{
-    accept_key, encode_switching_protocols, parse_request_head, validate_upgrade,
-};
-use crate::proto::{Decode, Decoder, DecoderLimits, OpCode, Role};
+use crate::proto::{Decoder, DecoderLimits, OpCode, Role};
 
 const BASE: Duration = Duration::from_millis(100);
 const CAP: Duration = Duration::from_millis(1000);
@@ -136,28 +132,6 @@ fn server_decoder() -> Decoder {
     )
 }
 
-fn answer_101(request: &[u8]) -> Vec<u8> {
-    let Ok(Decode::Complete(head, _)) = parse_request_head(request) else {
-        panic!("incomplete request");
-    };
-    let upgrade = validate_upgrade(&head).unwrap();
-    let mut out = Vec::new();
-    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None);
-    out
-}
-
-fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_server_frame(&mut out, true, opcode, payload);
-    out
-}
-
-fn server_close(code: u16) -> Vec<u8> {
-    let mut payload = Vec::new();
-    encode_close_payload(&mut payload, code, "");
-    server_frame(OpCode::Close, &payload)
-}
-
 fn reconnect_delay(events: &[Event]) -> (u32, Duration) {
     match events.last() {
         Some(&Event::Reconnecting { attempt, delay }) => (attempt, delay),
@@ -251,7 +225,7 @@ fn no_reconnect_after_the_users_close() {
     h.session.close(h.now);
     assert_eq!(h.sent_texts(), ["close Some(1000)"]);
     assert_eq!(h.session.publish("a", "1"), Err(SendError::NotOpen));
-    h.receive(&server_close(1000));
+    h.receive(&close_frame(1000, ""));
     assert_eq!(
         h.events(),
         [
@@ -291,7 +265,7 @@ fn closing_while_waiting_to_reconnect_stops_at_once() {
 fn no_reconnect_after_4001() {
     let mut h = Harness::new(options());
     h.open();
-    h.receive(&server_close(4001));
+    h.receive(&close_frame(4001, ""));
     let events = h.events();
     assert_eq!(
         events,
@@ -317,7 +291,7 @@ fn no_reconnect_after_4001() {
 fn immediate_reconnect_after_4200() {
     let mut h = Harness::new(options());
     h.open();
-    h.receive(&server_close(4200));
+    h.receive(&close_frame(4200, ""));
     assert_eq!(reconnect_delay(&h.events()), (1, Duration::ZERO));
     h.advance(Duration::ZERO);
     assert_eq!(h.transports().last(), Some(&Transport::Connect));
@@ -327,7 +301,7 @@ fn immediate_reconnect_after_4200() {
 fn backoff_after_4100_and_after_a_lost_connection() {
     let mut h = Harness::new(options());
     h.open();
-    h.receive(&server_close(4100));
+    h.receive(&close_frame(4100, ""));
     let (_, delay) = reconnect_delay(&h.events());
     assert_within_backoff(0, delay);
 }
