@@ -151,6 +151,27 @@ fn counters_equal_the_workload_and_stats_agree() {
         m["wsrelay_frames_received_total{opcode=\"text\"}"],
         n + 10.0
     );
+    // Socket syscalls: every upgrade needs at least one read and one write (the 101); no
+    // syscall moves less than a frame or a request here, so none can outnumber them.
+    let family_sum = |prefix: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let requests = family_sum("wsrelay_http_requests_total") + n + 1.0;
+    let reads = m["wsrelay_socket_syscalls_total{direction=\"read\"}"];
+    let writes = m["wsrelay_socket_syscalls_total{direction=\"write\"}"];
+    assert!(reads >= n + 1.0, "reads {reads}");
+    assert!(
+        reads <= family_sum("wsrelay_frames_received_total") + requests,
+        "reads {reads}"
+    );
+    assert!(writes >= n + 1.0, "writes {writes}");
+    assert!(
+        writes <= family_sum("wsrelay_frames_sent_total") + requests,
+        "writes {writes}"
+    );
 
     let (status, body) = http_get(addr, "/stats");
     assert_eq!(status, "HTTP/1.1 200 OK");

@@ -404,5 +404,6 @@ fn count_publish(ctx: &mut PublishCtx<'_>, audience: u64, scheduled_ns: u64) {
     if ctx.window.contains(scheduled_ns) {
         stats.sent_window += 1;
         stats.due_window += audience;
+        stats.record_send_lag(ctx.now_ns.saturating_sub(scheduled_ns));
     }
 }

@@ -84,11 +84,11 @@ impl Report {
     }
 
     fn latency_us(&self, quantile: f64) -> f64 {
-        let h = &self.stats.latency_ns;
-        if h.is_empty() {
-            return 0.0;
-        }
-        h.value_at_quantile(quantile) as f64 / 1e3
+        quantile_us(&self.stats.latency_ns, quantile)
+    }
+
+    fn send_lag_us(&self, quantile: f64) -> f64 {
+        quantile_us(&self.stats.send_lag_ns, quantile)
     }
 
     fn connect_us(&self, quantile: f64) -> u64 {
@@ -119,6 +119,8 @@ impl Report {
             "latency_us": {"p50": lat(0.5), "p90": lat(0.9), "p99": lat(0.99),
                            "p999": lat(0.999), "max": s.latency_ns.max() as f64 / 1e3,
                            "samples": s.latency_ns.len()},
+            "send_lag_us": {"p50": self.send_lag_us(0.5), "p99": self.send_lag_us(0.99),
+                            "max": s.send_lag_ns.max() as f64 / 1e3},
             "churn": {"opened": s.churn_opened, "ended": s.churn_closed,
                       "deliveries": s.churn_deliveries},
             "errors": s.errors, "close_codes": s.close_codes,
@@ -217,6 +219,12 @@ impl Report {
             self.latency_us(0.5), self.latency_us(0.9), self.latency_us(0.99),
             self.latency_us(0.999), s.latency_ns.max() as f64 / 1e3, s.latency_ns.len()
         ));
+        if !s.send_lag_ns.is_empty() {
+            line(format!(
+                "  send lag µs  p50 {:.0}  p99 {:.0}  max {:.0}  (publishes leaving the swarm after their scheduled time: the swarm's share of the latency)",
+                self.send_lag_us(0.5), self.send_lag_us(0.99), s.send_lag_ns.max() as f64 / 1e3
+            ));
+        }
         if let Some(l) = self.server_latency {
             line(format!(
                 "  relay says   read → writev p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} µs ({} deliveries, whole run; the rest of end-to-end is kernel, network and the swarm)",
@@ -258,4 +266,12 @@ impl Report {
 
 fn fmt_seconds(value: Option<f64>) -> String {
     value.map_or_else(|| "unknown".to_string(), |s| format!("{s:.2} s"))
+}
+
+/// `quantile` of a histogram of nanoseconds, in µs (0 when empty).
+fn quantile_us(h: &hdrhistogram::Histogram<u64>, quantile: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    h.value_at_quantile(quantile) as f64 / 1e3
 }

@@ -84,6 +84,10 @@ pub struct ThreadStats {
     pub close_codes: BTreeMap<u16, u64>,
     /// CPU-seconds of this thread over the window (set at the window's end).
     pub cpu_window_s: f64,
+    /// How late each measured publish left the swarm: send time minus scheduled time, ns.
+    /// Latency counts from the scheduled time, so this part of it is the swarm's own delay
+    /// (a busy driver thread), not the server's.
+    pub send_lag_ns: Histogram<u64>,
 }
 
 impl Default for ThreadStats {
@@ -111,6 +115,7 @@ impl Default for ThreadStats {
             errors: BTreeMap::new(),
             close_codes: BTreeMap::new(),
             cpu_window_s: 0.0,
+            send_lag_ns: new_histogram(LATENCY_NS_MAX),
         }
     }
 }
@@ -132,6 +137,12 @@ impl ThreadStats {
         let _ = self.latency_ns.record(latency_ns.clamp(1, LATENCY_NS_MAX));
     }
 
+    /// Records how late a publish was sent (clamped to the histogram's range; 0 counts as 1).
+    #[inline]
+    pub fn record_send_lag(&mut self, lag_ns: u64) {
+        let _ = self.send_lag_ns.record(lag_ns.clamp(1, LATENCY_NS_MAX));
+    }
+
     /// Records a connect time.
     pub fn record_connect(&mut self, connect_us: u64) {
         let _ = self.connect_us.record(connect_us.clamp(1, CONNECT_US_MAX));
@@ -141,6 +152,7 @@ impl ThreadStats {
     pub fn merge(&mut self, other: &ThreadStats) {
         let _ = self.latency_ns.add(&other.latency_ns);
         let _ = self.connect_us.add(&other.connect_us);
+        let _ = self.send_lag_ns.add(&other.send_lag_ns);
         self.sent_total += other.sent_total;
         self.sent_window += other.sent_window;
         self.due_total += other.due_total;
@@ -190,12 +202,14 @@ mod tests {
         let mut a = ThreadStats::default();
         let mut b = ThreadStats::default();
         a.record_latency(1_000);
+        b.record_send_lag(500);
         b.record_latency(2_000_000);
         b.received_window = 5;
         b.error("connect_refused");
         b.close_codes.insert(4100, 2);
         a.merge(&b);
         assert_eq!(a.latency_ns.len(), 2);
+        assert_eq!(a.send_lag_ns.len(), 1);
         assert_eq!(a.received_window, 5);
         assert_eq!(a.errors["connect_refused"], 1);
         assert_eq!(a.close_codes[&4100], 2);

@@ -200,6 +200,13 @@ pub mod families {
         "Event loop iterations (poll returns).",
         None,
     );
+    /// Socket system calls that moved bytes, by direction: deliveries per write is the
+    /// batching the relay achieved.
+    pub const SOCKET_SYSCALLS: Family = counter(
+        "wsrelay_socket_syscalls_total",
+        "Socket reads and vectored writes that moved bytes, by direction.",
+        Some("direction"),
+    );
 }
 
 /// Static metadata of one [`Counter`] series.
@@ -367,6 +374,10 @@ define_counters! {
     HeartbeatPingsSent => HEARTBEAT_PINGS_SENT,
     /// One event-loop iteration.
     LoopTurns => LOOP_TURNS,
+    /// A read from a client socket returned bytes.
+    SocketReads => SOCKET_SYSCALLS ["read"],
+    /// A vectored write to a client socket took bytes.
+    SocketWrites => SOCKET_SYSCALLS ["write"],
 }
 
 impl Counter {
@@ -580,7 +591,7 @@ mod tests {
             assert!(family.name.ends_with("_total"), "{}", family.name);
             assert_eq!(family.label_key.is_some(), c.label_value().is_some());
         }
-        assert_eq!(Counter::COUNT, 64);
+        assert_eq!(Counter::COUNT, 66);
     }
 
     #[test]
@@ -597,7 +608,7 @@ mod tests {
             assert!(!seen_series.contains(&series), "{series:?} twice");
             seen_series.push(series);
         }
-        assert_eq!(seen_families.len(), 19);
+        assert_eq!(seen_families.len(), 20);
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl EventLoop {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => {
                     conn.liveness.last_rx_ns = self.now_ns;
+                    self.metrics.inc(Counter::SocketReads);
                     self.metrics.add(Counter::ReceivedBytes, n as u64);
                     ReadOutcome::Bytes(n)
                 }
