@@ -45,10 +45,12 @@ def traffic_row(scenario, server, runs, base):
     cpu_pct = mean([(r["server_cpu_s"] or 0) / window * 100 for r in runs])
     swarm_pct = mean([r["swarm_cpu_s"] / window * 100 for r in runs])
     waits = lambda key: mean([(r.get(key) or 0) / window * 100 for r in runs])
+    send_lag_p99 = mean([(r.get("send_lag_us") or {}).get("p99") for r in runs])
     return (
         f"| {scenario} | {server} | {fmt(d)} ({', '.join(fmt(x) for x in delivered)}) | {ratio} "
         f"| {loss:,} of {expected:,} (+{skipped:,} skipped) | {fmt(lat('p50'), 2, 1e-3)} "
-        f"| {fmt(lat('p99'), 2, 1e-3)} | {fmt(lat('p999'), 2, 1e-3)} "
+        f"| {fmt(lat('p99'), 2, 1e-3)} ({', '.join(fmt(r['latency_us']['p99'], 2, 1e-3) for r in runs)}) "
+        f"| {fmt(lat('p999'), 2, 1e-3)} | {fmt(send_lag_p99, 2, 1e-3)} "
         f"| {fmt(cpu_pct)}% | {fmt(mean([r['server_cpu_s_per_million'] for r in runs]), 3)} "
         f"| {fmt(swarm_pct)}% | {fmt(waits('server_run_queue_wait_s'))}% / {fmt(waits('swarm_run_queue_wait_s'))}% |"
     )
@@ -73,10 +75,10 @@ def main():
     scenarios = sys.argv[3].split()
     traffic = [s for s in scenarios if s != "conns"]
     if traffic:
-        print("| scenario | server | delivered/s (per round) | vs wsrelay | loss | p50 ms | p99 ms "
-              "| p99.9 ms | server CPU | server CPU-s / M deliveries | swarm CPU "
-              "| waiting for a CPU (server / swarm) |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| scenario | server | delivered/s (per round) | vs wsrelay | loss | p50 ms "
+              "| p99 ms (per round) | p99.9 ms | swarm send lag p99 ms | server CPU "
+              "| server CPU-s / M deliveries | swarm CPU | waiting for a CPU (server / swarm) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for scenario in traffic:
             base_runs = load(results, scenario, "wsrelay")
             base = mean([r["delivered_per_s"] for r in base_runs])

@@ -113,7 +113,7 @@ pub struct Config {
     pub mesh_inbox_len_max: usize,
     /// Resolution of the timer wheel.
     pub timer_tick: Duration,
-    /// Time every delivery into the relay-latency histogram (one clock read per `writev` and
+    /// Time every delivery into the relay-latency histogram (one clock read per `sendmsg` and
     /// one histogram record per outbox entry). On by default; off only to measure its cost.
     pub latency_metrics: bool,
     /// How often loops hand metrics snapshots to the exporter.

@@ -10,7 +10,7 @@
 //! channels it owns (a stable hash of the name picks the owner), its timer wheel and its
 //! metrics. Loops talk only through bounded crossbeam queues plus a `mio::Waker`. A publish is
 //! numbered and encoded once by the channel's owner; the same bytes (`bytes::Bytes`) reach
-//! every subscriber's outbox and leave with one `writev` per connection per turn.
+//! every subscriber's outbox and leave with one `sendmsg` per connection per turn.
 //!
 //! ## Code map
 //!

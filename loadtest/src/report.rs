@@ -227,7 +227,7 @@ impl Report {
         }
         if let Some(l) = self.server_latency {
             line(format!(
-                "  relay says   read → writev p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} µs ({} deliveries, whole run; the rest of end-to-end is kernel, network and the swarm)",
+                "  relay says   read → write p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} µs ({} deliveries, whole run; the rest of end-to-end is kernel, network and the swarm)",
                 l.p50_ns as f64 / 1e3, l.p99_ns as f64 / 1e3, l.p999_ns as f64 / 1e3,
                 l.max_ns as f64 / 1e3, l.count
             ));

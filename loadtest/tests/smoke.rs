@@ -38,6 +38,8 @@ fn assert_exact_delivery(report: &Report, audience: u64) {
     assert_eq!(s.reordered, 0);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.latency_ns.len(), s.received_window);
+    // Every measured publish reports how late it left the swarm.
+    assert_eq!(s.send_lag_ns.len(), s.sent_window);
 }
 
 #[test]

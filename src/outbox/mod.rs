@@ -1,7 +1,7 @@
 //! The bounded per-connection queue of outgoing frames, with a control lane.
 //!
 //! Owns: the frames queued for one connection's socket and the byte counts of each lane.
-//! May not touch: sockets (the runtime gathers `io_slices` and reports what `writev` wrote
+//! May not touch: sockets (the runtime gathers `io_slices` and reports what `sendmsg` wrote
 //! with `advance`), the clock, or any other connection.
 //!
 //! Lanes, in write order:
@@ -67,7 +67,7 @@ struct Entry {
     count: u32,
 }
 
-/// The most slices gathered for one `writev`. Linux's IOV_MAX is 1024; 64 frames of typical
+/// The most slices gathered for one `sendmsg`. Linux's IOV_MAX is 1024; 64 frames of typical
 /// relay size already exceed a socket buffer, so more would only cost gather time.
 pub const IO_SLICES_MAX: usize = 64;
 
@@ -369,7 +369,7 @@ impl Entry {
 pub(crate) mod tests {
     use super::*;
 
-    /// The bytes the next `writev` would send (test helper shared with `conflate`).
+    /// The bytes the next `sendmsg` would send (test helper shared with `conflate`).
     pub(crate) fn gather(o: &Outbox) -> Vec<u8> {
         let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
         let n = o.io_slices(&mut slices);

@@ -4,7 +4,7 @@
 //!
 //! The path of one publish (see ARCHITECTURE.md): read loop → owner loop (numbers the run,
 //! encodes it once, `publish.rs`) → every interested loop (one mesh message each) → each
-//! subscriber's outbox (a `Bytes` handle clone of the whole run, no copy) → `writev`.
+//! subscriber's outbox (a `Bytes` handle clone of the whole run, no copy) → `sendmsg`.
 
 use std::sync::Arc;
 
