@@ -93,6 +93,10 @@ pub struct Common {
     /// Event loops of the in-process relay (without --url).
     #[arg(long, default_value_t = 1)]
     pub relay_loops: usize,
+    /// Connections per source address before the next one (127.0.0.2, 127.0.0.3, …) is used
+    /// (default: the ephemeral ports of `ip_local_port_range` minus 1,000, about 27,000).
+    #[arg(long)]
+    pub ports_per_source: Option<usize>,
 }
 
 impl Default for Common {
@@ -106,6 +110,7 @@ impl Default for Common {
             ramp: 5000.0,
             setup_timeout: Duration::from_secs(60),
             relay_loops: 1,
+            ports_per_source: None,
         }
     }
 }
@@ -324,6 +329,7 @@ fn options(
         url: common.url.clone(),
         allow_remote: common.allow_remote,
         relay_loops: common.relay_loops,
+        ports_per_source: common.ports_per_source,
         server_pid: common.server_pid,
         setup_timeout: common.setup_timeout,
         drain_max: drain,

@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub allow_remote: bool,
     /// Event loops of the in-process relay.
     pub relay_loops: usize,
+    /// Connections per source address (`None`: from `ip_local_port_range`).
+    pub ports_per_source: Option<usize>,
     /// The server's pid, for its CPU and memory.
     pub server_pid: Option<u32>,
     /// Setup timeout.
@@ -168,7 +170,10 @@ fn coordinate(
     target: Target,
     probe: ServerProbe,
 ) -> Result<Report, RunError> {
-    let ports = ports_per_source();
+    let ports = options
+        .ports_per_source
+        .unwrap_or_else(ports_per_source)
+        .max(1);
     let total_conns = options.plan.conns.len();
     let shared = Arc::new(Shared {
         plan: options.plan.clone(),

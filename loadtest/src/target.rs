@@ -89,6 +89,10 @@ impl Target {
     }
 }
 
+/// 127.0.0.2 ..= 127.0.0.254: connections beyond these sources' ports fail to connect (and are
+/// counted as such).
+const SOURCE_ADDRESSES_MAX: usize = 253;
+
 /// Source addresses for `connections` connections to `target`: one address while the ports of
 /// one suffice, then 127.0.0.2, 127.0.0.3, … (loopback IPv4 targets only: elsewhere the host
 /// has one address and the kernel picks it).
@@ -99,7 +103,7 @@ pub fn source_addresses(
 ) -> Vec<IpAddr> {
     let needed = connections.div_ceil(ports_per_source.max(1)).max(1);
     match target.ip() {
-        IpAddr::V4(ip) if ip.is_loopback() && needed > 1 => (0..needed)
+        IpAddr::V4(ip) if ip.is_loopback() && needed > 1 => (0..needed.min(SOURCE_ADDRESSES_MAX))
             .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + k as u8)))
             .collect(),
         _ => Vec::new(),
@@ -161,5 +165,8 @@ mod tests {
         assert_eq!(sources.len(), 4);
         assert_eq!(sources[0], "127.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(sources[3], "127.0.0.5".parse::<IpAddr>().unwrap());
+        let sources = source_addresses(target, 1_000_000, 1_000);
+        assert_eq!(sources.len(), SOURCE_ADDRESSES_MAX);
+        assert_eq!(sources[252], "127.0.0.254".parse::<IpAddr>().unwrap());
     }
 }

@@ -138,3 +138,40 @@ fn churn_opens_and_closes_while_fanout_flows() {
     assert!(echoed <= report.stats.churn_closed);
     assert!(report.stats.churn_closed <= report.stats.churn_opened);
 }
+
+/// Connections beyond one source address's ports come from 127.0.0.2, 127.0.0.3, …: a relay
+/// that admits 20 connections per client IP takes all 60 when the swarm spreads them over
+/// sources of 20, and refuses 40 of the same 60 from one source (which shows the limit is on).
+#[test]
+fn connections_beyond_one_source_use_further_loopback_addresses() {
+    let mut config = wsrelay::Config::loopback_for_tests(1);
+    config.connections_per_ip_max = 20;
+    let relay = wsrelay::Server::start(config).expect("relay starts");
+    let url = format!("ws://{}/", relay.local_addr());
+    let conns = |extra: &[&str]| {
+        let mut args = vec![
+            "conns",
+            "--url",
+            &url,
+            "--connections",
+            "60",
+            "--hold",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        run_args(&args)
+    };
+
+    let spread = conns(&["--ports-per-source", "20"]);
+    assert_eq!(spread.stats.conns_ready, 60, "{}", spread.to_text());
+    assert_eq!(spread.stats.conns_failed, 0, "{}", spread.to_text());
+
+    let one_source = conns(&[]);
+    assert_eq!(one_source.stats.conns_ready, 20, "{}", one_source.to_text());
+    assert_eq!(
+        one_source.stats.conns_failed,
+        40,
+        "{}",
+        one_source.to_text()
+    );
+}
