@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wsrelay::{Config, Server, ServerHandle};
 
 use crate::driver::{Control, Driver, Settings, Shared};
@@ -308,10 +309,10 @@ fn drain(shared: &Shared, drain_max: Duration, progress: &mut ProgressLine) -> f
     (sys::now_ns() - started) as f64 / 1e9
 }
 
-/// A `\r` progress line on stderr, drawn only on a terminal, at most every 250 ms.
+/// The live progress line (indicatif, on stderr; hidden when stderr is not a terminal or with
+/// `--json`), redrawn at most every 250 ms from the drivers' shared counters.
 struct ProgressLine {
-    enabled: bool,
-    scenario: String,
+    bar: Option<ProgressBar>,
     last_draw_ns: u64,
     last_received: u64,
     last_sent: u64,
@@ -321,9 +322,17 @@ impl ProgressLine {
     const INTERVAL_NS: u64 = 250_000_000;
 
     fn new(enabled: bool, scenario: &str) -> Self {
+        let bar = (enabled && sys::stderr_is_tty()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{prefix}] {elapsed} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(scenario.to_string());
+            bar
+        });
         Self {
-            enabled: enabled && sys::stderr_is_tty(),
-            scenario: scenario.to_string(),
+            bar,
             last_draw_ns: sys::now_ns(),
             last_received: 0,
             last_sent: 0,
@@ -332,31 +341,34 @@ impl ProgressLine {
 
     fn draw(&mut self, shared: &Shared, stage: &str) {
         let now = sys::now_ns();
-        if !self.enabled || now < self.last_draw_ns + Self::INTERVAL_NS {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        if now < self.last_draw_ns + Self::INTERVAL_NS {
             return;
         }
         let p = &shared.control.progress;
         let received = p.received_total.load(Ordering::Relaxed);
         let sent = p.sent_total.load(Ordering::Relaxed);
         let elapsed_s = (now - self.last_draw_ns) as f64 / 1e9;
-        eprint!(
-            "\r\x1b[2K[{}] {stage}: ready {}/{} failed {} | sent {:.0}/s | delivered {:.0}/s | due-received {}",
-            self.scenario,
+        bar.set_message(format!(
+            "{stage}: ready {}/{} failed {} | sent {:.0}/s | delivered {:.0}/s | due-received {}",
             p.conns_ready.load(Ordering::Relaxed),
             shared.plan.conns.len(),
             p.conns_failed.load(Ordering::Relaxed),
             (sent - self.last_sent) as f64 / elapsed_s,
             (received - self.last_received) as f64 / elapsed_s,
             p.due_total.load(Ordering::Relaxed).saturating_sub(received),
-        );
+        ));
+        bar.tick();
         self.last_draw_ns = now;
         self.last_received = received;
         self.last_sent = sent;
     }
 
     fn finish(&self) {
-        if self.enabled {
-            eprint!("\r\x1b[2K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
