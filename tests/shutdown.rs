@@ -25,10 +25,11 @@ impl Drop for Relay {
 
 /// Starts the `wsrelay` binary on a free loopback port and returns it with its address,
 /// read from the start-up line.
-fn spawn_binary() -> (Relay, SocketAddr, BufReader<std::process::ChildStderr>) {
+fn spawn_binary(extra: &[&str]) -> (Relay, SocketAddr, BufReader<std::process::ChildStderr>) {
     let mut relay = Relay(
         Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -50,16 +51,12 @@ fn spawn_binary() -> (Relay, SocketAddr, BufReader<std::process::ChildStderr>) {
 
 #[test]
 fn sigterm_closes_every_client_with_1001_and_exits_0() {
-    let (mut child, addr, mut stderr) = spawn_binary();
+    let (mut child, addr, mut stderr) = spawn_binary(&[]);
     let mut clients: Vec<Raw> = (0..6).map(|_| Raw::upgraded(addr, "/")).collect();
     for c in clients.iter_mut() {
         assert_eq!(c.read_json()["type"], "connected");
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
+    sigterm(&child);
     for c in clients.iter_mut() {
         assert_eq!(c.read_close_code(), Some(1001));
         // Answer the close like a well-behaved client.
@@ -74,6 +71,47 @@ fn sigterm_closes_every_client_with_1001_and_exits_0() {
         rest.contains("6 connections closed"),
         "summary line: {rest}"
     );
+}
+
+/// Sends SIGTERM to the relay process this test started (by its PID).
+fn sigterm(relay: &Relay) {
+    let status = Command::new("kill")
+        .args(["-TERM", &relay.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_status_1() {
+    // A 10-minute grace and close timeout, and a client that never answers our close: only
+    // the second signal can end the process before they are over.
+    let (mut child, addr, _stderr) =
+        spawn_binary(&["--shutdown-grace", "600000", "--close-timeout", "600000"]);
+    let mut client = Raw::upgraded(addr, "/");
+    assert_eq!(client.read_json()["type"], "connected");
+    sigterm(&child);
+    assert_eq!(client.read_close_code(), Some(1001));
+    assert_eq!(
+        child.0.try_wait().expect("try_wait"),
+        None,
+        "still in its grace"
+    );
+    sigterm(&child);
+    // Bounded wait (far below the grace): the test fails instead of hanging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after the second signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(1), "exit status {exit:?}");
+    assert!(client.reads_eof());
 }
 
 #[test]
