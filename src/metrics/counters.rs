@@ -204,7 +204,7 @@ pub mod families {
     /// batching the relay achieved.
     pub const SOCKET_SYSCALLS: Family = counter(
         "wsrelay_socket_syscalls_total",
-        "Socket reads and vectored writes that moved bytes, by direction.",
+        "Socket reads and writes that moved bytes, by direction.",
         Some("direction"),
     );
 }
@@ -376,7 +376,7 @@ define_counters! {
     LoopTurns => LOOP_TURNS,
     /// A read from a client socket returned bytes.
     SocketReads => SOCKET_SYSCALLS ["read"],
-    /// A vectored write to a client socket took bytes.
+    /// A write (`sendmsg`) to a client socket took bytes.
     SocketWrites => SOCKET_SYSCALLS ["write"],
 }
 

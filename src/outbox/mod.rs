@@ -147,22 +147,12 @@ impl Outbox {
 
     /// Queues a reply that must keep its place among deliveries (`unsubscribed`, `gap`).
     pub fn push_ordered_control(&mut self, bytes: Bytes) -> SendStatus {
-        if let Some(status) = self.refuse_control(bytes.len()) {
-            return status;
-        }
-        self.control_bytes += bytes.len();
-        self.data.push_back(Entry::control(bytes));
-        SendStatus::Queued
+        self.queue_control(bytes, true)
     }
 
     /// Queues a reply that may overtake queued deliveries (`error`, `subscribed`, `pong`).
     pub fn push_control(&mut self, bytes: Bytes) -> SendStatus {
-        if let Some(status) = self.refuse_control(bytes.len()) {
-            return status;
-        }
-        self.control_bytes += bytes.len();
-        self.control.push_back(Entry::control(bytes));
-        SendStatus::Queued
+        self.queue_control(bytes, false)
     }
 
     /// Queues bytes that must go out before anything else and survive `close_now`: the 101
@@ -335,14 +325,23 @@ impl Outbox {
         }
     }
 
-    fn refuse_control(&self, len: usize) -> Option<SendStatus> {
+    /// Queues a control frame against the control budget: among the deliveries (`ordered`)
+    /// or in the control lane that overtakes them.
+    fn queue_control(&mut self, bytes: Bytes, ordered: bool) -> SendStatus {
         if self.closed {
-            Some(SendStatus::Closed)
-        } else if self.control_bytes + len > self.control_bytes_max {
-            Some(SendStatus::Full)
-        } else {
-            None
+            return SendStatus::Closed;
         }
+        if self.control_bytes + bytes.len() > self.control_bytes_max {
+            return SendStatus::Full;
+        }
+        self.control_bytes += bytes.len();
+        let lane = if ordered {
+            &mut self.data
+        } else {
+            &mut self.control
+        };
+        lane.push_back(Entry::control(bytes));
+        SendStatus::Queued
     }
 }
 
