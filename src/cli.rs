@@ -5,10 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use wsrelay::auth::{AuthConfig, ChannelPattern, Verifier};
 use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
+
+/// The library's defaults: every flag's default is read from here, so the two cannot drift
+/// (a test below checks that no flags at all give exactly `Config::default()`).
+static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
+
+/// A duration as the whole milliseconds the flags take.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// wsrelay: a WebSocket pub/sub relay.
 #[derive(Debug, Parser)]
@@ -49,31 +58,31 @@ pub struct ServeArgs {
     #[arg(long, env = "WS_THREADS")]
     threads: Option<usize>,
     /// Largest message in bytes; larger ones close the connection with 1009.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = DEFAULTS.message_bytes_max)]
     max_message_size: usize,
     /// Longest channel name in bytes (1-255).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULTS.channel_bytes_max)]
     max_channel_length: usize,
     /// Server ping after this many ms of silence (0: no heartbeat).
-    #[arg(long, env = "WS_HEARTBEAT_INTERVAL", default_value_t = 30_000)]
+    #[arg(long, env = "WS_HEARTBEAT_INTERVAL", default_value_t = ms(DEFAULTS.heartbeat_interval))]
     heartbeat_interval: u64,
     /// Terminate a pinged connection that sends nothing for this many ms.
-    #[arg(long, env = "WS_HEARTBEAT_TIMEOUT", default_value_t = 10_000)]
+    #[arg(long, env = "WS_HEARTBEAT_TIMEOUT", default_value_t = ms(DEFAULTS.heartbeat_timeout))]
     heartbeat_timeout: u64,
     /// Time to complete the HTTP upgrade, ms (slowloris defence).
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = ms(DEFAULTS.handshake_timeout))]
     handshake_timeout: u64,
     /// Time the peer has to answer our close frame, ms.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = ms(DEFAULTS.close_timeout))]
     close_timeout: u64,
     /// Close connections silent for this many ms (0: off).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ms(DEFAULTS.idle_timeout))]
     idle_timeout: u64,
     /// On SIGINT/SIGTERM, wait this many ms for close replies.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = ms(DEFAULTS.shutdown_grace))]
     shutdown_grace: u64,
     /// Spread shutdown closes (code 4200) over this many ms (0: all at once with 1001).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ms(DEFAULTS.drain_over))]
     drain_over: u64,
     /// Serve /echo (conformance endpoint).
     #[arg(long)]
@@ -82,43 +91,46 @@ pub struct ServeArgs {
     #[arg(long = "protocol")]
     protocols: Vec<String>,
     /// Bytes of deliveries queued per connection before the slow-consumer policy acts.
-    #[arg(long, default_value_t = 4 << 20)]
+    #[arg(long, default_value_t = DEFAULTS.outbox_bytes_max)]
     max_queued_bytes: usize,
     /// Slow-consumer policy: close (4100), drop (gap notice), conflate (latest per channel/key).
-    #[arg(long, default_value = "close", value_parser = parse_policy)]
+    #[arg(long, default_value = DEFAULTS.slow_consumer.as_str(), value_parser = parse_policy)]
     slow_consumer: SlowConsumerPolicy,
     /// Per-channel policy, PATTERN=POLICY (repeatable, first match wins), e.g. 'md.*=conflate'.
     #[arg(long = "slow-consumer-for", value_parser = parse_policy_rule)]
     slow_consumer_rules: Vec<(ChannelPattern, SlowConsumerPolicy)>,
     /// Messages retained per channel for recovery with `since` (0: off).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.history_size)]
     history_size: usize,
     /// Age limit of retained messages, ms (0: none).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ms(DEFAULTS.history_ttl))]
     history_ttl: u64,
+    /// Bytes of retained history in the whole process; beyond it the oldest are evicted.
+    #[arg(long, default_value_t = DEFAULTS.history_bytes_max)]
+    history_max_bytes: usize,
     /// Send each new subscriber the channel's latest message.
     #[arg(long)]
     last_value: bool,
     /// Connections per process; beyond it the handshake gets 503.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = DEFAULTS.connections_max)]
     max_connections: usize,
     /// Open connections from one source IP (0: unlimited); over it: 503.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = DEFAULTS.connections_per_ip_max)]
     max_connections_per_ip: usize,
     /// New connections per second, whole process (0: unlimited); over it: 503 + Retry-After.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = DEFAULTS.connect_rate_per_s)]
     connect_rate: u64,
     /// New connections per second from one source IP (0: unlimited).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = DEFAULTS.connect_rate_per_ip_per_s)]
     connect_rate_per_ip: u64,
     /// Allowed Origin header value (repeatable; none given: any origin). Others get 403.
     #[arg(long = "allowed-origin")]
     allowed_origins: Vec<String>,
     /// Data messages per second per connection (0: unlimited); over it: error, then 4101.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.messages_per_s_max)]
     max_messages_per_second: u64,
     /// Subscriptions per connection.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = DEFAULTS.subscriptions_per_connection_max)]
     max_subscriptions: usize,
     /// Serve /metrics, /stats, /healthz on this address instead of the relay port.
     #[arg(long)]
@@ -127,10 +139,10 @@ pub struct ServeArgs {
     #[arg(long)]
     no_latency_metrics: bool,
     /// Metrics snapshot interval, ms.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = ms(DEFAULTS.metrics_interval))]
     metrics_interval: u64,
     /// Listen backlog.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = DEFAULTS.backlog)]
     backlog: u32,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = parse_log_format)]
@@ -151,7 +163,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     auth_leeway: u64,
     /// Time to send `{"type":"auth"}`, ms.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = ms(DEFAULTS.auth_timeout))]
     auth_timeout: u64,
     /// Also accept `?token=` in the URL (less safe: URLs end up in logs).
     #[arg(long)]
@@ -229,6 +241,7 @@ impl ServeArgs {
             slow_consumer_rules: self.slow_consumer_rules.clone(),
             history_size: self.history_size,
             history_ttl: ms(self.history_ttl),
+            history_bytes_max: self.history_max_bytes,
             last_value: self.last_value,
             connections_max: self.max_connections,
             subscriptions_per_connection_max: self.max_subscriptions,
@@ -246,5 +259,45 @@ impl ServeArgs {
             messages_per_s_max: self.max_messages_per_second,
             ..defaults
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        cli.into_serve()
+            .to_config()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn no_flags_give_exactly_the_library_defaults() {
+        assert_eq!(
+            format!("{:?}", parse(&["wsrelay"])),
+            format!("{:?}", Config::default())
+        );
+        assert_eq!(
+            format!("{:?}", parse(&["wsrelay", "serve"])),
+            format!("{:?}", Config::default())
+        );
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let c = parse(&[
+            "wsrelay",
+            "--max-message-size",
+            "2048",
+            "--history-max-bytes",
+            "1048576",
+            "--heartbeat-interval",
+            "1500",
+        ]);
+        assert_eq!(c.message_bytes_max, 2048);
+        assert_eq!(c.history_bytes_max, 1 << 20);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(1500));
     }
 }

@@ -103,14 +103,33 @@ pub struct Config {
     pub history_size: usize,
     /// Retention time of history entries (zero: kept until pushed out by `history_size`).
     pub history_ttl: Duration,
+    /// Bytes of retained history in the whole process (each loop keeps 1/N of it); beyond it
+    /// the oldest retained messages of any channel are evicted first, and counted. Default
+    /// 256 MiB: history can never grow with the number of channels until memory runs out.
+    pub history_bytes_max: usize,
     /// Send a channel's latest message to each new subscriber.
     pub last_value: bool,
     /// Connections per process; beyond it the handshake gets 503.
     pub connections_max: usize,
     /// Subscriptions one connection may hold.
     pub subscriptions_per_connection_max: usize,
-    /// Length (messages) of each loop's inbox from other loops.
+    /// Length (messages) of each loop's inbox from other loops; also the bound of each per-peer
+    /// overflow queue and of the subscribe requests one loop has in flight to the others.
     pub mesh_inbox_len_max: usize,
+    /// Messages from other loops handled per turn before sockets get their turn again
+    /// (fairness between the mesh and the sockets).
+    pub inbox_msgs_per_turn_max: usize,
+    /// Publishes one loop queues before numbering them as runs (a forced flush beyond it:
+    /// bounds the queue and the size of one run).
+    pub publish_queue_len_max: usize,
+    /// Bytes of channel names and contents one loop queues before a forced flush.
+    pub publish_queue_bytes_max: usize,
+    /// Channels one loop keeps for their history or last value while nobody subscribes;
+    /// beyond it the longest idle is forgotten (a new epoch if it comes back).
+    pub idle_channels_max: usize,
+    /// Per-IP connect-rate buckets one loop keeps; when full, idle buckets are dropped first
+    /// and a new source beyond it is refused as over its rate.
+    pub ip_buckets_max: usize,
     /// Resolution of the timer wheel.
     pub timer_tick: Duration,
     /// Time every delivery into the relay-latency histogram (one clock read per `sendmsg` and
@@ -167,10 +186,16 @@ impl Default for Config {
             slow_consumer_rules: Vec::new(),
             history_size: 0,
             history_ttl: Duration::ZERO,
+            history_bytes_max: 256 << 20,
             last_value: false,
             connections_max: 1_000_000,
             subscriptions_per_connection_max: 1024,
             mesh_inbox_len_max: 65_536,
+            inbox_msgs_per_turn_max: 4096,
+            publish_queue_len_max: 1024,
+            publish_queue_bytes_max: 1 << 20,
+            idle_channels_max: 100_000,
+            ip_buckets_max: 65_536,
             timer_tick: Duration::from_millis(10),
             metrics_interval: Duration::from_secs(1),
             latency_metrics: true,
@@ -188,6 +213,25 @@ impl Default for Config {
     }
 }
 
+/// The longest duration any setting may have: 30 days. Keeps every `now + duration` in
+/// nanoseconds (u64: 584 years) far from overflowing.
+pub const DURATION_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most messages `history_size` may retain per channel.
+pub const HISTORY_SIZE_MAX: usize = 1_000_000;
+/// Upper bound of what a delivery adds to its message: the frame header (at most 14 bytes),
+/// `{"type":"message","channel":…,"content":…,"seq":…,"from":…}` with a channel of at most 255
+/// bytes and a `from` of at most 256 bytes, both JSON-escaped (at most 6 bytes per byte).
+pub const DELIVERY_ENVELOPE_BYTES_MAX: usize = 4096;
+/// Largest byte budget of a queue or of the history: 16 GiB.
+pub const QUEUE_BYTES_MAX: usize = 16 << 30;
+
+fn check(ok: bool, message: &str) -> Result<(), ConfigError> {
+    match ok {
+        true => Ok(()),
+        false => Err(ConfigError(message.to_string())),
+    }
+}
+
 /// A configuration value that cannot work, found at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -201,40 +245,130 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Checks the cross-field rules once, at start-up (tungstenite's `assert_valid` idea).
+    /// Checks every rule once, at start-up (tungstenite's `assert_valid` idea): ranges of each
+    /// value, and combinations that could not work. Durations are capped at `DURATION_MAX` so
+    /// that no `now + duration` in nanoseconds can overflow.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |m: &str| Err(ConfigError(m.to_string()));
-        if self.loops == 0 || self.loops > 64 {
-            return fail("threads must be 1..=64 (loops are tracked in a 64-bit interest mask)");
+        self.validate_sizes()?;
+        self.validate_durations()?;
+        self.validate_combinations()
+    }
+
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=64).contains(&self.loops),
+            "threads must be 1..=64 (loops are tracked in a 64-bit interest mask)",
+        )?;
+        check(
+            (125..=1 << 30).contains(&self.message_bytes_max),
+            "max-message-size must be 125 bytes ..= 1 GiB",
+        )?;
+        check(
+            (1..=255).contains(&self.channel_bytes_max),
+            "max-channel-length must be 1..=255 (binary frames carry it in one byte)",
+        )?;
+        check(
+            (1024..=QUEUE_BYTES_MAX).contains(&self.outbox_bytes_max),
+            "max-queued-bytes must be 1024 ..= 16 GiB",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.control_bytes_max),
+            "control budget must be 1024 bytes ..= 1 GiB",
+        )?;
+        check(
+            self.history_size <= HISTORY_SIZE_MAX,
+            "history-size must be at most 1,000,000 messages per channel",
+        )?;
+        check(
+            (1 << 20..=QUEUE_BYTES_MAX).contains(&self.history_bytes_max),
+            "history-max-bytes must be 1 MiB ..= 16 GiB",
+        )?;
+        check(
+            (16..=1 << 24).contains(&self.mesh_inbox_len_max),
+            "mesh inbox must hold 16 ..= 16,777,216 messages",
+        )?;
+        check(
+            self.subscriptions_per_connection_max >= 1,
+            "max-subscriptions must be at least 1",
+        )?;
+        check(
+            self.connections_max >= 1,
+            "max-connections must be at least 1",
+        )?;
+        check(
+            self.inbox_msgs_per_turn_max >= 1
+                && self.publish_queue_len_max >= 1
+                && self.publish_queue_bytes_max >= 1
+                && self.idle_channels_max >= 1
+                && self.ip_buckets_max >= 1,
+            "per-loop caps (inbox per turn, publish queue, idle channels, IP buckets) must be >= 1",
+        )
+    }
+
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let named = [
+            ("heartbeat-interval", self.heartbeat_interval),
+            ("heartbeat-timeout", self.heartbeat_timeout),
+            ("handshake-timeout", self.handshake_timeout),
+            ("close-timeout", self.close_timeout),
+            ("idle-timeout", self.idle_timeout),
+            ("shutdown-grace", self.shutdown_grace),
+            ("drain-over", self.drain_over),
+            ("history-ttl", self.history_ttl),
+            ("auth-timeout", self.auth_timeout),
+            ("metrics-interval", self.metrics_interval),
+        ];
+        for (name, value) in named {
+            if value > DURATION_MAX {
+                return Err(ConfigError(format!(
+                    "{name} must be at most 30 days ({} ms)",
+                    DURATION_MAX.as_millis()
+                )));
+            }
         }
-        if self.message_bytes_max < 125 || self.message_bytes_max > (1 << 30) {
-            return fail("max-message-size must be 125 bytes ..= 1 GiB");
+        let at_least_1ms = [
+            ("handshake-timeout", self.handshake_timeout),
+            ("close-timeout", self.close_timeout),
+            ("auth-timeout", self.auth_timeout),
+        ];
+        for (name, value) in at_least_1ms {
+            if value < Duration::from_millis(1) {
+                return Err(ConfigError(format!("{name} must be at least 1 ms")));
+            }
         }
-        if self.channel_bytes_max == 0 || self.channel_bytes_max > 255 {
-            return fail("max-channel-length must be 1..=255 (binary frames carry it in one byte)");
-        }
-        if self.outbox_bytes_max < 1024 {
-            return fail("max-queued-bytes must be at least 1024");
-        }
-        if self.control_bytes_max < 1024 {
-            return fail("control budget must be at least 1024 bytes");
-        }
-        if !self.heartbeat_interval.is_zero() && self.heartbeat_timeout.is_zero() {
-            return fail("heartbeat-timeout must be > 0 when the heartbeat is on");
-        }
-        if self.timer_tick.is_zero() || self.timer_tick > Duration::from_secs(1) {
-            return fail("timer tick must be 1 ns ..= 1 s");
-        }
-        if self.metrics_interval < Duration::from_millis(10) {
-            return fail("metrics interval must be at least 10 ms");
-        }
-        if self.mesh_inbox_len_max < 16 {
-            return fail("mesh inbox must hold at least 16 messages");
-        }
-        if self.subscriptions_per_connection_max == 0 {
-            return fail("max-subscriptions must be at least 1");
+        check(
+            self.heartbeat_interval.is_zero() || !self.heartbeat_timeout.is_zero(),
+            "heartbeat-timeout must be > 0 when the heartbeat is on",
+        )?;
+        check(
+            !self.timer_tick.is_zero() && self.timer_tick <= Duration::from_secs(1),
+            "timer tick must be 1 ns ..= 1 s",
+        )?;
+        check(
+            self.metrics_interval >= Duration::from_millis(10),
+            "metrics interval must be at least 10 ms",
+        )
+    }
+
+    fn validate_combinations(&self) -> Result<(), ConfigError> {
+        let needed = self.outbox_bytes_needed();
+        if self.outbox_bytes_max < needed {
+            return Err(ConfigError(format!(
+                "max-queued-bytes ({}) cannot hold one max-message-size message ({} bytes) with \
+                 its envelope ({DELIVERY_ENVELOPE_BYTES_MAX} bytes): a message the relay \
+                 accepts could never be delivered; set --max-queued-bytes to at least {needed} \
+                 or lower --max-message-size",
+                self.outbox_bytes_max, self.message_bytes_max
+            )));
         }
         Ok(())
+    }
+
+    /// The smallest outbox that holds one delivery of the largest accepted message: the
+    /// message, its JSON envelope and its frame header. (Replies and notices have their own
+    /// control budget.)
+    pub fn outbox_bytes_needed(&self) -> usize {
+        self.message_bytes_max + DELIVERY_ENVELOPE_BYTES_MAX
     }
 
     /// The slow-consumer policy of `channel`: the first matching rule, else the default.
@@ -268,6 +402,55 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_outbox_smaller_than_one_delivery_of_the_largest_message_is_rejected() {
+        let mut c = Config {
+            message_bytes_max: 64 << 20,
+            ..Config::default()
+        };
+        let err = c.validate().map_err(|e| e.0).err().unwrap_or_default();
+        assert!(
+            err.contains("--max-queued-bytes to at least 67112960"),
+            "{err}"
+        );
+        c.outbox_bytes_max = (64 << 20) + 4096 - 1;
+        assert!(c.validate().is_err());
+        c.outbox_bytes_max += 1;
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn durations_past_the_maximum_are_rejected() {
+        let too_long = DURATION_MAX + Duration::from_millis(1);
+        let cases: [fn(&mut Config, Duration); 4] = [
+            |c, d| c.heartbeat_interval = d,
+            |c, d| c.idle_timeout = d,
+            |c, d| c.history_ttl = d,
+            |c, d| c.close_timeout = d,
+        ];
+        for set in cases {
+            let mut c = Config::default();
+            set(&mut c, too_long);
+            assert!(c.validate().is_err());
+            set(&mut c, DURATION_MAX);
+            assert_eq!(c.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn history_size_and_budget_are_bounded() {
+        let c = Config {
+            history_size: HISTORY_SIZE_MAX + 1,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            history_bytes_max: 1000,
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //! - A published frame is encoded once; fan-out clones a `Bytes` handle.
 //! - A channel's `seq` is assigned only by its owner loop.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod auth;

@@ -1,8 +1,11 @@
 //! The `wsrelay` binary: parse flags, start the relay, wait for SIGINT/SIGTERM, shut down
 //! gracefully (a second signal exits at once), print a one-line summary.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,6 +22,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Values that cannot work are a usage error, like a bad flag (clap's status 2).
+    if let Err(e) = config.validate() {
+        eprintln!("wsrelay: {e}");
+        return ExitCode::from(2);
+    }
     init_logging(config.log_format);
     install_panic_policy();
     match run(config) {
@@ -73,8 +81,11 @@ fn run(config: Config) -> std::io::Result<()> {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a terminal: a log file or journald gets plain text.
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -146,6 +146,8 @@ fn policy_config(policy: SlowConsumerPolicy) -> Config {
     Config {
         slow_consumer: policy,
         outbox_bytes_max: 64 * 1024,
+        // The outbox must hold one delivery of the largest message (config validation).
+        message_bytes_max: 16 * 1024,
         // The stalled subscriber reads only after the flood: keep its close frame waiting.
         close_timeout: Duration::from_secs(60),
         ..Config::loopback_for_tests(2)
@@ -253,6 +255,34 @@ fn drop_policy_tells_the_gap_before_the_next_delivery_and_bounds_memory() {
     assert!(
         tracker.gaps > 0 && tracker.delivered < FLOOD_MESSAGES + 1,
         "drops happened"
+    );
+}
+
+#[test]
+fn drop_policy_tells_a_drained_subscriber_of_its_gap_without_more_traffic() {
+    let _serial = flood_guard();
+    let server = common::start(policy_config(SlowConsumerPolicy::Drop));
+    let addr = server.local_addr();
+    let mut slow = stalled_subscriber(addr, "quiet");
+    let mut fast = Client::connect(addr);
+    fast.subscribe("quiet");
+    flood(addr, "quiet", &mut fast);
+    // Nothing is published any more: the channel is quiet. The stalled subscriber now reads,
+    // and must learn of the dropped tail once it has drained its queue, not when (if ever)
+    // the next message comes. Every read waits at most READ_TIMEOUT: a missing notice fails.
+    let mut tracker = GapTracker::default();
+    while tracker.expected <= FLOOD_MESSAGES {
+        tracker.see(&slow.read_json());
+    }
+    assert_eq!(
+        tracker.expected,
+        FLOOD_MESSAGES + 1,
+        "every seq delivered or reported"
+    );
+    assert!(tracker.gaps > 0, "the tail was dropped and reported");
+    assert!(
+        slow.read_frame_within(Duration::from_millis(300)).is_none(),
+        "nothing after the last notice"
     );
 }
 

@@ -77,8 +77,8 @@ pub mod families {
     /// accept(2) failures (EMFILE and friends).
     pub const ACCEPT_ERRORS: Family = counter(
         "wsrelay_accept_errors_total",
-        "accept(2) calls that failed (file descriptor or buffer exhaustion).",
-        None,
+        "accept(2) calls that failed, by reason (descriptor or kernel memory exhaustion).",
+        Some("reason"),
     );
     /// Connections closed, by reason.
     pub const CONNECTIONS_CLOSED: Family = counter(
@@ -200,6 +200,12 @@ pub mod families {
         "Event loop iterations (poll returns).",
         None,
     );
+    /// Retained messages evicted for the history byte budget.
+    pub const HISTORY_EVICTED: Family = counter(
+        "wsrelay_history_evicted_total",
+        "Retained history messages evicted, oldest first, to stay within --history-max-bytes.",
+        None,
+    );
     /// Socket system calls that moved bytes, by direction: deliveries per write is the
     /// batching the relay achieved.
     pub const SOCKET_SYSCALLS: Family = counter(
@@ -282,10 +288,21 @@ define_counters! {
     ClosedServerFull => CONNECTIONS_CLOSED ["server_full"],
     /// A plain HTTP request (metrics, refusal) was answered and the connection closed.
     ClosedHttpDone => CONNECTIONS_CLOSED ["http_done"],
+    /// Closed with 1008: pings arrived faster than their pongs could be written.
+    ClosedPingFlood => CONNECTIONS_CLOSED ["ping_flood"],
+    /// Accepted at the file-descriptor limit with the reserve descriptor, answered 503 and
+    /// closed so that the listen backlog drains.
+    ClosedDescriptorLimit => CONNECTIONS_CLOSED ["descriptor_limit"],
     /// Upgrades completed.
     HandshakesCompleted => HANDSHAKES_COMPLETED,
-    /// accept(2) failures.
-    AcceptErrors => ACCEPT_ERRORS,
+    /// accept(2) failed with EMFILE: the process's descriptor limit.
+    AcceptErrorsEmfile => ACCEPT_ERRORS ["emfile"],
+    /// accept(2) failed with ENFILE: the system's descriptor limit.
+    AcceptErrorsEnfile => ACCEPT_ERRORS ["enfile"],
+    /// accept(2) failed with ENOBUFS or ENOMEM: kernel memory.
+    AcceptErrorsNoMemory => ACCEPT_ERRORS ["no_memory"],
+    /// accept(2) failed otherwise (e.g. ECONNABORTED).
+    AcceptErrorsOther => ACCEPT_ERRORS ["other"],
     /// Handshake answered `400 Bad Request` (RFC 6455 §4.2.1 requirements not met).
     HandshakeRejected400 => HANDSHAKES_REJECTED ["400"],
     /// 401: the `token` query parameter did not verify.
@@ -374,6 +391,8 @@ define_counters! {
     HeartbeatPingsSent => HEARTBEAT_PINGS_SENT,
     /// One event-loop iteration.
     LoopTurns => LOOP_TURNS,
+    /// A retained message was evicted for the history byte budget.
+    HistoryEvicted => HISTORY_EVICTED,
     /// A read from a client socket returned bytes.
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.
@@ -591,7 +610,7 @@ mod tests {
             assert!(family.name.ends_with("_total"), "{}", family.name);
             assert_eq!(family.label_key.is_some(), c.label_value().is_some());
         }
-        assert_eq!(Counter::COUNT, 66);
+        assert_eq!(Counter::COUNT, 72);
     }
 
     #[test]
@@ -608,7 +627,7 @@ mod tests {
             assert!(!seen_series.contains(&series), "{series:?} twice");
             seen_series.push(series);
         }
-        assert_eq!(seen_families.len(), 20);
+        assert_eq!(seen_families.len(), 21);
     }
 
     #[test]

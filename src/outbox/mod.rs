@@ -7,18 +7,20 @@
 //! Lanes, in write order:
 //! 1. the frame already partly written (a frame is never interleaved with another, RFC 6455
 //!    §5.4: frames of different messages must not be mixed on the wire);
-//! 2. the pending pong (at most one: RFC 6455 §5.5.3 lets an endpoint answer only the most
-//!    recent ping, so a ping flood cannot grow the queue);
-//! 3. the control lane (error, subscribed, pong replies to `{"type":"ping"}`): jumps ahead of
-//!    queued data so that a congested but alive connection still hears its replies;
-//! 4. the data lane: deliveries, plus "ordered control" frames (`unsubscribed`, `gap`) that must
+//! 2. the control lane (pong frames, one per ping and in order; error, subscribed, pong replies
+//!    to `{"type":"ping"}`): jumps ahead of queued data so that a congested but alive
+//!    connection still hears its replies. RFC 6455 §5.5.3 would allow answering only the most
+//!    recent ping, but strict peers and conformance suites expect one pong per ping with its
+//!    payload, so each ping gets its own, bounded by the control budget;
+//! 3. the data lane: deliveries, plus "ordered control" frames (`unsubscribed`, `gap`) that must
 //!    keep their place among deliveries but are never dropped by the data policy;
-//! 5. the final close frame, written last; after it nothing is accepted.
+//! 4. the final close frame, written last; after it nothing is accepted.
 //!
 //! Budgets: data frames are limited by `data_bytes_max`; when a push would exceed it the
-//! caller gets `SendStatus::Full` and applies the slow-consumer policy. Control frames (lanes 2-4
+//! caller gets `SendStatus::Full` and applies the slow-consumer policy. Control frames (lanes 2-3
 //! of control kind) are limited by `control_bytes_max`; a client that never reads its replies
-//! exhausts it, and the caller closes the connection (`SendStatus::Full` again).
+//! (or floods pings) exhausts it, and the caller closes the connection (`SendStatus::Full`
+//! again).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -75,7 +77,6 @@ pub const IO_SLICES_MAX: usize = 64;
 #[derive(Debug)]
 pub struct Outbox {
     head: Option<Entry>,
-    pong: Option<Bytes>,
     control: VecDeque<Entry>,
     data: VecDeque<Entry>,
     close: Option<Bytes>,
@@ -95,7 +96,6 @@ impl Outbox {
     pub fn new(data_bytes_max: usize, control_bytes_max: usize) -> Self {
         Outbox {
             head: None,
-            pong: None,
             control: VecDeque::new(),
             data: VecDeque::new(),
             close: None,
@@ -167,17 +167,11 @@ impl Outbox {
         SendStatus::Queued
     }
 
-    /// Queues the pong frame, replacing an unsent one (RFC 6455 §5.5.3).
+    /// Queues the pong answering one ping (RFC 6455 §5.5.3), in the control lane after the
+    /// pongs already queued: one pong per ping, in order. `Full` when the control budget is
+    /// used up (a ping flood): the caller closes the connection instead of coalescing.
     pub fn push_pong(&mut self, bytes: Bytes) -> SendStatus {
-        if self.closed {
-            return SendStatus::Closed;
-        }
-        if let Some(old) = self.pong.take() {
-            self.control_bytes -= old.len();
-        }
-        self.control_bytes += bytes.len();
-        self.pong = Some(bytes);
-        SendStatus::Queued
+        self.queue_control(bytes, false)
     }
 
     /// Queues the close frame after everything already queued (graceful: shutdown, drain).
@@ -202,7 +196,6 @@ impl Outbox {
         self.data.clear();
         self.conflation = None;
         self.control.clear();
-        self.pong = None;
         self.data_bytes = 0;
         self.control_bytes = 0;
         self.closed = false;
@@ -218,7 +211,6 @@ impl Outbox {
     /// True when nothing at all is waiting to be written.
     pub fn is_empty(&self) -> bool {
         self.head.is_none()
-            && self.pong.is_none()
             && self.control.is_empty()
             && self.data.is_empty()
             && self.close.is_none()
@@ -250,9 +242,6 @@ impl Outbox {
         };
         if let Some(h) = &self.head {
             put(&h.bytes);
-        }
-        if let Some(p) = &self.pong {
-            put(p);
         }
         self.control
             .iter()
@@ -292,10 +281,6 @@ impl Outbox {
     fn take_next(&mut self) -> Option<Entry> {
         if let Some(h) = self.head.take() {
             return Some(h);
-        }
-        if let Some(p) = self.pong.take() {
-            self.control_bytes -= p.len();
-            return Some(Entry::control(p));
         }
         if let Some(c) = self.control.pop_front() {
             self.control_bytes -= c.bytes.len();
@@ -385,8 +370,8 @@ pub(crate) mod tests {
         let mut o = Outbox::new(1024, 1024);
         o.push_data(b("AAAA"), 1);
         o.advance(2, &mut |_, _, _| {});
-        o.push_control(b("c"));
         o.push_pong(b("p"));
+        o.push_control(b("c"));
         o.push_data(b("BB"), 2);
         assert_eq!(gather(&o), b"AApcBB");
     }
@@ -411,14 +396,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn only_the_latest_pong_is_kept() {
-        let mut o = Outbox::new(16, 16);
-        for _ in 0..100 {
-            o.push_pong(b("pp"));
-        }
-        assert_eq!(o.queued_bytes(), 2);
-        o.push_pong(b("qq"));
-        assert_eq!(gather(&o), b"qq");
+    fn every_pong_is_kept_in_order_until_the_control_budget_is_used() {
+        let mut o = Outbox::new(16, 6);
+        assert_eq!(o.push_pong(b("p1")), SendStatus::Queued);
+        assert_eq!(o.push_pong(b("p2")), SendStatus::Queued);
+        assert_eq!(o.push_pong(b("p3")), SendStatus::Queued);
+        assert_eq!(o.push_pong(b("p4")), SendStatus::Full);
+        assert_eq!(gather(&o), b"p1p2p3");
+        assert_eq!(o.queued_bytes(), 6);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! A ring of at most `size_max` frames, each with its `seq` and the time it was published;
 //! entries older than the TTL are pruned when the channel is touched. Frames are the encoded
-//! `PreparedFrame`s themselves (shared `Bytes`), so retaining costs no copy.
+//! `PreparedFrame`s themselves (shared `Bytes`), so retaining costs no copy. It counts the bytes
+//! of the frames it holds, so that the owner can keep all channels within one byte budget
+//! (`registry.rs`, `budget.rs`); every removal reports what it freed.
 
 use std::collections::VecDeque;
 
@@ -16,33 +18,84 @@ struct Retained {
     frame: PreparedFrame,
 }
 
-/// Bounded history of one channel. Invariant: seqs are consecutive, oldest first.
+/// Bounded history of one channel. Invariant: seqs are consecutive, oldest first; `bytes` is
+/// the sum of the retained frames' lengths.
 #[derive(Debug, Default)]
 pub struct History {
     ring: VecDeque<Retained>,
+    bytes: usize,
+}
+
+/// What a removal freed: messages and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Messages removed.
+    pub messages: usize,
+    /// Bytes of their frames.
+    pub bytes: usize,
+}
+
+impl Freed {
+    fn add(&mut self, bytes: usize) {
+        self.messages += 1;
+        self.bytes += bytes;
+    }
 }
 
 impl History {
-    /// Appends the newest message, pushing out the oldest beyond `size_max`.
-    pub fn push(&mut self, seq: u64, at_ns: u64, frame: PreparedFrame, size_max: usize) {
+    /// Appends the newest message, pushing out the oldest beyond `size_max`. Returns what was
+    /// pushed out.
+    pub fn push(&mut self, seq: u64, at_ns: u64, frame: PreparedFrame, size_max: usize) -> Freed {
+        let mut freed = Freed::default();
         if size_max == 0 {
-            return;
+            return freed;
         }
         debug_assert!(self.ring.back().is_none_or(|r| r.seq + 1 == seq));
         while self.ring.len() >= size_max {
-            self.ring.pop_front();
+            match self.pop_oldest() {
+                Some(bytes) => freed.add(bytes),
+                None => break,
+            }
         }
+        self.bytes += frame.bytes().len();
         self.ring.push_back(Retained { seq, at_ns, frame });
+        freed
     }
 
-    /// Drops entries published before `now_ns - ttl_ns` (ttl 0: keep).
-    pub fn prune(&mut self, now_ns: u64, ttl_ns: u64) {
+    /// Drops entries published before `now_ns - ttl_ns` (ttl 0: keep). Returns what it freed.
+    pub fn prune(&mut self, now_ns: u64, ttl_ns: u64) -> Freed {
+        let mut freed = Freed::default();
         if ttl_ns == 0 {
-            return;
+            return freed;
         }
         let cutoff = now_ns.saturating_sub(ttl_ns);
         while self.ring.front().is_some_and(|r| r.at_ns < cutoff) {
-            self.ring.pop_front();
+            match self.pop_oldest() {
+                Some(bytes) => freed.add(bytes),
+                None => break,
+            }
+        }
+        freed
+    }
+
+    /// The seq of the oldest retained message.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.ring.front().map(|r| r.seq)
+    }
+
+    /// Removes the oldest retained message; returns its frame's length.
+    pub fn pop_oldest(&mut self) -> Option<usize> {
+        let r = self.ring.pop_front()?;
+        let len = r.frame.bytes().len();
+        self.bytes -= len;
+        Some(len)
+    }
+
+    /// What the whole history holds (what dropping it frees).
+    pub fn held(&self) -> Freed {
+        Freed {
+            messages: self.ring.len(),
+            bytes: self.bytes,
         }
     }
 
@@ -92,6 +145,43 @@ mod tests {
             h.push(s, s * 10, frame(s), size_max);
         }
         h
+    }
+
+    #[test]
+    fn bytes_follow_every_push_and_removal() {
+        let mut h = filled(3, 5); // keeps 3, 4, 5: frames of 2 + 1 bytes each
+        assert_eq!(
+            h.held(),
+            Freed {
+                messages: 3,
+                bytes: 9
+            }
+        );
+        let freed = h.push(6, 60, frame(1000), 3);
+        assert_eq!(
+            freed,
+            Freed {
+                messages: 1,
+                bytes: 3
+            }
+        );
+        assert_eq!(
+            h.held(),
+            Freed {
+                messages: 3,
+                bytes: 12
+            }
+        );
+        assert_eq!(h.oldest_seq(), Some(4));
+        assert_eq!(h.pop_oldest(), Some(3));
+        assert_eq!(
+            h.prune(1000, 1),
+            Freed {
+                messages: 2,
+                bytes: 9
+            }
+        );
+        assert_eq!(h.held(), Freed::default());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `history`: the bounded ring of retained frames of one channel.
 //! - `local`: the subscriber side (`LocalIndex`): channel → connections on this loop.
 
+pub mod budget;
 pub mod history;
 pub mod local;
 pub mod registry;

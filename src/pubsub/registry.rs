@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::conn_id::LoopId;
 use crate::hash::FxHashMap;
 use crate::proto::frame::PreparedFrame;
+use crate::pubsub::budget::HistoryBudget;
 use crate::pubsub::history::History;
 
 /// What each owned channel retains.
@@ -29,6 +30,8 @@ pub struct RetentionConfig {
     pub last_value: bool,
     /// Channels kept for their retention while nobody subscribes.
     pub idle_channels_max: usize,
+    /// Bytes of history this loop retains over all its channels (oldest evicted first).
+    pub history_bytes_max: usize,
 }
 
 impl RetentionConfig {
@@ -83,6 +86,7 @@ pub struct ChannelRegistry {
     channels: FxHashMap<Arc<str>, ChannelState>,
     idle: VecDeque<Arc<str>>,
     retention: RetentionConfig,
+    budget: HistoryBudget,
     epoch_prefix: String,
     epochs_made_total: u64,
 }
@@ -95,6 +99,7 @@ impl ChannelRegistry {
             channels: FxHashMap::default(),
             idle: VecDeque::new(),
             retention,
+            budget: HistoryBudget::new(retention.history_bytes_max),
             epoch_prefix,
             epochs_made_total: 0,
         }
@@ -112,7 +117,9 @@ impl ChannelRegistry {
         let retention = self.retention;
         let state = self.state_mut(channel);
         state.interest |= 1u64 << from_loop;
-        state.history.prune(now_ns, retention.history_ttl_ns);
+        let freed = state.history.prune(now_ns, retention.history_ttl_ns);
+        self.budget.released(freed);
+        let state = self.state_mut(channel);
         let (recovered, replay) = match since {
             Some(s) => recover(state, s),
             None => (None, state.last.iter().cloned().collect()),
@@ -137,7 +144,7 @@ impl ChannelRegistry {
         if self.retention.retains() {
             self.park_idle(channel);
         } else {
-            self.channels.remove(channel);
+            self.remove(channel);
         }
     }
 
@@ -154,7 +161,9 @@ impl ChannelRegistry {
             self.park_idle(channel);
         }
         let state = self.channels.get_mut(channel)?;
-        state.history.prune(now_ns, retention.history_ttl_ns);
+        let freed = state.history.prune(now_ns, retention.history_ttl_ns);
+        self.budget.released(freed);
+        let state = self.channels.get_mut(channel)?;
         let first_seq = state.seq + 1;
         state.seq += count;
         Some(Reserved {
@@ -169,28 +178,81 @@ impl ChannelRegistry {
     }
 
     /// Keeps the encoded frames of a reserved run (oldest first, seqs from `first_seq`) in the
-    /// history ring and as the last value.
+    /// history ring and as the last value, then evicts the oldest history of any channel while
+    /// the loop's history is over its byte budget. Returns how many messages that evicted.
     pub fn retain(
         &mut self,
         channel: &str,
         first_seq: u64,
         frames: impl Iterator<Item = PreparedFrame>,
         now_ns: u64,
-    ) {
+    ) -> u64 {
         let retention = self.retention;
+        let Some(key) = self.channels.get_key_value(channel).map(|(k, _)| k.clone()) else {
+            return 0;
+        };
         let Some(state) = self.channels.get_mut(channel) else {
-            return;
+            return 0;
         };
         for (i, frame) in frames.enumerate() {
             if retention.history_size > 0 {
                 let seq = first_seq + i as u64;
-                state
+                let len = frame.bytes().len();
+                let freed = state
                     .history
                     .push(seq, now_ns, frame.clone(), retention.history_size);
+                self.budget.released(freed);
+                self.budget.retained(key.clone(), seq, len);
             }
             if retention.last_value {
                 state.last = Some(frame);
             }
+        }
+        self.enforce_budget()
+    }
+
+    /// Evicts the oldest retained messages, whatever their channel, until the history is
+    /// within its byte budget. Returns how many it evicted.
+    fn enforce_budget(&mut self) -> u64 {
+        let before = self.budget.evicted_total();
+        while self.budget.over() {
+            let Some((channel, seq)) = self.budget.pop_oldest() else {
+                break;
+            };
+            let Some(state) = self.channels.get_mut(&channel) else {
+                continue; // Stale: the channel was dropped (its bytes were released then).
+            };
+            if state.history.oldest_seq() != Some(seq) {
+                continue; // Stale: already removed by the channel's size or TTL limit.
+            }
+            if let Some(len) = state.history.pop_oldest() {
+                self.budget.evicted(len);
+            }
+        }
+        let channels = &self.channels;
+        self.budget.compact(|channel, seq| {
+            channels
+                .get(channel)
+                .and_then(|s| s.history.oldest_seq())
+                .is_some_and(|oldest| seq >= oldest)
+        });
+        self.budget.evicted_total() - before
+    }
+
+    /// Messages evicted so far to keep the history within its byte budget.
+    pub fn history_evicted_total(&self) -> u64 {
+        self.budget.evicted_total()
+    }
+
+    /// Bytes of history retained now.
+    pub fn history_bytes(&self) -> usize {
+        self.budget.bytes()
+    }
+
+    /// Drops a channel's state, releasing its history from the budget.
+    fn remove(&mut self, channel: &str) {
+        if let Some(state) = self.channels.remove(channel) {
+            self.budget.released(state.history.held());
         }
     }
 
@@ -235,7 +297,7 @@ impl ChannelRegistry {
                 break;
             };
             if self.channels.get(&old).is_some_and(|s| s.interest == 0) {
-                self.channels.remove(&old);
+                self.remove(&old);
             }
         }
     }
@@ -265,6 +327,7 @@ mod tests {
             history_ttl_ns: 0,
             last_value,
             idle_channels_max: 2,
+            history_bytes_max: usize::MAX,
         }
     }
 
@@ -282,6 +345,69 @@ mod tests {
             0,
         );
         Some(reserved)
+    }
+
+    /// Publishes `n` messages of 2 + 1 frame bytes ("1".."9") to `channel`.
+    fn publish_n(r: &mut ChannelRegistry, channel: &str, n: u64) -> u64 {
+        (0..n)
+            .map(|_| {
+                let reserved = r.reserve(channel, 1, 0).map_or(0, |x| x.first_seq);
+                let frame = PreparedFrame::new(OpCode::Text, b"x");
+                r.retain(channel, reserved, std::iter::once(frame), 0)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_oldest_history_of_any_channel() {
+        let mut config = retention(100, false);
+        config.history_bytes_max = 30; // ten 3-byte frames
+        let mut r = ChannelRegistry::new(config, "t".into());
+        let ea = r.subscribe("a", 0, None, 0).epoch;
+        r.subscribe("b", 0, None, 0);
+        assert_eq!(publish_n(&mut r, "a", 6), 0);
+        assert_eq!(publish_n(&mut r, "b", 4), 0);
+        assert_eq!(r.history_bytes(), 30);
+        // Three more on b push out a's three oldest (seqs 1-3), not b's.
+        assert_eq!(publish_n(&mut r, "b", 3), 3);
+        assert_eq!((r.history_bytes(), r.history_evicted_total()), (30, 3));
+        let from = |seq| Since {
+            seq,
+            epoch: Some(&*ea),
+        };
+        let lost = r.subscribe("a", 0, Some(from(2)), 0);
+        assert_eq!((lost.recovered, lost.replay.len()), (Some(false), 0));
+        let kept = r.subscribe("a", 0, Some(from(3)), 0);
+        assert_eq!((kept.recovered, kept.replay.len()), (Some(true), 3));
+    }
+
+    #[test]
+    fn the_budget_order_stays_bounded_when_channels_evict_by_size() {
+        let mut config = retention(2, false);
+        config.history_bytes_max = 1 << 30;
+        let mut r = ChannelRegistry::new(config, "t".into());
+        r.subscribe("a", 0, None, 0);
+        publish_n(&mut r, "a", 10_000);
+        assert_eq!(r.history_bytes(), 6);
+        assert!(
+            r.budget.order_len() <= 2 * 2 + 1024 + 1,
+            "{}",
+            r.budget.order_len()
+        );
+    }
+
+    #[test]
+    fn a_dropped_channel_releases_its_history_bytes() {
+        let mut r = ChannelRegistry::new(retention(10, false), "t".into());
+        r.subscribe("a", 0, None, 0);
+        publish_n(&mut r, "a", 4);
+        assert_eq!(r.history_bytes(), 12);
+        r.uninterest("a", 0);
+        for c in ["b", "c", "d"] {
+            r.subscribe(c, 0, None, 0);
+            r.uninterest(c, 0); // parks idle: the two-channel cap evicts "a"
+        }
+        assert_eq!(r.history_bytes(), 0);
     }
 
     #[test]

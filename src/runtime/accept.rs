@@ -1,7 +1,9 @@
 //! Accept phase: take every pending connection from this loop's listeners (edge-triggered:
-//! until `WouldBlock`), set TCP_NODELAY, register it and arm its handshake timeout.
+//! until `WouldBlock`), set TCP_NODELAY, register it and arm its handshake timeout. At the
+//! descriptor limit, waiting clients are answered 503 with the reserve descriptor, or the
+//! listeners are retried later (`accept_guard.rs`).
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
@@ -13,6 +15,7 @@ use crate::metrics::Counter;
 use crate::outbox::Outbox;
 use crate::proto::decoder::{Decoder, DecoderLimits, Role};
 use crate::rate::TokenBucket;
+use crate::runtime::accept_guard::AcceptFailure;
 use crate::runtime::conn::{AuthState, Conn, Endpoint, Liveness, Phase};
 use crate::runtime::event_loop::EventLoop;
 
@@ -34,24 +37,77 @@ impl EventLoop {
     }
 
     fn accept_one(&mut self, metrics: bool) -> Option<(TcpStream, IpAddr)> {
-        let listener = if metrics {
-            self.metrics_listener.as_ref()
-        } else {
-            self.listener.as_ref()
-        }?;
         loop {
+            let listener = self.listener_of(metrics)?;
             match listener.accept() {
                 Ok((stream, addr)) => return Some((stream, addr.ip())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_guard.on_backlog_empty();
+                    return None;
+                }
                 Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: the connection stays in the backlog; say so once
-                    // per burst and try again on the next readiness event.
-                    tracing::warn!(loop_id = self.id, error = %e, "accept failed");
-                    self.metrics.inc(Counter::AcceptErrors);
+                    let failure = AcceptFailure::of(&e);
+                    self.metrics.inc(failure.counter());
+                    self.warn_refused("accept_failed", &format!("accept failed: {e}"));
+                    if failure.is_descriptor_limit() && self.accept_guard.release_reserve() {
+                        // One descriptor is free now: answer one waiting client and go on.
+                        // (At the limit `accept` fails even on an empty backlog: stop there.)
+                        let shed = self.shed_one(metrics);
+                        self.accept_guard.restore_reserve();
+                        match shed {
+                            Shed::Answered => continue,
+                            Shed::BacklogEmpty => {
+                                self.accept_guard.on_backlog_empty();
+                                return None;
+                            }
+                            Shed::Failed => {}
+                        }
+                    }
+                    // The connection stays in the backlog, and edge-triggered readiness will not
+                    // report it again: try again from the poll timeout.
+                    self.accept_guard.schedule_retry(self.now_ns);
                     return None;
                 }
             }
+        }
+    }
+
+    fn listener_of(&self, metrics: bool) -> Option<&mio::net::TcpListener> {
+        match metrics {
+            true => self.metrics_listener.as_ref(),
+            false => self.listener.as_ref(),
+        }
+    }
+
+    /// At the descriptor limit, with the reserve descriptor released: accepts one waiting
+    /// connection, answers `503` with `Retry-After`, and closes it, so the backlog drains and the
+    /// client learns to come back instead of hanging (RFC 9110 §15.6.4).
+    fn shed_one(&mut self, metrics: bool) -> Shed {
+        let Some(listener) = self.listener_of(metrics) else {
+            return Shed::BacklogEmpty;
+        };
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Shed::BacklogEmpty,
+            Err(_) => return Shed::Failed,
+        };
+        // Read what the client already sent, so that closing does not reset the connection and
+        // discard the answer; then answer and close. Best effort: the socket is new and empty.
+        let mut request = [0u8; 1024];
+        let _ = (&stream).read(&mut request);
+        let _ = (&stream).write_all(self.accept_guard.response());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        self.metrics.inc(Counter::HandshakeRejected503);
+        self.metrics.inc(Counter::ClosedDescriptorLimit);
+        Shed::Answered
+    }
+
+    /// Tries the listeners again after an accept failure, once the retry delay has passed.
+    pub(super) fn retry_accept_if_due(&mut self) {
+        if self.accept_guard.take_due(self.now_ns) {
+            self.accept_relay();
+            self.accept_metrics();
         }
     }
 
@@ -123,4 +179,14 @@ impl EventLoop {
         self.rearm(id);
         Some(id)
     }
+}
+
+/// What `shed_one` did with the reserve descriptor.
+enum Shed {
+    /// A waiting client was answered 503 and closed.
+    Answered,
+    /// Nobody was waiting.
+    BacklogEmpty,
+    /// The accept failed again (another thread took the descriptor).
+    Failed,
 }

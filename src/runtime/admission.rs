@@ -5,7 +5,7 @@
 //!
 //! Rates are token buckets per loop, each with a 1/N share of the configured rate (connections
 //! are spread over the loops by the kernel, so the sum is the configured rate). The per-IP
-//! bucket table is bounded (`IP_BUCKETS_MAX`); when full, idle (full) buckets are dropped
+//! bucket table is bounded (`Config::ip_buckets_max`); when full, idle (full) buckets are dropped
 //! first. Open connections per IP are counted process-wide in one map behind a mutex that is
 //! touched once per accepted and once per closed connection, never per message.
 
@@ -21,9 +21,6 @@ use crate::rate::TokenBucket;
 use crate::runtime::conn::CloseReason;
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
-
-/// Most per-IP connect-rate buckets one loop keeps.
-pub(super) const IP_BUCKETS_MAX: usize = 65_536;
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +56,11 @@ impl EventLoop {
         if per_ip_rate == 0 {
             return None;
         }
-        if self.ip_buckets.len() >= IP_BUCKETS_MAX && !self.ip_buckets.contains_key(&ip) {
+        let buckets_max = self.shared.config.ip_buckets_max;
+        if self.ip_buckets.len() >= buckets_max && !self.ip_buckets.contains_key(&ip) {
             self.ip_buckets.retain(|_, b| !b.is_full(now_ns));
         }
-        if self.ip_buckets.len() >= IP_BUCKETS_MAX && !self.ip_buckets.contains_key(&ip) {
+        if self.ip_buckets.len() >= buckets_max && !self.ip_buckets.contains_key(&ip) {
             // Table full of active sources: treat the newcomer as over its rate.
             return Some(Refusal::RateLimited { retry_after_s: 1 });
         }

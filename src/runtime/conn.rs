@@ -55,6 +55,8 @@ pub enum CloseReason {
     ServerFull,
     /// An HTTP request (not a WebSocket) was answered.
     HttpDone,
+    /// More pings than the control budget holds pongs for (1008).
+    PingFlood,
 }
 
 impl CloseReason {
@@ -78,6 +80,7 @@ impl CloseReason {
             Self::PeerReset => Counter::ClosedPeerReset,
             Self::ServerFull => Counter::ClosedServerFull,
             Self::HttpDone => Counter::ClosedHttpDone,
+            Self::PingFlood => Counter::ClosedPingFlood,
         }
     }
 
@@ -101,6 +104,7 @@ impl CloseReason {
             Self::PeerReset => "peer_reset",
             Self::ServerFull => "server_full",
             Self::HttpDone => "http_done",
+            Self::PingFlood => "ping_flood",
         }
     }
 }
@@ -146,9 +150,18 @@ pub struct Subscription {
     /// Epoch of the channel's numbering, from the owner's answer.
     pub epoch: Arc<str>,
     /// Seqs skipped for this connection and not told yet.
-    pub gap: Option<SeqGap>,
+    pub gap: Option<PendingGap>,
     /// Under `conflate`: the range of the last conflated gap notice queued.
     pub conflated_gap: Option<SeqGap>,
+}
+
+/// Seqs a subscriber skipped and has not been told of yet.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingGap {
+    /// The skipped seqs (a range: later skips widen it).
+    pub range: SeqGap,
+    /// Tell it in binary (the skipped deliveries were binary frames) rather than JSON.
+    pub binary: bool,
 }
 
 /// Liveness state.
@@ -204,7 +217,8 @@ pub struct Conn {
     pub close_received: bool,
     /// True once the peer's FIN was read.
     pub peer_fin: bool,
-    /// Some subscription has a gap not told yet (checked before each delivery).
+    /// Some subscription has a gap not told yet (told before its next delivery, or as soon as
+    /// the outbox has drained, whichever comes first).
     pub gaps_pending: bool,
     /// The upgrade completed (counted in the `connections_open` gauge until reaped).
     pub upgraded: bool,

@@ -18,8 +18,8 @@ use crate::outbox::SendStatus;
 use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::pubsub::local::SeqGap;
 use crate::pubsub::Since;
-use crate::runtime::conn::Conn;
-use crate::runtime::event_loop::{EventLoop, INBOX_MSGS_PER_TURN_MAX};
+use crate::runtime::conn::{Conn, PendingGap};
+use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
 
 /// A run of consecutive messages of one channel, numbered from `first_seq` and encoded once,
@@ -89,7 +89,7 @@ impl EventLoop {
             .local
             .note_seqs(channel, batch.first_seq, batch.last_seq())
         {
-            self.note_gap_for_all(channel, gap);
+            self.note_gap_for_all(channel, gap, batch.is_binary());
         }
         let me = self.id;
         // This loop's publishers in the run (usually none or one), found once per run rather
@@ -117,7 +117,11 @@ impl EventLoop {
             };
             let own = local_origins.contains(&cid);
             let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
-            let queued = if own || conflate {
+            // A run that does not fit as a whole goes message by message: what fits is queued
+            // and only the rest meets the slow-consumer policy (a run is an optimisation and
+            // must not change what a subscriber receives).
+            let split = !conn.outbox.data_fits(batch.bytes.len());
+            let queued = if own || conflate || split {
                 push_one_by_one(conn, batch, me, conflate, &mut self.overflowed)
             } else {
                 push_run(conn, batch, &mut self.overflowed)
@@ -152,7 +156,7 @@ impl EventLoop {
                 (Overflow::Data, SlowConsumerPolicy::Drop | SlowConsumerPolicy::Conflate) => {
                     self.metrics
                         .add(Counter::DropSlowConsumer, gap.to - gap.from + 1);
-                    self.note_gap(cid, &batch.channel, gap);
+                    self.note_gap(cid, &batch.channel, gap, batch.is_binary());
                 }
             }
         }
@@ -187,7 +191,7 @@ impl EventLoop {
     }
 
     /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped).
-    fn note_gap_for_all(&mut self, channel: &str, gap: SeqGap) {
+    fn note_gap_for_all(&mut self, channel: &str, gap: SeqGap, binary: bool) {
         self.metrics
             .add(Counter::DropMeshFull, gap.to - gap.from + 1);
         let ids: Vec<ConnId> = self
@@ -196,32 +200,35 @@ impl EventLoop {
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         for cid in ids {
-            self.note_gap(cid, channel, gap);
+            self.note_gap(cid, channel, gap, binary);
         }
     }
 
-    /// Records that `cid` skipped `gap` on `channel`; told before its next delivery there.
-    fn note_gap(&mut self, cid: ConnId, channel: &str, gap: SeqGap) {
+    /// Records that `cid` skipped `gap` on `channel`; told before its next delivery there, or
+    /// when its outbox has drained (`flush.rs`), whichever comes first.
+    fn note_gap(&mut self, cid: ConnId, channel: &str, gap: SeqGap, binary: bool) {
         let Some(conn) = self.conn_mut(cid) else {
             return;
         };
         let Some(sub) = conn.subscription_mut(channel) else {
             return;
         };
-        sub.gap = Some(match sub.gap {
+        let range = match sub.gap {
             Some(g) => SeqGap {
-                from: g.from.min(gap.from),
-                to: g.to.max(gap.to),
+                from: g.range.from.min(gap.from),
+                to: g.range.to.max(gap.to),
             },
             None => gap,
-        });
+        };
+        sub.gap = Some(PendingGap { range, binary });
         conn.gaps_pending = true;
     }
 
-    /// Handles up to `INBOX_MSGS_PER_TURN_MAX` messages from other loops.
+    /// Handles up to `Config::inbox_msgs_per_turn_max` messages from other loops.
     pub(super) fn drain_inbox(&mut self) {
+        let per_turn_max = self.shared.config.inbox_msgs_per_turn_max;
         let mut handled = 0;
-        while handled < INBOX_MSGS_PER_TURN_MAX {
+        while handled < per_turn_max {
             let Some(msg) = self.mesh.try_recv() else {
                 break;
             };
@@ -229,7 +236,7 @@ impl EventLoop {
             self.on_loop_msg(msg);
         }
         self.flush_publishes();
-        self.inbox_backlog = handled == INBOX_MSGS_PER_TURN_MAX;
+        self.inbox_backlog = handled == per_turn_max;
         self.metrics
             .add(Counter::MeshMessagesReceived, handled as u64);
     }
@@ -449,6 +456,26 @@ fn queue_gap_notice(conn: &mut Conn, channel: &str, binary: bool) -> SendStatus 
         return SendStatus::Queued;
     };
     conn.gaps_pending = conn.subscriptions.iter().any(|s| s.gap.is_some());
-    let notice = encode_gap_notice(channel, gap, binary);
+    let notice = encode_gap_notice(channel, gap.range, binary);
     conn.outbox.push_ordered_control(notice.into_bytes())
+}
+
+/// Queues every pending gap notice of `conn`, each in the encoding of the deliveries it
+/// missed: called when its outbox has drained, so that a subscriber that caught up learns of
+/// what it missed without waiting for the next message on a quiet channel. `Full` when the
+/// control budget cannot take them (the caller closes the connection).
+pub(super) fn queue_pending_gap_notices(conn: &mut Conn) -> SendStatus {
+    conn.gaps_pending = false;
+    let mut status = SendStatus::Queued;
+    for sub in &mut conn.subscriptions {
+        let Some(gap) = sub.gap.take() else {
+            continue;
+        };
+        let notice = encode_gap_notice(&sub.channel, gap.range, gap.binary);
+        match conn.outbox.push_ordered_control(notice.into_bytes()) {
+            SendStatus::Queued => {}
+            other => status = other,
+        }
+    }
+    status
 }

@@ -133,14 +133,49 @@ impl EventLoop {
         }
     }
 
-    /// RFC 6455 §5.5.2-3: a ping is answered with a pong carrying the same payload.
+    /// RFC 6455 §5.5.2-3: a ping is answered with a pong carrying the same payload, one pong
+    /// per ping. When the control budget is full (many pings in one read), the queued pongs
+    /// are written at once and the pong queued again; only a peer that does not read its
+    /// pongs (the socket is full too) is closed with 1008, rather than pongs silently
+    /// coalesced.
     pub(super) fn send_pong(&mut self, id: ConnId, payload: &[u8]) {
         let pong = PreparedFrame::new(OpCode::Pong, payload).into_bytes();
-        if let Some(conn) = self.conn_mut(id) {
-            if conn.outbox.push_pong(pong) == SendStatus::Queued {
-                self.mark_dirty(id);
-            }
+        let mut status = self.push_pong(id, pong.clone());
+        if status == SendStatus::Full {
+            self.flush(id);
+            status = self.push_pong(id, pong);
         }
+        match status {
+            SendStatus::Queued => self.mark_dirty(id),
+            SendStatus::Closed => {}
+            SendStatus::Full => self.close_ping_flood(id),
+        }
+    }
+
+    fn push_pong(&mut self, id: ConnId, pong: Bytes) -> SendStatus {
+        match self.conn_mut(id) {
+            Some(conn) => conn.outbox.push_pong(pong),
+            None => SendStatus::Closed,
+        }
+    }
+
+    /// More unanswered pings than the control budget holds: 1008 (policy violation).
+    fn close_ping_flood(&mut self, id: ConnId) {
+        self.warn_refused(
+            "ping_flood",
+            "pings faster than their pongs are read, closing",
+        );
+        if let Some(conn) = self.conn_mut(id) {
+            conn.set_close_reason(CloseReason::PingFlood);
+            // Nothing more is processed from a peer that floods: no reply is awaited.
+            conn.close_received = true;
+        }
+        self.start_close(
+            id,
+            Some(code::POLICY),
+            "too many pings",
+            CloseHow::AfterQueued,
+        );
     }
 
     /// The peer's close frame (RFC 6455 §5.5.1): echo it unless we already sent ours, then close
@@ -163,7 +198,9 @@ impl EventLoop {
     }
 
     /// A framing violation: close with the rule's code (1002, 1007 or 1009) and drop TCP once
-    /// the close frame is out (RFC 6455 §7.1.7 "Fail the WebSocket Connection").
+    /// the close frame is out (RFC 6455 §7.1.7 "Fail the WebSocket Connection"). Frames are
+    /// processed in order: what the frames before the bad one earned (echoes, replies, pongs)
+    /// is written before the close frame, as strict implementations do.
     pub(super) fn on_protocol_error(&mut self, id: ConnId, e: ProtocolError) {
         self.metrics.protocol_error(e.kind());
         self.warn_refused(e.kind(), "RFC 6455 violation, closing");
@@ -177,7 +214,7 @@ impl EventLoop {
             // No reply is awaited after a failure.
             conn.close_received = true;
         }
-        self.start_close(id, Some(e.close_code()), "", CloseHow::DiscardQueued);
+        self.start_close(id, Some(e.close_code()), "", CloseHow::AfterQueued);
     }
 
     /// Outbox over budget under the `close` policy (or replies not read): 4100.

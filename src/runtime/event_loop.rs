@@ -45,8 +45,6 @@ pub(super) const METRICS_LISTENER: Token = Token(usize::MAX - 3);
 pub(super) const READ_BYTES_PER_TURN_MAX: usize = 256 * 1024;
 /// Size of the loop's receive buffer, shared by all its connections (uSockets' idea).
 pub(super) const RECV_BUF_BYTES: usize = 64 * 1024;
-/// Mesh messages handled per turn before sockets get their turn again.
-pub(super) const INBOX_MSGS_PER_TURN_MAX: usize = 4096;
 /// At most one warning line per kind of refused input per loop in this interval.
 const WARN_INTERVAL_NS: u64 = 10_000_000_000;
 /// Readiness events taken per poll.
@@ -61,6 +59,7 @@ pub struct EventLoop {
     pub(super) poll: Poll,
     pub(super) listener: Option<mio::net::TcpListener>,
     pub(super) metrics_listener: Option<mio::net::TcpListener>,
+    pub(super) accept_guard: super::accept_guard::AcceptGuard,
     pub(super) conns: Slab<Conn>,
     /// Upgraded (WebSocket) connections not yet reaped: the `connections_open` gauge.
     pub(super) websockets_open: u64,
@@ -163,7 +162,8 @@ impl EventLoop {
             history_size: cfg.history_size,
             history_ttl_ns: cfg.history_ttl.as_nanos() as u64,
             last_value: cfg.last_value,
-            idle_channels_max: 100_000,
+            idle_channels_max: cfg.idle_channels_max,
+            history_bytes_max: cfg.history_bytes_max / cfg.loops.max(1),
         };
         let tick_ns = cfg.timer_tick.as_nanos().max(1) as u64;
         let epoch_prefix = format!("{}.{id}", shared.epoch_prefix);
@@ -172,6 +172,7 @@ impl EventLoop {
             poll,
             listener: Some(listener),
             metrics_listener,
+            accept_guard: super::accept_guard::AcceptGuard::new(),
             conns: Slab::new(),
             websockets_open: 0,
             generation: 0,
@@ -184,7 +185,10 @@ impl EventLoop {
             pending_reads: Vec::new(),
             closed: Vec::new(),
             overflowed: Vec::new(),
-            publishes: super::publish::PublishQueue::default(),
+            publishes: super::publish::PublishQueue::new(
+                cfg.publish_queue_len_max,
+                cfg.publish_queue_bytes_max,
+            ),
             local_origins: Vec::new(),
             recv_buf: vec![0; RECV_BUF_BYTES],
             commands: Some(CommandDecoder::new()),
@@ -225,6 +229,7 @@ impl EventLoop {
 
     /// The phases after readiness was taken from `poll`.
     fn turn_phases(&mut self) {
+        self.retry_accept_if_due();
         self.read_pending();
         self.drain_inbox();
         self.expire_timers();
@@ -280,6 +285,9 @@ impl EventLoop {
         }
         if self.mesh_backlog {
             deadline = deadline.min(self.now_ns + 1_000_000);
+        }
+        if let Some(t) = self.accept_guard.retry_at_ns() {
+            deadline = deadline.min(t);
         }
         let now = Clock::now_ns();
         Some(Duration::from_nanos(deadline.saturating_sub(now)))

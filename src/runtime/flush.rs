@@ -14,8 +14,9 @@ use mio::{Interest, Token};
 use crate::clock::Clock;
 use crate::conn_id::ConnId;
 use crate::metrics::{Counter, LoopMetrics};
-use crate::outbox::IO_SLICES_MAX;
+use crate::outbox::{SendStatus, IO_SLICES_MAX};
 use crate::runtime::conn::{CloseReason, Conn, Phase};
+use crate::runtime::deliver::queue_pending_gap_notices;
 use crate::runtime::event_loop::EventLoop;
 
 /// What writing one connection ended with.
@@ -29,17 +30,23 @@ enum WriteOutcome {
 }
 
 impl EventLoop {
-    /// Flushes every connection marked dirty this turn.
+    /// Flushes every connection marked dirty this turn, including those a flush itself marks
+    /// (a close queued while flushing is written in the same turn).
     pub(super) fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        for &id in &dirty {
-            self.flush(id);
+        while !dirty.is_empty() {
+            for &id in &dirty {
+                self.flush(id);
+            }
+            dirty.clear();
+            std::mem::swap(&mut dirty, &mut self.dirty);
         }
-        dirty.clear();
         self.dirty = dirty;
     }
 
-    fn flush(&mut self, id: ConnId) {
+    /// Writes `id`'s outbox now, as far as the socket takes it (also called mid-turn when a
+    /// budget is full, so that what is queued leaves before more is refused).
+    pub(super) fn flush(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
             return;
         };
@@ -48,7 +55,16 @@ impl EventLoop {
             return;
         }
         let timed = self.shared.config.latency_metrics;
-        match write_outbox(conn, &mut self.metrics, timed) {
+        let mut outcome = write_outbox(conn, &mut self.metrics, timed);
+        if matches!(outcome, WriteOutcome::Drained) && conn.gaps_pending {
+            // Caught up: tell it now what it missed, not when the next message comes (on a
+            // quiet channel that may be minutes away, and its screen would look current).
+            if queue_pending_gap_notices(conn) == SendStatus::Full {
+                return self.close_slow_consumer(id);
+            }
+            outcome = write_outbox(conn, &mut self.metrics, timed);
+        }
+        match outcome {
             WriteOutcome::Failed => {
                 conn.set_close_reason(CloseReason::IoError);
                 self.mark_closed(id);

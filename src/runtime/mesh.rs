@@ -9,6 +9,13 @@
 //!   directly while older messages wait) and is retried on the next turns. When the overflow is
 //!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`);
 //!   the receiving loop notices the seq jump and sends `gap` notices to its subscribers.
+//! - Every kind of message is bounded. Data (publish, deliver) and `Uninterest` are dropped
+//!   beyond the overflow bound (a lost `Uninterest` leaves a stale interest bit at the owner:
+//!   the loop gets deliveries for a channel nobody there reads, and ignores them, until the
+//!   channel's next unsubscribe). Subscribe requests are bounded at the source: a loop has at
+//!   most `overflow_len_max` of them in flight (beyond, the client gets an error at once), so
+//!   the owners' `Subscribed` answers, one per request, are bounded by the same number and are
+//!   never dropped (a subscriber must not wait forever for its `subscribed`).
 //! - One wake per peer per turn: peers are noted in a 64-bit mask while working and woken once
 //!   in `wake_peers` (an eventfd write costs a syscall).
 //! - Messages are data, never closures; one message per peer loop, never per subscriber.
@@ -111,6 +118,8 @@ pub struct Mesh {
     overflow: Vec<VecDeque<LoopMsg>>,
     overflow_len_max: usize,
     wake_mask: u64,
+    /// Subscribe requests sent to owners and not answered yet.
+    subscribes_in_flight: usize,
 }
 
 impl Mesh {
@@ -129,6 +138,7 @@ impl Mesh {
             overflow,
             overflow_len_max,
             wake_mask: 0,
+            subscribes_in_flight: 0,
         }
     }
 
@@ -137,9 +147,17 @@ impl Mesh {
         self.peers.len()
     }
 
+    /// True when one more subscribe request may be sent (see the module rules).
+    pub fn may_request_subscribe(&self) -> bool {
+        self.subscribes_in_flight < self.overflow_len_max
+    }
+
     /// Sends to `to` without blocking (see the module rules).
     pub fn send(&mut self, to: LoopId, msg: LoopMsg) -> MeshSend {
         debug_assert_ne!(to, self.me, "a loop does not message itself");
+        if matches!(msg, LoopMsg::Subscribe { .. }) {
+            self.subscribes_in_flight += 1;
+        }
         let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
             return MeshSend::Dropped;
         };
@@ -176,8 +194,12 @@ impl Mesh {
     }
 
     /// Takes the next message from this loop's inbox.
-    pub fn try_recv(&self) -> Option<LoopMsg> {
-        self.inbox.try_recv().ok()
+    pub fn try_recv(&mut self) -> Option<LoopMsg> {
+        let msg = self.inbox.try_recv().ok()?;
+        if matches!(msg, LoopMsg::Subscribed { .. }) {
+            self.subscribes_in_flight = self.subscribes_in_flight.saturating_sub(1);
+        }
+        Some(msg)
     }
 
     /// Messages waiting in this loop's inbox.
@@ -207,11 +229,14 @@ impl Mesh {
     }
 }
 
-/// Parks a message for a full peer. Only data (publish, deliver) is ever dropped: subscription
-/// bookkeeping is bounded by the subscription limits and must arrive, or a subscriber would wait
-/// forever for its `subscribed`.
+/// Parks a message for a full peer. Data and `Uninterest` are dropped beyond `len_max`;
+/// subscribe requests and answers are bounded by the in-flight limit instead and must arrive,
+/// or a subscriber would wait forever for its `subscribed` (see the module rules).
 fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend {
-    let droppable = matches!(msg, LoopMsg::Publish { .. } | LoopMsg::Deliver { .. });
+    let droppable = matches!(
+        msg,
+        LoopMsg::Publish { .. } | LoopMsg::Deliver { .. } | LoopMsg::Uninterest { .. }
+    );
     if droppable && queue.len() >= len_max {
         return MeshSend::Dropped;
     }

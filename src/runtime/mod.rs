@@ -7,6 +7,7 @@
 //! the metrics exporter and the loop threads, and returns a `ServerHandle`.
 
 mod accept;
+mod accept_guard;
 mod admission;
 mod authn;
 pub mod conn;

@@ -19,17 +19,13 @@ use bytes::Bytes;
 
 use crate::command as encode;
 use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::metrics::Counter;
 use crate::proto::frame::{encode_header, OpCode, CLIENT_HEADER_BYTES_MAX};
 use crate::pubsub::owner_of;
 use crate::runtime::deliver::{Batch, FrameMeta};
 use crate::runtime::dispatch::Published;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, PublishBody};
-
-/// Publishes queued before a forced flush (bounds the queue and the batch size).
-const QUEUED_PUBLISHES_MAX: usize = 1024;
-/// Bytes of queued channel names and contents before a forced flush.
-const QUEUED_BYTES_MAX: usize = 1 << 20;
 
 /// One publish waiting to be numbered with its neighbours.
 #[derive(Debug, Clone)]
@@ -43,16 +39,31 @@ struct Pending {
     read_at_ns: u64,
 }
 
-/// The loop's queue of publishes (contents copied into one arena, reused every turn).
-#[derive(Debug, Default)]
+/// The loop's queue of publishes (contents copied into one arena, reused every turn). Bounded
+/// by `Config::publish_queue_len_max` and `publish_queue_bytes_max`: beyond either, the queue
+/// is numbered and fanned out at once (a forced flush; nothing is dropped).
+#[derive(Debug)]
 pub(super) struct PublishQueue {
     arena: Vec<u8>,
     items: Vec<Pending>,
     /// Scratch for encoding one message's payload before its header is known.
     scratch: Vec<u8>,
+    len_max: usize,
+    bytes_max: usize,
 }
 
 impl PublishQueue {
+    /// An empty queue with the given forced-flush bounds.
+    pub(super) fn new(len_max: usize, bytes_max: usize) -> Self {
+        PublishQueue {
+            arena: Vec::new(),
+            items: Vec::new(),
+            scratch: Vec::new(),
+            len_max,
+            bytes_max,
+        }
+    }
+
     fn push(
         &mut self,
         channel: &str,
@@ -82,7 +93,7 @@ impl PublishQueue {
     }
 
     fn is_full(&self) -> bool {
-        self.items.len() >= QUEUED_PUBLISHES_MAX || self.arena.len() >= QUEUED_BYTES_MAX
+        self.items.len() >= self.len_max || self.arena.len() >= self.bytes_max
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
@@ -142,7 +153,9 @@ impl EventLoop {
         if self.publishes.items.is_empty() {
             return;
         }
-        let mut queue = std::mem::take(&mut self.publishes);
+        // Moved out for the flush (the handlers need the whole loop); an empty stand-in holds
+        // its place and allocates nothing.
+        let mut queue = std::mem::replace(&mut self.publishes, PublishQueue::new(0, 0));
         let mut start = 0;
         while start < queue.items.len() {
             // One allocation per run: the name is shared by the batch and the mesh messages.
@@ -206,8 +219,10 @@ impl EventLoop {
         let batch = encode_run(queue, channel, run, reserved.first_seq);
         if self.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
-            self.owned
+            let evicted = self
+                .owned
                 .retain(channel, reserved.first_seq, frames, self.now_ns);
+            self.metrics.add(Counter::HistoryEvicted, evicted);
         }
         let batch = Arc::new(batch);
         let me = 1u64 << self.id;
@@ -239,6 +254,7 @@ fn encode_run(
         arena,
         items,
         scratch,
+        ..
     } = queue;
     let mut wire = Vec::with_capacity(run.len() * (64 + channel.len()));
     let mut frames = Vec::with_capacity(run.len());

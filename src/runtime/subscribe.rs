@@ -26,6 +26,14 @@ impl EventLoop {
         since: Option<(u64, Option<Arc<str>>)>,
     ) {
         let max = self.shared.config.subscriptions_per_connection_max;
+        let owner = owner_of(channel, self.mesh.loops());
+        if owner != self.id && !self.mesh.may_request_subscribe() {
+            // Too many subscribe requests wait for other loops (a subscribe storm): refuse
+            // this one now rather than queue without bound (mesh.rs, module rules).
+            self.metrics.command_error("busy");
+            let msg = "Relay busy: too many subscriptions in progress, retry";
+            return self.reply(id, |out| encode::encode_error(out, msg));
+        }
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -48,7 +56,6 @@ impl EventLoop {
             });
         }
         self.local.begin_subscribe(channel);
-        let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
             let since = since.as_ref().map(|(seq, epoch)| Since {
                 seq: *seq,
