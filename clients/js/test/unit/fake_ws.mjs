@@ -1,0 +1,70 @@
+// A fake WebSocket for the unit tests: records what the client sends and lets a test play
+// the relay's part (open, messages, close) synchronously.
+
+export class FakeWebSocket {
+  /** Every socket created, in order. */
+  static all = [];
+
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.readyState = 0;
+    this.binaryType = 'blob';
+    this.closedWith = undefined;
+    FakeWebSocket.all.push(this);
+  }
+
+  send(data) {
+    if (this.readyState !== 1) throw new Error('send on a socket that is not open');
+    this.sent.push(data);
+  }
+
+  close(code) {
+    this.closedWith = code ?? null;
+    this.readyState = 3;
+  }
+
+  /** JSON messages sent, parsed. */
+  json() {
+    return this.sent.filter((d) => typeof d === 'string').map((d) => JSON.parse(d));
+  }
+
+  // ---- the relay's side ----
+
+  open() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+
+  recv(value) {
+    const data = typeof value === 'string' || value instanceof ArrayBuffer ? value : JSON.stringify(value);
+    this.onmessage?.({ data });
+  }
+
+  serverClose(code, reason = '') {
+    this.readyState = 3;
+    this.onclose?.({ code, reason, wasClean: code !== 1006 });
+  }
+
+  static reset() {
+    FakeWebSocket.all = [];
+  }
+
+  static last() {
+    return FakeWebSocket.all[FakeWebSocket.all.length - 1];
+  }
+}
+
+/** Lets pending promise callbacks (an async token source) run. */
+export async function settle() {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+/** Records every event of `client` as [type, detail] in order. */
+export function record(client) {
+  const events = [];
+  for (const type of ['open', 'close', 'state', 'message', 'gap', 'subscribed', 'unsubscribed', 'authenticated', 'error']) {
+    client.on(type, (detail) => events.push([type, detail]));
+  }
+  return events;
+}
