@@ -306,6 +306,10 @@ define_counters! {
     HttpStats => HTTP_REQUESTS ["stats"],
     /// `GET /healthz` served.
     HttpHealthz => HTTP_REQUESTS ["healthz"],
+    /// `GET /status` served (the live status page).
+    HttpStatus => HTTP_REQUESTS ["status"],
+    /// `GET /client.js` or `GET /client.d.ts` served (the browser client library).
+    HttpClient => HTTP_REQUESTS ["client"],
     /// Any other plain HTTP path.
     HttpNotFound => HTTP_REQUESTS ["not_found"],
     /// Text frame received (opcode 0x1).

@@ -12,8 +12,10 @@
 //!  "loops":[{"loop":0,"snapshots":4,"gauges":{...}},...],
 //!  "latency":{"relay":{"count":2,"sum_ns":13845,"p50_ns":1500,"p90_ns":12351,
 //!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...},
-//!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0}}
+//!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0},
+//!  "relay":{"version":"0.1.0","uptime_ms":5021}}
 //! ```
+//! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does).
 //! Labeled families are objects keyed by label value. Quantiles and the mean are `null` when a
 //! latency has no samples (JSON has no NaN).
 
@@ -29,17 +31,31 @@ pub const STATS_JSON_CONTENT_TYPE: &str = "application/json";
 /// JSON keys of the exported quantiles, index-aligned with `QUANTILES`.
 const QUANTILE_KEYS: [&str; 5] = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"];
 
+/// Facts about the process that are not metrics, for the `relay` member.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayInfo<'a> {
+    /// The relay's version (`CARGO_PKG_VERSION`).
+    pub version: &'a str,
+    /// Time since the process started serving, in milliseconds.
+    pub uptime_ms: u64,
+}
+
 impl Exporter {
     /// Appends the stats JSON document of the merged metrics to `out`.
     pub fn render_stats_json(&self, out: &mut String) {
-        write_stats_json(&self.view(), out);
+        write_stats_json(&self.view(), None, out);
+    }
+
+    /// Like [`Self::render_stats_json`], with the `relay` member (version, uptime).
+    pub fn render_stats_json_with(&self, relay: &RelayInfo<'_>, out: &mut String) {
+        write_stats_json(&self.view(), Some(relay), out);
     }
 }
 
-/// Appends the stats JSON document of `view` to `out`.
-pub fn write_stats_json(view: &ExportView, out: &mut String) {
+/// Appends the stats JSON document of `view` (and `relay`, if given) to `out`.
+pub fn write_stats_json(view: &ExportView, relay: Option<&RelayInfo<'_>>, out: &mut String) {
     // `fmt::Write` for `String` never fails; the Result only exists to use `write!`.
-    let _infallible = write_document(view, out);
+    let _infallible = write_document(view, relay, out);
 }
 
 /// Emits `{`, comma-separated `"key":value` members, and `}`.
@@ -74,7 +90,11 @@ impl<'a> JsonObject<'a> {
     }
 }
 
-fn write_document(view: &ExportView, out: &mut String) -> fmt::Result {
+fn write_document(
+    view: &ExportView,
+    relay: Option<&RelayInfo<'_>>,
+    out: &mut String,
+) -> fmt::Result {
     let mut doc = JsonObject::open(out);
     write_counters(view, doc.key("counters"))?;
     write_gauges(&view.gauges_total, doc.key("gauges"))?;
@@ -84,6 +104,12 @@ fn write_document(view: &ExportView, out: &mut String) -> fmt::Result {
     exporter.uint("snapshots_absorbed", view.snapshots_absorbed)?;
     exporter.uint("snapshots_rejected", view.snapshots_rejected)?;
     exporter.close();
+    if let Some(info) = relay {
+        let mut object = JsonObject::open(doc.key("relay"));
+        write_json_string(info.version, object.key("version"));
+        object.uint("uptime_ms", info.uptime_ms)?;
+        object.close();
+    }
     doc.close();
     Ok(())
 }
@@ -254,6 +280,21 @@ mod tests {
             Ok(value) => value,
             Err(e) => panic!("invalid JSON: {e}\n{text}"),
         }
+    }
+
+    #[test]
+    fn relay_member_has_version_and_uptime_only_when_given() {
+        let exporter = sample_exporter();
+        assert!(stats(&exporter).get("relay").is_none());
+        let mut text = String::new();
+        let info = RelayInfo {
+            version: "1.2.3",
+            uptime_ms: 5021,
+        };
+        exporter.render_stats_json_with(&info, &mut text);
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        let expected = serde_json::json!({"version": "1.2.3", "uptime_ms": 5021});
+        assert_eq!(value["relay"], expected);
     }
 
     #[test]
