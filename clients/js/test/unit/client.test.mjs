@@ -6,15 +6,16 @@ import { test, beforeEach, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { RelayClient, reconnectAdvice, backoffDelay, parseBinary, encodeBinaryPublish } from '../../dist/client.js';
-import { FakeWebSocket, settle, record } from './fake_ws.mjs';
+import { FakeWebSocket, FakeClock, settle, record } from './fake_ws.mjs';
 
 const URL = 'ws://127.0.0.1:1/';
 
+const clock = new FakeClock();
 beforeEach(() => {
   FakeWebSocket.reset();
-  mock.timers.enable({ apis: ['setTimeout'] });
+  clock.install();
 });
-afterEach(() => mock.timers.reset());
+afterEach(() => clock.uninstall());
 
 /** A client on the fake socket; jitter source fixed so delays are exact. */
 async function client(options = {}) {
@@ -78,7 +79,7 @@ test('unexpected closes reconnect with exponential backoff, reset after an open'
   const delays = [events.find(([t]) => t === 'close')[1].delay];
   c.on('close', (e) => delays.push(e.delay));
   for (let i = 0; i < 3; i++) {
-    mock.timers.tick(delays.at(-1));
+    clock.tick(delays.at(-1));
     await settle();
     FakeWebSocket.last().serverClose(1006);
   }
@@ -87,7 +88,7 @@ test('unexpected closes reconnect with exponential backoff, reset after an open'
   assert.deepEqual(events.find(([t]) => t === 'close')[1], {
     code: 4100, reason: 'slow consumer', wasClean: true, willReconnect: true, delay: 105,
   });
-  mock.timers.tick(805);
+  clock.tick(805);
   await settle();
   FakeWebSocket.last().open();
   assert.equal(c.attempts, 0);
@@ -102,13 +103,13 @@ test('4000-4099 stops for good; 4200-4299 reconnects at once', async () => {
   c.on('state', (e) => states.push(e.state));
   FakeWebSocket.last().open();
   FakeWebSocket.last().serverClose(4200, 'draining');
-  mock.timers.tick(0);
+  clock.tick(0);
   await settle();
   assert.equal(FakeWebSocket.all.length, 2);
   FakeWebSocket.last().open();
   FakeWebSocket.last().serverClose(4001, 'unauthorized');
   assert.equal(c.state, 'closed');
-  mock.timers.tick(3_600_000);
+  clock.tick(3_600_000);
   await settle();
   assert.equal(FakeWebSocket.all.length, 2, 'no attempt after 4001');
   assert.deepEqual(states, ['open', 'reconnecting', 'open', 'closed']);
@@ -120,7 +121,7 @@ test('gives up after `retries` consecutive failed attempts', async () => {
   c.on('close', (e) => closes.push([e.code, e.willReconnect]));
   for (let i = 0; i < 3; i++) {
     FakeWebSocket.last().serverClose(1006);
-    mock.timers.tick(10);
+    clock.tick(10);
     await settle();
   }
   assert.deepEqual(closes, [[1006, true], [1006, true], [1006, false]]);
@@ -134,7 +135,7 @@ test('the token function is called before every connect and auth goes first', as
   c.subscribe('md.a');
   FakeWebSocket.last().open();
   FakeWebSocket.last().serverClose(1006);
-  mock.timers.tick(10);
+  clock.tick(10);
   await settle();
   FakeWebSocket.last().open();
   assert.equal(calls, 2);
@@ -158,7 +159,7 @@ test('a failing token source counts as a failed attempt and is retried', async (
   });
   const events = record(c);
   assert.equal(FakeWebSocket.all.length, 0);
-  mock.timers.tick(10);
+  clock.tick(10);
   await settle();
   FakeWebSocket.last().open();
   assert.deepEqual(FakeWebSocket.last().json()[0], { type: 'auth', token: 'ok' });
@@ -179,7 +180,7 @@ test('reconnect resubscribes with the last seq and epoch; replayed duplicates ar
   ws.recv({ type: 'message', channel: 'md.a', content: { px: 1 }, from: 'x', seq: 6 });
   ws.recv({ type: 'message', channel: 'md.a', content: { px: 2 }, from: 'x', seq: 7 });
   ws.serverClose(1006);
-  mock.timers.tick(10);
+  clock.tick(10);
   await settle();
   const ws2 = FakeWebSocket.last();
   ws2.open();
@@ -202,7 +203,7 @@ test('recovered:false in the same epoch reports the skipped range as a gap', asy
   FakeWebSocket.last().open();
   FakeWebSocket.last().recv({ type: 'subscribed', channel: 'md.a', seq: 3, epoch: 'E1' });
   FakeWebSocket.last().serverClose(1006);
-  mock.timers.tick(10);
+  clock.tick(10);
   await settle();
   const events = record(c);
   FakeWebSocket.last().open();
@@ -222,7 +223,7 @@ test('a new epoch (relay restarted) restarts the numbering: seq 1 is not a dupli
   FakeWebSocket.last().open();
   FakeWebSocket.last().recv({ type: 'subscribed', channel: 'md.a', seq: 50, epoch: 'E1' });
   FakeWebSocket.last().serverClose(1006);
-  mock.timers.tick(10);
+  clock.tick(10);
   await settle();
   const events = record(c);
   FakeWebSocket.last().open();
@@ -265,14 +266,14 @@ test('heartbeat: a ping every interval; silence past the timeout drops and recon
   c.on('close', (e) => closes.push(e));
   FakeWebSocket.last().open();
   const ws = FakeWebSocket.last();
-  mock.timers.tick(1000);
+  clock.tick(1000);
   assert.deepEqual(ws.json(), [{ type: 'ping' }]);
   ws.recv({ type: 'pong' });
-  mock.timers.tick(1000);
+  clock.tick(1000);
   assert.equal(ws.json().length, 2);
-  mock.timers.tick(499);
+  clock.tick(499);
   assert.equal(c.state, 'open');
-  mock.timers.tick(1);
+  clock.tick(1);
   assert.equal(c.state, 'reconnecting');
   assert.equal(ws.readyState, 3);
   assert.deepEqual(closes, [{ code: 4201, reason: 'heartbeat timeout', wasClean: false, willReconnect: true, delay: 10 }]);
@@ -305,7 +306,7 @@ test('with acks: publish sends an id and settles on ack, error or close', async 
   ws.recv({ type: 'error', id: 'p2', message: 'forbidden: md.a' });
   assert.deepEqual(await first, { channel: 'md.a', seq: 12 });
   await assert.rejects(second, /forbidden: md.a/);
-  mock.timers.tick(1000);
+  clock.tick(1000);
   await assert.rejects(third, /ack timeout/);
   const fourth = c.publish('md.a', 4);
   assert.equal(ws.json().at(-1).id, 'p4');
@@ -337,7 +338,7 @@ test('close() stops for good and a throwing listener does not break the client',
   c.close();
   assert.equal(FakeWebSocket.last().closedWith, 1000);
   assert.equal(c.state, 'closed');
-  mock.timers.tick(60_000);
+  clock.tick(60_000);
   await settle();
   assert.equal(FakeWebSocket.all.length, 1);
 });

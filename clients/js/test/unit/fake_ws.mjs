@@ -68,3 +68,41 @@ export function record(client) {
   }
   return events;
 }
+
+/**
+ * A fake clock replacing globalThis.setTimeout/clearTimeout (Node 18 has no mock timers):
+ * `tick(ms)` runs, in time order, every timer due within the next `ms` milliseconds.
+ */
+export class FakeClock {
+  install() {
+    this.now = 0;
+    this.nextId = 1;
+    this.timers = new Map();
+    this.saved = [globalThis.setTimeout, globalThis.clearTimeout];
+    globalThis.setTimeout = (fn, ms = 0) => {
+      const id = this.nextId++;
+      this.timers.set(id, { at: this.now + Math.max(0, ms), fn });
+      return id;
+    };
+    globalThis.clearTimeout = (id) => this.timers.delete(id);
+  }
+
+  uninstall() {
+    [globalThis.setTimeout, globalThis.clearTimeout] = this.saved;
+  }
+
+  tick(ms) {
+    const end = this.now + ms;
+    for (;;) {
+      let due = null;
+      for (const [id, t] of this.timers) {
+        if (t.at <= end && (due === null || t.at < due[1].at)) due = [id, t];
+      }
+      if (due === null) break;
+      this.timers.delete(due[0]);
+      this.now = due[1].at;
+      due[1].fn();
+    }
+    this.now = end;
+  }
+}
