@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startRelay, startProxy, stats, launchBrowser, clientPage, events, until, jwt } from './harness.mjs';
+import { startRelay, startProxy, stats, launchBrowser, clientPage, events, until, jwt, staticServer } from './harness.mjs';
 
 /** Fast retries so tests do not wait on the default 250 ms..30 s backoff. */
 const FAST = { backoff: { base: 50, cap: 200, jitter: 50 }, retries: 100 };
@@ -269,6 +269,34 @@ test('an expiring token closes with 4001 and the page stops reconnecting', async
     assert.equal(await page.evaluate(() => window.clients.sub.state), 'closed');
   } finally {
     await page.close();
+    await relay.kill();
+  }
+});
+
+test('examples/web: the ticker board shows its demo feed; the room shows another player', async () => {
+  const relay = await startRelay(['--slow-consumer-for', 'md.*=conflate']);
+  const origin = await staticServer(new URL('../../../../examples/web/', import.meta.url).pathname);
+  const ticker = await browser.context.newPage();
+  const [room1, room2] = [await browser.context.newPage(), await browser.context.newPage()];
+  try {
+    await ticker.goto(`${origin}/ticker.html?relay=127.0.0.1:${relay.port}`);
+    await until(ticker, () => document.getElementById('state').textContent === 'open');
+    await ticker.check('#feed');
+    // Some tile shows a price and a seq once the feed runs (the board subscribes to all 24).
+    await until(ticker, () => [...document.querySelectorAll('.meta')].some((m) => /seq [1-9]/.test(m.textContent)));
+    const tiles = await ticker.evaluate(() => document.querySelectorAll('.tile').length);
+    assert.equal(tiles, 24);
+    await ticker.uncheck('#feed');
+
+    for (const room of [room1, room2]) {
+      await room.goto(`${origin}/room.html?relay=127.0.0.1:${relay.port}&room=e2e`);
+      await until(room, () => document.getElementById('state').textContent === 'open');
+    }
+    await room1.mouse.move(100, 150);
+    await room1.mouse.move(120, 160);
+    await until(room2, () => document.getElementById('info').textContent.startsWith('1 other player(s)'));
+  } finally {
+    for (const page of [ticker, room1, room2]) await page.close();
     await relay.kill();
   }
 });

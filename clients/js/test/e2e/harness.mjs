@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -185,6 +185,24 @@ async function pageServer() {
   server.unref();
   pageOrigin = `http://127.0.0.1:${server.address().port}`;
   return pageOrigin;
+}
+
+/** Serves the files of `dir` on 127.0.0.1 (like `python3 -m http.server`); returns its origin. */
+export async function staticServer(dir) {
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+  const server = http.createServer((request, response) => {
+    const name = path.basename(new URL(request.url, 'http://x').pathname) || 'index.html';
+    try {
+      const body = readFileSync(path.join(dir, name));
+      response.writeHead(200, { 'Content-Type': types[path.extname(name)] ?? 'application/octet-stream' });
+      response.end(body);
+    } catch {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref();
+  return `http://127.0.0.1:${server.address().port}`;
 }
 
 /**
