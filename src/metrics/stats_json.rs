@@ -13,6 +13,7 @@
 //!  "latency":{"relay":{"count":2,"sum_ns":13845,"p50_ns":1500,"p90_ns":12351,
 //!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...},
 //!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0},
+//!  "channels":{"top":[{"channel":"md.BTC","messages":40,"seq":1234,"window_ms":1000},...]},
 //!  "relay":{"version":"0.1.0","uptime_ms":5021}}
 //! ```
 //! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does).
@@ -104,6 +105,7 @@ fn write_document(
     exporter.uint("snapshots_absorbed", view.snapshots_absorbed)?;
     exporter.uint("snapshots_rejected", view.snapshots_rejected)?;
     exporter.close();
+    write_top_channels(view, doc.key("channels"))?;
     if let Some(info) = relay {
         let mut object = JsonObject::open(doc.key("relay"));
         write_json_string(info.version, object.key("version"));
@@ -111,6 +113,27 @@ fn write_document(
         object.close();
     }
     doc.close();
+    Ok(())
+}
+
+/// `{"top":[...]}`: the busiest channels of the latest metrics interval, busiest first.
+fn write_top_channels(view: &ExportView, out: &mut String) -> fmt::Result {
+    let mut object = JsonObject::open(out);
+    let list = object.key("top");
+    list.push('[');
+    for (i, entry) in view.top_channels.entries().iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let mut item = JsonObject::open(list);
+        write_json_string(&entry.channel, item.key("channel"));
+        item.uint("messages", entry.messages)?;
+        item.uint("seq", entry.seq)?;
+        item.uint("window_ms", entry.window_ms)?;
+        item.close();
+    }
+    list.push(']');
+    object.close();
     Ok(())
 }
 
@@ -280,6 +303,26 @@ mod tests {
             Ok(value) => value,
             Err(e) => panic!("invalid JSON: {e}\n{text}"),
         }
+    }
+
+    #[test]
+    fn top_channels_are_merged_over_loops_busiest_first() {
+        let mut exporter = sample_exporter();
+        assert_eq!(stats(&exporter)["channels"], serde_json::json!({"top": []}));
+        for (loop_id, channel, messages) in [(0, "md.a", 3), (1, "md.\"b", 7)] {
+            let mut metrics = LoopMetrics::new(loop_id);
+            let mut top = crate::metrics::TopChannels::default();
+            top.offer(channel, messages, 40 + messages, 1000);
+            metrics.set_top_channels(top);
+            let mut snap = metrics.snapshot();
+            snap.seq = 1;
+            exporter.absorb(snap);
+        }
+        let expected = serde_json::json!({"top": [
+            {"channel": "md.\"b", "messages": 7, "seq": 47, "window_ms": 1000},
+            {"channel": "md.a", "messages": 3, "seq": 43, "window_ms": 1000},
+        ]});
+        assert_eq!(stats(&exporter)["channels"], expected);
     }
 
     #[test]

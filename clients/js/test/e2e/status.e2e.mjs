@@ -41,10 +41,14 @@ function readPage(page) {
     figures: [...document.querySelectorAll('[data-path]')].map((el) => [el.dataset.path, el.dataset.fmt, el.textContent]),
     rates: [...document.querySelectorAll('[data-rate]')].map((el) => [el.dataset.rate, el.textContent]),
     loops: [...document.querySelectorAll('#loops tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent)),
-    topNote: document.getElementById('top-note').textContent,
+    top: [...document.querySelectorAll('#top tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent)),
     last: window.wsrelayStatus.last,
     prev: window.wsrelayStatus.prev,
   }));
+}
+
+function expectedTop(doc) {
+  return doc.channels.top.map((c) => [c.channel, ((c.messages * 1000) / c.window_ms).toFixed(1), FORMAT.int(c.seq)]);
 }
 
 function expectedLoops(doc) {
@@ -80,7 +84,8 @@ test('the status page shows the /stats figures, live, with charts', async () => 
     await status.goto(`${relay.http}/status`);
     await until(status, () => {
       const s = window.wsrelayStatus;
-      return s.renders >= 4 && s.prev && s.last.latency.relay.count > s.prev.latency.relay.count;
+      return s.renders >= 4 && s.prev && s.last.latency.relay.count > s.prev.latency.relay.count &&
+        s.last.channels.top.length === 4;
     });
 
     // 1. Every figure is its rendered document, formatted; rates from the last two documents.
@@ -96,7 +101,8 @@ test('the status page shows the /stats figures, live, with charts', async () => 
     assert.deepEqual(seen.loops, expectedLoops(seen.last));
     assert.equal(seen.loops.length, 2);
     assert.equal(seen.last.relay.version, process.env.WSRELAY_VERSION);
-    assert.equal(seen.topNote, "this relay's /stats has no per-channel figures");
+    assert.deepEqual(seen.top, expectedTop(seen.last));
+    assert.deepEqual(seen.top.map(([name]) => name).sort(), ['load.0', 'load.1', 'load.2', 'load.3']);
     // The load is visible: 9 WebSocket clients open, messages flowing.
     assert.equal(seen.last.gauges.wsrelay_connections_open, 9);
     assert.ok(seen.last.counters.wsrelay_messages_delivered_total > 0);
@@ -123,6 +129,7 @@ test('the status page shows the /stats figures, live, with charts', async () => 
         if (text !== want) mismatch = `${p}: page ${text}, /stats ${want}`;
       }
       if (JSON.stringify(now.loops) !== JSON.stringify(expectedLoops(fresh))) mismatch = 'loops table';
+      if (JSON.stringify(now.top) !== JSON.stringify(expectedTop(fresh))) mismatch = 'top channels';
     }
     assert.equal(mismatch, null);
   } finally {
