@@ -595,7 +595,7 @@ mod tests {
             assert!(family.name.ends_with("_total"), "{}", family.name);
             assert_eq!(family.label_key.is_some(), c.label_value().is_some());
         }
-        assert_eq!(Counter::COUNT, 66);
+        assert_eq!(Counter::COUNT, 68);
     }
 
     #[test]
