@@ -52,6 +52,8 @@ function readU64(view, at) {
  * Parses a binary server message: a delivery `[1][L][channel][seq u64][payload]` or a gap
  * notice `[2][L][channel][from u64][to u64]`. Returns null when malformed.
  * @param {ArrayBuffer} buffer
+ * @returns {{type: 'message', channel: string, seq: number, payload: ArrayBuffer}
+ *   | {type: 'gap', channel: string, from: number, to: number} | null}
  */
 export function parseBinary(buffer) {
   const bytes = new Uint8Array(buffer);
@@ -91,7 +93,7 @@ const DEFAULTS = {
   retries: 20,
   heartbeat: { interval: 15000, timeout: 10000 },
   connectTimeout: 5000,
-  binaryType: 'arraybuffer',
+  binaryType: /** @type {'arraybuffer' | 'blob'} */ ('arraybuffer'),
   acks: false,
   ackTimeout: 10000,
 };
@@ -102,10 +104,11 @@ const DEFAULTS = {
 export class RelayClient {
   /**
    * @param {string} url `ws://host:port/` of the relay
-   * @param {object} [options] RelayClientOptions (dist/client.d.ts, README.md)
+   * @param {import('./client.js').RelayClientOptions} [options] see client.d.ts, README.md
    */
   constructor(url, options = {}) {
     this.url = url;
+    /** @type {typeof DEFAULTS & import('./client.js').RelayClientOptions} */
     this.options = {
       ...DEFAULTS,
       ...options,
@@ -127,6 +130,7 @@ export class RelayClient {
     this._nextId = 1;
     this._ws = null;
     this._gen = 0;
+    /** @type {Record<string, ReturnType<typeof setTimeout>>} */
     this._timers = {};
     this._connect();
   }
@@ -137,8 +141,9 @@ export class RelayClient {
    * @param {string} type @param {Function} fn
    */
   on(type, fn) {
-    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
-    this._listeners.get(type).add(fn);
+    let listeners = this._listeners.get(type);
+    if (!listeners) this._listeners.set(type, (listeners = new Set()));
+    listeners.add(fn);
     return this;
   }
 
@@ -190,7 +195,7 @@ export class RelayClient {
       checkChannel(channel);
       if (this.state !== 'open') throw new Error(`not open (state: ${this.state})`);
       if (content instanceof ArrayBuffer || ArrayBuffer.isView(content)) {
-        this._ws.send(encodeBinaryPublish(channel, content));
+        this._send(encodeBinaryPublish(channel, content));
         return Promise.resolve(undefined);
       }
       const message = { type: 'message', channel, content, ...extra };
@@ -256,7 +261,10 @@ export class RelayClient {
     ws.onerror = () => {};
   }
 
-  /** Handshake done: re-auth, resubscribe with since/epoch, start the heartbeat. */
+  /**
+   * Handshake done: re-auth, resubscribe with since/epoch, start the heartbeat.
+   * @param {string | null | undefined} token
+   */
   _opened(token) {
     this._clear('connect');
     this.attempts = 0;
@@ -272,7 +280,10 @@ export class RelayClient {
     this._emit('open', { url: this.url, resubscribed: this._channels.size });
   }
 
-  /** The connection died on our side (connect or heartbeat timeout): drop it, back off. */
+  /**
+   * The connection died on our side (connect or heartbeat timeout): drop it, back off.
+   * @param {string} reason
+   */
   _lost(reason) {
     const ws = this._detach();
     if (ws) ws.close();
@@ -288,7 +299,12 @@ export class RelayClient {
     return ws;
   }
 
-  /** A connection (or attempt) ended: tell the app, then reconnect or stop. */
+  /**
+   * A connection (or attempt) ended: tell the app, then reconnect or stop.
+   * @param {{code: number, reason: string, wasClean: boolean}} info
+   * @param {'never' | 'backoff' | 'at-once'} advice
+   * @param {boolean} [byClient]
+   */
   _ended(info, advice, byClient = false) {
     this.id = null;
     for (const id of [...this._acks.keys()]) this._settleAck(id, new Error(`connection closed (${info.code})`));
@@ -307,6 +323,10 @@ export class RelayClient {
     this._timer('retry', delay, () => this._connect());
   }
 
+  /**
+   * @param {'connecting' | 'open' | 'reconnecting' | 'closed'} state
+   * @param {object} [detail]
+   */
   _setState(state, detail = {}) {
     if (this.state === state) return;
     this.state = state;
@@ -346,6 +366,7 @@ export class RelayClient {
     this._deliver({ channel: event.channel, content, seq: event.seq, from: null, binary: true });
   }
 
+  /** @param {any} msg a parsed server message */
   _onServerMessage(msg) {
     switch (msg.type) {
       case 'connected':
@@ -372,7 +393,10 @@ export class RelayClient {
     }
   }
 
-  /** Drops duplicates (seq <= last seen on the channel), advances the position, delivers. */
+  /**
+   * Drops duplicates (seq <= last seen on the channel), advances the position, delivers.
+   * @param {{channel: string, content: unknown, seq: number, from: string | null, binary: boolean}} message
+   */
   _deliver(message) {
     const pos = this._channels.get(message.channel);
     if (pos && pos.seq !== null && message.seq <= pos.seq) return;
@@ -380,6 +404,7 @@ export class RelayClient {
     this._emit('message', message);
   }
 
+  /** @param {string} channel @param {number} from @param {number} to */
   _gap(channel, from, to) {
     const pos = this._channels.get(channel);
     if (pos) pos.seq = Math.max(pos.seq ?? 0, to);
@@ -390,6 +415,7 @@ export class RelayClient {
    * A (re)subscribe reply. Same epoch and recovered: the missed messages follow, keep the
    * position. Otherwise the numbering restarts at the announced seq; in the same epoch the
    * skipped range is also reported as a gap, so the app never has a silent hole.
+   * @param {any} msg
    */
   _subscribed(msg) {
     const { channel, seq, epoch } = msg;
@@ -397,9 +423,10 @@ export class RelayClient {
     const pos = this._channels.get(channel);
     let gap = null;
     if (pos) {
-      const sameEpoch = pos.epoch === epoch && pos.seq !== null;
+      const last = pos.seq;
+      const sameEpoch = pos.epoch === epoch && last !== null;
       if (!(sameEpoch && recovered !== false)) {
-        if (sameEpoch && seq > pos.seq) gap = { channel, from: pos.seq + 1, to: seq };
+        if (sameEpoch && seq > last) gap = { channel, from: last + 1, to: seq };
         pos.seq = seq;
         pos.epoch = epoch;
       }
@@ -410,10 +437,22 @@ export class RelayClient {
 
   // ---- helpers ----
 
+  /** @param {object} value */
   _sendJson(value) {
-    this._ws.send(JSON.stringify(value));
+    this._send(JSON.stringify(value));
   }
 
+  /** @param {string | ArrayBuffer} data */
+  _send(data) {
+    if (!this._ws) throw new Error('not open');
+    this._ws.send(data);
+  }
+
+  /**
+   * @param {string} id
+   * @param {Error | null} error
+   * @param {{channel: string, seq: number}} [ack]
+   */
   _settleAck(id, error, ack) {
     const pending = this._acks.get(id);
     if (!pending) return;
@@ -423,6 +462,7 @@ export class RelayClient {
     else pending.resolve(ack);
   }
 
+  /** @param {string} name @param {number} ms @param {() => void} fn */
   _timer(name, ms, fn) {
     this._clear(name);
     this._timers[name] = setTimeout(() => {
@@ -431,11 +471,13 @@ export class RelayClient {
     }, ms);
   }
 
+  /** @param {string} name */
   _clear(name) {
     if (this._timers[name] !== undefined) clearTimeout(this._timers[name]);
     delete this._timers[name];
   }
 
+  /** @param {string} type @param {unknown} detail */
   _emit(type, detail) {
     for (const fn of [...(this._listeners.get(type) ?? [])]) {
       try {
