@@ -44,6 +44,7 @@ function readPage(page) {
     top: [...document.querySelectorAll('#top tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent)),
     last: window.wsrelayStatus.last,
     prev: window.wsrelayStatus.prev,
+    base: window.wsrelayStatus.base,
   }));
 }
 
@@ -84,7 +85,7 @@ test('the status page shows the /stats figures, live, with charts', async () => 
     await status.goto(`${relay.http}/status`);
     await until(status, () => {
       const s = window.wsrelayStatus;
-      return s.renders >= 4 && s.prev && s.last.latency.relay.count > s.prev.latency.relay.count &&
+      return s.renders >= 6 && s.prev && s.last.latency.relay.count > s.prev.latency.relay.count &&
         s.last.channels.top.length === 4;
     });
 
@@ -93,10 +94,12 @@ test('the status page shows the /stats figures, live, with charts', async () => 
     for (const [p, fmt, text] of seen.figures) {
       assert.equal(text, FORMAT[fmt](get(seen.last, p)), `${p} (${fmt})`);
     }
-    const seconds = (seen.last.relay.uptime_ms - seen.prev.relay.uptime_ms) / 1000;
+    // Rates: over the last five polls (the base document is the one five renders back).
+    const seconds = (seen.last.relay.uptime_ms - seen.base.relay.uptime_ms) / 1000;
+    assert.ok(seen.base.relay.uptime_ms < seen.prev.relay.uptime_ms, 'base precedes prev');
     for (const [spec, text] of seen.rates) {
       const sum = (doc) => spec.split('+').reduce((t, p) => t + get(doc, p), 0);
-      assert.equal(text, ((sum(seen.last) - sum(seen.prev)) / seconds).toFixed(1), spec);
+      assert.equal(text, ((sum(seen.last) - sum(seen.base)) / seconds).toFixed(1), spec);
     }
     assert.deepEqual(seen.loops, expectedLoops(seen.last));
     assert.equal(seen.loops.length, 2);
