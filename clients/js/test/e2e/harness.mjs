@@ -162,6 +162,7 @@ export async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      '--disable-dev-shm-usage', // containers often have a 64 MB /dev/shm
     ],
   });
   return {
