@@ -146,6 +146,32 @@ test('a cut connection resubscribes with since/epoch and recovers every missed m
   }
 });
 
+test('a silent connection is detected by the heartbeat, replaced, and recovers with since', async () => {
+  const relay = await startRelay(['--history-size', '100']);
+  const proxy = await startProxy(relay.port);
+  const page = await clientPage(browser, relay);
+  try {
+    await subscriber(page, 'sub', proxy.url, ['e2e.heartbeat'], { heartbeat: { interval: 300, timeout: 300 } });
+    await publisher(page, 'pub', relay.url);
+    await publishAll(page, 'pub', 'e2e.heartbeat', ['h1']);
+    await received(page, 'sub', 1);
+    // The path goes dead: nothing arrives, nothing is closed; the relay keeps publishing.
+    proxy.blackholeAll();
+    await publishAll(page, 'pub', 'e2e.heartbeat', ['h2', 'h3']);
+    await until(page, () => window.events.sub.some(([t]) => t === 'close'));
+    await received(page, 'sub', 3);
+    const [close] = await events(page, 'sub', 'close');
+    assert.deepEqual([close.code, close.reason, close.wasClean, close.willReconnect], [4201, 'heartbeat timeout', false, true]);
+    assert.deepEqual((await events(page, 'sub', 'message')).map((m) => [m.seq, m.content]), [[1, 'h1'], [2, 'h2'], [3, 'h3']]);
+    const subscribed = await events(page, 'sub', 'subscribed');
+    assert.deepEqual(subscribed.map((s) => [s.seq, s.recovered]), [[0, null], [3, true]]);
+  } finally {
+    await page.close();
+    proxy.close();
+    await relay.kill();
+  }
+});
+
 test('relay killed and restarted: recovered:false with a new epoch, then the new numbering flows', async () => {
   let relay = await startRelay(['--history-size', '100']);
   const page = await clientPage(browser, relay);

@@ -82,6 +82,7 @@ export async function stats(relay) {
  */
 export async function startProxy(targetPort) {
   const pairs = new Set();
+  const silenced = new Set();
   let refusing = false;
   let paused = false;
   const server = net.createServer((client) => {
@@ -126,12 +127,28 @@ export async function startProxy(targetPort) {
         upstream.pause();
       }
     },
+    /** Silences every current connection in both directions without closing it (a dead
+     * network path); new connections pass. */
+    blackholeAll() {
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+        silenced.add({ client, upstream });
+      }
+      pairs.clear();
+    },
     resumeDownstream() {
       paused = false;
       for (const { client, upstream } of pairs) upstream.pipe(client);
     },
     close() {
       this.dropAll();
+      for (const { client, upstream } of silenced) {
+        client.destroy();
+        upstream.destroy();
+      }
       server.close();
     },
   };

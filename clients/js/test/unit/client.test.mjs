@@ -329,7 +329,11 @@ test('close() stops for good and a throwing listener does not break the client',
   c.on('open', () => {
     throw new Error('app bug');
   });
+  const removed = () => {
+    throw new Error('removed listener called');
+  };
   c.on('open', () => later++);
+  c.on('open', removed).off('open', removed);
   FakeWebSocket.last().open();
   reported.mock.restore();
   assert.equal(c.state, 'open');
