@@ -1,7 +1,9 @@
 // The browser client in headless Chromium against the real relay binary: connect, subscribe
-// and receive; binary messages; a cut connection recovers with no loss (history); a relay
-// restart is reported (new epoch, recovered:false) and new messages flow; a gap notice from
-// the drop policy reaches the page; an expiring token closes with 4001 and the page stops.
+// and receive; publish acks as the relay handles them today (id ignored); binary messages; a
+// cut connection recovers with no loss (history); a silent connection is caught by the
+// heartbeat and recovers; a relay restart is reported (new epoch, recovered:false) and new
+// messages flow; a gap notice from the drop policy reaches the page; an expiring token closes
+// with 4001 and the page stops; the examples/web pages work.
 //
 // Run: WSRELAY_BIN=target/debug/wsrelay node test/e2e/client.e2e.mjs (tests/browser.rs does).
 
@@ -79,6 +81,30 @@ test('connect, subscribe and receive: exact messages, from, seq; states', async 
     assert.equal(subscribed.recovered, null);
     assert.deepEqual((await events(page, 'sub', 'state')).map((s) => s.state), ['open']);
     assert.deepEqual(await events(page, 'sub', 'open'), [{ url: relay.url, resubscribed: 1 }]);
+  } finally {
+    await page.close();
+    await relay.kill();
+  }
+});
+
+test('acks: today the relay ignores the publish id: delivered, and the promise times out', async () => {
+  const relay = await startRelay();
+  const page = await clientPage(browser, relay);
+  try {
+    await subscriber(page, 'sub', relay.url, ['e2e.acks']);
+    await page.evaluate((u) => window.log('pub', new window.wsrelay.RelayClient(u, { acks: true, ackTimeout: 300 })), relay.url);
+    await until(page, () => window.clients.pub.state === 'open');
+    const outcome = await page.evaluate(() =>
+      window.clients.pub.publish('e2e.acks', { n: 1 }).then(
+        (ack) => ['resolved', ack],
+        (error) => ['rejected', error.message],
+      ),
+    );
+    assert.deepEqual(outcome, ['rejected', 'ack timeout']);
+    await received(page, 'sub', 1);
+    const [message] = await events(page, 'sub', 'message');
+    assert.deepEqual([message.seq, message.content], [1, { n: 1 }]);
+    assert.deepEqual(await events(page, 'pub', 'error'), []);
   } finally {
     await page.close();
     await relay.kill();
