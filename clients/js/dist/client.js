@@ -250,7 +250,7 @@ export class RelayClient {
     }
     ws.binaryType = 'arraybuffer';
     this._ws = ws;
-    this._timer('connect', this.options.connectTimeout, () => this._lost('connect timeout'));
+    this._timer('connect', this.options.connectTimeout, () => this._lost(1006, 'connect timeout'));
     ws.onopen = () => this._opened(token);
     ws.onmessage = (event) => this._received(event.data);
     ws.onclose = (event) => {
@@ -281,13 +281,15 @@ export class RelayClient {
   }
 
   /**
-   * The connection died on our side (connect or heartbeat timeout): drop it, back off.
+   * The connection died on our side: drop it and back off (like the Rust client, a missed
+   * heartbeat backs off rather than the "at once" of the relay's own 4201: the path is suspect).
+   * @param {number} code 1006 (connect timeout) or 4201 (heartbeat timeout)
    * @param {string} reason
    */
-  _lost(reason) {
+  _lost(code, reason) {
     const ws = this._detach();
     if (ws) ws.close();
-    this._ended({ code: 4201, reason, wasClean: false }, 'backoff');
+    this._ended({ code, reason, wasClean: false }, 'backoff');
   }
 
   /** Unhooks and returns the current socket, stopping every timer. */
@@ -340,7 +342,7 @@ export class RelayClient {
     if (!(interval > 0)) return;
     this._timer('ping', interval, () => {
       this._sendJson({ type: 'ping' });
-      if (!this._timers.dead) this._timer('dead', timeout, () => this._lost('heartbeat timeout'));
+      if (!this._timers.dead) this._timer('dead', timeout, () => this._lost(4201, 'heartbeat timeout'));
       this._schedulePing();
     });
   }

@@ -280,6 +280,21 @@ test('heartbeat: a ping every interval; silence past the timeout drops and recon
   c.close();
 });
 
+test('a handshake that does not complete within connectTimeout is dropped and retried', async () => {
+  const c = await client({ connectTimeout: 1000, backoff: { base: 10, cap: 10, jitter: 0 } });
+  const closes = [];
+  c.on('close', (e) => closes.push(e));
+  clock.tick(999);
+  assert.equal(c.state, 'connecting');
+  clock.tick(1);
+  assert.equal(FakeWebSocket.all[0].readyState, 3);
+  assert.deepEqual(closes, [{ code: 1006, reason: 'connect timeout', wasClean: false, willReconnect: true, delay: 10 }]);
+  clock.tick(10);
+  await settle();
+  assert.equal(FakeWebSocket.all.length, 2);
+  c.close();
+});
+
 test('publish resolves once sent; rejects when not open; binary goes over the data plane', async () => {
   const c = await client();
   await assert.rejects(c.publish('md.a', 1), /not open/);
