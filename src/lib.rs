@@ -22,6 +22,7 @@
 //! - `auth`: JWT verification and channel permissions, sans-IO.
 //! - `metrics`: per-loop counters and histograms, export to Prometheus text and JSON.
 //! - `runtime`: threads, sockets, the event loop phases of the relay.
+//! - `web`: embedded static assets: the browser client (`/client.js`) and the status page.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
 //! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
@@ -53,6 +54,7 @@ pub mod pubsub;
 pub mod rate;
 pub mod runtime;
 pub mod timer;
+pub mod web;
 
 pub use config::Config;
 pub use runtime::{Server, ServerHandle, ServerSummary};

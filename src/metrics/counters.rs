@@ -323,6 +323,10 @@ define_counters! {
     HttpStats => HTTP_REQUESTS ["stats"],
     /// `GET /healthz` served.
     HttpHealthz => HTTP_REQUESTS ["healthz"],
+    /// `GET /status` served (the live status page).
+    HttpStatus => HTTP_REQUESTS ["status"],
+    /// `GET /client.js` or `GET /client.d.ts` served (the browser client library).
+    HttpClient => HTTP_REQUESTS ["client"],
     /// Any other plain HTTP path.
     HttpNotFound => HTTP_REQUESTS ["not_found"],
     /// Text frame received (opcode 0x1).
@@ -610,7 +614,7 @@ mod tests {
             assert!(family.name.ends_with("_total"), "{}", family.name);
             assert_eq!(family.label_key.is_some(), c.label_value().is_some());
         }
-        assert_eq!(Counter::COUNT, 72);
+        assert_eq!(Counter::COUNT, 74);
     }
 
     #[test]

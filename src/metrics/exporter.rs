@@ -13,6 +13,7 @@
 //!   rejected and discarded.
 //! - Locking happens only here and in HTTP handlers (cold paths), never on a loop's hot path.
 
+use super::channels::TopChannels;
 use super::counters::{CloseCodeCounts, Counter, LabeledCounts};
 use super::latency::{Latency, LatencySet, LatencySummary};
 use super::snapshot::{Gauges, LoopCounters, LoopSnapshot};
@@ -34,17 +35,20 @@ struct LoopState {
     snapshots_absorbed: u64,
     counters: LoopCounters,
     gauges: Gauges,
+    top_channels: TopChannels,
 }
 
 impl LoopState {
     /// Counts the snapshot; keeps its figures unless they are older than those held.
-    fn update(&mut self, seq: u64, counters: LoopCounters, gauges: Gauges) {
+    fn update(&mut self, snap: LoopSnapshot) -> LatencySet {
         self.snapshots_absorbed += 1;
-        if seq >= self.seq {
-            self.seq = seq;
-            self.counters = counters;
-            self.gauges = gauges;
+        if snap.seq >= self.seq {
+            self.seq = snap.seq;
+            self.counters = snap.counters;
+            self.gauges = snap.gauges;
+            self.top_channels = snap.top_channels;
         }
+        snap.interval_latency
     }
 }
 
@@ -80,6 +84,8 @@ pub struct ExportView {
     pub snapshots_absorbed: u64,
     /// Snapshots discarded (loop id out of range).
     pub snapshots_rejected: u64,
+    /// The busiest channels of the latest interval of every loop, merged.
+    pub top_channels: TopChannels,
 }
 
 /// Per-loop part of an [`ExportView`].
@@ -117,20 +123,22 @@ impl Exporter {
             self.snapshots_rejected += 1;
             return snap.interval_latency;
         };
-        match slot {
-            Some(state) => state.update(snap.seq, snap.counters, snap.gauges),
+        let interval_latency = match slot {
+            Some(state) => state.update(snap),
             None => {
-                *slot = Some(LoopState {
+                let state = slot.insert(LoopState {
                     seq: snap.seq,
-                    snapshots_absorbed: 1,
-                    counters: snap.counters,
+                    snapshots_absorbed: 0,
+                    counters: LoopCounters::default(),
                     gauges: snap.gauges,
+                    top_channels: TopChannels::default(),
                 });
+                state.update(snap)
             }
-        }
-        self.latency.merge(&snap.interval_latency);
+        };
+        self.latency.merge(&interval_latency);
         self.snapshots_absorbed += 1;
-        snap.interval_latency
+        interval_latency
     }
 
     /// The slot of `loop_id`, growing the table up to [`LOOPS_MAX`].
@@ -189,6 +197,7 @@ impl Exporter {
             latency: self.latency.summaries(),
             snapshots_absorbed: self.snapshots_absorbed,
             snapshots_rejected: self.snapshots_rejected,
+            top_channels: TopChannels::merge(self.reported().map(|s| &s.top_channels)),
         }
     }
 

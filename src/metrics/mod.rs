@@ -21,6 +21,7 @@
 //! Invariants: see each submodule; in short, every label set is bounded, counters are
 //! cumulative, interval histograms are merged exactly once, recording never panics.
 
+pub mod channels;
 pub mod counters;
 pub mod exporter;
 pub mod latency;
@@ -31,6 +32,7 @@ pub mod stats_json;
 #[cfg(test)]
 mod text_format_check;
 
+pub use channels::{ChannelRate, TopChannels, TOP_CHANNELS};
 pub use counters::{Counter, Family, MetricKind, OVERFLOW_LABEL};
 pub use exporter::{
     new_shared_export, read_export, spawn_exporter, spawn_exporter_recycling, ExportView, Exporter,

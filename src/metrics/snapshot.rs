@@ -12,6 +12,7 @@
 //!   accumulates them); a snapshot that could not be sent must be handed back with
 //!   [`LoopMetrics::reclaim_unsent`] so its samples are not lost.
 
+use super::channels::TopChannels;
 use super::counters::{CloseCodeCounts, Counter, Family, LabeledCounts, MetricKind};
 use super::latency::{Latency, LatencySet};
 
@@ -201,6 +202,8 @@ pub struct LoopSnapshot {
     pub gauges: Gauges,
     /// Latency samples recorded since the previous snapshot only.
     pub interval_latency: LatencySet,
+    /// The loop's busiest channels over the interval before this snapshot.
+    pub top_channels: TopChannels,
 }
 
 /// Metrics recorded by one event loop. Not `Sync`-shared: one owner, plain integers.
@@ -213,6 +216,8 @@ pub struct LoopMetrics {
     latency: LatencySet,
     /// At most one emptied set handed back by the exporter, installed by the next snapshot.
     spare_latency: Option<LatencySet>,
+    /// Busiest channels of the current interval, moved into the next snapshot.
+    top_channels: TopChannels,
 }
 
 impl LoopMetrics {
@@ -225,6 +230,7 @@ impl LoopMetrics {
             gauges: Gauges::default(),
             latency: LatencySet::new(),
             spare_latency: None,
+            top_channels: TopChannels::default(),
         }
     }
 
@@ -317,7 +323,13 @@ impl LoopMetrics {
             counters: self.counters.clone(),
             gauges: self.gauges,
             interval_latency: std::mem::replace(&mut self.latency, empty),
+            top_channels: std::mem::take(&mut self.top_channels),
         }
+    }
+
+    /// Sets the busiest channels of the interval ending with the next snapshot.
+    pub fn set_top_channels(&mut self, top: TopChannels) {
+        self.top_channels = top;
     }
 
     /// Offers an interval set emptied by the exporter thread (see

@@ -12,8 +12,11 @@
 //!  "loops":[{"loop":0,"snapshots":4,"gauges":{...}},...],
 //!  "latency":{"relay":{"count":2,"sum_ns":13845,"p50_ns":1500,"p90_ns":12351,
 //!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...},
-//!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0}}
+//!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0},
+//!  "channels":{"top":[{"channel":"md.BTC","messages":40,"seq":1234,"window_ms":1000},...]},
+//!  "relay":{"version":"0.1.0","uptime_ms":5021}}
 //! ```
+//! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does).
 //! Labeled families are objects keyed by label value. Quantiles and the mean are `null` when a
 //! latency has no samples (JSON has no NaN).
 
@@ -29,17 +32,31 @@ pub const STATS_JSON_CONTENT_TYPE: &str = "application/json";
 /// JSON keys of the exported quantiles, index-aligned with `QUANTILES`.
 const QUANTILE_KEYS: [&str; 5] = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"];
 
+/// Facts about the process that are not metrics, for the `relay` member.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayInfo<'a> {
+    /// The relay's version (`CARGO_PKG_VERSION`).
+    pub version: &'a str,
+    /// Time since the process started serving, in milliseconds.
+    pub uptime_ms: u64,
+}
+
 impl Exporter {
     /// Appends the stats JSON document of the merged metrics to `out`.
     pub fn render_stats_json(&self, out: &mut String) {
-        write_stats_json(&self.view(), out);
+        write_stats_json(&self.view(), None, out);
+    }
+
+    /// Like [`Self::render_stats_json`], with the `relay` member (version, uptime).
+    pub fn render_stats_json_with(&self, relay: &RelayInfo<'_>, out: &mut String) {
+        write_stats_json(&self.view(), Some(relay), out);
     }
 }
 
-/// Appends the stats JSON document of `view` to `out`.
-pub fn write_stats_json(view: &ExportView, out: &mut String) {
+/// Appends the stats JSON document of `view` (and `relay`, if given) to `out`.
+pub fn write_stats_json(view: &ExportView, relay: Option<&RelayInfo<'_>>, out: &mut String) {
     // `fmt::Write` for `String` never fails; the Result only exists to use `write!`.
-    let _infallible = write_document(view, out);
+    let _infallible = write_document(view, relay, out);
 }
 
 /// Emits `{`, comma-separated `"key":value` members, and `}`.
@@ -74,7 +91,11 @@ impl<'a> JsonObject<'a> {
     }
 }
 
-fn write_document(view: &ExportView, out: &mut String) -> fmt::Result {
+fn write_document(
+    view: &ExportView,
+    relay: Option<&RelayInfo<'_>>,
+    out: &mut String,
+) -> fmt::Result {
     let mut doc = JsonObject::open(out);
     write_counters(view, doc.key("counters"))?;
     write_gauges(&view.gauges_total, doc.key("gauges"))?;
@@ -84,7 +105,35 @@ fn write_document(view: &ExportView, out: &mut String) -> fmt::Result {
     exporter.uint("snapshots_absorbed", view.snapshots_absorbed)?;
     exporter.uint("snapshots_rejected", view.snapshots_rejected)?;
     exporter.close();
+    write_top_channels(view, doc.key("channels"))?;
+    if let Some(info) = relay {
+        let mut object = JsonObject::open(doc.key("relay"));
+        write_json_string(info.version, object.key("version"));
+        object.uint("uptime_ms", info.uptime_ms)?;
+        object.close();
+    }
     doc.close();
+    Ok(())
+}
+
+/// `{"top":[...]}`: the busiest channels of the latest metrics interval, busiest first.
+fn write_top_channels(view: &ExportView, out: &mut String) -> fmt::Result {
+    let mut object = JsonObject::open(out);
+    let list = object.key("top");
+    list.push('[');
+    for (i, entry) in view.top_channels.entries().iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let mut item = JsonObject::open(list);
+        write_json_string(&entry.channel, item.key("channel"));
+        item.uint("messages", entry.messages)?;
+        item.uint("seq", entry.seq)?;
+        item.uint("window_ms", entry.window_ms)?;
+        item.close();
+    }
+    list.push(']');
+    object.close();
     Ok(())
 }
 
@@ -254,6 +303,41 @@ mod tests {
             Ok(value) => value,
             Err(e) => panic!("invalid JSON: {e}\n{text}"),
         }
+    }
+
+    #[test]
+    fn top_channels_are_merged_over_loops_busiest_first() {
+        let mut exporter = sample_exporter();
+        assert_eq!(stats(&exporter)["channels"], serde_json::json!({"top": []}));
+        for (loop_id, channel, messages) in [(0, "md.a", 3), (1, "md.\"b", 7)] {
+            let mut metrics = LoopMetrics::new(loop_id);
+            let mut top = crate::metrics::TopChannels::default();
+            top.offer(channel, messages, 40 + messages, 1000);
+            metrics.set_top_channels(top);
+            let mut snap = metrics.snapshot();
+            snap.seq = 1;
+            exporter.absorb(snap);
+        }
+        let expected = serde_json::json!({"top": [
+            {"channel": "md.\"b", "messages": 7, "seq": 47, "window_ms": 1000},
+            {"channel": "md.a", "messages": 3, "seq": 43, "window_ms": 1000},
+        ]});
+        assert_eq!(stats(&exporter)["channels"], expected);
+    }
+
+    #[test]
+    fn relay_member_has_version_and_uptime_only_when_given() {
+        let exporter = sample_exporter();
+        assert!(stats(&exporter).get("relay").is_none());
+        let mut text = String::new();
+        let info = RelayInfo {
+            version: "1.2.3",
+            uptime_ms: 5021,
+        };
+        exporter.render_stats_json_with(&info, &mut text);
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        let expected = serde_json::json!({"version": "1.2.3", "uptime_ms": 5021});
+        assert_eq!(value["relay"], expected);
     }
 
     #[test]

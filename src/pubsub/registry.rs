@@ -74,6 +74,8 @@ pub struct Reserved {
 #[derive(Debug)]
 struct ChannelState {
     seq: u64,
+    /// `seq` at the last [`ChannelRegistry::sample_publishes`] walk.
+    sampled_seq: u64,
     epoch: Arc<str>,
     interest: u64,
     history: History,
@@ -256,6 +258,16 @@ impl ChannelRegistry {
         }
     }
 
+    /// Walks every owned channel once, passing its name, its publishes since the previous
+    /// walk and its seq, then makes now the new sampling point. O(channels owned): called
+    /// once per metrics interval, never per message (the publish path is unchanged).
+    pub fn sample_publishes(&mut self, mut visit: impl FnMut(&str, u64, u64)) {
+        for (name, state) in self.channels.iter_mut() {
+            visit(name, state.seq.saturating_sub(state.sampled_seq), state.seq);
+            state.sampled_seq = state.seq;
+        }
+    }
+
     /// Number of channels with state on this loop.
     pub fn len(&self) -> usize {
         self.channels.len()
@@ -271,6 +283,7 @@ impl ChannelRegistry {
             let epoch = self.next_epoch();
             let state = ChannelState {
                 seq: 0,
+                sampled_seq: 0,
                 epoch,
                 interest: 0,
                 history: History::default(),
@@ -408,6 +421,27 @@ mod tests {
             r.uninterest(c, 0); // parks idle: the two-channel cap evicts "a"
         }
         assert_eq!(r.history_bytes(), 0);
+    }
+
+    fn sample(r: &mut ChannelRegistry) -> Vec<(String, u64, u64)> {
+        let mut seen = Vec::new();
+        r.sample_publishes(|name, messages, seq| seen.push((name.to_owned(), messages, seq)));
+        seen.sort();
+        seen
+    }
+
+    #[test]
+    fn sampling_counts_publishes_since_the_previous_walk() {
+        let mut r = ChannelRegistry::new(retention(4, false), "e".into());
+        for channel in ["a", "a", "a", "b"] {
+            publish(&mut r, channel);
+        }
+        let first = sample(&mut r);
+        assert_eq!(first, [("a".into(), 3, 3), ("b".into(), 1, 1)]);
+        assert_eq!(sample(&mut r), [("a".into(), 0, 3), ("b".into(), 0, 1)]);
+        publish(&mut r, "a");
+        publish(&mut r, "a");
+        assert_eq!(sample(&mut r), [("a".into(), 2, 5), ("b".into(), 0, 1)]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use slab::Slab;
 use crate::clock::Clock;
 use crate::command::CommandDecoder;
 use crate::conn_id::{ConnId, LoopId};
-use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot};
+use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot, TopChannels};
 use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig};
 use crate::runtime::conn::{Conn, Phase};
 use crate::runtime::mesh::Mesh;
@@ -330,7 +330,15 @@ impl EventLoop {
     /// Sends the loop's metrics to the exporter (non-blocking; a full channel skips a beat).
     pub(super) fn export_snapshot(&mut self) {
         let interval_ns = self.shared.config.metrics_interval.as_nanos() as u64;
+        // The previous snapshot was taken at the previous deadline minus one interval.
+        let window_ms =
+            (self.now_ns + interval_ns).saturating_sub(self.next_snapshot_ns) / 1_000_000;
         self.next_snapshot_ns = self.now_ns + interval_ns;
+        let mut top = TopChannels::default();
+        self.owned.sample_publishes(|channel, messages, seq| {
+            top.offer(channel, messages, seq, window_ms)
+        });
+        self.metrics.set_top_channels(top);
         let gauges = Gauges {
             connections_open: self.websockets_open,
             channels: self.local.channels() as u64,

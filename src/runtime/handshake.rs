@@ -1,12 +1,14 @@
 //! Handshake phase: read the HTTP request head, then either upgrade to WebSocket (RFC 6455 §4.2),
-//! answer a plain HTTP endpoint (`/metrics`, `/stats`, `/healthz`), or refuse with a status and
-//! a one-line reason. The parsing and the exact response bytes live in `proto::handshake`
+//! answer a plain HTTP endpoint (`/metrics`, `/stats`, `/status`, `/healthz` where metrics are
+//! served; `/client.js`, `/client.d.ts` on the relay port), or refuse with a status and a
+//! one-line reason. The parsing and the exact response bytes live in `proto::handshake`
 //! (sans-IO); this file only routes and queues.
 
 use bytes::Bytes;
 
 use crate::command as encode;
 use crate::conn_id::ConnId;
+use crate::metrics::stats_json::RelayInfo;
 use crate::metrics::Counter;
 use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
@@ -14,6 +16,7 @@ use crate::proto::{Decode, HandshakeError};
 use crate::runtime::authn::UpgradeAuth;
 use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
+use crate::web::{self, Asset};
 
 /// Where an accepted request goes.
 enum Route {
@@ -28,6 +31,8 @@ enum HttpPath {
     Metrics,
     Stats,
     Healthz,
+    /// An embedded web asset (`crate::web`).
+    Asset(&'static Asset, Counter),
 }
 
 impl EventLoop {
@@ -74,10 +79,20 @@ impl EventLoop {
             "/metrics" => Some(HttpPath::Metrics),
             "/stats" => Some(HttpPath::Stats),
             "/healthz" => Some(HttpPath::Healthz),
+            "/status" => Some(HttpPath::Asset(&web::STATUS_HTML, Counter::HttpStatus)),
             _ => None,
         };
         if endpoint == Endpoint::Http {
             return http.map_or(Route::NotFound, Route::Http);
+        }
+        // The client library is for applications: always on the relay port.
+        let client = match head.path {
+            "/client.js" => Some(HttpPath::Asset(&web::CLIENT_JS, Counter::HttpClient)),
+            "/client.d.ts" => Some(HttpPath::Asset(&web::CLIENT_DTS, Counter::HttpClient)),
+            _ => None,
+        };
+        if let Some(path) = client.filter(|_| !hs::wants_websocket(head)) {
+            return Route::Http(path);
         }
         if let Some(path) = http.filter(|_| !hs::wants_websocket(head)) {
             // Served on the relay port only when no separate metrics address is configured.
@@ -168,7 +183,7 @@ impl EventLoop {
         self.respond(id, out);
     }
 
-    /// Serves `/metrics`, `/stats` or `/healthz` (GET only).
+    /// Serves `/metrics`, `/stats`, `/healthz` or an embedded asset (GET only).
     fn respond_http(&mut self, id: ConnId, head: &RequestHead<'_>, path: HttpPath) {
         let mut out = Vec::with_capacity(4096);
         if head.method != "GET" {
@@ -185,25 +200,29 @@ impl EventLoop {
             return self.respond(id, out);
         }
         let mut body = String::new();
-        let (counter, content_type) = match path {
+        let (counter, content_type, headers, bytes): (_, _, &[(&str, &str)], _) = match path {
             HttpPath::Metrics => {
                 self.shared.with_export(|e| e.render_prometheus(&mut body));
-                (
-                    Counter::HttpMetrics,
-                    crate::metrics::PROMETHEUS_CONTENT_TYPE,
-                )
+                let content_type = crate::metrics::PROMETHEUS_CONTENT_TYPE;
+                (Counter::HttpMetrics, content_type, &[], body.as_bytes())
             }
             HttpPath::Stats => {
-                self.shared.with_export(|e| e.render_stats_json(&mut body));
-                (Counter::HttpStats, crate::metrics::STATS_JSON_CONTENT_TYPE)
+                let relay = RelayInfo {
+                    version: env!("CARGO_PKG_VERSION"),
+                    uptime_ms: self.now_ns / 1_000_000,
+                };
+                self.shared
+                    .with_export(|e| e.render_stats_json_with(&relay, &mut body));
+                let content_type = crate::metrics::STATS_JSON_CONTENT_TYPE;
+                (Counter::HttpStats, content_type, &[], body.as_bytes())
             }
-            HttpPath::Healthz => {
-                body.push_str("ok\n");
-                (Counter::HttpHealthz, "text/plain")
+            HttpPath::Healthz => (Counter::HttpHealthz, "text/plain", &[], b"ok\n".as_slice()),
+            HttpPath::Asset(asset, counter) => {
+                (counter, asset.content_type, asset.headers, asset.body)
             }
         };
         self.metrics.inc(counter);
-        hs::encode_http_response(&mut out, 200, "OK", content_type, &[], body.as_bytes());
+        hs::encode_http_response(&mut out, 200, "OK", content_type, headers, bytes);
         self.respond(id, out);
     }
 

@@ -1,0 +1,110 @@
+// Types of dist/client.js (hand-written, checked against it by test/unit/dts.test.mjs).
+
+export type State = 'connecting' | 'open' | 'reconnecting' | 'closed';
+export type Advice = 'never' | 'backoff' | 'at-once';
+
+export interface Backoff {
+  /** Delay before the first retry in ms, before jitter. Default 250. */
+  base: number;
+  /** Largest delay before jitter in ms. Default 30000. */
+  cap: number;
+  /** Upper bound (exclusive) of the random ms added to each delay. Default 1000. */
+  jitter: number;
+}
+
+export interface Heartbeat {
+  /** ms between `{"type":"ping"}` messages; 0 turns the heartbeat off. Default 15000. */
+  interval: number;
+  /** ms after a ping within which any message must arrive, else reconnect. Default 10000. */
+  timeout: number;
+}
+
+export interface RelayClientOptions {
+  /** Token for `{"type":"auth"}`, or a function called before every (re)connect. */
+  token?: string | null | (() => string | null | undefined | Promise<string | null | undefined>);
+  backoff?: Partial<Backoff>;
+  /** Consecutive failed attempts before giving up (state `closed`). Default 20. */
+  retries?: number;
+  heartbeat?: Partial<Heartbeat>;
+  /** ms for the opening handshake. Default 5000. */
+  connectTimeout?: number;
+  /** How binary deliveries are handed over. Default 'arraybuffer'. */
+  binaryType?: 'arraybuffer' | 'blob';
+  /** Send an `id` with JSON publishes and resolve `publish` on the relay's ack. Default false. */
+  acks?: boolean;
+  /** ms to wait for an ack before rejecting. Default 10000. */
+  ackTimeout?: number;
+  /** WebSocket constructor; default `globalThis.WebSocket`. */
+  WebSocket?: new (url: string) => WebSocket;
+  /** Uniform random in [0, 1) for the jitter; default Math.random. */
+  random?: () => number;
+}
+
+export interface OpenEvent { url: string; resubscribed: number }
+export interface CloseEvent {
+  code: number;
+  reason: string;
+  wasClean: boolean;
+  willReconnect: boolean;
+  /** ms until the next attempt, or null when not reconnecting. */
+  delay: number | null;
+}
+export interface StateEvent { state: State; attempt?: number; delay?: number; code?: number }
+export interface MessageEvent {
+  channel: string;
+  /** The JSON value, or an ArrayBuffer (Blob with binaryType 'blob') for binary messages. */
+  content: unknown;
+  seq: number;
+  /** Publisher's connection id or token `sub`; null for binary messages. */
+  from: string | null;
+  binary: boolean;
+}
+export interface GapEvent { channel: string; from: number; to: number }
+export interface SubscribedEvent { channel: string; seq: number; epoch: string; recovered: boolean | null }
+export interface UnsubscribedEvent { channel: string }
+export interface AuthenticatedEvent { sub: string }
+export interface ErrorEvent { message: string; error?: unknown; data?: unknown }
+export interface Ack { channel: string; seq: number }
+
+export interface EventMap {
+  open: OpenEvent;
+  close: CloseEvent;
+  state: StateEvent;
+  message: MessageEvent;
+  gap: GapEvent;
+  subscribed: SubscribedEvent;
+  unsubscribed: UnsubscribedEvent;
+  authenticated: AuthenticatedEvent;
+  error: ErrorEvent;
+}
+
+export declare class RelayClient {
+  constructor(url: string, options?: RelayClientOptions);
+  readonly url: string;
+  readonly state: State;
+  /** Connection id from the relay's `connected` message; null while not connected. */
+  readonly id: string | null;
+  /** Consecutive attempts since the last successful open. */
+  readonly attempts: number;
+  on<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
+  off<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
+  subscribe(channel: string): void;
+  unsubscribe(channel: string): void;
+  position(channel: string): { seq: number | null; epoch: string | null } | undefined;
+  publish(
+    channel: string,
+    content: unknown | ArrayBuffer | ArrayBufferView,
+    extra?: { key?: string },
+  ): Promise<Ack | undefined>;
+  close(): void;
+}
+
+export declare function reconnectAdvice(code: number): Advice;
+export declare function backoffDelay(n: number, backoff: Backoff, random?: () => number): number;
+export declare function parseBinary(
+  buffer: ArrayBuffer,
+):
+  | { type: 'message'; channel: string; seq: number; payload: ArrayBuffer }
+  | { type: 'gap'; channel: string; from: number; to: number }
+  | null;
+export declare function encodeBinaryPublish(channel: string, payload: ArrayBuffer | ArrayBufferView): ArrayBuffer;
