@@ -232,7 +232,7 @@ test('relay killed and restarted: recovered:false with a new epoch, then the new
 });
 
 test('a gap notice from the drop policy reaches the page; seqs and gaps cover the stream exactly', async () => {
-  const relay = await startRelay(['--slow-consumer', 'drop', '--max-queued-bytes', '65536', '--metrics-interval', '100']);
+  const relay = await startRelay(['--slow-consumer', 'drop', '--max-queued-bytes', '65536', '--max-message-size', '16384', '--metrics-interval', '100']);
   const proxy = await startProxy(relay.port);
   const page = await clientPage(browser, relay);
   try {
