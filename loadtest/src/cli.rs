@@ -36,6 +36,10 @@ pub enum Command {
     Churn(ChurnArgs),
     /// CPU cost of the receive path alone (decode, scan, check, record), no I/O.
     RecvBench(RecvBenchArgs),
+    /// N connections send to any echo server at a fixed rate; latency per reply.
+    Echo(crate::any::args::EchoArgs),
+    /// A scripted scenario for any WebSocket server, from a TOML file.
+    Script(crate::any::args::ScriptArgs),
 }
 
 /// `recv-bench` flags.
@@ -57,6 +61,10 @@ pub struct RecvBenchArgs {
 pub enum Action {
     /// A scenario run.
     Run(Box<RunOptions>),
+    /// The echo scenario.
+    Echo(Box<crate::any::args::EchoArgs>),
+    /// A scenario file.
+    Script(Box<crate::any::args::ScriptArgs>),
     /// The receive-path benchmark.
     RecvBench {
         /// Deliveries to process.
@@ -251,6 +259,8 @@ impl Command {
             Command::Conns(a) => a.common.json,
             Command::Churn(a) => a.fanout.common.json,
             Command::RecvBench(a) => a.json,
+            Command::Echo(a) => a.common.json,
+            Command::Script(a) => a.common.json,
         }
     }
 
@@ -261,6 +271,8 @@ impl Command {
                 deliveries: a.deliveries,
                 content_bytes: a.size,
             },
+            Command::Echo(a) => Action::Echo(Box::new(a)),
+            Command::Script(a) => Action::Script(Box::new(a)),
             scenario => Action::Run(Box::new(scenario.into_options())),
         }
     }
@@ -268,7 +280,7 @@ impl Command {
     /// The run a scenario asks for (`recv-bench` is not one: it runs no connections).
     pub fn into_options(self) -> RunOptions {
         match self {
-            Command::RecvBench(_) => options(
+            Command::RecvBench(_) | Command::Echo(_) | Command::Script(_) => options(
                 "recv-bench",
                 Plan::idle(0),
                 &Common::default(),

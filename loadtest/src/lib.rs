@@ -15,6 +15,8 @@
 //! - `payload`: precomputed masked frames; `scan`: the delivery scanner (hot path).
 //! - `schedule`: open-loop publish schedule; `stats`, `report`: measurements and output.
 //! - `target`, `sys`: addresses and operating-system facts.
+//! - `series`, `html`: per-second series and the self-contained HTML report.
+//! - `any`: the `echo` and `script` scenarios for any WebSocket server, on their own engine.
 //!
 //! ## Measurement rules
 //!
@@ -28,9 +30,11 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod any;
 pub mod cli;
 pub mod conn;
 pub mod driver;
+pub mod html;
 pub mod payload;
 pub mod plan;
 pub mod recv_bench;
@@ -38,6 +42,7 @@ pub mod report;
 pub mod run;
 pub mod scan;
 pub mod schedule;
+pub mod series;
 pub mod server_stats;
 pub mod stats;
 pub mod sys;

@@ -12,6 +12,14 @@ fn main() {
             Ok(report) => print!("{}", report.to_text()),
             Err(e) => fail(&e.to_string()),
         },
+        Action::Echo(args) => {
+            let common = args.common.clone();
+            finish(args.run(), &common)
+        }
+        Action::Script(args) => {
+            let common = args.common.clone();
+            finish(args.run(), &common)
+        }
         Action::RecvBench {
             deliveries,
             content_bytes,
@@ -30,6 +38,18 @@ fn main() {
             ),
             Err(e) => fail(&e.to_string()),
         },
+    }
+}
+
+/// Prints a run of `echo` or `script`; exits 1 when a threshold failed, 2 on an error.
+fn finish(
+    report: Result<loadtest::report::Report, String>,
+    common: &loadtest::any::args::AnyCommon,
+) {
+    match report.and_then(|r| loadtest::any::args::finish(&r, common)) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(e) => fail(&e),
     }
 }
 

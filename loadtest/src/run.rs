@@ -77,14 +77,18 @@ impl std::fmt::Display for RunError {
 
 /// Where server CPU and memory are read.
 #[derive(Debug, Clone, Copy)]
-enum ServerProbe {
+pub enum ServerProbe {
+    /// A server process (`--server-pid`).
     Pid(u32),
+    /// The in-process relay's loop threads.
     InProcess,
+    /// Not known.
     Unknown,
 }
 
 impl ServerProbe {
-    fn cpu_s(self) -> Option<f64> {
+    /// CPU-seconds so far.
+    pub fn cpu_s(self) -> Option<f64> {
         match self {
             Self::Pid(pid) => sys::pid_cpu_s(pid),
             Self::InProcess => Some(sys::own_threads_cpu_s("wsrelay-loop")),
@@ -92,7 +96,8 @@ impl ServerProbe {
         }
     }
 
-    fn run_queue_wait_s(self) -> Option<f64> {
+    /// Seconds runnable but waiting for a CPU so far.
+    pub fn run_queue_wait_s(self) -> Option<f64> {
         match self {
             Self::Pid(pid) => sys::run_queue_wait_s(pid, ""),
             Self::InProcess => sys::run_queue_wait_s(std::process::id(), "wsrelay-loop"),
@@ -100,7 +105,8 @@ impl ServerProbe {
         }
     }
 
-    fn rss_kib(self) -> Option<u64> {
+    /// Resident memory, KiB.
+    pub fn rss_kib(self) -> Option<u64> {
         match self {
             Self::Pid(pid) => sys::pid_rss_kib(pid),
             Self::InProcess => sys::pid_rss_kib(std::process::id()),
@@ -219,10 +225,14 @@ fn coordinate(
         limit_note: None,
         stats,
         server_latency,
+        series: None,
+        thresholds: Vec::new(),
+        any: None,
     })
 }
 
-fn swarm_run_queue_wait_s() -> Option<f64> {
+/// Seconds the swarm's driver threads waited for a CPU so far.
+pub fn swarm_run_queue_wait_s() -> Option<f64> {
     sys::run_queue_wait_s(std::process::id(), "swarm-")
 }
 
