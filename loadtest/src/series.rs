@@ -195,8 +195,8 @@ mod tests {
         a.sent(1_000);
         a.received(2_500_000_000, 5_000);
         let mut b = Series::new(1_000);
-        b.error(1_000_000_999);
-        b.received(1_000_000_999, 7_000);
+        b.error(1_000_001_500);
+        b.received(1_000_001_500, 7_000);
         a.merge(&b);
         assert_eq!(a.seconds.len(), 3);
         assert_eq!(a.seconds[0].sent_total, 1);
