@@ -398,17 +398,18 @@ fn ticks(max: f64) -> Vec<f64> {
 
 /// `12k`, `3.5M`, `250`.
 fn short(value: f64) -> String {
+    let trimmed = |text: String| {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    };
     match value {
-        v if v >= 1e6 => format!("{:.3}M", v / 1e6)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
+        v if v >= 1e6 => format!("{}M", trimmed(format!("{:.3}", v / 1e6))),
         v if v >= 1e4 => format!("{:.0}k", v / 1e3),
         v if v >= 10.0 => format!("{v:.0}"),
-        v => format!("{v:.2}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
+        v => trimmed(format!("{v:.2}")),
     }
 }
 
