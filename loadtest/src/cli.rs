@@ -40,6 +40,8 @@ pub enum Command {
     Echo(crate::any::args::EchoArgs),
     /// A scripted scenario for any WebSocket server, from a TOML file.
     Script(crate::any::args::ScriptArgs),
+    /// Serve runs for a controller (echo or script with --nats) through NATS.
+    Agent(crate::agent::AgentArgs),
 }
 
 /// `recv-bench` flags.
@@ -65,6 +67,8 @@ pub enum Action {
     Echo(Box<crate::any::args::EchoArgs>),
     /// A scenario file.
     Script(Box<crate::any::args::ScriptArgs>),
+    /// Agent mode.
+    Agent(crate::agent::AgentArgs),
     /// The receive-path benchmark.
     RecvBench {
         /// Deliveries to process.
@@ -261,6 +265,7 @@ impl Command {
             Command::RecvBench(a) => a.json,
             Command::Echo(a) => a.common.json,
             Command::Script(a) => a.common.json,
+            Command::Agent(_) => false,
         }
     }
 
@@ -273,6 +278,7 @@ impl Command {
             },
             Command::Echo(a) => Action::Echo(Box::new(a)),
             Command::Script(a) => Action::Script(Box::new(a)),
+            Command::Agent(a) => Action::Agent(a),
             scenario => Action::Run(Box::new(scenario.into_options())),
         }
     }
@@ -280,13 +286,15 @@ impl Command {
     /// The run a scenario asks for (`recv-bench` is not one: it runs no connections).
     pub fn into_options(self) -> RunOptions {
         match self {
-            Command::RecvBench(_) | Command::Echo(_) | Command::Script(_) => options(
-                "recv-bench",
-                Plan::idle(0),
-                &Common::default(),
-                None,
-                Duration::ZERO,
-            ),
+            Command::RecvBench(_) | Command::Echo(_) | Command::Script(_) | Command::Agent(_) => {
+                options(
+                    "recv-bench",
+                    Plan::idle(0),
+                    &Common::default(),
+                    None,
+                    Duration::ZERO,
+                )
+            }
             Command::Fanout(a) => fanout_options("fanout", &a, None),
             Command::Churn(a) => {
                 let churn = ChurnSpec {

@@ -16,6 +16,7 @@
 //! - `schedule`: open-loop publish schedule; `stats`, `report`: measurements and output.
 //! - `target`, `sys`: addresses and operating-system facts.
 //! - `series`, `html`: per-second series and the self-contained HTML report.
+//! - `agent`: several load machines coordinated through NATS (agents and a controller).
 //! - `any`: the `echo` and `script` scenarios for any WebSocket server, on their own engine.
 //!
 //! ## Measurement rules
@@ -30,6 +31,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod agent;
 pub mod any;
 pub mod cli;
 pub mod conn;

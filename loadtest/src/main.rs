@@ -1,6 +1,7 @@
 //! `wsrelay-swarm`: parse the command line, run the scenario, print the report.
 
 use clap::Parser;
+use loadtest::agent::controller::{run_controller, ControllerPlan};
 use loadtest::cli::{Action, Cli};
 
 fn main() {
@@ -14,11 +15,26 @@ fn main() {
         },
         Action::Echo(args) => {
             let common = args.common.clone();
-            finish(args.run(), &common)
+            let report = match &common.nats {
+                Some(url) => ControllerPlan::echo(&args, &raw_args())
+                    .and_then(|plan| run_controller(&plan, url, common.agents)),
+                None => args.run(),
+            };
+            finish(report, &common)
         }
         Action::Script(args) => {
             let common = args.common.clone();
-            finish(args.run(), &common)
+            let report = match &common.nats {
+                Some(url) => ControllerPlan::script(&args, &raw_args())
+                    .and_then(|plan| run_controller(&plan, url, common.agents)),
+                None => args.run(),
+            };
+            finish(report, &common)
+        }
+        Action::Agent(args) => {
+            if let Err(e) = loadtest::agent::run_agent(&args) {
+                fail(&e);
+            }
         }
         Action::RecvBench {
             deliveries,
@@ -51,6 +67,11 @@ fn finish(
         Ok(status) => std::process::exit(status),
         Err(e) => fail(&e),
     }
+}
+
+/// The command line after the binary and the subcommand (what a controller forwards).
+fn raw_args() -> Vec<String> {
+    std::env::args().skip(2).collect()
 }
 
 fn fail(message: &str) -> ! {

@@ -50,6 +50,8 @@ pub struct Report {
     pub thresholds: Vec<crate::any::threshold::ThresholdResult>,
     /// Counters of the `echo` and `script` engine.
     pub any: Option<crate::any::conn::AnyCounters>,
+    /// Agent mode: each agent's share and clock offset.
+    pub agents: Vec<crate::agent::controller::AgentSummary>,
 }
 
 impl Report {
@@ -125,6 +127,10 @@ impl Report {
                 let results = self.thresholds.iter().map(|t| t.to_json()).collect();
                 object.insert("thresholds".into(), Value::Array(results));
                 object.insert("thresholds_pass".into(), json!(self.thresholds_pass()));
+            }
+            if !self.agents.is_empty() {
+                let agents = self.agents.iter().map(|a| a.to_json()).collect();
+                object.insert("agents".into(), Value::Array(agents));
             }
             if let Some(any) = &self.any {
                 object.insert(
@@ -238,6 +244,13 @@ impl Report {
                 "  messages     on open {}, reactions {}, unmatched received {}; clients closed by ramp-down {}",
                 any.open_messages_total, any.reactions_total, any.unmatched_total,
                 any.ramped_down_total
+            ));
+        }
+        for a in &self.agents {
+            line(format!(
+                "  agent        {}: {} of {} clients ready, sent {} received {}; clock offset {:+.3} ms (±{:.3} ms)",
+                a.name, a.conns_ready, a.conns_planned, a.sent_window, a.received_window,
+                a.clock_offset_ns as f64 / 1e6, a.clock_rtt_ns as f64 / 2e6
             ));
         }
         for t in &self.thresholds {

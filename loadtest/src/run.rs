@@ -63,6 +63,8 @@ pub enum RunError {
     Relay(std::io::Error),
     /// A driver thread could not be created.
     Driver(std::io::Error),
+    /// An agent's run was called off before it started.
+    Cancelled(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -71,6 +73,7 @@ impl std::fmt::Display for RunError {
             Self::Target(e) => write!(f, "target: {e}"),
             Self::Relay(e) => write!(f, "in-process relay: {e}"),
             Self::Driver(e) => write!(f, "driver thread: {e}"),
+            Self::Cancelled(e) => write!(f, "cancelled: {e}"),
         }
     }
 }
@@ -228,6 +231,7 @@ fn coordinate(
         series: None,
         thresholds: Vec::new(),
         any: None,
+        agents: Vec::new(),
     })
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Owns: these flags and the echo scenario's shape. May not touch: sockets, threads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -51,6 +51,13 @@ pub struct AnyCommon {
     /// the exit status 1).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
+    /// Controller mode: run on agents (`wsrelay-swarm agent --nats URL`) found through this
+    /// NATS server, split between them, started at one agreed time, merged into one report.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Agents to wait for (controller mode).
+    #[arg(long, default_value_t = 1, requires = "nats")]
+    pub agents: u32,
 }
 
 /// How echo replies are matched to what was sent.
@@ -113,9 +120,32 @@ pub struct ScriptArgs {
     pub file: PathBuf,
 }
 
+/// A run ready to start, and the in-process relay it measures (if any).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The run.
+    pub options: AnyOptions,
+    /// Kept alive for the run.
+    pub relay: Option<wsrelay::ServerHandle>,
+}
+
+impl Prepared {
+    /// Runs it to its end.
+    pub fn run(self) -> Result<Report, String> {
+        let report = run_any(self.options).map_err(|e| e.to_string());
+        drop(self.relay);
+        report
+    }
+}
+
 impl EchoArgs {
     /// Runs the echo scenario; `Err` is a message for the user.
     pub fn run(self) -> Result<Report, String> {
+        self.prepare()?.run()
+    }
+
+    /// The run these flags ask for (starting the in-process relay without `--url`).
+    pub fn prepare(&self) -> Result<Prepared, String> {
         let relay = match &self.url {
             Some(_) => None,
             None => Some(start_echo_relay().map_err(|e| format!("in-process relay: {e}"))?),
@@ -136,10 +166,10 @@ impl EchoArgs {
             None => url.clone(),
         };
         let scenario = self.scenario(target)?;
-        let options = options(scenario, &self.common, probe, label);
-        let report = run_any(options).map_err(|e| e.to_string());
-        drop(relay);
-        report
+        Ok(Prepared {
+            options: options(scenario, &self.common, probe, label),
+            relay,
+        })
     }
 
     /// The echo scenario these flags describe.
@@ -206,7 +236,24 @@ impl EchoArgs {
 impl ScriptArgs {
     /// Runs the scenario file; `Err` is a message for the user.
     pub fn run(self) -> Result<Report, String> {
-        let mut scenario = crate::any::file::load(&self.file, self.common.allow_remote)?;
+        self.prepare()?.run()
+    }
+
+    /// The run the scenario file asks for.
+    pub fn prepare(&self) -> Result<Prepared, String> {
+        let scenario = crate::any::file::load(&self.file, self.common.allow_remote)?;
+        self.prepare_scenario(scenario)
+    }
+
+    /// The run of scenario text sent by a controller (files it names are read relative to
+    /// the agent's working directory).
+    pub fn prepare_text(&self, text: &str) -> Result<Prepared, String> {
+        let scenario = crate::any::file::parse(text, Path::new("."), self.common.allow_remote)
+            .map_err(|e| format!("scenario from the controller: {e}"))?;
+        self.prepare_scenario(scenario)
+    }
+
+    fn prepare_scenario(&self, mut scenario: Scenario) -> Result<Prepared, String> {
         scenario
             .thresholds
             .extend(parse_thresholds(&self.common.thresholds)?);
@@ -222,7 +269,10 @@ impl ScriptArgs {
             .into_iter()
             .collect::<Vec<_>>()
             .join(" ");
-        run_any(options(scenario, &self.common, probe, label)).map_err(|e| e.to_string())
+        Ok(Prepared {
+            options: options(scenario, &self.common, probe, label),
+            relay: None,
+        })
     }
 }
 
@@ -238,10 +288,12 @@ fn options(
             threads: common.threads.max(1),
             ramp_per_s: common.ramp.max(1.0),
             setups_inflight_max: 1024,
+            shard: (0, 1),
         },
         probe,
         setup_timeout: common.setup_timeout,
         target_label: label,
+        gate: None,
     }
 }
 

@@ -57,6 +57,22 @@ pub struct AnySettings {
     pub ramp_per_s: f64,
     /// Connections per thread between connect and ready at once.
     pub setups_inflight_max: usize,
+    /// This process's share of the clients: `(index, count)`; client `c` is run here when
+    /// `c % count == index` (agent mode splits a run this way; alone: `(0, 1)`).
+    pub shard: (u32, u32),
+}
+
+impl AnySettings {
+    /// Whether client `c` (index in the run) is run by driver `thread` of this process.
+    pub fn owns(&self, c: u64, thread: usize) -> bool {
+        let (index, count) = (u64::from(self.shard.0), u64::from(self.shard.1.max(1)));
+        c % count == index && (c / count) % self.threads.max(1) as u64 == thread as u64
+    }
+
+    /// Whether client `c` is run by this process.
+    pub fn in_shard(&self, c: u64) -> bool {
+        c % u64::from(self.shard.1.max(1)) == u64::from(self.shard.0)
+    }
 }
 
 /// Coordination between the coordinator and the drivers (live counters for the progress
@@ -147,7 +163,7 @@ pub struct AnyDriver {
 impl AnyDriver {
     /// Driver `index`: takes every client whose run index ≡ `index` (mod threads).
     pub fn new(index: usize, shared: Arc<AnyShared>) -> io::Result<AnyDriver> {
-        let threads = shared.settings.threads.max(1) as u32;
+        let settings = &shared.settings;
         let offsets = shared.scenario.group_offsets();
         let groups = shared
             .scenario
@@ -157,7 +173,7 @@ impl AnyDriver {
             .map(|(group, offset)| {
                 let offset = offset as u32;
                 let owned: Vec<u32> = (0..group.clients_max)
-                    .filter(|k| (offset + k) % threads == index as u32)
+                    .filter(|k| settings.owns(u64::from(offset + k), index))
                     .collect();
                 let (stamped, fixed) = match group.periodic.as_ref().map(|p| &p.payload) {
                     Some(Payload::Stamped {

@@ -9,7 +9,7 @@
 //! by the scenario's drain; then the drivers stop by themselves.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,8 +25,18 @@ use crate::sys;
 /// Delay between the start decision and the first send, so every driver sees it in time.
 const START_DELAY_NS: u64 = 20_000_000;
 
+/// How an agent's run waits for the controller's agreed start: the run reports its setup
+/// seconds on `settled`, then waits for the start time (Unix ns) on `start_at_unix_ns`.
+#[derive(Debug)]
+pub struct StartGate {
+    /// Setup done (seconds it took).
+    pub settled: mpsc::Sender<f64>,
+    /// The agreed start, ns since the Unix epoch on this machine's clock.
+    pub start_at_unix_ns: mpsc::Receiver<u64>,
+}
+
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AnyOptions {
     /// The scenario.
     pub scenario: Scenario,
@@ -38,6 +48,8 @@ pub struct AnyOptions {
     pub setup_timeout: Duration,
     /// What the report calls the target.
     pub target_label: String,
+    /// Agent mode: wait for the controller's start.
+    pub gate: Option<StartGate>,
 }
 
 /// Runs `options` to its end and checks its thresholds.
@@ -52,7 +64,17 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
     let drivers = spawn(&shared)?;
     let setup_s = wait_for_setup(&shared, options.setup_timeout);
     let scenario = &shared.scenario;
-    let start_ns = sys::now_ns() + START_DELAY_NS;
+    let start_ns = match &options.gate {
+        None => sys::now_ns() + START_DELAY_NS,
+        Some(gate) => match wait_for_start(gate, setup_s, options.setup_timeout) {
+            Ok(start_ns) => start_ns,
+            Err(e) => {
+                shared.control.stop.store(true, Ordering::Release);
+                let _ = join(drivers, 0);
+                return Err(RunError::Cancelled(e));
+            }
+        },
+    };
     shared.control.start_ns.store(start_ns, Ordering::Release);
     let window_start_ns = start_ns + scenario.warmup_ns;
     let window_end_ns = window_start_ns + scenario.duration_ns;
@@ -70,7 +92,9 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         scenario: scenario.name.clone(),
         target: options.target_label.clone(),
         threads: options.settings.threads,
-        conns_planned: scenario.clients_total(),
+        conns_planned: (0..scenario.clients_total())
+            .filter(|&c| options.settings.in_shard(c))
+            .count() as u64,
         setup_s,
         warmup_s: scenario.warmup_ns as f64 / 1e9,
         duration_s: scenario.duration_ns as f64 / 1e9,
@@ -90,6 +114,7 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         }),
         thresholds: Vec::new(),
         any: Some(counters),
+        agents: Vec::new(),
     };
     report.thresholds = scenario
         .thresholds
@@ -132,6 +157,18 @@ fn join(
         }
     }
     (stats, series, counters)
+}
+
+/// Reports the setup and converts the agreed start (Unix ns) to the swarm's clock.
+fn wait_for_start(gate: &StartGate, setup_s: f64, timeout: Duration) -> Result<u64, String> {
+    let _ = gate.settled.send(setup_s);
+    let start_at_unix_ns = gate
+        .start_at_unix_ns
+        .recv_timeout(timeout)
+        .map_err(|_| "no start from the controller".to_string())?;
+    let (now_unix_ns, now_ns) = (sys::unix_ns(), sys::now_ns());
+    // A start already past (a slow setup) is taken at once; the run then starts late.
+    Ok(now_ns + start_at_unix_ns.saturating_sub(now_unix_ns))
 }
 
 fn wait_for_setup(shared: &AnyShared, timeout: Duration) -> f64 {
