@@ -504,3 +504,29 @@ mod tests {
         assert!(parse_err("duration = \"1s\"").contains("no [[group]]"));
     }
 }
+
+#[cfg(test)]
+mod readme_tests {
+    use super::*;
+
+    /// Every TOML example of loadtest/README.md is a valid scenario.
+    #[test]
+    fn readme_examples_parse() {
+        let readme = include_str!("../../README.md");
+        let dir = std::env::temp_dir().join(format!("swarm-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tokens.txt"), "t0\nt1\n").unwrap();
+        let examples: Vec<&str> = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .collect();
+        assert_eq!(examples.len(), 3);
+        for example in examples {
+            if let Err(e) = parse(example, &dir, false) {
+                panic!("{e}\n{example}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
