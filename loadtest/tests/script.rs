@@ -337,3 +337,53 @@ fn thresholds_set_the_exit_status() {
     assert!(stdout.contains("FAIL conns_failed == 0"), "{stdout}");
     assert!(stdout.contains("FAIL errors < 0.1%"), "{stdout}");
 }
+
+/// Pub/sub measured by the deliveries' own send time: wsrelay as the pub/sub server (its
+/// protocol written out in the scenario, as for any other server): 3 subscribers, 1
+/// publisher whose messages carry `{{sent_at_ns}}`, each due 3 deliveries.
+#[test]
+fn pubsub_deliveries_are_counted_and_timed_from_the_sent_at_they_carry() {
+    let relay = wsrelay::Server::start(wsrelay::Config::loopback_for_tests(1)).expect("relay");
+    let dir = scenario_dir("pubsub");
+    let scenario = format!(
+        r#"
+warmup = "0s"
+duration = "300ms"
+thresholds = ["loss == 0"]
+
+[[group]]
+name = "subscribers"
+url = "ws://{addr}/"
+clients = 3
+sent_at = {{ pointer = "/content/t" }}
+[[group.on_open]]
+send = '{{"type":"subscribe","channel":"prices"}}'
+wait_for = {{ pointer = "/type", equals = "subscribed" }}
+
+[[group]]
+name = "publishers"
+url = "ws://{addr}/"
+clients = 1
+[group.send]
+rate = 100
+template = '{{"type":"message","channel":"prices","content":{{"t":{{{{sent_at_ns}}}},"n":{{{{seq}}}}}}}}'
+match = {{ deliveries = 3 }}
+"#,
+        addr = relay.local_addr()
+    );
+    let path = dir.join("pubsub.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let report = run_script(&path);
+    let s = &report.stats;
+    let text = report.to_text();
+    assert_eq!(s.conns_ready, 4, "{text}");
+    // 300 ms at 100/s: 30 publishes in the window, each due at the 3 subscribers.
+    assert_eq!(s.sent_window, 30, "{text}");
+    assert_eq!(s.due_window, 90, "{text}");
+    assert_eq!(s.received_window, 90, "{text}");
+    assert_eq!(s.received_total, s.due_total, "{text}");
+    assert_eq!(s.latency_ns.len(), 90, "{text}");
+    assert_eq!(report.loss(), 0, "{text}");
+    assert!(s.errors.is_empty(), "{text}");
+    assert!(report.thresholds_pass(), "{text}");
+}
