@@ -96,6 +96,9 @@ pub struct Common {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
     /// New connections per second during setup.
     #[arg(long, default_value_t = 5000.0)]
     pub ramp: f64,
@@ -119,6 +122,7 @@ impl Default for Common {
             threads: 1,
             server_pid: None,
             json: false,
+            report: None,
             ramp: 5000.0,
             setup_timeout: Duration::from_secs(60),
             relay_loops: 1,
@@ -266,6 +270,19 @@ impl Command {
             Command::Echo(a) => a.common.json,
             Command::Script(a) => a.common.json,
             Command::Agent(_) => false,
+        }
+    }
+
+    /// Where the HTML report goes, if asked (`--report`).
+    pub fn report_path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Command::Fanout(a) => a.common.report.clone(),
+            Command::Rooms(a) => a.common.report.clone(),
+            Command::Conns(a) => a.common.report.clone(),
+            Command::Churn(a) => a.fanout.common.report.clone(),
+            Command::Echo(a) => a.common.report.clone(),
+            Command::Script(a) => a.common.report.clone(),
+            Command::RecvBench(_) | Command::Agent(_) => None,
         }
     }
 

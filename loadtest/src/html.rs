@@ -115,7 +115,11 @@ fn summary(html: &mut String, json: &Value) {
             num(&json["connections"]["failed"]),
         ),
         ("sent", "sent (window)", num(&json["sent"])),
-        ("expected", "expected replies", num(&json["expected"])),
+        (
+            "expected",
+            "expected (replies or deliveries)",
+            num(&json["expected"]),
+        ),
         ("received", "received", num(&json["received"])),
         ("loss", "loss", num(&json["loss"])),
         (
@@ -196,13 +200,13 @@ fn charts(html: &mut String, report: &Report, series: &SeriesReport) {
             values: per_second(&|i| series.latency_us(i, 0.999)),
         },
     ];
-    time_chart(
-        html,
-        "latency",
-        "Latency per second (µs, log scale)",
-        &latency,
-        true,
-    );
+    let recorded = latency.iter().any(|l| l.values.iter().any(Option::is_some));
+    let title = if recorded || n == 0 {
+        "Latency per second (µs, log scale)"
+    } else {
+        "Latency per second: not recorded by this scenario (echo and script record it)"
+    };
+    time_chart(html, "latency", title, &latency, true);
     distribution_chart(html, report);
     let throughput = [
         Line {
@@ -408,7 +412,8 @@ fn short(value: f64) -> String {
     match value {
         v if v >= 1e6 => format!("{}M", trimmed(format!("{:.3}", v / 1e6))),
         v if v >= 1e4 => format!("{:.0}k", v / 1e3),
-        v if v >= 10.0 => format!("{v:.0}"),
+        v if v >= 100.0 => format!("{v:.0}"),
+        v if v >= 10.0 => trimmed(format!("{v:.1}")),
         v => trimmed(format!("{v:.2}")),
     }
 }

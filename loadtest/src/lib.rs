@@ -15,7 +15,8 @@
 //! - `payload`: precomputed masked frames; `scan`: the delivery scanner (hot path).
 //! - `schedule`: open-loop publish schedule; `stats`, `report`: measurements and output.
 //! - `target`, `sys`: addresses and operating-system facts.
-//! - `series`, `html`: per-second series and the self-contained HTML report.
+//! - `series`, `sampler`, `html`: per-second series, the coordinator's once-a-second samples,
+//!   and the self-contained HTML report.
 //! - `agent`: several load machines coordinated through NATS (agents and a controller).
 //! - `any`: the `echo` and `script` scenarios for any WebSocket server, on their own engine.
 //!
@@ -42,6 +43,7 @@ pub mod plan;
 pub mod recv_bench;
 pub mod report;
 pub mod run;
+pub mod sampler;
 pub mod scan;
 pub mod schedule;
 pub mod series;

@@ -7,10 +7,21 @@ use loadtest::cli::{Action, Cli};
 fn main() {
     let cli = Cli::parse();
     let json = cli.command.json();
+    let report_path = cli.command.report_path();
     match cli.command.into_action() {
         Action::Run(options) => match loadtest::run::run(*options) {
-            Ok(report) if json => println!("{}", report.to_json()),
-            Ok(report) => print!("{}", report.to_text()),
+            Ok(report) => {
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{}", report.to_text());
+                }
+                if let Some(path) = report_path {
+                    if let Err(e) = std::fs::write(&path, loadtest::html::render(&report)) {
+                        fail(&format!("--report {}: {e}", path.display()));
+                    }
+                }
+            }
             Err(e) => fail(&e.to_string()),
         },
         Action::Echo(args) => {

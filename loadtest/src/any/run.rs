@@ -18,7 +18,8 @@ use crate::any::driver::{AnyControl, AnyDriver, AnySettings, AnyShared, DriverRe
 use crate::any::scenario::Scenario;
 use crate::report::Report;
 use crate::run::{swarm_run_queue_wait_s, RunError, ServerProbe};
-use crate::series::{Sample, Series, SeriesReport, SERIES_SECONDS_MAX};
+use crate::sampler::{Counters, Sampler};
+use crate::series::Series;
 use crate::stats::ThreadStats;
 use crate::sys;
 
@@ -78,11 +79,11 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
     shared.control.start_ns.store(start_ns, Ordering::Release);
     let window_start_ns = start_ns + scenario.warmup_ns;
     let window_end_ns = window_start_ns + scenario.duration_ns;
-    let mut sampler = Sampler::new(start_ns, probe);
-    sampler.run_until(window_start_ns, &shared);
+    let mut sampler = Sampler::new(start_ns, probe, Counters::default());
+    run_until(window_start_ns, &shared, &mut sampler);
     let server_cpu_start = probe.cpu_s();
     let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
-    sampler.run_until(window_end_ns, &shared);
+    run_until(window_end_ns, &shared, &mut sampler);
     let server_cpu_end = probe.cpu_s();
     let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
     let drain_s = drain(&shared, &mut sampler, scenario.drain_ns);
@@ -108,10 +109,7 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         limit_note: None,
         stats,
         server_latency: None,
-        series: Some(SeriesReport {
-            series,
-            samples: sampler.samples,
-        }),
+        series: Some(sampler.into_report(Some(series))),
         thresholds: Vec::new(),
         any: Some(counters),
         agents: Vec::new(),
@@ -192,66 +190,32 @@ fn drain(shared: &AnyShared, sampler: &mut Sampler, drain_ns: u64) -> f64 {
     while control.received_total.load(Ordering::Relaxed) < control.due_total.load(Ordering::Relaxed)
         && sys::now_ns() < deadline
     {
-        sampler.sample_due(shared);
+        sampler.sample_due(|| counters(shared));
         std::thread::sleep(Duration::from_millis(5));
     }
     (sys::now_ns() - started) as f64 / 1e9
 }
 
-/// Takes one `Sample` at the end of every second of the run.
-#[derive(Debug)]
-struct Sampler {
-    start_ns: u64,
-    probe: ServerProbe,
-    samples: Vec<Sample>,
-    last_swarm_cpu_s: f64,
-    last_server_cpu_s: Option<f64>,
-}
-
-impl Sampler {
-    fn new(start_ns: u64, probe: ServerProbe) -> Self {
-        Self {
-            start_ns,
-            probe,
-            samples: Vec::new(),
-            last_swarm_cpu_s: swarm_cpu_s(),
-            last_server_cpu_s: probe.cpu_s(),
-        }
-    }
-
-    fn run_until(&mut self, at_ns: u64, shared: &AnyShared) {
-        loop {
-            let now = sys::now_ns();
-            if now >= at_ns {
-                return;
-            }
-            self.sample_due(shared);
-            let next_second_ns = self.start_ns + (self.samples.len() as u64 + 1) * 1_000_000_000;
-            let wake_ns = at_ns.min(next_second_ns).max(now + 1);
-            std::thread::sleep(Duration::from_nanos((wake_ns - now).min(100_000_000)));
-        }
-    }
-
-    fn sample_due(&mut self, shared: &AnyShared) {
+/// Sleeps until `at_ns`, sampling every second on the way.
+fn run_until(at_ns: u64, shared: &AnyShared, sampler: &mut Sampler) {
+    loop {
         let now = sys::now_ns();
-        while self.samples.len() < SERIES_SECONDS_MAX
-            && now >= self.start_ns + (self.samples.len() as u64 + 1) * 1_000_000_000
-        {
-            let swarm = swarm_cpu_s();
-            let server = self.probe.cpu_s();
-            self.samples.push(Sample {
-                conns_open: shared.control.conns_open.load(Ordering::Relaxed),
-                swarm_cpu_pct: (swarm - self.last_swarm_cpu_s) * 100.0,
-                server_cpu_pct: server
-                    .zip(self.last_server_cpu_s)
-                    .map(|(now, before)| (now - before) * 100.0),
-            });
-            self.last_swarm_cpu_s = swarm;
-            self.last_server_cpu_s = server;
+        if now >= at_ns {
+            return;
         }
+        sampler.sample_due(|| counters(shared));
+        let wake_ns = at_ns.min(sampler.next_due_ns()).max(now + 1);
+        std::thread::sleep(Duration::from_nanos((wake_ns - now).min(100_000_000)));
     }
 }
 
-fn swarm_cpu_s() -> f64 {
-    sys::own_threads_cpu_s("swarm-")
+/// The drivers' live counters.
+fn counters(shared: &AnyShared) -> Counters {
+    let c = &shared.control;
+    Counters {
+        sent_total: c.sent_total.load(Ordering::Relaxed),
+        received_total: c.received_total.load(Ordering::Relaxed),
+        errors_total: 0,
+        conns_open: c.conns_open.load(Ordering::Relaxed),
+    }
 }
