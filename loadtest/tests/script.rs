@@ -131,6 +131,10 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
         };
         let request: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
         let replies = answer(&request, seen);
+        if replies.first().is_some_and(|r| r["type"] == "close_me") {
+            let _ = ws.close(None);
+            continue;
+        }
         for reply in replies {
             if ws.send(Message::text(reply.to_string())).is_err() {
                 break;
@@ -162,6 +166,7 @@ fn answer(request: &Value, seen: &Mutex<Seen>) -> Vec<Value> {
             s.pongs += 1;
             vec![]
         }
+        Some("bye") => vec![json!({"type": "close_me"})],
         _ => vec![json!({"type": "error"})],
     }
 }
@@ -386,4 +391,37 @@ match = {{ deliveries = 3 }}
     assert_eq!(report.loss(), 0, "{text}");
     assert!(s.errors.is_empty(), "{text}");
     assert!(report.thresholds_pass(), "{text}");
+}
+
+/// A server that closes clients during their opening steps fails their setup: counted once
+/// each, and the run goes on (setup does not wait for them).
+#[test]
+fn clients_closed_by_the_server_during_setup_are_failed_setups() {
+    let server = ApiServer::start();
+    let dir = scenario_dir("setup-close");
+    let scenario = format!(
+        r#"
+duration = "100ms"
+[[group]]
+url = "ws://{addr}/api"
+clients = 3
+[[group.on_open]]
+send = '{{"type":"bye"}}'
+wait_for = {{ pointer = "/type", equals = "never" }}
+"#,
+        addr = server.addr
+    );
+    let path = dir.join("setup-close.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let report = run_script(&path);
+    let seen = server.finish();
+    let text = report.to_text();
+    assert_eq!(seen.connections, 3, "{seen:?}");
+    assert_eq!(report.stats.conns_ready, 0, "{text}");
+    assert_eq!(report.stats.conns_failed, 3, "{text}");
+    assert_eq!(
+        report.stats.errors.get("setup_closed_by_server"),
+        Some(&3),
+        "{text}"
+    );
 }

@@ -9,7 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ use slab::Slab;
 use wsrelay::proto::frame::{encode_client_frame, OpCode};
 
 use crate::any::conn::{AnyCounters, Client, Ctx, End, Phase};
-use crate::any::scenario::{Payload, Scenario, Stage};
+use crate::any::scenario::{Payload, Stage};
+pub use crate::any::shared::{AnyControl, AnySettings, AnyShared, DriverResult};
 use crate::driver::connect;
 use crate::payload::{PublishTemplate, FIXED_TEST_MASK};
 use crate::schedule::Schedule;
@@ -46,75 +47,6 @@ macro_rules! ctx {
             rng: &mut $driver.rng,
         }
     };
-}
-
-/// Knobs shared by every driver.
-#[derive(Debug, Clone)]
-pub struct AnySettings {
-    /// Driver threads.
-    pub threads: usize,
-    /// New connections per second while setting up (all threads together).
-    pub ramp_per_s: f64,
-    /// Connections per thread between connect and ready at once.
-    pub setups_inflight_max: usize,
-    /// This process's share of the clients: `(index, count)`; client `c` is run here when
-    /// `c % count == index` (agent mode splits a run this way; alone: `(0, 1)`).
-    pub shard: (u32, u32),
-}
-
-impl AnySettings {
-    /// Whether client `c` (index in the run) is run by driver `thread` of this process.
-    pub fn owns(&self, c: u64, thread: usize) -> bool {
-        let (index, count) = (u64::from(self.shard.0), u64::from(self.shard.1.max(1)));
-        c % count == index && (c / count) % self.threads.max(1) as u64 == thread as u64
-    }
-
-    /// Whether client `c` is run by this process.
-    pub fn in_shard(&self, c: u64) -> bool {
-        c % u64::from(self.shard.1.max(1)) == u64::from(self.shard.0)
-    }
-}
-
-/// Coordination between the coordinator and the drivers (live counters for the progress
-/// line and the per-second samples).
-#[derive(Debug, Default)]
-pub struct AnyControl {
-    /// When the run started, ns (0: setting up).
-    pub start_ns: AtomicU64,
-    /// Drivers close their clients and return.
-    pub stop: AtomicBool,
-    /// Drivers whose setup clients are all ready (or failed).
-    pub threads_settled: AtomicUsize,
-    /// Messages sent.
-    pub sent_total: AtomicU64,
-    /// Replies due.
-    pub due_total: AtomicU64,
-    /// Replies received.
-    pub received_total: AtomicU64,
-    /// Clients ready and not closed, all threads.
-    pub conns_open: AtomicU64,
-}
-
-/// What every driver shares.
-#[derive(Debug)]
-pub struct AnyShared {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// Knobs.
-    pub settings: AnySettings,
-    /// Coordination.
-    pub control: AnyControl,
-}
-
-/// What a driver returns.
-#[derive(Debug)]
-pub struct DriverResult {
-    /// Measurements.
-    pub stats: ThreadStats,
-    /// Per-second measurements.
-    pub series: Series,
-    /// Engine counters.
-    pub counters: AnyCounters,
 }
 
 /// A group as one driver sees it.
@@ -362,14 +294,22 @@ impl AnyDriver {
         }
     }
 
+    /// Closes a client for a ramp-down: a close frame once the handshake is done, else the
+    /// socket is dropped.
     fn close_client(&mut self, key: usize, now: u64) {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
-        if client.phase == Phase::Ready {
-            self.conns_open = self.conns_open.saturating_sub(1);
-        } else if !matches!(client.phase, Phase::Closing { .. } | Phase::Closed) {
-            self.setups_inflight = self.setups_inflight.saturating_sub(1);
+        match client.phase {
+            Phase::Connecting | Phase::Handshaking => {
+                self.setups_inflight = self.setups_inflight.saturating_sub(1);
+                return self.remove(key);
+            }
+            Phase::Opening { .. } => {
+                self.setups_inflight = self.setups_inflight.saturating_sub(1);
+            }
+            Phase::Ready => self.conns_open = self.conns_open.saturating_sub(1),
+            Phase::Closing { .. } | Phase::Closed => return,
         }
         client.start_close(now + CLOSE_WAIT_NS);
         self.flush(key);
@@ -555,7 +495,8 @@ impl AnyDriver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(key, crate::driver::io_error_kind(&e)),
             };
-            let was_ready = client.phase == Phase::Ready;
+            let before = client.phase;
+            let was_ready = before == Phase::Ready;
             let g = client.group as usize;
             let now = now_ns();
             let mut ctx = ctx!(self, g, now);
@@ -569,16 +510,28 @@ impl AnyDriver {
             }
             self.flush(key);
             if phase == Phase::Closed {
-                if was_ready {
-                    // The server closed a ready client.
-                    self.conns_open = self.conns_open.saturating_sub(1);
-                }
-                return self.remove(key);
+                return self.on_server_close(key, before);
             }
             if n < self.read_buf.len() {
                 return;
             }
         }
+    }
+
+    /// The close handshake ended (phase `before` the bytes that closed it): a close the swarm
+    /// started, a ready client the server closed, or a client the server closed during setup
+    /// (a failed setup).
+    fn on_server_close(&mut self, key: usize, before: Phase) {
+        match before {
+            Phase::Closing { .. } | Phase::Closed => {}
+            Phase::Ready => self.conns_open = self.conns_open.saturating_sub(1),
+            Phase::Connecting | Phase::Handshaking | Phase::Opening { .. } => {
+                self.setups_inflight = self.setups_inflight.saturating_sub(1);
+                self.stats.conns_failed += 1;
+                self.count_error("setup_closed_by_server", now_ns());
+            }
+        }
+        self.remove(key);
     }
 
     fn on_ready(&mut self, key: usize, now: u64) {

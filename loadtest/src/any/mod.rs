@@ -5,7 +5,8 @@
 //!
 //! - `scenario`: the model; `file`: the TOML scenario file; `template`: payload templates;
 //!   `threshold`: pass/fail rules.
-//! - `conn`: one virtual client; `driver`: a driver thread; `run`: the coordinator.
+//! - `conn`: one virtual client; `driver`: a driver thread; `shared`: what drivers share;
+//!   `run`: the coordinator.
 //! - `args`: the command line of `echo` and `script`.
 
 pub mod args;
@@ -14,5 +15,6 @@ pub mod driver;
 pub mod file;
 pub mod run;
 pub mod scenario;
+pub mod shared;
 pub mod template;
 pub mod threshold;
