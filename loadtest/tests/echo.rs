@@ -73,6 +73,7 @@ fn echo_text_matched_by_sequence_loses_nothing() {
     assert_eq!(received, report.stats.received_total);
 }
 
+/// Two driver threads share the connections (3 and 2); the counts are the same as on one.
 #[test]
 fn echo_binary_matched_in_order_loses_nothing() {
     let relay = echo_relay();
@@ -82,6 +83,8 @@ fn echo_binary_matched_in_order_loses_nothing() {
         &[
             "--connections",
             "5",
+            "--threads",
+            "2",
             "--rate-per-connection",
             "200",
             "--binary",

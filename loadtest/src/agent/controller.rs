@@ -380,7 +380,7 @@ fn merge(
     let mut report = Report {
         scenario: plan.command.clone(),
         target: format!("{} via {} agents", plan.target_label, names.len()),
-        threads: names.len(),
+        threads: names.len() * threads_per_agent(&plan.args),
         conns_planned,
         setup_s,
         warmup_s: plan.warmup_s,
@@ -402,6 +402,19 @@ fn merge(
     };
     report.thresholds = plan.thresholds.iter().map(|t| t.check(&report)).collect();
     Ok(report)
+}
+
+/// `--threads` of the forwarded flags (each agent runs that many drivers).
+fn threads_per_agent(args: &[String]) -> usize {
+    let value = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--threads") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        });
+    value.and_then(|v| v.parse().ok()).unwrap_or(1).max(1)
 }
 
 /// Per-second samples of agents added (connections and CPU of all load machines).
@@ -447,5 +460,8 @@ mod tests {
             forwarded_args(&raw, Some("run.toml")),
             ["--url", "ws://127.0.0.1:1/echo", "--rate", "100"]
         );
+        assert_eq!(threads_per_agent(&["--threads".into(), "3".into()]), 3);
+        assert_eq!(threads_per_agent(&["--threads=2".into()]), 2);
+        assert_eq!(threads_per_agent(&[]), 1);
     }
 }
