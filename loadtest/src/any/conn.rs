@@ -112,6 +112,14 @@ pub struct Ctx<'a> {
     pub rng: &'a mut u64,
 }
 
+impl Ctx<'_> {
+    /// Counts an error of `kind`, in the totals and in the current second.
+    pub fn error(&mut self, kind: &str) {
+        self.stats.error(kind);
+        self.series.error(self.now_ns);
+    }
+}
+
 /// One client.
 #[derive(Debug)]
 pub struct Client {
@@ -366,7 +374,7 @@ impl Client {
                         true
                     }
                     Some(_) => {
-                        ctx.stats.error("foreign_reply");
+                        ctx.error("foreign_reply");
                         true
                     }
                     None => false,
@@ -494,7 +502,7 @@ impl Client {
                 let key = expect.equals.render_string(&mut vars);
                 if let Pending::Keys(keys) = &mut self.pending {
                     if keys.insert(key, scheduled_ns).is_some() {
-                        ctx.stats.error("duplicate_reply_key");
+                        ctx.error("duplicate_reply_key");
                     }
                 }
             }

@@ -433,7 +433,7 @@ impl AnyDriver {
         };
         if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
-                self.stats.error("poll_failed");
+                self.count_error("poll_failed", now_ns());
             }
         }
         for (i, event) in events.iter().enumerate() {
@@ -609,7 +609,7 @@ impl AnyDriver {
             .map(|(key, _)| key)
             .collect();
         for key in expired {
-            self.stats.error("close_timeout");
+            self.count_error("close_timeout", now);
             self.remove(key);
         }
     }
