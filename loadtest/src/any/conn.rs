@@ -278,22 +278,9 @@ impl Client {
 
     /// Renders `message` and queues it as one frame.
     fn send_message(&mut self, message: &Message, seq: u64, recv: Option<&Value>, ctx: &mut Ctx) {
-        let mut text = String::new();
         let mut vars = self.vars(ctx, seq, ctx.now_ns);
         vars.recv = recv;
-        message.template.render(&mut text, &mut vars);
-        let opcode = if message.binary {
-            OpCode::Binary
-        } else {
-            OpCode::Text
-        };
-        encode_client_frame(
-            &mut self.out,
-            true,
-            opcode,
-            text.as_bytes(),
-            FIXED_TEST_MASK,
-        );
+        append_rendered(&mut self.out, message, &mut vars);
     }
 
     fn on_message(&mut self, bytes: &[u8], binary: bool, ctx: &mut Ctx<'_>) {
@@ -477,21 +464,8 @@ impl Client {
             }
             (Payload::Fixed { .. }, _, Some(frame)) => self.out.extend_from_slice(frame),
             (Payload::Template(message), _, _) => {
-                let mut text = String::new();
                 let mut vars = self.vars(ctx, u64::from(index), scheduled_ns);
-                message.template.render(&mut text, &mut vars);
-                let opcode = if message.binary {
-                    OpCode::Binary
-                } else {
-                    OpCode::Text
-                };
-                encode_client_frame(
-                    &mut self.out,
-                    true,
-                    opcode,
-                    text.as_bytes(),
-                    FIXED_TEST_MASK,
-                );
+                append_rendered(&mut self.out, message, &mut vars);
             }
             _ => return,
         }
@@ -532,6 +506,18 @@ impl Client {
         self.out.drain(..written);
         Ok(())
     }
+}
+
+/// Renders `message` and appends it as one masked frame.
+fn append_rendered(out: &mut Vec<u8>, message: &Message, vars: &mut Vars<'_>) {
+    let mut text = String::new();
+    message.template.render(&mut text, vars);
+    let opcode = if message.binary {
+        OpCode::Binary
+    } else {
+        OpCode::Text
+    };
+    encode_client_frame(out, true, opcode, text.as_bytes(), FIXED_TEST_MASK);
 }
 
 fn limits() -> DecoderLimits {
