@@ -310,11 +310,16 @@ impl Client {
         }
         for reaction in &ctx.group.reactions {
             if self.matches(&reaction.when, bytes, &mut parsed, ctx) {
+                handled = true;
+                if self.out.len() >= PUBLISH_QUEUE_BYTES_MAX {
+                    // A server that sends but does not read cannot grow the queue.
+                    ctx.error("reaction_skipped_queue_full");
+                    continue;
+                }
                 let recv = parsed.as_ref().and_then(Option::as_ref);
                 let recv = recv.cloned();
                 self.send_message(&reaction.send, 0, recv.as_ref(), ctx);
                 ctx.counters.reactions_total += 1;
-                handled = true;
             }
         }
         if !handled {
