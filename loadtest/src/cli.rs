@@ -12,9 +12,10 @@ use crate::plan::{ChurnSpec, FanoutShape, Plan, RoomsShape};
 use crate::run::RunOptions;
 use crate::schedule::Rate;
 
-/// A bounded WebSocket client swarm for pub/sub relays. With no --url it starts an in-process
-/// wsrelay on a free loopback port and measures that. Targets must be loopback (127.0.0.0/8,
-/// ::1) unless --allow-remote is given.
+/// A bounded WebSocket client swarm for pub/sub relays (fanout, rooms, conns, churn) and any
+/// WebSocket server (echo, script; several machines with agent). With no --url the relay
+/// scenarios and echo start an in-process wsrelay on a free loopback port and measure that.
+/// Targets must be loopback (127.0.0.0/8, ::1) unless --allow-remote is given.
 #[derive(Debug, Parser)]
 #[command(name = "wsrelay-swarm", version)]
 pub struct Cli {

@@ -1,7 +1,8 @@
 //! # wsrelay-swarm
 //!
 //! A bounded client swarm for WebSocket pub/sub relays that speak wsrelay's protocol (and the
-//! reference peers that imitate it). It uses wsrelay's own sans-IO codec in the client role,
+//! reference peers that imitate it), and for any WebSocket server (`any`: echo and scripted
+//! scenarios; `agent`: several machines). It uses wsrelay's own sans-IO codec in the client role,
 //! so one codec serves both sides, and runs a few mio loops (`--threads`), never a thread per
 //! connection.
 //!
