@@ -12,9 +12,10 @@ use crate::plan::{ChurnSpec, FanoutShape, Plan, RoomsShape};
 use crate::run::RunOptions;
 use crate::schedule::Rate;
 
-/// A bounded WebSocket client swarm for pub/sub relays. With no --url it starts an in-process
-/// wsrelay on a free loopback port and measures that. Targets must be loopback (127.0.0.0/8,
-/// ::1) unless --allow-remote is given.
+/// A bounded WebSocket client swarm for pub/sub relays (fanout, rooms, conns, churn) and any
+/// WebSocket server (echo, script; several machines with agent). With no --url the relay
+/// scenarios and echo start an in-process wsrelay on a free loopback port and measure that.
+/// Targets must be loopback (127.0.0.0/8, ::1) unless --allow-remote is given.
 #[derive(Debug, Parser)]
 #[command(name = "wsrelay-swarm", version)]
 pub struct Cli {
@@ -36,6 +37,12 @@ pub enum Command {
     Churn(ChurnArgs),
     /// CPU cost of the receive path alone (decode, scan, check, record), no I/O.
     RecvBench(RecvBenchArgs),
+    /// N connections send to any echo server at a fixed rate; latency per reply.
+    Echo(crate::any::args::EchoArgs),
+    /// A scripted scenario for any WebSocket server, from a TOML file.
+    Script(crate::any::args::ScriptArgs),
+    /// Serve runs for a controller (echo or script with --nats) through NATS.
+    Agent(crate::agent::AgentArgs),
 }
 
 /// `recv-bench` flags.
@@ -57,6 +64,12 @@ pub struct RecvBenchArgs {
 pub enum Action {
     /// A scenario run.
     Run(Box<RunOptions>),
+    /// The echo scenario.
+    Echo(Box<crate::any::args::EchoArgs>),
+    /// A scenario file.
+    Script(Box<crate::any::args::ScriptArgs>),
+    /// Agent mode.
+    Agent(crate::agent::AgentArgs),
     /// The receive-path benchmark.
     RecvBench {
         /// Deliveries to process.
@@ -84,6 +97,9 @@ pub struct Common {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
     /// New connections per second during setup.
     #[arg(long, default_value_t = 5000.0)]
     pub ramp: f64,
@@ -107,6 +123,7 @@ impl Default for Common {
             threads: 1,
             server_pid: None,
             json: false,
+            report: None,
             ramp: 5000.0,
             setup_timeout: Duration::from_secs(60),
             relay_loops: 1,
@@ -251,6 +268,22 @@ impl Command {
             Command::Conns(a) => a.common.json,
             Command::Churn(a) => a.fanout.common.json,
             Command::RecvBench(a) => a.json,
+            Command::Echo(a) => a.common.json,
+            Command::Script(a) => a.common.json,
+            Command::Agent(_) => false,
+        }
+    }
+
+    /// Where the HTML report goes, if asked (`--report`).
+    pub fn report_path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Command::Fanout(a) => a.common.report.clone(),
+            Command::Rooms(a) => a.common.report.clone(),
+            Command::Conns(a) => a.common.report.clone(),
+            Command::Churn(a) => a.fanout.common.report.clone(),
+            Command::Echo(a) => a.common.report.clone(),
+            Command::Script(a) => a.common.report.clone(),
+            Command::RecvBench(_) | Command::Agent(_) => None,
         }
     }
 
@@ -261,6 +294,9 @@ impl Command {
                 deliveries: a.deliveries,
                 content_bytes: a.size,
             },
+            Command::Echo(a) => Action::Echo(Box::new(a)),
+            Command::Script(a) => Action::Script(Box::new(a)),
+            Command::Agent(a) => Action::Agent(a),
             scenario => Action::Run(Box::new(scenario.into_options())),
         }
     }
@@ -268,13 +304,15 @@ impl Command {
     /// The run a scenario asks for (`recv-bench` is not one: it runs no connections).
     pub fn into_options(self) -> RunOptions {
         match self {
-            Command::RecvBench(_) => options(
-                "recv-bench",
-                Plan::idle(0),
-                &Common::default(),
-                None,
-                Duration::ZERO,
-            ),
+            Command::RecvBench(_) | Command::Echo(_) | Command::Script(_) | Command::Agent(_) => {
+                options(
+                    "recv-bench",
+                    Plan::idle(0),
+                    &Common::default(),
+                    None,
+                    Duration::ZERO,
+                )
+            }
             Command::Fanout(a) => fanout_options("fanout", &a, None),
             Command::Churn(a) => {
                 let churn = ChurnSpec {

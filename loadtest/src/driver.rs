@@ -663,7 +663,7 @@ impl Driver {
 }
 
 /// A non-blocking TCP connect to `target` from `source` (port chosen by the kernel).
-fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+pub fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM,
@@ -683,7 +683,7 @@ fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> 
 }
 
 /// A stable label for a connect-time error.
-fn connect_error_kind(e: &io::Error) -> &'static str {
+pub fn connect_error_kind(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EMFILE) | Some(libc::ENFILE) => "connect_open_file_limit",
         Some(libc::EADDRNOTAVAIL) => "connect_no_source_port",
@@ -694,7 +694,7 @@ fn connect_error_kind(e: &io::Error) -> &'static str {
 }
 
 /// A stable label for a read or write error.
-fn io_error_kind(e: &io::Error) -> &'static str {
+pub fn io_error_kind(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::ConnectionReset => "reset",
         io::ErrorKind::BrokenPipe => "broken_pipe",

@@ -1,7 +1,8 @@
 //! # wsrelay-swarm
 //!
 //! A bounded client swarm for WebSocket pub/sub relays that speak wsrelay's protocol (and the
-//! reference peers that imitate it). It uses wsrelay's own sans-IO codec in the client role,
+//! reference peers that imitate it), and for any WebSocket server (`any`: echo and scripted
+//! scenarios; `agent`: several machines). It uses wsrelay's own sans-IO codec in the client role,
 //! so one codec serves both sides, and runs a few mio loops (`--threads`), never a thread per
 //! connection.
 //!
@@ -15,6 +16,10 @@
 //! - `payload`: precomputed masked frames; `scan`: the delivery scanner (hot path).
 //! - `schedule`: open-loop publish schedule; `stats`, `report`: measurements and output.
 //! - `target`, `sys`: addresses and operating-system facts.
+//! - `series`, `sampler`, `html`: per-second series, the coordinator's once-a-second samples,
+//!   and the self-contained HTML report.
+//! - `agent`: several load machines coordinated through NATS (agents and a controller).
+//! - `any`: the `echo` and `script` scenarios for any WebSocket server, on their own engine.
 //!
 //! ## Measurement rules
 //!
@@ -28,16 +33,21 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod agent;
+pub mod any;
 pub mod cli;
 pub mod conn;
 pub mod driver;
+pub mod html;
 pub mod payload;
 pub mod plan;
 pub mod recv_bench;
 pub mod report;
 pub mod run;
+pub mod sampler;
 pub mod scan;
 pub mod schedule;
+pub mod series;
 pub mod server_stats;
 pub mod stats;
 pub mod sys;

@@ -1,17 +1,52 @@
 //! `wsrelay-swarm`: parse the command line, run the scenario, print the report.
 
 use clap::Parser;
+use loadtest::agent::controller::{run_controller, ControllerPlan};
 use loadtest::cli::{Action, Cli};
 
 fn main() {
     let cli = Cli::parse();
     let json = cli.command.json();
+    let report_path = cli.command.report_path();
     match cli.command.into_action() {
         Action::Run(options) => match loadtest::run::run(*options) {
-            Ok(report) if json => println!("{}", report.to_json()),
-            Ok(report) => print!("{}", report.to_text()),
+            Ok(report) => {
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{}", report.to_text());
+                }
+                if let Some(path) = report_path {
+                    if let Err(e) = std::fs::write(&path, loadtest::html::render(&report)) {
+                        fail(&format!("--report {}: {e}", path.display()));
+                    }
+                }
+            }
             Err(e) => fail(&e.to_string()),
         },
+        Action::Echo(args) => {
+            let common = args.common.clone();
+            let report = match &common.nats {
+                Some(url) => ControllerPlan::echo(&args, &raw_args())
+                    .and_then(|plan| run_controller(&plan, url, common.agents)),
+                None => args.run(),
+            };
+            finish(report, &common)
+        }
+        Action::Script(args) => {
+            let common = args.common.clone();
+            let report = match &common.nats {
+                Some(url) => ControllerPlan::script(&args, &raw_args())
+                    .and_then(|plan| run_controller(&plan, url, common.agents)),
+                None => args.run(),
+            };
+            finish(report, &common)
+        }
+        Action::Agent(args) => {
+            if let Err(e) = loadtest::agent::run_agent(&args) {
+                fail(&e);
+            }
+        }
         Action::RecvBench {
             deliveries,
             content_bytes,
@@ -31,6 +66,23 @@ fn main() {
             Err(e) => fail(&e.to_string()),
         },
     }
+}
+
+/// Prints a run of `echo` or `script`; exits 1 when a threshold failed, 2 on an error.
+fn finish(
+    report: Result<loadtest::report::Report, String>,
+    common: &loadtest::any::args::AnyCommon,
+) {
+    match report.and_then(|r| loadtest::any::args::finish(&r, common)) {
+        Ok(0) => {}
+        Ok(status) => std::process::exit(status),
+        Err(e) => fail(&e),
+    }
+}
+
+/// The command line after the binary and the subcommand (what a controller forwards).
+fn raw_args() -> Vec<String> {
+    std::env::args().skip(2).collect()
 }
 
 fn fail(message: &str) -> ! {

@@ -56,8 +56,34 @@ impl PublishTemplate {
     /// A JSON publish to `channel` whose `content` value is `content_bytes` long (at least
     /// [`JSON_CONTENT_BYTES_MIN`]).
     pub fn json(channel: &str, content_bytes: usize) -> Self {
+        let prefix = format!("{{\"type\":\"message\",\"channel\":\"{channel}\",\"content\":");
+        Self::stamp_object(&prefix, "}", content_bytes)
+    }
+
+    /// An `echo` text message that is itself the stamp object `{"t":..,"p":..,"i":..,"x":".."}`
+    /// (valid JSON, so servers that parse what they echo keep it), `content_bytes` long (at
+    /// least [`JSON_CONTENT_BYTES_MIN`]).
+    pub fn echo_json(content_bytes: usize) -> Self {
+        Self::stamp_object("", "", content_bytes)
+    }
+
+    /// An `echo` binary message: the 16-byte stamp, then padding to `payload_bytes` (at least
+    /// 16).
+    pub fn echo_binary(payload_bytes: usize) -> Self {
+        let mut payload = vec![b'x'; payload_bytes.max(BINARY_STAMP_BYTES)];
+        payload[..BINARY_STAMP_BYTES].fill(0);
+        Self::build(OpCode::Binary, &payload, |payload_at| {
+            StampSlots::Binary(Slot {
+                at: payload_at,
+                width: BINARY_STAMP_BYTES,
+            })
+        })
+    }
+
+    /// `prefix`, the stamp object padded to `content_bytes`, `suffix`, as one text frame.
+    fn stamp_object(prefix: &str, suffix: &str, content_bytes: usize) -> Self {
         let padding = content_bytes.saturating_sub(JSON_CONTENT_BYTES_MIN);
-        let mut payload = format!("{{\"type\":\"message\",\"channel\":\"{channel}\",\"content\":");
+        let mut payload = prefix.to_string();
         let mut slots = [Slot { at: 0, width: 0 }; 3];
         for (slot, (key, width)) in slots.iter_mut().zip([
             ("{\"t\":", SENT_AT_DIGITS),
@@ -73,7 +99,8 @@ impl PublishTemplate {
         }
         payload.push_str(",\"x\":\"");
         payload.extend(std::iter::repeat_n('x', padding));
-        payload.push_str("\"}}");
+        payload.push_str("\"}");
+        payload.push_str(suffix);
         Self::build(OpCode::Text, payload.as_bytes(), |payload_at| {
             StampSlots::Json(slots.map(|s| Slot {
                 at: s.at + payload_at,

@@ -44,6 +44,14 @@ pub struct Report {
     pub stats: ThreadStats,
     /// The relay's own latency from its `/stats` (wsrelay targets only).
     pub server_latency: Option<crate::server_stats::ServerLatency>,
+    /// Per-second series (runs of the `echo` and `script` scenarios).
+    pub series: Option<crate::series::SeriesReport>,
+    /// Thresholds checked after the run (any failing: exit status 1).
+    pub thresholds: Vec<crate::any::threshold::ThresholdResult>,
+    /// Counters of the `echo` and `script` engine.
+    pub any: Option<crate::any::conn::AnyCounters>,
+    /// Agent mode: each agent's share and clock offset.
+    pub agents: Vec<crate::agent::controller::AgentSummary>,
 }
 
 impl Report {
@@ -95,8 +103,48 @@ impl Report {
         self.stats.connect_us.value_at_quantile(quantile)
     }
 
-    /// The machine-readable report.
+    /// Whether every threshold holds (true without thresholds).
+    pub fn thresholds_pass(&self) -> bool {
+        self.thresholds.iter().all(|t| t.pass)
+    }
+
+    /// The machine-readable report: the fields of every scenario, plus `series`,
+    /// `distribution`, `thresholds` and `replies` when the run has them.
     pub fn to_json(&self) -> Value {
+        let mut value = self.base_json();
+        if let Some(object) = value.as_object_mut() {
+            if let Some(series) = &self.series {
+                object.insert("series".into(), series.to_json());
+            }
+            if self.series.is_some() || self.any.is_some() {
+                let points: Vec<Value> = crate::series::percentile_points(&self.stats.latency_ns)
+                    .into_iter()
+                    .map(|(pct, us)| json!({"percentile": pct, "latency_us": us}))
+                    .collect();
+                object.insert("distribution".into(), Value::Array(points));
+            }
+            if !self.thresholds.is_empty() {
+                let results = self.thresholds.iter().map(|t| t.to_json()).collect();
+                object.insert("thresholds".into(), Value::Array(results));
+                object.insert("thresholds_pass".into(), json!(self.thresholds_pass()));
+            }
+            if !self.agents.is_empty() {
+                let agents = self.agents.iter().map(|a| a.to_json()).collect();
+                object.insert("agents".into(), Value::Array(agents));
+            }
+            if let Some(any) = &self.any {
+                object.insert(
+                    "messages".into(),
+                    json!({"unmatched": any.unmatched_total, "reactions": any.reactions_total,
+                           "on_open": any.open_messages_total,
+                           "ramped_down": any.ramped_down_total}),
+                );
+            }
+        }
+        value
+    }
+
+    fn base_json(&self) -> Value {
         let s = &self.stats;
         let lat = |q| self.latency_us(q);
         json!({
@@ -190,6 +238,28 @@ impl Report {
         }
         if let Some(note) = &self.limit_note {
             line(format!("  LIMIT        {note}"));
+        }
+        if let Some(any) = &self.any {
+            line(format!(
+                "  messages     on open {}, reactions {}, unmatched received {}; clients closed by ramp-down {}",
+                any.open_messages_total, any.reactions_total, any.unmatched_total,
+                any.ramped_down_total
+            ));
+        }
+        for a in &self.agents {
+            line(format!(
+                "  agent        {}: {} of {} clients ready, sent {} received {}; clock offset {:+.3} ms (±{:.3} ms)",
+                a.name, a.conns_ready, a.conns_planned, a.sent_window, a.received_window,
+                a.clock_offset_ns as f64 / 1e6, a.clock_rtt_ns as f64 / 2e6
+            ));
+        }
+        for t in &self.thresholds {
+            line(format!(
+                "  threshold    {} {} (measured {:.3})",
+                if t.pass { "PASS" } else { "FAIL" },
+                t.text,
+                t.value
+            ));
         }
         out
     }

@@ -18,6 +18,7 @@ use wsrelay::{Config, Server, ServerHandle};
 use crate::driver::{Control, Driver, Settings, Shared};
 use crate::plan::Plan;
 use crate::report::Report;
+use crate::sampler::{Counters, Sampler};
 use crate::stats::ThreadStats;
 use crate::sys;
 use crate::target::{ports_per_source, source_addresses, Target, TargetError};
@@ -63,6 +64,8 @@ pub enum RunError {
     Relay(std::io::Error),
     /// A driver thread could not be created.
     Driver(std::io::Error),
+    /// An agent's run was called off before it started.
+    Cancelled(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -71,20 +74,25 @@ impl std::fmt::Display for RunError {
             Self::Target(e) => write!(f, "target: {e}"),
             Self::Relay(e) => write!(f, "in-process relay: {e}"),
             Self::Driver(e) => write!(f, "driver thread: {e}"),
+            Self::Cancelled(e) => write!(f, "cancelled: {e}"),
         }
     }
 }
 
 /// Where server CPU and memory are read.
 #[derive(Debug, Clone, Copy)]
-enum ServerProbe {
+pub enum ServerProbe {
+    /// A server process (`--server-pid`).
     Pid(u32),
+    /// The in-process relay's loop threads.
     InProcess,
+    /// Not known.
     Unknown,
 }
 
 impl ServerProbe {
-    fn cpu_s(self) -> Option<f64> {
+    /// CPU-seconds so far.
+    pub fn cpu_s(self) -> Option<f64> {
         match self {
             Self::Pid(pid) => sys::pid_cpu_s(pid),
             Self::InProcess => Some(sys::own_threads_cpu_s("wsrelay-loop")),
@@ -92,7 +100,8 @@ impl ServerProbe {
         }
     }
 
-    fn run_queue_wait_s(self) -> Option<f64> {
+    /// Seconds runnable but waiting for a CPU so far.
+    pub fn run_queue_wait_s(self) -> Option<f64> {
         match self {
             Self::Pid(pid) => sys::run_queue_wait_s(pid, ""),
             Self::InProcess => sys::run_queue_wait_s(std::process::id(), "wsrelay-loop"),
@@ -100,7 +109,8 @@ impl ServerProbe {
         }
     }
 
-    fn rss_kib(self) -> Option<u64> {
+    /// Resident memory, KiB.
+    pub fn rss_kib(self) -> Option<u64> {
         match self {
             Self::Pid(pid) => sys::pid_rss_kib(pid),
             Self::InProcess => sys::pid_rss_kib(std::process::id()),
@@ -189,14 +199,21 @@ fn coordinate(
     let mut progress = ProgressLine::new(options.progress, &options.scenario);
     let setup_s = wait_for_setup(&shared, options.setup_timeout, &mut progress);
     let timeline = Timeline::start(&shared);
-    sleep_until(timeline.window_start_ns, &shared, &mut progress);
+    let start_ns = shared.control.start_ns.load(Ordering::Acquire);
+    let mut sampler = Sampler::new(start_ns, probe, counters(&shared));
+    sleep_until(
+        timeline.window_start_ns,
+        &shared,
+        &mut progress,
+        &mut sampler,
+    );
     let server_cpu_start = probe.cpu_s();
     let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
-    sleep_until(timeline.window_end_ns, &shared, &mut progress);
+    sleep_until(timeline.window_end_ns, &shared, &mut progress, &mut sampler);
     let server_cpu_end = probe.cpu_s();
     let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
     let rss_after_kib = probe.rss_kib();
-    let drain_s = drain(&shared, options.drain_max, &mut progress);
+    let drain_s = drain(&shared, options.drain_max, &mut progress, &mut sampler);
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
@@ -219,10 +236,15 @@ fn coordinate(
         limit_note: None,
         stats,
         server_latency,
+        series: Some(sampler.into_report(None)),
+        thresholds: Vec::new(),
+        any: None,
+        agents: Vec::new(),
     })
 }
 
-fn swarm_run_queue_wait_s() -> Option<f64> {
+/// Seconds the swarm's driver threads waited for a CPU so far.
+pub fn swarm_run_queue_wait_s() -> Option<f64> {
     sys::run_queue_wait_s(std::process::id(), "swarm-")
 }
 
@@ -281,20 +303,39 @@ impl Timeline {
     }
 }
 
-fn sleep_until(at_ns: u64, shared: &Shared, progress: &mut ProgressLine) {
+fn sleep_until(at_ns: u64, shared: &Shared, progress: &mut ProgressLine, sampler: &mut Sampler) {
     loop {
         let now = sys::now_ns();
         if now >= at_ns {
             return;
         }
         progress.draw(shared, "run");
-        std::thread::sleep(Duration::from_nanos((at_ns - now).min(100_000_000)));
+        sampler.sample_due(|| counters(shared));
+        let wake_ns = at_ns.min(sampler.next_due_ns()).max(now + 1);
+        std::thread::sleep(Duration::from_nanos((wake_ns - now).min(100_000_000)));
+    }
+}
+
+/// The drivers' live counters, for the per-second samples.
+fn counters(shared: &Shared) -> Counters {
+    let p = &shared.control.progress;
+    Counters {
+        sent_total: p.sent_total.load(Ordering::Relaxed),
+        received_total: p.received_total.load(Ordering::Relaxed),
+        errors_total: p.conns_failed.load(Ordering::Relaxed),
+        // Steady connections that became ready (the drivers count no closes of them).
+        conns_open: p.conns_ready.load(Ordering::Relaxed),
     }
 }
 
 /// Waits for every delivery still due (warm-up and window), at most `drain_max`; returns
 /// seconds.
-fn drain(shared: &Shared, drain_max: Duration, progress: &mut ProgressLine) -> f64 {
+fn drain(
+    shared: &Shared,
+    drain_max: Duration,
+    progress: &mut ProgressLine,
+    sampler: &mut Sampler,
+) -> f64 {
     let started = sys::now_ns();
     let deadline = started + drain_max.as_nanos() as u64;
     let p = &shared.control.progress;
@@ -304,6 +345,7 @@ fn drain(shared: &Shared, drain_max: Duration, progress: &mut ProgressLine) -> f
         && sys::now_ns() < deadline
     {
         progress.draw(shared, "drain");
+        sampler.sample_due(|| counters(shared));
         std::thread::sleep(Duration::from_millis(5));
     }
     (sys::now_ns() - started) as f64 / 1e9

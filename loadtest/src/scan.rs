@@ -97,6 +97,22 @@ fn content_finder() -> &'static memmem::Finder<'static> {
     FINDER.get_or_init(|| memmem::Finder::new(CONTENT_KEY))
 }
 
+/// Reads the stamp of a message that IS a stamp object (`{"t":..,"p":..,"i":..,...}`), as the
+/// `echo` scenario sends it and an echo server returns it.
+pub fn scan_stamp_object(message: &[u8]) -> Option<Stamp> {
+    let open = skip_whitespace(message, 0);
+    if message.get(open) != Some(&b'{') {
+        return None;
+    }
+    scan_content_object(message, open + 1)
+}
+
+/// Reads a binary stamp from the first [`BINARY_STAMP_BYTES`] of `message` (the `echo`
+/// scenario's binary payload).
+pub fn scan_binary_stamp_prefix(message: &[u8]) -> Option<Stamp> {
+    message.get(..BINARY_STAMP_BYTES).map(decode_binary_stamp)
+}
+
 /// Reads `"t"`, `"p"` and `"i"` from the object whose body starts at `at`.
 fn scan_content_object(bytes: &[u8], mut at: usize) -> Option<Stamp> {
     let (mut sent_at_ns, mut publisher, mut index) = (None, None, None);

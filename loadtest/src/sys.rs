@@ -12,6 +12,14 @@ pub fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Wall-clock time, ns since the Unix epoch (agents and controller agree on start times with
+/// it; latency never uses it).
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Raises the soft open-file limit to the hard limit; returns the soft limit in force.
 pub fn raise_open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
