@@ -15,7 +15,9 @@
 # traffic goes to 127.0.0.1.
 #
 # Environment: PEERS_COPY (/tmp/wsrelay-compare-peers, the peers' build copy), ROUNDS (2), DURATION (5s), WARMUP (1s), CONNS (15000), SERVERS
-# ("wsrelay tokio-tungstenite node-ws"), SCENARIOS ("fanout-max fanout-2000 rooms conns").
+# ("wsrelay tokio-tungstenite node-ws"), SCENARIOS ("fanout-max fanout-2000 rooms conns"),
+# WSRELAY_BIN (the relay binary to measure, default this tree's target/release/wsrelay: point
+# it at another build to compare two commits with the same swarm).
 # Needs: cargo, node + npm, taskset, python3.
 set -euo pipefail
 
@@ -31,6 +33,7 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-15000}
 SERVERS=${SERVERS:-"wsrelay tokio-tungstenite node-ws"}
+WSRELAY_BIN=${WSRELAY_BIN:-$ROOT/target/release/wsrelay}
 SCENARIOS=${SCENARIOS:-"fanout-max fanout-2000 rooms conns"}
 SERVER_CPU=0
 SWARM_CPU=1
@@ -85,7 +88,7 @@ start_server() {
     wsrelay)
       # Every connection comes from 127.0.0.1: lift the per-source and connection-rate limits
       # (the peers have none), as an operator would for a trusted load generator.
-      taskset -c "$SERVER_CPU" "$ROOT/target/release/wsrelay" --bind 127.0.0.1 --port "$port" \
+      taskset -c "$SERVER_CPU" "$WSRELAY_BIN" --bind 127.0.0.1 --port "$port" \
         --threads 1 --max-connections-per-ip 0 --connect-rate 0 --connect-rate-per-ip 0 \
         >"$WORK/$name.log" 2>&1 &
       ;;
