@@ -247,3 +247,26 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     }
     (code.flatten(), stderr)
 }
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "1"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let read = stderr.read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(read.is_ok_and(|n| n > 0), "no log line");
+    assert!(line.contains("listening on ws://127.0.0.1:"), "{line}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "ANSI escape codes in a log that is not a terminal: {line:?}"
+    );
+}
