@@ -57,14 +57,8 @@ pub enum Phase {
     Closed,
 }
 
-/// Why a client ended abnormally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The server broke RFC 6455.
-    Protocol(&'static str),
-    /// The handshake response was rejected.
-    Handshake(&'static str),
-}
+/// Why a client ended abnormally: the same cases as the relay scenarios' connections.
+pub use crate::conn::End;
 
 /// Replies awaited.
 #[derive(Debug)]
