@@ -1,10 +1,14 @@
-//! Command line: `wsrelay [serve] [FLAGS]`. Every flag has a default that runs a useful relay,
-//! and the flags users expect from the environment have an environment fallback.
+//! Command line: `wsrelay [serve] [FLAGS]`, `wsrelay config check FILE`, `wsrelay config
+//! default`. Every flag has a default that runs a useful relay, the flags users expect from
+//! the environment have an environment fallback, and every flag can also be a key of a
+//! configuration file (`--config`, see `config_file.rs`).
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::sync::{Arc, LazyLock};
 
 use wsrelay::auth::{AuthConfig, ChannelPattern, Verifier};
@@ -32,15 +36,97 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the relay (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate FILE and print the effective configuration (FILE, environment, defaults).
+    Check {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Print a complete configuration file with every key, its help and its default.
+    Default,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// Run the relay with these flags.
+    Serve(Box<ServeArgs>),
+    /// Print this and exit successfully (`config check`, `config default`).
+    Print(String),
+}
+
+/// Parses the command line (clap itself answers `--help`, `--version` and malformed flags),
+/// then applies the configuration file below the flags and the environment. An `Err` is a
+/// usage error: the caller prints it and exits with status 2.
+pub fn action(argv: Vec<OsString>) -> Result<Action, String> {
+    let root = Cli::command();
+    let matches = root.clone().get_matches_from(&argv);
+    if let Some(("config", m)) = matches.subcommand() {
+        return config_action(&root, m);
+    }
+    let (cmd, serve) = serve_part(&root, &matches);
+    let mut argv = argv;
+    if let Some(path) = serve.get_one::<PathBuf>("config") {
+        argv.extend(crate::config_file::flags_from_file(path, cmd, serve)?);
+    }
+    let cli = Cli::try_parse_from(&argv).map_err(|e| e.to_string())?;
+    Ok(Action::Serve(Box::new(cli.into_serve())))
+}
+
+/// The serve flags' command and matches: top level, or under `serve`.
+fn serve_part<'a>(
+    root: &'a clap::Command,
+    m: &'a ArgMatches,
+) -> (&'a clap::Command, &'a ArgMatches) {
+    match (m.subcommand(), root.find_subcommand("serve")) {
+        (Some(("serve", sub)), Some(cmd)) => (cmd, sub),
+        _ => (root, m),
+    }
+}
+
+fn config_action(root: &clap::Command, m: &ArgMatches) -> Result<Action, String> {
+    let serve_cmd = root.find_subcommand("serve").unwrap_or(root);
+    let Some(("check", check)) = m.subcommand() else {
+        return Ok(Action::Print(crate::config_file::default_file(serve_cmd)));
+    };
+    let Some(file) = check.get_one::<PathBuf>("file") else {
+        return Err("config check: FILE is required".into());
+    };
+    // The file as `serve` would read it: environment variables still apply.
+    let mut argv: Vec<OsString> = vec!["wsrelay".into(), "serve".into(), "--config".into()];
+    argv.push(file.clone().into_os_string());
+    let first = serve_cmd
+        .clone()
+        .try_get_matches_from(&argv[1..])
+        .map_err(|e| e.to_string())?;
+    argv.extend(crate::config_file::flags_from_file(
+        file, serve_cmd, &first,
+    )?);
+    let merged = serve_cmd
+        .clone()
+        .try_get_matches_from(&argv[1..])
+        .map_err(|e| e.to_string())?;
+    let args = ServeArgs::from_arg_matches(&merged).map_err(|e| e.to_string())?;
+    let config = args.to_config()?;
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(Action::Print(crate::config_file::effective(
+        serve_cmd, &merged,
+    )))
 }
 
 impl Cli {
     /// The serve flags, whichever way they were given.
     pub fn into_serve(self) -> ServeArgs {
         match self.command {
-            Some(Command::Serve(args)) => args,
-            None => self.serve,
+            Some(Command::Serve(args)) => *args,
+            Some(Command::Config(_)) | None => self.serve,
         }
     }
 }
@@ -48,6 +134,9 @@ impl Cli {
 /// Flags of `wsrelay serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Configuration file (TOML, the flags' names as keys); flags and environment override it.
+    #[arg(long, env = "WS_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "WS_BIND", default_value = "0.0.0.0")]
     bind: IpAddr,

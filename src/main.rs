@@ -4,18 +4,29 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod config_file;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use wsrelay::config::{Config, LogFormat};
 use wsrelay::Server;
 
 fn main() -> ExitCode {
-    let config = match cli::Cli::parse().into_serve().to_config() {
+    let args = match cli::action(std::env::args_os().collect()) {
+        Ok(cli::Action::Serve(args)) => args,
+        Ok(cli::Action::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("wsrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("wsrelay: {e}");
