@@ -25,6 +25,12 @@
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
 //! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
+//! ## Cargo features
+//!
+//! `proto`, `command` and `close_code` (the codec) are always built. `client` adds `client`;
+//! `server` adds every other module (the relay); `cli` adds the binary's dependencies. Default:
+//! all three. Modules are gated here only, never inside a module.
+//!
 //! ## Invariants
 //!
 //! - Only `runtime` (the relay) and `client::driver` (the client's thin mio layer) perform
