@@ -65,6 +65,8 @@ mod jwt;
 mod pattern;
 
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
 mod test_keys;
 #[cfg(test)]
 mod tests;
