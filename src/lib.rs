@@ -26,6 +26,12 @@
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
 //! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
+//! ## Cargo features
+//!
+//! `proto`, `command` and `close_code` (the codec) are always built. `client` adds `client`;
+//! `server` adds every other module (the relay); `cli` adds the binary's dependencies. Default:
+//! all three. Modules are gated here only, never inside a module.
+//!
 //! ## Invariants
 //!
 //! - Only `runtime` (the relay) and `client::driver` (the client's thin mio layer) perform
@@ -38,23 +44,42 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, missing_debug_implementations)]
 
-pub mod auth;
-pub mod client;
-pub mod clock;
+// The codec: always built, shared by the relay and the client.
 pub mod close_code;
 pub mod command;
-pub mod config;
-pub mod conn_id;
-pub mod hash;
-pub mod log_limit;
-pub mod metrics;
-pub mod outbox;
 pub mod proto;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod conn_id;
+#[cfg(feature = "server")]
+pub mod hash;
+#[cfg(feature = "server")]
+pub mod log_limit;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod outbox;
+#[cfg(feature = "server")]
 pub mod pubsub;
+#[cfg(feature = "server")]
 pub mod rate;
+#[cfg(feature = "server")]
 pub mod runtime;
+#[cfg(feature = "server")]
 pub mod timer;
+#[cfg(feature = "server")]
 pub mod web;
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 pub use runtime::{Server, ServerHandle, ServerSummary};

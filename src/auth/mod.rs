@@ -59,11 +59,20 @@
 //! (`algorithm_not_allowed`) → signature (`bad_signature`) → claims JSON
 //! (`malformed`) → `exp` → `nbf` → `iss` → `aud` → `sub` → `channels`.
 //! Claims are never parsed before the signature verifies.
+//!
+//! # Testing
+//!
+//! `tests.rs` mints tokens with the `jsonwebtoken` crate (an independent implementation);
+//! `oracle.rs` verifies the same tokens with both and asserts they agree, and states where
+//! they differ on purpose (ARCHITECTURE.md, "Decisions and measurements", says why the relay
+//! keeps its own verifier).
 
 mod claims;
 mod jwt;
 mod pattern;
 
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod test_keys;
 #[cfg(test)]

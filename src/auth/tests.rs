@@ -44,8 +44,13 @@ fn mint(alg: Algorithm, key: &EncodingKey, claims: &Value) -> String {
     }
 }
 
+/// An HMAC signing key (`jsonwebtoken` refuses only an empty secret).
+fn hmac_key(secret: &[u8]) -> EncodingKey {
+    EncodingKey::from_secret(secret).unwrap_or_else(|e| panic!("HMAC key rejected: {e}"))
+}
+
 fn mint_hs256(claims: &Value) -> String {
-    mint(Algorithm::HS256, &EncodingKey::from_secret(SECRET), claims)
+    mint(Algorithm::HS256, &hmac_key(SECRET), claims)
 }
 
 fn mint_rs256(claims: &Value) -> String {
@@ -179,7 +184,7 @@ fn truncated_or_empty_signature_fails() {
 
 #[test]
 fn wrong_secret_fails_signature() {
-    let other = EncodingKey::from_secret(b"another-secret-0123456789abcdef-012345");
+    let other = hmac_key(b"another-secret-0123456789abcdef-012345");
     let token = mint(Algorithm::HS256, &other, &basic_claims());
     let v = verifier(&hs256_config());
     assert_eq!(v.verify(&token, NOW_S), Err(AuthError::BadSignature));
@@ -208,7 +213,7 @@ fn alg_none_is_refused() {
 #[test]
 fn hs256_signed_with_rsa_public_key_is_refused_when_only_rs256_configured() {
     // Algorithm confusion: the attacker HMACs with the (public) RSA key bytes.
-    let confused_key = EncodingKey::from_secret(RSA_A_PUBLIC_SPKI_PEM.as_bytes());
+    let confused_key = hmac_key(RSA_A_PUBLIC_SPKI_PEM.as_bytes());
     let token = mint(Algorithm::HS256, &confused_key, &basic_claims());
     let v = verifier(&rs256_config(RSA_A_PUBLIC_SPKI_PEM));
     assert_eq!(v.verify(&token, NOW_S), Err(AuthError::AlgorithmNotAllowed));
@@ -228,11 +233,7 @@ fn other_hmac_and_rsa_algorithms_are_refused() {
         ..hs256_config()
     };
     let v = verifier(&cfg);
-    let hs512 = mint(
-        Algorithm::HS512,
-        &EncodingKey::from_secret(SECRET),
-        &basic_claims(),
-    );
+    let hs512 = mint(Algorithm::HS512, &hmac_key(SECRET), &basic_claims());
     assert_eq!(v.verify(&hs512, NOW_S), Err(AuthError::AlgorithmNotAllowed));
     let rsa_key = EncodingKey::from_rsa_pem(RSA_A_PRIVATE_PKCS8_PEM.as_bytes());
     let rsa_key = rsa_key.unwrap_or_else(|e| panic!("{e}"));
