@@ -257,6 +257,9 @@ pub struct ServeArgs {
     /// Also accept `?token=` in the URL (less safe: URLs end up in logs).
     #[arg(long)]
     auth_query_token: bool,
+    /// Also take the token from this cookie of the upgrade request (needs --allowed-origin).
+    #[arg(long)]
+    auth_cookie: Option<String>,
 }
 
 fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
@@ -341,6 +344,7 @@ impl ServeArgs {
             auth,
             auth_timeout: ms(self.auth_timeout),
             auth_query_token: self.auth_query_token,
+            auth_cookie: self.auth_cookie.clone(),
             connections_per_ip_max: self.max_connections_per_ip,
             connect_rate_per_s: self.connect_rate,
             connect_rate_per_ip_per_s: self.connect_rate_per_ip,

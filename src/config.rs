@@ -161,6 +161,10 @@ pub struct Config {
     /// Also accept the token as a `token` query parameter of the upgrade URL (less safe: URLs
     /// end up in proxy and access logs).
     pub auth_query_token: bool,
+    /// Also accept the token from this cookie of the upgrade request (browsers send it by
+    /// themselves for pages of the same site). Requires `origins_allowed`: cookies make
+    /// cross-site WebSocket hijacking possible (RFC 6455 §10.2), the allow-list prevents it.
+    pub auth_cookie: Option<String>,
 }
 
 impl Default for Config {
@@ -204,6 +208,7 @@ impl Default for Config {
             auth: None,
             auth_timeout: Duration::from_secs(5),
             auth_query_token: false,
+            auth_cookie: None,
             connect_rate_per_s: 20_000,
             connect_rate_per_ip_per_s: 2_000,
             connections_per_ip_max: 20_000,
@@ -351,6 +356,22 @@ impl Config {
     }
 
     fn validate_combinations(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.auth_cookie {
+            check(
+                self.auth.is_some(),
+                "auth-cookie needs a token verifier (--auth-hs256-secret or --auth-rs256-public-key)",
+            )?;
+            check(
+                !self.origins_allowed.is_empty(),
+                "auth-cookie needs --allowed-origin: a browser sends cookies to the relay from any \
+                 site's page, so without an Origin allow-list any site could open authenticated \
+                 connections in its visitors' name (cross-site WebSocket hijacking)",
+            )?;
+            check(
+                crate::proto::handshake::is_cookie_name(name),
+                "auth-cookie must be a cookie name (RFC 6265 token: visible ASCII, no separators)",
+            )?;
+        }
         let needed = self.outbox_bytes_needed();
         if self.outbox_bytes_max < needed {
             return Err(ConfigError(format!(

@@ -198,3 +198,108 @@ fn query_token_is_accepted_only_when_enabled() {
         "query token ignored when disabled"
     );
 }
+
+/// A relay taking tokens from the `wsr_token` cookie, for pages of `https://app.example`.
+fn cookie_config() -> Config {
+    Config {
+        auth_cookie: Some("wsr_token".into()),
+        origins_allowed: vec!["https://app.example".into()],
+        ..auth_config(false)
+    }
+}
+
+/// Upgrades with `Origin` and `Cookie` headers; returns the status line and the client.
+fn upgrade_with(addr: std::net::SocketAddr, origin: &str, cookie: &str) -> (String, Raw) {
+    let mut r = Raw::connect(addr);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\
+         Cookie: {cookie}\r\n\r\n",
+        common::KEY
+    );
+    r.send(request.as_bytes());
+    let head = r.read_head();
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, r)
+}
+
+#[test]
+fn a_cookie_token_authenticates_from_an_allowed_origin() {
+    let server = common::start(cookie_config());
+    let cookie = format!("theme=dark; wsr_token={}; lang=en", alice(now_s() + 60));
+    let (status, mut r) = upgrade_with(server.local_addr(), "https://app.example", &cookie);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(r.read_json()["type"], "connected");
+    // Authenticated at upgrade: no `auth` message needed to subscribe.
+    send_json(&mut r, json!({"type": "subscribe", "channel": "md.X"}));
+    let reply = r.read_json();
+    assert_eq!(
+        (reply["type"].as_str(), reply["channel"].as_str()),
+        (Some("subscribed"), Some("md.X"))
+    );
+    // Without the cookie the same request is only pending authentication.
+    let (status, mut r) = upgrade_with(server.local_addr(), "https://app.example", "theme=dark");
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(r.read_json()["type"], "connected");
+    send_json(&mut r, json!({"type": "subscribe", "channel": "md.X"}));
+    let e = r.read_json();
+    assert_eq!(e["type"], "error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Unauthorized"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cookie_token_is_refused_from_another_origin_and_a_bad_one_gets_401() {
+    let server = common::start(cookie_config());
+    let good = format!("wsr_token={}", alice(now_s() + 60));
+    let (status, _) = upgrade_with(server.local_addr(), "https://evil.example", &good);
+    assert_eq!(
+        status, "HTTP/1.1 403 Forbidden",
+        "cross-site hijacking refused"
+    );
+    let forged = format!(
+        "wsr_token={}",
+        token(
+            json!({"sub": "mallory", "exp": now_s() + 60}),
+            b"another-secret-0123456789abcdef-0123"
+        )
+    );
+    let (status, _) = upgrade_with(server.local_addr(), "https://app.example", &forged);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    let expired = format!("wsr_token={}", alice(now_s() - 10));
+    let (status, _) = upgrade_with(server.local_addr(), "https://app.example", &expired);
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+}
+
+#[test]
+fn cookie_authentication_without_an_origin_allow_list_is_refused_at_start() {
+    let config = Config {
+        origins_allowed: Vec::new(),
+        ..cookie_config()
+    };
+    let err = config
+        .validate()
+        .map_err(|e| e.to_string())
+        .err()
+        .unwrap_or_default();
+    assert!(err.contains("auth-cookie needs --allowed-origin"), "{err}");
+    assert!(wsrelay::Server::start(config).is_err());
+    let no_verifier = Config {
+        auth: None,
+        ..cookie_config()
+    };
+    assert!(
+        no_verifier.validate().is_err(),
+        "a cookie without a verifier"
+    );
+    let bad_name = Config {
+        auth_cookie: Some("a;b".into()),
+        ..cookie_config()
+    };
+    assert!(bad_name.validate().is_err(), "not a cookie name");
+}

@@ -282,6 +282,28 @@ pub fn encode_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Opt
     out.extend_from_slice(b"\r\n");
 }
 
+/// The value of cookie `name` in a `Cookie` header (RFC 6265 §4.2.1: `name=value` pairs
+/// separated by `; `), without the optional double quotes around it. First match wins.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (n, v) = pair.trim().split_once('=')?;
+        (n.trim() == name).then(|| {
+            let v = v.trim();
+            v.strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .unwrap_or(v)
+        })
+    })
+}
+
+/// True when `name` is a valid cookie name (RFC 6265 §4.1.1: an RFC 2616 token).
+pub fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 /// Appends a complete HTTP/1.1 response with a body, `Content-Length` and `Connection: close`.
 pub fn encode_http_response(
     out: &mut Vec<u8>,

@@ -30,14 +30,26 @@ pub(super) enum UpgradeAuth {
 
 impl EventLoop {
     /// Sets the connection's auth state before the 101 is sent: off, pending, or granted from a
-    /// `token` query parameter (when enabled; a bad one is refused with 401).
-    pub(super) fn auth_at_upgrade(&mut self, id: ConnId, query: Option<&str>) -> UpgradeAuth {
+    /// `token` query parameter or the `--auth-cookie` cookie (when enabled; a bad token is
+    /// refused with 401; the Origin allow-list was checked before).
+    pub(super) fn auth_at_upgrade(
+        &mut self,
+        id: ConnId,
+        query: Option<&str>,
+        cookie: Option<&str>,
+    ) -> UpgradeAuth {
         let Some(verifier) = self.shared.config.auth.clone() else {
             return UpgradeAuth::Proceed;
         };
-        let token = query
-            .filter(|_| self.shared.config.auth_query_token)
+        let config = &self.shared.config;
+        let from_query = query
+            .filter(|_| config.auth_query_token)
             .and_then(query_token);
+        let from_cookie = || {
+            let name = config.auth_cookie.as_deref()?;
+            hs::cookie_value(cookie?, name).filter(|t| !t.is_empty())
+        };
+        let token = from_query.or_else(from_cookie);
         let Some(token) = token else {
             let deadline = self.now_ns + self.shared.config.auth_timeout.as_nanos() as u64;
             if let Some(conn) = self.conn_mut(id) {

@@ -119,7 +119,7 @@ impl EventLoop {
         if !self.check_origin(id, upgrade.origin) {
             return false;
         }
-        if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query) {
+        if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query, head.cookie) {
             return false;
         }
         let cfg = &self.shared.config;

@@ -407,3 +407,17 @@ fn push_decimal_values() {
         assert_eq!(out, value.to_string().into_bytes());
     }
 }
+
+#[test]
+fn cookie_values_are_found_by_exact_name() {
+    let header = "theme=dark; wsr_token=\"a.b.c\";lang=en ; wsr=short";
+    assert_eq!(cookie_value(header, "wsr_token"), Some("a.b.c"));
+    assert_eq!(cookie_value(header, "lang"), Some("en"));
+    assert_eq!(cookie_value(header, "wsr"), Some("short"));
+    assert_eq!(cookie_value(header, "token"), None);
+    assert_eq!(cookie_value("noequals; x=1", "noequals"), None);
+    assert!(is_cookie_name("wsr_token"));
+    for bad in ["", "a;b", "a b", "a=b", "é", "a\"b"] {
+        assert!(!is_cookie_name(bad), "{bad:?}");
+    }
+}
