@@ -62,21 +62,48 @@ pub enum Action {
     Print(String),
 }
 
-/// Parses the command line (clap itself answers `--help`, `--version` and malformed flags),
-/// then applies the configuration file below the flags and the environment. An `Err` is a
-/// usage error: the caller prints it and exits with status 2.
-pub fn action(argv: Vec<OsString>) -> Result<Action, String> {
+/// Why the command line could not be used.
+#[derive(Debug)]
+pub enum CliError {
+    /// clap's own answer: `--help`, `--version`, or a malformed flag (`exit` prints it).
+    Clap(clap::Error),
+    /// A configuration file or value that cannot be used (exit status 2).
+    Usage(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Usage(message)
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Clap(e) => write!(f, "{}", e.to_string().trim_end()),
+            CliError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Parses the command line, then applies the configuration file below the flags and the
+/// environment. Used at start-up and again for every reload (SIGHUP): the same flags and
+/// environment, the file read anew.
+pub fn action(argv: Vec<OsString>) -> Result<Action, CliError> {
     let root = Cli::command();
-    let matches = root.clone().get_matches_from(&argv);
+    let matches = root
+        .clone()
+        .try_get_matches_from(&argv)
+        .map_err(CliError::Clap)?;
     if let Some(("config", m)) = matches.subcommand() {
-        return config_action(&root, m);
+        return config_action(&root, m).map_err(CliError::Usage);
     }
     let (cmd, serve) = serve_part(&root, &matches);
     let mut argv = argv;
     if let Some(path) = serve.get_one::<PathBuf>("config") {
         argv.extend(crate::config_file::flags_from_file(path, cmd, serve)?);
     }
-    let cli = Cli::try_parse_from(&argv).map_err(|e| e.to_string())?;
+    let cli = Cli::try_parse_from(&argv).map_err(CliError::Clap)?;
     Ok(Action::Serve(Box::new(cli.into_serve())))
 }
 
@@ -233,6 +260,9 @@ pub struct ServeArgs {
     /// Listen backlog.
     #[arg(long, default_value_t = DEFAULTS.backlog)]
     backlog: u32,
+    /// Log level: a filter directive, e.g. `info` or `wsrelay=debug,warn` (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = parse_log_format)]
     log_format: LogFormat,
@@ -281,6 +311,11 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 }
 
 impl ServeArgs {
+    /// The log level directive (not part of `Config`: logging belongs to the binary).
+    pub fn log_level(&self) -> &str {
+        &self.log_level
+    }
+
     /// The token verifier these flags describe, if any (reads the key file).
     fn verifier(&self) -> Result<Option<Arc<Verifier>>, String> {
         let rs256_public_key_pem = match &self.auth_rs256_public_key {

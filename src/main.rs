@@ -1,18 +1,19 @@
-//! The `wsrelay` binary: parse flags, start the relay, wait for SIGINT/SIGTERM, shut down
-//! gracefully (a second signal exits at once), print a one-line summary.
+//! The `wsrelay` binary: parse flags (and the configuration file), start the relay, reload the
+//! configuration on SIGHUP, shut down gracefully on SIGINT/SIGTERM (a second signal exits at
+//! once), print a one-line summary.
 
 #![forbid(unsafe_code)]
 
 mod cli;
 mod config_file;
+mod logging;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use wsrelay::config::{Config, LogFormat};
-use wsrelay::Server;
+use wsrelay::config::Config;
+use wsrelay::{Server, ServerHandle};
 
 fn main() -> ExitCode {
     let args = match cli::action(std::env::args_os().collect()) {
@@ -21,7 +22,8 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
+        Err(cli::CliError::Clap(e)) => e.exit(),
+        Err(cli::CliError::Usage(e)) => {
             eprintln!("wsrelay: {e}");
             return ExitCode::from(2);
         }
@@ -38,9 +40,16 @@ fn main() -> ExitCode {
         eprintln!("wsrelay: {e}");
         return ExitCode::from(2);
     }
-    init_logging(config.log_format);
+    let filter = match logging::parse(args.log_level()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("wsrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_level = logging::init(config.log_format, filter, args.log_level());
     install_panic_policy();
-    match run(config) {
+    match run(config, &log_level) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -50,8 +59,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+fn run(config: Config, log_level: &logging::LogLevel) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config.clone())?;
     tracing::info!(
         "wsrelay listening on ws://{} with {} event loops (max message {} B, heartbeat {} ms / {} ms, outbox {} B, slow consumer: {})",
@@ -69,16 +78,20 @@ fn run(config: Config) -> std::io::Result<()> {
     if config.auth.is_none() {
         tracing::warn!("authentication is not configured: anyone can subscribe and publish");
     }
-    if signals.forever().next().is_some() {
-        tracing::info!("shutting down: closing connections with 1001 (signal again to exit now)");
-        server.shutdown();
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                eprintln!("wsrelay: second signal, exiting now");
-                std::process::exit(1);
-            }
-        });
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(&server, log_level),
+            _ => break,
+        }
     }
+    tracing::info!("shutting down: closing connections with 1001 (signal again to exit now)");
+    server.shutdown();
+    std::thread::spawn(move || {
+        if signals.forever().any(|s| s != SIGHUP) {
+            eprintln!("wsrelay: second signal, exiting now");
+            std::process::exit(1);
+        }
+    });
     let summary = server.join();
     tracing::info!(
         "wsrelay stopped: {} connections closed, {} messages published, {} delivered",
@@ -89,18 +102,36 @@ fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour codes only for a terminal: a log file or journald gets plain text.
-    let ansi = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// SIGHUP: the command line again with the configuration file read anew (and key files),
+/// applied without dropping connections; a file that does not work changes nothing.
+fn reload(server: &ServerHandle, log_level: &logging::LogLevel) {
+    let loaded = match cli::action(std::env::args_os().collect()) {
+        Ok(cli::Action::Serve(args)) => args
+            .to_config()
+            .and_then(|c| logging::parse(args.log_level()).map(|_| (c, args))),
+        Ok(cli::Action::Print(_)) => Err("not a serve command line".into()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (config, args) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            server.reload_failed();
+            return tracing::error!("configuration reload refused, nothing changed: {e}");
+        }
+    };
+    match server.reload(config) {
+        Ok(report) => {
+            let mut changed = report.changed;
+            if log_level.apply(args.log_level()).unwrap_or(false) {
+                changed.push("log-level");
+            }
+            tracing::info!(
+                "configuration reloaded; changed: [{}]; need a restart (kept as they were): [{}]",
+                changed.join(", "),
+                report.needs_restart.join(", ")
+            );
+        }
+        Err(e) => tracing::error!("configuration reload refused, nothing changed: {e}"),
     }
 }
 

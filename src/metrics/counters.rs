@@ -200,6 +200,12 @@ pub mod families {
         "Event loop iterations (poll returns).",
         None,
     );
+    /// Configuration reloads (SIGHUP), by result; counted by the exporter, once per process.
+    pub const CONFIG_RELOADS: Family = counter(
+        "wsrelay_config_reloads_total",
+        "Configuration reloads (SIGHUP), by result: ok (applied) or error (the old one stays).",
+        Some("result"),
+    );
     /// Retained messages evicted for the history byte budget.
     pub const HISTORY_EVICTED: Family = counter(
         "wsrelay_history_evicted_total",

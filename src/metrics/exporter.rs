@@ -59,6 +59,16 @@ pub struct Exporter {
     latency: LatencySet,
     snapshots_absorbed: u64,
     snapshots_rejected: u64,
+    config_reloads: ConfigReloads,
+}
+
+/// Configuration reloads of the process (counted here, not per loop: a reload is one event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigReloads {
+    /// Reloads applied.
+    pub ok: u64,
+    /// Reloads refused (the previous configuration stayed).
+    pub error: u64,
 }
 
 /// The merged figures both renderers print (computed once per render).
@@ -86,6 +96,8 @@ pub struct ExportView {
     pub snapshots_rejected: u64,
     /// The busiest channels of the latest interval of every loop, merged.
     pub top_channels: TopChannels,
+    /// Configuration reloads by result.
+    pub config_reloads: ConfigReloads,
 }
 
 /// Per-loop part of an [`ExportView`].
@@ -107,6 +119,15 @@ impl Exporter {
             latency: LatencySet::new(),
             snapshots_absorbed: 0,
             snapshots_rejected: 0,
+            config_reloads: ConfigReloads::default(),
+        }
+    }
+
+    /// Counts one configuration reload, applied (`ok`) or refused.
+    pub fn record_config_reload(&mut self, ok: bool) {
+        match ok {
+            true => self.config_reloads.ok += 1,
+            false => self.config_reloads.error += 1,
         }
     }
 
@@ -198,6 +219,7 @@ impl Exporter {
             snapshots_absorbed: self.snapshots_absorbed,
             snapshots_rejected: self.snapshots_rejected,
             top_channels: TopChannels::merge(self.reported().map(|s| &s.top_channels)),
+            config_reloads: self.config_reloads,
         }
     }
 
@@ -250,7 +272,8 @@ pub fn read_export(shared: &SharedExport) -> RwLockReadGuard<'_, Exporter> {
     shared.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write_export(shared: &SharedExport) -> RwLockWriteGuard<'_, Exporter> {
+/// Write access: the exporter thread merging snapshots, and process-level events (reloads).
+pub fn write_export(shared: &SharedExport) -> RwLockWriteGuard<'_, Exporter> {
     shared.write().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -35,8 +35,8 @@ mod text_format_check;
 pub use channels::{ChannelRate, TopChannels, TOP_CHANNELS};
 pub use counters::{Counter, Family, MetricKind, OVERFLOW_LABEL};
 pub use exporter::{
-    new_shared_export, read_export, spawn_exporter, spawn_exporter_recycling, ExportView, Exporter,
-    SharedExport,
+    new_shared_export, read_export, spawn_exporter, spawn_exporter_recycling, write_export,
+    ExportView, Exporter, SharedExport,
 };
 pub use latency::{Latency, LatencySet, LatencySummary};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;

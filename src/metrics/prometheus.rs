@@ -40,6 +40,9 @@ fn write_all(view: &ExportView, out: &mut String) -> fmt::Result {
     write_close_codes(&families::CLOSE_CODES_RECEIVED, &view.close_received, out)?;
     write_labeled(&families::PROTOCOL_ERRORS, &view.protocol_errors, out)?;
     write_labeled(&families::COMMAND_ERRORS, &view.command_errors, out)?;
+    let reloads = view.config_reloads;
+    let reloads = [("ok", reloads.ok), ("error", reloads.error)];
+    write_labeled(&families::CONFIG_RELOADS, &reloads, out)?;
     write_gauges(view, out)?;
     for kind in Latency::ALL {
         write_summary(kind.family(), &view.latency[kind.index()], out)?;
@@ -258,7 +261,7 @@ mod tests {
     fn whole_output_is_strictly_valid() {
         let parsed = render(&sample_exporter());
         let counters = parsed.families_of_kind("counter");
-        assert_eq!(counters.len(), 25);
+        assert_eq!(counters.len(), 26);
         assert!(counters.iter().all(|name| name.ends_with("_total")));
         assert_eq!(parsed.families_of_kind("gauge").len(), 10);
         assert_eq!(parsed.families_of_kind("summary").len(), 3);

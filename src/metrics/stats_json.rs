@@ -163,6 +163,12 @@ fn write_counters(view: &ExportView, out: &mut String) -> fmt::Result {
     write_labeled(protocol, counters.key(families::PROTOCOL_ERRORS.name))?;
     let command = view.command_errors.iter().copied();
     write_labeled(command, counters.key(families::COMMAND_ERRORS.name))?;
+    let reloads = view.config_reloads;
+    let reloads = [("ok", reloads.ok), ("error", reloads.error)];
+    write_labeled(
+        reloads.into_iter(),
+        counters.key(families::CONFIG_RELOADS.name),
+    )?;
     counters.close();
     Ok(())
 }

@@ -137,7 +137,7 @@ impl EventLoop {
             tracing::warn!(loop_id = self.id, error = %e, "register failed");
             return None;
         }
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         let limits = DecoderLimits {
             message_bytes_max: cfg.message_bytes_max,
         };

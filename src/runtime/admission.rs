@@ -52,11 +52,11 @@ impl EventLoop {
             let retry_after_s = self.connect_bucket.retry_after_s();
             return Some(Refusal::RateLimited { retry_after_s });
         }
-        let per_ip_rate = self.per_loop_share(self.shared.config.connect_rate_per_ip_per_s);
+        let per_ip_rate = self.per_loop_share(self.config.connect_rate_per_ip_per_s);
         if per_ip_rate == 0 {
             return None;
         }
-        let buckets_max = self.shared.config.ip_buckets_max;
+        let buckets_max = self.config.ip_buckets_max;
         if self.ip_buckets.len() >= buckets_max && !self.ip_buckets.contains_key(&ip) {
             self.ip_buckets.retain(|_, b| !b.is_full(now_ns));
         }
@@ -77,7 +77,7 @@ impl EventLoop {
     }
 
     fn check_counts(&mut self, ip: IpAddr) -> Option<Refusal> {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
             return Some(Refusal::Full);
         }
@@ -99,7 +99,7 @@ impl EventLoop {
 
     /// Releases a closed connection's per-IP count.
     pub(super) fn release_ip(&self, ip: IpAddr) {
-        if self.shared.config.connections_per_ip_max == 0 {
+        if self.config.connections_per_ip_max == 0 {
             return;
         }
         let mut counts = match self.shared.ip_conns.lock() {
@@ -156,7 +156,7 @@ impl EventLoop {
 
     /// `Origin` allow-list (RFC 6455 §10.2): true when allowed; otherwise answers 403.
     pub(super) fn check_origin(&mut self, id: ConnId, origin: Option<&str>) -> bool {
-        let allowed = &self.shared.config.origins_allowed;
+        let allowed = &self.config.origins_allowed;
         if allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
             return true;
         }

@@ -105,7 +105,7 @@ impl EventLoop {
                 local_origins.push(origin.conn);
             }
         }
-        let policy = self.shared.config.slow_consumer_for(channel);
+        let policy = self.config.slow_consumer_for(channel);
         let Some(subscribers) = self.local.subscribers(channel) else {
             self.local_origins = local_origins;
             return;
@@ -226,7 +226,7 @@ impl EventLoop {
 
     /// Handles up to `Config::inbox_msgs_per_turn_max` messages from other loops.
     pub(super) fn drain_inbox(&mut self) {
-        let per_turn_max = self.shared.config.inbox_msgs_per_turn_max;
+        let per_turn_max = self.config.inbox_msgs_per_turn_max;
         let mut handled = 0;
         while handled < per_turn_max {
             let Some(msg) = self.mesh.try_recv() else {

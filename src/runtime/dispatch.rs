@@ -22,7 +22,7 @@ impl EventLoop {
         let Some(mut commands) = self.commands.take() else {
             return;
         };
-        let max = self.shared.config.channel_bytes_max;
+        let max = self.config.channel_bytes_max;
         match commands.decode(text, max) {
             Ok(command) => self.on_command(id, command),
             Err(e) => self.command_error(id, e),
@@ -32,7 +32,7 @@ impl EventLoop {
 
     /// A complete binary message on the relay endpoint: a binary publish.
     pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
-        match crate::command::decode_binary(msg, self.shared.config.channel_bytes_max) {
+        match crate::command::decode_binary(msg, self.config.channel_bytes_max) {
             Ok(BinaryPublish { channel, payload }) => {
                 if !self.require_auth(id) {
                     return;
@@ -240,7 +240,7 @@ impl EventLoop {
         reason: &str,
         how: CloseHow,
     ) {
-        let close_timeout_ns = self.shared.config.close_timeout.as_nanos() as u64;
+        let close_timeout_ns = self.config.close_timeout.as_nanos() as u64;
         let now_ns = self.now_ns;
         let Some(conn) = self.conn_mut(id) else {
             return;

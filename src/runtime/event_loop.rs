@@ -87,6 +87,10 @@ pub struct EventLoop {
     pub(super) connect_bucket: crate::rate::TokenBucket,
     pub(super) ip_buckets: crate::hash::FxHashMap<std::net::IpAddr, crate::rate::TokenBucket>,
     pub(super) shared: Arc<Shared>,
+    /// This loop's view of the configuration: refreshed from `Shared::live` at the start of a
+    /// turn when a reload published a new one (one atomic load per turn otherwise).
+    pub(super) config: Arc<crate::config::Config>,
+    pub(super) config_generation: u64,
     pub(super) now_ns: u64,
     pub(super) next_snapshot_ns: u64,
     pub(super) shutdown: Option<super::shutdown::Drain>,
@@ -95,11 +99,11 @@ pub struct EventLoop {
 }
 
 /// This loop's share of the process-wide connection rate.
-fn connect_bucket(shared: &Shared, now_ns: u64) -> crate::rate::TokenBucket {
-    let rate = shared.config.connect_rate_per_s;
+fn connect_bucket(config: &crate::config::Config, now_ns: u64) -> crate::rate::TokenBucket {
+    let rate = config.connect_rate_per_s;
     let share = match rate {
         0 => 0,
-        r => (r / shared.config.loops.max(1) as u64).max(1),
+        r => (r / config.loops.max(1) as u64).max(1),
     };
     crate::rate::TokenBucket::new(share, share, now_ns)
 }
@@ -194,8 +198,10 @@ impl EventLoop {
             commands: Some(CommandDecoder::new()),
             metrics: LoopMetrics::new(id),
             warnings: crate::log_limit::LogLimiter::new(WARN_INTERVAL_NS),
-            connect_bucket: connect_bucket(&shared, now_ns),
+            connect_bucket: connect_bucket(&shared.config, now_ns),
             ip_buckets: crate::hash::FxHashMap::default(),
+            config: Arc::new(shared.config.clone()),
+            config_generation: 0,
             shared,
             now_ns,
             next_snapshot_ns: now_ns,
@@ -217,6 +223,7 @@ impl EventLoop {
             }
             self.now_ns = Clock::now_ns();
             self.metrics.inc(crate::metrics::Counter::LoopTurns);
+            self.refresh_config();
             self.handle_events(&events);
             self.turn_phases();
             if self.shutdown_complete() {
@@ -225,6 +232,23 @@ impl EventLoop {
         }
         self.export_snapshot();
         self.summary()
+    }
+
+    /// Takes the configuration a reload published, if any (`ServerHandle::reload`). Only the
+    /// values that may change at run time differ from the start-up ones; what is derived from
+    /// them here (the connect-rate bucket) is rebuilt.
+    fn refresh_config(&mut self) {
+        let Some((config, generation)) = self.shared.live.newer_than(self.config_generation) else {
+            return;
+        };
+        if config.connect_rate_per_s != self.config.connect_rate_per_s {
+            self.connect_bucket = connect_bucket(&config, self.now_ns);
+        }
+        if config.connect_rate_per_ip_per_s != self.config.connect_rate_per_ip_per_s {
+            self.ip_buckets.clear();
+        }
+        self.config = config;
+        self.config_generation = generation;
     }
 
     /// The phases after readiness was taken from `poll`.
@@ -329,7 +353,7 @@ impl EventLoop {
 
     /// Sends the loop's metrics to the exporter (non-blocking; a full channel skips a beat).
     pub(super) fn export_snapshot(&mut self) {
-        let interval_ns = self.shared.config.metrics_interval.as_nanos() as u64;
+        let interval_ns = self.config.metrics_interval.as_nanos() as u64;
         // The previous snapshot was taken at the previous deadline minus one interval.
         let window_ms =
             (self.now_ns + interval_ns).saturating_sub(self.next_snapshot_ns) / 1_000_000;

@@ -54,7 +54,7 @@ impl EventLoop {
         if matches!(conn.phase, Phase::Closed | Phase::Lingering) {
             return;
         }
-        let timed = self.shared.config.latency_metrics;
+        let timed = self.config.latency_metrics;
         let mut outcome = write_outbox(conn, &mut self.metrics, timed);
         if matches!(outcome, WriteOutcome::Drained) && conn.gaps_pending {
             // Caught up: tell it now what it missed, not when the next message comes (on a
@@ -128,7 +128,7 @@ impl EventLoop {
     /// Shuts our write side and waits (bounded by the close timeout) for the peer's FIN, so that
     /// unread input does not make the kernel reset the connection and discard what we sent.
     pub(super) fn linger(&mut self, id: ConnId) {
-        let close_timeout_ns = self.shared.config.close_timeout.as_nanos() as u64;
+        let close_timeout_ns = self.config.close_timeout.as_nanos() as u64;
         let now_ns = self.now_ns;
         let Some(conn) = self.conn_mut(id) else {
             return;

@@ -96,13 +96,13 @@ impl EventLoop {
         }
         if let Some(path) = http.filter(|_| !hs::wants_websocket(head)) {
             // Served on the relay port only when no separate metrics address is configured.
-            if self.shared.config.metrics_addr.is_none() {
+            if self.config.metrics_addr.is_none() {
                 return Route::Http(path);
             }
         }
         match head.path {
             "/" | "/ws" => Route::Upgrade(Endpoint::Relay),
-            "/echo" if self.shared.config.echo_enabled => Route::Upgrade(Endpoint::Echo),
+            "/echo" if self.config.echo_enabled => Route::Upgrade(Endpoint::Echo),
             _ => Route::NotFound,
         }
     }
@@ -122,7 +122,7 @@ impl EventLoop {
         if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query, head.cookie) {
             return false;
         }
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         let protocol = hs::select_protocol(upgrade.protocols, &cfg.subprotocols);
         let mut response = Vec::with_capacity(160);
         hs::encode_switching_protocols(&mut response, &hs::accept_key(upgrade.key), protocol);

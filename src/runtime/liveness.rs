@@ -42,9 +42,9 @@ impl EventLoop {
     }
 
     fn on_timer(&mut self, id: ConnId) {
-        let (now_ns, shared) = (self.now_ns, self.shared.clone());
+        let (now_ns, config) = (self.now_ns, self.config.clone());
         let due = match self.conn_mut(id) {
-            Some(conn) => due_action(conn, now_ns, &shared.config),
+            Some(conn) => due_action(conn, now_ns, &config),
             None => return,
         };
         match due {
@@ -120,7 +120,7 @@ impl EventLoop {
     /// Arms the connection's wheel entry at its earliest deadline, if that is earlier than the
     /// armed one (a later armed entry would fire too late; an earlier one re-checks lazily).
     pub(super) fn rearm(&mut self, id: ConnId) {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
             return;
         };

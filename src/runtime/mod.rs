@@ -19,6 +19,10 @@ mod handshake;
 pub mod listener;
 mod liveness;
 pub mod mesh;
+mod reload;
+
+use reload::merge_reload;
+pub use reload::{LiveConfig, Reloaded};
 mod publish;
 mod read;
 mod shutdown;
@@ -33,7 +37,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 use mio::{Poll, Waker};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::metrics::{Exporter, LoopSnapshot, SharedExport};
 use event_loop::{EventLoop, LoopParts, LoopSummary, WAKER};
 use mesh::{Mesh, PeerHandle};
@@ -53,8 +57,11 @@ pub enum ShutdownState {
 /// connection or once per turn, never per message).
 #[derive(Debug)]
 pub struct Shared {
-    /// The validated configuration.
+    /// The validated start-up configuration. Loops read their current view of the live one
+    /// (`live`), which differs from this only in what a reload may change.
     pub config: Config,
+    /// The configuration in force, replaced by `ServerHandle::reload`.
+    pub live: LiveConfig,
     /// Where loops send metrics snapshots.
     pub metrics_tx: Sender<LoopSnapshot>,
     /// The merged metrics, read by `/metrics` and `/stats`.
@@ -139,6 +146,7 @@ impl Server {
             ip_conns: std::sync::Mutex::new(crate::hash::FxHashMap::default()),
             epoch_prefix: epoch_prefix(),
             shutdown: AtomicU8::new(0),
+            live: LiveConfig::new(&config),
             config,
         });
         let (parts, wakers) = wire_loops(&shared.config, listeners, metrics_listener.take())?;
@@ -229,6 +237,44 @@ impl ServerHandle {
     /// grace period.
     pub fn shutdown(&self) {
         self.request(1);
+    }
+
+    /// Applies a new configuration without dropping connections: the settings that may change
+    /// at run time take effect at each loop's next turn (the loops are woken), the others keep
+    /// their start-up value and are listed as needing a restart. A configuration that does not
+    /// validate changes nothing. Counted in `wsrelay_config_reloads_total{result}`.
+    pub fn reload(&self, new: Config) -> Result<Reloaded, ConfigError> {
+        let merged = new.validate().and_then(|()| {
+            let (applied, report) = merge_reload(&self.shared.live.current(), new);
+            applied.validate().map(|()| (applied, report))
+        });
+        let record =
+            |ok| crate::metrics::write_export(&self.shared.export).record_config_reload(ok);
+        let (applied, report) = match merged {
+            Ok(m) => m,
+            Err(e) => {
+                record(false);
+                return Err(e);
+            }
+        };
+        self.shared.live.publish(applied);
+        record(true);
+        for waker in &self.wakers {
+            // A loop whose poll is gone is shutting down: nothing to apply.
+            let _ = waker.wake();
+        }
+        Ok(report)
+    }
+
+    /// Counts a reload that failed before a configuration could be built (an unreadable or
+    /// invalid file): `wsrelay_config_reloads_total{result="error"}`.
+    pub fn reload_failed(&self) {
+        crate::metrics::write_export(&self.shared.export).record_config_reload(false);
+    }
+
+    /// The configuration in force (the start-up one, or the last reloaded).
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.live.current()
     }
 
     /// Asks every loop to stop now: each connection gets one best-effort 1001 close frame in

@@ -110,7 +110,7 @@ impl EventLoop {
     /// of `self` for the call so that frame handlers can use the whole loop.
     pub(super) fn decode(&mut self, id: ConnId, from: usize, to: usize) {
         let limits = DecoderLimits {
-            message_bytes_max: self.shared.config.message_bytes_max,
+            message_bytes_max: self.config.message_bytes_max,
         };
         let Some(conn) = self.conn_mut(id) else {
             return;

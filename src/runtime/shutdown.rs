@@ -44,7 +44,7 @@ impl EventLoop {
     }
 
     fn begin_shutdown(&mut self) {
-        let cfg = &self.shared.config;
+        let cfg = &self.config;
         let drain_ns = cfg.drain_over.as_nanos() as u64;
         let grace_ns = cfg.shutdown_grace.as_nanos() as u64;
         self.shutdown = Some(Drain {

@@ -25,7 +25,7 @@ impl EventLoop {
         channel: &str,
         since: Option<(u64, Option<Arc<str>>)>,
     ) {
-        let max = self.shared.config.subscriptions_per_connection_max;
+        let max = self.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
         if owner != self.id && !self.mesh.may_request_subscribe() {
             // Too many subscribe requests wait for other loops (a subscribe storm): refuse

@@ -1,0 +1,241 @@
+//! Changing the configuration of a running relay without dropping a connection.
+//!
+//! Owns: the live configuration every loop reads (`LiveConfig`: an `Arc<Config>` behind a lock
+//! and a generation counter) and the rule of what may change at run time (`merge_reload`).
+//! May not touch: connections (each loop picks the new configuration up itself, at the start
+//! of a turn: one atomic load per turn, a lock only when the generation moved).
+//!
+//! What changes at run time: authentication (keys re-read, claims rules, cookie and query
+//! tokens, the auth timeout), the `Origin` allow-list, connection and message rate limits,
+//! connection counts, subscriptions per connection, slow-consumer policies, timeouts and the
+//! heartbeat. They apply to what happens after the reload: new connections, the next deadline
+//! armed, the next delivery; a connection's message-rate bucket keeps the rate it started
+//! with. Everything else (addresses, threads, sizes of buffers and queues, retention, metrics
+//! settings) keeps its start-up value and is reported as needing a restart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::config::Config;
+
+/// The configuration the loops read, replaced as a whole by a reload.
+#[derive(Debug)]
+pub struct LiveConfig {
+    current: RwLock<Arc<Config>>,
+    generation: AtomicU64,
+}
+
+impl LiveConfig {
+    /// The start-up configuration, generation 0.
+    pub fn new(config: &Config) -> Self {
+        LiveConfig {
+            current: RwLock::new(Arc::new(config.clone())),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration now in force.
+    pub fn current(&self) -> Arc<Config> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The current configuration and its generation, if newer than `seen`.
+    pub(super) fn newer_than(&self, seen: u64) -> Option<(Arc<Config>, u64)> {
+        let generation = self.generation.load(Ordering::Acquire);
+        (generation != seen).then(|| (self.current(), generation))
+    }
+
+    /// Publishes `config` to every loop (they take it at their next turn).
+    pub(super) fn publish(&self, config: Config) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        *current = Arc::new(config);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// What a reload changed, by flag name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings now in force with a new value (`auth` whenever authentication is on: its key
+    /// files are read again, and a key's content is not compared).
+    pub changed: Vec<&'static str>,
+    /// Settings whose new value was ignored: they take effect at the next start.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// The configuration to publish: `old` with every run-time setting taken from `new`, and the
+/// lists of what changed and what needs a restart. Every field of `Config` is named here (an
+/// exhaustive destructuring): a new setting cannot be added without deciding its kind.
+pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
+    let Config {
+        listen_addr,
+        loops,
+        backlog,
+        message_bytes_max,
+        channel_bytes_max,
+        heartbeat_interval,
+        heartbeat_timeout,
+        handshake_timeout,
+        close_timeout,
+        idle_timeout,
+        shutdown_grace,
+        drain_over,
+        echo_enabled,
+        subprotocols,
+        outbox_bytes_max,
+        control_bytes_max,
+        slow_consumer,
+        slow_consumer_rules,
+        history_size,
+        history_ttl,
+        history_bytes_max,
+        last_value,
+        connections_max,
+        subscriptions_per_connection_max,
+        mesh_inbox_len_max,
+        inbox_msgs_per_turn_max,
+        publish_queue_len_max,
+        publish_queue_bytes_max,
+        idle_channels_max,
+        ip_buckets_max,
+        timer_tick,
+        latency_metrics,
+        metrics_interval,
+        metrics_addr,
+        log_format,
+        auth,
+        auth_timeout,
+        connect_rate_per_s,
+        connect_rate_per_ip_per_s,
+        connections_per_ip_max,
+        origins_allowed,
+        messages_per_s_max,
+        auth_query_token,
+        auth_cookie,
+    } = new;
+    let mut applied = old.clone();
+    let mut report = Reloaded::default();
+    macro_rules! live {
+        ($($field:ident => $flag:literal),* $(,)?) => {$(
+            if format!("{:?}", applied.$field) != format!("{:?}", $field) {
+                report.changed.push($flag);
+            }
+            applied.$field = $field;
+        )*};
+    }
+    macro_rules! restart {
+        ($($field:ident => $flag:literal),* $(,)?) => {$(
+            if format!("{:?}", applied.$field) != format!("{:?}", $field) {
+                report.needs_restart.push($flag);
+            }
+        )*};
+    }
+    if old.auth.is_some() || auth.is_some() {
+        report.changed.push("auth");
+    }
+    applied.auth = auth;
+    live! {
+        heartbeat_interval => "heartbeat-interval",
+        heartbeat_timeout => "heartbeat-timeout",
+        handshake_timeout => "handshake-timeout",
+        close_timeout => "close-timeout",
+        idle_timeout => "idle-timeout",
+        shutdown_grace => "shutdown-grace",
+        drain_over => "drain-over",
+        slow_consumer => "slow-consumer",
+        slow_consumer_rules => "slow-consumer-for",
+        connections_max => "max-connections",
+        subscriptions_per_connection_max => "max-subscriptions",
+        ip_buckets_max => "ip buckets",
+        auth_timeout => "auth-timeout",
+        connect_rate_per_s => "connect-rate",
+        connect_rate_per_ip_per_s => "connect-rate-per-ip",
+        connections_per_ip_max => "max-connections-per-ip",
+        origins_allowed => "allowed-origin",
+        messages_per_s_max => "max-messages-per-second",
+        auth_query_token => "auth-query-token",
+        auth_cookie => "auth-cookie",
+    }
+    restart! {
+        listen_addr => "bind/port",
+        loops => "threads",
+        backlog => "backlog",
+        message_bytes_max => "max-message-size",
+        channel_bytes_max => "max-channel-length",
+        echo_enabled => "echo",
+        subprotocols => "protocol",
+        outbox_bytes_max => "max-queued-bytes",
+        control_bytes_max => "control budget",
+        history_size => "history-size",
+        history_ttl => "history-ttl",
+        history_bytes_max => "history-max-bytes",
+        last_value => "last-value",
+        mesh_inbox_len_max => "mesh inbox",
+        inbox_msgs_per_turn_max => "inbox messages per turn",
+        publish_queue_len_max => "publish queue",
+        publish_queue_bytes_max => "publish queue bytes",
+        idle_channels_max => "idle channels",
+        timer_tick => "timer tick",
+        latency_metrics => "no-latency-metrics",
+        metrics_interval => "metrics-interval",
+        metrics_addr => "metrics-bind",
+        log_format => "log-format",
+    }
+    (applied, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn run_time_settings_apply_and_the_others_wait_for_a_restart() {
+        let old = Config::default();
+        let new = Config {
+            origins_allowed: vec!["https://b.example".into()],
+            connections_per_ip_max: 7,
+            heartbeat_interval: Duration::from_secs(3),
+            loops: old.loops + 1,
+            message_bytes_max: 4096,
+            ..Config::default()
+        };
+        let (applied, report) = merge_reload(&old, new);
+        assert_eq!(
+            report.changed,
+            [
+                "heartbeat-interval",
+                "max-connections-per-ip",
+                "allowed-origin"
+            ]
+        );
+        assert_eq!(report.needs_restart, ["threads", "max-message-size"]);
+        assert_eq!(applied.origins_allowed, ["https://b.example"]);
+        assert_eq!(applied.connections_per_ip_max, 7);
+        assert_eq!(applied.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(applied.loops, old.loops, "kept until a restart");
+        assert_eq!(applied.message_bytes_max, old.message_bytes_max);
+    }
+
+    #[test]
+    fn an_unchanged_configuration_reports_nothing() {
+        let (_, report) = merge_reload(&Config::default(), Config::default());
+        assert_eq!(report, Reloaded::default());
+    }
+
+    #[test]
+    fn loops_see_a_published_configuration_once() {
+        let live = LiveConfig::new(&Config::default());
+        assert!(live.newer_than(0).is_none());
+        live.publish(Config {
+            connections_max: 3,
+            ..Config::default()
+        });
+        let (config, generation) = live.newer_than(0).expect("newer");
+        assert_eq!((config.connections_max, generation), (3, 1));
+        assert!(live.newer_than(generation).is_none());
+    }
+}

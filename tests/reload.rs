@@ -1,0 +1,194 @@
+//! Reloading the configuration file on SIGHUP, against the real binary: origins and limits
+//! change for new connections while open connections stay; a bad file changes nothing; both
+//! are logged and counted in `wsrelay_config_reloads_total{result}`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{masked_frame, Raw};
+use serde_json::json;
+
+/// The relay process; killed by its PID when the test ends, also on failure.
+struct Relay {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Relay {
+    fn start(config: &std::path::Path) -> Relay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+            .args(["--config", config.to_str().expect("utf-8 path")])
+            .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "2"])
+            .env_remove("WS_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            let n = stderr.read_line(&mut line).expect("read log");
+            assert!(n > 0, "relay exited before listening");
+            if let Some(rest) = line.split("listening on ws://").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .expect("addr")
+                    .parse()
+                    .expect("addr");
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        Relay { child, addr, log }
+    }
+
+    /// Sends SIGHUP and waits until the reload is counted with `result` (`n` in all).
+    fn hup_and_wait(&self, result: &str, n: u64) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let series = format!("wsrelay_config_reloads_total{{result=\"{result}\"}} {n}");
+        for _ in 0..500 {
+            let (_, metrics) = common::http_get(self.addr, "/metrics");
+            if metrics.lines().any(|l| l == series) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("reload never counted as {series}");
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().any(|l| l.contains(needle))
+    }
+}
+
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reload");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Upgrades with an `Origin`; returns the status line and the client after `connected`.
+fn connect(addr: SocketAddr, origin: &str) -> (String, Raw) {
+    let mut r = Raw::connect(addr);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n",
+        common::KEY
+    );
+    r.send(request.as_bytes());
+    let status = r.read_head().lines().next().unwrap_or_default().to_string();
+    if status.contains(" 101 ") {
+        assert_eq!(r.read_json()["type"], "connected");
+    }
+    (status, r)
+}
+
+const OK: &str = "HTTP/1.1 101 Switching Protocols";
+
+#[test]
+fn sighup_changes_origins_and_limits_for_new_connections_and_keeps_open_ones() {
+    let file = config_file(
+        "live.toml",
+        "allowed-origin = [\"https://a.example\"]\nmetrics-interval = 20\n",
+    );
+    let relay = Relay::start(&file);
+    let (status, mut subscriber) = connect(relay.addr, "https://a.example");
+    assert_eq!(status, OK);
+    subscriber.send(&masked_frame(
+        0x81,
+        json!({"type":"subscribe","channel":"t"})
+            .to_string()
+            .as_bytes(),
+    ));
+    assert_eq!(subscriber.read_json()["type"], "subscribed");
+
+    std::fs::write(
+        &file,
+        "allowed-origin = [\"https://b.example\"]\nmetrics-interval = 20\n\
+         max-connections-per-ip = 3\nmax-message-size = 2048\n",
+    )
+    .expect("rewrite config");
+    relay.hup_and_wait("ok", 1);
+
+    // New connections meet the new origins...
+    assert_eq!(
+        connect(relay.addr, "https://a.example").0,
+        "HTTP/1.1 403 Forbidden"
+    );
+    let (status, mut publisher) = connect(relay.addr, "https://b.example");
+    assert_eq!(status, OK);
+    // ...and the new per-IP limit: the subscriber and the publisher count, one more fits.
+    let (status, _third) = connect(relay.addr, "https://b.example");
+    assert_eq!(status, OK);
+    let (status, _) = connect(relay.addr, "https://b.example");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    // The connection opened before the reload was not dropped.
+    let publish = json!({"type":"message","channel":"t","content":"after reload"});
+    publisher.send(&masked_frame(0x81, publish.to_string().as_bytes()));
+    let got = subscriber.read_json();
+    assert_eq!(
+        (got["content"].as_str(), got["seq"].as_u64()),
+        (Some("after reload"), Some(1))
+    );
+
+    assert!(
+        relay.logged("configuration reloaded; changed: [max-connections-per-ip, allowed-origin]")
+    );
+    assert!(relay.logged("need a restart (kept as they were): [max-message-size]"));
+}
+
+#[test]
+fn a_bad_file_on_sighup_changes_nothing() {
+    let file = config_file(
+        "bad.toml",
+        "allowed-origin = [\"https://a.example\"]\nmetrics-interval = 20\n",
+    );
+    let relay = Relay::start(&file);
+    let broken_files = [
+        "allowed-orign = [\"https://b.example\"]\n",
+        "allowed-origin = [\"https://b.example\"]\nport = \"abc\"\n",
+        "allowed-origin = [\"https://b.example\"]\nmax-message-size = 67108864\n",
+        "not toml at all = = =\n",
+    ];
+    for (n, broken) in broken_files.into_iter().enumerate() {
+        std::fs::write(&file, broken).expect("rewrite config");
+        relay.hup_and_wait("error", n as u64 + 1);
+        assert_eq!(connect(relay.addr, "https://a.example").0, OK, "{broken}");
+        assert_eq!(
+            connect(relay.addr, "https://b.example").0,
+            "HTTP/1.1 403 Forbidden",
+            "{broken}"
+        );
+    }
+    assert!(relay.logged("configuration reload refused, nothing changed"));
+}
