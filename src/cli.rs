@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::sync::{Arc, LazyLock};
 
-use wsrelay::auth::{AuthConfig, ChannelPattern, Verifier};
+use wsrelay::auth::{AuthConfig, AuthConfigError, ChannelPattern, Verifier};
 use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
 
 /// The library's defaults: every flag's default is read from here, so the two cannot drift
@@ -272,6 +272,10 @@ pub struct ServeArgs {
     /// Require RS256 JWTs verified with this RSA public key (PEM file).
     #[arg(long, env = "WS_AUTH_RS256_PUBLIC_KEY")]
     auth_rs256_public_key: Option<std::path::PathBuf>,
+    /// Verify tokens with the keys of this JWK Set file (RFC 7517; HS256/RS256, chosen by
+    /// `kid`); read again on SIGHUP, so keys rotate without a restart.
+    #[arg(long, env = "WS_AUTH_JWKS_FILE")]
+    auth_jwks_file: Option<std::path::PathBuf>,
     /// Required `aud` claim value.
     #[arg(long)]
     auth_audience: Option<String>,
@@ -324,7 +328,14 @@ impl ServeArgs {
             }
             None => None,
         };
+        let jwks = match &self.auth_jwks_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?)
+            }
+            None => None,
+        };
         let cfg = AuthConfig {
+            jwks,
             hs256_secret: self
                 .auth_hs256_secret
                 .as_ref()
@@ -335,7 +346,15 @@ impl ServeArgs {
             leeway_s: self.auth_leeway,
             ..AuthConfig::default()
         };
-        let verifier = Verifier::new(&cfg).map_err(|e| format!("authentication: {e}"))?;
+        let verifier = Verifier::new(&cfg).map_err(|e| match (&self.auth_jwks_file, e) {
+            (
+                Some(path),
+                AuthConfigError::JwksMalformed
+                | AuthConfigError::JwksDuplicateKid
+                | AuthConfigError::JwksNoUsableKey,
+            ) => format!("{}: {e}", path.display()),
+            _ => format!("authentication: {e}"),
+        })?;
         Ok(verifier.map(Arc::new))
     }
 

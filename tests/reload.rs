@@ -192,3 +192,66 @@ fn a_bad_file_on_sighup_changes_nothing() {
     }
     assert!(relay.logged("configuration reload refused, nothing changed"));
 }
+
+/// A JWK Set with one HS256 key.
+fn jwks(kid: &str, secret: &[u8]) -> String {
+    use base64::Engine as _;
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    json!({"keys": [{"kty": "oct", "kid": kid, "alg": "HS256", "k": k}]}).to_string()
+}
+
+fn token(kid: Option<&str>, secret: &[u8]) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = kid.map(str::to_string);
+    let exp = wsrelay::clock::Clock::unix_now_s() + 600;
+    let key = jsonwebtoken::EncodingKey::from_secret(secret).expect("key");
+    jsonwebtoken::encode(&header, &json!({"sub": "alice", "exp": exp}), &key).expect("token")
+}
+
+/// The status line of an upgrade carrying `?token=`.
+fn upgrade_with_token(addr: SocketAddr, token: &str) -> String {
+    let mut r = Raw::connect(addr);
+    let request = format!(
+        "GET /?token={token} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        common::KEY
+    );
+    r.send(request.as_bytes());
+    r.read_head().lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn jwks_keys_rotate_on_sighup_without_a_restart() {
+    const OLD: &[u8] = b"old-secret-0123456789abcdef-0123456789abc";
+    const NEW: &[u8] = b"new-secret-0123456789abcdef-0123456789abc";
+    let keys = config_file("keys.json", &jwks("old", OLD));
+    let file = config_file(
+        "jwks.toml",
+        &format!(
+            "auth-jwks-file = {:?}\nauth-query-token = true\nmetrics-interval = 20\n",
+            keys.to_str().expect("utf-8 path")
+        ),
+    );
+    let relay = Relay::start(&file);
+    assert_eq!(upgrade_with_token(relay.addr, &token(Some("old"), OLD)), OK);
+    assert_eq!(
+        upgrade_with_token(relay.addr, &token(None, OLD)),
+        OK,
+        "the only key"
+    );
+    let unknown = upgrade_with_token(relay.addr, &token(Some("new"), NEW));
+    assert_eq!(unknown, "HTTP/1.1 401 Unauthorized");
+
+    // Rotation: the provider publishes only the new key; the relay reloads.
+    std::fs::write(&keys, jwks("new", NEW)).expect("rewrite keys");
+    relay.hup_and_wait("ok", 1);
+    assert_eq!(upgrade_with_token(relay.addr, &token(Some("new"), NEW)), OK);
+    let retired = upgrade_with_token(relay.addr, &token(Some("old"), OLD));
+    assert_eq!(retired, "HTTP/1.1 401 Unauthorized", "the old kid is gone");
+
+    // A broken key file on reload keeps the keys in force.
+    std::fs::write(&keys, "{\"keys\": 5}").expect("break keys");
+    relay.hup_and_wait("error", 1);
+    assert_eq!(upgrade_with_token(relay.addr, &token(Some("new"), NEW)), OK);
+    assert!(relay.logged("keys.json: JWK Set is malformed"));
+}

@@ -52,35 +52,80 @@ struct CompactJws<'a> {
     signing_input: &'a str,
 }
 
-/// Configured verification keys; each is `None` when that algorithm is off.
-pub(crate) struct SignatureKeys {
+/// One verification key: its algorithm is fixed by its type, never by a token.
+pub(crate) enum VerificationKey {
     /// Keyed HMAC state, cloned per token so the key schedule runs once.
-    hs256: Option<Hmac<Sha256>>,
-    rs256: Option<RsaVerifyingKey<Sha256>>,
+    Hs256(Hmac<Sha256>),
+    /// An RSA public key bound to RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256(RsaVerifyingKey<Sha256>),
+}
+
+impl VerificationKey {
+    fn algorithm(&self) -> JwsAlgorithm {
+        match self {
+            Self::Hs256(_) => JwsAlgorithm::Hs256,
+            Self::Rs256(_) => JwsAlgorithm::Rs256,
+        }
+    }
+
+    fn check(&self, signing_input: &[u8], signature: &[u8]) -> Result<(), AuthError> {
+        match self {
+            Self::Hs256(key) => check_hs256(key, signing_input, signature),
+            Self::Rs256(key) => check_rs256(key, signing_input, signature),
+        }
+    }
+}
+
+/// The configured verification keys: those of the flags (no `kid`) and those of a JWK Set
+/// (`jwks.rs`, usually each with a `kid`).
+///
+/// Which key checks a token (RFC 7515 §4.1.4: `kid` is a hint to the key): among the keys of
+/// the token's `alg`, the one whose `kid` is the token's; a token naming a `kid` no key has may
+/// still use the only key of its `alg` that has no `kid` (a flag's key, so that adding
+/// `kid`s on the issuer's side breaks nothing). A token without `kid` uses the only key of its
+/// `alg`. No key of the `alg`: `algorithm_not_allowed`; none or several that could be meant:
+/// `unknown_key`.
+pub(crate) struct SignatureKeys {
+    keys: Vec<(Option<String>, VerificationKey)>,
 }
 
 impl SignatureKeys {
-    /// Builds the keys; `Ok(None)` when neither is configured (auth off).
+    /// Builds the keys; `Ok(None)` when none is configured (auth off).
     pub(crate) fn new(
         hs256_secret: Option<&[u8]>,
         rs256_public_key_pem: Option<&[u8]>,
+        jwks: Option<&[u8]>,
     ) -> Result<Option<Self>, AuthConfigError> {
-        let hs256 = hs256_secret.map(hs256_key).transpose()?;
-        let rs256 = rs256_public_key_pem.map(rs256_key).transpose()?;
-        if hs256.is_none() && rs256.is_none() {
-            return Ok(None);
+        let mut keys = Vec::new();
+        if let Some(secret) = hs256_secret {
+            keys.push((None, VerificationKey::Hs256(hs256_key(secret)?)));
         }
-        Ok(Some(Self { hs256, rs256 }))
+        if let Some(pem) = rs256_public_key_pem {
+            keys.push((None, VerificationKey::Rs256(rs256_key(pem)?)));
+        }
+        if let Some(document) = jwks {
+            for entry in crate::auth::jwks::parse_jwks(document)? {
+                keys.push((entry.kid, entry.key));
+            }
+        }
+        Ok((!keys.is_empty()).then_some(Self { keys }))
     }
 
-    /// Whether an HS256 secret is configured.
+    /// Whether an HS256 key is configured.
     pub(crate) fn hs256_enabled(&self) -> bool {
-        self.hs256.is_some()
+        self.count(JwsAlgorithm::Hs256) > 0
     }
 
-    /// Whether an RS256 public key is configured.
+    /// Whether an RS256 key is configured.
     pub(crate) fn rs256_enabled(&self) -> bool {
-        self.rs256.is_some()
+        self.count(JwsAlgorithm::Rs256) > 0
+    }
+
+    fn count(&self, alg: JwsAlgorithm) -> usize {
+        self.keys
+            .iter()
+            .filter(|(_, k)| k.algorithm() == alg)
+            .count()
     }
 
     /// Checks structure, `alg` and signature; returns the decoded claims bytes.
@@ -89,32 +134,30 @@ impl SignatureKeys {
             return Err(AuthError::Malformed);
         }
         let jws = split_compact(token)?;
-        let alg = header_algorithm(&decode_segment(jws.header_b64)?)?;
+        let (alg, kid) = header_fields(&decode_segment(jws.header_b64)?)?;
         let signature = decode_segment(jws.signature_b64)?;
-        self.check_signature(alg, jws.signing_input.as_bytes(), &signature)?;
+        let key = self.key_for(alg, kid.as_deref())?;
+        key.check(jws.signing_input.as_bytes(), &signature)?;
         decode_segment(jws.payload_b64)
     }
 
-    fn check_signature(
-        &self,
-        alg: JwsAlgorithm,
-        signing_input: &[u8],
-        signature: &[u8],
-    ) -> Result<(), AuthError> {
-        match alg {
-            JwsAlgorithm::Hs256 => {
-                let key = self.hs256.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
-                check_hs256(key, signing_input, signature)
-            }
-            JwsAlgorithm::Rs256 => {
-                let key = self.rs256.as_ref().ok_or(AuthError::AlgorithmNotAllowed)?;
-                check_rs256(key, signing_input, signature)
-            }
+    /// The key that checks a token of `alg` naming `kid` (see the type's rules).
+    fn key_for(&self, alg: JwsAlgorithm, kid: Option<&str>) -> Result<&VerificationKey, AuthError> {
+        let of_alg = || self.keys.iter().filter(move |(_, k)| k.algorithm() == alg);
+        if of_alg().next().is_none() {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let Some(kid) = kid else {
+            return only(of_alg().map(|(_, key)| key));
+        };
+        match of_alg().find(|(k, _)| k.as_deref() == Some(kid)) {
+            Some((_, key)) => Ok(key),
+            None => only(of_alg().filter(|(k, _)| k.is_none()).map(|(_, key)| key)),
         }
     }
 }
 
-fn hs256_key(secret: &[u8]) -> Result<Hmac<Sha256>, AuthConfigError> {
+pub(crate) fn hs256_key(secret: &[u8]) -> Result<Hmac<Sha256>, AuthConfigError> {
     if secret.len() < HS256_SECRET_BYTES_MIN {
         return Err(AuthConfigError::Hs256SecretTooShort);
     }
@@ -135,6 +178,28 @@ fn rs256_key(pem: &[u8]) -> Result<RsaVerifyingKey<Sha256>, AuthConfigError> {
     // `new` (not `new_unprefixed`) binds the SHA-256 DigestInfo prefix that
     // RSASSA-PKCS1-v1_5 requires (RFC 8017 §9.2).
     Ok(RsaVerifyingKey::new(key))
+}
+
+/// The one key `keys` yields; none or several: `unknown_key`.
+fn only<'k>(
+    mut keys: impl Iterator<Item = &'k VerificationKey>,
+) -> Result<&'k VerificationKey, AuthError> {
+    match (keys.next(), keys.next()) {
+        (Some(key), None) => Ok(key),
+        _ => Err(AuthError::UnknownKey),
+    }
+}
+
+/// An RS256 key from its modulus and public exponent, big-endian (a JWK's `n` and `e`,
+/// RFC 7518 §6.3.1), with the same size rule as a PEM key.
+pub(crate) fn rs256_key_from_parts(n: &[u8], e: &[u8]) -> Result<VerificationKey, AuthConfigError> {
+    let n = rsa::BoxedUint::from_be_slice_vartime(n);
+    let e = rsa::BoxedUint::from_be_slice_vartime(e);
+    if n.bit_width_vartime() < RS256_MODULUS_BITS_MIN {
+        return Err(AuthConfigError::RsaKeyTooSmall);
+    }
+    let key = rsa::PublicKey::new(n, e).map_err(|_| AuthConfigError::InvalidRsaPublicKey)?;
+    Ok(VerificationKey::Rs256(RsaVerifyingKey::new(key)))
 }
 
 /// RFC 7515 §7.1: exactly three segments; a JWE (five segments) or a JWS JSON
@@ -161,19 +226,32 @@ fn decode_segment(segment_b64: &str) -> Result<Vec<u8>, AuthError> {
         .map_err(|_| AuthError::Malformed)
 }
 
-/// Parses the protected header and maps `alg` to an accepted algorithm.
-fn header_algorithm(header_json: &[u8]) -> Result<JwsAlgorithm, AuthError> {
-    let header = parse_json_object(header_json)?;
+/// Parses the protected header: `alg` mapped to an accepted algorithm, and `kid` if present.
+fn header_fields(header_json: &[u8]) -> Result<(JwsAlgorithm, Option<String>), AuthError> {
+    let mut header = parse_json_object(header_json)?;
     // RFC 7515 §4.1.11: a recipient that does not understand every extension
     // listed in `crit` MUST reject the JWS; this verifier understands none.
     if header.contains_key("crit") {
         return Err(AuthError::Malformed);
     }
     // RFC 7515 §4.1.1: `alg` MUST be present.
-    match header.get("alg") {
-        Some(Value::String(alg)) => algorithm_from_name(alg),
-        _ => Err(AuthError::Malformed),
-    }
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => algorithm_from_name(alg)?,
+        _ => return Err(AuthError::Malformed),
+    };
+    // RFC 7515 §4.1.4: `kid`, when present, is a string.
+    let kid = match header.remove("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    Ok((alg, kid))
+}
+
+/// Parses the protected header and maps `alg` to an accepted algorithm.
+#[cfg(test)]
+fn header_algorithm(header_json: &[u8]) -> Result<JwsAlgorithm, AuthError> {
+    header_fields(header_json).map(|(alg, _)| alg)
 }
 
 /// Exact, case-sensitive names (RFC 7518 §3.1); everything else, `none`
@@ -297,18 +375,18 @@ mod tests {
     fn short_hs256_secret_is_a_config_error() {
         let short = [7_u8; HS256_SECRET_BYTES_MIN - 1];
         assert!(matches!(
-            SignatureKeys::new(Some(&short), None),
+            SignatureKeys::new(Some(&short), None, None),
             Err(AuthConfigError::Hs256SecretTooShort)
         ));
         let exact = [7_u8; HS256_SECRET_BYTES_MIN];
         assert!(matches!(
-            SignatureKeys::new(Some(&exact), None),
+            SignatureKeys::new(Some(&exact), None, None),
             Ok(Some(_))
         ));
     }
 
     #[test]
     fn no_keys_means_auth_off() {
-        assert!(matches!(SignatureKeys::new(None, None), Ok(None)));
+        assert!(matches!(SignatureKeys::new(None, None, None), Ok(None)));
     }
 }

@@ -68,6 +68,9 @@
 //! keeps its own verifier).
 
 mod claims;
+mod jwks;
+#[cfg(test)]
+mod jwks_tests;
 mod jwt;
 mod pattern;
 
@@ -123,6 +126,9 @@ pub struct AuthConfig {
     pub leeway_s: u64,
     /// Refuse tokens without `exp` (`bad_claims`); default `true`.
     pub require_exp: bool,
+    /// A JWK Set document (RFC 7517 §5) whose HS256 and RS256 keys are used next to the two
+    /// above, chosen by the token's `kid`.
+    pub jwks: Option<Vec<u8>>,
 }
 
 impl Default for AuthConfig {
@@ -135,6 +141,7 @@ impl Default for AuthConfig {
             issuer: None,
             leeway_s: LEEWAY_S_DEFAULT,
             require_exp: true,
+            jwks: None,
         }
     }
 }
@@ -152,6 +159,7 @@ impl fmt::Debug for AuthConfig {
             .field("issuer", &self.issuer)
             .field("leeway_s", &self.leeway_s)
             .field("require_exp", &self.require_exp)
+            .field("jwks", &self.jwks.is_some())
             .finish()
     }
 }
@@ -171,6 +179,16 @@ pub enum AuthConfigError {
     /// `leeway_s` exceeds [`LEEWAY_S_MAX`].
     #[error("auth leeway must be at most 300 seconds")]
     LeewayTooLarge,
+    /// The JWK Set is not a JSON object with a `keys` array of valid JWKs (RFC 7517 §5), or
+    /// exceeds its bounds (1 MiB, 64 usable keys, 256-byte `kid`s).
+    #[error("JWK Set is malformed (RFC 7517 section 5: an object with a \"keys\" array)")]
+    JwksMalformed,
+    /// Two usable keys of the JWK Set have the same `kid`.
+    #[error("JWK Set has two keys with the same kid")]
+    JwksDuplicateKid,
+    /// The JWK Set holds no HS256 (`oct`) or RS256 (`RSA`) signing key.
+    #[error("JWK Set has no HS256 or RS256 signing key")]
+    JwksNoUsableKey,
 }
 
 /// Why a token was refused; one variant per rule. [`AuthError::kind`] is a
@@ -198,6 +216,9 @@ pub enum AuthError {
     /// A claim has the wrong type or value: missing `exp` (when required),
     /// oversize `sub`, invalid pattern, too many patterns, etc.
     BadClaims,
+    /// No configured key is named by the token's `kid`, or several keys could check a token
+    /// that names none.
+    UnknownKey,
 }
 
 impl AuthError {
@@ -214,6 +235,7 @@ impl AuthError {
             Self::WrongIssuer => "wrong_issuer",
             Self::MissingSubject => "missing_subject",
             Self::BadClaims => "bad_claims",
+            Self::UnknownKey => "unknown_key",
         }
     }
 
@@ -230,6 +252,7 @@ impl AuthError {
             Self::WrongIssuer => "token issuer does not match",
             Self::MissingSubject => "token has no subject",
             Self::BadClaims => "token claims are invalid",
+            Self::UnknownKey => "token key id (kid) names no configured key",
         }
     }
 }
@@ -271,6 +294,7 @@ impl Verifier {
         let keys = SignatureKeys::new(
             cfg.hs256_secret.as_deref(),
             cfg.rs256_public_key_pem.as_deref(),
+            cfg.jwks.as_deref(),
         )?;
         let policy = ClaimsPolicy {
             audience: cfg.audience.clone(),

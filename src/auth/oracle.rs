@@ -113,6 +113,7 @@ impl Setup {
             issuer: self.issuer.then(|| ISSUER.to_owned()),
             leeway_s: self.leeway_s,
             require_exp: true,
+            jwks: None,
         }
     }
 
