@@ -128,6 +128,7 @@ fn same_command(serde: &SerdeCommand<'_>, simd: &Command<'_>) -> bool {
                 channel: c,
                 content: b,
                 key: k,
+                ..
             },
         ) => channel == c && content == b && key.as_deref() == *k,
         (SerdeCommand::Ping, Command::Ping) => true,

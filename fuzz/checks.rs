@@ -354,7 +354,14 @@ fn check_command(data: &[u8], command: Command<'_>) {
             channel,
             content,
             key,
-        } => check_publish(data, channel, content, key),
+            id,
+        } => {
+            assert!(
+                id.is_none_or(|id| (1..=64).contains(&id.len())),
+                "ack id bounds"
+            );
+            check_publish(data, channel, content, key)
+        }
         Command::Auth { token } => assert!(!token.is_empty() && token.len() <= TOKEN_BYTES_MAX),
         Command::Ping => {}
     }

@@ -146,7 +146,8 @@ mod tests {
             Ok(Command::Publish {
                 channel: "c",
                 content: b"[1, 2]",
-                key: None
+                key: None,
+                id: None,
             })
         );
         let mut binary = Vec::new();

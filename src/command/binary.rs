@@ -2,8 +2,12 @@
 //!
 //! Layouts (integers big-endian, `L` is one byte so a channel name carries at most 255 bytes):
 //! - `[BINARY_OP_PUBLISH][L][channel][payload]`   client → server
+//! - `[BINARY_OP_PUBLISH_ACKED][L][channel][I][id: I bytes][payload]`   client → server, asks
+//!   for an acknowledgement (`I` 1-64)
 //! - `[BINARY_OP_MESSAGE][L][channel][seq: u64][payload]`   server → client
 //! - `[BINARY_OP_GAP][L][channel][from: u64][to: u64]`   server → client
+//! - `[BINARY_OP_ACK][L][channel][I][id][seq: u64]`   server → client, the message's `seq` (0:
+//!   accepted but not numbered: no subscriber and nothing retained)
 //!
 //! The payload is opaque: it is never inspected, copied once by the encoder.
 
@@ -16,6 +20,10 @@ pub const BINARY_OP_PUBLISH: u8 = 0x01;
 pub const BINARY_OP_MESSAGE: u8 = 0x01;
 /// Server → client op byte: a gap `[from, to]` the client cannot recover.
 pub const BINARY_OP_GAP: u8 = 0x02;
+/// Client → server op byte: publish with an acknowledgement id.
+pub const BINARY_OP_PUBLISH_ACKED: u8 = 0x04;
+/// Server → client op byte: the acknowledgement of a publish.
+pub const BINARY_OP_ACK: u8 = 0x04;
 /// Longest channel name the one-byte length field can carry.
 pub const CHANNEL_BYTES_MAX_BINARY: usize = u8::MAX as usize;
 /// Bytes of a binary gap besides the channel name: op, length, `from`, `to`.
@@ -31,6 +39,8 @@ pub struct BinaryPublish<'a> {
     pub channel: &'a str,
     /// Opaque bytes to deliver.
     pub payload: &'a [u8],
+    /// Acknowledgement id (1-64 bytes), with `BINARY_OP_PUBLISH_ACKED`.
+    pub id: Option<&'a [u8]>,
 }
 
 /// Why a server binary message could not be written.
@@ -44,13 +54,14 @@ pub enum EncodeError {
     },
 }
 
-/// Decodes `[0x01][L][L bytes channel][payload]`.
+/// Decodes `[0x01][L][L bytes channel][payload]` or, with an acknowledgement id,
+/// `[0x04][L][channel][I][I bytes id][payload]`.
 pub fn decode_binary(
     msg: &[u8],
     channel_bytes_max: usize,
 ) -> Result<BinaryPublish<'_>, CommandError> {
     let (&op, rest) = msg.split_first().ok_or(CommandError::EmptyBinary)?;
-    if op != BINARY_OP_PUBLISH {
+    if op != BINARY_OP_PUBLISH && op != BINARY_OP_PUBLISH_ACKED {
         return Err(CommandError::UnknownBinaryOp);
     }
     let (&channel_len, rest) = rest
@@ -64,7 +75,46 @@ pub fn decode_binary(
     }
     // The charset is ASCII, so this cannot fail after the check above.
     let channel = std::str::from_utf8(channel).map_err(|_| CommandError::InvalidChannelName)?;
-    Ok(BinaryPublish { channel, payload })
+    if op == BINARY_OP_PUBLISH {
+        return Ok(BinaryPublish {
+            channel,
+            payload,
+            id: None,
+        });
+    }
+    let (&id_len, rest) = payload.split_first().ok_or(CommandError::InvalidId)?;
+    let (id, payload) = rest
+        .split_at_checked(usize::from(id_len))
+        .ok_or(CommandError::InvalidId)?;
+    if id.is_empty() || id.len() > crate::command::ACK_ID_BYTES_MAX {
+        return Err(CommandError::InvalidId);
+    }
+    Ok(BinaryPublish {
+        channel,
+        payload,
+        id: Some(id),
+    })
+}
+
+/// Appends `[0x04][L][channel][I][id][seq u64 BE]` (`seq` 0: not numbered). `id` is at most
+/// 64 bytes (checked when decoded) and the channel at most 255.
+pub fn encode_binary_ack(
+    out: &mut Vec<u8>,
+    channel: &str,
+    id: &[u8],
+    seq: u64,
+) -> Result<(), EncodeError> {
+    let channel_len = u8::try_from(channel.len()).map_err(|_| EncodeError::ChannelTooLong {
+        channel_bytes: channel.len(),
+    })?;
+    let id_len = u8::try_from(id.len()).unwrap_or(u8::MAX);
+    out.push(BINARY_OP_ACK);
+    out.push(channel_len);
+    out.extend_from_slice(channel.as_bytes());
+    out.push(id_len);
+    out.extend_from_slice(&id[..usize::from(id_len)]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    Ok(())
 }
 
 /// Exact length of the message [`encode_binary_message`] writes.

@@ -26,7 +26,7 @@ use crate::command::channel::is_valid_channel_name;
 use crate::command::error::CommandError;
 use crate::command::span::member_value_span;
 use crate::command::tape::{for_each_member, Member};
-use crate::command::{KEY_BYTES_MAX, TOKEN_BYTES_MAX};
+use crate::command::{ACK_ID_BYTES_MAX, KEY_BYTES_MAX, TOKEN_BYTES_MAX};
 
 /// Initial (and minimum) capacity of the decoder's scratch copy, in bytes.
 pub const SCRATCH_BYTES_INITIAL: usize = 4096;
@@ -54,7 +54,7 @@ pub enum Command<'a> {
         /// Channel to leave.
         channel: &'a str,
     },
-    /// `{"type":"message","channel":C,"content":V[,"key":K]}`
+    /// `{"type":"message","channel":C,"content":V[,"key":K][,"id":I]}`
     Publish {
         /// Target channel.
         channel: &'a str,
@@ -62,6 +62,9 @@ pub enum Command<'a> {
         content: &'a [u8],
         /// Conflation key (1-128 bytes of the channel charset).
         key: Option<&'a str>,
+        /// Acknowledgement requested under this id (1-64 bytes): the relay answers
+        /// `{"type":"ack","id":I,...}` once the message is numbered.
+        id: Option<&'a str>,
     },
     /// `{"type":"ping"}`
     Ping,
@@ -169,6 +172,7 @@ struct Fields<'a> {
     epoch: Option<Member<'a>>,
     content: Option<Member<'a>>,
     key: Option<Member<'a>>,
+    id: Option<Member<'a>>,
     token: Option<Member<'a>>,
 }
 
@@ -189,6 +193,7 @@ impl<'a> Fields<'a> {
             "epoch" => &mut self.epoch,
             "content" => &mut self.content,
             "key" => &mut self.key,
+            "id" => &mut self.id,
             "token" => &mut self.token,
             _ => return Ok(()),
         };
@@ -279,6 +284,11 @@ fn publish<'a>(
         }
         Some(_) => return Err(CommandError::InvalidKey),
     };
+    let id = match optional_value(fields.id) {
+        None => None,
+        Some(Node::String(id)) if (1..=ACK_ID_BYTES_MAX).contains(&id.len()) => Some(id),
+        Some(_) => return Err(CommandError::InvalidId),
+    };
     // The document is valid, so a span is always found; `InvalidJson` only guards against a
     // structural-index layout this module does not expect.
     let span = member_value_span(
@@ -293,6 +303,7 @@ fn publish<'a>(
         channel,
         content,
         key,
+        id,
     })
 }
 

@@ -125,6 +125,31 @@ pub fn encode_pong(out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"type":"pong"}"#);
 }
 
+/// `{"type":"ack","id":I,"channel":C,"seq":N}`, or `"seq":null` for a message accepted but
+/// not numbered (no subscriber and nothing retained: it reached no one).
+pub fn encode_ack(out: &mut Vec<u8>, id: &str, channel: &str, seq: Option<u64>) {
+    out.extend_from_slice(br#"{"type":"ack","id":"#);
+    write_json_string(out, id);
+    out.extend_from_slice(br#","channel":"#);
+    write_json_string(out, channel);
+    out.extend_from_slice(br#","seq":"#);
+    match seq {
+        Some(seq) => out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"error","message":M,"id":I}`: the error of a publish that asked for an
+/// acknowledgement, so the client can match it to the publish.
+pub fn encode_error_with_id(out: &mut Vec<u8>, message: &str, id: &str) {
+    out.extend_from_slice(br#"{"type":"error","message":"#);
+    write_json_string(out, message);
+    out.extend_from_slice(br#","id":"#);
+    write_json_string(out, id);
+    out.push(b'}');
+}
+
 /// `{"type":"error","message":"..."}`
 pub fn encode_error(out: &mut Vec<u8>, message: &str) {
     out.extend_from_slice(br#"{"type":"error","message":"#);

@@ -40,6 +40,9 @@ pub enum CommandError {
     /// `key` is present but not 1-128 bytes of the channel charset.
     #[error("Invalid field: key (expected 1-128 bytes of [A-Za-z0-9._:-])")]
     InvalidKey,
+    /// `id` (a publish acknowledgement request) is not a string of 1-64 bytes.
+    #[error("Invalid field: id (expected a string of 1-64 bytes)")]
+    InvalidId,
     /// `token` is missing, not a string, empty or longer than 8192 bytes.
     #[error("Missing or invalid field: token")]
     InvalidToken,
@@ -72,6 +75,7 @@ impl CommandError {
             Self::InvalidSince => "Invalid field: since (expected a non-negative integer)",
             Self::InvalidEpoch => "Invalid field: epoch (expected a string)",
             Self::InvalidKey => "Invalid field: key (expected 1-128 bytes of [A-Za-z0-9._:-])",
+            Self::InvalidId => "Invalid field: id (expected a string of 1-64 bytes)",
             Self::InvalidToken => "Missing or invalid field: token",
             Self::DuplicateField => "Duplicate field",
             Self::EmptyBinary => "Empty binary message",
@@ -93,6 +97,7 @@ impl CommandError {
             Self::InvalidSince => "invalid_since",
             Self::InvalidEpoch => "invalid_epoch",
             Self::InvalidKey => "invalid_key",
+            Self::InvalidId => "invalid_id",
             Self::InvalidToken => "invalid_token",
             Self::DuplicateField => "duplicate_field",
             Self::EmptyBinary => "empty_binary",
@@ -106,7 +111,7 @@ impl CommandError {
 mod tests {
     use super::*;
 
-    const ALL: [CommandError; 15] = [
+    const ALL: [CommandError; 16] = [
         CommandError::InvalidJson,
         CommandError::NotAnObject,
         CommandError::InvalidType,
@@ -117,6 +122,7 @@ mod tests {
         CommandError::InvalidSince,
         CommandError::InvalidEpoch,
         CommandError::InvalidKey,
+        CommandError::InvalidId,
         CommandError::InvalidToken,
         CommandError::DuplicateField,
         CommandError::EmptyBinary,

@@ -30,15 +30,16 @@ pub(crate) mod span;
 pub(crate) mod tape;
 
 pub use binary::{
-    binary_message_len, decode_binary, encode_binary_gap, encode_binary_message, BinaryPublish,
-    EncodeError, BINARY_GAP_LEN_FIXED, BINARY_OP_GAP, BINARY_OP_MESSAGE, BINARY_OP_PUBLISH,
-    CHANNEL_BYTES_MAX_BINARY,
+    binary_message_len, decode_binary, encode_binary_ack, encode_binary_gap, encode_binary_message,
+    BinaryPublish, EncodeError, BINARY_GAP_LEN_FIXED, BINARY_OP_ACK, BINARY_OP_GAP,
+    BINARY_OP_MESSAGE, BINARY_OP_PUBLISH, BINARY_OP_PUBLISH_ACKED, CHANNEL_BYTES_MAX_BINARY,
 };
 pub use channel::is_valid_channel_name;
 pub use decode::{Command, CommandDecoder, SCRATCH_BYTES_INITIAL, SCRATCH_BYTES_RETAINED_MAX};
 pub use encode::{
-    encode_authenticated, encode_connected, encode_error, encode_gap, encode_message, encode_pong,
-    encode_subscribed, encode_unsubscribed, json_string_len, message_len_hint, write_json_string,
+    encode_ack, encode_authenticated, encode_connected, encode_error, encode_error_with_id,
+    encode_gap, encode_message, encode_pong, encode_subscribed, encode_unsubscribed,
+    json_string_len, message_len_hint, write_json_string,
 };
 pub use error::CommandError;
 
@@ -47,6 +48,9 @@ pub const CHANNEL_BYTES_MAX_DEFAULT: usize = 128;
 
 /// Upper bound of a conflation `key`, in bytes (fixed: not tied to the channel limit).
 pub const KEY_BYTES_MAX: usize = 128;
+
+/// Upper bound of a publish acknowledgement `id` (JSON or binary), in bytes.
+pub const ACK_ID_BYTES_MAX: usize = 64;
 
 /// Upper bound of an `auth` token (a JWT), in bytes after JSON unescaping.
 pub const TOKEN_BYTES_MAX: usize = 8192;

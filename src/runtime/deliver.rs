@@ -253,13 +253,20 @@ impl EventLoop {
                 origin,
                 body,
                 read_at_ns,
+                ack,
             } => {
                 self.record_hop(read_at_ns);
                 let (content, key, binary) = match &body {
                     PublishBody::Json { content, key } => (content, key.as_deref(), false),
                     PublishBody::Binary(payload) => (payload, None, true),
                 };
-                self.queue_publish(&channel, content, key, (binary, from, origin, read_at_ns));
+                let meta = (binary, from, origin, read_at_ns);
+                self.queue_publish(&channel, content, key, meta, ack.as_deref());
+            }
+            LoopMsg::Acks { channel, acks } => {
+                for ack in acks {
+                    self.reply_ack(ack.conn, &channel, &ack.id, ack.seq, ack.binary);
+                }
             }
             LoopMsg::Deliver { batch } => {
                 self.record_hop(batch.read_at_ns());
@@ -308,11 +315,13 @@ impl EventLoop {
     }
 
     /// Sends to another loop; a drop is counted (and later seen as a seq gap by the receiver).
-    pub(super) fn mesh_send(&mut self, to: LoopId, msg: LoopMsg) {
-        match self.mesh.send(to, msg) {
+    pub(super) fn mesh_send(&mut self, to: LoopId, msg: LoopMsg) -> MeshSend {
+        let sent = self.mesh.send(to, msg);
+        match sent {
             MeshSend::Accepted => self.metrics.inc(Counter::MeshMessagesSent),
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
         }
+        sent
     }
 }
 

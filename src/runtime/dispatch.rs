@@ -33,12 +33,16 @@ impl EventLoop {
     /// A complete binary message on the relay endpoint: a binary publish.
     pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
         match crate::command::decode_binary(msg, self.config.channel_bytes_max) {
-            Ok(BinaryPublish { channel, payload }) => {
+            Ok(BinaryPublish {
+                channel,
+                payload,
+                id: ack,
+            }) => {
                 if !self.require_auth(id) {
                     return;
                 }
                 self.metrics.inc(Counter::PublishedBinary);
-                self.publish(id, channel, Published::Binary(payload), None);
+                self.publish(id, channel, Published::Binary(payload), None, ack);
             }
             Err(e) => self.command_error(id, e),
         }
@@ -67,9 +71,11 @@ impl EventLoop {
                 channel,
                 content,
                 key,
+                id: ack,
             } => {
                 self.metrics.inc(Counter::PublishedJson);
-                self.publish(id, channel, Published::Json(content), key);
+                let ack = ack.map(str::as_bytes);
+                self.publish(id, channel, Published::Json(content), key, ack);
             }
             Command::Ping => self.reply(id, encode::encode_pong),
             Command::Auth { token } => self.on_auth(id, token),
@@ -101,7 +107,7 @@ impl EventLoop {
 
     /// Queues a control-budget frame. A client that never reads its replies runs out of control
     /// budget and is closed as a slow consumer: replies are never silently dropped.
-    fn queue_control(&mut self, id: ConnId, bytes: Bytes, ordered: bool) {
+    pub(super) fn queue_control(&mut self, id: ConnId, bytes: Bytes, ordered: bool) {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

@@ -15,7 +15,9 @@
 //!   channel's next unsubscribe). Subscribe requests are bounded at the source: a loop has at
 //!   most `overflow_len_max` of them in flight (beyond, the client gets an error at once), so
 //!   the owners' `Subscribed` answers, one per request, are bounded by the same number and are
-//!   never dropped (a subscriber must not wait forever for its `subscribed`).
+//!   never dropped (a subscriber must not wait forever for its `subscribed`). Likewise `Acks`:
+//!   at most one per publish the owner accepted, never dropped (a publisher waiting for its
+//!   acknowledgement gets it, or an error when its publish was the one dropped).
 //! - One wake per peer per turn: peers are noted in a 64-bit mask while working and woken once
 //!   in `wake_peers` (an eventfd write costs a syscall).
 //! - Messages are data, never closures; one message per peer loop, never per subscriber.
@@ -58,6 +60,15 @@ pub enum LoopMsg {
         body: PublishBody,
         /// When it was read off the publisher's socket.
         read_at_ns: u64,
+        /// The publisher's acknowledgement id, if it asked for one.
+        ack: Option<Box<[u8]>>,
+    },
+    /// The owner's acknowledgements of publishes read on the receiving loop.
+    Acks {
+        /// Channel name.
+        channel: Arc<str>,
+        /// One per acknowledged publish, in seq order.
+        acks: Vec<crate::runtime::ack::Ack>,
     },
     /// A numbered, encoded run of messages for the receiving loop's subscribers.
     Deliver {

@@ -8,6 +8,7 @@
 
 mod accept;
 mod accept_guard;
+pub mod ack;
 mod admission;
 mod authn;
 pub mod conn;

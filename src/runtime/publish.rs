@@ -25,11 +25,11 @@ use crate::pubsub::owner_of;
 use crate::runtime::deliver::{Batch, FrameMeta};
 use crate::runtime::dispatch::Published;
 use crate::runtime::event_loop::EventLoop;
-use crate::runtime::mesh::{LoopMsg, PublishBody};
+use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
 
 /// One publish waiting to be numbered with its neighbours.
 #[derive(Debug, Clone)]
-struct Pending {
+pub(super) struct Pending {
     channel: Range<usize>,
     body: Range<usize>,
     key: Option<Range<usize>>,
@@ -37,6 +37,8 @@ struct Pending {
     from: Arc<str>,
     origin: ConnRef,
     read_at_ns: u64,
+    /// Acknowledgement id, when the publisher asked for one (in the arena).
+    ack: Option<Range<usize>>,
 }
 
 /// The loop's queue of publishes (contents copied into one arena, reused every turn). Bounded
@@ -52,7 +54,29 @@ pub(super) struct PublishQueue {
     bytes_max: usize,
 }
 
+impl Pending {
+    /// The acknowledgement id, if the publisher asked for one.
+    pub(super) fn ack_id<'q>(&self, queue: &'q PublishQueue) -> Option<&'q [u8]> {
+        self.ack.as_ref().map(|r| queue.bytes_at(r))
+    }
+
+    /// The publisher.
+    pub(super) fn origin(&self) -> ConnRef {
+        self.origin
+    }
+
+    /// A binary publish.
+    pub(super) fn is_binary(&self) -> bool {
+        self.binary
+    }
+}
+
 impl PublishQueue {
+    /// The queued publishes, in order.
+    pub(super) fn items(&self) -> &[Pending] {
+        &self.items
+    }
+
     /// An empty queue with the given forced-flush bounds.
     pub(super) fn new(len_max: usize, bytes_max: usize) -> Self {
         PublishQueue {
@@ -70,12 +94,15 @@ impl PublishQueue {
         body: &[u8],
         key: Option<&str>,
         meta: (bool, Arc<str>, ConnRef, u64),
+        ack: Option<&[u8]>,
     ) {
         let (binary, from, origin, read_at_ns) = meta;
         let channel = self.copy(channel.as_bytes());
         let body = self.copy(body);
         let key = key.map(|k| self.copy(k.as_bytes()));
+        let ack = ack.map(|a| self.copy(a));
         self.items.push(Pending {
+            ack,
             channel,
             body,
             key,
@@ -104,26 +131,28 @@ impl PublishQueue {
             .unwrap_or_default()
     }
 
-    fn bytes_at(&self, r: &Range<usize>) -> &[u8] {
+    pub(super) fn bytes_at(&self, r: &Range<usize>) -> &[u8] {
         self.arena.get(r.clone()).unwrap_or_default()
     }
 }
 
 impl EventLoop {
-    /// A publish read from connection `id`: checked, then queued for its run.
+    /// A publish read from connection `id`: checked, then queued for its run. `ack`: the
+    /// publisher asked for an acknowledgement under this id (`ack.rs`).
     pub(super) fn publish(
         &mut self,
         id: ConnId,
         channel: &str,
         msg: Published<'_>,
         key: Option<&str>,
+        ack: Option<&[u8]>,
     ) {
         let loop_id = self.id;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         if !conn.auth.may_publish(channel) {
-            return self.forbidden(id, channel);
+            return self.forbidden_publish(id, channel, ack);
         }
         let from = conn.name(loop_id);
         let origin = ConnRef { loop_id, conn: id };
@@ -131,7 +160,7 @@ impl EventLoop {
             Published::Json(content) => (content, false),
             Published::Binary(payload) => (payload, true),
         };
-        self.queue_publish(channel, body, key, (binary, from, origin, self.now_ns));
+        self.queue_publish(channel, body, key, (binary, from, origin, self.now_ns), ack);
     }
 
     /// Queues a publish (local or forwarded); flushes when the queue is full.
@@ -141,8 +170,9 @@ impl EventLoop {
         body: &[u8],
         key: Option<&str>,
         meta: (bool, Arc<str>, ConnRef, u64),
+        ack: Option<&[u8]>,
     ) {
-        self.publishes.push(channel, body, key, meta);
+        self.publishes.push(channel, body, key, meta, ack);
         if self.publishes.is_full() {
             self.flush_publishes();
         }
@@ -198,14 +228,20 @@ impl EventLoop {
                     key: p.key.as_ref().map(|k| Arc::from(queue.str_at(k))),
                 },
             };
+            let ack = p.ack.as_ref().map(|r| Box::from(queue.bytes_at(r)));
             let msg = LoopMsg::Publish {
                 channel: channel.clone(),
                 from: p.from.clone(),
                 origin: p.origin,
                 body,
                 read_at_ns: p.read_at_ns,
+                ack: ack.clone(),
             };
-            self.mesh_send(owner, msg);
+            if self.mesh_send(owner, msg) == MeshSend::Dropped {
+                if let Some(ack) = ack {
+                    self.refuse_unsequenced(p.origin.conn, &ack);
+                }
+            }
         }
     }
 
@@ -214,8 +250,10 @@ impl EventLoop {
     fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
         let count = run.len() as u64;
         let Some(reserved) = self.owned.reserve(channel, count, self.now_ns) else {
-            return;
+            // Nobody subscribes and nothing is retained: it reaches no one, unnumbered.
+            return self.send_acks(queue, channel, run, None);
         };
+        self.send_acks(queue, channel, run.clone(), Some(reserved.first_seq));
         let batch = encode_run(queue, channel, run, reserved.first_seq);
         if self.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));

@@ -109,6 +109,7 @@ fn publish_with_key() {
         channel: "c",
         content: br#""hi""#,
         key: Some("k.1"),
+        id: None,
     };
     assert_eq!(decode_ok(text), expected);
 }
@@ -171,6 +172,7 @@ fn text_is_not_modified() {
         channel: "md.abc",
         content: br#""a\nb""#,
         key: None,
+        id: None,
     };
     assert_eq!(command, expected);
     assert_eq!(text, before);
@@ -434,5 +436,24 @@ proptest! {
             "seq": seq,
         });
         prop_assert_eq!(parsed, expected);
+    }
+}
+
+#[test]
+fn publish_with_an_ack_id() {
+    let text = r#"{"type":"message","channel":"c","content":1,"id":"o \"17\""}"#;
+    let expected = Command::Publish {
+        channel: "c",
+        content: b"1",
+        key: None,
+        id: Some("o \"17\""),
+    };
+    assert_eq!(decode_ok(text), expected);
+    let long = format!("\"{}\"", "x".repeat(65));
+    for bad in ["\"\"", "5", "[]", long.as_str()] {
+        let text = format!(r#"{{"type":"message","channel":"c","content":1,"id":{bad}}}"#);
+        let mut decoder = CommandDecoder::new();
+        let got = decoder.decode(text.as_bytes(), MAX).map(|_| ());
+        assert_eq!(got, Err(CommandError::InvalidId), "{bad}");
     }
 }

@@ -1,0 +1,118 @@
+//! Publish acknowledgements: a publish carrying an `id` (JSON `"id"`, or the binary op `0x04`)
+//! is answered once the channel's owner has numbered it, with
+//! `{"type":"ack","id":I,"channel":C,"seq":N}` (binary: `[0x04][L][channel][I][id][seq]`), or
+//! with an error carrying the same `id` when it is refused. A publisher that sent no `id` is
+//! never answered: the common path pays nothing.
+//!
+//! The owner numbers the run (`publish.rs`), then acknowledges each publish that asked: on its
+//! own loop directly, for publishers on other loops with one `LoopMsg::Acks` per loop and run.
+//! The acknowledgement is a reply (control lane): it may overtake deliveries queued to the
+//! publisher, never the message it acknowledges on the wire to other subscribers (those were
+//! queued before it was sent).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::command as encode;
+use crate::conn_id::{ConnId, LoopId};
+use crate::proto::frame::{FrameBuilder, OpCode};
+use crate::runtime::event_loop::EventLoop;
+use crate::runtime::mesh::LoopMsg;
+use crate::runtime::publish::PublishQueue;
+
+/// One acknowledgement travelling back to the publisher's loop.
+#[derive(Debug)]
+pub struct Ack {
+    /// The publisher on the receiving loop.
+    pub conn: ConnId,
+    /// Its id for the publish.
+    pub id: Box<[u8]>,
+    /// The message's seq; `None`: accepted but not numbered (it reached no one).
+    pub seq: Option<u64>,
+    /// Answer in binary (the publish was binary).
+    pub binary: bool,
+}
+
+impl EventLoop {
+    /// Acknowledges the publishes of `run` that asked, numbered from `first_seq` (`None`: not
+    /// numbered).
+    pub(super) fn send_acks(
+        &mut self,
+        queue: &PublishQueue,
+        channel: &Arc<str>,
+        run: Range<usize>,
+        first_seq: Option<u64>,
+    ) {
+        let mut remote: Vec<(LoopId, Vec<Ack>)> = Vec::new();
+        for (i, p) in queue.items()[run].iter().enumerate() {
+            let Some(id) = p.ack_id(queue) else {
+                continue;
+            };
+            let seq = first_seq.map(|first| first + i as u64);
+            if p.origin().loop_id == self.id {
+                self.reply_ack(p.origin().conn, channel, id, seq, p.is_binary());
+                continue;
+            }
+            let ack = Ack {
+                conn: p.origin().conn,
+                id: Box::from(id),
+                seq,
+                binary: p.is_binary(),
+            };
+            match remote.iter_mut().find(|(l, _)| *l == p.origin().loop_id) {
+                Some((_, acks)) => acks.push(ack),
+                None => remote.push((p.origin().loop_id, vec![ack])),
+            }
+        }
+        for (to, acks) in remote {
+            let channel = channel.clone();
+            self.mesh_send(to, LoopMsg::Acks { channel, acks });
+        }
+    }
+
+    /// Queues one acknowledgement to the publisher `conn` of this loop.
+    pub(super) fn reply_ack(
+        &mut self,
+        conn: ConnId,
+        channel: &str,
+        id: &[u8],
+        seq: Option<u64>,
+        binary: bool,
+    ) {
+        if binary {
+            let mut frame = FrameBuilder::new(OpCode::Binary, 2 + channel.len() + id.len() + 9);
+            let encoded = frame
+                .append_with(|out| encode::encode_binary_ack(out, channel, id, seq.unwrap_or(0)));
+            if encoded.is_ok() {
+                self.queue_control(conn, frame.finish().into_bytes(), false);
+            }
+            return;
+        }
+        // JSON ids were decoded from a JSON string: UTF-8.
+        let id = std::str::from_utf8(id).unwrap_or_default();
+        self.reply(conn, |out| encode::encode_ack(out, id, channel, seq));
+    }
+
+    /// A publish with an acknowledgement id refused by the token's permissions.
+    pub(super) fn forbidden_publish(&mut self, conn: ConnId, channel: &str, ack: Option<&[u8]>) {
+        let Some(id) = ack.and_then(|a| std::str::from_utf8(a).ok()) else {
+            return self.forbidden(conn, channel);
+        };
+        self.metrics.command_error("forbidden");
+        self.warn_refused("forbidden", "channel not permitted by the token");
+        let msg = format!("forbidden: {channel}");
+        self.reply(conn, |out| encode::encode_error_with_id(out, &msg, id));
+    }
+
+    /// A publish with an acknowledgement id that could not reach its channel's owner (the
+    /// mesh was full): it was not numbered and will not be; the publisher may retry.
+    pub(super) fn refuse_unsequenced(&mut self, conn: ConnId, id: &[u8]) {
+        let msg = "unavailable: the relay is overloaded, the message was not sequenced; retry";
+        // Errors are JSON text, also for binary publishers; an id that is not UTF-8 (binary
+        // ids may be any bytes) cannot be put in it.
+        match std::str::from_utf8(id) {
+            Ok(id) => self.reply(conn, |out| encode::encode_error_with_id(out, msg, id)),
+            Err(_) => self.reply(conn, |out| encode::encode_error(out, msg)),
+        }
+    }
+}
