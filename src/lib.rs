@@ -24,7 +24,7 @@
 //! - `runtime`: threads, sockets, the event loop phases of the relay.
 //! - `web`: embedded static assets: the browser client (`/client.js`) and the status page.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
-//! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
+//! - `config`, `cidr`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
 //! ## Invariants
 //!
@@ -39,6 +39,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod auth;
+pub mod cidr;
 pub mod client;
 pub mod clock;
 pub mod close_code;

@@ -213,6 +213,20 @@ pub mod families {
         "Socket reads and writes that moved bytes, by direction.",
         Some("direction"),
     );
+    /// PROXY protocol headers (`--proxy-protocol`), by outcome.
+    pub const PROXY_HEADERS: Family = counter(
+        "wsrelay_proxy_headers_total",
+        "PROXY protocol headers read (v1, v2: client address taken; local: the proxy's own \
+         connection, TCP peer used) or refused (missing, malformed), with --proxy-protocol.",
+        Some("result"),
+    );
+    /// Forwarding headers (`X-Forwarded-For` or `Forwarded`), by what was done with them.
+    pub const FORWARDED_HEADERS: Family = counter(
+        "wsrelay_forwarded_headers_total",
+        "Requests with the forwarding header (--forwarded-header): used (sent by a \
+         --trusted-proxy) or ignored (sent by any other peer).",
+        Some("result"),
+    );
 }
 
 /// Static metadata of one [`Counter`] series.
@@ -290,6 +304,8 @@ define_counters! {
     ClosedHttpDone => CONNECTIONS_CLOSED ["http_done"],
     /// Closed with 1008: pings arrived faster than their pongs could be written.
     ClosedPingFlood => CONNECTIONS_CLOSED ["ping_flood"],
+    /// Dropped without an answer: the PROXY protocol header was missing or malformed.
+    ClosedProxyHeader => CONNECTIONS_CLOSED ["proxy_header"],
     /// Accepted at the file-descriptor limit with the reserve descriptor, answered 503 and
     /// closed so that the listen backlog drains.
     ClosedDescriptorLimit => CONNECTIONS_CLOSED ["descriptor_limit"],
@@ -401,6 +417,21 @@ define_counters! {
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.
     SocketWrites => SOCKET_SYSCALLS ["write"],
+    /// A v1 PROXY header named the client.
+    ProxyHeaderV1 => PROXY_HEADERS ["v1"],
+    /// A v2 PROXY header named the client.
+    ProxyHeaderV2 => PROXY_HEADERS ["v2"],
+    /// A valid PROXY header without a client address (v2 LOCAL, v1 UNKNOWN, v2 AF_UNSPEC or
+    /// AF_UNIX): the TCP peer's address is used.
+    ProxyHeaderLocal => PROXY_HEADERS ["local"],
+    /// The connection did not start with a PROXY header.
+    ProxyHeaderMissing => PROXY_HEADERS ["missing"],
+    /// The PROXY header broke a rule of the spec.
+    ProxyHeaderMalformed => PROXY_HEADERS ["malformed"],
+    /// A trusted proxy's forwarding header named the client.
+    ForwardedUsed => FORWARDED_HEADERS ["used"],
+    /// A forwarding header from a peer that is not a trusted proxy was ignored.
+    ForwardedIgnored => FORWARDED_HEADERS ["ignored"],
 }
 
 impl Counter {
@@ -601,162 +632,4 @@ impl LabeledCounts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn every_counter_has_metadata_matching_its_family_shape() {
-        for &c in Counter::ALL {
-            let family = c.family();
-            assert_eq!(family.kind, MetricKind::Counter);
-            assert!(family.name.starts_with("wsrelay_"), "{}", family.name);
-            assert!(family.name.ends_with("_total"), "{}", family.name);
-            assert_eq!(family.label_key.is_some(), c.label_value().is_some());
-        }
-        assert_eq!(Counter::COUNT, 74);
-    }
-
-    #[test]
-    fn counter_families_are_contiguous_and_series_unique() {
-        let mut seen_families: Vec<&str> = Vec::new();
-        let mut seen_series: Vec<(&str, Option<&str>)> = Vec::new();
-        for &c in Counter::ALL {
-            let name = c.family().name;
-            if seen_families.last() != Some(&name) {
-                assert!(!seen_families.contains(&name), "{name} split");
-                seen_families.push(name);
-            }
-            let series = (name, c.label_value());
-            assert!(!seen_series.contains(&series), "{series:?} twice");
-            seen_series.push(series);
-        }
-        assert_eq!(seen_families.len(), 21);
-    }
-
-    #[test]
-    fn index_matches_position_in_all() {
-        for (position, &c) in Counter::ALL.iter().enumerate() {
-            assert_eq!(c.index(), position);
-        }
-    }
-
-    #[test]
-    fn opcode_and_status_helpers_map_to_labeled_series() {
-        assert_eq!(
-            Counter::frame_received(0x1),
-            Some(Counter::FramesReceivedText)
-        );
-        assert_eq!(
-            Counter::frame_received(0xA),
-            Some(Counter::FramesReceivedPong)
-        );
-        assert_eq!(Counter::frame_received(0x3), None);
-        assert_eq!(
-            Counter::frame_sent(0x0),
-            Some(Counter::FramesSentContinuation)
-        );
-        assert_eq!(Counter::frame_sent(0xB), None);
-        let rejected = Counter::handshake_rejected(431);
-        assert_eq!(rejected.and_then(Counter::label_value), Some("431"));
-        assert_eq!(Counter::handshake_rejected(500), None);
-    }
-
-    #[test]
-    fn close_code_labels_align_with_codes() {
-        for (code, label) in KNOWN_CLOSE_CODES.iter().zip(CLOSE_CODE_LABELS) {
-            assert_eq!(code.to_string(), label);
-        }
-        assert!(KNOWN_CLOSE_CODES.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(CLOSE_CODE_LABELS.last(), Some(&OVERFLOW_LABEL));
-    }
-
-    #[test]
-    fn close_codes_count_known_and_fold_unknown_into_other() {
-        let mut counts = CloseCodeCounts::default();
-        for code in [1000, 1000, 4201, 3000, 4999, 0, 1005] {
-            counts.record(code);
-        }
-        assert_eq!(counts.get("1000"), 2);
-        assert_eq!(counts.get("4201"), 1);
-        assert_eq!(counts.get("other"), 4);
-        assert_eq!(counts.get("1001"), 0);
-        assert_eq!(counts.iter().count(), 18);
-        assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 7);
-    }
-
-    #[test]
-    fn close_codes_merge_adds_slots() {
-        let mut a = CloseCodeCounts::default();
-        let mut b = CloseCodeCounts::default();
-        a.record(1000);
-        b.record(1000);
-        b.record(3333);
-        a.merge(&b);
-        assert_eq!((a.get("1000"), a.get("other")), (2, 1));
-    }
-
-    #[test]
-    fn labeled_counts_open_set() {
-        let mut counts = LabeledCounts::default();
-        counts.add("invalid_utf8", 1);
-        counts.add("unknown_opcode", 2);
-        counts.add("invalid_utf8", 3);
-        assert_eq!(counts.get("invalid_utf8"), 4);
-        assert_eq!(counts.get("unknown_opcode"), 2);
-        assert_eq!(counts.get("never"), 0);
-        let order: Vec<_> = counts.iter().collect();
-        assert_eq!(order, vec![("invalid_utf8", 4), ("unknown_opcode", 2)]);
-    }
-
-    #[test]
-    fn labeled_counts_fold_past_bound_into_other() {
-        const LABELS: [&str; 34] = [
-            "a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "b0", "b1", "b2", "b3",
-            "b4", "b5", "b6", "b7", "b8", "b9", "c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7",
-            "c8", "c9", "d0", "d1", "d2", "d3",
-        ];
-        let mut counts = LabeledCounts::default();
-        for label in LABELS {
-            counts.add(label, 1);
-        }
-        counts.add("a0", 1);
-        assert_eq!(counts.len(), LABELED_DISTINCT_MAX + 1);
-        assert_eq!(counts.get("d1"), 1);
-        assert_eq!(counts.get("d2"), 0);
-        assert_eq!(counts.get(OVERFLOW_LABEL), 2);
-        assert_eq!(counts.get("a0"), 2);
-    }
-
-    const KINDS: [&str; 40] = [
-        "k00", "k01", "k02", "k03", "k04", "k05", "k06", "k07", "k08", "k09", "k10", "k11", "k12",
-        "k13", "k14", "k15", "k16", "k17", "k18", "k19", "k20", "k21", "k22", "k23", "k24", "k25",
-        "k26", "k27", "k28", "k29", "k30", "k31", "k32", "k33", "k34", "k35", "k36", "k37", "k38",
-        "other",
-    ];
-
-    proptest! {
-        #[test]
-        fn labeled_counts_stay_bounded_and_conserve_total(
-            picks in proptest::collection::vec((0usize..KINDS.len(), 1u64..5), 0..200)
-        ) {
-            let mut counts = LabeledCounts::default();
-            let mut expected_total = 0;
-            for &(i, n) in &picks {
-                counts.add(KINDS[i], n);
-                expected_total += n;
-            }
-            prop_assert!(counts.len() <= LABELED_DISTINCT_MAX + 1);
-            prop_assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), expected_total);
-        }
-
-        #[test]
-        fn close_codes_conserve_total(codes in proptest::collection::vec(any::<u16>(), 0..100)) {
-            let mut counts = CloseCodeCounts::default();
-            for &code in &codes {
-                counts.record(code);
-            }
-            prop_assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), codes.len() as u64);
-        }
-    }
-}
+mod tests;

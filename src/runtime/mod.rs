@@ -10,6 +10,7 @@ mod accept;
 mod accept_guard;
 mod admission;
 mod authn;
+mod client_addr;
 pub mod conn;
 mod deliver;
 mod dispatch;
