@@ -22,7 +22,7 @@ fn ms(d: Duration) -> u64 {
 
 /// wsrelay: a WebSocket pub/sub relay.
 #[derive(Debug, Parser)]
-#[command(name = "wsrelay", version, about, long_about = None)]
+#[command(name = "wsrelay", version = wsrelay::VERSION_WITH_REVISION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

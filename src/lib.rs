@@ -58,4 +58,17 @@ pub mod timer;
 pub mod web;
 
 pub use config::Config;
+
+/// The relay's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision it was built from (`git rev-parse --short HEAD` at build time, `unknown`
+/// when built outside a git checkout; see `build.rs`).
+pub const GIT_REVISION: &str = env!("WSRELAY_GIT_REVISION");
+/// `VERSION (GIT_REVISION)`, as `wsrelay --version` prints it.
+pub const VERSION_WITH_REVISION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WSRELAY_GIT_REVISION"),
+    ")"
+);
 pub use runtime::{Server, ServerHandle, ServerSummary};

@@ -224,7 +224,8 @@ impl EventLoop {
             }
             HttpPath::Stats => {
                 let relay = RelayInfo {
-                    version: env!("CARGO_PKG_VERSION"),
+                    version: crate::VERSION,
+                    revision: crate::GIT_REVISION,
                     uptime_ms: self.now_ns / 1_000_000,
                 };
                 self.shared
