@@ -1,6 +1,8 @@
 //! Build script: embeds the git revision of the source tree as `WSRELAY_GIT_REVISION`
 //! (`git rev-parse --short HEAD`), shown by `wsrelay --version` and `/stats`. Without git or
-//! without a repository (a source tarball) it is `unknown`: the build never fails for it.
+//! without a repository (a source tarball) it is `unknown`: the build never fails for it. A
+//! build without `.git` that knows its revision (deploy/Dockerfile) sets it in the
+//! environment variable `WSRELAY_GIT_REVISION`, which wins.
 //!
 //! Reruns only when HEAD moves: the `HEAD` file of the git directory (in a worktree `.git` is
 //! a file that points elsewhere, so the directory is asked from git) and the ref file HEAD
@@ -28,7 +30,11 @@ fn rerun_if_exists(path: &Path) {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let revision = git(&["rev-parse", "--short", "HEAD"])
+    println!("cargo:rerun-if-env-changed=WSRELAY_GIT_REVISION");
+    let given = std::env::var("WSRELAY_GIT_REVISION").ok();
+    let given = given.filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let revision = given
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
         .filter(|r| r.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=WSRELAY_GIT_REVISION={revision}");
