@@ -198,7 +198,8 @@ pub struct Conn {
     pub phase: Phase,
     /// What it is for.
     pub endpoint: Endpoint,
-    /// The request head while handshaking (bounded by `REQUEST_HEAD_BYTES_MAX`).
+    /// The input while handshaking: the PROXY header when one is awaited (bounded by
+    /// `proxy_header::V2_BYTES_MAX`), then the request head (`REQUEST_HEAD_BYTES_MAX`).
     pub head: Vec<u8>,
     /// Frame decoder (client frames, server role).
     pub decoder: Decoder,
