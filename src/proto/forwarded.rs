@@ -45,6 +45,9 @@ impl ForwardedHeader {
     }
 }
 
+/// Stands for a field whose value is not text: read as a hop that cannot be read.
+pub const UNREADABLE_HOP: &str = "unknown";
+
 /// Most fields of one forwarding header kept from a request head. Repeated fields form one
 /// list in order (RFC 9110 §5.3); when there are more, the leftmost are dropped, which can only
 /// end the walk earlier, at a trusted hop.

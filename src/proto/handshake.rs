@@ -174,13 +174,11 @@ fn record_request_header<'a>(
             )
         }
         9 if name.eq_ignore_ascii_case("forwarded") => {
-            head.forwarded
-                .push(header_value(raw).ok_or(HandshakeError::Malformed)?);
+            head.forwarded.push(forwarding_value(raw));
             return Ok(());
         }
         15 if name.eq_ignore_ascii_case("x-forwarded-for") => {
-            head.x_forwarded_for
-                .push(header_value(raw).ok_or(HandshakeError::Malformed)?);
+            head.x_forwarded_for.push(forwarding_value(raw));
             return Ok(());
         }
         13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
@@ -207,6 +205,13 @@ fn record_list<'a>(
     *has_token |= list_has_token(value, token);
     first.get_or_insert(value);
     Ok(())
+}
+
+/// A forwarding header's value. Not UTF-8 (obs-text, RFC 9110 §5.5) is not a reason to refuse
+/// a request whose forwarding headers may never be read: it becomes a hop that cannot be read,
+/// which stops `forwarded::client_address` at the last trusted hop.
+fn forwarding_value(raw: &[u8]) -> &str {
+    header_value(raw).unwrap_or(crate::proto::forwarded::UNREADABLE_HOP)
 }
 
 /// A header value as trimmed UTF-8 text, or `None` if it is not UTF-8.
