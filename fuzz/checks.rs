@@ -430,3 +430,43 @@ pub fn check_command_binary(data: &[u8]) {
     assert_eq!(&out[seq_at..seq_at + 8], &9u64.to_be_bytes());
     assert_eq!(&out[seq_at + 8..], publish.payload);
 }
+
+// ---------------------------------------------------------------------------------------------
+// proxy_header
+
+/// The PROXY protocol header parser (`proto::proxy_header`): the whole input is the start of a
+/// connection.
+pub fn check_proxy_header(data: &[u8]) {
+    use wsrelay::proto::proxy_header::{parse, Origin, Version, V1_BYTES_MAX, V2_BYTES_MAX};
+    match parse(data) {
+        Ok(Decode::Complete(header, used)) => {
+            assert!(used <= data.len());
+            let max = match header.version {
+                Version::V1 => V1_BYTES_MAX,
+                Version::V2 => V2_BYTES_MAX,
+            };
+            assert!(used <= max, "{used} > {max}");
+            // Self-delimiting: the header alone parses the same, and any strict prefix of it
+            // is still incomplete (never an error: the rest could have arrived later).
+            assert_eq!(parse(&data[..used]), Ok(Decode::Complete(header, used)));
+            for cut in [0, used / 2, used - 1] {
+                assert_eq!(parse(&data[..cut]), Ok(Decode::Partial), "cut at {cut}");
+            }
+            if let Origin::Relayed {
+                source,
+                destination,
+            } = header.origin
+            {
+                assert_eq!(source.is_ipv4(), destination.is_ipv4());
+            }
+        }
+        // Bounded: more bytes than the largest header never stay incomplete.
+        Ok(Decode::Partial) => assert!(data.len() < V2_BYTES_MAX),
+        // Refusals are decided on the bytes seen: more input never turns one into a header.
+        Err(e) => {
+            let mut more = data.to_vec();
+            more.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(parse(&more), Err(e));
+        }
+    }
+}

@@ -149,9 +149,38 @@ def command_binary_seeds():
     write("command_binary", "zero_length_channel", b"\x01\x00payload")
 
 
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(ver_cmd, fam, payload):
+    return V2_SIG + bytes([ver_cmd, fam]) + struct.pack(">H", len(payload)) + payload
+
+
+def proxy_header_seeds():
+    req = request(["GET / HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade",
+                   "Sec-WebSocket-Key: " + KEY, "Sec-WebSocket-Version: 13"])
+    tcp4 = bytes([192, 0, 2, 10, 10, 0, 0, 5]) + struct.pack(">HH", 54321, 443)
+    tcp6 = bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 40000, 8080)
+    write("proxy_header", "v1_tcp4_then_request", b"PROXY TCP4 192.0.2.10 10.0.0.5 54321 443\r\n" + req)
+    write("proxy_header", "v1_tcp6", b"PROXY TCP6 2001:db8::1 2001:db8::2 40000 8080\r\n")
+    write("proxy_header", "v1_unknown", b"PROXY UNKNOWN\r\n")
+    write("proxy_header", "v1_unknown_longest", b"PROXY UNKNOWN " + b"f" * 90 + b"\r\n")
+    write("proxy_header", "v1_bare_lf", b"PROXY TCP4 192.0.2.10 10.0.0.5 1 2\n")
+    write("proxy_header", "v1_bad_port", b"PROXY TCP4 192.0.2.10 10.0.0.5 080 2\r\n")
+    write("proxy_header", "v2_tcp4_then_request", v2(0x21, 0x11, tcp4) + req)
+    write("proxy_header", "v2_tcp6", v2(0x21, 0x21, tcp6))
+    write("proxy_header", "v2_local", v2(0x20, 0x00, b""))
+    write("proxy_header", "v2_unix", v2(0x21, 0x31, bytes(216)))
+    write("proxy_header", "v2_tlv", v2(0x21, 0x11, tcp4 + b"\x04\x00\x03abc\xea\x00\x02vp"))
+    write("proxy_header", "v2_bad_version", v2(0x11, 0x11, tcp4))
+    write("proxy_header", "v2_short_length", v2(0x21, 0x21, tcp4))
+    write("proxy_header", "missing", req)
+
+
 if __name__ == "__main__":
     handshake_seeds()
     decoder_seeds("decoder_server", masked=True)
     decoder_seeds("decoder_client", masked=False)
     command_json_seeds()
     command_binary_seeds()
+    proxy_header_seeds()

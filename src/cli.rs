@@ -12,7 +12,8 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use std::sync::{Arc, LazyLock};
 
 use wsrelay::auth::{AuthConfig, AuthConfigError, ChannelPattern, Verifier};
-use wsrelay::config::{Config, LogFormat, SlowConsumerPolicy};
+use wsrelay::cidr::Cidr;
+use wsrelay::config::{Config, ForwardedHeader, LogFormat, SlowConsumerPolicy};
 
 /// The library's defaults: every flag's default is read from here, so the two cannot drift
 /// (a test below checks that no flags at all give exactly `Config::default()`).
@@ -25,7 +26,7 @@ fn ms(d: Duration) -> u64 {
 
 /// wsrelay: a WebSocket pub/sub relay.
 #[derive(Debug, Parser)]
-#[command(name = "wsrelay", version, about, long_about = None)]
+#[command(name = "wsrelay", version = wsrelay::VERSION_WITH_REVISION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -294,6 +295,25 @@ pub struct ServeArgs {
     /// Also take the token from this cookie of the upgrade request (needs --allowed-origin).
     #[arg(long)]
     auth_cookie: Option<String>,
+    /// Require a PROXY protocol v1/v2 header on every relay connection and take the client
+    /// address from it (only for a port that nothing but the load balancer can reach).
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Take the client address from the forwarding header of peers in this range, CIDR or
+    /// address (repeatable); others' forwarding headers are ignored.
+    #[arg(long = "trusted-proxy", value_parser = parse_cidr)]
+    trusted_proxies: Vec<Cidr>,
+    /// The forwarding header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).
+    #[arg(long, default_value = DEFAULTS.forwarded_header.as_str(), value_parser = parse_forwarded_header)]
+    forwarded_header: ForwardedHeader,
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_forwarded_header(s: &str) -> Result<ForwardedHeader, String> {
+    ForwardedHeader::parse(s).ok_or_else(|| "expected x-forwarded-for or forwarded".into())
 }
 
 fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
@@ -404,6 +424,9 @@ impl ServeArgs {
             connect_rate_per_ip_per_s: self.connect_rate_per_ip,
             origins_allowed: self.allowed_origins.clone(),
             messages_per_s_max: self.max_messages_per_second,
+            proxy_protocol: self.proxy_protocol,
+            trusted_proxies: self.trusted_proxies.clone(),
+            forwarded_header: self.forwarded_header,
             ..defaults
         }
     }
@@ -446,5 +469,25 @@ mod tests {
         assert_eq!(c.message_bytes_max, 2048);
         assert_eq!(c.history_bytes_max, 1 << 20);
         assert_eq!(c.heartbeat_interval, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn proxy_flags_reach_the_config() {
+        let c = parse(&[
+            "wsrelay",
+            "--proxy-protocol",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "2001:db8::1",
+            "--forwarded-header",
+            "forwarded",
+        ]);
+        assert!(c.proxy_protocol);
+        let ranges: Vec<String> = c.trusted_proxies.iter().map(|r| r.to_string()).collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "2001:db8::1/128"]);
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+        let bad = Cli::try_parse_from(["wsrelay", "--trusted-proxy", "10.0.0.1/8"]);
+        assert!(bad.is_err());
     }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{ChannelPattern, Verifier};
+use crate::cidr::Cidr;
+pub use crate::proto::forwarded::ForwardedHeader;
 
 /// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,17 @@ pub struct Config {
     /// themselves for pages of the same site). Requires `origins_allowed`: cookies make
     /// cross-site WebSocket hijacking possible (RFC 6455 §10.2), the allow-list prevents it.
     pub auth_cookie: Option<String>,
+    /// Require the PROXY protocol header (v1 or v2, HAProxy's `proxy-protocol.txt`) at the start
+    /// of every connection to the relay listener, and take the client address from it. Off by
+    /// default: only for a listener that nothing but the load balancer can reach (the header
+    /// is believed as sent).
+    pub proxy_protocol: bool,
+    /// Peers (TCP peer, or the address of the PROXY header) whose forwarding header names the
+    /// client (`forwarded_header`, rightmost untrusted hop). Empty (the default): forwarding
+    /// headers are ignored.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Which forwarding header the trusted proxies write.
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl Default for Config {
@@ -214,6 +227,9 @@ impl Default for Config {
             connections_per_ip_max: 20_000,
             origins_allowed: Vec::new(),
             messages_per_s_max: 0,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -229,6 +245,8 @@ pub const HISTORY_SIZE_MAX: usize = 1_000_000;
 pub const DELIVERY_ENVELOPE_BYTES_MAX: usize = 4096;
 /// Largest byte budget of a queue or of the history: 16 GiB.
 pub const QUEUE_BYTES_MAX: usize = 16 << 30;
+/// Most `--trusted-proxy` ranges (each new connection from a proxy is tested against all).
+pub const TRUSTED_PROXIES_MAX: usize = 1024;
 
 fn check(ok: bool, message: &str) -> Result<(), ConfigError> {
     match ok {
@@ -307,6 +325,10 @@ impl Config {
                 && self.idle_channels_max >= 1
                 && self.ip_buckets_max >= 1,
             "per-loop caps (inbox per turn, publish queue, idle channels, IP buckets) must be >= 1",
+        )?;
+        check(
+            self.trusted_proxies.len() <= TRUSTED_PROXIES_MAX,
+            "at most 1024 --trusted-proxy ranges",
         )
     }
 

@@ -24,7 +24,7 @@
 //! - `runtime`: threads, sockets, the event loop phases of the relay.
 //! - `web`: embedded static assets: the browser client (`/client.js`) and the status page.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
-//! - `config`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
+//! - `config`, `cidr`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
 //! ## Cargo features
 //!
@@ -55,6 +55,8 @@ pub mod client;
 #[cfg(feature = "server")]
 pub mod auth;
 #[cfg(feature = "server")]
+pub mod cidr;
+#[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;
@@ -81,5 +83,19 @@ pub mod web;
 
 #[cfg(feature = "server")]
 pub use config::Config;
+
+/// The relay's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision it was built from (`git rev-parse --short HEAD` at build time, `unknown`
+/// when built outside a git checkout; see `build.rs`).
+pub const GIT_REVISION: &str = env!("WSRELAY_GIT_REVISION");
+/// `VERSION (GIT_REVISION)`, as `wsrelay --version` prints it.
+pub const VERSION_WITH_REVISION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WSRELAY_GIT_REVISION"),
+    ")"
+);
+
 #[cfg(feature = "server")]
 pub use runtime::{Server, ServerHandle, ServerSummary};

@@ -72,6 +72,11 @@ fn command_binary_corpus_holds_its_properties() {
     replay("command_binary", checks::check_command_binary);
 }
 
+#[test]
+fn proxy_header_corpus_holds_its_properties() {
+    replay("proxy_header", checks::check_proxy_header);
+}
+
 /// The hand-made seeds of `target` (files named `seed_*`).
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     corpus(target)
@@ -117,6 +122,13 @@ fn seeds_reach_the_accepting_paths() {
         .filter(|(_, msg)| decode_binary(msg, 128).is_ok())
         .count();
     assert_eq!(binary_ok, 2);
+
+    use wsrelay::proto::proxy_header::parse as parse_proxy_header;
+    let proxy_ok = seeds("proxy_header")
+        .iter()
+        .filter(|(_, data)| matches!(parse_proxy_header(data), Ok(Decode::Complete(..))))
+        .count();
+    assert_eq!(proxy_ok, 9);
 }
 
 /// The split-equivalence oracle compares real events: the RFC 6455 §5.7 masked "Hello" split

@@ -121,6 +121,7 @@ fn stats_reports_version_uptime_and_busiest_channels() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(last["relay"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(last["relay"]["revision"], wsrelay::GIT_REVISION);
     assert!(last["relay"]["uptime_ms"].is_u64());
     let top = &last["channels"]["top"][0];
     assert_eq!(

@@ -219,6 +219,20 @@ pub mod families {
         "Socket reads and writes that moved bytes, by direction.",
         Some("direction"),
     );
+    /// PROXY protocol headers (`--proxy-protocol`), by outcome.
+    pub const PROXY_HEADERS: Family = counter(
+        "wsrelay_proxy_headers_total",
+        "PROXY protocol headers read (v1, v2: client address taken; local: the proxy's own \
+         connection, TCP peer used) or refused (missing, malformed), with --proxy-protocol.",
+        Some("result"),
+    );
+    /// Forwarding headers (`X-Forwarded-For` or `Forwarded`), by what was done with them.
+    pub const FORWARDED_HEADERS: Family = counter(
+        "wsrelay_forwarded_headers_total",
+        "Requests with the forwarding header (--forwarded-header): used (sent by a \
+         --trusted-proxy) or ignored (sent by any other peer).",
+        Some("result"),
+    );
 }
 
 /// Static metadata of one [`Counter`] series.
@@ -296,6 +310,8 @@ define_counters! {
     ClosedHttpDone => CONNECTIONS_CLOSED ["http_done"],
     /// Closed with 1008: pings arrived faster than their pongs could be written.
     ClosedPingFlood => CONNECTIONS_CLOSED ["ping_flood"],
+    /// Dropped without an answer: the PROXY protocol header was missing or malformed.
+    ClosedProxyHeader => CONNECTIONS_CLOSED ["proxy_header"],
     /// Accepted at the file-descriptor limit with the reserve descriptor, answered 503 and
     /// closed so that the listen backlog drains.
     ClosedDescriptorLimit => CONNECTIONS_CLOSED ["descriptor_limit"],
@@ -407,6 +423,21 @@ define_counters! {
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.
     SocketWrites => SOCKET_SYSCALLS ["write"],
+    /// A v1 PROXY header named the client.
+    ProxyHeaderV1 => PROXY_HEADERS ["v1"],
+    /// A v2 PROXY header named the client.
+    ProxyHeaderV2 => PROXY_HEADERS ["v2"],
+    /// A valid PROXY header without a client address (v2 LOCAL, v1 UNKNOWN, v2 AF_UNSPEC or
+    /// AF_UNIX): the TCP peer's address is used.
+    ProxyHeaderLocal => PROXY_HEADERS ["local"],
+    /// The connection did not start with a PROXY header.
+    ProxyHeaderMissing => PROXY_HEADERS ["missing"],
+    /// The PROXY header broke a rule of the spec.
+    ProxyHeaderMalformed => PROXY_HEADERS ["malformed"],
+    /// A trusted proxy's forwarding header named the client.
+    ForwardedUsed => FORWARDED_HEADERS ["used"],
+    /// A forwarding header from a peer that is not a trusted proxy was ignored.
+    ForwardedIgnored => FORWARDED_HEADERS ["ignored"],
 }
 
 impl Counter {

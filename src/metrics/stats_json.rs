@@ -14,7 +14,7 @@
 //!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...},
 //!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0},
 //!  "channels":{"top":[{"channel":"md.BTC","messages":40,"seq":1234,"window_ms":1000},...]},
-//!  "relay":{"version":"0.1.0","uptime_ms":5021}}
+//!  "relay":{"version":"0.1.0","revision":"a954611","uptime_ms":5021}}
 //! ```
 //! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does).
 //! Labeled families are objects keyed by label value. Quantiles and the mean are `null` when a
@@ -37,6 +37,8 @@ const QUANTILE_KEYS: [&str; 5] = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_
 pub struct RelayInfo<'a> {
     /// The relay's version (`CARGO_PKG_VERSION`).
     pub version: &'a str,
+    /// The git revision it was built from (`crate::GIT_REVISION`).
+    pub revision: &'a str,
     /// Time since the process started serving, in milliseconds.
     pub uptime_ms: u64,
 }
@@ -47,7 +49,7 @@ impl Exporter {
         write_stats_json(&self.view(), None, out);
     }
 
-    /// Like [`Self::render_stats_json`], with the `relay` member (version, uptime).
+    /// Like [`Self::render_stats_json`], with the `relay` member (version, revision, uptime).
     pub fn render_stats_json_with(&self, relay: &RelayInfo<'_>, out: &mut String) {
         write_stats_json(&self.view(), Some(relay), out);
     }
@@ -109,6 +111,7 @@ fn write_document(
     if let Some(info) = relay {
         let mut object = JsonObject::open(doc.key("relay"));
         write_json_string(info.version, object.key("version"));
+        write_json_string(info.revision, object.key("revision"));
         object.uint("uptime_ms", info.uptime_ms)?;
         object.close();
     }
@@ -338,11 +341,13 @@ mod tests {
         let mut text = String::new();
         let info = RelayInfo {
             version: "1.2.3",
+            revision: "a954611",
             uptime_ms: 5021,
         };
         exporter.render_stats_json_with(&info, &mut text);
         let value: Value = serde_json::from_str(&text).unwrap_or_default();
-        let expected = serde_json::json!({"version": "1.2.3", "uptime_ms": 5021});
+        let expected =
+            serde_json::json!({"version": "1.2.3", "revision": "a954611", "uptime_ms": 5021});
         assert_eq!(value["relay"], expected);
     }
 

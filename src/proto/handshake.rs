@@ -15,12 +15,15 @@
 //!   `Sec-WebSocket-Key` (§11.3.1), `Sec-WebSocket-Version` and `Sec-WebSocket-Protocol`
 //!   must appear at most once: a borrowed `&str` cannot join several fields without
 //!   allocating, and browsers send one, so a repeat is rejected as `DuplicateHeader`.
+//!   `X-Forwarded-For` and `Forwarded` are lists whose fields are kept in order (the last
+//!   [`crate::proto::forwarded::FIELDS_MAX`]) for `proto::forwarded`.
 //! - Emitted heads use CRLF line endings and contain only caller-trusted header values.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use crate::proto::error::{ClientHandshakeError, HandshakeError};
+use crate::proto::forwarded::HeaderFields;
 use crate::proto::Decode;
 
 /// Largest request head, request line through the empty line, in bytes.
@@ -73,6 +76,10 @@ pub struct RequestHead<'a> {
     pub upgrade_websocket: bool,
     /// Whether any `Connection` field holds the token `upgrade` (computed by the parser).
     pub connection_upgrade: bool,
+    /// `X-Forwarded-For` fields, in order (read only from trusted proxies: `forwarded`).
+    pub x_forwarded_for: HeaderFields<'a>,
+    /// `Forwarded` fields (RFC 7239), in order (read only from trusted proxies).
+    pub forwarded: HeaderFields<'a>,
 }
 
 /// A validated WebSocket upgrade request.
@@ -166,6 +173,14 @@ fn record_request_header<'a>(
                 "upgrade",
             )
         }
+        9 if name.eq_ignore_ascii_case("forwarded") => {
+            head.forwarded.push(forwarding_value(raw));
+            return Ok(());
+        }
+        15 if name.eq_ignore_ascii_case("x-forwarded-for") => {
+            head.x_forwarded_for.push(forwarding_value(raw));
+            return Ok(());
+        }
         13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
         17 if name.eq_ignore_ascii_case("sec-websocket-key") => &mut head.ws_key,
         21 if name.eq_ignore_ascii_case("sec-websocket-version") => &mut head.ws_version,
@@ -190,6 +205,13 @@ fn record_list<'a>(
     *has_token |= list_has_token(value, token);
     first.get_or_insert(value);
     Ok(())
+}
+
+/// A forwarding header's value. Not UTF-8 (obs-text, RFC 9110 §5.5) is not a reason to refuse
+/// a request whose forwarding headers may never be read: it becomes a hop that cannot be read,
+/// which stops `forwarded::client_address` at the last trusted hop.
+fn forwarding_value(raw: &[u8]) -> &str {
+    header_value(raw).unwrap_or(crate::proto::forwarded::UNREADABLE_HOP)
 }
 
 /// A header value as trimmed UTF-8 text, or `None` if it is not UTF-8.

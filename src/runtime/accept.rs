@@ -1,5 +1,6 @@
 //! Accept phase: take every pending connection from this loop's listeners (edge-triggered:
-//! until `WouldBlock`), set TCP_NODELAY, register it and arm its handshake timeout. At the
+//! until `WouldBlock`), set TCP_NODELAY, register it and arm its handshake timeout (which also
+//! bounds the wait for a PROXY header); relay connections then go to `client_addr.rs`. At the
 //! descriptor limit, waiting clients are answered 503 with the reserve descriptor, or the
 //! listeners are retried later (`accept_guard.rs`).
 
@@ -16,7 +17,7 @@ use crate::outbox::Outbox;
 use crate::proto::decoder::{Decoder, DecoderLimits, Role};
 use crate::rate::TokenBucket;
 use crate::runtime::accept_guard::AcceptFailure;
-use crate::runtime::conn::{AuthState, Conn, Endpoint, Liveness, Phase};
+use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint, Liveness, Phase};
 use crate::runtime::event_loop::EventLoop;
 
 impl EventLoop {
@@ -24,7 +25,7 @@ impl EventLoop {
     pub(super) fn accept_relay(&mut self) {
         while let Some((stream, ip)) = self.accept_one(false) {
             if let Some(id) = self.add_conn(stream, Endpoint::Relay, ip) {
-                self.admit(id, ip);
+                self.start_relay_conn(id);
             }
         }
     }
@@ -40,7 +41,8 @@ impl EventLoop {
         loop {
             let listener = self.listener_of(metrics)?;
             match listener.accept() {
-                Ok((stream, addr)) => return Some((stream, addr.ip())),
+                // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`: one spelling.
+                Ok((stream, addr)) => return Some((stream, addr.ip().to_canonical())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_guard.on_backlog_empty();
@@ -166,7 +168,7 @@ impl EventLoop {
             upgraded: false,
             auth: AuthState::NotRequired,
             peer_ip: ip,
-            ip_counted: false,
+            admission: Admission::Uncounted,
             msg_bucket: TokenBucket::new(
                 cfg.messages_per_s_max,
                 cfg.messages_per_s_max,

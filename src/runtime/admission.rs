@@ -7,7 +7,12 @@
 //! are spread over the loops by the kernel, so the sum is the configured rate). The per-IP
 //! bucket table is bounded (`Config::ip_buckets_max`); when full, idle (full) buckets are dropped
 //! first. Open connections per IP are counted process-wide in one map behind a mutex that is
-//! touched once per accepted and once per closed connection, never per message.
+//! touched once per admitted and once per closed connection, never per message.
+//!
+//! The source IP is the client address (`client_addr.rs`): the TCP peer's, or the one a PROXY
+//! header or a trusted proxy's forwarding header names. The limits are checked once, as soon
+//! as that address is final; a connection counted in the per-IP map is released exactly once,
+//! when it is reaped (`Admission::Counted`).
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -18,7 +23,7 @@ use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::proto::handshake as hs;
 use crate::rate::TokenBucket;
-use crate::runtime::conn::CloseReason;
+use crate::runtime::conn::{Admission, CloseReason};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
 
@@ -32,18 +37,30 @@ enum Refusal {
 }
 
 impl EventLoop {
-    /// Checks a just-accepted connection against the connection limits; refuses it with 503 if
-    /// over one. Returns true when admitted.
-    pub(super) fn admit(&mut self, id: ConnId, ip: IpAddr) -> bool {
-        let refusal = self.check_rates(ip).or_else(|| self.check_counts(ip));
-        let Some(refusal) = refusal else {
-            if let Some(conn) = self.conn_mut(id) {
-                conn.ip_counted = true;
-            }
-            return true;
+    /// Checks a connection whose client address is now final (`client_addr.rs`) against the
+    /// connection limits; refuses it with 503 if over one. Returns true when admitted.
+    pub(super) fn admit(&mut self, id: ConnId) -> bool {
+        let Some(ip) = self.conn_mut(id).map(|c| c.peer_ip) else {
+            return false;
         };
-        self.refuse_admission(id, refusal);
-        false
+        let outcome = match self.check_rates(ip) {
+            Some(refusal) => Err(refusal),
+            None => self.check_counts(ip),
+        };
+        let admission = match outcome {
+            Ok(true) => Admission::Counted,
+            Ok(false) | Err(_) => Admission::Uncounted,
+        };
+        if let Some(conn) = self.conn_mut(id) {
+            conn.admission = admission;
+        }
+        match outcome {
+            Ok(_) => true,
+            Err(refusal) => {
+                self.refuse_admission(id, ip, refusal);
+                false
+            }
+        }
     }
 
     fn check_rates(&mut self, ip: IpAddr) -> Option<Refusal> {
@@ -76,14 +93,16 @@ impl EventLoop {
         }
     }
 
-    fn check_counts(&mut self, ip: IpAddr) -> Option<Refusal> {
+    /// The open-connection limits. `Ok(true)` when `ip` was counted in the per-IP map (then it
+    /// must be released exactly once: `release_ip` when the connection is reaped).
+    fn check_counts(&mut self, ip: IpAddr) -> Result<bool, Refusal> {
         let cfg = &self.config;
         if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
-            return Some(Refusal::Full);
+            return Err(Refusal::Full);
         }
         let per_ip_max = cfg.connections_per_ip_max;
         if per_ip_max == 0 {
-            return None;
+            return Ok(false);
         }
         let mut counts = match self.shared.ip_conns.lock() {
             Ok(c) => c,
@@ -91,17 +110,14 @@ impl EventLoop {
         };
         let n = counts.entry(ip).or_insert(0);
         if *n as usize >= per_ip_max {
-            return Some(Refusal::Full);
+            return Err(Refusal::Full);
         }
         *n += 1;
-        None
+        Ok(true)
     }
 
-    /// Releases a closed connection's per-IP count.
+    /// Releases the per-IP count of a reaped connection that was `Admission::Counted`.
     pub(super) fn release_ip(&self, ip: IpAddr) {
-        if self.config.connections_per_ip_max == 0 {
-            return;
-        }
         let mut counts = match self.shared.ip_conns.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -114,7 +130,7 @@ impl EventLoop {
         }
     }
 
-    fn refuse_admission(&mut self, id: ConnId, refusal: Refusal) {
+    fn refuse_admission(&mut self, id: ConnId, ip: IpAddr, refusal: Refusal) {
         let (reason, body, retry_after_s) = match refusal {
             Refusal::RateLimited { retry_after_s } => (
                 CloseReason::RateLimited,
@@ -127,7 +143,10 @@ impl EventLoop {
                 1,
             ),
         };
-        self.warn_refused(reason.label(), "connection refused with 503");
+        self.warn_refused(
+            reason.label(),
+            &format!("connection from {ip} refused with 503"),
+        );
         let retry = retry_after_s.to_string();
         let headers = [("Retry-After", retry.as_str())];
         let mut out = Vec::with_capacity(192);

@@ -57,6 +57,8 @@ pub enum CloseReason {
     HttpDone,
     /// More pings than the control budget holds pongs for (1008).
     PingFlood,
+    /// The PROXY protocol header was missing or malformed (dropped without an answer).
+    ProxyHeader,
 }
 
 impl CloseReason {
@@ -81,6 +83,7 @@ impl CloseReason {
             Self::ServerFull => Counter::ClosedServerFull,
             Self::HttpDone => Counter::ClosedHttpDone,
             Self::PingFlood => Counter::ClosedPingFlood,
+            Self::ProxyHeader => Counter::ClosedProxyHeader,
         }
     }
 
@@ -105,6 +108,7 @@ impl CloseReason {
             Self::ServerFull => "server_full",
             Self::HttpDone => "http_done",
             Self::PingFlood => "ping_flood",
+            Self::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -194,7 +198,8 @@ pub struct Conn {
     pub phase: Phase,
     /// What it is for.
     pub endpoint: Endpoint,
-    /// The request head while handshaking (bounded by `REQUEST_HEAD_BYTES_MAX`).
+    /// The input while handshaking: the PROXY header when one is awaited (bounded by
+    /// `proxy_header::V2_BYTES_MAX`), then the request head (`REQUEST_HEAD_BYTES_MAX`).
     pub head: Vec<u8>,
     /// Frame decoder (client frames, server role).
     pub decoder: Decoder,
@@ -224,14 +229,33 @@ pub struct Conn {
     pub upgraded: bool,
     /// Authentication state (always `NotRequired` when auth is off).
     pub auth: AuthState,
-    /// Source address (for the per-IP limits; never shown to other clients).
+    /// The client's address: the TCP peer's, or the one named by the PROXY header or a trusted
+    /// proxy's forwarding header once read (for the per-IP limits and logs; never shown to
+    /// other clients).
     pub peer_ip: std::net::IpAddr,
-    /// Counted in the per-IP open-connection map.
-    pub ip_counted: bool,
+    /// Where the connection stands with its address and the connection limits.
+    pub admission: Admission,
     /// Data messages this connection may still send (rate limit).
     pub msg_bucket: crate::rate::TokenBucket,
     /// It was told it is over its message rate; the next excess closes it.
     pub rate_warned: bool,
+}
+
+/// Where a relay connection stands with its client address and the connection limits
+/// (`admission.rs`). The limits are applied once, when the address is final: at accept, after
+/// the PROXY header, or after the request head of a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// `--proxy-protocol`: the PROXY header has not been read yet.
+    AwaitingProxyHeader,
+    /// The address so far is a trusted proxy's: its forwarding header will name the client.
+    AwaitingRequestHead,
+    /// Admitted and counted in the per-IP open-connection map: released exactly once, when
+    /// the connection is reaped.
+    Counted,
+    /// Not counted: admitted without a per-IP limit, refused, or not subject to the limits
+    /// (the metrics listener).
+    Uncounted,
 }
 
 /// Where a connection stands with authentication.

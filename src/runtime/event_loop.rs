@@ -3,7 +3,8 @@
 //! `run` is a list of phases (see ARCHITECTURE.md, "one turn"): poll, read what is readable,
 //! drain the inbox from other loops, expire timers, flush every connection with output, reap
 //! closed connections, wake peers, export metrics. Each phase lives in its own file as an
-//! `impl EventLoop` block: `accept.rs` (+ `admission.rs`, the connection limits), `read.rs`,
+//! `impl EventLoop` block: `accept.rs` (+ `client_addr.rs`, the client address behind proxies,
+//! and `admission.rs`, the connection limits), `read.rs`,
 //! `handshake.rs` (+ `authn.rs`), `dispatch.rs` (commands, close handshake), `publish.rs`
 //! (runs), `deliver.rs` (fan-out, inbox), `subscribe.rs`, `liveness.rs` (timers), `flush.rs`,
 //! `shutdown.rs` (and reaping).

@@ -1,4 +1,5 @@
-//! Handshake phase: read the HTTP request head, then either upgrade to WebSocket (RFC 6455 §4.2),
+//! Handshake phase: read the HTTP request head (after the PROXY header, when one is required:
+//! `client_addr.rs`), then either upgrade to WebSocket (RFC 6455 §4.2),
 //! answer a plain HTTP endpoint (`/metrics`, `/stats`, `/status`, `/healthz` where metrics are
 //! served; `/client.js`, `/client.d.ts` on the relay port), or refuse with a status and a
 //! one-line reason. The parsing and the exact response bytes live in `proto::handshake`
@@ -14,7 +15,7 @@ use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
 use crate::proto::{Decode, HandshakeError};
 use crate::runtime::authn::UpgradeAuth;
-use crate::runtime::conn::{CloseReason, Endpoint, Phase};
+use crate::runtime::conn::{Admission, CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
 use crate::web::{self, Asset};
 
@@ -36,12 +37,24 @@ enum HttpPath {
 }
 
 impl EventLoop {
-    /// Appends `recv_buf[..n]` to the request head and acts once it is complete.
+    /// Appends `recv_buf[..n]` to the buffered input: the PROXY header first when it is awaited
+    /// (`client_addr.rs`), then the request head, acted on once complete.
     pub(super) fn on_handshake_bytes(&mut self, id: ConnId, n: usize) {
         let Some(conn) = self.conns.get_mut(id.slot as usize) else {
             return;
         };
         conn.head.extend_from_slice(&self.recv_buf[..n]);
+        if conn.admission == Admission::AwaitingProxyHeader && !self.take_proxy_header(id) {
+            return;
+        }
+        self.parse_head(id);
+    }
+
+    /// Parses the buffered request head and acts once it is complete.
+    fn parse_head(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id).filter(|c| c.phase == Phase::Handshaking) else {
+            return;
+        };
         let head_buf = std::mem::take(&mut conn.head);
         match hs::parse_request_head(&head_buf) {
             Ok(Decode::Partial) if head_buf.len() <= REQUEST_HEAD_BYTES_MAX => {
@@ -52,6 +65,9 @@ impl EventLoop {
             Ok(Decode::Partial) => self.refuse(id, HandshakeError::HeadTooLarge),
             Err(e) => self.refuse(id, e),
             Ok(Decode::Complete(head, used)) => {
+                if !self.settle_forwarded(id, &head) {
+                    return; // refused by the connection limits
+                }
                 let upgraded = self.route(id, &head);
                 if upgraded {
                     self.decode_leftover(id, head_buf.get(used..).unwrap_or_default());
@@ -208,7 +224,8 @@ impl EventLoop {
             }
             HttpPath::Stats => {
                 let relay = RelayInfo {
-                    version: env!("CARGO_PKG_VERSION"),
+                    version: crate::VERSION,
+                    revision: crate::GIT_REVISION,
                     uptime_ms: self.now_ns / 1_000_000,
                 };
                 self.shared

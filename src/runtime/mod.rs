@@ -11,6 +11,7 @@ mod accept_guard;
 pub mod ack;
 mod admission;
 mod authn;
+mod client_addr;
 pub mod conn;
 mod deliver;
 mod dispatch;

@@ -6,7 +6,8 @@
 //! of a turn: one atomic load per turn, a lock only when the generation moved).
 //!
 //! What changes at run time: authentication (keys re-read, claims rules, cookie and query
-//! tokens, the auth timeout), the `Origin` allow-list, connection and message rate limits,
+//! tokens, the auth timeout), the `Origin` allow-list, trusted proxies and their forwarding
+//! header, connection and message rate limits,
 //! connection counts, subscriptions per connection, slow-consumer policies, timeouts and the
 //! heartbeat. They apply to what happens after the reload: new connections, the next deadline
 //! armed, the next delivery; a connection's message-rate bucket keeps the rate it started
@@ -115,6 +116,9 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         messages_per_s_max,
         auth_query_token,
         auth_cookie,
+        proxy_protocol,
+        trusted_proxies,
+        forwarded_header,
     } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
@@ -158,6 +162,8 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         messages_per_s_max => "max-messages-per-second",
         auth_query_token => "auth-query-token",
         auth_cookie => "auth-cookie",
+        trusted_proxies => "trusted-proxy",
+        forwarded_header => "forwarded-header",
     }
     restart! {
         listen_addr => "bind/port",
@@ -183,6 +189,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         metrics_interval => "metrics-interval",
         metrics_addr => "metrics-bind",
         log_format => "log-format",
+        proxy_protocol => "proxy-protocol",
     }
     (applied, report)
 }

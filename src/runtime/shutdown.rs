@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use crate::conn_id::ConnId;
 use crate::proto::close::code;
-use crate::runtime::conn::{CloseReason, Phase};
+use crate::runtime::conn::{Admission, CloseReason, Phase};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::ShutdownState;
@@ -128,7 +128,7 @@ impl EventLoop {
             if conn.upgraded {
                 self.websockets_open -= 1;
             }
-            if conn.ip_counted {
+            if conn.admission == Admission::Counted {
                 self.release_ip(conn.peer_ip);
             }
             let reason = conn.close_reason.unwrap_or(CloseReason::IoError);

@@ -421,3 +421,20 @@ fn cookie_values_are_found_by_exact_name() {
         assert!(!is_cookie_name(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn forwarding_headers_are_kept_in_order_and_never_refuse_a_request() {
+    let mut text = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1, 203.0.113.7\r\n\
+        Forwarded: for=198.51.100.1\r\nx-forwarded-for: 10.0.0.2\r\nX-Forwarded-For: "
+        .to_vec();
+    text.extend_from_slice(&[0xff, 0xfe]); // obs-text: not UTF-8
+    text.extend_from_slice(b"\r\n\r\n");
+    let Ok(Decode::Complete(head, _)) = parse_request_head(&text) else {
+        panic!("a request with odd forwarding headers still parses");
+    };
+    assert_eq!(
+        head.x_forwarded_for.as_slice(),
+        &["1.1.1.1, 203.0.113.7", "10.0.0.2", "unknown"]
+    );
+    assert_eq!(head.forwarded.as_slice(), &["for=198.51.100.1"]);
+}
