@@ -103,8 +103,13 @@ fn wait_for(server: &ServerHandle, series: &str, want: f64) {
 fn proxy_v1_addresses_are_what_the_per_ip_limit_counts() {
     let server = relay(true, &[]);
     let addr = server.local_addr();
-    let (_a, status) = upgrade_after(addr, &v1("192.0.2.1"), "");
+    let (mut a, status) = upgrade_after(addr, &v1("192.0.2.1"), "");
     assert_eq!(status, OK);
+    let connected = a.read_json();
+    assert_eq!(
+        connected["addr"], "192.0.2.1",
+        "the client is told its address: {connected}"
+    );
     let (_b, status) = upgrade_after(addr, &v1("192.0.2.2"), "");
     assert_eq!(
         status, OK,
@@ -240,8 +245,9 @@ fn x_forwarded_for_is_honoured_from_a_trusted_proxy() {
     // The test's own connections come from 127.0.0.1: the trusted proxy.
     let server = relay(false, &["127.0.0.0/8"]);
     let addr = server.local_addr();
-    let (_a, status) = upgrade_after(addr, &[], "X-Forwarded-For: 203.0.113.1\r\n");
+    let (mut a, status) = upgrade_after(addr, &[], "X-Forwarded-For: 203.0.113.1\r\n");
     assert_eq!(status, OK);
+    assert_eq!(a.read_json()["addr"], "203.0.113.1");
     // The rightmost untrusted hop: the client's own claim (1.1.1.1) is skipped.
     let xff = "X-Forwarded-For: 1.1.1.1, 203.0.113.2, 127.0.0.9\r\n";
     let (_b, status) = upgrade_after(addr, &[], xff);

@@ -375,7 +375,7 @@ mod tests {
         );
         let cases: [(Encoder, ServerEvent<'static>); 4] = [
             (
-                |o| encode_connected(o, "0-1-2"),
+                |o| encode_connected(o, "0-1-2", "127.0.0.1"),
                 ServerEvent::Connected { id: "0-1-2" },
             ),
             (encode_pong, ServerEvent::Pong),

@@ -84,9 +84,11 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
 }
 
 /// `{"type":"connected","id":"<id>"}`
-pub fn encode_connected(out: &mut Vec<u8>, id: &str) {
+pub fn encode_connected(out: &mut Vec<u8>, id: &str, addr: &str) {
     out.extend_from_slice(br#"{"type":"connected","id":"#);
     write_json_string(out, id);
+    out.extend_from_slice(br#","addr":"#);
+    write_json_string(out, addr);
     out.push(b'}');
 }
 
@@ -219,8 +221,11 @@ mod tests {
 
     #[test]
     fn connected_exact() {
-        let out = encoded(|o| encode_connected(o, "c-1f"));
-        assert_eq!(out, r#"{"type":"connected","id":"c-1f"}"#);
+        let out = encoded(|o| encode_connected(o, "c-1f", "2001:db8::1"));
+        assert_eq!(
+            out,
+            r#"{"type":"connected","id":"c-1f","addr":"2001:db8::1"}"#
+        );
     }
 
     #[test]

@@ -160,15 +160,18 @@ impl EventLoop {
         true
     }
 
-    /// Sends `{"type":"connected","id":...}`.
+    /// Sends `{"type":"connected","id":...,"addr":...}`: `addr` is the client's address as the
+    /// relay sees it (from the PROXY header or a trusted proxy's forwarding header, if any),
+    /// told to the client itself only.
     fn send_connected(&mut self, id: ConnId) {
         let loop_id = self.id;
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let mut frame = FrameBuilder::new(OpCode::Text, 48);
+        let mut frame = FrameBuilder::new(OpCode::Text, 64);
         let id_string = conn.id_string(loop_id);
-        frame.append_with(|out| encode::encode_connected(out, &id_string));
+        let addr = conn.peer_ip.to_string();
+        frame.append_with(|out| encode::encode_connected(out, &id_string, &addr));
         conn.outbox.push_control(frame.finish().into_bytes());
     }
 
