@@ -7,16 +7,26 @@
 /// Index of an event loop, 0-based. At most 64 loops (interest masks are `u64`).
 pub type LoopId = usize;
 
-/// One connection on one loop: slab slot plus generation.
+/// One connection on one loop: slab slot plus generation. The fields are private: only the
+/// loop's connection table (`runtime::conns`) makes ids and resolves them, always checking the
+/// generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
-    /// Slab slot.
-    pub slot: u32,
-    /// Generation of the slot when this connection took it.
-    pub generation: u32,
+    slot: u32,
+    generation: u32,
 }
 
 impl ConnId {
+    /// The id of the connection in `slot` at `generation` (made by the connection table).
+    pub(crate) fn new(slot: u32, generation: u32) -> Self {
+        ConnId { slot, generation }
+    }
+
+    /// The slab slot, for the connection table's lookup (which checks the generation too).
+    pub(crate) fn slot_index(self) -> usize {
+        self.slot as usize
+    }
+
     /// Packs into a `mio::Token` value. Slot in the low 32 bits, generation above: tokens of
     /// reused slots differ, so a stale readiness event is recognised and ignored.
     pub fn to_token_value(self) -> usize {
@@ -29,6 +39,13 @@ impl ConnId {
             slot: (v & 0xffff_ffff) as u32,
             generation: (v >> 32) as u32,
         }
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    /// `<slot>-<generation>`: the opaque connection id clients see (with the loop in front).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.slot, self.generation)
     }
 }
 

@@ -145,10 +145,7 @@ mod tests {
     use super::*;
 
     fn id(slot: u32) -> ConnId {
-        ConnId {
-            slot,
-            generation: 0,
-        }
+        ConnId::new(slot, 0)
     }
 
     #[test]

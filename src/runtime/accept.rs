@@ -121,15 +121,8 @@ impl EventLoop {
     ) -> Option<ConnId> {
         // Latency over throughput: relay frames are small and must leave at once.
         let _ = stream.set_nodelay(true);
-        self.generation = self.generation.wrapping_add(1);
-        let entry = self.conns.vacant_entry();
-        let Ok(slot) = u32::try_from(entry.key()) else {
-            return None; // More than 4 billion connections on one loop: refuse by dropping.
-        };
-        let id = ConnId {
-            slot,
-            generation: self.generation,
-        };
+        // More than 4 billion connections on one loop: refuse by dropping.
+        let id = self.conns.next_id()?;
         let token = Token(id.to_token_value());
         if let Err(e) = self
             .poll
@@ -148,7 +141,7 @@ impl EventLoop {
             handshake_deadline_ns: self.now_ns + cfg.handshake_timeout.as_nanos() as u64,
             ..Liveness::default()
         };
-        entry.insert(Conn {
+        self.conns.insert(Conn {
             stream,
             id,
             phase: Phase::Handshaking,

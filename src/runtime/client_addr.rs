@@ -40,7 +40,7 @@ impl EventLoop {
     /// head will name the client). Returns false when the connection was refused.
     fn settle_address(&mut self, id: ConnId) -> bool {
         let trusted = &self.config.trusted_proxies;
-        let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
         if cidr::any_contains(trusted, conn.peer_ip) {
@@ -110,7 +110,7 @@ impl EventLoop {
             ForwardedHeader::XForwardedFor => &head.x_forwarded_for,
             ForwardedHeader::Forwarded => &head.forwarded,
         };
-        let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
         if conn.admission != Admission::AwaitingRequestHead {

@@ -308,7 +308,7 @@ impl Conn {
 
     /// The opaque connection id, `<loop>-<slot>-<generation>` (never an address).
     pub fn id_string(&self, loop_id: usize) -> String {
-        format!("{loop_id}-{}-{}", self.id.slot, self.id.generation)
+        format!("{loop_id}-{}", self.id)
     }
 
     /// The public name used as `from`, made once.

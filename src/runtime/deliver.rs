@@ -112,7 +112,7 @@ impl EventLoop {
         };
         let mut delivered = 0u64;
         for &cid in subscribers {
-            let Some(conn) = self.conns.get_mut(cid.slot as usize) else {
+            let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
             let own = local_origins.contains(&cid);

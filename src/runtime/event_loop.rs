@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 use crate::clock::Clock;
 use crate::command::CommandDecoder;
@@ -61,10 +60,9 @@ pub struct EventLoop {
     pub(super) listener: Option<mio::net::TcpListener>,
     pub(super) metrics_listener: Option<mio::net::TcpListener>,
     pub(super) accept_guard: super::accept_guard::AcceptGuard,
-    pub(super) conns: Slab<Conn>,
+    pub(super) conns: super::conns::Conns,
     /// Upgraded (WebSocket) connections not yet reaped: the `connections_open` gauge.
     pub(super) websockets_open: u64,
-    pub(super) generation: u32,
     pub(super) local: LocalIndex,
     pub(super) owned: ChannelRegistry,
     pub(super) mesh: Mesh,
@@ -178,9 +176,8 @@ impl EventLoop {
             listener: Some(listener),
             metrics_listener,
             accept_guard: super::accept_guard::AcceptGuard::new(),
-            conns: Slab::new(),
+            conns: super::conns::Conns::default(),
             websockets_open: 0,
-            generation: 0,
             local: LocalIndex::default(),
             owned: ChannelRegistry::new(retention, epoch_prefix),
             mesh,
@@ -320,9 +317,7 @@ impl EventLoop {
 
     /// The connection `id`, if it still exists (same slot and generation).
     pub(super) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.slot as usize)
-            .filter(|c| c.id.generation == id.generation)
+        self.conns.get_mut(id)
     }
 
     /// Logs a refused input of `kind`, rate-limited per kind (never a line per bad frame).
@@ -371,7 +366,7 @@ impl EventLoop {
             outbox_bytes: self
                 .conns
                 .iter()
-                .map(|(_, c)| c.outbox.queued_bytes() as u64)
+                .map(|c| c.outbox.queued_bytes() as u64)
                 .sum(),
             mesh_inbox_depth: self.mesh.inbox_depth() as u64,
         };

@@ -47,7 +47,7 @@ impl EventLoop {
     /// Writes `id`'s outbox now, as far as the socket takes it (also called mid-turn when a
     /// budget is full, so that what is queued leaves before more is refused).
     pub(super) fn flush(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.dirty = false;
@@ -79,7 +79,7 @@ impl EventLoop {
 
     /// Registers or drops WRITABLE interest when it changes.
     fn want_writable(&mut self, id: ConnId, want: bool) {
-        let Some(conn) = self.conns.get_mut(id.slot as usize) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         if conn.wants_writable == want {

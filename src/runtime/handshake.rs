@@ -40,7 +40,7 @@ impl EventLoop {
     /// Appends `recv_buf[..n]` to the buffered input: the PROXY header first when it is awaited
     /// (`client_addr.rs`), then the request head, acted on once complete.
     pub(super) fn on_handshake_bytes(&mut self, id: ConnId, n: usize) {
-        let Some(conn) = self.conns.get_mut(id.slot as usize) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.head.extend_from_slice(&self.recv_buf[..n]);

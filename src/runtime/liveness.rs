@@ -121,7 +121,7 @@ impl EventLoop {
     /// armed one (a later armed entry would fire too late; an earlier one re-checks lazily).
     pub(super) fn rearm(&mut self, id: ConnId) {
         let cfg = &self.config;
-        let Some(conn) = self.conns.get_mut(id.slot as usize).filter(|c| c.id == id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let Some(next) = next_deadline(conn, cfg) else {

@@ -13,6 +13,7 @@ mod admission;
 mod authn;
 mod client_addr;
 pub mod conn;
+mod conns;
 mod deliver;
 mod dispatch;
 pub mod event_loop;

@@ -73,8 +73,7 @@ impl EventLoop {
     }
 
     fn read_once(&mut self, id: ConnId) -> ReadOutcome {
-        let slot = id.slot as usize;
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return ReadOutcome::WouldBlock;
         };
         loop {

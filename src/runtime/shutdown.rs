@@ -57,7 +57,7 @@ impl EventLoop {
         if let Some(mut l) = self.metrics_listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        let ids: Vec<ConnId> = self.conns.ids();
         let count = ids.len().max(1) as u64;
         for (i, id) in ids.into_iter().enumerate() {
             let at_ns = self.now_ns + drain_ns * i as u64 / count;
@@ -103,7 +103,7 @@ impl EventLoop {
         if self.now_ns < drain.deadline_ns {
             return false;
         }
-        let ids: Vec<ConnId> = self.conns.iter().map(|(_, c)| c.id).collect();
+        let ids: Vec<ConnId> = self.conns.ids();
         for id in ids {
             self.mark_closed(id);
         }
@@ -116,11 +116,9 @@ impl EventLoop {
     pub(super) fn reap_closed(&mut self) {
         let closed = std::mem::take(&mut self.closed);
         for &id in &closed {
-            let slot = id.slot as usize;
-            if self.conns.get(slot).is_none_or(|c| c.id != id) {
+            let Some(mut conn) = self.conns.remove(id) else {
                 continue;
-            }
-            let mut conn = self.conns.remove(slot);
+            };
             self.disarm(&conn);
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let subscriptions = std::mem::take(&mut conn.subscriptions);
