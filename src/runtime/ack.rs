@@ -43,6 +43,9 @@ impl EventLoop {
         run: Range<usize>,
         first_seq: Option<u64>,
     ) {
+        if !queue.has_acks() {
+            return; // The common case: nobody asked; no pass over the run.
+        }
         let mut remote: Vec<(LoopId, Vec<Ack>)> = Vec::new();
         for (i, p) in queue.items()[run].iter().enumerate() {
             let Some(id) = p.ack_id(queue) else {

@@ -52,6 +52,8 @@ pub(super) struct PublishQueue {
     scratch: Vec<u8>,
     len_max: usize,
     bytes_max: usize,
+    /// Queued publishes that asked for an acknowledgement (0: the ack pass is skipped).
+    acks_queued: usize,
 }
 
 impl Pending {
@@ -72,6 +74,11 @@ impl Pending {
 }
 
 impl PublishQueue {
+    /// True when some queued publish asked for an acknowledgement.
+    pub(super) fn has_acks(&self) -> bool {
+        self.acks_queued > 0
+    }
+
     /// The queued publishes, in order.
     pub(super) fn items(&self) -> &[Pending] {
         &self.items
@@ -85,6 +92,7 @@ impl PublishQueue {
             scratch: Vec::new(),
             len_max,
             bytes_max,
+            acks_queued: 0,
         }
     }
 
@@ -101,6 +109,7 @@ impl PublishQueue {
         let body = self.copy(body);
         let key = key.map(|k| self.copy(k.as_bytes()));
         let ack = ack.map(|a| self.copy(a));
+        self.acks_queued += usize::from(ack.is_some());
         self.items.push(Pending {
             ack,
             channel,
@@ -199,6 +208,7 @@ impl EventLoop {
         }
         queue.items.clear();
         queue.arena.clear();
+        queue.acks_queued = 0;
         self.publishes = queue;
     }
 
