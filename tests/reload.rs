@@ -99,7 +99,26 @@ fn config_file(name: &str, text: &str) -> PathBuf {
 
 /// Upgrades with an `Origin`; returns the status line and the client after `connected`.
 fn connect(addr: SocketAddr, origin: &str) -> (String, Raw) {
-    let mut r = Raw::connect(addr);
+    upgrade(Raw::connect(addr), origin)
+}
+
+/// As `connect`, from the loopback address `source` (127.0.0.0/8): the per-IP limit then
+/// counts only this test's connections from `source`, not the `/metrics` polls of
+/// `hup_and_wait` or refused upgrades, which the relay forgets only when it reaps them.
+fn connect_from(addr: SocketAddr, source: [u8; 4], origin: &str) -> (String, Raw) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let source = SocketAddr::from((source, 0));
+    socket.bind(&source.into()).expect("bind a loopback source");
+    socket.connect(&addr.into()).expect("tcp connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(common::READ_TIMEOUT))
+        .expect("timeout");
+    upgrade(Raw::from_stream(stream), origin)
+}
+
+fn upgrade(mut r: Raw, origin: &str) -> (String, Raw) {
     let request = format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n",
@@ -145,12 +164,15 @@ fn sighup_changes_origins_and_limits_for_new_connections_and_keeps_open_ones() {
         connect(relay.addr, "https://a.example").0,
         "HTTP/1.1 403 Forbidden"
     );
-    let (status, mut publisher) = connect(relay.addr, "https://b.example");
+    // ...and the new per-IP limit: three from one address, the fourth is refused.
+    let source = [127, 0, 0, 2];
+    let (status, mut publisher) = connect_from(relay.addr, source, "https://b.example");
     assert_eq!(status, OK);
-    // ...and the new per-IP limit: the subscriber and the publisher count, one more fits.
-    let (status, _third) = connect(relay.addr, "https://b.example");
+    let (status, _second) = connect_from(relay.addr, source, "https://b.example");
     assert_eq!(status, OK);
-    let (status, _) = connect(relay.addr, "https://b.example");
+    let (status, _third) = connect_from(relay.addr, source, "https://b.example");
+    assert_eq!(status, OK);
+    let (status, _) = connect_from(relay.addr, source, "https://b.example");
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     // The connection opened before the reload was not dropped.
     let publish = json!({"type":"message","channel":"t","content":"after reload"});
