@@ -82,9 +82,14 @@ pub enum Action {
 /// Flags of every scenario.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Target `ws://HOST:PORT/PATH`; without it an in-process relay is started.
+    /// Target `ws://HOST:PORT/PATH`; without it an in-process relay is started. Repeat it for
+    /// relays joined in a cluster: subscribers spread over every URL in turn, publishers go to
+    /// the first (or to --publish-url).
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// Where publishing connections go when several --url are given (default: the first).
     #[arg(long)]
-    pub url: Option<String>,
+    pub publish_url: Option<String>,
     /// Allow a non-loopback target (only a server you are allowed to load).
     #[arg(long)]
     pub allow_remote: bool,
@@ -118,7 +123,8 @@ pub struct Common {
 impl Default for Common {
     fn default() -> Self {
         Common {
-            url: None,
+            urls: Vec::new(),
+            publish_url: None,
             allow_remote: false,
             threads: 1,
             server_pid: None,
@@ -364,7 +370,8 @@ fn options(
     RunOptions {
         scenario: name.to_string(),
         plan,
-        url: common.url.clone(),
+        urls: common.urls.clone(),
+        publish_url: common.publish_url.clone(),
         allow_remote: common.allow_remote,
         relay_loops: common.relay_loops,
         ports_per_source: common.ports_per_source,
@@ -406,6 +413,6 @@ mod tests {
         let options = cli.command.into_options();
         assert_eq!(options.plan.conns.len(), 6);
         assert_eq!(options.settings.duration_ns, 5_000_000_000);
-        assert!(options.url.is_none());
+        assert!(options.urls.is_empty());
     }
 }

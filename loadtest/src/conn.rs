@@ -145,6 +145,8 @@ pub struct Conn {
     handshake: Option<Box<(Vec<u8>, String)>>,
     /// Everything else.
     pub session: Session,
+    /// Which of the run's targets it is connected to (`Targets::get`).
+    pub target: usize,
 }
 
 impl Conn {
@@ -168,6 +170,7 @@ impl Conn {
                 subscriber: None,
                 publisher: None,
             },
+            target: 0,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::plan::{ConnSpec, Plan};
 use crate::schedule::Schedule;
 use crate::stats::{ThreadStats, Window};
 use crate::sys::{now_ns, thread_cpu_s};
-use crate::target::Target;
+use crate::targets::Targets;
 
 /// Bytes of the per-thread read buffer (lent to each connection in turn).
 const READ_BUF_BYTES: usize = 64 << 10;
@@ -91,7 +91,7 @@ pub struct Shared {
     /// The plan.
     pub plan: Plan,
     /// Where to connect.
-    pub target: Target,
+    pub targets: Targets,
     /// Source addresses (empty: the kernel picks).
     pub sources: Vec<IpAddr>,
     /// Connections per source address.
@@ -287,7 +287,8 @@ impl Driver {
     }
 
     fn open_steady(&mut self, ordinal: usize, spec: ConnSpec, now: u64) {
-        let Some(key) = self.open(ordinal, ConnKind::Steady, now) else {
+        let publishes = spec.publisher.is_some();
+        let Some(key) = self.open(ordinal, ConnKind::Steady, publishes, now) else {
             self.stats.conns_failed += 1;
             return;
         };
@@ -311,14 +312,16 @@ impl Driver {
         }
     }
 
-    /// Starts a TCP connect; returns the slab key, or counts the error.
-    fn open(&mut self, ordinal: usize, kind: ConnKind, now: u64) -> Option<usize> {
+    /// Starts a TCP connect to the connection's target (`publishes`: it carries a publisher);
+    /// returns the slab key, or counts the error.
+    fn open(&mut self, ordinal: usize, kind: ConnKind, publishes: bool, now: u64) -> Option<usize> {
         let shared = &self.shared;
         let source = shared
             .sources
             .get(ordinal / shared.ports_per_source.max(1))
             .copied();
-        let stream = match connect(shared.target.addr, source) {
+        let (target, to) = shared.targets.for_conn(ordinal, publishes);
+        let stream = match connect(to.addr, source) {
             Ok(stream) => stream,
             Err(e) => {
                 self.stats.error(connect_error_kind(&e));
@@ -328,6 +331,7 @@ impl Driver {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let mut conn = Conn::new(stream, kind, now);
+        conn.target = target;
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self
             .poll
@@ -388,7 +392,8 @@ impl Driver {
             }
             let nonce = self.next_nonce();
             let conn = &mut self.conns[key];
-            conn.start_handshake(&self.shared.target, nonce);
+            let target = self.shared.targets.get(conn.target);
+            conn.start_handshake(target, nonce);
         }
         self.flush(key);
     }
@@ -560,7 +565,7 @@ impl Driver {
         while now < self.window.end_ns && self.stats.churn_opened < due {
             self.stats.churn_opened += 1;
             let ordinal = self.shared.plan.conns.len() + self.stats.churn_opened as usize;
-            if let Some(key) = self.open(ordinal, ConnKind::Churn, now) {
+            if let Some(key) = self.open(ordinal, ConnKind::Churn, false, now) {
                 self.conns[key].subscribe_to(churn.channel, &self.shared.plan.routes);
             }
         }

@@ -22,6 +22,7 @@ use crate::sampler::{Counters, Sampler};
 use crate::stats::ThreadStats;
 use crate::sys;
 use crate::target::{ports_per_source, source_addresses, Target, TargetError};
+use crate::targets::Targets;
 
 /// Descriptors kept free for everything else (poll, relay listeners, stdio).
 const SPARE_FDS: u64 = 64;
@@ -35,8 +36,10 @@ pub struct RunOptions {
     pub scenario: String,
     /// Who does what.
     pub plan: Plan,
-    /// `ws://` target; `None` starts an in-process relay.
-    pub url: Option<String>,
+    /// `ws://` targets (subscribers spread over them); empty starts an in-process relay.
+    pub urls: Vec<String>,
+    /// Where publishing connections go (default: the first of `urls`).
+    pub publish_url: Option<String>,
     /// Permit non-loopback targets.
     pub allow_remote: bool,
     /// Event loops of the in-process relay.
@@ -121,14 +124,13 @@ impl ServerProbe {
 
 /// Runs one scenario to its end.
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
-    let relay = match &options.url {
-        Some(_) => None,
-        None => Some(start_relay(options.relay_loops)?),
+    let relay = match options.urls.is_empty() {
+        false => None,
+        true => Some(start_relay(options.relay_loops)?),
     };
-    let target = match (&options.url, &relay) {
-        (Some(url), _) => Target::parse(url, options.allow_remote).map_err(RunError::Target)?,
-        (None, Some(relay)) => Target::local(relay.local_addr()),
-        (None, None) => unreachable!("a relay is started when no URL is given"),
+    let targets = match &relay {
+        Some(relay) => Targets::single(Target::local(relay.local_addr())),
+        None => resolve_targets(&options)?,
     };
     let probe = match (options.server_pid, &relay) {
         (Some(pid), _) => ServerProbe::Pid(pid),
@@ -136,16 +138,31 @@ pub fn run(options: RunOptions) -> Result<Report, RunError> {
         (None, None) => ServerProbe::Unknown,
     };
     let limit_note = check_open_file_limit(&options, relay.is_some());
-    let mut report = coordinate(&options, target.clone(), probe)?;
+    let mut report = coordinate(&options, targets.clone(), probe)?;
     report.target = match relay {
         Some(_) => format!(
             "in-process wsrelay ({} loop) at {}",
-            options.relay_loops, target.addr
+            options.relay_loops,
+            targets.primary().addr
         ),
-        None => target.addr.to_string(),
+        None => targets.describe(),
     };
     report.limit_note = limit_note;
     Ok(report)
+}
+
+/// Every `--url` (and `--publish-url`), parsed under the loopback rule.
+fn resolve_targets(options: &RunOptions) -> Result<Targets, RunError> {
+    let parse = |url: &String| Target::parse(url, options.allow_remote).map_err(RunError::Target);
+    let spread = options
+        .urls
+        .iter()
+        .map(parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let publish = options.publish_url.as_ref().map(parse).transpose()?;
+    Targets::new(spread, publish).ok_or(RunError::Target(TargetError::BadAddress(
+        "no --url".to_string(),
+    )))
 }
 
 fn start_relay(loops: usize) -> Result<ServerHandle, RunError> {
@@ -178,7 +195,7 @@ fn check_open_file_limit(options: &RunOptions, in_process: bool) -> Option<Strin
 
 fn coordinate(
     options: &RunOptions,
-    target: Target,
+    targets: Targets,
     probe: ServerProbe,
 ) -> Result<Report, RunError> {
     let ports = options
@@ -188,9 +205,9 @@ fn coordinate(
     let total_conns = options.plan.conns.len();
     let shared = Arc::new(Shared {
         plan: options.plan.clone(),
-        sources: source_addresses(target.addr, total_conns, ports),
+        sources: source_addresses(targets.primary().addr, total_conns, ports),
         ports_per_source: ports,
-        target,
+        targets,
         settings: options.settings.clone(),
         control: Control::default(),
     });
@@ -217,7 +234,10 @@ fn coordinate(
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
-    let server_latency = crate::server_stats::fetch(shared.target.addr, &shared.target.host);
+    let server_latency = crate::server_stats::fetch(
+        shared.targets.primary().addr,
+        &shared.targets.primary().host,
+    );
     Ok(Report {
         scenario: options.scenario.clone(),
         target: String::new(),

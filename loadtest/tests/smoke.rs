@@ -175,3 +175,42 @@ fn connections_beyond_one_source_use_further_loopback_addresses() {
         one_source.to_text()
     );
 }
+
+#[test]
+fn several_urls_spread_subscribers_and_keep_publishers_on_the_first() {
+    // Two relays that are not joined: subscribers on the second one get nothing, which shows
+    // exactly where each connection went (publisher and 2 subscribers on A, 2 on B).
+    let a = wsrelay::Server::start(wsrelay::Config::loopback_for_tests(1)).expect("relay a");
+    let b = wsrelay::Server::start(wsrelay::Config::loopback_for_tests(1)).expect("relay b");
+    let url_a = format!("ws://{}/", a.local_addr());
+    let url_b = format!("ws://{}/", b.local_addr());
+    let report = run_args(&[
+        "fanout",
+        "--subscribers",
+        "4",
+        "--rate",
+        "200",
+        "--duration",
+        "200ms",
+        "--drain",
+        "300ms",
+        "--url",
+        &url_a,
+        "--url",
+        &url_b,
+    ]);
+    let s = &report.stats;
+    assert_eq!(s.conns_ready, 5, "{}", report.to_text());
+    assert!(s.sent_window > 0);
+    assert_eq!(s.due_window, s.sent_window * 4);
+    assert_eq!(s.received_window, s.sent_window * 2, "{}", report.to_text());
+    assert_eq!(
+        report.target,
+        format!(
+            "subscribers on {}, {}; publishers on {}",
+            a.local_addr(),
+            b.local_addr(),
+            a.local_addr()
+        )
+    );
+}
