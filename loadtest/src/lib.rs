@@ -52,3 +52,4 @@ pub mod server_stats;
 pub mod stats;
 pub mod sys;
 pub mod target;
+pub mod tls;

@@ -39,6 +39,10 @@ pub struct RunOptions {
     pub url: Option<String>,
     /// Permit non-loopback targets.
     pub allow_remote: bool,
+    /// Connect with TLS even to a `ws://` URL (`--tls`).
+    pub tls: bool,
+    /// How to trust the server's certificate when connecting with TLS.
+    pub tls_trust: Option<crate::tls::Trust>,
     /// Event loops of the in-process relay.
     pub relay_loops: usize,
     /// Connections per source address (`None`: from `ip_local_port_range`).
@@ -66,6 +70,8 @@ pub enum RunError {
     Driver(std::io::Error),
     /// An agent's run was called off before it started.
     Cancelled(String),
+    /// The TLS options could not be used (no trust given, an unreadable CA file).
+    Tls(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -75,6 +81,7 @@ impl std::fmt::Display for RunError {
             Self::Relay(e) => write!(f, "in-process relay: {e}"),
             Self::Driver(e) => write!(f, "driver thread: {e}"),
             Self::Cancelled(e) => write!(f, "cancelled: {e}"),
+            Self::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -125,11 +132,12 @@ pub fn run(options: RunOptions) -> Result<Report, RunError> {
         Some(_) => None,
         None => Some(start_relay(options.relay_loops)?),
     };
-    let target = match (&options.url, &relay) {
+    let mut target = match (&options.url, &relay) {
         (Some(url), _) => Target::parse(url, options.allow_remote).map_err(RunError::Target)?,
         (None, Some(relay)) => Target::local(relay.local_addr()),
         (None, None) => unreachable!("a relay is started when no URL is given"),
     };
+    target.tls |= options.tls;
     let probe = match (options.server_pid, &relay) {
         (Some(pid), _) => ServerProbe::Pid(pid),
         (None, Some(_)) => ServerProbe::InProcess,
@@ -186,7 +194,23 @@ fn coordinate(
         .unwrap_or_else(ports_per_source)
         .max(1);
     let total_conns = options.plan.conns.len();
+    let tls = match (target.tls, &options.tls_trust) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(RunError::Tls(
+                "TLS needs --tls-ca FILE or --tls-insecure".into(),
+            ))
+        }
+        (true, Some(trust)) => {
+            let host = target
+                .host
+                .rsplit_once(':')
+                .map_or(target.host.as_str(), |(h, _)| h);
+            Some(crate::tls::TlsClient::new(host, trust).map_err(RunError::Tls)?)
+        }
+    };
     let shared = Arc::new(Shared {
+        tls,
         plan: options.plan.clone(),
         sources: source_addresses(target.addr, total_conns, ports),
         ports_per_source: ports,
@@ -217,7 +241,12 @@ fn coordinate(
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
-    let server_latency = crate::server_stats::fetch(shared.target.addr, &shared.target.host);
+    // `/stats` is read in plain HTTP; over TLS it is not read (the report has no server
+    // latency then: run the relay with --metrics-bind to see it there).
+    let server_latency = match shared.target.tls {
+        false => crate::server_stats::fetch(shared.target.addr, &shared.target.host),
+        true => None,
+    };
     Ok(Report {
         scenario: options.scenario.clone(),
         target: String::new(),
