@@ -525,3 +525,57 @@ fn sighup_swaps_the_certificate_for_new_connections_and_keeps_open_ones() {
     assert_relays(&mut publisher, &mut subscriber);
     assert_eq!(read_json(&mut third)["type"], "message");
 }
+
+/// Waits for the first event `wanted` accepts; panics on a timeout.
+fn wait_for(
+    client: &mut wsrelay::client::Client,
+    wanted: impl Fn(&wsrelay::client::Event) -> bool,
+) -> wsrelay::client::Event {
+    let mut seen = Vec::new();
+    loop {
+        match client.next_event(common::READ_TIMEOUT) {
+            Some(event) if wanted(&event) => return event,
+            Some(event) => seen.push(event),
+            None => panic!("no matching event; saw {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_client_library_speaks_wss_with_a_given_ca_and_refuses_an_unknown_one() {
+    use wsrelay::client::{Client, Event, Options, StopReason, TlsTrust};
+    let pki = Pki::new("library");
+    let server = relay_with(pki.server_files(false));
+    let url = format!("wss://localhost:{}/", server.local_addr().port());
+    let trusting = || Options {
+        tls: TlsTrust::CaPem(pki.ca_pem().into_bytes()),
+        ..Options::default()
+    };
+    let mut subscriber = Client::connect(&url, trusting()).expect("client");
+    subscriber.subscribe("ticks").expect("subscribe");
+    wait_for(&mut subscriber, |e| matches!(e, Event::Subscribed { .. }));
+    let mut publisher = Client::connect(&url, trusting()).expect("client");
+    wait_for(&mut publisher, |e| matches!(e, Event::Connected { .. }));
+    // Large enough to span several TLS records and socket writes.
+    let content = format!("\"{}\"", "y".repeat(100_000));
+    publisher.publish("ticks", &content).expect("publish");
+    let got = wait_for(&mut subscriber, |e| matches!(e, Event::Message { .. }));
+    assert!(
+        matches!(got, Event::Message { ref channel, content: ref c, seq: 1, .. }
+        if channel == "ticks" && *c == content)
+    );
+
+    // Another CA: the certificate is refused, the session gives up after its retries.
+    let stranger = Pki::new("library-other");
+    let options = Options {
+        tls: TlsTrust::CaPem(stranger.ca_pem().into_bytes()),
+        retries_max: 1,
+        ..Options::default()
+    };
+    let mut refused = Client::connect(&url, options).expect("client");
+    let stopped = wait_for(&mut refused, |e| matches!(e, Event::Stopped(_)));
+    assert!(
+        matches!(stopped, Event::Stopped(StopReason::RetriesExhausted { .. })),
+        "{stopped:?}"
+    );
+}
