@@ -306,6 +306,16 @@ pub struct ServeArgs {
     /// The forwarding header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).
     #[arg(long, default_value = DEFAULTS.forwarded_header.as_str(), value_parser = parse_forwarded_header)]
     forwarded_header: ForwardedHeader,
+    /// Serve wss:// (and HTTPS metrics) with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Read again on SIGHUP: new connections see the new certificate.
+    #[arg(long, env = "WS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM; mTLS); needs --tls-cert.
+    #[arg(long, env = "WS_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
@@ -381,7 +391,25 @@ impl ServeArgs {
     /// The configuration these flags describe.
     pub fn to_config(&self) -> Result<Config, String> {
         let auth = self.verifier()?;
-        Ok(self.to_config_with(auth))
+        let tls = self.tls()?;
+        Ok(Config {
+            tls,
+            ..self.to_config_with(auth)
+        })
+    }
+
+    /// The certificate, key and client CA, read now (at start-up and on every reload).
+    fn tls(&self) -> Result<Option<Arc<wsrelay::tls::TlsServer>>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = wsrelay::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        };
+        let server = wsrelay::tls::TlsServer::load(files).map_err(|e| format!("tls: {e}"))?;
+        Ok(Some(Arc::new(server)))
     }
 
     fn to_config_with(&self, auth: Option<Arc<Verifier>>) -> Config {

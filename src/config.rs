@@ -172,6 +172,11 @@ pub struct Config {
     /// default: only for a listener that nothing but the load balancer can reach (the header
     /// is believed as sent).
     pub proxy_protocol: bool,
+    /// Serve `wss://` (and HTTPS for `/metrics`, `/stats`, `/healthz`) on the relay port with
+    /// this certificate and key (`--tls-cert`, `--tls-key`, `--tls-client-ca` for mTLS);
+    /// `None`: plain `ws://`. Reloaded on SIGHUP (new connections see the new certificate).
+    /// The `--metrics-bind` listener stays plain HTTP.
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
     /// Peers (TCP peer, or the address of the PROXY header) whose forwarding header names the
     /// client (`forwarded_header`, rightmost untrusted hop). Empty (the default): forwarding
     /// headers are ignored.
@@ -228,6 +233,7 @@ impl Default for Config {
             origins_allowed: Vec::new(),
             messages_per_s_max: 0,
             proxy_protocol: false,
+            tls: None,
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::XForwardedFor,
         }
@@ -378,6 +384,11 @@ impl Config {
     }
 
     fn validate_combinations(&self) -> Result<(), ConfigError> {
+        check(
+            !(self.tls.is_some() && self.proxy_protocol),
+            "tls-cert with proxy-protocol is not supported: the PROXY header would come before \
+             the TLS handshake; terminate TLS at the load balancer, or drop --proxy-protocol",
+        )?;
         if let Some(name) = &self.auth_cookie {
             check(
                 self.auth.is_some(),

@@ -24,6 +24,7 @@
 //! - `runtime`: threads, sockets, the event loop phases of the relay.
 //! - `web`: embedded static assets: the browser client (`/client.js`) and the status page.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
+//! - `tls`: the relay's TLS settings (certificate, key, client CA) read into rustls.
 //! - `config`, `cidr`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
 //! ## Cargo features
@@ -78,6 +79,8 @@ pub mod rate;
 pub mod runtime;
 #[cfg(feature = "server")]
 pub mod timer;
+#[cfg(feature = "server")]
+pub mod tls;
 #[cfg(feature = "server")]
 pub mod web;
 

@@ -63,7 +63,8 @@ fn run(config: Config, log_level: &logging::LogLevel) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let server = Server::start(config.clone())?;
     tracing::info!(
-        "wsrelay listening on ws://{} with {} event loops (max message {} B, heartbeat {} ms / {} ms, outbox {} B, slow consumer: {})",
+        "wsrelay listening on {}://{} with {} event loops (max message {} B, heartbeat {} ms / {} ms, outbox {} B, slow consumer: {})",
+        if config.tls.is_some() { "wss" } else { "ws" },
         server.local_addr(),
         config.loops,
         config.message_bytes_max,

@@ -26,8 +26,8 @@ const SERVER_ONLY: &[&str] = &[
     "tracing-subscriber",
 ];
 
-/// The client build's direct dependencies: the codec's plus `mio` (the driver) and
-/// `indexmap` (the session's channel positions).
+/// The client build's direct dependencies: the codec's plus `mio` (the driver), `indexmap`
+/// (the session's channel positions), `rustls` and `rustls-native-certs` (`wss://`).
 const CLIENT_DIRECT: &[&str] = &[
     "base64",
     "bytes",
@@ -35,6 +35,8 @@ const CLIENT_DIRECT: &[&str] = &[
     "indexmap",
     "itoa",
     "mio",
+    "rustls",
+    "rustls-native-certs",
     "sha1_smol",
     "simd-json",
     "simdutf8",

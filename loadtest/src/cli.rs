@@ -93,6 +93,15 @@ pub struct Common {
     /// Allow a non-loopback target (only a server you are allowed to load).
     #[arg(long)]
     pub allow_remote: bool,
+    /// Connect with TLS (as a `wss://` URL does); needs --tls-ca or --tls-insecure.
+    #[arg(long)]
+    pub tls: bool,
+    /// With TLS: trust the server certificates these CAs signed (PEM file).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With TLS: do not verify the server's certificate (self-signed, loopback only).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
     /// Driver threads (each a mio loop; no thread per connection).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -126,6 +135,9 @@ impl Default for Common {
             urls: Vec::new(),
             publish_url: None,
             allow_remote: false,
+            tls: false,
+            tls_ca: None,
+            tls_insecure: false,
             threads: 1,
             server_pid: None,
             json: false,
@@ -373,6 +385,12 @@ fn options(
         urls: common.urls.clone(),
         publish_url: common.publish_url.clone(),
         allow_remote: common.allow_remote,
+        tls: common.tls,
+        tls_trust: match (&common.tls_ca, common.tls_insecure) {
+            (Some(path), _) => Some(crate::tls::Trust::CaFile(path.clone())),
+            (None, true) => Some(crate::tls::Trust::Insecure),
+            (None, false) => None,
+        },
         relay_loops: common.relay_loops,
         ports_per_source: common.ports_per_source,
         server_pid: common.server_pid,

@@ -140,6 +140,8 @@ pub struct Session {
 pub struct Conn {
     /// The socket.
     pub stream: TcpStream,
+    /// The TLS session (`wss://`), `None`: plain.
+    pub tls: Option<Box<rustls::ClientConnection>>,
     decoder: Decoder,
     /// The 101 response head being received, and the accept value it must carry.
     handshake: Option<Box<(Vec<u8>, String)>>,
@@ -151,9 +153,15 @@ pub struct Conn {
 
 impl Conn {
     /// A connection whose TCP connect was just started.
-    pub fn new(stream: TcpStream, kind: ConnKind, now_ns: u64) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        tls: Option<Box<rustls::ClientConnection>>,
+        kind: ConnKind,
+        now_ns: u64,
+    ) -> Conn {
         Conn {
             stream,
+            tls,
             decoder: Decoder::new(
                 Role::Client,
                 DecoderLimits {
@@ -240,8 +248,16 @@ impl Conn {
         }
     }
 
+    /// Something is waiting to be written: queued bytes, or TLS records.
+    pub fn wants_write(&self) -> bool {
+        !self.session.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     /// Writes queued bytes until done or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            return flush_tls(tls, &mut self.stream, &mut self.session.out);
+        }
         let out = &mut self.session.out;
         let mut written = 0;
         while written < out.len() {
@@ -259,6 +275,31 @@ impl Conn {
             out.drain(..written);
         }
         Ok(())
+    }
+}
+
+/// Hands `out` to rustls (bounded by its 64 KiB buffer: the rest stays in `out`), then writes
+/// its records until done or the socket is full.
+fn flush_tls(
+    tls: &mut rustls::ClientConnection,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        if !out.is_empty() {
+            let taken = tls.writer().write(out)?;
+            out.drain(..taken);
+        }
+        if !tls.wants_write() {
+            return Ok(());
+        }
+        match tls.write_tls(stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 

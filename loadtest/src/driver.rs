@@ -92,6 +92,8 @@ pub struct Shared {
     pub plan: Plan,
     /// Where to connect.
     pub targets: Targets,
+    /// TLS for every connection (`wss://`, `--tls`).
+    pub tls: Option<crate::tls::TlsClient>,
     /// Source addresses (empty: the kernel picks).
     pub sources: Vec<IpAddr>,
     /// Connections per source address.
@@ -328,9 +330,17 @@ impl Driver {
                 return None;
             }
         };
+        let tls = match shared.tls.as_ref().map(|t| t.session()) {
+            None => None,
+            Some(Ok(session)) => Some(session),
+            Some(Err(_)) => {
+                self.stats.error("tls_session");
+                return None;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut conn = Conn::new(stream, kind, now);
+        let mut conn = Conn::new(stream, tls, kind, now);
         conn.target = target;
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self
@@ -403,6 +413,9 @@ impl Driver {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
+            if conn.tls.is_some() {
+                return self.on_readable_tls(key);
+            }
             let n = match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => return self.fail(key, "eof"),
                 Ok(n) => n,
@@ -410,32 +423,86 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(key, io_error_kind(&e)),
             };
-            let was_ready = conn.session.phase == Phase::Ready;
-            let mut ctx = RecvCtx {
-                stats: &mut self.stats,
-                now_ns: now_ns(),
-                window: self.window,
-                routes: &self.shared.plan.routes,
-            };
-            let result = conn.on_bytes(&mut self.read_buf[..n], &mut ctx);
-            let phase = conn.session.phase;
-            match result {
-                Err(End::Protocol(kind)) => return self.fail(key, kind),
-                Err(End::Handshake(kind)) => return self.fail(key, kind),
-                Ok(()) => {}
-            }
-            if !was_ready && phase == Phase::Ready {
-                self.on_ready(key);
-            }
-            self.flush(key);
-            if phase == Phase::Closed {
-                return self.remove(key);
+            if !self.on_plaintext(key, n) {
+                return;
             }
             if n < self.read_buf.len() {
                 // A short read emptied the receive queue; a later arrival raises a new edge.
                 return;
             }
         }
+    }
+
+    /// TLS: ciphertext into rustls until the socket is drained, each record's plaintext
+    /// handled as a plain read's bytes; handshake records written as they are produced.
+    fn on_readable_tls(&mut self, key: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Some(tls) = conn.tls.as_mut() else {
+                return;
+            };
+            match tls.read_tls(&mut conn.stream) {
+                Ok(0) => return self.fail(key, "eof"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(key, io_error_kind(&e)),
+            }
+            if tls.process_new_packets().is_err() {
+                // The alert rustls queued tells the server why (best effort).
+                let _ = tls.write_tls(&mut conn.stream);
+                return self.fail(key, "tls");
+            }
+            loop {
+                let Some(tls) = self.conns.get_mut(key).and_then(|c| c.tls.as_mut()) else {
+                    return;
+                };
+                let n = match tls.reader().read(&mut self.read_buf) {
+                    Ok(0) => return self.fail(key, "eof"),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return self.fail(key, "eof"),
+                };
+                if !self.on_plaintext(key, n) {
+                    return;
+                }
+            }
+            self.flush(key);
+        }
+    }
+
+    /// Handles `read_buf[..n]`; false when the connection ended.
+    fn on_plaintext(&mut self, key: usize, n: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let was_ready = conn.session.phase == Phase::Ready;
+        let mut ctx = RecvCtx {
+            stats: &mut self.stats,
+            now_ns: now_ns(),
+            window: self.window,
+            routes: &self.shared.plan.routes,
+        };
+        let result = conn.on_bytes(&mut self.read_buf[..n], &mut ctx);
+        let phase = conn.session.phase;
+        match result {
+            Err(End::Protocol(kind)) | Err(End::Handshake(kind)) => {
+                self.fail(key, kind);
+                return false;
+            }
+            Ok(()) => {}
+        }
+        if !was_ready && phase == Phase::Ready {
+            self.on_ready(key);
+        }
+        self.flush(key);
+        if phase == Phase::Closed {
+            self.remove(key);
+            return false;
+        }
+        true
     }
 
     fn on_ready(&mut self, key: usize) {
@@ -451,7 +518,7 @@ impl Driver {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.session.out.is_empty() {
+        if !conn.wants_write() {
             return;
         }
         if let Err(e) = conn.flush() {

@@ -53,3 +53,4 @@ pub mod stats;
 pub mod sys;
 pub mod target;
 pub mod targets;
+pub mod tls;

@@ -57,7 +57,12 @@ pub fn run(deliveries: u64, content_bytes: usize) -> std::io::Result<RecvBench> 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let client = StdStream::connect(listener.local_addr()?)?;
     let _server_side = listener.accept()?;
-    let mut conn = Conn::new(mio::net::TcpStream::from_std(client), ConnKind::Steady, 0);
+    let mut conn = Conn::new(
+        mio::net::TcpStream::from_std(client),
+        None,
+        ConnKind::Steady,
+        0,
+    );
     let routes = Routes {
         channel_of: vec![0],
         rank_of: vec![0],

@@ -42,6 +42,10 @@ pub struct RunOptions {
     pub publish_url: Option<String>,
     /// Permit non-loopback targets.
     pub allow_remote: bool,
+    /// Connect with TLS even to a `ws://` URL (`--tls`).
+    pub tls: bool,
+    /// How to trust the server's certificate when connecting with TLS.
+    pub tls_trust: Option<crate::tls::Trust>,
     /// Event loops of the in-process relay.
     pub relay_loops: usize,
     /// Connections per source address (`None`: from `ip_local_port_range`).
@@ -69,6 +73,8 @@ pub enum RunError {
     Driver(std::io::Error),
     /// An agent's run was called off before it started.
     Cancelled(String),
+    /// The TLS options could not be used (no trust given, an unreadable CA file).
+    Tls(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -78,6 +84,7 @@ impl std::fmt::Display for RunError {
             Self::Relay(e) => write!(f, "in-process relay: {e}"),
             Self::Driver(e) => write!(f, "driver thread: {e}"),
             Self::Cancelled(e) => write!(f, "cancelled: {e}"),
+            Self::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -203,7 +210,24 @@ fn coordinate(
         .unwrap_or_else(ports_per_source)
         .max(1);
     let total_conns = options.plan.conns.len();
+    let tls = match (options.tls || targets.tls(), &options.tls_trust) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(RunError::Tls(
+                "TLS needs --tls-ca FILE or --tls-insecure".into(),
+            ))
+        }
+        (true, Some(trust)) => {
+            let primary = targets.primary();
+            let host = primary
+                .host
+                .rsplit_once(':')
+                .map_or(primary.host.as_str(), |(h, _)| h);
+            Some(crate::tls::TlsClient::new(host, trust).map_err(RunError::Tls)?)
+        }
+    };
     let shared = Arc::new(Shared {
+        tls,
         plan: options.plan.clone(),
         sources: source_addresses(targets.primary().addr, total_conns, ports),
         ports_per_source: ports,
@@ -234,10 +258,13 @@ fn coordinate(
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
-    let server_latency = crate::server_stats::fetch(
-        shared.targets.primary().addr,
-        &shared.targets.primary().host,
-    );
+    // `/stats` is read in plain HTTP; over TLS it is not read (the report has no server
+    // latency then: run the relay with --metrics-bind to see it there).
+    let primary = shared.targets.primary();
+    let server_latency = match shared.tls.is_some() {
+        false => crate::server_stats::fetch(primary.addr, &primary.host),
+        true => None,
+    };
     Ok(Report {
         scenario: options.scenario.clone(),
         target: String::new(),

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 /// Why a target was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetError {
-    /// Only `ws://` is supported (no TLS in the swarm).
+    /// Only `ws://` and `wss://` are supported.
     UnsupportedScheme,
     /// The host or port could not be parsed or resolved.
     BadAddress(String),
@@ -23,7 +23,7 @@ pub enum TargetError {
 impl std::fmt::Display for TargetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::UnsupportedScheme => write!(f, "only ws:// URLs are supported"),
+            Self::UnsupportedScheme => write!(f, "only ws:// and wss:// URLs are supported"),
             Self::BadAddress(what) => write!(f, "cannot resolve {what}"),
             Self::NotLoopback(ip) => write!(
                 f,
@@ -43,14 +43,19 @@ pub struct Target {
     pub host: String,
     /// Request target (path and query).
     pub path: String,
+    /// `wss://`: TLS (the swarm's `--tls` also turns it on).
+    pub tls: bool,
 }
 
 impl Target {
-    /// Parses `ws://host:port/path`; refuses non-loopback addresses unless `allow_remote`.
+    /// Parses `ws://host:port/path` or `wss://…`; refuses non-loopback addresses unless
+    /// `allow_remote`.
     pub fn parse(url: &str, allow_remote: bool) -> Result<Target, TargetError> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or(TargetError::UnsupportedScheme)?;
+        let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => return Err(TargetError::UnsupportedScheme),
+        };
         let (authority, path) = match rest.find('/') {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
@@ -62,7 +67,7 @@ impl Target {
         let with_port = if has_port {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
@@ -76,6 +81,7 @@ impl Target {
             addr,
             host: authority.to_string(),
             path: path.to_string(),
+            tls,
         })
     }
 
@@ -85,6 +91,7 @@ impl Target {
             addr,
             host: addr.to_string(),
             path: "/".to_string(),
+            tls: false,
         }
     }
 }
@@ -151,8 +158,13 @@ mod tests {
             Err(TargetError::NotLoopback("10.1.2.3".parse().unwrap()))
         );
         assert!(Target::parse("ws://10.1.2.3:80/", true).is_ok());
+        assert!(Target::parse("wss://127.0.0.1:1/", false).is_ok_and(|t| t.tls));
         assert_eq!(
-            Target::parse("wss://127.0.0.1:1/", false),
+            Target::parse("wss://127.0.0.1", false).map(|t| t.addr.port()),
+            Ok(443)
+        );
+        assert_eq!(
+            Target::parse("http://127.0.0.1:1/", false),
             Err(TargetError::UnsupportedScheme)
         );
     }

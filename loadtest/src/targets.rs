@@ -52,6 +52,11 @@ impl Targets {
         &self.publish
     }
 
+    /// Some target is `wss://`: every connection of the run uses TLS.
+    pub fn tls(&self) -> bool {
+        self.publish.tls || self.spread.iter().any(|t| t.tls)
+    }
+
     /// How many distinct targets connections go to.
     pub fn len(&self) -> usize {
         let publish_is_spread = self.spread.contains(&self.publish);

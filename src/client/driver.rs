@@ -3,8 +3,9 @@
 //!
 //! Owns: the socket (non-blocking connect, reads until `WouldBlock`, writes of the session's
 //! transmit buffer), name resolution (blocking `ToSocketAddrs`, once per attempt), the
-//! receive buffer, and `Instant::now()`. This file and `rng.rs` (one read of the OS entropy)
-//! are the only places in `client` that perform I/O; everything else is sans-IO.
+//! receive buffer, and `Instant::now()`. This file, `tls.rs` (TLS records over this file's
+//! socket, for `wss://`) and `rng.rs` (one read of the OS entropy) are the only places in
+//! `client` that perform I/O; everything else is sans-IO.
 //!
 //! Invariants:
 //! - The receive buffer is fixed (64 KiB); bytes the session did not consume (its event queue
@@ -26,6 +27,7 @@ use crate::client::event::Event;
 use crate::client::options::Options;
 use crate::client::rng::Rng;
 use crate::client::session::{Session, Transport};
+use crate::client::tls::{self, TlsSetup};
 use crate::client::url::WsUrl;
 
 /// Receive buffer size: one read takes up to this many bytes.
@@ -36,10 +38,35 @@ const POLL_EVENTS_MAX: usize = 16;
 #[derive(Debug)]
 struct Socket {
     stream: TcpStream,
+    /// The TLS session (`wss://`); `None`: plain.
+    tls: Option<Box<rustls::ClientConnection>>,
     token: Token,
     connected: bool,
     readable: bool,
     writable: bool,
+}
+
+impl Socket {
+    /// Plaintext in: from the socket, or through TLS.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.stream.read(buf),
+            Some(session) => tls::read(session, &mut self.stream, buf),
+        }
+    }
+
+    /// Plaintext out: to the socket, or through TLS.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.stream.write(data),
+            Some(session) => tls::write(session, &mut self.stream, data),
+        }
+    }
+
+    /// TLS records (handshake, encrypted data) are waiting to be written.
+    fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
 }
 
 /// A reconnecting wsrelay client with a blocking API.
@@ -71,6 +98,8 @@ pub struct Client {
     /// Unconsumed received bytes: `receive[receive_start..receive_end]`.
     receive_start: usize,
     receive_end: usize,
+    /// What `wss://` connections are made with.
+    tls: Option<TlsSetup>,
 }
 
 impl std::fmt::Debug for Client {
@@ -88,6 +117,10 @@ impl Client {
     /// event is `Open` (or `Disconnected` + `Reconnecting` if the server is not there yet).
     pub fn connect(url: &str, options: Options) -> Result<Self, ConnectError> {
         let url = WsUrl::parse(url)?;
+        let tls = match url.tls {
+            true => Some(TlsSetup::new(&url.host, &options.tls)?),
+            false => None,
+        };
         let now = Instant::now();
         let mut client = Self {
             session: Session::new(url, options, Rng::from_os(), now),
@@ -99,6 +132,7 @@ impl Client {
             receive: vec![0; RECEIVE_BUFFER_BYTES].into_boxed_slice(),
             receive_start: 0,
             receive_end: 0,
+            tls,
         };
         client.drive(now);
         Ok(client)
@@ -220,6 +254,7 @@ impl Client {
     }
 
     fn open_socket(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let tls = self.tls.as_ref().map(TlsSetup::connect).transpose()?;
         let mut stream = TcpStream::connect(addr)?;
         self.socket_generation = self.socket_generation.wrapping_add(1);
         let token = Token(self.socket_generation);
@@ -229,6 +264,7 @@ impl Client {
             .register(&mut stream, token, interest)?;
         self.socket = Some(Socket {
             stream,
+            tls,
             token,
             connected: false,
             readable: false,
@@ -245,7 +281,10 @@ impl Client {
         };
         if socket.connected && !farewell.is_empty() {
             // Best effort: a close reply that does not fit the socket buffer now is dropped.
-            let _ = socket.stream.write(farewell);
+            let _ = socket.write(farewell);
+        }
+        if let (true, Some(session)) = (socket.connected, socket.tls.as_mut()) {
+            tls::close(session, &mut socket.stream);
         }
         let _ = self.poll.registry().deregister(&mut socket.stream);
     }
@@ -324,7 +363,7 @@ impl Client {
             return false;
         };
         loop {
-            match socket.stream.read(&mut self.receive) {
+            match socket.read(&mut self.receive) {
                 Ok(0) => break,
                 Ok(bytes) => {
                     self.receive_end = bytes;
@@ -349,8 +388,10 @@ impl Client {
         let Some(socket) = self.socket.as_mut().filter(|s| s.connected) else {
             return;
         };
-        while socket.writable && !self.session.transmit().is_empty() {
-            match socket.stream.write(self.session.transmit()) {
+        while socket.writable && (!self.session.transmit().is_empty() || socket.tls_wants_write()) {
+            match socket.write(self.session.transmit()) {
+                // TLS: rustls' buffer is full before the handshake ended; the rest waits.
+                Ok(0) if socket.tls.is_some() => return,
                 Ok(bytes) => self.session.advance_transmit(bytes),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => socket.writable = false,

@@ -31,4 +31,7 @@ pub enum ConnectError {
     /// Creating the poll failed.
     #[error("poll setup failed: {0}")]
     Poll(#[from] io::Error),
+    /// `wss://`: the trust roots or the server name could not be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::client::tls::TlsSetupError),
 }

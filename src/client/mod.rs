@@ -13,12 +13,14 @@
 //!   reset after a successful open; the application heartbeat; re-authentication and
 //!   re-subscription with the last seq and epoch per channel on every open. Time is an input.
 //! - [`driver`]: [`Client`], the blocking API: `Client::connect(url, options)`, then
-//!   `next_event(timeout)`; the only file here that touches sockets and the clock.
+//!   `next_event(timeout)`; the only file here that touches sockets and the clock, with
+//!   [`tls`] (rustls over the driver's socket for `wss://`: system roots, a given CA, or the
+//!   caller's rustls configuration).
 //!
 //! May not touch: the relay's runtime. Depends on `proto` (wire format) and `command` (JSON
 //! string writer, channel rule, binary layout, content spans) only.
 //!
-//! Not supported: TLS (`wss://`), subprotocol negotiation, extensions (permessage-deflate).
+//! Not supported: subprotocol negotiation, extensions (permessage-deflate).
 
 pub mod backoff;
 pub mod commands;
@@ -30,6 +32,7 @@ pub mod options;
 pub mod rng;
 pub mod server_event;
 pub mod session;
+pub mod tls;
 pub mod url;
 
 pub use backoff::Backoff;
@@ -39,6 +42,7 @@ pub use event::{Disconnect, Event, StopReason};
 pub use options::{AuthTokenSource, Options};
 pub use rng::Rng;
 pub use session::{ChannelPosition, Session, Transport};
+pub use tls::{TlsSetupError, TlsTrust};
 pub use url::{UrlError, WsUrl};
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::client::backoff::Backoff;
+use crate::client::tls::TlsTrust;
 
 /// Supplies the token of the `{"type":"auth","token":...}` message sent first on every
 /// connection. Called once per successful open, so it may mint a fresh token each time;
@@ -40,6 +41,8 @@ pub struct Options {
     pub subscriptions_max: usize,
     /// Token source for re-authentication on every connection; `None`: no auth message.
     pub auth: Option<AuthTokenSource>,
+    /// Trust for `wss://` URLs. Default: the system's root certificates.
+    pub tls: TlsTrust,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             events_max: 4096,
             subscriptions_max: 1024,
             auth: None,
+            tls: TlsTrust::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Options {
             .field("events_max", &self.events_max)
             .field("subscriptions_max", &self.subscriptions_max)
             .field("auth", &self.auth.as_ref().map(|_| "<token source>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }

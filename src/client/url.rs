@@ -1,11 +1,13 @@
-//! `ws://` URLs: the parts the opening handshake needs (RFC 6455 §3).
+//! `ws://` and `wss://` URLs: the parts the opening handshake needs (RFC 6455 §3).
 //!
-//! Owns: splitting `ws://host[:port][/path][?query]` into the TCP target, the `Host` header
-//! and the request target. May not touch: name resolution (the driver resolves `host:port`).
-//! `wss://` is refused: the library has no TLS.
+//! Owns: splitting `ws[s]://host[:port][/path][?query]` into the TCP target, TLS or not, the
+//! `Host` header and the request target. May not touch: name resolution (the driver resolves
+//! `host:port`).
 
 /// Default port of the `ws` scheme (§3).
 const WS_DEFAULT_PORT: u16 = 80;
+/// Default port of the `wss` scheme (§3).
+const WSS_DEFAULT_PORT: u16 = 443;
 
 /// A parsed `ws://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +20,15 @@ pub struct WsUrl {
     pub host_header: String,
     /// Request target: path and query, `/` when absent.
     pub path_and_query: String,
+    /// `wss://`: TLS (§3: "secure" flag).
+    pub tls: bool,
 }
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Only `ws://` is supported (no TLS in this library).
-    #[error("unsupported scheme: only ws:// is supported")]
+    /// Only `ws://` and `wss://` are supported.
+    #[error("unsupported scheme: only ws:// and wss:// are supported")]
     UnsupportedScheme,
     /// §3: the host part is empty.
     #[error("missing host")]
@@ -38,9 +42,9 @@ pub enum UrlError {
 }
 
 impl WsUrl {
-    /// Parses `ws://host[:port][/path][?query]` (scheme case-insensitive).
+    /// Parses `ws[s]://host[:port][/path][?query]` (scheme case-insensitive).
     pub fn parse(url: &str) -> Result<Self, UrlError> {
-        let rest = strip_scheme(url).ok_or(UrlError::UnsupportedScheme)?;
+        let (rest, tls) = strip_scheme(url).ok_or(UrlError::UnsupportedScheme)?;
         if rest.contains('#') {
             return Err(UrlError::Fragment);
         }
@@ -48,7 +52,12 @@ impl WsUrl {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
         };
-        let (host, port) = split_host_port(authority)?;
+        let default_port = if tls {
+            WSS_DEFAULT_PORT
+        } else {
+            WS_DEFAULT_PORT
+        };
+        let (host, port) = split_host_port(authority, default_port)?;
         let path_and_query = match target {
             "" => "/".to_string(),
             t if t.starts_with('?') => format!("/{t}"),
@@ -59,17 +68,23 @@ impl WsUrl {
             port,
             host_header: authority.to_string(),
             path_and_query,
+            tls,
         })
     }
 }
 
-fn strip_scheme(url: &str) -> Option<&str> {
+/// The rest after the scheme, and whether it is `wss`.
+fn strip_scheme(url: &str) -> Option<(&str, bool)> {
     let (scheme, rest) = url.split_once("://")?;
-    scheme.eq_ignore_ascii_case("ws").then_some(rest)
+    match () {
+        _ if scheme.eq_ignore_ascii_case("ws") => Some((rest, false)),
+        _ if scheme.eq_ignore_ascii_case("wss") => Some((rest, true)),
+        _ => None,
+    }
 }
 
 /// Splits `host[:port]` and `[v6][:port]`.
-fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(&str, u16), UrlError> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (host, after) = v6.split_once(']').ok_or(UrlError::MissingHost)?;
@@ -84,7 +99,7 @@ fn split_host_port(authority: &str) -> Result<(&str, u16), UrlError> {
         return Err(UrlError::MissingHost);
     }
     let port = match port {
-        None => WS_DEFAULT_PORT,
+        None => default_port,
         Some(p) => p
             .parse::<u16>()
             .ok()
@@ -125,8 +140,20 @@ mod tests {
     }
 
     #[test]
+    fn wss_is_tls_on_port_443_by_default() {
+        let u = WsUrl::parse("WSS://relay.example/ws").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.host.as_str()),
+            (true, 443, "relay.example")
+        );
+        let u = WsUrl::parse("wss://127.0.0.1:9443").unwrap();
+        assert_eq!((u.tls, u.port), (true, 9443));
+        assert!(!WsUrl::parse("ws://a/").unwrap().tls);
+    }
+
+    #[test]
     fn rejects_what_it_cannot_serve() {
-        assert_eq!(WsUrl::parse("wss://a/"), Err(UrlError::UnsupportedScheme));
+        assert_eq!(WsUrl::parse("wsx://a/"), Err(UrlError::UnsupportedScheme));
         assert_eq!(WsUrl::parse("http://a/"), Err(UrlError::UnsupportedScheme));
         assert_eq!(WsUrl::parse("ws://:80/"), Err(UrlError::MissingHost));
         assert_eq!(WsUrl::parse("ws://a:0/"), Err(UrlError::InvalidPort));

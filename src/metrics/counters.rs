@@ -233,6 +233,14 @@ pub mod families {
          --trusted-proxy) or ignored (sent by any other peer).",
         Some("result"),
     );
+    /// TLS handshakes on the relay port (`--tls-cert`), by outcome.
+    pub const TLS_HANDSHAKES: Family = counter(
+        "wsrelay_tls_handshakes_total",
+        "TLS handshakes on the relay port: ok, or failed: not_tls (plain text to the TLS port, \
+         answered 400 in plain text), client_certificate (missing, expired, untrusted: mTLS), \
+         failed (a bad client hello, no common version, suite or ALPN protocol).",
+        Some("result"),
+    );
 }
 
 /// Static metadata of one [`Counter`] series.
@@ -312,6 +320,8 @@ define_counters! {
     ClosedPingFlood => CONNECTIONS_CLOSED ["ping_flood"],
     /// Dropped without an answer: the PROXY protocol header was missing or malformed.
     ClosedProxyHeader => CONNECTIONS_CLOSED ["proxy_header"],
+    /// Closed on a TLS failure: a failed handshake or a bad record after it (an alert sent).
+    ClosedTls => CONNECTIONS_CLOSED ["tls"],
     /// Accepted at the file-descriptor limit with the reserve descriptor, answered 503 and
     /// closed so that the listen backlog drains.
     ClosedDescriptorLimit => CONNECTIONS_CLOSED ["descriptor_limit"],
@@ -438,6 +448,14 @@ define_counters! {
     ForwardedUsed => FORWARDED_HEADERS ["used"],
     /// A forwarding header from a peer that is not a trusted proxy was ignored.
     ForwardedIgnored => FORWARDED_HEADERS ["ignored"],
+    /// A TLS handshake completed.
+    TlsHandshakeOk => TLS_HANDSHAKES ["ok"],
+    /// The first bytes on the TLS port were not a TLS record (plain HTTP or WebSocket).
+    TlsHandshakeNotTls => TLS_HANDSHAKES ["not_tls"],
+    /// The client certificate was missing, expired or not signed by `--tls-client-ca`.
+    TlsHandshakeClientCertificate => TLS_HANDSHAKES ["client_certificate"],
+    /// Any other handshake failure (malformed client hello, nothing in common, an alert).
+    TlsHandshakeFailed => TLS_HANDSHAKES ["failed"],
 }
 
 impl Counter {

@@ -19,6 +19,7 @@ use crate::rate::TokenBucket;
 use crate::runtime::accept_guard::AcceptFailure;
 use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint, Liveness, Phase};
 use crate::runtime::event_loop::EventLoop;
+use crate::runtime::tls::TlsConn;
 
 impl EventLoop {
     /// Accepts on the relay listener.
@@ -132,6 +133,18 @@ impl EventLoop {
             tracing::warn!(loop_id = self.id, error = %e, "register failed");
             return None;
         }
+        let tls = match (&self.config.tls, endpoint) {
+            // The metrics listener (`--metrics-bind`) stays plain HTTP.
+            (Some(tls), Endpoint::Relay) => match TlsConn::new(tls.config()) {
+                Ok(session) => Some(session),
+                Err(e) => {
+                    tracing::warn!(loop_id = self.id, error = %e, "TLS session refused");
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    return None;
+                }
+            },
+            _ => None,
+        };
         let cfg = &self.config;
         let limits = DecoderLimits {
             message_bytes_max: cfg.message_bytes_max,
@@ -143,6 +156,7 @@ impl EventLoop {
         };
         self.conns.insert(Conn {
             stream,
+            tls,
             id,
             phase: Phase::Handshaking,
             endpoint,

@@ -59,6 +59,8 @@ pub enum CloseReason {
     PingFlood,
     /// The PROXY protocol header was missing or malformed (dropped without an answer).
     ProxyHeader,
+    /// A TLS failure: the handshake failed, or a record after it was bad (an alert was sent).
+    Tls,
 }
 
 impl CloseReason {
@@ -84,6 +86,7 @@ impl CloseReason {
             Self::HttpDone => Counter::ClosedHttpDone,
             Self::PingFlood => Counter::ClosedPingFlood,
             Self::ProxyHeader => Counter::ClosedProxyHeader,
+            Self::Tls => Counter::ClosedTls,
         }
     }
 
@@ -109,6 +112,7 @@ impl CloseReason {
             Self::HttpDone => "http_done",
             Self::PingFlood => "ping_flood",
             Self::ProxyHeader => "proxy_header",
+            Self::Tls => "tls",
         }
     }
 }
@@ -192,6 +196,9 @@ pub struct Liveness {
 pub struct Conn {
     /// The socket.
     pub stream: TcpStream,
+    /// The TLS session on a `--tls-cert` relay port (`runtime/tls.rs`); `None`: plain (one
+    /// pointer: plain connections pay 8 bytes, TLS ones the session on the heap).
+    pub tls: Option<Box<crate::runtime::tls::TlsConn>>,
     /// Its handle on this loop.
     pub id: ConnId,
     /// Lifecycle phase.

@@ -14,13 +14,14 @@ use mio::{Interest, Token};
 use crate::clock::Clock;
 use crate::conn_id::ConnId;
 use crate::metrics::{Counter, LoopMetrics};
-use crate::outbox::{SendStatus, IO_SLICES_MAX};
+use crate::outbox::{Outbox, SendStatus, IO_SLICES_MAX};
 use crate::runtime::conn::{CloseReason, Conn, Phase};
 use crate::runtime::deliver::queue_pending_gap_notices;
 use crate::runtime::event_loop::EventLoop;
+use crate::runtime::tls::write_outbox_tls;
 
 /// What writing one connection ended with.
-enum WriteOutcome {
+pub(super) enum WriteOutcome {
     /// Everything queued is written.
     Drained,
     /// The socket is full; wait for WRITABLE.
@@ -133,6 +134,9 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
+        if !conn.peer_fin {
+            Self::send_close_notify(conn);
+        }
         if conn.peer_fin || conn.stream.shutdown(Shutdown::Write).is_err() {
             return self.mark_closed(id);
         }
@@ -142,8 +146,12 @@ impl EventLoop {
     }
 }
 
-/// Writes as much of the outbox as the socket takes.
+/// Writes as much of the outbox as the socket takes (through TLS on a TLS connection).
+#[inline]
 fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> WriteOutcome {
+    if conn.tls.is_some() {
+        return write_outbox_tls(conn, metrics, timed);
+    }
     while !conn.outbox.is_empty() {
         let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
         let n = conn.outbox.io_slices(&mut slices);
@@ -158,16 +166,7 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> Writ
         let written_at_ns = if timed { Clock::now_ns() } else { 0 };
         metrics.inc(Counter::SocketWrites);
         metrics.add(Counter::SentBytes, written as u64);
-        conn.outbox
-            .advance(written, &mut |first_byte, read_at_ns, count| {
-                if let Some(c) = Counter::frame_sent(first_byte & 0x0f) {
-                    metrics.add(c, u64::from(count));
-                }
-                if timed && read_at_ns != 0 {
-                    let latency_ns = written_at_ns.saturating_sub(read_at_ns);
-                    metrics.record_relay_latency_ns_n(latency_ns, u64::from(count));
-                }
-            });
+        account_written(&mut conn.outbox, written, metrics, timed, written_at_ns);
         if written < gathered {
             return WriteOutcome::Blocked;
         }
@@ -175,12 +174,36 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> Writ
     WriteOutcome::Drained
 }
 
+/// Drops `written` bytes from the outbox, counting the frames it completed and their relay
+/// latency (`written_at_ns`, when `timed`).
+#[inline]
+pub(super) fn account_written(
+    outbox: &mut Outbox,
+    written: usize,
+    metrics: &mut LoopMetrics,
+    timed: bool,
+    written_at_ns: u64,
+) {
+    outbox.advance(written, &mut |first_byte, read_at_ns, count| {
+        if let Some(c) = Counter::frame_sent(first_byte & 0x0f) {
+            metrics.add(c, u64::from(count));
+        }
+        if timed && read_at_ns != 0 {
+            let latency_ns = written_at_ns.saturating_sub(read_at_ns);
+            metrics.record_relay_latency_ns_n(latency_ns, u64::from(count));
+        }
+    });
+}
+
 /// One `sendmsg` (`send` for a single slice) with `MSG_NOSIGNAL`: a peer that reset the
 /// connection is an `EPIPE` error here, never a SIGPIPE that would kill a process embedding the
 /// relay without ignoring the signal (`writev` cannot take flags). Cost: the same as `writev`
 /// within noise (loopback_send_cost.py: 5.05-5.40 CPU-µs per 130-byte send, 5.20-5.40 per
 /// `writev`; docs/BENCHMARKS.md), almost all of it the kernel's TCP path, not the call.
-fn send_slices(stream: &mio::net::TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+pub(super) fn send_slices(
+    stream: &mio::net::TcpStream,
+    slices: &[IoSlice<'_>],
+) -> io::Result<usize> {
     let socket = socket2::SockRef::from(stream);
     match slices {
         [one] => socket.send_with_flags(one, libc::MSG_NOSIGNAL),

@@ -30,6 +30,7 @@ mod publish;
 mod read;
 mod shutdown;
 mod subscribe;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;

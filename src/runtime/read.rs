@@ -16,8 +16,12 @@ use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, READ_BYTES_PER_TURN_MAX};
 
 /// What one `read` call gave.
-enum ReadOutcome {
+pub(super) enum ReadOutcome {
+    /// Bytes from the socket; fewer than asked for means the socket is drained.
     Bytes(usize),
+    /// Plaintext from a TLS session: read on until `WouldBlock` whatever its length (records
+    /// may still be buffered in rustls or in the socket).
+    More(usize),
     Eof,
     WouldBlock,
     Failed,
@@ -65,6 +69,14 @@ impl EventLoop {
                         return;
                     }
                 }
+                ReadOutcome::More(n) => {
+                    self.on_bytes(id, n);
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.pending_reads.push(id);
+                        return;
+                    }
+                }
                 ReadOutcome::WouldBlock => return,
                 ReadOutcome::Eof => return self.on_eof(id),
                 ReadOutcome::Failed => return self.on_io_error(id),
@@ -76,6 +88,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return ReadOutcome::WouldBlock;
         };
+        if conn.tls.is_some() {
+            return self.read_tls_once(id);
+        }
         loop {
             return match conn.stream.read(&mut self.recv_buf) {
                 Ok(0) => ReadOutcome::Eof,

@@ -6,7 +6,8 @@
 //! of a turn: one atomic load per turn, a lock only when the generation moved).
 //!
 //! What changes at run time: authentication (keys re-read, claims rules, cookie and query
-//! tokens, the auth timeout), the `Origin` allow-list, trusted proxies and their forwarding
+//! tokens, the auth timeout), the TLS certificate, key and client CA (files re-read; new
+//! connections take them, open ones keep their session), the `Origin` allow-list, trusted proxies and their forwarding
 //! header, connection and message rate limits,
 //! connection counts, subscriptions per connection, slow-consumer policies, timeouts and the
 //! heartbeat. They apply to what happens after the reload: new connections, the next deadline
@@ -119,6 +120,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         proxy_protocol,
         trusted_proxies,
         forwarded_header,
+        tls,
     } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
@@ -141,6 +143,16 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         report.changed.push("auth");
     }
     applied.auth = auth;
+    // The certificate, key and client CA are read again and taken by new connections; turning
+    // TLS on or off changes what the port speaks: that waits for a restart.
+    match (&old.tls, tls) {
+        (Some(_), Some(tls)) => {
+            report.changed.push("tls");
+            applied.tls = Some(tls);
+        }
+        (None, None) => {}
+        (_, _) => report.needs_restart.push("tls-cert"),
+    }
     live! {
         heartbeat_interval => "heartbeat-interval",
         heartbeat_timeout => "heartbeat-timeout",
