@@ -20,6 +20,7 @@
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::proto::extensions::WINDOW_BITS_MAX;
+use crate::proto::frame::{encode_header, OpCode, CLIENT_HEADER_BYTES_MAX};
 
 /// The bytes a sync flush ends with, removed from each compressed message (§7.2.1).
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -85,7 +86,11 @@ impl Deflater {
                 FlushCompress::Sync
             };
             self.compress_all(chunk, flush, out);
-            self.since_full_flush = if full { 0 } else { self.since_full_flush + chunk.len() };
+            self.since_full_flush = if full {
+                0
+            } else {
+                self.since_full_flush + chunk.len()
+            };
             rest = after;
             if rest.is_empty() {
                 break;
@@ -105,9 +110,9 @@ impl Deflater {
             out.reserve(input.len() - consumed + 64);
             let before_in = self.compress.total_in();
             let before_out = out.len();
-            let status = self
-                .compress
-                .compress_vec(input.get(consumed..).unwrap_or_default(), out, flush);
+            let status =
+                self.compress
+                    .compress_vec(input.get(consumed..).unwrap_or_default(), out, flush);
             let taken = (self.compress.total_in() - before_in) as usize;
             consumed += taken;
             // Done when the input is used and the flush left room unused (nothing pending).
@@ -212,6 +217,48 @@ impl Inflater {
             }
         }
     }
+}
+
+/// RSV1 in the first header byte: the message is compressed (RFC 7692 §6).
+pub const RSV1_BIT: u8 = 0x40;
+
+/// Appends one final server frame with RSV1 set whose payload is `message` compressed
+/// (§6.1: RSV1 on the first and here only frame). `scratch` is reused for the compressed bytes.
+pub fn encode_compressed_frame(
+    deflater: &mut Deflater,
+    opcode: OpCode,
+    message: &[u8],
+    window_bits: u8,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    scratch.clear();
+    deflater.compress(message, window_bits, scratch);
+    let mut header = [0; CLIENT_HEADER_BYTES_MAX];
+    let len = encode_header(&mut header, true, opcode, scratch.len() as u64, None);
+    header[0] |= RSV1_BIT;
+    out.reserve(len + scratch.len());
+    out.extend_from_slice(header.get(..len).unwrap_or_default());
+    out.extend_from_slice(scratch);
+}
+
+/// The first header byte and the payload of one complete unmasked server frame (as built by
+/// `proto::frame`); `None` if `frame` is not exactly one such frame.
+pub fn server_frame_parts(frame: &[u8]) -> Option<(u8, &[u8])> {
+    let (&b0, rest) = frame.split_first()?;
+    let (&b1, rest) = rest.split_first()?;
+    let (len, payload) = match b1 & 0x7f {
+        126 => {
+            let (len, payload) = rest.split_first_chunk::<2>()?;
+            (u64::from(u16::from_be_bytes(*len)), payload)
+        }
+        127 => {
+            let (len, payload) = rest.split_first_chunk::<8>()?;
+            (u64::from_be_bytes(*len), payload)
+        }
+        len7 => (u64::from(len7), rest),
+    };
+    (b1 & 0x80 == 0 && payload.len() as u64 == len).then_some((b0, payload))
 }
 
 #[cfg(test)]

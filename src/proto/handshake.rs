@@ -80,6 +80,11 @@ pub struct RequestHead<'a> {
     pub x_forwarded_for: HeaderFields<'a>,
     /// `Forwarded` fields (RFC 7239), in order (read only from trusted proxies).
     pub forwarded: HeaderFields<'a>,
+    /// `Sec-WebSocket-Extensions` fields, in order (a comma list, RFC 6455 §9.1).
+    pub ws_extensions: HeaderFields<'a>,
+    /// How many `Sec-WebSocket-Extensions` fields there were (more than
+    /// [`crate::proto::forwarded::FIELDS_MAX`] refuses the negotiation: 400).
+    pub ws_extension_fields: u8,
 }
 
 /// A validated WebSocket upgrade request.
@@ -182,6 +187,12 @@ fn record_request_header<'a>(
             return Ok(());
         }
         13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
+        24 if name.eq_ignore_ascii_case("sec-websocket-extensions") => {
+            head.ws_extensions
+                .push(header_value(raw).ok_or(HandshakeError::Malformed)?);
+            head.ws_extension_fields = head.ws_extension_fields.saturating_add(1);
+            return Ok(());
+        }
         17 if name.eq_ignore_ascii_case("sec-websocket-key") => &mut head.ws_key,
         21 if name.eq_ignore_ascii_case("sec-websocket-version") => &mut head.ws_version,
         22 if name.eq_ignore_ascii_case("sec-websocket-protocol") => &mut head.ws_protocol,
@@ -293,13 +304,21 @@ pub fn select_protocol<'a>(offered: Option<&'a str>, supported: &[String]) -> Op
 }
 
 /// Appends the 101 response that completes the handshake (§4.2.2 item 5).
-pub fn encode_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+pub fn encode_switching_protocols(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
     push_header(out, "Sec-WebSocket-Accept", accept);
     if let Some(protocol) = protocol {
         push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -30,7 +30,7 @@ fn accept(conn: &mut Connection) -> Vec<u8> {
     let upgrade = validate_upgrade(&head).unwrap();
     assert_eq!((upgrade.path, upgrade.query), ("/ws", Some("x=1")));
     let mut out = Vec::new();
-    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None);
+    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None, None);
     out
 }
 

@@ -40,7 +40,13 @@ fn rfc_7692_example_hello() {
     assert_eq!(out, b"Hello");
     // §7.2.3.3: a stored (uncompressed) block.
     Inflater::new()
-        .inflate(&[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00], 100, &mut out)
+        .inflate(
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            100,
+            &mut out,
+        )
         .expect("valid");
     assert_eq!(out, b"Hello");
 }
@@ -52,7 +58,12 @@ fn context_takeover_shrinks_the_second_message() {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     deflater.compress(&message, 15, &mut first);
     deflater.compress(&message, 15, &mut second);
-    assert!(second.len() < first.len() / 2, "{} {}", first.len(), second.len());
+    assert!(
+        second.len() < first.len() / 2,
+        "{} {}",
+        first.len(),
+        second.len()
+    );
     let mut inflater = Inflater::new();
     let mut out = Vec::new();
     inflater.inflate(&first, 1000, &mut out).expect("first");

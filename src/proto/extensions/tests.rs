@@ -140,8 +140,10 @@ fn malformed_headers_are_refused() {
 
 #[test]
 fn client_checks_the_answer() {
-    let ok = accept_client(&["permessage-deflate; server_no_context_takeover; client_no_context_takeover"])
-        .expect("valid answer");
+    let ok = accept_client(&[
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    ])
+    .expect("valid answer");
     assert!(ok.server_no_context_takeover && ok.client_no_context_takeover);
     let bits = accept_client(&["permessage-deflate; client_max_window_bits=9"]).expect("valid");
     assert_eq!(bits.client_max_window_bits, Some(9));
