@@ -442,3 +442,72 @@ fn wait_for(addr: SocketAddr, series: &str, want: f64) {
     }
     panic!("{series} never reached {want}: {}", metrics(addr)(series));
 }
+
+#[test]
+fn the_client_library_speaks_permessage_deflate() {
+    use wsrelay::client::{Client as LibClient, Event, Options};
+    let server = common::start(config(1));
+    let addr = server.local_addr();
+    let url = format!("ws://{addr}/");
+    let options = || Options {
+        deflate: true,
+        ..Options::default()
+    };
+    let next = |c: &mut LibClient, want: &dyn Fn(&Event) -> bool| loop {
+        match c.next_event(common::READ_TIMEOUT) {
+            Some(e) if want(&e) => return e,
+            Some(_) => {}
+            None => panic!("no event"),
+        }
+    };
+    let mut sub = LibClient::connect(&url, options()).expect("connect");
+    next(&mut sub, &|e| matches!(e, Event::Connected { .. }));
+    sub.subscribe("md").expect("subscribe");
+    next(&mut sub, &|e| matches!(e, Event::Subscribed { .. }));
+    let mut plain = Client::connect(addr);
+    plain.subscribe("md");
+
+    // Relay → library client: compressed on the wire (counted), inflated by the client.
+    let mut publisher = Client::connect(addr);
+    publisher.publish("md", quote(1));
+    let Event::Message { content, .. } = next(&mut sub, &|e| matches!(e, Event::Message { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&content).expect("JSON"),
+        quote(1)
+    );
+    assert_eq!(plain.recv()["content"], quote(1));
+    wait_for(
+        addr,
+        "wsrelay_deflate_compressions_total{mode=\"shared\"}",
+        1.0,
+    );
+
+    // Library client → relay: compressed (inflated by the relay, counted), plain subscriber.
+    let mut lib_pub = LibClient::connect(&url, options()).expect("connect");
+    next(&mut lib_pub, &|e| matches!(e, Event::Connected { .. }));
+    lib_pub
+        .publish("md", &quote(2).to_string())
+        .expect("publish");
+    assert_eq!(plain.recv()["content"], quote(2));
+    wait_for(
+        addr,
+        "wsrelay_deflate_inflations_total{outcome=\"ok\"}",
+        1.0,
+    );
+    wait_for(
+        addr,
+        "wsrelay_deflate_negotiations_total{outcome=\"shared\"}",
+        2.0,
+    );
+
+    // A relay without --deflate declines: the library client works uncompressed.
+    let mut off = config(1);
+    off.deflate_enabled = false;
+    let plain_server = common::start(off);
+    let mut c = LibClient::connect(&format!("ws://{}/", plain_server.local_addr()), options())
+        .expect("connect");
+    next(&mut c, &|e| matches!(e, Event::Connected { .. }));
+}

@@ -40,6 +40,9 @@ pub struct Options {
     pub subscriptions_max: usize,
     /// Token source for re-authentication on every connection; `None`: no auth message.
     pub auth: Option<AuthTokenSource>,
+    /// Offer permessage-deflate (RFC 7692): the server's messages may then arrive compressed,
+    /// and ours of at least 128 bytes are sent compressed. Default off.
+    pub deflate: bool,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             events_max: 4096,
             subscriptions_max: 1024,
             auth: None,
+            deflate: false,
         }
     }
 }
@@ -74,6 +78,7 @@ impl std::fmt::Debug for Options {
             .field("events_max", &self.events_max)
             .field("subscriptions_max", &self.subscriptions_max)
             .field("auth", &self.auth.as_ref().map(|_| "<token source>"))
+            .field("deflate", &self.deflate)
             .finish()
     }
 }

@@ -109,6 +109,9 @@ pub struct ResponseHead<'a> {
     pub status: u16,
     /// The subprotocol selected by the server, if any.
     pub protocol: Option<&'a str>,
+    /// `Sec-WebSocket-Extensions` fields (always empty from [`parse_response_head`], which
+    /// refuses them; see [`parse_response_head_offered`]).
+    pub extensions: HeaderFields<'a>,
 }
 
 /// Parses a request head at the front of `buf`. `Complete` carries the head length; the bytes
@@ -444,6 +447,25 @@ pub fn parse_response_head<'b>(
     buf: &'b [u8],
     expected_accept: &str,
 ) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
+    parse_response(buf, expected_accept, false)
+}
+
+/// [`parse_response_head`] for a client that offered extensions: the server's
+/// `Sec-WebSocket-Extensions` fields are returned for the caller to check against its offer
+/// (§4.1 item 5). More than [`crate::proto::forwarded::FIELDS_MAX`] fields is
+/// `UnexpectedExtension`.
+pub fn parse_response_head_offered<'b>(
+    buf: &'b [u8],
+    expected_accept: &str,
+) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
+    parse_response(buf, expected_accept, true)
+}
+
+fn parse_response<'b>(
+    buf: &'b [u8],
+    expected_accept: &str,
+    extensions_offered: bool,
+) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
     let window = buf.get(..RESPONSE_HEAD_BYTES_MAX).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut response = httparse::Response::new(&mut headers);
@@ -460,9 +482,15 @@ pub fn parse_response_head<'b>(
     if status != 101 {
         return Err(ClientHandshakeError::UnexpectedStatus(status));
     }
-    let protocol = check_response_headers(response.headers, expected_accept)?;
+    let mut extensions = HeaderFields::default();
+    let offered = extensions_offered.then_some(&mut extensions);
+    let protocol = check_response_headers(response.headers, expected_accept, offered)?;
     Ok(Decode::Complete(
-        ResponseHead { status, protocol },
+        ResponseHead {
+            status,
+            protocol,
+            extensions,
+        },
         head_len,
     ))
 }
@@ -471,8 +499,10 @@ pub fn parse_response_head<'b>(
 fn check_response_headers<'b>(
     headers: &[httparse::Header<'b>],
     expected_accept: &str,
+    mut extensions: Option<&mut HeaderFields<'b>>,
 ) -> Result<Option<&'b str>, ClientHandshakeError> {
     let (mut upgrade, mut connection, mut accept, mut protocol) = (false, false, None, None);
+    let mut extension_fields = 0;
     for header in headers {
         let value = header_value(header.value).ok_or(ClientHandshakeError::Malformed)?;
         let name = header.name;
@@ -483,7 +513,15 @@ fn check_response_headers<'b>(
         } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
             accept = Some(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            return Err(ClientHandshakeError::UnexpectedExtension);
+            // §4.1 item 5: only what was offered may be answered.
+            let fields = extensions
+                .as_deref_mut()
+                .ok_or(ClientHandshakeError::UnexpectedExtension)?;
+            extension_fields += 1;
+            if extension_fields > crate::proto::forwarded::FIELDS_MAX {
+                return Err(ClientHandshakeError::UnexpectedExtension);
+            }
+            fields.push(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             protocol = Some(value);
         }

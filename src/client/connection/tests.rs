@@ -15,6 +15,7 @@ fn connection(message_bytes_max: usize, send_bytes_max: usize) -> Connection {
     let limits = ConnectionLimits {
         message_bytes_max,
         send_bytes_max,
+        deflate: false,
     };
     Connection::start(&url(), Rng::from_seed(3), limits)
 }

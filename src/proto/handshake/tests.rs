@@ -340,7 +340,8 @@ fn client_parses_server_101() {
         Ok(Decode::Complete(
             ResponseHead {
                 status: 101,
-                protocol: Some("v1")
+                protocol: Some("v1"),
+                extensions: Default::default(),
             },
             head_len
         ))
