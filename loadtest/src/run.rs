@@ -123,7 +123,7 @@ impl ServerProbe {
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
     let relay = match &options.url {
         Some(_) => None,
-        None => Some(start_relay(options.relay_loops)?),
+        None => Some(start_relay(options.relay_loops, options.settings.deflate)?),
     };
     let target = match (&options.url, &relay) {
         (Some(url), _) => Target::parse(url, options.allow_remote).map_err(RunError::Target)?,
@@ -148,8 +148,10 @@ pub fn run(options: RunOptions) -> Result<Report, RunError> {
     Ok(report)
 }
 
-fn start_relay(loops: usize) -> Result<ServerHandle, RunError> {
-    Server::start(Config::loopback_for_tests(loops.max(1))).map_err(RunError::Relay)
+fn start_relay(loops: usize, deflate: bool) -> Result<ServerHandle, RunError> {
+    let mut config = Config::loopback_for_tests(loops.max(1));
+    config.deflate_enabled = deflate;
+    Server::start(config).map_err(RunError::Relay)
 }
 
 /// Raises the limit and says clearly when it will stop the run.
