@@ -70,7 +70,7 @@ fn check_upgrade(head: &wsrelay::proto::RequestHead<'_>) {
             let accept = accept_key(upgrade.key);
             assert_eq!(accept.len(), 28);
             let mut out = Vec::new();
-            encode_switching_protocols(&mut out, &accept, upgrade.protocols);
+            encode_switching_protocols(&mut out, &accept, upgrade.protocols, None);
             assert!(out.starts_with(b"HTTP/1.1 101 ") && out.ends_with(b"\r\n\r\n"));
         }
         Err(error) => check_handshake_error_response(error),

@@ -204,6 +204,16 @@ pub struct ServeArgs {
     /// Serve /echo (conformance endpoint).
     #[arg(long)]
     echo: bool,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
+    #[arg(long)]
+    deflate: bool,
+    /// Messages shorter than this many bytes go uncompressed.
+    #[arg(long, default_value_t = DEFAULTS.deflate_min_bytes)]
+    deflate_min_size: usize,
+    /// Connections (process-wide) given their own compression contexts (context takeover);
+    /// beyond it offers are answered without takeover. 0: shared compression only.
+    #[arg(long, default_value_t = DEFAULTS.deflate_contexts_max)]
+    deflate_max_contexts: usize,
     /// Accepted subprotocol (repeatable, in preference order).
     #[arg(long = "protocol")]
     protocols: Vec<String>,
@@ -429,6 +439,9 @@ impl ServeArgs {
             shutdown_grace: ms(self.shutdown_grace),
             drain_over: ms(self.drain_over),
             echo_enabled: self.echo,
+            deflate_enabled: self.deflate,
+            deflate_min_bytes: self.deflate_min_size,
+            deflate_contexts_max: self.deflate_max_contexts,
             subprotocols: self.protocols.clone(),
             outbox_bytes_max: self.max_queued_bytes,
             slow_consumer: self.slow_consumer,

@@ -57,6 +57,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// Upper bound of `deflate_contexts_max`: each context holds about 350 KiB (miniz_oxide's
+/// compressor and decompressor), so 100,000 is already 35 GB.
+pub const DEFLATE_CONTEXTS_MAX: usize = 100_000;
+
 /// Every knob of the relay. Durations are `Duration`s; sizes carry `_bytes` in their names.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -89,6 +93,15 @@ pub struct Config {
     pub drain_over: Duration,
     /// Serve `/echo` (conformance endpoint). Off by default.
     pub echo_enabled: bool,
+    /// Negotiate permessage-deflate (RFC 7692) when a client offers it. Off by default.
+    pub deflate_enabled: bool,
+    /// Messages shorter than this (payload bytes) are sent uncompressed (RSV1 clear).
+    /// Default 128.
+    pub deflate_min_bytes: usize,
+    /// Connections with their own compression contexts (context takeover), process-wide;
+    /// beyond it an offer is answered without takeover (shared compression). Default 0: every
+    /// connection shares one compressed copy per run.
+    pub deflate_contexts_max: usize,
     /// Subprotocols the server accepts, in preference order (empty: none negotiated).
     pub subprotocols: Vec<String>,
     /// Per-connection budget of queued data frames (bytes) before the slow-consumer policy acts.
@@ -201,6 +214,9 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             drain_over: Duration::ZERO,
             echo_enabled: false,
+            deflate_enabled: false,
+            deflate_min_bytes: 128,
+            deflate_contexts_max: 0,
             subprotocols: Vec::new(),
             outbox_bytes_max: 4 << 20,
             control_bytes_max: 64 << 10,
@@ -291,6 +307,10 @@ impl Config {
         check(
             (125..=1 << 30).contains(&self.message_bytes_max),
             "max-message-size must be 125 bytes ..= 1 GiB",
+        )?;
+        check(
+            self.deflate_contexts_max <= DEFLATE_CONTEXTS_MAX,
+            "deflate-max-contexts must be at most 100,000 (about 350 KiB each)",
         )?;
         check(
             (1..=255).contains(&self.channel_bytes_max),

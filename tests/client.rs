@@ -248,7 +248,7 @@ fn scripted_close_server(
             }
         };
         let mut out = Vec::new();
-        encode_switching_protocols(&mut out, &accept_key(&key), None);
+        encode_switching_protocols(&mut out, &accept_key(&key), None, None);
         let mut payload = Vec::new();
         encode_close_payload(&mut payload, code, "unauthorized");
         encode_server_frame(&mut out, true, OpCode::Close, &payload);

@@ -127,6 +127,11 @@ pub struct Common {
     /// (default: the ephemeral ports of `ip_local_port_range` minus 1,000, about 27,000).
     #[arg(long)]
     pub ports_per_source: Option<usize>,
+    /// Offer permessage-deflate (RFC 7692) without context takeover on every connection;
+    /// compressed deliveries are inflated before they are checked. The in-process relay
+    /// then runs with `--deflate`.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 impl Default for Common {
@@ -146,6 +151,7 @@ impl Default for Common {
             setup_timeout: Duration::from_secs(60),
             relay_loops: 1,
             ports_per_source: None,
+            deflate: false,
         }
     }
 }
@@ -159,6 +165,10 @@ pub struct Traffic {
     /// Use the binary data plane.
     #[arg(long)]
     pub binary: bool,
+    /// JSON content shaped like market data (an order book of varying prices and sizes)
+    /// instead of `x` padding, so that compression sees realistic text (`--deflate`).
+    #[arg(long)]
+    pub market_data: bool,
     /// Measured window.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -403,6 +413,8 @@ fn options(
             inflight_deliveries_max: window.max(1),
             warmup_ns: warmup.as_nanos() as u64,
             duration_ns: duration.as_nanos() as u64,
+            deflate: common.deflate,
+            market_data: traffic.is_some_and(|t| t.market_data),
         },
         progress: !common.json,
     }

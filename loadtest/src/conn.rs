@@ -10,8 +10,11 @@ use std::ops::ControlFlow;
 
 use mio::net::TcpStream;
 use wsrelay::proto::decoder::{Decoder, DecoderLimits, Event, Role};
+use wsrelay::proto::deflate::{InflateError, Inflater};
+use wsrelay::proto::extensions::{accept_client, client_offer};
 use wsrelay::proto::handshake::{
     accept_key, encode_client_request, generate_key, parse_response_head,
+    parse_response_head_offered,
 };
 use wsrelay::proto::Decode;
 
@@ -99,6 +102,16 @@ pub struct RecvCtx<'a> {
     pub window: Window,
     /// Publisher → channel and rank.
     pub routes: &'a Routes,
+    /// The thread's inflater, for compressed deliveries.
+    pub inflate: &'a mut InflateScratch,
+}
+
+/// One inflater per driver thread: the swarm offers `server_no_context_takeover`, so every
+/// compressed message is inflated from a fresh context.
+#[derive(Debug, Default)]
+pub struct InflateScratch {
+    inflater: Inflater,
+    out: Vec<u8>,
 }
 
 /// What a publish turn needs besides the connection.
@@ -143,8 +156,9 @@ pub struct Conn {
     /// The TLS session (`wss://`), `None`: plain.
     pub tls: Option<Box<rustls::ClientConnection>>,
     decoder: Decoder,
-    /// The 101 response head being received, and the accept value it must carry.
-    handshake: Option<Box<(Vec<u8>, String)>>,
+    /// The 101 response head being received, the accept value it must carry, and whether
+    /// permessage-deflate was offered.
+    handshake: Option<Box<(Vec<u8>, String, bool)>>,
     /// Everything else.
     pub session: Session,
     /// Which of the run's targets it is connected to (`Targets::get`).
@@ -202,17 +216,26 @@ impl Conn {
     }
 
     /// The TCP connect completed: queue the upgrade request (§4.1) with a key made of `nonce`.
-    pub fn start_handshake(&mut self, target: &Target, nonce: [u8; 16]) {
+    pub fn start_handshake(&mut self, target: &Target, nonce: [u8; 16], deflate: bool) {
         let key = generate_key(nonce);
+        let offer = client_offer(true);
+        let extra: &[(&str, &str)] = match deflate {
+            true => &[("Sec-WebSocket-Extensions", offer.as_str())],
+            false => &[],
+        };
         encode_client_request(
             &mut self.session.out,
             &target.host,
             &target.path,
             &key,
             None,
-            &[],
+            extra,
         );
-        self.handshake = Some(Box::new((Vec::with_capacity(256), accept_key(&key))));
+        self.handshake = Some(Box::new((
+            Vec::with_capacity(256),
+            accept_key(&key),
+            deflate,
+        )));
         self.session.phase = Phase::Handshaking;
     }
 
@@ -234,11 +257,23 @@ impl Conn {
         let Some(handshake) = self.handshake.as_deref_mut() else {
             return Ok(());
         };
-        let (buf, accept) = handshake;
+        let (buf, accept, offered) = handshake;
         buf.extend_from_slice(bytes);
-        match parse_response_head(buf, accept) {
+        let parsed = match offered {
+            true => parse_response_head_offered(buf, accept),
+            false => parse_response_head(buf, accept),
+        };
+        match parsed {
             Ok(Decode::Partial) => Ok(()),
-            Ok(Decode::Complete(_, head_len)) => {
+            Ok(Decode::Complete(head, head_len)) => {
+                if !head.extensions.is_empty() {
+                    // RFC 7692 §5: an answer the client cannot accept fails the connection;
+                    // the offer asked for no server context takeover.
+                    match accept_client(head.extensions.as_slice()) {
+                        Ok(p) if p.server_no_context_takeover => self.decoder.allow_compressed(),
+                        _ => return Err(End::Handshake("bad_extension_answer")),
+                    }
+                }
                 let mut rest = buf.split_off(head_len);
                 self.handshake = None;
                 self.session.phase = Phase::AwaitConnected;
@@ -314,6 +349,10 @@ impl Session {
             },
             Event::Ping(payload) => append_pong(&mut self.out, payload),
             Event::Pong(_) => {}
+            Event::CompressedText(bytes) | Event::CompressedBinary(bytes) => {
+                let binary = matches!(event, Event::CompressedBinary(_));
+                return self.on_compressed(bytes, binary, ctx);
+            }
             Event::Close(frame) => {
                 // 1005: the close carried no status code (§7.1.5).
                 let code = frame.map_or(1005, |f| f.code);
@@ -326,6 +365,46 @@ impl Session {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// A compressed message (RFC 7692): inflated with the thread's context, then checked like
+    /// an uncompressed one. A bad stream ends the connection like a protocol error.
+    fn on_compressed(
+        &mut self,
+        bytes: &[u8],
+        binary: bool,
+        ctx: &mut RecvCtx<'_>,
+    ) -> ControlFlow<()> {
+        let mut out = std::mem::take(&mut ctx.inflate.out);
+        ctx.inflate.inflater.reset();
+        let result = ctx
+            .inflate
+            .inflater
+            .inflate(bytes, MESSAGE_BYTES_MAX, &mut out);
+        let flow = match result {
+            Ok(()) if binary => {
+                match scan_binary(&out) {
+                    BinaryMessage::Delivery(stamp) => self.on_delivery(stamp, ctx),
+                    BinaryMessage::Gap => ctx.stats.gap_notices += 1,
+                    BinaryMessage::Malformed => ctx.stats.error("malformed_binary"),
+                }
+                ControlFlow::Continue(())
+            }
+            Ok(()) => {
+                self.on_text(&out, ctx);
+                ControlFlow::Continue(())
+            }
+            Err(InflateError::TooBig) => {
+                ctx.stats.error("inflate_too_big");
+                ControlFlow::Break(())
+            }
+            Err(InflateError::BadData) => {
+                ctx.stats.error("inflate_bad_data");
+                ControlFlow::Break(())
+            }
+        };
+        ctx.inflate.out = out;
+        flow
     }
 
     fn on_text(&mut self, text: &[u8], ctx: &mut RecvCtx<'_>) {

@@ -51,6 +51,10 @@ pub struct Settings {
     pub warmup_ns: u64,
     /// Measured window after the warm-up, ns; publishing stops at its end.
     pub duration_ns: u64,
+    /// Offer permessage-deflate without context takeover (`--deflate`).
+    pub deflate: bool,
+    /// JSON publishes carry market-data-like content (`--market-data`).
+    pub market_data: bool,
 }
 
 /// Counters pushed by drivers once per turn.
@@ -145,6 +149,8 @@ pub struct Driver {
     max_rate_keys: Vec<usize>,
     churn_keys: Vec<usize>,
     read_buf: Box<[u8]>,
+    /// The thread's permessage-deflate inflater (servers answer without context takeover).
+    inflate: crate::conn::InflateScratch,
     stats: ThreadStats,
     pushed: Pushed,
     stage: Stage,
@@ -181,6 +187,7 @@ impl Driver {
             max_rate_keys: Vec::new(),
             churn_keys: Vec::new(),
             read_buf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
+            inflate: Default::default(),
             stats: ThreadStats::default(),
             pushed: Pushed::default(),
             stage: Stage::SettingUp,
@@ -306,6 +313,8 @@ impl Driver {
             let name = &plan.routes.channel_names[publisher.channel as usize];
             let template = if plan.binary {
                 PublishTemplate::binary(name, plan.content_bytes)
+            } else if self.shared.settings.market_data {
+                PublishTemplate::market_data(name, plan.content_bytes, p)
             } else {
                 PublishTemplate::json(name, plan.content_bytes)
             };
@@ -403,7 +412,7 @@ impl Driver {
             let nonce = self.next_nonce();
             let conn = &mut self.conns[key];
             let target = self.shared.targets.get(conn.target);
-            conn.start_handshake(target, nonce);
+            conn.start_handshake(target, nonce, self.shared.settings.deflate);
         }
         self.flush(key);
     }
@@ -484,6 +493,7 @@ impl Driver {
             now_ns: now_ns(),
             window: self.window,
             routes: &self.shared.plan.routes,
+            inflate: &mut self.inflate,
         };
         let result = conn.on_bytes(&mut self.read_buf[..n], &mut ctx);
         let phase = conn.session.phase;

@@ -19,6 +19,53 @@ use crate::scan::{encode_binary_stamp, Stamp, BINARY_OP_MESSAGE, BINARY_STAMP_BY
 /// precomputed. Never copy this into a real client.
 pub const FIXED_TEST_MASK: [u8; 4] = [0x5a, 0x3c, 0xa5, 0xc3];
 
+/// `,"sym":"BTC-USD","bids":[[p,s],...],"asks":[[p,s],...]` at most `bytes` long: prices
+/// around 64,250 in steps of 0.25 and sizes with 4 decimals from a small LCG (the shape of a
+/// depth snapshot; about 4× compressible with DEFLATE, like real feeds).
+fn order_book(bytes: usize, seed: u32) -> String {
+    let mut state = u64::from(seed)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let mut out = String::from(",\"sym\":\"BTC-USD\",\"bids\":[");
+    let mut side = 0;
+    let mut price = 6_425_000u32 + next() % 400;
+    loop {
+        let level = format!(
+            "[{}.{:02},{}.{:04}]",
+            price / 100,
+            price % 100,
+            next() % 20,
+            next() % 10_000
+        );
+        let closing = if side == 0 { "],\"asks\":[]" } else { "]" };
+        if out.len() + level.len() + 1 + closing.len() + 16 > bytes {
+            break;
+        }
+        if !out.ends_with('[') {
+            out.push(',');
+        }
+        out.push_str(&level);
+        price = if side == 0 {
+            price - 25 * (1 + next() % 3)
+        } else {
+            price + 25 * (1 + next() % 3)
+        };
+        if side == 0 && out.len() * 2 > bytes {
+            out.push_str("],\"asks\":[");
+            side = 1;
+            price += 2_000;
+        }
+    }
+    out.push_str(if side == 0 { "],\"asks\":[]" } else { "]" });
+    out
+}
+
 /// Digits reserved for `t` (any u64).
 const SENT_AT_DIGITS: usize = 20;
 /// Digits reserved for `p` and `i` (any u32).
@@ -60,6 +107,18 @@ impl PublishTemplate {
         Self::stamp_object(&prefix, "}", content_bytes)
     }
 
+    /// A JSON publish to `channel` whose `content` is the stamp followed by an order book
+    /// (`"bids"`/`"asks"`: price and size pairs that vary like real quotes, seeded by `seed`),
+    /// filled with spaces to `content_bytes` (at least the stamp and one level).
+    pub fn market_data(channel: &str, content_bytes: usize, seed: u32) -> Self {
+        let prefix = format!("{{\"type\":\"message\",\"channel\":\"{channel}\",\"content\":");
+        let book = order_book(
+            content_bytes.saturating_sub(JSON_CONTENT_BYTES_MIN + 40),
+            seed,
+        );
+        Self::stamp_with(&prefix, "}", content_bytes, &book)
+    }
+
     /// An `echo` text message that is itself the stamp object `{"t":..,"p":..,"i":..,"x":".."}`
     /// (valid JSON, so servers that parse what they echo keep it), `content_bytes` long (at
     /// least [`JSON_CONTENT_BYTES_MIN`]).
@@ -82,7 +141,12 @@ impl PublishTemplate {
 
     /// `prefix`, the stamp object padded to `content_bytes`, `suffix`, as one text frame.
     fn stamp_object(prefix: &str, suffix: &str, content_bytes: usize) -> Self {
-        let padding = content_bytes.saturating_sub(JSON_CONTENT_BYTES_MIN);
+        Self::stamp_with(prefix, suffix, content_bytes, "")
+    }
+
+    /// The stamp object with `fields` (`,"key":value...` or empty) before the padding string.
+    fn stamp_with(prefix: &str, suffix: &str, content_bytes: usize, fields: &str) -> Self {
+        let padding = content_bytes.saturating_sub(JSON_CONTENT_BYTES_MIN + fields.len());
         let mut payload = prefix.to_string();
         let mut slots = [Slot { at: 0, width: 0 }; 3];
         for (slot, (key, width)) in slots.iter_mut().zip([
@@ -97,6 +161,7 @@ impl PublishTemplate {
             };
             payload.extend(std::iter::repeat_n('0', width));
         }
+        payload.push_str(fields);
         payload.push_str(",\"x\":\"");
         payload.extend(std::iter::repeat_n('x', padding));
         payload.push_str("\"}");

@@ -80,6 +80,7 @@ pub fn run(deliveries: u64, content_bytes: usize) -> std::io::Result<RecvBench> 
         per_read += 1;
     }
     let mut stats = ThreadStats::default();
+    let mut inflate = crate::conn::InflateScratch::default();
     let mut scratch = frames.clone();
     let window = Window {
         start_ns: 0,
@@ -94,6 +95,7 @@ pub fn run(deliveries: u64, content_bytes: usize) -> std::io::Result<RecvBench> 
             now_ns: 2_000_000_000,
             window,
             routes: &routes,
+            inflate: &mut inflate,
         };
         if conn.on_bytes(&mut scratch, &mut ctx).is_err() {
             return Err(std::io::Error::other(

@@ -133,7 +133,7 @@ impl ServerProbe {
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
     let relay = match options.urls.is_empty() {
         false => None,
-        true => Some(start_relay(options.relay_loops)?),
+        true => Some(start_relay(options.relay_loops, options.settings.deflate)?),
     };
     let targets = match &relay {
         Some(relay) => Targets::single(Target::local(relay.local_addr())),
@@ -172,8 +172,10 @@ fn resolve_targets(options: &RunOptions) -> Result<Targets, RunError> {
     )))
 }
 
-fn start_relay(loops: usize) -> Result<ServerHandle, RunError> {
-    Server::start(Config::loopback_for_tests(loops.max(1))).map_err(RunError::Relay)
+fn start_relay(loops: usize, deflate: bool) -> Result<ServerHandle, RunError> {
+    let mut config = Config::loopback_for_tests(loops.max(1));
+    config.deflate_enabled = deflate;
+    Server::start(config).map_err(RunError::Relay)
 }
 
 /// Raises the limit and says clearly when it will stop the run.

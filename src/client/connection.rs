@@ -22,9 +22,12 @@ use crate::client::event::Disconnect;
 use crate::client::rng::Rng;
 use crate::client::url::WsUrl;
 use crate::proto::close::{encode_close_payload, CloseFrame};
+use crate::proto::deflate::{Deflater, InflateError, Inflater, RSV1_BIT};
+use crate::proto::extensions::{self, DeflateParams, WINDOW_BITS_MAX};
 use crate::proto::frame::{encode_client_frame, CLIENT_HEADER_BYTES_MAX};
 use crate::proto::handshake::{
-    accept_key, encode_client_request, generate_key, parse_response_head, RESPONSE_HEAD_BYTES_MAX,
+    accept_key, encode_client_request, generate_key, parse_response_head,
+    parse_response_head_offered, RESPONSE_HEAD_BYTES_MAX,
 };
 use crate::proto::{Decode, Decoder, DecoderLimits, Event, Feed, OpCode, ProtocolError, Role};
 
@@ -38,6 +41,54 @@ pub struct ConnectionLimits {
     pub message_bytes_max: usize,
     /// Largest amount of queued, unsent data.
     pub send_bytes_max: usize,
+    /// Offer permessage-deflate (RFC 7692); the server may decline.
+    pub deflate: bool,
+}
+
+/// Messages shorter than this are sent uncompressed even with permessage-deflate.
+pub const DEFLATE_MIN_BYTES: usize = 128;
+/// Capacity of the inflate buffer kept between messages.
+const INFLATE_RETAIN_BYTES_MAX: usize = 64 * 1024;
+
+/// permessage-deflate as agreed with the server (RFC 7692).
+#[derive(Debug)]
+struct ClientDeflate {
+    params: DeflateParams,
+    /// Our context: kept across messages unless the server asked `client_no_context_takeover`.
+    deflater: Deflater,
+    /// The server's context: reset per message when it announced `server_no_context_takeover`.
+    inflater: Inflater,
+    /// The inflated message being handed out.
+    out: Vec<u8>,
+    /// Compressed bytes of the message being sent.
+    scratch: Vec<u8>,
+}
+
+impl ClientDeflate {
+    fn new(params: DeflateParams) -> Box<Self> {
+        Box::new(Self {
+            params,
+            deflater: Deflater::new(!params.client_no_context_takeover),
+            inflater: Inflater::new(),
+            out: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Inflates one message into `out` (1009 beyond `limit`, 1007 for a bad stream).
+    fn inflate(&mut self, payload: &[u8], limit: usize) -> Result<&[u8], ProtocolError> {
+        if self.params.server_no_context_takeover {
+            self.inflater.reset();
+        }
+        if self.out.capacity() > INFLATE_RETAIN_BYTES_MAX {
+            self.out = Vec::new();
+        }
+        match self.inflater.inflate(payload, limit, &mut self.out) {
+            Ok(()) => Ok(&self.out),
+            Err(InflateError::TooBig) => Err(ProtocolError::MessageTooBig),
+            Err(InflateError::BadData) => Err(ProtocolError::InvalidCompressedData),
+        }
+    }
 }
 
 /// What the connection hands to its owner while decoding.
@@ -105,6 +156,26 @@ impl Transmit {
         }
         encode_client_frame(&mut self.buf, true, opcode, payload, mask);
     }
+
+    /// A frame whose payload is compressed: RSV1 set (RFC 7692 §6).
+    fn push_compressed_frame(&mut self, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
+        self.push_frame(opcode, payload, mask);
+        // The frame just pushed is the buffer's tail.
+        let frame_start = self.buf.len().saturating_sub(frame_len(payload.len()));
+        if let Some(b0) = self.buf.get_mut(frame_start) {
+            *b0 |= RSV1_BIT;
+        }
+    }
+}
+
+/// Length of a masked client frame with `payload_len` bytes of payload (§5.2).
+fn frame_len(payload_len: usize) -> usize {
+    let extended = match payload_len {
+        0..=125 => 0,
+        126..=0xffff => 2,
+        _ => 8,
+    };
+    2 + extended + 4 + payload_len
 }
 
 /// One WebSocket connection in the client role.
@@ -115,6 +186,8 @@ pub struct Connection {
     transmit: Transmit,
     rng: Rng,
     limits: ConnectionLimits,
+    /// permessage-deflate, once the server accepted our offer.
+    deflate: Option<Box<ClientDeflate>>,
 }
 
 impl Connection {
@@ -122,13 +195,18 @@ impl Connection {
     pub fn start(url: &WsUrl, mut rng: Rng, limits: ConnectionLimits) -> Self {
         let key = generate_key(rng.nonce16());
         let mut transmit = Transmit::default();
+        let offer = extensions::client_offer(false);
+        let extra: &[(&str, &str)] = match limits.deflate {
+            true => &[("Sec-WebSocket-Extensions", offer.as_str())],
+            false => &[],
+        };
         encode_client_request(
             &mut transmit.buf,
             &url.host_header,
             &url.path_and_query,
             &key,
             None,
-            &[],
+            extra,
         );
         let decoder_limits = DecoderLimits {
             message_bytes_max: limits.message_bytes_max,
@@ -142,6 +220,7 @@ impl Connection {
             transmit,
             rng,
             limits,
+            deflate: None,
         }
     }
 
@@ -190,8 +269,19 @@ impl Connection {
         if after > self.limits.send_bytes_max {
             return Err(SendError::BufferFull);
         }
-        self.transmit
-            .push_frame(opcode, payload, self.rng.mask_key());
+        let mask = self.rng.mask_key();
+        match self.deflate.as_deref_mut() {
+            Some(d) if payload.len() >= DEFLATE_MIN_BYTES => {
+                let bits = d.params.client_max_window_bits.unwrap_or(WINDOW_BITS_MAX);
+                let mut compressed = std::mem::take(&mut d.scratch);
+                compressed.clear();
+                d.deflater.compress(payload, bits, &mut compressed);
+                self.transmit
+                    .push_compressed_frame(opcode, &compressed, mask);
+                d.scratch = compressed;
+            }
+            _ => self.transmit.push_frame(opcode, payload, mask),
+        }
         Ok(())
     }
 
@@ -251,16 +341,27 @@ impl Connection {
         let room = (RESPONSE_HEAD_BYTES_MAX + 1).saturating_sub(head_before);
         let copied = input.len().min(room);
         head.extend_from_slice(input.get(..copied).unwrap_or_default());
-        let parsed = parse_response_head(head, expected_accept).map(|decode| match decode {
-            Decode::Complete(_, head_len) => Some(head_len),
-            Decode::Partial => None,
+        let offered = self.limits.deflate;
+        let parsed = match offered {
+            true => parse_response_head_offered(head, expected_accept),
+            false => parse_response_head(head, expected_accept),
+        }
+        .and_then(|decode| match decode {
+            Decode::Complete(response, head_len) => {
+                Ok(Some((head_len, agreed_deflate(&response)?)))
+            }
+            Decode::Partial => Ok(None),
         });
         match parsed {
             Ok(None) => copied,
-            Ok(Some(head_len)) => {
+            Ok(Some((head_len, agreed))) => {
                 // The head ends inside this input, after the bytes buffered before it.
                 let used = head_len - head_before;
                 self.phase = Phase::Open;
+                if let Some(params) = agreed {
+                    self.decoder.allow_compressed();
+                    self.deflate = Some(ClientDeflate::new(params));
+                }
                 if on_incoming(Incoming::Open).is_break() {
                     return used;
                 }
@@ -285,8 +386,10 @@ impl Connection {
             transmit,
             rng,
             limits,
+            deflate,
         } = self;
         let mut ended = None;
+        let mut failed = None;
         let result = decoder.feed(input, |event| match event {
             Event::Text(bytes) => match simdutf8::basic::from_utf8(bytes) {
                 Ok(text) => on_incoming(Incoming::Text(text)),
@@ -305,7 +408,41 @@ impl Connection {
                 ended = Some(close_received(phase, transmit, rng, frame));
                 ControlFlow::Break(())
             }
+            // The decoder allows RSV1 only once permessage-deflate was agreed.
+            Event::CompressedText(bytes) => {
+                let text = deflate
+                    .as_deref_mut()
+                    .ok_or(ProtocolError::ReservedBitsSet)
+                    .and_then(|d| d.inflate(bytes, limits.message_bytes_max))
+                    .and_then(|m| {
+                        simdutf8::basic::from_utf8(m).map_err(|_| ProtocolError::InvalidUtf8)
+                    });
+                match text {
+                    Ok(text) => on_incoming(Incoming::Text(text)),
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            }
+            Event::CompressedBinary(bytes) => {
+                let message = deflate
+                    .as_deref_mut()
+                    .ok_or(ProtocolError::ReservedBitsSet)
+                    .and_then(|d| d.inflate(bytes, limits.message_bytes_max));
+                match message {
+                    Ok(message) => on_incoming(Incoming::Binary(message)),
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            }
         });
+        let result = match failed {
+            Some(e) => Err(e),
+            None => result,
+        };
         match (result, ended) {
             (Ok(_), Some(disconnect)) => {
                 let _ = on_incoming(Incoming::Ended(disconnect));
@@ -332,6 +469,19 @@ impl Connection {
         }
         self.phase = Phase::Closed;
     }
+}
+
+/// permessage-deflate as the server answered our offer (RFC 7692 §5: an answer we cannot
+/// accept fails the handshake); `None` when it did not answer.
+fn agreed_deflate(
+    response: &crate::proto::handshake::ResponseHead<'_>,
+) -> Result<Option<DeflateParams>, crate::proto::ClientHandshakeError> {
+    if response.extensions.is_empty() {
+        return Ok(None);
+    }
+    extensions::accept_client(response.extensions.as_slice())
+        .map(Some)
+        .map_err(|_| crate::proto::ClientHandshakeError::UnexpectedExtension)
 }
 
 /// A close frame arrived: the end of our close handshake, or the server's close, which we

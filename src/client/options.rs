@@ -43,6 +43,9 @@ pub struct Options {
     pub auth: Option<AuthTokenSource>,
     /// Trust for `wss://` URLs. Default: the system's root certificates.
     pub tls: TlsTrust,
+    /// Offer permessage-deflate (RFC 7692): the server's messages may then arrive compressed,
+    /// and ours of at least 128 bytes are sent compressed. Default off.
+    pub deflate: bool,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             subscriptions_max: 1024,
             auth: None,
             tls: TlsTrust::default(),
+            deflate: false,
         }
     }
 }
@@ -79,6 +83,7 @@ impl std::fmt::Debug for Options {
             .field("subscriptions_max", &self.subscriptions_max)
             .field("auth", &self.auth.as_ref().map(|_| "<token source>"))
             .field("tls", &self.tls)
+            .field("deflate", &self.deflate)
             .finish()
     }
 }

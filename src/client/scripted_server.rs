@@ -15,7 +15,7 @@ pub(crate) fn answer_101(request: &[u8]) -> Vec<u8> {
     };
     let upgrade = validate_upgrade(&head).expect("a valid upgrade request");
     let mut out = Vec::new();
-    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None);
+    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None, None);
     out
 }
 

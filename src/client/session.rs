@@ -217,6 +217,7 @@ impl Session {
             let limits = ConnectionLimits {
                 message_bytes_max: self.options.message_bytes_max,
                 send_bytes_max: self.options.send_bytes_max,
+                deflate: self.options.deflate,
             };
             let rng = Rng::from_seed(self.rng.next_u64());
             self.connection = Some(Connection::start(&self.url, rng, limits));

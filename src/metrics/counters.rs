@@ -219,6 +219,24 @@ pub mod families {
         "Socket reads and writes that moved bytes, by direction.",
         Some("direction"),
     );
+    /// permessage-deflate negotiations, by outcome.
+    pub const DEFLATE_NEGOTIATIONS: Family = counter(
+        "wsrelay_deflate_negotiations_total",
+        "permessage-deflate offers answered (RFC 7692), by outcome: shared (no server context takeover), takeover (own context), declined (no acceptable offer).",
+        Some("outcome"),
+    );
+    /// Messages compressed, by mode.
+    pub const DEFLATE_COMPRESSIONS: Family = counter(
+        "wsrelay_deflate_compressions_total",
+        "Messages compressed: shared (once per run and window, for every subscriber) or per connection (context takeover).",
+        Some("mode"),
+    );
+    /// Messages inflated, by outcome.
+    pub const DEFLATE_INFLATIONS: Family = counter(
+        "wsrelay_deflate_inflations_total",
+        "Compressed messages received, by outcome: ok, too_big (closed 1009), bad_data (closed 1007).",
+        Some("outcome"),
+    );
     /// PROXY protocol headers (`--proxy-protocol`), by outcome.
     pub const PROXY_HEADERS: Family = counter(
         "wsrelay_proxy_headers_total",
@@ -456,6 +474,22 @@ define_counters! {
     TlsHandshakeClientCertificate => TLS_HANDSHAKES ["client_certificate"],
     /// Any other handshake failure (malformed client hello, nothing in common, an alert).
     TlsHandshakeFailed => TLS_HANDSHAKES ["failed"],
+    /// Offer accepted without server context takeover (the shared compressed copy).
+    DeflateShared => DEFLATE_NEGOTIATIONS ["shared"],
+    /// Offer accepted with a per-connection compression context.
+    DeflateTakeover => DEFLATE_NEGOTIATIONS ["takeover"],
+    /// permessage-deflate offered, no offer acceptable: no compression.
+    DeflateDeclined => DEFLATE_NEGOTIATIONS ["declined"],
+    /// One message compressed once for every subscriber of a run (shared mode).
+    DeflateCompressedShared => DEFLATE_COMPRESSIONS ["shared"],
+    /// One message compressed for one connection (context takeover, or an echo).
+    DeflateCompressedConn => DEFLATE_COMPRESSIONS ["connection"],
+    /// A compressed message inflated.
+    InflateOk => DEFLATE_INFLATIONS ["ok"],
+    /// A compressed message inflated beyond --max-message-size: closed 1009.
+    InflateTooBig => DEFLATE_INFLATIONS ["too_big"],
+    /// A compressed message that is not valid DEFLATE: closed 1007.
+    InflateBadData => DEFLATE_INFLATIONS ["bad_data"],
 }
 
 impl Counter {

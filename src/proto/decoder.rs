@@ -34,6 +34,8 @@ const CONTROL_PAYLOAD_BYTES_MAX: u64 = 125;
 const FIN_BIT: u8 = 0x80;
 /// RSV1-3 bits (§5.2).
 const RSV_BITS: u8 = 0x70;
+/// RSV1: the "Per-Message Compressed" bit of permessage-deflate (RFC 7692 §6).
+const RSV1_BIT: u8 = 0x40;
 /// Opcode bits (§5.2).
 const OPCODE_BITS: u8 = 0x0F;
 /// MASK bit of the second byte (§5.2).
@@ -74,6 +76,12 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// A close frame, `None` without a status code (§5.5.1).
     Close(Option<CloseFrame<'a>>),
+    /// A complete compressed text message (RSV1 on its first frame, permessage-deflate
+    /// negotiated: [`Decoder::allow_compressed`]), still compressed: the caller inflates it
+    /// and validates the UTF-8 (RFC 7692 §6.1).
+    CompressedText(&'a [u8]),
+    /// A complete compressed binary message, still compressed.
+    CompressedBinary(&'a [u8]),
 }
 
 /// How a successful [`Decoder::feed`] ended.
@@ -117,6 +125,8 @@ struct FrameHeader {
     kind: FrameKind,
     /// Whether this data frame starts a message (Text/Binary rather than Continuation).
     starts_message: bool,
+    /// RSV1 set on the first frame of a message (permessage-deflate).
+    compressed: bool,
     mask: Option<[u8; MASK_KEY_BYTES]>,
     payload_len: u64,
     header_len: usize,
@@ -164,6 +174,10 @@ pub struct Decoder {
     message_kind: Option<MessageKind>,
     utf8: Utf8Validator,
     role: Role,
+    /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
+    compression: bool,
+    /// The message in progress is compressed (its bytes are not UTF-8 checked here).
+    message_compressed: bool,
     /// Set by the first error; returned by every later feed.
     poisoned: Option<ProtocolError>,
 }
@@ -178,8 +192,16 @@ impl Decoder {
             message_kind: None,
             utf8: Utf8Validator::new(),
             role,
+            compression: false,
+            message_compressed: false,
             poisoned: None,
         }
+    }
+
+    /// Accepts RSV1 on the first frame of data messages from now on (permessage-deflate was
+    /// negotiated, RFC 7692 §6): such messages are delivered as `Compressed*` events.
+    pub fn allow_compressed(&mut self) {
+        self.compression = true;
     }
 
     /// Decodes every complete frame in `input`, unmasking in place, and calls `on_event` for
@@ -293,6 +315,7 @@ impl Decoder {
             return Ok(None);
         };
         let (fin, kind, starts_message) = self.check_first_byte(b0)?;
+        let compressed = b0 & RSV_BITS != 0;
         let Some(&b1) = bytes.get(1) else {
             return Ok(None);
         };
@@ -316,6 +339,7 @@ impl Decoder {
             fin,
             kind,
             starts_message,
+            compressed,
             mask,
             payload_len,
             header_len,
@@ -325,9 +349,9 @@ impl Decoder {
     /// Checks RSV bits, opcode and fragmentation rules of the first header byte.
     #[inline]
     fn check_first_byte(&self, b0: u8) -> Result<(bool, FrameKind, bool), ProtocolError> {
-        // §5.2: no extension is negotiated, so RSV1-3 MUST be 0.
+        // §5.2: RSV1-3 MUST be 0 unless an extension defines them.
         if b0 & RSV_BITS != 0 {
-            return Err(ProtocolError::ReservedBitsSet);
+            self.check_rsv1(b0)?;
         }
         let fin = b0 & FIN_BIT != 0;
         let opcode = OpCode::from_u8(b0 & OPCODE_BITS).ok_or(ProtocolError::UnknownOpcode)?;
@@ -354,6 +378,21 @@ impl Decoder {
             return Err(ProtocolError::ControlFrameFragmented);
         }
         Ok((fin, kind, starts_message))
+    }
+
+    /// RFC 7692 §6: with permessage-deflate, RSV1 (and only RSV1) may be set, and only on the
+    /// first frame of a data message (§6.1: never on a continuation; control frames are not
+    /// compressed). Anything else fails the connection (1002).
+    #[cold]
+    fn check_rsv1(&self, b0: u8) -> Result<(), ProtocolError> {
+        let first_data_frame = matches!(
+            OpCode::from_u8(b0 & OPCODE_BITS),
+            Some(OpCode::Text | OpCode::Binary)
+        );
+        match self.compression && b0 & RSV_BITS == RSV1_BIT && first_data_frame {
+            true => Ok(()),
+            false => Err(ProtocolError::ReservedBitsSet),
+        }
     }
 
     /// §5.4: a new data message may not start inside a fragmented one.
@@ -425,6 +464,7 @@ impl Decoder {
     fn enter_frame(&mut self, header: FrameHeader) -> FrameInProgress {
         if let (FrameKind::Data(kind), true) = (header.kind, header.starts_message) {
             self.message_kind = Some(kind);
+            self.message_compressed = header.compressed;
             self.utf8.reset();
         }
         FrameInProgress {
@@ -455,7 +495,7 @@ impl Decoder {
         let chunk = &mut available[..take];
         *pos += take;
         frame.remaining_bytes -= take as u64;
-        if frame.kind == FrameKind::Data(MessageKind::Text) {
+        if frame.kind == FrameKind::Data(MessageKind::Text) && !self.message_compressed {
             // §8.1: fail fast on the first invalid byte, even mid-frame. ASCII needs no
             // validation unless it would end a multi-byte sequence carried from before.
             let ascii = unmask_check_ascii(chunk, frame.mask);
@@ -508,12 +548,14 @@ impl Decoder {
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
         self.message_kind = None;
-        let event = match kind {
-            MessageKind::Text => {
+        let event = match (kind, std::mem::take(&mut self.message_compressed)) {
+            (MessageKind::Text, true) => Event::CompressedText(&self.message),
+            (MessageKind::Binary, true) => Event::CompressedBinary(&self.message),
+            (MessageKind::Text, false) => {
                 self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                 Event::Text(&self.message)
             }
-            MessageKind::Binary => Event::Binary(&self.message),
+            (MessageKind::Binary, false) => Event::Binary(&self.message),
         };
         let flow = on_event(event);
         self.message.clear();
@@ -563,6 +605,9 @@ fn deliver_standalone<F>(
 where
     F: FnMut(Event<'_>) -> ControlFlow<()>,
 {
+    if header.compressed {
+        return Ok(on_event(deliver_compressed(header, payload)));
+    }
     if header.kind == FrameKind::Data(MessageKind::Text) {
         // §8.1: text must be UTF-8.
         if !unmask_check_ascii(payload, header.mask) && simdutf8::basic::from_utf8(payload).is_err()
@@ -579,6 +624,18 @@ where
         FrameKind::Data(_) => Event::Binary(payload),
     };
     Ok(on_event(event))
+}
+
+/// Unmasks a whole compressed message; its UTF-8 is checked after inflating (RFC 7692 §6.1).
+#[cold]
+fn deliver_compressed(header: FrameHeader, payload: &mut [u8]) -> Event<'_> {
+    if let Some(key) = header.mask {
+        apply_mask(payload, key, 0);
+    }
+    match header.kind {
+        FrameKind::Data(MessageKind::Text) => Event::CompressedText(payload),
+        _ => Event::CompressedBinary(payload),
+    }
 }
 
 /// Unmasks `payload` if masked and returns whether it is all ASCII (hence valid UTF-8), in

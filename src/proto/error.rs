@@ -54,6 +54,10 @@ pub enum ProtocolError {
     /// §5.5.1: the close reason is not valid UTF-8.
     #[error("close reason is not valid UTF-8 (RFC 6455 §5.5.1)")]
     InvalidCloseReason,
+    /// RFC 7692 §6.1/§7.2.2: a compressed message is not a valid DEFLATE stream: the data is
+    /// inconsistent with its type (RFC 6455 §7.4.1: 1007).
+    #[error("compressed message is not valid DEFLATE data (RFC 7692 §7.2.2)")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -63,7 +67,7 @@ impl ProtocolError {
     /// bad code, non-UTF-8 reason) is a framing error, hence 1002 per the relay spec.
     pub fn close_code(self) -> u16 {
         match self {
-            Self::InvalidUtf8 => code::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => code::INVALID_PAYLOAD,
             Self::MessageTooBig => code::TOO_BIG,
             _ => code::PROTOCOL_ERROR,
         }
@@ -82,6 +86,7 @@ impl ProtocolError {
             Self::DataFrameInsideFragmentedMessage => "data_frame_inside_fragmented_message",
             Self::PayloadLengthMsbSet => "payload_length_msb_set",
             Self::InvalidUtf8 => "invalid_utf8",
+            Self::InvalidCompressedData => "invalid_compressed_data",
             Self::MessageTooBig => "message_too_big",
             Self::ClosePayloadOneByte => "close_payload_one_byte",
             Self::InvalidCloseCode => "invalid_close_code",
@@ -130,6 +135,10 @@ pub enum HandshakeError {
     /// More header fields than the parser's fixed table holds (RFC 6585 §5: 431).
     #[error("too many header fields")]
     TooManyHeaders,
+    /// RFC 6455 §9.1: `Sec-WebSocket-Extensions` does not follow the extension-list grammar
+    /// (a well-formed offer with bad parameters is declined instead, RFC 7692 §5).
+    #[error("malformed Sec-WebSocket-Extensions")]
+    MalformedExtensions,
 }
 
 impl HandshakeError {
@@ -157,6 +166,7 @@ impl HandshakeError {
             Self::Malformed => "malformed HTTP request",
             Self::HeadTooLarge => "request head too large",
             Self::TooManyHeaders => "too many header fields",
+            Self::MalformedExtensions => "malformed Sec-WebSocket-Extensions header",
         }
     }
 
@@ -175,6 +185,7 @@ impl HandshakeError {
             Self::Malformed => "malformed",
             Self::HeadTooLarge => "head_too_large",
             Self::TooManyHeaders => "too_many_headers",
+            Self::MalformedExtensions => "malformed_extensions",
         }
     }
 }

@@ -80,6 +80,11 @@ pub struct RequestHead<'a> {
     pub x_forwarded_for: HeaderFields<'a>,
     /// `Forwarded` fields (RFC 7239), in order (read only from trusted proxies).
     pub forwarded: HeaderFields<'a>,
+    /// `Sec-WebSocket-Extensions` fields, in order (a comma list, RFC 6455 §9.1).
+    pub ws_extensions: HeaderFields<'a>,
+    /// How many `Sec-WebSocket-Extensions` fields there were (more than
+    /// [`crate::proto::forwarded::FIELDS_MAX`] refuses the negotiation: 400).
+    pub ws_extension_fields: u8,
 }
 
 /// A validated WebSocket upgrade request.
@@ -104,6 +109,9 @@ pub struct ResponseHead<'a> {
     pub status: u16,
     /// The subprotocol selected by the server, if any.
     pub protocol: Option<&'a str>,
+    /// `Sec-WebSocket-Extensions` fields (always empty from [`parse_response_head`], which
+    /// refuses them; see [`parse_response_head_offered`]).
+    pub extensions: HeaderFields<'a>,
 }
 
 /// Parses a request head at the front of `buf`. `Complete` carries the head length; the bytes
@@ -182,6 +190,12 @@ fn record_request_header<'a>(
             return Ok(());
         }
         13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
+        24 if name.eq_ignore_ascii_case("sec-websocket-extensions") => {
+            head.ws_extensions
+                .push(header_value(raw).ok_or(HandshakeError::Malformed)?);
+            head.ws_extension_fields = head.ws_extension_fields.saturating_add(1);
+            return Ok(());
+        }
         17 if name.eq_ignore_ascii_case("sec-websocket-key") => &mut head.ws_key,
         21 if name.eq_ignore_ascii_case("sec-websocket-version") => &mut head.ws_version,
         22 if name.eq_ignore_ascii_case("sec-websocket-protocol") => &mut head.ws_protocol,
@@ -293,13 +307,21 @@ pub fn select_protocol<'a>(offered: Option<&'a str>, supported: &[String]) -> Op
 }
 
 /// Appends the 101 response that completes the handshake (§4.2.2 item 5).
-pub fn encode_switching_protocols(out: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+pub fn encode_switching_protocols(
+    out: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
     push_header(out, "Sec-WebSocket-Accept", accept);
     if let Some(protocol) = protocol {
         push_header(out, "Sec-WebSocket-Protocol", protocol);
+    }
+    if let Some(extensions) = extensions {
+        push_header(out, "Sec-WebSocket-Extensions", extensions);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -425,6 +447,25 @@ pub fn parse_response_head<'b>(
     buf: &'b [u8],
     expected_accept: &str,
 ) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
+    parse_response(buf, expected_accept, false)
+}
+
+/// [`parse_response_head`] for a client that offered extensions: the server's
+/// `Sec-WebSocket-Extensions` fields are returned for the caller to check against its offer
+/// (§4.1 item 5). More than [`crate::proto::forwarded::FIELDS_MAX`] fields is
+/// `UnexpectedExtension`.
+pub fn parse_response_head_offered<'b>(
+    buf: &'b [u8],
+    expected_accept: &str,
+) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
+    parse_response(buf, expected_accept, true)
+}
+
+fn parse_response<'b>(
+    buf: &'b [u8],
+    expected_accept: &str,
+    extensions_offered: bool,
+) -> Result<Decode<ResponseHead<'b>>, ClientHandshakeError> {
     let window = buf.get(..RESPONSE_HEAD_BYTES_MAX).unwrap_or(buf);
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut response = httparse::Response::new(&mut headers);
@@ -441,9 +482,15 @@ pub fn parse_response_head<'b>(
     if status != 101 {
         return Err(ClientHandshakeError::UnexpectedStatus(status));
     }
-    let protocol = check_response_headers(response.headers, expected_accept)?;
+    let mut extensions = HeaderFields::default();
+    let offered = extensions_offered.then_some(&mut extensions);
+    let protocol = check_response_headers(response.headers, expected_accept, offered)?;
     Ok(Decode::Complete(
-        ResponseHead { status, protocol },
+        ResponseHead {
+            status,
+            protocol,
+            extensions,
+        },
         head_len,
     ))
 }
@@ -452,8 +499,10 @@ pub fn parse_response_head<'b>(
 fn check_response_headers<'b>(
     headers: &[httparse::Header<'b>],
     expected_accept: &str,
+    mut extensions: Option<&mut HeaderFields<'b>>,
 ) -> Result<Option<&'b str>, ClientHandshakeError> {
     let (mut upgrade, mut connection, mut accept, mut protocol) = (false, false, None, None);
+    let mut extension_fields = 0;
     for header in headers {
         let value = header_value(header.value).ok_or(ClientHandshakeError::Malformed)?;
         let name = header.name;
@@ -464,7 +513,15 @@ fn check_response_headers<'b>(
         } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
             accept = Some(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
-            return Err(ClientHandshakeError::UnexpectedExtension);
+            // §4.1 item 5: only what was offered may be answered.
+            let fields = extensions
+                .as_deref_mut()
+                .ok_or(ClientHandshakeError::UnexpectedExtension)?;
+            extension_fields += 1;
+            if extension_fields > crate::proto::forwarded::FIELDS_MAX {
+                return Err(ClientHandshakeError::UnexpectedExtension);
+            }
+            fields.push(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             protocol = Some(value);
         }

@@ -18,7 +18,10 @@
 
 pub mod close;
 pub mod decoder;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
+pub mod extensions;
 pub mod forwarded;
 pub mod frame;
 pub mod handshake;

@@ -182,6 +182,7 @@ impl EventLoop {
                 self.now_ns,
             ),
             rate_warned: false,
+            deflate: None,
         });
         self.shared.conns_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.inc(Counter::ConnectionsAccepted);

@@ -246,6 +246,8 @@ pub struct Conn {
     pub msg_bucket: crate::rate::TokenBucket,
     /// It was told it is over its message rate; the next excess closes it.
     pub rate_warned: bool,
+    /// permessage-deflate, when negotiated (`compression.rs`); `None` otherwise.
+    pub deflate: Option<Box<super::compression::ConnDeflate>>,
 }
 
 /// Where a relay connection stands with its client address and the connection limits

@@ -15,9 +15,11 @@ use crate::config::SlowConsumerPolicy;
 use crate::conn_id::{ConnId, ConnRef, LoopId};
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
+use crate::proto::deflate::Deflater;
 use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::pubsub::local::SeqGap;
 use crate::pubsub::Since;
+use crate::runtime::compression::{self, CompressedRun, CompressedVariants};
 use crate::runtime::conn::{Conn, PendingGap};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
@@ -34,6 +36,9 @@ pub struct Batch {
     pub bytes: Bytes,
     /// One entry per message, in seq order.
     pub frames: Vec<FrameMeta>,
+    /// Its permessage-deflate copies, built when a compressed subscriber first needs one
+    /// (`compression.rs`); empty with `--deflate` off.
+    pub compressed: CompressedVariants,
 }
 
 /// Where one message of a batch is, and where it came from.
@@ -56,7 +61,7 @@ impl Batch {
         self.first_seq + self.frames.len().saturating_sub(1) as u64
     }
 
-    fn frame_bytes(&self, i: usize) -> Bytes {
+    pub(super) fn frame_bytes(&self, i: usize) -> Bytes {
         let f = &self.frames[i];
         let start = f.start as usize;
         self.bytes.slice(start..start + f.len as usize)
@@ -111,10 +116,16 @@ impl EventLoop {
             return;
         };
         let mut delivered = 0u64;
+        let mut compressed_subs = std::mem::take(&mut self.compressed_subs);
         for &cid in subscribers {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
+            // permessage-deflate subscribers are served after the others (`deliver_deflate`).
+            if conn.deflate.is_some() {
+                compressed_subs.push(cid);
+                continue;
+            }
             let own = local_origins.contains(&cid);
             let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
             // A run that does not fit as a whole goes message by message: what fits is queued
@@ -122,9 +133,16 @@ impl EventLoop {
             // must not change what a subscriber receives).
             let split = !conn.outbox.data_fits(batch.bytes.len());
             let queued = if own || conflate || split {
-                push_one_by_one(conn, batch, me, conflate, &mut self.overflowed)
+                push_one_by_one(
+                    conn,
+                    batch,
+                    &mut Wire::Plain,
+                    me,
+                    conflate,
+                    &mut self.overflowed,
+                )
             } else {
-                push_run(conn, batch, &mut self.overflowed)
+                push_run(conn, batch, None, &mut self.overflowed)
             };
             if queued > 0 {
                 delivered += queued;
@@ -134,9 +152,94 @@ impl EventLoop {
                 }
             }
         }
+        if !compressed_subs.is_empty() {
+            delivered += self.deliver_deflate(batch, &compressed_subs, &local_origins, policy);
+            compressed_subs.clear();
+        }
+        self.compressed_subs = compressed_subs;
         self.local_origins = local_origins;
         self.metrics.add(Counter::MessagesDelivered, delivered);
         self.settle_overflow(batch, policy);
+    }
+
+    /// The batch to the subscribers that negotiated permessage-deflate: the shared compressed
+    /// copy for their server window, or, with their own context, message by message.
+    fn deliver_deflate(
+        &mut self,
+        batch: &Batch,
+        subs: &[ConnId],
+        local_origins: &[ConnId],
+        policy: SlowConsumerPolicy,
+    ) -> u64 {
+        let me = self.id;
+        let largest = batch
+            .frames
+            .iter()
+            .map(|f| f.len as usize)
+            .max()
+            .unwrap_or(0);
+        let min = self.config.deflate_min_bytes;
+        let mut delivered = 0;
+        for &cid in subs {
+            let Some((bits, takeover)) = self.conns.get_mut(cid).and_then(|c| {
+                let d = c.deflate.as_ref()?;
+                Some((d.params.server_window_bits(), d.own.is_some()))
+            }) else {
+                continue;
+            };
+            let shared = match takeover {
+                false => {
+                    Some(self.shared_variant(batch, compression::variant_index(bits, largest)))
+                }
+                true => None,
+            };
+            let mut scratch = std::mem::take(&mut self.own_scratch);
+            let Some(conn) = self.conns.get_mut(cid) else {
+                continue;
+            };
+            let own = local_origins.contains(&cid);
+            let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
+            let mut agreed = conn.deflate.take();
+            let queued = match (agreed.as_mut().and_then(|d| d.own.as_mut()), &shared) {
+                (Some(ctx), _) => {
+                    let mut wire = Wire::Own(OwnWire {
+                        deflater: &mut ctx.deflater,
+                        bits,
+                        min,
+                        scratch: &mut scratch,
+                        compressed: 0,
+                    });
+                    let queued =
+                        push_one_by_one(conn, batch, &mut wire, me, conflate, &mut self.overflowed);
+                    if let Wire::Own(own) = wire {
+                        self.metrics
+                            .add(Counter::DeflateCompressedConn, own.compressed);
+                    }
+                    queued
+                }
+                (None, Some(run)) if own || conflate || !conn.outbox.data_fits(run.bytes.len()) => {
+                    push_one_by_one(
+                        conn,
+                        batch,
+                        &mut Wire::Shared(run),
+                        me,
+                        conflate,
+                        &mut self.overflowed,
+                    )
+                }
+                (None, run) => push_run(conn, batch, run.as_deref(), &mut self.overflowed),
+            };
+            conn.deflate = agreed;
+            self.own_scratch = scratch;
+            if queued > 0 {
+                delivered += queued;
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(cid);
+                }
+            }
+        }
+        delivered
     }
 
     /// Applies the slow-consumer policy to the subscribers whose outbox was full, and tells
@@ -344,13 +447,15 @@ pub(super) enum Overflow {
 fn push_run(
     conn: &mut Conn,
     batch: &Batch,
+    compressed: Option<&CompressedRun>,
     overflowed: &mut Vec<(ConnId, SeqGap, Overflow)>,
 ) -> u64 {
     let gap = SeqGap {
         from: batch.first_seq,
         to: batch.last_seq(),
     };
-    let fits = conn.outbox.data_fits(batch.bytes.len());
+    let bytes = compressed.map_or(&batch.bytes, |run| &run.bytes);
+    let fits = conn.outbox.data_fits(bytes.len());
     if fits
         && conn.gaps_pending
         && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
@@ -361,7 +466,7 @@ fn push_run(
     let count = batch.frames.len() as u32;
     match conn
         .outbox
-        .push_data_n(batch.bytes.clone(), batch.read_at_ns(), count)
+        .push_data_n(bytes.clone(), batch.read_at_ns(), count)
     {
         SendStatus::Queued => u64::from(count),
         SendStatus::Full => {
@@ -375,11 +480,69 @@ fn push_run(
     }
 }
 
+/// Which bytes a subscriber gets for each message of a run.
+pub(super) enum Wire<'a> {
+    /// The run as encoded (no compression negotiated).
+    Plain,
+    /// The run's shared compressed copy.
+    Shared(&'a CompressedRun),
+    /// Compressed now with the connection's own context (server window bits, minimum size,
+    /// scratch buffer): only a message that will be queued is compressed, so the client's
+    /// dictionary stays in step; conflated ones go plain.
+    Own(OwnWire<'a>),
+}
+
+/// A connection's own compression context, for [`Wire::Own`].
+pub(super) struct OwnWire<'a> {
+    pub deflater: &'a mut Deflater,
+    /// Server window bits.
+    pub bits: u8,
+    /// `--deflate-min-size`.
+    pub min: usize,
+    pub scratch: &'a mut Vec<u8>,
+    /// Messages compressed so far (for the metric).
+    pub compressed: u64,
+}
+
+/// Room kept beyond a message's plain size before compressing it with a connection's own
+/// context: an incompressible message grows by a few bytes (stored blocks), and it must
+/// still be queued once compressed.
+const COMPRESS_MARGIN_BYTES: usize = 64;
+
+impl Wire<'_> {
+    /// Message `i`'s bytes when it will be queued as a plain delivery (`fits`).
+    fn frame(&mut self, batch: &Batch, i: usize, conn: &Conn) -> Bytes {
+        match self {
+            Wire::Plain => batch.frame_bytes(i),
+            Wire::Shared(run) => run.frame_bytes(i),
+            Wire::Own(own) => {
+                let plain = batch.frame_bytes(i);
+                if !conn.outbox.data_fits(plain.len() + COMPRESS_MARGIN_BYTES) {
+                    return plain;
+                }
+                let (bytes, done) =
+                    compression::compress_own(own.deflater, plain, own.bits, own.min, own.scratch);
+                own.compressed += u64::from(done);
+                bytes
+            }
+        }
+    }
+
+    /// Message `i`'s bytes for a conflated delivery (it may be replaced before it is sent).
+    fn conflated_frame(&self, batch: &Batch, i: usize) -> Bytes {
+        match self {
+            Wire::Shared(run) => run.frame_bytes(i),
+            Wire::Plain | Wire::Own(..) => batch.frame_bytes(i),
+        }
+    }
+}
+
 /// Message by message: when the subscriber published some of the run itself (it must not get
 /// its own messages), or when it is conflated (its socket is full, conflate policy).
 fn push_one_by_one(
     conn: &mut Conn,
     batch: &Batch,
+    wire: &mut Wire<'_>,
     me: LoopId,
     conflate: bool,
     overflowed: &mut Vec<(ConnId, SeqGap, Overflow)>,
@@ -395,8 +558,8 @@ fn push_one_by_one(
         }
         let seq = batch.first_seq + i as u64;
         let one = SeqGap { from: seq, to: seq };
-        let bytes = batch.frame_bytes(i);
         let status = if conflate {
+            let bytes = wire.conflated_frame(batch, i);
             let r = conn
                 .outbox
                 .push_conflated(bytes, f.read_at_ns, f.conflation_key, seq);
@@ -412,7 +575,9 @@ fn push_one_by_one(
             }
             r.status
         } else {
-            let fits = conn.outbox.data_fits(bytes.len());
+            // The plain frame is never shorter than the compressed one (bar a few bytes of
+            // an incompressible message): what fits plain fits compressed.
+            let fits = conn.outbox.data_fits(batch.frames[i].len as usize);
             if fits
                 && conn.gaps_pending
                 && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
@@ -420,6 +585,7 @@ fn push_one_by_one(
                 overflowed.push((conn.id, one, Overflow::Control));
                 return queued;
             }
+            let bytes = wire.frame(batch, i, conn);
             conn.outbox.push_data(bytes, f.read_at_ns)
         };
         match status {

@@ -124,7 +124,14 @@ impl EventLoop {
 
     /// Echo endpoint: the same message back, same opcode.
     pub(super) fn echo(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
-        let frame = PreparedFrame::new(opcode, payload);
+        let compressed = match self.conn_mut(id).is_some_and(|c| c.deflate.is_some()) {
+            true => self.echo_frame(id, opcode, payload),
+            false => None,
+        };
+        let frame = match compressed {
+            Some(bytes) => PreparedFrame::from_wire(bytes),
+            None => PreparedFrame::new(opcode, payload),
+        };
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

@@ -80,6 +80,12 @@ pub struct EventLoop {
     /// Scratch: this loop's publishers in the run being delivered.
     pub(super) local_origins: Vec<ConnId>,
     pub(super) recv_buf: Vec<u8>,
+    /// The loop's permessage-deflate contexts (made on first use).
+    pub(super) deflate: super::compression::LoopDeflate,
+    /// Scratch: the permessage-deflate subscribers of the run being delivered.
+    pub(super) compressed_subs: Vec<ConnId>,
+    /// Scratch: compressed bytes of one message for a connection's own context.
+    pub(super) own_scratch: Vec<u8>,
     pub(super) commands: Option<CommandDecoder>,
     pub(super) metrics: LoopMetrics,
     pub(super) warnings: crate::log_limit::LogLimiter,
@@ -193,6 +199,9 @@ impl EventLoop {
             ),
             local_origins: Vec::new(),
             recv_buf: vec![0; RECV_BUF_BYTES],
+            deflate: Default::default(),
+            compressed_subs: Vec::new(),
+            own_scratch: Vec::new(),
             commands: Some(CommandDecoder::new()),
             metrics: LoopMetrics::new(id),
             warnings: crate::log_limit::LogLimiter::new(WARN_INTERVAL_NS),

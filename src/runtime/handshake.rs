@@ -138,13 +138,26 @@ impl EventLoop {
         if let UpgradeAuth::Refused = self.auth_at_upgrade(id, upgrade.query, head.cookie) {
             return false;
         }
+        let (deflate, extensions) = match self.negotiate_deflate(head) {
+            Ok(Some((agreed, answer))) => (Some(agreed), Some(answer)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                self.refuse(id, e);
+                return false;
+            }
+        };
         let cfg = &self.config;
         let protocol = hs::select_protocol(upgrade.protocols, &cfg.subprotocols);
         let mut response = Vec::with_capacity(160);
-        hs::encode_switching_protocols(&mut response, &hs::accept_key(upgrade.key), protocol);
+        let accept = hs::accept_key(upgrade.key);
+        hs::encode_switching_protocols(&mut response, &accept, protocol, extensions.as_deref());
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
+        if deflate.is_some() {
+            conn.decoder.allow_compressed();
+        }
+        conn.deflate = deflate;
         conn.phase = Phase::Open;
         conn.endpoint = endpoint;
         conn.upgraded = true;

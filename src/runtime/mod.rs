@@ -12,6 +12,7 @@ pub mod ack;
 mod admission;
 mod authn;
 mod client_addr;
+pub mod compression;
 pub mod conn;
 mod conns;
 mod deliver;
@@ -76,6 +77,9 @@ pub struct Shared {
     pub epoch_prefix: String,
     /// Open connections per source IP (touched once per accept and close).
     pub ip_conns: std::sync::Mutex<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
+    /// Connections holding their own compression contexts (`--deflate-max-contexts`;
+    /// touched once per such handshake and close).
+    pub deflate_contexts: Arc<AtomicUsize>,
     shutdown: AtomicU8,
 }
 
@@ -148,6 +152,7 @@ impl Server {
             export,
             conns_open: AtomicUsize::new(0),
             ip_conns: std::sync::Mutex::new(crate::hash::FxHashMap::default()),
+            deflate_contexts: Arc::new(AtomicUsize::new(0)),
             epoch_prefix: epoch_prefix(),
             shutdown: AtomicU8::new(0),
             live: LiveConfig::new(&config),

@@ -330,6 +330,7 @@ fn encode_run(
         first_seq,
         bytes: Bytes::from(wire),
         frames,
+        compressed: Default::default(),
     }
 }
 

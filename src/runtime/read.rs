@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::proto::decoder::{Decoder, DecoderLimits, Event, Feed, Role};
+use crate::proto::frame::OpCode;
 use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, READ_BYTES_PER_TURN_MAX};
 
@@ -154,21 +155,36 @@ impl EventLoop {
         let (open, endpoint) = (conn.phase == Phase::Open, conn.endpoint);
         match event {
             // RFC 6455 §5.5.1: after sending a close frame, data is no longer processed.
-            Event::Text(_) | Event::Binary(_) | Event::Ping(_) if !open => {}
-            Event::Text(_) | Event::Binary(_) if !self.take_message_token(id) => {}
+            Event::Text(_)
+            | Event::Binary(_)
+            | Event::Ping(_)
+            | Event::CompressedText(_)
+            | Event::CompressedBinary(_)
+                if !open => {}
+            Event::Text(_)
+            | Event::Binary(_)
+            | Event::CompressedText(_)
+            | Event::CompressedBinary(_)
+                if !self.take_message_token(id) => {}
             Event::Text(payload) => {
                 self.metrics.inc(Counter::FramesReceivedText);
                 match endpoint {
-                    Endpoint::Echo => self.echo(id, crate::proto::frame::OpCode::Text, payload),
+                    Endpoint::Echo => self.echo(id, OpCode::Text, payload),
                     _ => self.on_text(id, payload),
                 }
             }
             Event::Binary(payload) => {
                 self.metrics.inc(Counter::FramesReceivedBinary);
                 match endpoint {
-                    Endpoint::Echo => self.echo(id, crate::proto::frame::OpCode::Binary, payload),
+                    Endpoint::Echo => self.echo(id, OpCode::Binary, payload),
                     _ => self.on_binary(id, payload),
                 }
+            }
+            Event::CompressedText(payload) => {
+                return self.inflate_message(id, payload, OpCode::Text)
+            }
+            Event::CompressedBinary(payload) => {
+                return self.inflate_message(id, payload, OpCode::Binary)
             }
             Event::Ping(payload) => {
                 self.metrics.inc(Counter::FramesReceivedPing);
@@ -185,6 +201,21 @@ impl EventLoop {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// A data message that arrived compressed, once inflated (permessage-deflate).
+    pub(super) fn on_data_message(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
+        let endpoint = self.conn_mut(id).map(|c| c.endpoint);
+        let binary = opcode == OpCode::Binary;
+        self.metrics.inc(match binary {
+            true => Counter::FramesReceivedBinary,
+            false => Counter::FramesReceivedText,
+        });
+        match (endpoint, binary) {
+            (Some(Endpoint::Echo), _) => self.echo(id, opcode, payload),
+            (_, false) => self.on_text(id, payload),
+            (_, true) => self.on_binary(id, payload),
+        }
     }
 
     /// TCP FIN from the peer. An HTTP response still being written is finished first (the

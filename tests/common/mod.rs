@@ -255,6 +255,18 @@ impl Raw {
         }
     }
 
+    /// Reads one server frame and its first header byte (FIN, RSV1-3, opcode).
+    pub fn read_frame_b0(&mut self) -> (u8, Frame) {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                let b0 = self.buf[0];
+                self.buf.drain(..used);
+                return (b0, frame);
+            }
+            assert!(self.fill() > 0, "EOF while waiting for a frame");
+        }
+    }
+
     /// Reads frames until a text one, returns it as JSON.
     pub fn read_json(&mut self) -> Value {
         loop {

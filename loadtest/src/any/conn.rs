@@ -235,6 +235,8 @@ impl Client {
         match event {
             Event::Text(bytes) => self.on_message(bytes, false, ctx),
             Event::Binary(bytes) => self.on_message(bytes, true, ctx),
+            // This mode offers no extension, so its decoder never allows RSV1: unreachable.
+            Event::CompressedText(_) | Event::CompressedBinary(_) => {}
             Event::Ping(payload) => append_pong(&mut self.out, payload),
             Event::Pong(_) => {}
             Event::Close(frame) => {

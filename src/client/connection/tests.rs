@@ -15,6 +15,7 @@ fn connection(message_bytes_max: usize, send_bytes_max: usize) -> Connection {
     let limits = ConnectionLimits {
         message_bytes_max,
         send_bytes_max,
+        deflate: false,
     };
     Connection::start(&url(), Rng::from_seed(3), limits)
 }
@@ -30,7 +31,7 @@ fn accept(conn: &mut Connection) -> Vec<u8> {
     let upgrade = validate_upgrade(&head).unwrap();
     assert_eq!((upgrade.path, upgrade.query), ("/ws", Some("x=1")));
     let mut out = Vec::new();
-    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None);
+    encode_switching_protocols(&mut out, &accept_key(upgrade.key), None, None);
     out
 }
 

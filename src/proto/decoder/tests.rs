@@ -16,6 +16,8 @@ enum Owned {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    CompressedText(Vec<u8>),
+    CompressedBinary(Vec<u8>),
 }
 
 fn own(event: Event<'_>) -> Owned {
@@ -25,6 +27,8 @@ fn own(event: Event<'_>) -> Owned {
         Event::Ping(p) => Owned::Ping(p.to_vec()),
         Event::Pong(p) => Owned::Pong(p.to_vec()),
         Event::Close(c) => Owned::Close(c.map(|c| (c.code, c.reason.to_owned()))),
+        Event::CompressedText(p) => Owned::CompressedText(p.to_vec()),
+        Event::CompressedBinary(p) => Owned::CompressedBinary(p.to_vec()),
     }
 }
 
@@ -586,4 +590,95 @@ proptest! {
         // Splitting never changes the outcome, valid or not.
         prop_assert_eq!(split, whole);
     }
+}
+
+/// Feeds `bytes` to a server decoder with permessage-deflate negotiated, in pieces of `piece`.
+fn decode_compressed(bytes: &[u8], piece: usize) -> (Vec<Owned>, Option<ProtocolError>) {
+    let mut decoder = Decoder::new(
+        Role::Server,
+        DecoderLimits {
+            message_bytes_max: LIMIT,
+        },
+    );
+    decoder.allow_compressed();
+    let mut events = Vec::new();
+    for chunk in bytes.chunks(piece) {
+        let mut chunk = chunk.to_vec();
+        if let Err(e) = decoder.feed(&mut chunk, |event| {
+            events.push(own(event));
+            ControlFlow::Continue(())
+        }) {
+            return (events, Some(e));
+        }
+    }
+    (events, None)
+}
+
+/// `frame` with the RSV1 bit set.
+fn rsv1(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[0] |= 0x40;
+    frame
+}
+
+#[test]
+fn rfc_7692_rsv1_marks_a_compressed_message() {
+    // §7.2.3.1 "Hello" compressed; the bytes are not UTF-8 and are not checked here.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let whole = rsv1(frame(Role::Server, true, OpCode::Text, &hello));
+    for piece in [1, 3, whole.len()] {
+        assert_eq!(
+            decode_compressed(&whole, piece),
+            (vec![Owned::CompressedText(hello.to_vec())], None)
+        );
+    }
+    // §7.2.3.2: fragmented, RSV1 on the first frame only, a ping in between.
+    let mut bytes = rsv1(frame(Role::Server, false, OpCode::Binary, &hello[..3]));
+    bytes.extend(frame(Role::Server, true, OpCode::Ping, b"p"));
+    bytes.extend(frame(Role::Server, true, OpCode::Continuation, &hello[3..]));
+    bytes.extend(frame(Role::Server, true, OpCode::Text, b"plain"));
+    assert_eq!(
+        decode_compressed(&bytes, bytes.len()),
+        (
+            vec![
+                Owned::Ping(b"p".to_vec()),
+                Owned::CompressedBinary(hello.to_vec()),
+                text("plain")
+            ],
+            None
+        )
+    );
+}
+
+#[test]
+fn rfc_7692_rsv1_where_not_allowed_is_a_protocol_error() {
+    let bad = [
+        // On a continuation frame (§6.1).
+        [
+            frame(Role::Server, false, OpCode::Text, b"a"),
+            rsv1(frame(Role::Server, true, OpCode::Continuation, b"b")),
+        ]
+        .concat(),
+        // On a control frame (§6: control frames are never compressed).
+        rsv1(frame(Role::Server, true, OpCode::Ping, b"p")),
+        rsv1(frame(Role::Server, true, OpCode::Close, &[0x03, 0xe8])),
+        // RSV2 / RSV3 are not defined by permessage-deflate.
+        {
+            let mut f = frame(Role::Server, true, OpCode::Text, b"a");
+            f[0] |= 0x20;
+            f
+        },
+    ];
+    for bytes in bad {
+        assert_eq!(
+            decode_compressed(&bytes, bytes.len()).1,
+            Some(ProtocolError::ReservedBitsSet)
+        );
+        assert_eq!(ProtocolError::ReservedBitsSet.close_code(), 1002);
+    }
+    // Without the negotiation, RSV1 stays an error.
+    let f = rsv1(frame(Role::Server, true, OpCode::Text, b"a"));
+    assert_eq!(
+        decode(Role::Server, &f).1,
+        Some(ProtocolError::ReservedBitsSet)
+    );
 }

@@ -266,7 +266,7 @@ fn protocol_selection_follows_client_order() {
 #[test]
 fn switching_protocols_exact_bytes() {
     let mut out = Vec::new();
-    encode_switching_protocols(&mut out, ACCEPT, Some("chat"));
+    encode_switching_protocols(&mut out, ACCEPT, Some("chat"), None);
     let expected = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                     Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
     assert_eq!(String::from_utf8_lossy(&out), expected);
@@ -331,7 +331,7 @@ fn client_request_round_trips_through_server_parser() {
 #[test]
 fn client_parses_server_101() {
     let mut out = Vec::new();
-    encode_switching_protocols(&mut out, ACCEPT, Some("v1"));
+    encode_switching_protocols(&mut out, ACCEPT, Some("v1"), None);
     out.extend_from_slice(&[0x81, 0x00]);
     let head_len = out.len() - 2;
     let parsed = parse_response_head(&out, ACCEPT);
@@ -340,7 +340,8 @@ fn client_parses_server_101() {
         Ok(Decode::Complete(
             ResponseHead {
                 status: 101,
-                protocol: Some("v1")
+                protocol: Some("v1"),
+                extensions: Default::default(),
             },
             head_len
         ))

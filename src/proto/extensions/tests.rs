@@ -1,0 +1,162 @@
+use super::*;
+
+const SHARED: ServerPolicy = ServerPolicy {
+    takeover_available: false,
+};
+const TAKEOVER: ServerPolicy = ServerPolicy {
+    takeover_available: true,
+};
+
+/// The response text for `fields` under `policy`, `None` when declined.
+fn answer(fields: &[&str], policy: ServerPolicy) -> Option<String> {
+    let params = negotiate_server(fields, policy).expect("well-formed header")?;
+    let mut out = String::new();
+    encode_response(&mut out, &params);
+    Some(out)
+}
+
+#[test]
+fn plain_offer_is_answered_without_takeover_in_shared_mode() {
+    assert_eq!(
+        answer(&["permessage-deflate"], SHARED).as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+}
+
+#[test]
+fn every_parameter_combination() {
+    let cases: &[(&str, ServerPolicy, Option<&str>)] = &[
+        (
+            "permessage-deflate; client_max_window_bits",
+            SHARED,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=10",
+            SHARED,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=9",
+            SHARED,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9"),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=\"12\"",
+            SHARED,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12"),
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover",
+            TAKEOVER,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        ("permessage-deflate", TAKEOVER, Some("permessage-deflate")),
+        (
+            "permessage-deflate; client_no_context_takeover",
+            TAKEOVER,
+            Some("permessage-deflate; client_no_context_takeover"),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=15; client_max_window_bits",
+            TAKEOVER,
+            Some("permessage-deflate; server_max_window_bits=15"),
+        ),
+        // Declined (RFC 7692 §5): unknown parameter, invalid values, repeats.
+        ("permessage-deflate; foo", SHARED, None),
+        ("permessage-deflate; server_max_window_bits", SHARED, None),
+        ("permessage-deflate; server_max_window_bits=7", SHARED, None),
+        ("permessage-deflate; server_max_window_bits=16", SHARED, None),
+        ("permessage-deflate; server_max_window_bits=010", SHARED, None),
+        ("permessage-deflate; client_max_window_bits=0x9", SHARED, None),
+        ("permessage-deflate; server_no_context_takeover=1", SHARED, None),
+        ("permessage-deflate; client_no_context_takeover=true", SHARED, None),
+        (
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            SHARED,
+            None,
+        ),
+        (
+            "permessage-deflate; client_max_window_bits; client_max_window_bits=9",
+            SHARED,
+            None,
+        ),
+        ("x-webkit-deflate-frame", SHARED, None),
+        // The first acceptable offer wins.
+        (
+            "permessage-deflate; server_max_window_bits=20, permessage-deflate; server_max_window_bits=10",
+            SHARED,
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"),
+        ),
+        (
+            "foo, permessage-deflate; client_no_context_takeover, permessage-deflate",
+            TAKEOVER,
+            Some("permessage-deflate; client_no_context_takeover"),
+        ),
+    ];
+    for (offer, policy, expected) in cases {
+        assert_eq!(answer(&[offer], *policy).as_deref(), *expected, "{offer}");
+    }
+}
+
+#[test]
+fn offers_across_fields_keep_their_order() {
+    assert_eq!(
+        answer(
+            &["permessage-deflate; bad", "permessage-deflate; server_max_window_bits=11"],
+            SHARED
+        )
+        .as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11")
+    );
+}
+
+#[test]
+fn malformed_headers_are_refused() {
+    for bad in [
+        "permessage-deflate;",
+        "permessage-deflate; =1",
+        "permessage-deflate; a=",
+        "permessage-deflate; a=\"1",
+        "permessage-deflate; a=\"1 2\"",
+        "permessage-deflate x",
+        "; a",
+        "permessage-deflate; a=1=2",
+        "permessage-deflate; a; b; c; d; e; f; g; h; i",
+    ] {
+        assert_eq!(
+            negotiate_server(&[bad], SHARED),
+            Err(MalformedExtensions),
+            "{bad}"
+        );
+    }
+    let many = vec!["a"; OFFERS_MAX + 1].join(", ");
+    assert_eq!(negotiate_server(&[&many], SHARED), Err(MalformedExtensions));
+    // Empty list elements are allowed.
+    assert!(negotiate_server(&[", permessage-deflate ,"], SHARED)
+        .expect("valid")
+        .is_some());
+}
+
+#[test]
+fn client_checks_the_answer() {
+    let ok = accept_client(&[
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    ])
+    .expect("valid answer");
+    assert!(ok.server_no_context_takeover && ok.client_no_context_takeover);
+    let bits = accept_client(&["permessage-deflate; client_max_window_bits=9"]).expect("valid");
+    assert_eq!(bits.client_max_window_bits, Some(9));
+    for bad in [
+        "permessage-deflate; foo",
+        "permessage-deflate, permessage-deflate",
+        "other",
+        "permessage-deflate; server_max_window_bits=16",
+    ] {
+        assert_eq!(accept_client(&[bad]), Err(MalformedExtensions), "{bad}");
+    }
+    assert_eq!(
+        client_offer(true),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
+    );
+}
