@@ -83,9 +83,19 @@ impl Relay {
         panic!("reload never counted as {series}");
     }
 
+    /// Whether the relay logged `needle`. The log is read by another thread and the relay
+    /// counts a reload before it logs it, so this waits for the line (bounded: 10 s, only to
+    /// stop a hung test).
     fn logged(&self, needle: &str) -> bool {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.iter().any(|l| l.contains(needle))
+        for _ in 0..1000 {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            if log.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            drop(log);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 
