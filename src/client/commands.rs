@@ -137,7 +137,8 @@ mod tests {
             Ok(Command::Subscribe {
                 channel: "c",
                 since: Some(7),
-                epoch: Some("e")
+                epoch: Some("e"),
+                presence: false
             })
         );
         let publish = text(|o| encode_publish(o, "c", "[1, 2]"));

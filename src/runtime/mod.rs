@@ -26,10 +26,12 @@ mod reload;
 
 use reload::merge_reload;
 pub use reload::{LiveConfig, Reloaded};
+mod presence;
 mod publish;
 mod read;
 mod shutdown;
 mod subscribe;
+pub mod tick;
 
 use std::io;
 use std::net::SocketAddr;
