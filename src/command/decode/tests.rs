@@ -463,3 +463,35 @@ fn publish_with_an_ack_id() {
         assert_eq!(got, Err(CommandError::InvalidId), "{bad}");
     }
 }
+
+#[test]
+fn presence_on_subscribe_and_the_presence_command() {
+    let watch = decode_ok(r#"{"type":"subscribe","channel":"room.1","presence":true}"#);
+    assert_eq!(
+        watch,
+        Command::Subscribe {
+            channel: "room.1",
+            since: None,
+            epoch: None,
+            presence: true
+        }
+    );
+    let null = decode_ok(r#"{"type":"subscribe","channel":"r","presence":null}"#);
+    assert!(matches!(
+        null,
+        Command::Subscribe {
+            presence: false,
+            ..
+        }
+    ));
+    let bad = r#"{"type":"subscribe","channel":"r","presence":1}"#;
+    assert_eq!(decode_err(bad), CommandError::InvalidPresence);
+    let twice = r#"{"type":"subscribe","channel":"r","presence":true,"presence":false}"#;
+    assert_eq!(decode_err(twice), CommandError::DuplicateField);
+    let ask = decode_ok(r#"{"type":"presence","channel":"room.1"}"#);
+    assert_eq!(ask, Command::Presence { channel: "room.1" });
+    assert_eq!(
+        decode_err(r#"{"type":"presence"}"#),
+        CommandError::InvalidChannelField
+    );
+}
