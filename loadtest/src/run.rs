@@ -123,7 +123,7 @@ impl ServerProbe {
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
     let relay = match &options.url {
         Some(_) => None,
-        None => Some(start_relay(options.relay_loops)?),
+        None => Some(start_relay(options.relay_loops, options.plan.tick_ms)?),
     };
     let target = match (&options.url, &relay) {
         (Some(url), _) => Target::parse(url, options.allow_remote).map_err(RunError::Target)?,
@@ -148,8 +148,15 @@ pub fn run(options: RunOptions) -> Result<Report, RunError> {
     Ok(report)
 }
 
-fn start_relay(loops: usize) -> Result<ServerHandle, RunError> {
-    Server::start(Config::loopback_for_tests(loops.max(1))).map_err(RunError::Relay)
+fn start_relay(loops: usize, tick_ms: Option<u64>) -> Result<ServerHandle, RunError> {
+    let mut config = Config::loopback_for_tests(loops.max(1));
+    if let Some(ms) = tick_ms {
+        let rooms = wsrelay::auth::ChannelPattern::parse("room.*").map_err(|e| {
+            RunError::Relay(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        config.tick_rules = vec![(rooms, Duration::from_millis(ms))];
+    }
+    Server::start(config).map_err(RunError::Relay)
 }
 
 /// Raises the limit and says clearly when it will stop the run.
