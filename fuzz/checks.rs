@@ -347,7 +347,9 @@ fn is_json(text: &str) -> bool {
 
 fn check_command(data: &[u8], command: Command<'_>) {
     match command {
-        Command::Subscribe { channel, .. } | Command::Unsubscribe { channel } => {
+        Command::Subscribe { channel, .. }
+        | Command::Unsubscribe { channel }
+        | Command::Presence { channel } => {
             assert!(is_valid_channel_name(channel.as_bytes(), CHANNEL_BYTES_MAX));
         }
         Command::Publish {

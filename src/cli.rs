@@ -226,6 +226,16 @@ pub struct ServeArgs {
     /// Per-channel policy, PATTERN=POLICY (repeatable, first match wins), e.g. 'md.*=conflate'.
     #[arg(long = "slow-consumer-for", value_parser = parse_policy_rule)]
     slow_consumer_rules: Vec<(ChannelPattern, SlowConsumerPolicy)>,
+    /// Room ticks, PATTERN=MS (repeatable, first match wins), e.g. 'room.*=50': deliveries on
+    /// matching channels are sent once per tick as one batch frame per subscriber.
+    #[arg(long = "tick-for", value_parser = parse_tick_rule)]
+    tick_rules: Vec<(ChannelPattern, u64)>,
+    /// Keep presence (members, joins and leaves) on channels matching PATTERN (repeatable).
+    #[arg(long = "presence-for", value_parser = parse_pattern)]
+    presence_patterns: Vec<ChannelPattern>,
+    /// Members listed in one presence message (the count is always exact).
+    #[arg(long, default_value_t = DEFAULTS.presence_list_max)]
+    presence_max_list: usize,
     /// Messages retained per channel for recovery with `since` (0: off).
     #[arg(long, default_value_t = DEFAULTS.history_size)]
     history_size: usize,
@@ -344,6 +354,19 @@ fn parse_policy_rule(s: &str) -> Result<(ChannelPattern, SlowConsumerPolicy), St
     let (pattern, policy) = s.split_once('=').ok_or("expected PATTERN=POLICY")?;
     let pattern = ChannelPattern::parse(pattern).map_err(|e| format!("pattern: {e}"))?;
     Ok((pattern, parse_policy(policy)?))
+}
+
+fn parse_tick_rule(s: &str) -> Result<(ChannelPattern, u64), String> {
+    let (pattern, period) = s.split_once('=').ok_or("expected PATTERN=MS")?;
+    let pattern = ChannelPattern::parse(pattern).map_err(|e| format!("pattern: {e}"))?;
+    let period = period
+        .parse::<u64>()
+        .map_err(|_| "expected a tick period in ms after '='")?;
+    Ok((pattern, period))
+}
+
+fn parse_pattern(s: &str) -> Result<ChannelPattern, String> {
+    ChannelPattern::parse(s).map_err(|e| format!("pattern: {e}"))
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -468,6 +491,13 @@ impl ServeArgs {
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
+            tick_rules: self
+                .tick_rules
+                .iter()
+                .map(|(pattern, period)| (pattern.clone(), ms(*period)))
+                .collect(),
+            presence_patterns: self.presence_patterns.clone(),
+            presence_list_max: self.presence_max_list,
             ..defaults
         }
     }

@@ -196,6 +196,16 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Which forwarding header the trusted proxies write.
     pub forwarded_header: ForwardedHeader,
+    /// Room ticks (`--tick-for PATTERN=MS`, first match wins): deliveries on matching
+    /// channels are held by the owner loop and sent once per period as one batch frame.
+    /// Empty (the default): no channel ticks and the publish path is unchanged.
+    pub tick_rules: Vec<(ChannelPattern, Duration)>,
+    /// Presence (`--presence-for PATTERN`): subscribers of matching channels are members
+    /// whose joins and leaves are told to the subscribers that asked (`"presence":true`).
+    pub presence_patterns: Vec<ChannelPattern>,
+    /// Members listed in one `presence` message (the count is always exact). Default 1,000:
+    /// a list stays within about 100 KB.
+    pub presence_list_max: usize,
 }
 
 impl Default for Config {
@@ -252,6 +262,9 @@ impl Default for Config {
             tls: None,
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::XForwardedFor,
+            tick_rules: Vec::new(),
+            presence_patterns: Vec::new(),
+            presence_list_max: 1000,
         }
     }
 }
@@ -267,6 +280,11 @@ pub const HISTORY_SIZE_MAX: usize = 1_000_000;
 pub const DELIVERY_ENVELOPE_BYTES_MAX: usize = 4096;
 /// Largest byte budget of a queue or of the history: 16 GiB.
 pub const QUEUE_BYTES_MAX: usize = 16 << 30;
+/// Shortest and longest room tick period (`--tick-for`).
+pub const TICK_PERIOD_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(60);
+/// Most members one `presence` message may list (`--presence-max-list`).
+pub const PRESENCE_LIST_MAX: usize = 100_000;
 /// Most `--trusted-proxy` ranges (each new connection from a proxy is tested against all).
 pub const TRUSTED_PROXIES_MAX: usize = 1024;
 
@@ -351,6 +369,16 @@ impl Config {
                 && self.idle_channels_max >= 1
                 && self.ip_buckets_max >= 1,
             "per-loop caps (inbox per turn, publish queue, idle channels, IP buckets) must be >= 1",
+        )?;
+        check(
+            self.tick_rules
+                .iter()
+                .all(|(_, period)| TICK_PERIOD_RANGE.contains(period)),
+            "tick-for periods must be 1 ..= 60,000 ms",
+        )?;
+        check(
+            (1..=PRESENCE_LIST_MAX).contains(&self.presence_list_max),
+            "presence-max-list must be 1 ..= 100,000",
         )?;
         check(
             self.trusted_proxies.len() <= TRUSTED_PROXIES_MAX,
@@ -451,6 +479,25 @@ impl Config {
             .iter()
             .find(|(pattern, _)| pattern.matches(channel))
             .map_or(self.slow_consumer, |(_, policy)| *policy)
+    }
+
+    /// The tick period of `channel`: the first matching `--tick-for` rule (`None`: the
+    /// channel does not tick). Called once per run of publishes, never per delivery.
+    pub fn tick_for(&self, channel: &str) -> Option<Duration> {
+        if self.tick_rules.is_empty() {
+            return None;
+        }
+        self.tick_rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches(channel))
+            .map(|(_, period)| *period)
+    }
+
+    /// True when `channel` keeps presence (`--presence-for`). Called once per subscribe,
+    /// unsubscribe and close, never per delivery.
+    pub fn presence_for(&self, channel: &str) -> bool {
+        !self.presence_patterns.is_empty()
+            && self.presence_patterns.iter().any(|p| p.matches(channel))
     }
 
     /// A configuration for tests and the in-process swarm: loopback, a free port.

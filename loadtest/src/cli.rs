@@ -225,6 +225,10 @@ pub struct RoomsArgs {
     /// Publishes per second of each member (H).
     #[arg(long, default_value_t = 20.0)]
     pub hz: f64,
+    /// Rooms tick every MS ms (wsrelay `--tick-for 'room.*=MS'`: one batch frame per member
+    /// per tick). Sets it on the in-process relay; start an external relay with it.
+    #[arg(long, value_name = "MS")]
+    pub tick: Option<u64>,
 }
 
 /// `conns` flags.
@@ -356,8 +360,13 @@ impl Command {
                     members: a.members.max(1),
                     hz: a.hz,
                 };
-                let plan = Plan::rooms(shape, a.traffic.size, a.traffic.binary);
-                options("rooms", plan, &a.common, Some(&a.traffic), Duration::ZERO)
+                let mut plan = Plan::rooms(shape, a.traffic.size, a.traffic.binary);
+                plan.tick_ms = a.tick.filter(|&ms| ms > 0);
+                let name = match plan.tick_ms {
+                    Some(ms) => format!("rooms --tick {ms}"),
+                    None => "rooms".to_string(),
+                };
+                options(&name, plan, &a.common, Some(&a.traffic), Duration::ZERO)
             }
             Command::Conns(a) => {
                 options("conns", Plan::idle(a.connections), &a.common, None, a.hold)

@@ -20,7 +20,10 @@ use wsrelay::proto::Decode;
 
 use crate::payload::{append_close, append_pong, subscribe_frame, PublishTemplate};
 use crate::plan::Routes;
-use crate::scan::{scan_binary, scan_text, BinaryMessage, Stamp, TextMessage};
+use crate::scan::{
+    for_each_batch_stamp, for_each_binary_batch_stamp, scan_binary, scan_text, BinaryMessage,
+    Stamp, TextMessage,
+};
 use crate::schedule::Schedule;
 use crate::stats::{ThreadStats, Window};
 use crate::target::Target;
@@ -342,11 +345,7 @@ impl Session {
     fn on_event(&mut self, event: Event<'_>, ctx: &mut RecvCtx<'_>) -> ControlFlow<()> {
         match event {
             Event::Text(text) => self.on_text(text, ctx),
-            Event::Binary(bytes) => match scan_binary(bytes) {
-                BinaryMessage::Delivery(stamp) => self.on_delivery(stamp, ctx),
-                BinaryMessage::Gap => ctx.stats.gap_notices += 1,
-                BinaryMessage::Malformed => ctx.stats.error("malformed_binary"),
-            },
+            Event::Binary(bytes) => self.on_binary(bytes, ctx),
             Event::Ping(payload) => append_pong(&mut self.out, payload),
             Event::Pong(_) => {}
             Event::CompressedText(bytes) | Event::CompressedBinary(bytes) => {
@@ -383,11 +382,7 @@ impl Session {
             .inflate(bytes, MESSAGE_BYTES_MAX, &mut out);
         let flow = match result {
             Ok(()) if binary => {
-                match scan_binary(&out) {
-                    BinaryMessage::Delivery(stamp) => self.on_delivery(stamp, ctx),
-                    BinaryMessage::Gap => ctx.stats.gap_notices += 1,
-                    BinaryMessage::Malformed => ctx.stats.error("malformed_binary"),
-                }
+                self.on_binary(&out, ctx);
                 ControlFlow::Continue(())
             }
             Ok(()) => {
@@ -407,9 +402,26 @@ impl Session {
         flow
     }
 
+    /// A binary message: a delivery, a room's batch, a gap notice.
+    fn on_binary(&mut self, bytes: &[u8], ctx: &mut RecvCtx<'_>) {
+        match scan_binary(bytes) {
+            BinaryMessage::Delivery(stamp) => {
+                self.count_frame(ctx);
+                self.on_delivery(stamp, ctx)
+            }
+            BinaryMessage::Batch => self.on_binary_batch(bytes, ctx),
+            BinaryMessage::Gap => ctx.stats.gap_notices += 1,
+            BinaryMessage::Malformed => ctx.stats.error("malformed_binary"),
+        }
+    }
+
     fn on_text(&mut self, text: &[u8], ctx: &mut RecvCtx<'_>) {
         match scan_text(text) {
-            TextMessage::Delivery(stamp) => self.on_delivery(stamp, ctx),
+            TextMessage::Delivery(stamp) => {
+                self.count_frame(ctx);
+                self.on_delivery(stamp, ctx)
+            }
+            TextMessage::Batch => self.on_batch(text, ctx),
             TextMessage::Connected => self.on_connected(ctx),
             TextMessage::Subscribed if self.phase == Phase::Subscribing => self.become_ready(ctx),
             TextMessage::Subscribed | TextMessage::OtherReply => {}
@@ -442,6 +454,39 @@ impl Session {
         }
         ctx.stats
             .record_connect(ctx.now_ns.saturating_sub(self.opened_at_ns) / 1_000);
+    }
+
+    /// Counts one frame that carried deliveries (frames per delivery).
+    #[inline]
+    fn count_frame(&self, ctx: &mut RecvCtx<'_>) {
+        if ctx.window.contains(ctx.now_ns) && self.kind == ConnKind::Steady {
+            ctx.stats.delivery_frames_during_window += 1;
+        }
+    }
+
+    /// A room tick's JSON batch: every entry is a delivery, except the member's own messages.
+    fn on_batch(&mut self, text: &[u8], ctx: &mut RecvCtx<'_>) {
+        self.count_frame(ctx);
+        let own = self.publisher.as_ref().map(|p| p.index);
+        for_each_batch_stamp(text, |stamp| match stamp {
+            Some(s) if Some(s.publisher) == own => ctx.stats.own_in_batch += 1,
+            Some(s) => self.on_delivery(s, ctx),
+            None => ctx.stats.error("malformed_batch_entry"),
+        });
+    }
+
+    /// A room tick's binary batch.
+    fn on_binary_batch(&mut self, bytes: &[u8], ctx: &mut RecvCtx<'_>) {
+        self.count_frame(ctx);
+        let own = self.publisher.as_ref().map(|p| p.index);
+        let read = for_each_binary_batch_stamp(bytes, |stamp| match stamp {
+            Some(s) if Some(s.publisher) == own => ctx.stats.own_in_batch += 1,
+            Some(s) => self.on_delivery(s, ctx),
+            None => ctx.stats.error("malformed_batch_entry"),
+        });
+        if read.is_none() {
+            ctx.stats.error("malformed_binary");
+        }
     }
 
     /// The hot path: checks a delivery's publisher and order, and records its latency.

@@ -66,6 +66,9 @@ pub struct Plan {
     pub binary: bool,
     /// Churn, if any.
     pub churn: Option<ChurnSpec>,
+    /// Rooms tick every this many ms (`rooms --tick`): the in-process relay is started with
+    /// `--tick-for room.*=MS`; an external one must be (the swarm reads batches either way).
+    pub tick_ms: Option<u64>,
 }
 
 /// The shape of a fanout.
@@ -185,6 +188,7 @@ impl Plan {
             content_bytes,
             binary,
             churn: None,
+            tick_ms: None,
         }
     }
 }

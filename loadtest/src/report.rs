@@ -70,6 +70,14 @@ impl Report {
         self.stats.sent_window as f64 / self.duration_s.max(1e-9)
     }
 
+    /// Frames that carried deliveries per delivery, both while the window was open (1 without
+    /// room ticks; 1 / messages per batch with them).
+    pub fn frames_per_delivery(&self) -> Option<f64> {
+        let deliveries = self.stats.received_during_window;
+        (deliveries > 0 && self.stats.delivery_frames_during_window > 0)
+            .then(|| self.stats.delivery_frames_during_window as f64 / deliveries as f64)
+    }
+
     /// Server CPU-seconds per million deliveries received during the window.
     pub fn server_cpu_s_per_million(&self) -> Option<f64> {
         let deliveries = self.stats.received_during_window;
@@ -147,7 +155,7 @@ impl Report {
     fn base_json(&self) -> Value {
         let s = &self.stats;
         let lat = |q| self.latency_us(q);
-        json!({
+        let mut value = json!({
             "scenario": self.scenario,
             "target": self.target,
             "threads": self.threads,
@@ -187,7 +195,11 @@ impl Report {
                 "count": l.count, "p50_ns": l.p50_ns, "p99_ns": l.p99_ns,
                 "p999_ns": l.p999_ns, "max_ns": l.max_ns,
             })),
-        })
+        });
+        value["delivery_frames"] = json!(s.delivery_frames_during_window);
+        value["frames_per_delivery"] = json!(self.frames_per_delivery());
+        value["own_in_batch"] = json!(s.own_in_batch);
+        value
     }
 
     /// The human summary.
@@ -280,6 +292,12 @@ impl Report {
             s.due_window, s.received_window, self.loss(), s.gap_messages, s.reordered,
             s.gap_notices, s.publish_skipped
         ));
+        if let Some(f) = self.frames_per_delivery() {
+            line(format!(
+                "  frames       {:.3} per delivery ({} frames carried {} deliveries while the window was open; own messages in batches {})",
+                f, s.delivery_frames_during_window, s.received_during_window, s.own_in_batch
+            ));
+        }
         line(format!(
             "  all phases   sent {} due {} received {} (warm-up and window)",
             s.sent_total, s.due_total, s.received_total

@@ -133,7 +133,7 @@ impl ServerProbe {
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
     let relay = match options.urls.is_empty() {
         false => None,
-        true => Some(start_relay(options.relay_loops, options.settings.deflate)?),
+        true => Some(start_relay(&options)?),
     };
     let targets = match &relay {
         Some(relay) => Targets::single(Target::local(relay.local_addr())),
@@ -172,9 +172,16 @@ fn resolve_targets(options: &RunOptions) -> Result<Targets, RunError> {
     )))
 }
 
-fn start_relay(loops: usize, deflate: bool) -> Result<ServerHandle, RunError> {
-    let mut config = Config::loopback_for_tests(loops.max(1));
-    config.deflate_enabled = deflate;
+/// The in-process relay (no --url), with what the run's flags need of it.
+fn start_relay(options: &RunOptions) -> Result<ServerHandle, RunError> {
+    let mut config = Config::loopback_for_tests(options.relay_loops.max(1));
+    config.deflate_enabled = options.settings.deflate;
+    if let Some(ms) = options.plan.tick_ms {
+        let rooms = wsrelay::auth::ChannelPattern::parse("room.*").map_err(|e| {
+            RunError::Relay(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        config.tick_rules = vec![(rooms, Duration::from_millis(ms))];
+    }
     Server::start(config).map_err(RunError::Relay)
 }
 

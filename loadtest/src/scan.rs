@@ -39,10 +39,15 @@ pub enum TextMessage {
     Error,
     /// `{"type":"pong"}`, `unsubscribed` and other replies the swarm does not act on.
     OtherReply,
+    /// `{"type":"batch",...}`: a room tick's messages (wsrelay `--tick-for`); read them with
+    /// [`for_each_batch_stamp`].
+    Batch,
     /// A `message` whose content lacks a stamp, or not a JSON object with a `type`.
     Malformed,
 }
 
+/// How a wsrelay room tick's batch begins.
+const BATCH_PREFIX: &[u8] = b"{\"type\":\"batch\"";
 /// How every delivery of all three servers begins.
 const DELIVERY_PREFIX: &[u8] = b"{\"type\":\"message\"";
 /// What precedes a message's type in every server's replies.
@@ -59,7 +64,63 @@ pub fn scan_text(message: &[u8]) -> TextMessage {
     if message.starts_with(DELIVERY_PREFIX) {
         return scan_delivery(message).map_or(TextMessage::Malformed, TextMessage::Delivery);
     }
+    if message.starts_with(BATCH_PREFIX) {
+        return TextMessage::Batch;
+    }
     classify_reply(message)
+}
+
+/// Calls `visit` with the stamp of every entry of a JSON batch
+/// (`{"type":"batch",...,"messages":[{"content":{stamp},"seq":N,"from":F},...]}`), `None` for
+/// an entry whose content has no stamp. Returns the number of entries.
+pub fn for_each_batch_stamp(message: &[u8], mut visit: impl FnMut(Option<Stamp>)) -> usize {
+    let mut at = 0;
+    let mut entries = 0;
+    while let Some(found) = message
+        .get(at..)
+        .and_then(|rest| content_finder().find(rest))
+    {
+        let start = at + found + CONTENT_KEY.len();
+        let rest = &message[start..];
+        let open = skip_whitespace(rest, 0);
+        let stamp = match rest.get(open) {
+            Some(b'{') => scan_content_object(rest, open + 1),
+            _ => None,
+        };
+        visit(stamp);
+        entries += 1;
+        at = start;
+    }
+    entries
+}
+
+/// Op byte of a wsrelay binary batch (room ticks).
+pub const BINARY_OP_BATCH: u8 = 0x03;
+
+/// Calls `visit` with the stamp of every entry of a binary batch
+/// (`[0x03][L][channel]` + `[seq u64][F u16][from][N u32][payload]`*); `None` for a payload
+/// too short for a stamp. Returns the entries read, or `None` when the frame is malformed.
+pub fn for_each_binary_batch_stamp(
+    message: &[u8],
+    mut visit: impl FnMut(Option<Stamp>),
+) -> Option<usize> {
+    let (&op, rest) = message.split_first()?;
+    let (&channel_len, rest) = rest.split_first()?;
+    if op != BINARY_OP_BATCH {
+        return None;
+    }
+    let mut rest = rest.get(usize::from(channel_len)..)?;
+    let mut entries = 0;
+    while !rest.is_empty() {
+        let from_len = usize::from(u16::from_be_bytes(rest.get(8..10)?.try_into().ok()?));
+        let at = 10 + from_len;
+        let len = u32::from_be_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize;
+        let payload = rest.get(at + 4..at + 4 + len)?;
+        visit(payload.get(..BINARY_STAMP_BYTES).map(decode_binary_stamp));
+        entries += 1;
+        rest = &rest[at + 4 + len..];
+    }
+    Some(entries)
 }
 
 /// Reads the stamp of a JSON delivery (`{"type":"message",...,"content":{...},...}`).
@@ -246,6 +307,9 @@ pub enum BinaryMessage {
     Delivery(Stamp),
     /// `[0x02][L][channel][from u64][to u64]`
     Gap,
+    /// `[0x03][L][channel][entries]`: a room tick's batch (read with
+    /// [`for_each_binary_batch_stamp`]).
+    Batch,
     /// Anything else.
     Malformed,
 }
@@ -255,6 +319,7 @@ pub fn scan_binary(message: &[u8]) -> BinaryMessage {
     match message.first() {
         Some(&BINARY_OP_MESSAGE) => {}
         Some(&BINARY_OP_GAP) => return BinaryMessage::Gap,
+        Some(&BINARY_OP_BATCH) => return BinaryMessage::Batch,
         _ => return BinaryMessage::Malformed,
     }
     let Some(&channel_len) = message.get(1) else {
@@ -396,5 +461,25 @@ mod tests {
         assert_eq!(scan_binary(&m[..m.len() - 4]), BinaryMessage::Malformed);
         assert_eq!(scan_binary(&[0x02, 1, b'c']), BinaryMessage::Gap);
         assert_eq!(scan_binary(&[]), BinaryMessage::Malformed);
+    }
+
+    #[test]
+    fn batch_entries_are_read_one_by_one() {
+        let m = br#"{"type":"batch","channel":"room.1","messages":[{"content":{"t":123456789,"p":3,"i":42,"x":"  "},"seq":1,"from":"0-1-1"},{"content":7,"seq":2,"from":"0-1-1"}]}"#;
+        assert_eq!(scan_text(m), TextMessage::Batch);
+        let mut seen = Vec::new();
+        assert_eq!(for_each_batch_stamp(m, |s| seen.push(s)), 2);
+        assert_eq!(seen, [Some(STAMP), None]);
+        let mut b = vec![BINARY_OP_BATCH, 1, b'r'];
+        let mut stamp = [0u8; BINARY_STAMP_BYTES];
+        encode_binary_stamp(&mut stamp, STAMP);
+        b.extend_from_slice(&5u64.to_be_bytes());
+        b.extend_from_slice(&[0, 1, b'f', 0, 0, 0, 16]);
+        b.extend_from_slice(&stamp);
+        assert_eq!(scan_binary(&b), BinaryMessage::Batch);
+        let mut seen = Vec::new();
+        assert_eq!(for_each_binary_batch_stamp(&b, |s| seen.push(s)), Some(1));
+        assert_eq!(seen, [Some(STAMP)]);
+        assert_eq!(for_each_binary_batch_stamp(&b[..b.len() - 1], |_| {}), None);
     }
 }

@@ -68,6 +68,11 @@ pub struct ThreadStats {
     pub gap_notices: u64,
     /// Deliveries received by churn connections (not measured).
     pub churn_deliveries: u64,
+    /// Frames that carried deliveries (one per message, or one per room tick batch) received
+    /// while the window was open: frames per delivery is this over `received_during_window`.
+    pub delivery_frames_during_window: u64,
+    /// A member's own messages in its room's batches (a batch carries them: not deliveries).
+    pub own_in_batch: u64,
     /// Connections that completed setup (connected and subscribed).
     pub conns_ready: u64,
     /// Connections that failed before setup completed.
@@ -107,6 +112,8 @@ impl Default for ThreadStats {
             reordered: 0,
             gap_notices: 0,
             churn_deliveries: 0,
+            delivery_frames_during_window: 0,
+            own_in_batch: 0,
             conns_ready: 0,
             conns_failed: 0,
             conns_lost: 0,
@@ -165,6 +172,8 @@ impl ThreadStats {
         self.reordered += other.reordered;
         self.gap_notices += other.gap_notices;
         self.churn_deliveries += other.churn_deliveries;
+        self.delivery_frames_during_window += other.delivery_frames_during_window;
+        self.own_in_batch += other.own_in_batch;
         self.conns_ready += other.conns_ready;
         self.conns_failed += other.conns_failed;
         self.conns_lost += other.conns_lost;

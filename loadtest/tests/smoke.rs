@@ -214,3 +214,40 @@ fn several_urls_spread_subscribers_and_keep_publishers_on_the_first() {
         )
     );
 }
+
+#[test]
+fn rooms_with_ticks_deliver_everything_in_batches() {
+    for binary in [false, true] {
+        let mut args = vec![
+            "rooms",
+            "--rooms",
+            "4",
+            "--members",
+            "5",
+            "--hz",
+            "100",
+            "--tick",
+            "20",
+            "--warmup",
+            "50ms",
+            "--duration",
+            "300ms",
+            "--drain",
+            "5s",
+        ];
+        if binary {
+            args.push("--binary");
+        }
+        let report = run_args(&args);
+        assert_exact_delivery(&report, 4);
+        let s = &report.stats;
+        // Each member's own messages come back in its room's batches; they are not deliveries.
+        assert_eq!(s.own_in_batch, s.sent_total, "{}", report.to_text());
+        // A batch carries several deliveries: fewer frames than deliveries.
+        assert!(
+            s.delivery_frames_during_window < s.received_during_window,
+            "{}",
+            report.to_text()
+        );
+    }
+}

@@ -30,6 +30,24 @@ pub fn check_channel(channel: &str) -> Result<(), CommandBuildError> {
 
 /// `{"type":"subscribe","channel":C}` plus `,"since":S` and `,"epoch":E` when given.
 pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str, since: Option<u64>, epoch: Option<&str>) {
+    encode_subscribe_with(out, channel, since, epoch, false);
+}
+
+/// `{"type":"presence","channel":C}`: the channel's members, now.
+pub fn encode_presence(out: &mut Vec<u8>, channel: &str) {
+    out.extend_from_slice(br#"{"type":"presence","channel":"#);
+    write_json_string(out, channel);
+    out.push(b'}');
+}
+
+/// [`encode_subscribe`], plus `,"presence":true` when `presence`.
+pub fn encode_subscribe_with(
+    out: &mut Vec<u8>,
+    channel: &str,
+    since: Option<u64>,
+    epoch: Option<&str>,
+    presence: bool,
+) {
     out.extend_from_slice(br#"{"type":"subscribe","channel":"#);
     write_json_string(out, channel);
     if let Some(since) = since {
@@ -39,6 +57,9 @@ pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str, since: Option<u64>, ep
     if let Some(epoch) = epoch {
         out.extend_from_slice(br#","epoch":"#);
         write_json_string(out, epoch);
+    }
+    if presence {
+        out.extend_from_slice(br#","presence":true"#);
     }
     out.push(b'}');
 }
@@ -137,7 +158,8 @@ mod tests {
             Ok(Command::Subscribe {
                 channel: "c",
                 since: Some(7),
-                epoch: Some("e")
+                epoch: Some("e"),
+                presence: false
             })
         );
         let publish = text(|o| encode_publish(o, "c", "[1, 2]"));

@@ -181,6 +181,21 @@ impl Client {
         result
     }
 
+    /// Subscribes with presence: `Event::Presence`, then `Event::Join`/`Event::Leave`; again
+    /// (with a fresh list) on every reconnect.
+    pub fn subscribe_with_presence(&mut self, channel: &str) -> Result<(), SendError> {
+        let result = self.session.subscribe_with_presence(channel);
+        self.flush(Instant::now());
+        result
+    }
+
+    /// Asks for the members of `channel` now (`Event::Presence`).
+    pub fn presence(&mut self, channel: &str) -> Result<(), SendError> {
+        let result = self.session.presence(channel);
+        self.flush(Instant::now());
+        result
+    }
+
     /// Unsubscribes and forgets the channel.
     pub fn unsubscribe(&mut self, channel: &str) -> Result<(), SendError> {
         let result = self.session.unsubscribe(channel);

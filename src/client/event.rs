@@ -6,6 +6,7 @@
 use std::io;
 use std::time::Duration;
 
+pub use crate::client::server_event::{BatchMessage, BinaryBatchMessage, PresenceMember};
 use crate::close_code::{self, reconnect_advice, ReconnectAdvice};
 use crate::proto::close::code;
 use crate::proto::{ClientHandshakeError, ProtocolError};
@@ -68,6 +69,44 @@ pub enum Event {
         from: u64,
         /// Last skipped seq.
         to: u64,
+    },
+    /// A room tick's batch (`--tick-for`): every message of the tick, in seq order (the
+    /// member's own messages included: compare `from` with the `Connected` id).
+    Batch {
+        /// The channel.
+        channel: String,
+        /// The messages.
+        messages: Vec<BatchMessage>,
+    },
+    /// A room tick's binary batch.
+    BinaryBatch {
+        /// The channel.
+        channel: String,
+        /// The messages.
+        messages: Vec<BinaryBatchMessage>,
+    },
+    /// `presence`: the members of a channel (after a subscribe with presence, or when asked).
+    Presence {
+        /// The channel.
+        channel: String,
+        /// Exact number of members.
+        count: u64,
+        /// The members listed (at most the relay's `--presence-max-list`).
+        members: Vec<PresenceMember>,
+    },
+    /// A member joined a channel this session watches.
+    Join {
+        /// The channel.
+        channel: String,
+        /// Who.
+        member: PresenceMember,
+    },
+    /// A member left a channel this session watches.
+    Leave {
+        /// The channel.
+        channel: String,
+        /// Who.
+        member: PresenceMember,
     },
     /// `pong`: the answer to an application ping.
     Pong,

@@ -7,7 +7,8 @@
 //!   (`proto`, `Role::Client`): handshake, masked frames with a fresh key each, ping answers,
 //!   close handshake, message and send-buffer limits.
 //! - [`commands`] and [`server_event`]: the typed protocol (subscribe with `since`/`epoch`,
-//!   unsubscribe, publish JSON or binary, ping, auth; parsed server events) with simd-json.
+//!   unsubscribe, publish JSON or binary, ping, auth, presence; parsed server events,
+//!   room tick batches and presence included) with simd-json.
 //! - [`session`]: reconnect only on unexpected closes, following the close-code convention of
 //!   [`crate::close_code`]; exponential backoff with jitter ([`backoff`]), bounded retries,
 //!   reset after a successful open; the application heartbeat; re-authentication and
@@ -38,7 +39,7 @@ pub mod url;
 pub use backoff::Backoff;
 pub use driver::Client;
 pub use error::{ConnectError, SendError};
-pub use event::{Disconnect, Event, StopReason};
+pub use event::{BatchMessage, BinaryBatchMessage, Disconnect, Event, PresenceMember, StopReason};
 pub use options::{AuthTokenSource, Options};
 pub use rng::Rng;
 pub use session::{ChannelPosition, Session, Transport};

@@ -18,7 +18,7 @@ use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
 use crate::command::span::member_value_span;
 use crate::command::tape::{for_each_member, Member};
-use crate::command::{BINARY_OP_GAP, BINARY_OP_MESSAGE};
+use crate::command::{BINARY_OP_BATCH, BINARY_OP_GAP, BINARY_OP_MESSAGE};
 
 /// Initial scratch capacity, in bytes (a delivery of small content fits).
 const SCRATCH_BYTES_INITIAL: usize = 1024;
@@ -80,6 +80,65 @@ pub enum ServerEvent<'a> {
         /// Human-readable reason.
         message: &'a str,
     },
+    /// `{"type":"batch","channel":C,"messages":[…]}`: a room tick (`--tick-for`). The
+    /// entries are read with [`ServerEventParser::batch_entries`] from `messages`.
+    Batch {
+        /// The channel.
+        channel: &'a str,
+        /// Byte range of the `messages` array in the parsed text.
+        messages: (usize, usize),
+    },
+    /// `{"type":"presence","channel":C,"count":n,"members":[…]}`; members are read with
+    /// [`ServerEventParser::members`] from `members`.
+    Presence {
+        /// The channel.
+        channel: &'a str,
+        /// Exact number of members.
+        count: u64,
+        /// Byte range of the `members` array in the parsed text.
+        members: (usize, usize),
+    },
+    /// `{"type":"join"|"leave","channel":C,"member":{…}}`; the member is read with
+    /// [`ServerEventParser::members`] from `member` (an object: one member).
+    PresenceChange {
+        /// `join` (true) or `leave`.
+        joined: bool,
+        /// The channel.
+        channel: &'a str,
+        /// Byte range of the `member` object in the parsed text.
+        member: (usize, usize),
+    },
+}
+
+/// One entry of a JSON batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMessage {
+    /// Verbatim JSON of the published value.
+    pub content: String,
+    /// Sequence number within the channel.
+    pub seq: u64,
+    /// Publisher's connection id (or subject).
+    pub from: String,
+}
+
+/// One entry of a binary batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryBatchMessage {
+    /// Sequence number within the channel.
+    pub seq: u64,
+    /// Publisher's connection id (or subject).
+    pub from: String,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
+}
+
+/// A presence member.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PresenceMember {
+    /// The member connection's id.
+    pub id: String,
+    /// Its authenticated subject (`None` without authentication).
+    pub sub: Option<String>,
 }
 
 /// One server binary message.
@@ -103,6 +162,40 @@ pub enum BinaryEvent<'a> {
         /// Last skipped seq.
         to: u64,
     },
+    /// `[0x03][L][channel]` + entries `[seq u64][F u16][from][N u32][payload]`: a room tick.
+    Batch {
+        /// The channel.
+        channel: &'a str,
+        /// The entries, read with [`binary_batch_entries`].
+        entries: &'a [u8],
+    },
+}
+
+/// Reads the entries of a binary batch (`BinaryEvent::Batch::entries`).
+pub fn binary_batch_entries(
+    mut entries: &[u8],
+) -> Result<Vec<BinaryBatchMessage>, ServerEventError> {
+    let malformed = ServerEventError::MalformedBinary;
+    let mut out = Vec::new();
+    while let Some((seq, rest)) = entries.split_first_chunk::<8>() {
+        let (from_len, rest) = rest.split_first_chunk::<2>().ok_or(malformed)?;
+        let (from, rest) = rest
+            .split_at_checked(usize::from(u16::from_be_bytes(*from_len)))
+            .ok_or(malformed)?;
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or(malformed)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| malformed)?;
+        let (payload, rest) = rest.split_at_checked(len).ok_or(malformed)?;
+        out.push(BinaryBatchMessage {
+            seq: u64::from_be_bytes(*seq),
+            from: String::from_utf8_lossy(from).into_owned(),
+            payload: payload.to_vec(),
+        });
+        entries = rest;
+    }
+    match entries.is_empty() {
+        true => Ok(out),
+        false => Err(malformed),
+    }
 }
 
 /// Why a server message was not understood. One variant per rule.
@@ -182,6 +275,91 @@ impl ServerEventParser {
     }
 }
 
+impl ServerEventParser {
+    /// The entries of a batch's `messages` array (`ServerEvent::Batch`), `content` verbatim.
+    pub fn batch_entries(&mut self, array: &str) -> Result<Vec<BatchMessage>, ServerEventError> {
+        let mut out = Vec::new();
+        for element in self.array_elements(array)? {
+            let text = array.get(element.0..element.1).unwrap_or_default();
+            let entry = self.with_fields(text, |fields, text, structurals| {
+                Ok(BatchMessage {
+                    content: content_span(fields.content, text, structurals)?.to_owned(),
+                    seq: unsigned(fields.seq, "seq")?,
+                    from: string(fields.from, "from")?.to_owned(),
+                })
+            })?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// The members of a `presence` list (an array) or of a join/leave (one object).
+    pub fn members(&mut self, json: &str) -> Result<Vec<PresenceMember>, ServerEventError> {
+        let elements = match json.trim_start().starts_with('[') {
+            true => self.array_elements(json)?,
+            false => vec![(0, json.len())],
+        };
+        let mut out = Vec::with_capacity(elements.len());
+        for element in elements {
+            let text = json.get(element.0..element.1).unwrap_or_default();
+            out.push(self.with_fields(text, |fields, _, _| {
+                let sub = match fields.sub.map(|m| m.value) {
+                    Some(Node::String(s)) => Some(s.to_owned()),
+                    None | Some(Node::Static(StaticNode::Null)) => None,
+                    Some(_) => return Err(ServerEventError::InvalidField("sub")),
+                };
+                Ok(PresenceMember {
+                    id: string(fields.id, "id")?.to_owned(),
+                    sub,
+                })
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Byte ranges of the elements of the JSON array `text`.
+    fn array_elements(&mut self, text: &str) -> Result<Vec<(usize, usize)>, ServerEventError> {
+        self.with_tape(text, |_, structurals| {
+            crate::command::span::array_element_spans(text.as_bytes(), structurals)
+                .map(|spans| spans.into_iter().map(|r| (r.start, r.end)).collect())
+                .ok_or(ServerEventError::InvalidJson)
+        })
+    }
+
+    /// Parses the object `text` and hands its fields to `read`.
+    fn with_fields<T>(
+        &mut self,
+        text: &str,
+        read: impl FnOnce(&Fields<'_>, &str, &[u32]) -> Result<T, ServerEventError>,
+    ) -> Result<T, ServerEventError> {
+        self.with_tape(text, |nodes, structurals| {
+            let fields = Fields::collect(nodes)?;
+            read(&fields, text, structurals)
+        })
+    }
+
+    fn with_tape<T>(
+        &mut self,
+        text: &str,
+        read: impl FnOnce(&[Node<'_>], &[u32]) -> Result<T, ServerEventError>,
+    ) -> Result<T, ServerEventError> {
+        let Self {
+            scratch,
+            buffers,
+            tape: tape_slot,
+        } = self;
+        scratch.clear();
+        scratch.extend_from_slice(text.as_bytes());
+        scratch.resize(text.len() + INPUT_PADDING, b' ');
+        let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
+        let result = simd_json::fill_tape_padded(scratch, text.len(), buffers, &mut tape)
+            .map_err(|_| ServerEventError::InvalidJson)
+            .and_then(|()| read(&tape.0, buffers.structural_indexes()));
+        *tape_slot = tape.reset();
+        result
+    }
+}
+
 /// Parses one binary message.
 pub fn parse_binary(msg: &[u8]) -> Result<BinaryEvent<'_>, ServerEventError> {
     let [op, channel_len, rest @ ..] = msg else {
@@ -191,6 +369,12 @@ pub fn parse_binary(msg: &[u8]) -> Result<BinaryEvent<'_>, ServerEventError> {
         .split_at_checked(usize::from(*channel_len))
         .ok_or(ServerEventError::MalformedBinary)?;
     let channel = std::str::from_utf8(channel).map_err(|_| ServerEventError::MalformedBinary)?;
+    if *op == BINARY_OP_BATCH {
+        return Ok(BinaryEvent::Batch {
+            channel,
+            entries: rest,
+        });
+    }
     let (first, rest) = rest
         .split_first_chunk::<8>()
         .ok_or(ServerEventError::MalformedBinary)?;
@@ -231,6 +415,10 @@ struct Fields<'a> {
     id: Option<Member<'a>>,
     sub: Option<Member<'a>>,
     message: Option<Member<'a>>,
+    messages: Option<Member<'a>>,
+    count: Option<Member<'a>>,
+    members: Option<Member<'a>>,
+    member: Option<Member<'a>>,
 }
 
 impl<'a> Fields<'a> {
@@ -259,6 +447,10 @@ impl<'a> Fields<'a> {
             "id" => &mut self.id,
             "sub" => &mut self.sub,
             "message" => &mut self.message,
+            "messages" => &mut self.messages,
+            "count" => &mut self.count,
+            "members" => &mut self.members,
+            "member" => &mut self.member,
             _ => return None,
         })
     }
@@ -329,8 +521,35 @@ fn interpret<'a>(
         "error" => ServerEvent::Error {
             message: string(fields.message, "message")?,
         },
+        "batch" => ServerEvent::Batch {
+            channel: string(fields.channel, "channel")?,
+            messages: value_range(fields.messages, "messages", text, structurals)?,
+        },
+        "presence" => ServerEvent::Presence {
+            channel: string(fields.channel, "channel")?,
+            count: unsigned(fields.count, "count")?,
+            members: value_range(fields.members, "members", text, structurals)?,
+        },
+        "join" | "leave" => ServerEvent::PresenceChange {
+            joined: kind == "join",
+            channel: string(fields.channel, "channel")?,
+            member: value_range(fields.member, "member", text, structurals)?,
+        },
         _ => return Err(ServerEventError::UnknownType),
     })
+}
+
+/// The byte range of a member's value in the parsed text.
+fn value_range(
+    member: Option<Member<'_>>,
+    name: &'static str,
+    text: &str,
+    structurals: &[u32],
+) -> Result<(usize, usize), ServerEventError> {
+    let member = member.ok_or(ServerEventError::InvalidField(name))?;
+    member_value_span(text.as_bytes(), structurals, member.ordinal, member.is_last)
+        .map(|span| (span.start, span.end))
+        .ok_or(ServerEventError::InvalidJson)
 }
 
 /// The verbatim text of the `content` member.
@@ -356,6 +575,76 @@ mod tests {
     };
 
     type Encoder = fn(&mut Vec<u8>);
+
+    /// Paired assertion: the relay's batch and presence writers parse back to their fields.
+    #[test]
+    fn parses_the_relays_batches_and_presence() {
+        use crate::command::{
+            batch_close, batch_entry, batch_open, binary_batch_entry, binary_batch_open,
+            encode_presence, encode_presence_change, MemberRef,
+        };
+        let mut parser = ServerEventParser::new();
+        let mut out = Vec::new();
+        batch_open(&mut out, "room.1");
+        batch_entry(&mut out, true, br#"{"a" : [1,"]"]}"#, 4, "x\"y");
+        batch_entry(&mut out, false, b"null", 5, "z");
+        batch_close(&mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        let ServerEvent::Batch { channel, messages } = parser.parse(text).unwrap() else {
+            panic!("not a batch");
+        };
+        assert_eq!(channel, "room.1");
+        let entries = parser.batch_entries(&text[messages.0..messages.1]).unwrap();
+        let want = |content: &str, seq, from: &str| BatchMessage {
+            content: content.into(),
+            seq,
+            from: from.into(),
+        };
+        assert_eq!(
+            entries,
+            [want(r#"{"a" : [1,"]"]}"#, 4, "x\"y"), want("null", 5, "z")]
+        );
+        let alice = MemberRef {
+            id: "0-1-1",
+            sub: Some("alice"),
+        };
+        let anon = MemberRef {
+            id: "1-2-3",
+            sub: None,
+        };
+        out.clear();
+        encode_presence(&mut out, "r", 9, [alice, anon].into_iter());
+        let text = std::str::from_utf8(&out).unwrap();
+        let ServerEvent::Presence { count, members, .. } = parser.parse(text).unwrap() else {
+            panic!("not a presence list");
+        };
+        assert_eq!(count, 9);
+        let listed = parser.members(&text[members.0..members.1]).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].sub.as_deref(), Some("alice"));
+        assert_eq!(
+            (listed[1].id.as_str(), listed[1].sub.as_deref()),
+            ("1-2-3", None)
+        );
+        out.clear();
+        encode_presence_change(&mut out, false, "r", anon);
+        let text = std::str::from_utf8(&out).unwrap();
+        let ServerEvent::PresenceChange { joined, member, .. } = parser.parse(text).unwrap() else {
+            panic!("not a change");
+        };
+        assert!(!joined);
+        let who = parser.members(&text[member.0..member.1]).unwrap();
+        assert_eq!(who[0].id, "1-2-3");
+        out.clear();
+        binary_batch_open(&mut out, "r").unwrap();
+        binary_batch_entry(&mut out, 7, "f", b"\x01");
+        let Ok(BinaryEvent::Batch { entries, .. }) = parse_binary(&out) else {
+            panic!("not a binary batch");
+        };
+        let read = binary_batch_entries(entries).unwrap();
+        assert_eq!((read[0].seq, read[0].payload.as_slice()), (7, &[1u8][..]));
+        assert!(binary_batch_entries(&entries[..entries.len() - 1]).is_err());
+    }
 
     /// Paired assertion: every message the relay's encoder writes parses back to its fields.
     #[test]

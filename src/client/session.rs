@@ -31,7 +31,9 @@ use crate::client::error::SendError;
 use crate::client::event::{Disconnect, Event, StopReason};
 use crate::client::options::Options;
 use crate::client::rng::Rng;
-use crate::client::server_event::{parse_binary, BinaryEvent, ServerEvent, ServerEventParser};
+use crate::client::server_event::{
+    binary_batch_entries, parse_binary, BinaryEvent, PresenceMember, ServerEvent, ServerEventParser,
+};
 use crate::client::url::WsUrl;
 use crate::close_code::ReconnectAdvice;
 use crate::proto::close::code;
@@ -55,6 +57,8 @@ pub struct ChannelPosition {
     pub seq: Option<u64>,
     /// Epoch of that numbering.
     pub epoch: Option<String>,
+    /// Subscribed with presence (the list, joins and leaves): asked again on every open.
+    pub presence: bool,
 }
 
 impl ChannelPosition {
@@ -303,19 +307,35 @@ impl Session {
 
     /// Subscribes to `channel` now if open, and on every later open (with `since`/`epoch`).
     pub fn subscribe(&mut self, channel: &str) -> Result<(), SendError> {
+        self.subscribe_with(channel, false)
+    }
+
+    /// Subscribes with presence (`"presence":true`): `Event::Presence` with the members, then
+    /// `Event::Join`/`Event::Leave`; again on every later open (a fresh list each time).
+    pub fn subscribe_with_presence(&mut self, channel: &str) -> Result<(), SendError> {
+        self.subscribe_with(channel, true)
+    }
+
+    fn subscribe_with(&mut self, channel: &str, presence: bool) -> Result<(), SendError> {
         check_channel(channel).map_err(|_| SendError::InvalidChannel)?;
         let known = self.subscriptions.contains_key(channel);
         if !known && self.subscriptions.len() >= self.options.subscriptions_max {
             return Err(SendError::TooManySubscriptions);
         }
         if self.is_open() {
-            self.send_with(|out| commands::encode_subscribe(out, channel, None, None))?;
+            self.send_with(|out| {
+                commands::encode_subscribe_with(out, channel, None, None, presence)
+            })?;
         }
-        if !known {
-            let position = ChannelPosition::default();
-            self.subscriptions.insert(channel.to_owned(), position);
-        }
+        let position = self.subscriptions.entry(channel.to_owned()).or_default();
+        position.presence |= presence;
         Ok(())
+    }
+
+    /// Asks for the members of `channel` now (`Event::Presence`). Needs an open connection.
+    pub fn presence(&mut self, channel: &str) -> Result<(), SendError> {
+        check_channel(channel).map_err(|_| SendError::InvalidChannel)?;
+        self.send_with(|out| commands::encode_presence(out, channel))
     }
 
     /// Forgets `channel` and unsubscribes now if open.
@@ -446,7 +466,8 @@ impl Session {
         for (channel, position) in &self.subscriptions {
             scratch.clear();
             let (since, epoch) = position.resume_point().unzip();
-            commands::encode_subscribe(&mut scratch, channel, since, epoch);
+            let presence = position.presence;
+            commands::encode_subscribe_with(&mut scratch, channel, since, epoch, presence);
             if let Some(connection) = self.connection.as_mut() {
                 // A full buffer right after open means `send_bytes_max` is smaller than the
                 // subscription list; those channels are retried on the next open.
@@ -544,13 +565,52 @@ fn text_event(
     subscriptions: &mut IndexMap<String, ChannelPosition>,
     text: &str,
 ) -> Event {
-    match parser.parse(text) {
+    let (event, nested) = match parser.parse(text) {
         Ok(event) => {
             track_position(subscriptions, &event);
-            owned_event(event)
+            (owned_event(event), nested_range(&event))
         }
-        Err(_) => Event::UnknownText(text.to_owned()),
+        Err(_) => return Event::UnknownText(text.to_owned()),
+    };
+    match nested.and_then(|(start, end)| text.get(start..end)) {
+        Some(json) => complete_nested(parser, subscriptions, event, json)
+            .unwrap_or_else(|| Event::UnknownText(text.to_owned())),
+        None => event,
     }
+}
+
+/// Where a batch's messages or a presence message's members are in the text.
+fn nested_range(event: &ServerEvent<'_>) -> Option<(usize, usize)> {
+    match *event {
+        ServerEvent::Batch { messages, .. } => Some(messages),
+        ServerEvent::Presence { members, .. } => Some(members),
+        ServerEvent::PresenceChange { member, .. } => Some(member),
+        _ => None,
+    }
+}
+
+/// Reads the nested part (`json`) of a batch or presence event into it; `None` when it does
+/// not parse.
+fn complete_nested(
+    parser: &mut ServerEventParser,
+    subscriptions: &mut IndexMap<String, ChannelPosition>,
+    mut event: Event,
+    json: &str,
+) -> Option<Event> {
+    match &mut event {
+        Event::Batch { channel, messages } => {
+            *messages = parser.batch_entries(json).ok()?;
+            if let Some(last) = messages.last() {
+                advance(subscriptions, channel, last.seq);
+            }
+        }
+        Event::Presence { members, .. } => *members = parser.members(json).ok()?,
+        Event::Join { member, .. } | Event::Leave { member, .. } => {
+            *member = parser.members(json).ok()?.pop()?;
+        }
+        _ => {}
+    }
+    Some(event)
 }
 
 fn track_position(subscriptions: &mut IndexMap<String, ChannelPosition>, event: &ServerEvent<'_>) {
@@ -611,6 +671,24 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
         ServerEvent::Error { message } => Event::ServerError {
             message: message.to_owned(),
         },
+        ServerEvent::Batch { channel, .. } => Event::Batch {
+            channel: channel.to_owned(),
+            messages: Vec::new(),
+        },
+        ServerEvent::Presence { channel, count, .. } => Event::Presence {
+            channel: channel.to_owned(),
+            count,
+            members: Vec::new(),
+        },
+        ServerEvent::PresenceChange {
+            joined, channel, ..
+        } => {
+            let (channel, member) = (channel.to_owned(), PresenceMember::default());
+            match joined {
+                true => Event::Join { channel, member },
+                false => Event::Leave { channel, member },
+            }
+        }
     }
 }
 
@@ -636,6 +714,18 @@ fn binary_event(subscriptions: &mut IndexMap<String, ChannelPosition>, bytes: &[
                 to,
             }
         }
+        Ok(BinaryEvent::Batch { channel, entries }) => match binary_batch_entries(entries) {
+            Ok(messages) => {
+                if let Some(last) = messages.last() {
+                    advance(subscriptions, channel, last.seq);
+                }
+                Event::BinaryBatch {
+                    channel: channel.to_owned(),
+                    messages,
+                }
+            }
+            Err(_) => Event::UnknownBinary(bytes.to_vec()),
+        },
         Err(_) => Event::UnknownBinary(bytes.to_vec()),
     }
 }

@@ -9,9 +9,9 @@
 //!
 //! Field policy:
 //! - unknown top-level fields are ignored, as are known fields the command does not use;
-//! - a known field (`type`, `channel`, `since`, `epoch`, `content`, `key`, `token`) present
-//!   twice is [`CommandError::DuplicateField`], whatever the command;
-//! - optional fields (`since`, `epoch`, `key`) set to `null` count as absent, like serde's
+//! - a known field (`type`, `channel`, `since`, `epoch`, `presence`, `content`, `key`, `id`,
+//!   `token`) present twice is [`CommandError::DuplicateField`], whatever the command;
+//! - optional fields (`since`, `epoch`, `key`, `presence`) set to `null` count as absent, like serde's
 //!   `Option`; `content: null` is a present value (a publish of `null`).
 //!
 //! Buffer policy (scratch, simd-json buffers, tape): they grow to fit the current message,
@@ -48,6 +48,13 @@ pub enum Command<'a> {
         since: Option<u64>,
         /// Epoch of the numbering `since` belongs to.
         epoch: Option<&'a str>,
+        /// `"presence":true`: also receive the member list and joins/leaves.
+        presence: bool,
+    },
+    /// `{"type":"presence","channel":C}`: the channel's member list, now.
+    Presence {
+        /// Channel asked about.
+        channel: &'a str,
     },
     /// `{"type":"unsubscribe","channel":C}`
     Unsubscribe {
@@ -174,6 +181,7 @@ struct Fields<'a> {
     key: Option<Member<'a>>,
     id: Option<Member<'a>>,
     token: Option<Member<'a>>,
+    presence: Option<Member<'a>>,
 }
 
 impl<'a> Fields<'a> {
@@ -195,6 +203,7 @@ impl<'a> Fields<'a> {
             "key" => &mut self.key,
             "id" => &mut self.id,
             "token" => &mut self.token,
+            "presence" => &mut self.presence,
             _ => return Ok(()),
         };
         match slot.replace(member) {
@@ -240,6 +249,9 @@ fn interpret<'a>(
         }),
         "message" => publish(&fields, located, channel_bytes_max),
         "ping" => Ok(Command::Ping),
+        "presence" => Ok(Command::Presence {
+            channel: fields.channel(channel_bytes_max)?,
+        }),
         "auth" => auth(&fields),
         _ => Err(CommandError::UnknownType),
     }
@@ -263,10 +275,16 @@ fn subscribe<'a>(
         Some(Node::String(epoch)) => Some(epoch),
         Some(_) => return Err(CommandError::InvalidEpoch),
     };
+    let presence = match optional_value(fields.presence) {
+        None | Some(Node::Static(StaticNode::Bool(false))) => false,
+        Some(Node::Static(StaticNode::Bool(true))) => true,
+        Some(_) => return Err(CommandError::InvalidPresence),
+    };
     Ok(Command::Subscribe {
         channel,
         since,
         epoch,
+        presence,
     })
 }
 

@@ -43,6 +43,9 @@ pub enum CommandError {
     /// `id` (a publish acknowledgement request) is not a string of 1-64 bytes.
     #[error("Invalid field: id (expected a string of 1-64 bytes)")]
     InvalidId,
+    /// `presence` (subscribe) is present but not a boolean.
+    #[error("Invalid field: presence (expected true or false)")]
+    InvalidPresence,
     /// `token` is missing, not a string, empty or longer than 8192 bytes.
     #[error("Missing or invalid field: token")]
     InvalidToken,
@@ -76,6 +79,7 @@ impl CommandError {
             Self::InvalidEpoch => "Invalid field: epoch (expected a string)",
             Self::InvalidKey => "Invalid field: key (expected 1-128 bytes of [A-Za-z0-9._:-])",
             Self::InvalidId => "Invalid field: id (expected a string of 1-64 bytes)",
+            Self::InvalidPresence => "Invalid field: presence (expected true or false)",
             Self::InvalidToken => "Missing or invalid field: token",
             Self::DuplicateField => "Duplicate field",
             Self::EmptyBinary => "Empty binary message",
@@ -98,6 +102,7 @@ impl CommandError {
             Self::InvalidEpoch => "invalid_epoch",
             Self::InvalidKey => "invalid_key",
             Self::InvalidId => "invalid_id",
+            Self::InvalidPresence => "invalid_presence",
             Self::InvalidToken => "invalid_token",
             Self::DuplicateField => "duplicate_field",
             Self::EmptyBinary => "empty_binary",
@@ -111,7 +116,7 @@ impl CommandError {
 mod tests {
     use super::*;
 
-    const ALL: [CommandError; 16] = [
+    const ALL: [CommandError; 17] = [
         CommandError::InvalidJson,
         CommandError::NotAnObject,
         CommandError::InvalidType,
@@ -123,6 +128,7 @@ mod tests {
         CommandError::InvalidEpoch,
         CommandError::InvalidKey,
         CommandError::InvalidId,
+        CommandError::InvalidPresence,
         CommandError::InvalidToken,
         CommandError::DuplicateField,
         CommandError::EmptyBinary,

@@ -19,13 +19,16 @@
 //! Wire layouts (binary, all integers big-endian):
 //! - client → server `[0x01][L: u8][L bytes channel][payload]`: publish (op [`BINARY_OP_PUBLISH`]);
 //! - server → client `[0x01][L][channel][seq: u64][payload]`: message (op [`BINARY_OP_MESSAGE`]);
-//! - server → client `[0x02][L][channel][from: u64][to: u64]`: gap (op [`BINARY_OP_GAP`]).
+//! - server → client `[0x02][L][channel][from: u64][to: u64]`: gap (op [`BINARY_OP_GAP`]);
+//! - server → client `[0x03][L][channel]` + entries `[seq u64][F u16][from][N u32][payload]`:
+//!   a room tick's batch (op [`BINARY_OP_BATCH`], `game.rs`).
 
 mod binary;
 mod channel;
 mod decode;
 mod encode;
 mod error;
+mod game;
 pub(crate) mod span;
 pub(crate) mod tape;
 
@@ -42,6 +45,11 @@ pub use encode::{
     json_string_len, message_len_hint, write_json_string,
 };
 pub use error::CommandError;
+pub use game::{
+    batch_close, batch_entry, batch_entry_len, batch_open, binary_batch_entry,
+    binary_batch_entry_len, binary_batch_open, encode_presence, encode_presence_change, MemberRef,
+    BATCH_JSON_FIXED, BINARY_OP_BATCH,
+};
 
 /// Default upper bound of a channel name, in bytes (the caller passes its own `channel_bytes_max`).
 pub const CHANNEL_BYTES_MAX_DEFAULT: usize = 128;

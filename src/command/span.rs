@@ -41,6 +41,29 @@ pub(crate) fn member_value_span(
     (start < end).then_some(start..end)
 }
 
+/// Spans of the elements of the root array of `text` (`[e1,e2,…]`), in order.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+pub(crate) fn array_element_spans(text: &[u8], structurals: &[u32]) -> Option<Vec<Range<usize>>> {
+    if byte_at(text, structurals, 0)? != b'[' {
+        return None;
+    }
+    let mut spans = Vec::new();
+    let mut index = 1;
+    if byte_at(text, structurals, index)? == b']' {
+        return Some(spans);
+    }
+    loop {
+        let start = offset(structurals, index)?;
+        let (after, end) = value_end(text, structurals, index)?;
+        spans.push(start..end);
+        match byte_at(text, structurals, after)? {
+            b',' => index = after + 1,
+            b']' => return Some(spans),
+            _ => return None,
+        }
+    }
+}
+
 /// End of the root object's last value: the root's `}` with the whitespace before it trimmed.
 fn last_value_end(text: &[u8], structurals: &[u32], start: usize) -> Option<usize> {
     let root_close = usize::try_from(*structurals.last()?).ok()?;
@@ -137,6 +160,29 @@ mod tests {
     fn structurals_mark_string_and_scalar_starts() {
         let text = br#"{"a": 12 ,"b":"x"}"#;
         assert_eq!(structurals_of(text), vec![0, 1, 4, 6, 9, 10, 13, 14, 17]);
+    }
+
+    #[test]
+    fn finds_each_array_element() {
+        let text = br#"[ {"content":{"x":[1,"]"]},"seq":1} , 2,"s,]" ,[] ]"#;
+        let spans = array_element_spans(text, &structurals_of(text)).unwrap();
+        let found: Vec<&[u8]> = spans.into_iter().map(|r| &text[r]).collect();
+        assert_eq!(
+            found,
+            [
+                &br#"{"content":{"x":[1,"]"]},"seq":1}"#[..],
+                b"2",
+                br#""s,]""#,
+                b"[]"
+            ]
+        );
+        let empty = b"[ ]";
+        assert_eq!(
+            array_element_spans(empty, &structurals_of(empty)),
+            Some(vec![])
+        );
+        let object = b"{}";
+        assert_eq!(array_element_spans(object, &structurals_of(object)), None);
     }
 
     #[test]

@@ -244,6 +244,21 @@ pub mod families {
          connection, TCP peer used) or refused (missing, malformed), with --proxy-protocol.",
         Some("result"),
     );
+    /// Room ticks (`--tick-for`), by event.
+    pub const TICKS: Family = counter(
+        "wsrelay_ticks_total",
+        "Room ticks (--tick-for): batches encoded (one per room per tick with messages), \
+         extra frames of batches split at --max-message-size, ticks forced early by a full hold.",
+        Some("event"),
+    );
+    /// Presence changes (`--presence-for`), by event.
+    pub const PRESENCE_EVENTS: Family = counter(
+        "wsrelay_presence_events_total",
+        "Presence (--presence-for): joins and leaves, changes coalesced away under load (a \
+         join and leave within one window), full lists sent instead of a burst, lists capped \
+         at --presence-max-list.",
+        Some("event"),
+    );
     /// Forwarding headers (`X-Forwarded-For` or `Forwarded`), by what was done with them.
     pub const FORWARDED_HEADERS: Family = counter(
         "wsrelay_forwarded_headers_total",
@@ -447,6 +462,22 @@ define_counters! {
     LoopTurns => LOOP_TURNS,
     /// A retained message was evicted for the history byte budget.
     HistoryEvicted => HISTORY_EVICTED,
+    /// A room's tick batch was encoded (one per room per tick with messages).
+    TickBatches => TICKS ["batch"],
+    /// A batch frame beyond the first (split at `--max-message-size` or by encoding).
+    TickSplits => TICKS ["split"],
+    /// A room ticked early because its held publishes reached the publish-queue bounds.
+    TickForced => TICKS ["forced"],
+    /// A member joined a presence channel.
+    PresenceJoins => PRESENCE_EVENTS ["join"],
+    /// A member left a presence channel.
+    PresenceLeaves => PRESENCE_EVENTS ["leave"],
+    /// A held change cancelled by its opposite within one storm window.
+    PresenceCoalesced => PRESENCE_EVENTS ["coalesced"],
+    /// A list was sent instead of more held changes than `--presence-max-list`.
+    PresenceResync => PRESENCE_EVENTS ["list_instead"],
+    /// A presence list left members out (`--presence-max-list`; the count stays exact).
+    PresenceListCapped => PRESENCE_EVENTS ["list_capped"],
     /// A read from a client socket returned bytes.
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.

@@ -12,10 +12,13 @@
 //! - `registry`: the owner side (`ChannelRegistry`): seq, epoch, interest, history, last value.
 //! - `history`: the bounded ring of retained frames of one channel.
 //! - `local`: the subscriber side (`LocalIndex`): channel → connections on this loop.
+//! - `presence`: the owner side of presence (`--presence-for`): members, watchers per loop,
+//!   the join/leave storm bound.
 
 pub mod budget;
 pub mod history;
 pub mod local;
+pub mod presence;
 pub mod registry;
 
 pub use history::History;

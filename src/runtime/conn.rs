@@ -161,6 +161,9 @@ pub struct Subscription {
     pub gap: Option<PendingGap>,
     /// Under `conflate`: the range of the last conflated gap notice queued.
     pub conflated_gap: Option<SeqGap>,
+    /// It asked for presence (`"presence":true` on a `--presence-for` channel): it gets the
+    /// member list and the joins and leaves (`presence.rs`).
+    pub watch_presence: bool,
 }
 
 /// Seqs a subscriber skipped and has not been told of yet.

@@ -294,7 +294,7 @@ impl EventLoop {
     }
 
     /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped).
-    fn note_gap_for_all(&mut self, channel: &str, gap: SeqGap, binary: bool) {
+    pub(super) fn note_gap_for_all(&mut self, channel: &str, gap: SeqGap, binary: bool) {
         self.metrics
             .add(Counter::DropMeshFull, gap.to - gap.from + 1);
         let ids: Vec<ConnId> = self
@@ -309,7 +309,7 @@ impl EventLoop {
 
     /// Records that `cid` skipped `gap` on `channel`; told before its next delivery there, or
     /// when its outbox has drained (`flush.rs`), whichever comes first.
-    fn note_gap(&mut self, cid: ConnId, channel: &str, gap: SeqGap, binary: bool) {
+    pub(super) fn note_gap(&mut self, cid: ConnId, channel: &str, gap: SeqGap, binary: bool) {
         let Some(conn) = self.conn_mut(cid) else {
             return;
         };
@@ -375,6 +375,8 @@ impl EventLoop {
                 self.record_hop(batch.read_at_ns());
                 self.deliver_batch(&batch);
             }
+            LoopMsg::Tick { batch } => self.deliver_tick(&batch),
+            LoopMsg::Presence(msg) => self.on_presence_msg(msg),
             LoopMsg::Subscribe {
                 channel,
                 origin,
@@ -626,7 +628,7 @@ fn encode_gap_notice(channel: &str, gap: SeqGap, binary: bool) -> PreparedFrame 
 /// Queues the gap notice of `channel` for `conn`, if it has one, right before the next
 /// delivery (the client learns of the skip before the next message), in the delivery's
 /// encoding: JSON before a text frame, binary before a binary one.
-fn queue_gap_notice(conn: &mut Conn, channel: &str, binary: bool) -> SendStatus {
+pub(super) fn queue_gap_notice(conn: &mut Conn, channel: &str, binary: bool) -> SendStatus {
     let Some(gap) = conn.subscription_mut(channel).and_then(|s| s.gap.take()) else {
         return SendStatus::Queued;
     };

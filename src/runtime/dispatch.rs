@@ -65,7 +65,12 @@ impl EventLoop {
                 channel,
                 since,
                 epoch,
-            } => self.subscribe(id, channel, since.map(|s| (s, epoch.map(Arc::from)))),
+                presence,
+            } => {
+                let since = since.map(|s| (s, epoch.map(Arc::from)));
+                self.subscribe(id, channel, since, presence)
+            }
+            Command::Presence { channel } => self.presence_query(id, channel),
             Command::Unsubscribe { channel } => self.unsubscribe(id, channel),
             Command::Publish {
                 channel,

@@ -101,6 +101,10 @@ pub struct EventLoop {
     pub(super) shutdown: Option<super::shutdown::Drain>,
     pub(super) mesh_backlog: bool,
     pub(super) inbox_backlog: bool,
+    /// Rooms with held publishes and their next ticks (`tick.rs`; empty without `--tick-for`).
+    pub(super) ticks: super::tick::Ticks,
+    /// Presence: members of owned channels, watchers on this loop (`presence.rs`).
+    pub(super) presence: super::presence::Presence,
 }
 
 /// This loop's share of the process-wide connection rate.
@@ -215,6 +219,8 @@ impl EventLoop {
             shutdown: None,
             mesh_backlog: false,
             inbox_backlog: false,
+            ticks: super::tick::Ticks::default(),
+            presence: super::presence::Presence::default(),
         })
     }
 
@@ -263,10 +269,28 @@ impl EventLoop {
         self.retry_accept_if_due();
         self.read_pending();
         self.drain_inbox();
+        if self
+            .ticks
+            .next_due_ns()
+            .is_some_and(|due| due <= self.now_ns)
+        {
+            self.fire_ticks();
+        }
+        if self
+            .presence
+            .next_due_ns()
+            .is_some_and(|due| due <= self.now_ns)
+        {
+            self.flush_presence();
+        }
         self.expire_timers();
         self.check_shutdown();
         self.flush_dirty();
         self.reap_closed();
+        if !self.dirty.is_empty() {
+            // Reaping told watchers of the leaves (presence): flushed before the next poll.
+            self.flush_dirty();
+        }
         self.mesh_backlog = self.mesh.retry_overflow();
         let woken = self.mesh.wake_peers();
         self.metrics
@@ -313,6 +337,9 @@ impl EventLoop {
         let mut deadline = self.next_snapshot_ns;
         if let Some(t) = self.timers.next_deadline_ns() {
             deadline = deadline.min(t);
+        }
+        for due in [self.ticks.next_due_ns(), self.presence.next_due_ns()] {
+            deadline = deadline.min(due.unwrap_or(u64::MAX));
         }
         if self.mesh_backlog {
             deadline = deadline.min(self.now_ns + 1_000_000);

@@ -75,6 +75,13 @@ pub enum LoopMsg {
         /// The run, encoded once by the owner and shared by every loop.
         batch: Arc<crate::runtime::deliver::Batch>,
     },
+    /// A room tick's batch for the receiving loop's subscribers (`tick.rs`).
+    Tick {
+        /// The batch, encoded once by the owner and shared by every loop.
+        batch: Arc<crate::runtime::tick::TickBatch>,
+    },
+    /// Presence between a member's loop and the channel's owner (`presence.rs`).
+    Presence(crate::runtime::presence::PresenceMsg),
     /// A subscribe request for the owner.
     Subscribe {
         /// Channel name.
@@ -166,7 +173,12 @@ impl Mesh {
     /// Sends to `to` without blocking (see the module rules).
     pub fn send(&mut self, to: LoopId, msg: LoopMsg) -> MeshSend {
         debug_assert_ne!(to, self.me, "a loop does not message itself");
-        if matches!(msg, LoopMsg::Subscribe { .. }) {
+        let request = match &msg {
+            LoopMsg::Subscribe { .. } => true,
+            LoopMsg::Presence(p) => p.is_request(),
+            _ => false,
+        };
+        if request {
             self.subscribes_in_flight += 1;
         }
         let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
@@ -207,7 +219,12 @@ impl Mesh {
     /// Takes the next message from this loop's inbox.
     pub fn try_recv(&mut self) -> Option<LoopMsg> {
         let msg = self.inbox.try_recv().ok()?;
-        if matches!(msg, LoopMsg::Subscribed { .. }) {
+        let answer = match &msg {
+            LoopMsg::Subscribed { .. } => true,
+            LoopMsg::Presence(p) => p.is_answer(),
+            _ => false,
+        };
+        if answer {
             self.subscribes_in_flight = self.subscribes_in_flight.saturating_sub(1);
         }
         Some(msg)
@@ -246,8 +263,11 @@ impl Mesh {
 fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend {
     let droppable = matches!(
         msg,
-        LoopMsg::Publish { .. } | LoopMsg::Deliver { .. } | LoopMsg::Uninterest { .. }
-    );
+        LoopMsg::Publish { .. }
+            | LoopMsg::Deliver { .. }
+            | LoopMsg::Tick { .. }
+            | LoopMsg::Uninterest { .. }
+    ) || matches!(&msg, LoopMsg::Presence(p) if p.droppable());
     if droppable && queue.len() >= len_max {
         return MeshSend::Dropped;
     }

@@ -27,11 +27,13 @@ mod reload;
 
 use reload::merge_reload;
 pub use reload::{LiveConfig, Reloaded};
+mod presence;
 mod publish;
 mod read;
 mod shutdown;
 mod subscribe;
 pub mod tls;
+pub mod tick;
 
 use std::io;
 use std::net::SocketAddr;

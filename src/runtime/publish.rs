@@ -71,6 +71,21 @@ impl Pending {
     pub(super) fn is_binary(&self) -> bool {
         self.binary
     }
+
+    /// The publisher's public name (`from`).
+    pub(super) fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// When it was read off the publisher's socket.
+    pub(super) fn read_at_ns(&self) -> u64 {
+        self.read_at_ns
+    }
+
+    /// Its content (JSON) or payload (binary).
+    pub(super) fn body<'q>(&self, queue: &'q PublishQueue) -> &'q [u8] {
+        queue.bytes_at(&self.body)
+    }
 }
 
 impl PublishQueue {
@@ -120,6 +135,36 @@ impl PublishQueue {
             origin,
             read_at_ns,
         });
+    }
+
+    /// Copies `other`'s publishes `run` to the end of this queue (a room tick holds them).
+    pub(super) fn push_from(&mut self, other: &PublishQueue, run: Range<usize>) {
+        for p in &other.items[run] {
+            let channel = self.copy(other.bytes_at(&p.channel));
+            let body = self.copy(other.bytes_at(&p.body));
+            let key = p.key.as_ref().map(|k| self.copy(other.bytes_at(k)));
+            let ack = p.ack.as_ref().map(|a| self.copy(other.bytes_at(a)));
+            self.acks_queued += usize::from(ack.is_some());
+            self.items.push(Pending {
+                channel,
+                body,
+                key,
+                ack,
+                ..p.clone()
+            });
+        }
+    }
+
+    /// True when the queue is at one of its bounds.
+    pub(super) fn at_bound(&self) -> bool {
+        self.is_full()
+    }
+
+    /// Empties the queue, keeping its memory.
+    pub(super) fn clear(&mut self) {
+        self.items.clear();
+        self.arena.clear();
+        self.acks_queued = 0;
     }
 
     fn copy(&mut self, bytes: &[u8]) -> Range<usize> {
@@ -258,6 +303,10 @@ impl EventLoop {
     /// The owner's part: number the run, encode it once into one buffer, retain it, and hand
     /// it to every interested loop (one mesh message per loop) and to local subscribers.
     fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
+        if let Some(period) = self.config.tick_for(channel) {
+            // A room: held until its tick (`tick.rs`), then numbered and sent as one batch.
+            return self.hold_for_tick(queue, channel, run, period);
+        }
         let count = run.len() as u64;
         let Some(reserved) = self.owned.reserve(channel, count, self.now_ns) else {
             // Nobody subscribes and nothing is retained: it reaches no one, unnumbered.
@@ -292,7 +341,7 @@ impl EventLoop {
 }
 
 /// Encodes a run's frames back to back (seqs from `first_seq`) into one buffer.
-fn encode_run(
+pub(super) fn encode_run(
     queue: &mut PublishQueue,
     channel: &Arc<str>,
     run: Range<usize>,

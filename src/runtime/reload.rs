@@ -124,6 +124,9 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         trusted_proxies,
         forwarded_header,
         tls,
+        tick_rules,
+        presence_patterns,
+        presence_list_max,
     } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
@@ -208,6 +211,9 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         metrics_addr => "metrics-bind",
         log_format => "log-format",
         proxy_protocol => "proxy-protocol",
+        tick_rules => "tick-for",
+        presence_patterns => "presence-for",
+        presence_list_max => "presence-max-list",
     }
     (applied, report)
 }

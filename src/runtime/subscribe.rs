@@ -24,6 +24,7 @@ impl EventLoop {
         id: ConnId,
         channel: &str,
         since: Option<(u64, Option<Arc<str>>)>,
+        presence: bool,
     ) {
         let max = self.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
@@ -40,7 +41,15 @@ impl EventLoop {
         if !conn.auth.may_subscribe(channel) {
             return self.forbidden(id, channel);
         }
-        if conn.subscription_mut(channel).is_none() {
+        let watch = presence && self.presence_requested(id, channel);
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if let Some(sub) = conn.subscription_mut(channel) {
+            if watch && !std::mem::replace(&mut sub.watch_presence, true) && !sub.pending {
+                self.presence_watch(id, channel);
+            }
+        } else {
             if conn.subscriptions.len() >= max {
                 self.metrics.command_error("too_many_subscriptions");
                 let msg = "Too many subscriptions on this connection";
@@ -53,6 +62,7 @@ impl EventLoop {
                 epoch: Arc::from(""),
                 gap: None,
                 conflated_gap: None,
+                watch_presence: watch,
             });
         }
         self.local.begin_subscribe(channel);
@@ -88,6 +98,7 @@ impl EventLoop {
         let was_pending = std::mem::replace(&mut sub.pending, false);
         sub.epoch = outcome.epoch.clone();
         let unsubscribe = sub.unsubscribe_when_answered;
+        let watch = sub.watch_presence;
         self.local.complete_subscribe(channel, id, outcome.seq);
         let (seq, epoch) = (outcome.seq, &*outcome.epoch);
         self.reply(id, |out| {
@@ -98,6 +109,9 @@ impl EventLoop {
         }
         if was_pending {
             self.replay(id, outcome.replay);
+            if self.config.presence_for(channel) {
+                self.presence_join(id, channel, watch);
+            }
         }
     }
 
@@ -131,9 +145,14 @@ impl EventLoop {
                 return;
             }
             Some(_) => {
-                conn.take_subscription(channel);
+                let watched = conn
+                    .take_subscription(channel)
+                    .is_some_and(|s| s.watch_presence);
                 if self.local.remove(channel, id) {
                     self.lose_interest(channel);
+                }
+                if self.config.presence_for(channel) {
+                    self.presence_leave(id, channel, watched);
                 }
             }
             None => {}
@@ -146,6 +165,9 @@ impl EventLoop {
         for sub in subscriptions.iter().filter(|s| !s.pending) {
             if self.local.remove(&sub.channel, id) {
                 self.lose_interest(&sub.channel);
+            }
+            if self.config.presence_for(&sub.channel) {
+                self.presence_leave(id, &sub.channel, sub.watch_presence);
             }
         }
     }

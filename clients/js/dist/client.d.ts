@@ -59,6 +59,18 @@ export interface MessageEvent {
   from: string | null;
   binary: boolean;
 }
+export interface BatchEntry {
+  /** The JSON value, or an ArrayBuffer (Blob with binaryType 'blob') in a binary batch. */
+  content: unknown;
+  seq: number;
+  /** Publisher's connection id or token `sub` (also in binary batches). */
+  from: string;
+}
+/** A room tick (`--tick-for`): every new message of the tick, in seq order. */
+export interface BatchEvent { channel: string; messages: BatchEntry[]; binary: boolean }
+export interface PresenceMember { id: string; sub: string | null }
+export interface PresenceEvent { channel: string; count: number; members: PresenceMember[] }
+export interface PresenceChangeEvent { channel: string; member: PresenceMember }
 export interface GapEvent { channel: string; from: number; to: number }
 export interface SubscribedEvent { channel: string; seq: number; epoch: string; recovered: boolean | null }
 export interface UnsubscribedEvent { channel: string }
@@ -71,6 +83,10 @@ export interface EventMap {
   close: CloseEvent;
   state: StateEvent;
   message: MessageEvent;
+  batch: BatchEvent;
+  presence: PresenceEvent;
+  join: PresenceChangeEvent;
+  leave: PresenceChangeEvent;
   gap: GapEvent;
   subscribed: SubscribedEvent;
   unsubscribed: UnsubscribedEvent;
@@ -88,7 +104,9 @@ export declare class RelayClient {
   readonly attempts: number;
   on<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
   off<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
-  subscribe(channel: string): void;
+  subscribe(channel: string, extra?: { presence?: boolean }): void;
+  /** Asks for the members of `channel` now (a `presence` event follows); throws when not open. */
+  presence(channel: string): void;
   unsubscribe(channel: string): void;
   position(channel: string): { seq: number | null; epoch: string | null } | undefined;
   publish(
@@ -106,5 +124,6 @@ export declare function parseBinary(
 ):
   | { type: 'message'; channel: string; seq: number; payload: ArrayBuffer }
   | { type: 'gap'; channel: string; from: number; to: number }
+  | { type: 'batch'; channel: string; messages: { seq: number; from: string; payload: ArrayBuffer }[] }
   | null;
 export declare function encodeBinaryPublish(channel: string, payload: ArrayBuffer | ArrayBufferView): ArrayBuffer;

@@ -9,6 +9,7 @@
 const CHANNEL_RE = /^[A-Za-z0-9._:-]{1,255}$/;
 const OP_PUBLISH = 1;
 const OP_GAP = 2;
+const OP_BATCH = 3;
 
 /**
  * What a client does after a close with `code` (docs/PROTOCOL.md, "Close codes"):
@@ -49,11 +50,37 @@ function readU64(view, at) {
 }
 
 /**
- * Parses a binary server message: a delivery `[1][L][channel][seq u64][payload]` or a gap
- * notice `[2][L][channel][from u64][to u64]`. Returns null when malformed.
+ * Reads the entries of a binary batch, `[seq u64][F u16][from][N u32][payload]` each, from
+ * `at` to the end; null when one is truncated.
+ * @param {ArrayBuffer} buffer @param {number} at
+ * @returns {{seq: number, from: string, payload: ArrayBuffer}[] | null}
+ */
+function batchEntries(buffer, at) {
+  const bytes = new Uint8Array(buffer);
+  const view = new DataView(buffer);
+  const entries = [];
+  while (at < bytes.length) {
+    if (at + 10 > bytes.length) return null;
+    const fromEnd = at + 10 + view.getUint16(at + 8);
+    if (fromEnd + 4 > bytes.length) return null;
+    const end = fromEnd + 4 + view.getUint32(fromEnd);
+    if (end > bytes.length) return null;
+    const from = new TextDecoder().decode(bytes.subarray(at + 10, fromEnd));
+    entries.push({ seq: readU64(view, at), from, payload: buffer.slice(fromEnd + 4, end) });
+    at = end;
+  }
+  return entries;
+}
+
+/**
+ * Parses a binary server message: a delivery `[1][L][channel][seq u64][payload]`, a gap
+ * notice `[2][L][channel][from u64][to u64]` or a room tick's batch
+ * `[3][L][channel]` + `[seq u64][F u16][from][N u32][payload]`*. Returns null when malformed.
  * @param {ArrayBuffer} buffer
  * @returns {{type: 'message', channel: string, seq: number, payload: ArrayBuffer}
- *   | {type: 'gap', channel: string, from: number, to: number} | null}
+ *   | {type: 'gap', channel: string, from: number, to: number}
+ *   | {type: 'batch', channel: string, messages: {seq: number, from: string, payload: ArrayBuffer}[]}
+ *   | null}
  */
 export function parseBinary(buffer) {
   const bytes = new Uint8Array(buffer);
@@ -61,7 +88,12 @@ export function parseBinary(buffer) {
   if (bytes.length < 2) return null;
   const [op, len] = bytes;
   const body = 2 + len;
+  if (bytes.length < body) return null;
   const channel = String.fromCharCode(...bytes.subarray(2, body));
+  if (op === OP_BATCH) {
+    const messages = batchEntries(buffer, body);
+    return messages ? { type: 'batch', channel, messages } : null;
+  }
   if (op === OP_PUBLISH && bytes.length >= body + 8) {
     return { type: 'message', channel, seq: readU64(view, body), payload: buffer.slice(body + 8) };
   }
@@ -121,7 +153,7 @@ export class RelayClient {
     this.id = null;
     /** Consecutive attempts since the last successful open. */
     this.attempts = 0;
-    /** @type {Map<string, {seq: number | null, epoch: string | null}>} */
+    /** @type {Map<string, {seq: number | null, epoch: string | null, presence?: boolean}>} */
     this._channels = new Map();
     /** @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
@@ -136,8 +168,8 @@ export class RelayClient {
   }
 
   /**
-   * Adds a listener for `type`: open, close, state, message, gap, subscribed, unsubscribed,
-   * authenticated, error.
+   * Adds a listener for `type`: open, close, state, message, batch, gap, subscribed,
+   * unsubscribed, presence, join, leave, authenticated, error.
    * @param {string} type @param {Function} fn
    */
   on(type, fn) {
@@ -154,13 +186,28 @@ export class RelayClient {
   }
 
   /**
-   * Subscribes now if open, and again on every reconnect with `since`/`epoch`.
+   * Subscribes now if open, and again on every reconnect with `since`/`epoch`. With
+   * `{presence: true}` (a channel with presence on the relay) the client also gets `presence`
+   * (the members), then `join` and `leave` events; a fresh list after every reconnect.
    * @param {string} channel
+   * @param {{presence?: boolean}} [extra]
    */
-  subscribe(channel) {
+  subscribe(channel, extra = {}) {
     checkChannel(channel);
     if (!this._channels.has(channel)) this._channels.set(channel, { seq: null, epoch: null });
-    if (this.state === 'open') this._sendJson({ type: 'subscribe', channel });
+    const presence = extra.presence === true;
+    if (presence) this._channels.get(channel).presence = true;
+    if (this.state === 'open') this._sendJson(presence ? { type: 'subscribe', channel, presence } : { type: 'subscribe', channel });
+  }
+
+  /**
+   * Asks for the members of `channel` now (a `presence` event follows). Throws when not open.
+   * @param {string} channel
+   */
+  presence(channel) {
+    checkChannel(channel);
+    if (this.state !== 'open') throw new Error(`not open (state: ${this.state})`);
+    this._sendJson({ type: 'presence', channel });
   }
 
   /**
@@ -179,7 +226,7 @@ export class RelayClient {
    */
   position(channel) {
     const pos = this._channels.get(channel);
-    return pos ? { ...pos } : undefined;
+    return pos ? { seq: pos.seq, epoch: pos.epoch } : undefined;
   }
 
   /**
@@ -271,9 +318,9 @@ export class RelayClient {
     if (token !== undefined && token !== null) this._sendJson({ type: 'auth', token });
     for (const [channel, pos] of this._channels) {
       const resume = pos.seq !== null && pos.epoch !== null;
-      this._sendJson(
-        resume ? { type: 'subscribe', channel, since: pos.seq, epoch: pos.epoch } : { type: 'subscribe', channel },
-      );
+      const command = resume ? { type: 'subscribe', channel, since: pos.seq, epoch: pos.epoch } : { type: 'subscribe', channel };
+      if (pos.presence) command.presence = true;
+      this._sendJson(command);
     }
     this._setState('open');
     this._schedulePing();
@@ -364,6 +411,11 @@ export class RelayClient {
     const event = data instanceof ArrayBuffer ? parseBinary(data) : null;
     if (!event) return this._emit('error', { message: 'unparsable binary message', data });
     if (event.type === 'gap') return this._gap(event.channel, event.from, event.to);
+    if (event.type === 'batch') {
+      const blob = this.options.binaryType === 'blob';
+      const messages = event.messages.map(({ seq, from, payload }) => ({ content: blob ? new Blob([payload]) : payload, seq, from }));
+      return this._batch({ channel: event.channel, messages, binary: true });
+    }
     const content = this.options.binaryType === 'blob' ? new Blob([event.payload]) : event.payload;
     this._deliver({ channel: event.channel, content, seq: event.seq, from: null, binary: true });
   }
@@ -376,6 +428,13 @@ export class RelayClient {
         return;
       case 'message':
         return this._deliver({ channel: msg.channel, content: msg.content, seq: msg.seq, from: msg.from, binary: false });
+      case 'batch':
+        return this._batch({ channel: msg.channel, messages: msg.messages, binary: false });
+      case 'presence':
+        return this._emit('presence', { channel: msg.channel, count: msg.count, members: msg.members });
+      case 'join':
+      case 'leave':
+        return this._emit(msg.type, { channel: msg.channel, member: msg.member });
       case 'gap':
         return this._gap(msg.channel, msg.from, msg.to);
       case 'subscribed':
@@ -404,6 +463,20 @@ export class RelayClient {
     if (pos && pos.seq !== null && message.seq <= pos.seq) return;
     if (pos) pos.seq = message.seq;
     this._emit('message', message);
+  }
+
+  /**
+   * A room tick's batch: drops entries already seen (seq <= last), advances the position to
+   * the last entry, emits the rest as one `batch` event (nothing when none is left).
+   * @param {{channel: string, messages: {content: unknown, seq: number, from: string}[], binary: boolean}} batch
+   */
+  _batch(batch) {
+    const pos = this._channels.get(batch.channel);
+    const last = pos?.seq ?? null;
+    const messages = last === null ? batch.messages : batch.messages.filter((m) => m.seq > last);
+    if (messages.length === 0) return;
+    if (pos) pos.seq = messages[messages.length - 1].seq;
+    this._emit('batch', { ...batch, messages });
   }
 
   /** @param {string} channel @param {number} from @param {number} to */

@@ -29,6 +29,7 @@ fn subscribe_minimal_and_full() {
         channel: "md.abc",
         since: None,
         epoch: None,
+        presence: false,
     };
     assert_eq!(minimal, expected);
     let full = decode_ok(
@@ -38,6 +39,7 @@ fn subscribe_minimal_and_full() {
         channel: "a",
         since: Some(u64::MAX),
         epoch: Some("e-7"),
+        presence: false,
     };
     assert_eq!(full, expected);
 }
@@ -50,7 +52,8 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
         Command::Subscribe {
             channel: "a",
             since: None,
-            epoch: None
+            epoch: None,
+            presence: false
         }
     );
     let zero = decode_ok(r#"{"type":"subscribe","channel":"a","since":0}"#);
@@ -59,7 +62,8 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
         Command::Subscribe {
             channel: "a",
             since: Some(0),
-            epoch: None
+            epoch: None,
+            presence: false
         }
     );
 }
@@ -72,7 +76,8 @@ fn escaped_channel_is_unescaped_then_checked() {
         Command::Subscribe {
             channel: "md.abc",
             since: None,
-            epoch: None
+            epoch: None,
+            presence: false
         }
     );
     let bad = r#"{"type":"subscribe","channel":"md\u0020abc"}"#;
@@ -190,7 +195,8 @@ fn decoder_is_reusable_across_messages() {
             Command::Subscribe {
                 channel: &channel,
                 since: Some(i),
-                epoch: None
+                epoch: None,
+                presence: false
             }
         );
         assert_eq!(decoder.decode(b"nope", MAX), Err(CommandError::InvalidJson));
@@ -456,4 +462,36 @@ fn publish_with_an_ack_id() {
         let got = decoder.decode(text.as_bytes(), MAX).map(|_| ());
         assert_eq!(got, Err(CommandError::InvalidId), "{bad}");
     }
+}
+
+#[test]
+fn presence_on_subscribe_and_the_presence_command() {
+    let watch = decode_ok(r#"{"type":"subscribe","channel":"room.1","presence":true}"#);
+    assert_eq!(
+        watch,
+        Command::Subscribe {
+            channel: "room.1",
+            since: None,
+            epoch: None,
+            presence: true
+        }
+    );
+    let null = decode_ok(r#"{"type":"subscribe","channel":"r","presence":null}"#);
+    assert!(matches!(
+        null,
+        Command::Subscribe {
+            presence: false,
+            ..
+        }
+    ));
+    let bad = r#"{"type":"subscribe","channel":"r","presence":1}"#;
+    assert_eq!(decode_err(bad), CommandError::InvalidPresence);
+    let twice = r#"{"type":"subscribe","channel":"r","presence":true,"presence":false}"#;
+    assert_eq!(decode_err(twice), CommandError::DuplicateField);
+    let ask = decode_ok(r#"{"type":"presence","channel":"room.1"}"#);
+    assert_eq!(ask, Command::Presence { channel: "room.1" });
+    assert_eq!(
+        decode_err(r#"{"type":"presence"}"#),
+        CommandError::InvalidChannelField
+    );
 }

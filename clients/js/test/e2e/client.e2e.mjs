@@ -325,6 +325,45 @@ test('an expiring token closes with 4001 and the page stops reconnecting', async
   }
 });
 
+test('room ticks and presence: batches with every message, members, joins and leaves', async () => {
+  const relay = await startRelay(['--tick-for', 'room.*=20', '--presence-for', 'room.*']);
+  const page = await clientPage(browser, relay);
+  try {
+    await page.evaluate(([u, opts]) => {
+      const c = window.log('watcher', new window.wsrelay.RelayClient(u, opts));
+      c.subscribe('room.e2e', { presence: true });
+    }, [relay.url, FAST]);
+    await until(page, () => window.events.watcher.some(([t]) => t === 'presence'));
+    const watcherId = await page.evaluate(() => window.clients.watcher.id);
+    const [list] = await events(page, 'watcher', 'presence');
+    assert.deepEqual(list, { channel: 'room.e2e', count: 1, members: [{ id: watcherId, sub: null }] });
+
+    await subscriber(page, 'player', relay.url, ['room.e2e']);
+    const playerId = await page.evaluate(() => window.clients.player.id);
+    await until(page, () => window.events.watcher.some(([t]) => t === 'join'));
+    assert.deepEqual(await events(page, 'watcher', 'join'), [{ channel: 'room.e2e', member: { id: playerId, sub: null } }]);
+
+    await publishAll(page, 'player', 'room.e2e', [{ x: 1 }, { x: 2 }, { x: 3 }]);
+    const batched = (n) => window.events[n].filter(([t]) => t === 'batch').flatMap(([, b]) => b.messages).length >= 3;
+    await until(page, batched, 'watcher');
+    const batches = await events(page, 'watcher', 'batch');
+    assert.deepEqual(
+      batches.flatMap((b) => b.messages),
+      [1, 2, 3].map((x) => ({ content: { x }, seq: x, from: playerId })),
+    );
+    assert.ok(batches.every((b) => b.channel === 'room.e2e' && b.binary === false));
+    // The player gets its own messages in the room's batches too.
+    await until(page, batched, 'player');
+
+    await page.evaluate(() => window.clients.player.close());
+    await until(page, () => window.events.watcher.some(([t]) => t === 'leave'));
+    assert.deepEqual(await events(page, 'watcher', 'leave'), [{ channel: 'room.e2e', member: { id: playerId, sub: null } }]);
+  } finally {
+    await page.close();
+    await relay.kill();
+  }
+});
+
 test('examples/web: the ticker board shows its demo feed; the room shows another player', async () => {
   const relay = await startRelay(['--slow-consumer-for', 'md.*=conflate']);
   const origin = await staticServer(new URL('../../../../examples/web/', import.meta.url).pathname);

@@ -361,3 +361,78 @@ test('close() stops for good and a throwing listener does not break the client',
   await settle();
   assert.equal(FakeWebSocket.all.length, 1);
 });
+
+function binaryBatch(channel, entries) {
+  const enc = new TextEncoder();
+  const parts = [new Uint8Array([3, channel.length]), enc.encode(channel)];
+  for (const { seq, from, payload } of entries) {
+    const f = enc.encode(from);
+    const head = new Uint8Array(14 + f.length);
+    const view = new DataView(head.buffer);
+    view.setUint32(4, seq);
+    view.setUint16(8, f.length);
+    head.set(f, 10);
+    view.setUint32(10 + f.length, payload.length);
+    parts.push(head, new Uint8Array(payload));
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out.buffer;
+}
+
+test('batches (JSON and binary) come as one event, advance the position, drop replayed entries', async () => {
+  const c = await client();
+  const events = record(c);
+  c.subscribe('room.1');
+  FakeWebSocket.last().open();
+  const ws = FakeWebSocket.last();
+  ws.recv({ type: 'subscribed', channel: 'room.1', seq: 2, epoch: 'E' });
+  ws.recv({ type: 'batch', channel: 'room.1', messages: [
+    { content: { x: 1 }, seq: 2, from: 'a' },
+    { content: 'y', seq: 3, from: 'b' },
+  ] });
+  ws.recv(binaryBatch('room.1', [{ seq: 4, from: 'a', payload: [9, 8] }]));
+  ws.recv({ type: 'batch', channel: 'room.1', messages: [{ content: 0, seq: 4, from: 'a' }] });
+  const batches = events.filter(([t]) => t === 'batch').map(([, d]) => d);
+  assert.equal(batches.length, 2, 'a batch of already-seen entries emits nothing');
+  assert.deepEqual(batches[0], { channel: 'room.1', binary: false, messages: [{ content: 'y', seq: 3, from: 'b' }] });
+  const [entry] = batches[1].messages;
+  assert.deepEqual([batches[1].binary, entry.seq, entry.from, [...new Uint8Array(entry.content)]], [true, 4, 'a', [9, 8]]);
+  assert.deepEqual(c.position('room.1'), { seq: 4, epoch: 'E' });
+  assert.equal(parseBinary(binaryBatch('r', [{ seq: 1, from: 'a', payload: [1] }]).slice(0, 12)), null);
+  c.close();
+});
+
+test('presence: subscribe asks for it (again after a reconnect); list, join, leave, ask again', async () => {
+  const c = await client({ backoff: { base: 10, cap: 10, jitter: 0 } });
+  const events = record(c);
+  c.subscribe('room.p', { presence: true });
+  FakeWebSocket.last().open();
+  const ws = FakeWebSocket.last();
+  assert.deepEqual(ws.json(), [{ type: 'subscribe', channel: 'room.p', presence: true }]);
+  const alice = { id: '0-1-1', sub: 'alice' };
+  ws.recv({ type: 'subscribed', channel: 'room.p', seq: 0, epoch: 'E' });
+  ws.recv({ type: 'presence', channel: 'room.p', count: 1, members: [alice] });
+  ws.recv({ type: 'join', channel: 'room.p', member: { id: '1-2-1', sub: null } });
+  ws.recv({ type: 'leave', channel: 'room.p', member: alice });
+  c.presence('room.p');
+  assert.deepEqual(ws.json().slice(-1), [{ type: 'presence', channel: 'room.p' }]);
+  assert.deepEqual(events.filter(([t]) => ['presence', 'join', 'leave'].includes(t)), [
+    ['presence', { channel: 'room.p', count: 1, members: [alice] }],
+    ['join', { channel: 'room.p', member: { id: '1-2-1', sub: null } }],
+    ['leave', { channel: 'room.p', member: alice }],
+  ]);
+  ws.serverClose(1006);
+  clock.tick(10);
+  await settle();
+  FakeWebSocket.last().open();
+  assert.deepEqual(FakeWebSocket.last().json(), [
+    { type: 'subscribe', channel: 'room.p', since: 0, epoch: 'E', presence: true },
+  ]);
+  assert.throws(() => new RelayClient(URL, { WebSocket: FakeWebSocket }).presence('room.p'), /not open/);
+  c.close();
+});

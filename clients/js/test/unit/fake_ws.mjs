@@ -63,7 +63,7 @@ export async function settle() {
 /** Records every event of `client` as [type, detail] in order. */
 export function record(client) {
   const events = [];
-  for (const type of ['open', 'close', 'state', 'message', 'gap', 'subscribed', 'unsubscribed', 'authenticated', 'error']) {
+  for (const type of ['open', 'close', 'state', 'message', 'batch', 'gap', 'subscribed', 'unsubscribed', 'presence', 'join', 'leave', 'authenticated', 'error']) {
     client.on(type, (detail) => events.push([type, detail]));
   }
   return events;
