@@ -27,10 +27,11 @@ const SERVER_ONLY: &[&str] = &[
 ];
 
 /// The client build's direct dependencies: the codec's plus `mio` (the driver) and
-/// `indexmap` (the session's channel positions).
+/// `indexmap` (the session's channel positions), and `flate2` (permessage-deflate).
 const CLIENT_DIRECT: &[&str] = &[
     "base64",
     "bytes",
+    "flate2",
     "httparse",
     "indexmap",
     "itoa",
