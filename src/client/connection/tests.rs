@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::client::scripted_server::*;
+use crate::proto::deflate::Inflater;
 use crate::proto::handshake::{
     encode_http_response, encode_switching_protocols, parse_request_head, validate_upgrade,
 };
-use crate::proto::deflate::Inflater;
 use crate::proto::ClientHandshakeError;
 
 fn url() -> WsUrl {
