@@ -124,6 +124,10 @@ impl OwnedEvent {
             Event::Ping(p) => Self::Ping(p.to_vec()),
             Event::Pong(p) => Self::Pong(p.to_vec()),
             Event::Close(c) => Self::Close(c.map(|c| (c.code, c.reason.to_string()))),
+            // Property: without `allow_compressed` (never called here) RSV1 is refused.
+            Event::CompressedText(_) | Event::CompressedBinary(_) => {
+                panic!("compressed event from a decoder that did not negotiate permessage-deflate")
+            }
         }
     }
 

@@ -27,10 +27,12 @@ const SERVER_ONLY: &[&str] = &[
 ];
 
 /// The client build's direct dependencies: the codec's plus `mio` (the driver), `indexmap`
-/// (the session's channel positions), `rustls` and `rustls-native-certs` (`wss://`).
+/// (the session's channel positions), `rustls` and `rustls-native-certs` (`wss://`) and
+/// `flate2` (permessage-deflate).
 const CLIENT_DIRECT: &[&str] = &[
     "base64",
     "bytes",
+    "flate2",
     "httparse",
     "indexmap",
     "itoa",

@@ -12,8 +12,10 @@
 //! further than 2^N - 1 bytes, so a decoder with a 2^N window reads the stream. Inflating
 //! always uses a 32 KiB window, which reads any client window (8-15 bits).
 //!
-//! Memory: a `Deflater` holds miniz_oxide's compressor (about 300 KiB: dictionary, hash
-//! chains, LZ buffer); an `Inflater` its decompressor (about 43 KiB with the 32 KiB window).
+//! Memory (from miniz_oxide 0.9's buffer sizes, not measured): a `Deflater` holds its
+//! compressor, about 310 KiB (32 KiB dictionary, 64 KiB hash chains, 64 KiB hash table, 64 KiB
+//! LZ codes, 85 KiB output buffer); an `Inflater` its decompressor, about 43 KiB (the 32 KiB
+//! window and the Huffman tables).
 //! The relay keeps one of each per loop, plus one pair per connection with context takeover,
 //! bounded by `--deflate-max-contexts`.
 

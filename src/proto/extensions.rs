@@ -326,7 +326,9 @@ pub fn accept_client(fields: &[&str]) -> Result<DeflateParams, MalformedExtensio
         found = read_deflate_offer(&ext);
         bad |= found.is_none();
     })?;
-    match (found, bad) {
+    // In an answer `client_max_window_bits` needs its value (RFC 7692 §7.1.2.2).
+    let bare_client_bits = found.is_some_and(|o| o.client_max_window_bits == Some(None));
+    match (found, bad || bare_client_bits) {
         (Some(o), false) => Ok(DeflateParams {
             server_no_context_takeover: o.server_no_context_takeover,
             client_no_context_takeover: o.client_no_context_takeover,

@@ -247,7 +247,7 @@ impl EventLoop {
                 .get_or_insert_with(|| Box::new(Deflater::new(false))),
         };
         deflate::encode_compressed_frame(deflater, opcode, payload, bits, &mut scratch, &mut out);
-        self.deflate.scratch = scratch;
+        self.deflate.scratch = trimmed(scratch);
         self.metrics.inc(Counter::DeflateCompressedConn);
         Some(Bytes::from(out))
     }
@@ -313,12 +313,22 @@ impl EventLoop {
             }
             frames.push((start as u32, (out.len() - start) as u32));
         }
-        self.deflate.scratch = scratch;
+        self.deflate.scratch = trimmed(scratch);
         let run = CompressedRun {
             bytes: Bytes::from(out),
             frames,
         };
         (run, compressed)
+    }
+}
+
+/// `buf`, emptied, or a fresh one if a large message made it grow past
+/// `INFLATE_RETAIN_BYTES_MAX` (scratch buffers do not keep a large message's memory).
+pub fn trimmed(mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
+    match buf.capacity() > INFLATE_RETAIN_BYTES_MAX {
+        true => Vec::new(),
+        false => buf,
     }
 }
 

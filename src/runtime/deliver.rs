@@ -230,7 +230,7 @@ impl EventLoop {
                 (None, run) => push_run(conn, batch, run.as_deref(), &mut self.overflowed),
             };
             conn.deflate = agreed;
-            self.own_scratch = scratch;
+            self.own_scratch = compression::trimmed(scratch);
             if queued > 0 {
                 delivered += queued;
                 if !conn.dirty {

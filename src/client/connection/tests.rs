@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::client::scripted_server::*;
+use crate::proto::deflate::Inflater;
 use crate::proto::handshake::{
     encode_http_response, encode_switching_protocols, parse_request_head, validate_upgrade,
 };
@@ -75,10 +76,22 @@ fn sent_by_client(conn: &mut Connection) -> Vec<(OpCode, Vec<u8>)> {
         message_bytes_max: 1 << 20,
     };
     let mut decoder = Decoder::new(Role::Server, limits);
+    decoder.allow_compressed();
     let mut out = Vec::new();
+    let inflate = |p: &[u8]| {
+        let mut message = Vec::new();
+        Inflater::new()
+            .inflate(p, 1 << 20, &mut message)
+            .expect("valid DEFLATE");
+        message
+    };
     decoder
         .feed(&mut bytes, |event| {
             out.push(match event {
+                // Marked by an opcode the test never sends otherwise: continuation.
+                Event::CompressedText(p) | Event::CompressedBinary(p) => {
+                    (OpCode::Continuation, inflate(p))
+                }
                 Event::Text(p) => (OpCode::Text, p.to_vec()),
                 Event::Binary(p) => (OpCode::Binary, p.to_vec()),
                 Event::Ping(p) => (OpCode::Ping, p.to_vec()),
@@ -95,6 +108,83 @@ fn sent_by_client(conn: &mut Connection) -> Vec<(OpCode, Vec<u8>)> {
         })
         .expect("client frames are valid for a server");
     out
+}
+
+#[test]
+fn permessage_deflate_is_offered_checked_and_spoken() {
+    let limits = ConnectionLimits {
+        message_bytes_max: 1 << 16,
+        send_bytes_max: 1 << 16,
+        deflate: true,
+    };
+    let mut conn = Connection::start(&url(), Rng::from_seed(3), limits);
+    let request = conn.take_transmit();
+    let Ok(Decode::Complete(head, _)) = parse_request_head(&request) else {
+        panic!("incomplete request");
+    };
+    assert_eq!(
+        head.ws_extensions.as_slice(),
+        ["permessage-deflate; client_max_window_bits"]
+    );
+    let upgrade = validate_upgrade(&head).unwrap();
+    let mut answer = Vec::new();
+    let agreed = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    encode_switching_protocols(&mut answer, &accept_key(upgrade.key), None, Some(agreed));
+    // A compressed server message (RFC 7692 §7.2.3.1 "Hello") in the same read as the head.
+    answer.extend_from_slice(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    assert_eq!(
+        feed(&mut conn, &answer),
+        [Seen::Open, Seen::Text("Hello".into())]
+    );
+    // Ours: compressed from 128 bytes on (RSV1), plain below.
+    let long = "x".repeat(300);
+    conn.send_text(long.as_bytes()).unwrap();
+    conn.send_text(b"short").unwrap();
+    assert_eq!(
+        sent_by_client(&mut conn),
+        [
+            (OpCode::Continuation, long.into_bytes()),
+            (OpCode::Text, b"short".to_vec())
+        ]
+    );
+    // A bad stream fails the connection with 1007.
+    let seen = feed(&mut conn, &[0xc1, 0x02, 0xff, 0xff]);
+    assert_eq!(
+        seen,
+        [Seen::Ended(Disconnect::ProtocolViolation(
+            ProtocolError::InvalidCompressedData
+        ))]
+    );
+}
+
+#[test]
+fn an_extension_answer_that_was_not_offered_or_is_bad_is_refused() {
+    for (offer, answer) in [
+        (false, "permessage-deflate"),
+        (true, "permessage-deflate; mystery"),
+        (true, "permessage-deflate, permessage-deflate"),
+    ] {
+        let limits = ConnectionLimits {
+            message_bytes_max: 1024,
+            send_bytes_max: 1024,
+            deflate: offer,
+        };
+        let mut conn = Connection::start(&url(), Rng::from_seed(3), limits);
+        let request = conn.take_transmit();
+        let Ok(Decode::Complete(head, _)) = parse_request_head(&request) else {
+            panic!("incomplete request");
+        };
+        let upgrade = validate_upgrade(&head).unwrap();
+        let mut out = Vec::new();
+        encode_switching_protocols(&mut out, &accept_key(upgrade.key), None, Some(answer));
+        assert_eq!(
+            feed(&mut conn, &out),
+            [Seen::Ended(Disconnect::HandshakeRejected(
+                ClientHandshakeError::UnexpectedExtension
+            ))],
+            "{answer}"
+        );
+    }
 }
 
 fn open_connection() -> Connection {

@@ -152,6 +152,7 @@ fn client_checks_the_answer() {
         "permessage-deflate, permessage-deflate",
         "other",
         "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; client_max_window_bits",
     ] {
         assert_eq!(accept_client(&[bad]), Err(MalformedExtensions), "{bad}");
     }
