@@ -113,6 +113,7 @@ fn same_command(serde: &SerdeCommand<'_>, simd: &Command<'_>) -> bool {
                 channel: c,
                 since: s,
                 epoch: e,
+                ..
             },
         ) => channel == c && since == s && epoch.as_deref() == *e,
         (SerdeCommand::Unsubscribe { channel }, Command::Unsubscribe { channel: c }) => {

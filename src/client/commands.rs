@@ -137,7 +137,9 @@ mod tests {
             Ok(Command::Subscribe {
                 channel: "c",
                 since: Some(7),
-                epoch: Some("e")
+                epoch: Some("e"),
+                throttle_ms: None,
+                binary: false,
             })
         );
         let publish = text(|o| encode_publish(o, "c", "[1, 2]"));
@@ -148,6 +150,7 @@ mod tests {
                 content: b"[1, 2]",
                 key: None,
                 id: None,
+                delete: false,
             })
         );
         let mut binary = Vec::new();

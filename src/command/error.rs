@@ -43,6 +43,15 @@ pub enum CommandError {
     /// `id` (a publish acknowledgement request) is not a string of 1-64 bytes.
     #[error("Invalid field: id (expected a string of 1-64 bytes)")]
     InvalidId,
+    /// `throttle_ms` is present but not an integer from 10 to 60,000.
+    #[error("Invalid field: throttle_ms (expected an integer from 10 to 60000)")]
+    InvalidThrottle,
+    /// `binary` (subscribe) is present but not a boolean.
+    #[error("Invalid field: binary (expected true or false)")]
+    InvalidBinary,
+    /// `delete` (publish) is present but not a boolean.
+    #[error("Invalid field: delete (expected true or false)")]
+    InvalidDelete,
     /// `token` is missing, not a string, empty or longer than 8192 bytes.
     #[error("Missing or invalid field: token")]
     InvalidToken,
@@ -76,6 +85,11 @@ impl CommandError {
             Self::InvalidEpoch => "Invalid field: epoch (expected a string)",
             Self::InvalidKey => "Invalid field: key (expected 1-128 bytes of [A-Za-z0-9._:-])",
             Self::InvalidId => "Invalid field: id (expected a string of 1-64 bytes)",
+            Self::InvalidThrottle => {
+                "Invalid field: throttle_ms (expected an integer from 10 to 60000)"
+            }
+            Self::InvalidBinary => "Invalid field: binary (expected true or false)",
+            Self::InvalidDelete => "Invalid field: delete (expected true or false)",
             Self::InvalidToken => "Missing or invalid field: token",
             Self::DuplicateField => "Duplicate field",
             Self::EmptyBinary => "Empty binary message",
@@ -98,6 +112,9 @@ impl CommandError {
             Self::InvalidEpoch => "invalid_epoch",
             Self::InvalidKey => "invalid_key",
             Self::InvalidId => "invalid_id",
+            Self::InvalidThrottle => "invalid_throttle",
+            Self::InvalidBinary => "invalid_binary",
+            Self::InvalidDelete => "invalid_delete",
             Self::InvalidToken => "invalid_token",
             Self::DuplicateField => "duplicate_field",
             Self::EmptyBinary => "empty_binary",
@@ -111,7 +128,7 @@ impl CommandError {
 mod tests {
     use super::*;
 
-    const ALL: [CommandError; 16] = [
+    const ALL: [CommandError; 19] = [
         CommandError::InvalidJson,
         CommandError::NotAnObject,
         CommandError::InvalidType,
@@ -123,6 +140,9 @@ mod tests {
         CommandError::InvalidEpoch,
         CommandError::InvalidKey,
         CommandError::InvalidId,
+        CommandError::InvalidThrottle,
+        CommandError::InvalidBinary,
+        CommandError::InvalidDelete,
         CommandError::InvalidToken,
         CommandError::DuplicateField,
         CommandError::EmptyBinary,

@@ -212,6 +212,13 @@ pub mod families {
         "Retained history messages evicted, oldest first, to stay within --history-max-bytes.",
         None,
     );
+    /// Keys evicted from keyed snapshots, by the limit that evicted them.
+    pub const SNAPSHOT_EVICTED: Family = counter(
+        "wsrelay_snapshot_evicted_total",
+        "Keys evicted from channel snapshots, least recently updated first, by limit \
+         (--snapshot-max-keys, --snapshot-max-bytes).",
+        Some("limit"),
+    );
     /// Socket system calls that moved bytes, by direction: deliveries per write is the
     /// batching the relay achieved.
     pub const SOCKET_SYSCALLS: Family = counter(
@@ -419,6 +426,10 @@ define_counters! {
     LoopTurns => LOOP_TURNS,
     /// A retained message was evicted for the history byte budget.
     HistoryEvicted => HISTORY_EVICTED,
+    /// A snapshot key was evicted beyond `--snapshot-max-keys`.
+    SnapshotEvictedKeys => SNAPSHOT_EVICTED ["max_keys"],
+    /// A snapshot key was evicted beyond `--snapshot-max-bytes`.
+    SnapshotEvictedBytes => SNAPSHOT_EVICTED ["max_bytes"],
     /// A read from a client socket returned bytes.
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.

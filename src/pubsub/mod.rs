@@ -11,16 +11,20 @@
 //!
 //! - `registry`: the owner side (`ChannelRegistry`): seq, epoch, interest, history, last value.
 //! - `history`: the bounded ring of retained frames of one channel.
+//! - `snapshot`: the latest message per key of one channel (`--snapshot-for`), kept by the owner.
 //! - `local`: the subscriber side (`LocalIndex`): channel → connections on this loop.
 
 pub mod budget;
 pub mod history;
 pub mod local;
 pub mod registry;
+pub mod snapshot;
 
 pub use history::History;
 pub use local::LocalIndex;
-pub use registry::{ChannelRegistry, Reserved, RetentionConfig, Since, SubscribeOutcome};
+pub use registry::{
+    ChannelRegistry, Reserved, RetentionConfig, Since, SnapshotConfig, SubscribeOutcome,
+};
 
 use crate::conn_id::LoopId;
 use crate::hash::fnv1a_64;

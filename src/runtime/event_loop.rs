@@ -27,7 +27,8 @@ use crate::clock::Clock;
 use crate::command::CommandDecoder;
 use crate::conn_id::{ConnId, LoopId};
 use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot, TopChannels};
-use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig};
+use crate::pubsub::snapshot::SnapshotLimits;
+use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig, SnapshotConfig};
 use crate::runtime::conn::{Conn, Phase};
 use crate::runtime::mesh::Mesh;
 use crate::runtime::Shared;
@@ -179,7 +180,13 @@ impl EventLoop {
             conns: super::conns::Conns::default(),
             websockets_open: 0,
             local: LocalIndex::default(),
-            owned: ChannelRegistry::new(retention, epoch_prefix),
+            owned: ChannelRegistry::new(retention, epoch_prefix).with_snapshots(SnapshotConfig {
+                patterns: cfg.snapshot_patterns.clone(),
+                limits: SnapshotLimits {
+                    keys_max: cfg.snapshot_keys_max,
+                    bytes_max: cfg.snapshot_bytes_max,
+                },
+            }),
             mesh,
             timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
             fired: Vec::new(),

@@ -16,6 +16,15 @@ use crate::runtime::conn::Subscription;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 
+/// What a subscribe asks for besides its channel and recovery position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SubscribeOptions {
+    /// `throttle_ms`: the latest value per key at most every this many ms (`throttle.rs`).
+    pub throttle_ms: Option<u32>,
+    /// `"binary":true`: a snapshot comes as a binary frame.
+    pub binary: bool,
+}
+
 impl EventLoop {
     /// `{"type":"subscribe"}`: ask the owner for the seq, epoch and replay; the connection gets
     /// deliveries once the answer is in (`on_subscribed`).
@@ -24,6 +33,7 @@ impl EventLoop {
         id: ConnId,
         channel: &str,
         since: Option<(u64, Option<Arc<str>>)>,
+        options: SubscribeOptions,
     ) {
         let max = self.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
@@ -61,7 +71,9 @@ impl EventLoop {
                 seq: *seq,
                 epoch: epoch.as_deref(),
             });
-            let outcome = self.owned.subscribe(channel, self.id, since, self.now_ns);
+            let outcome =
+                self.owned
+                    .subscribe(channel, self.id, since, self.now_ns, options.binary);
             self.on_subscribed(id, channel, outcome);
         } else {
             let origin = ConnRef {
@@ -72,6 +84,7 @@ impl EventLoop {
                 channel: Arc::from(channel),
                 origin,
                 since,
+                binary_snapshot: options.binary,
             };
             self.mesh_send(owner, msg);
         }

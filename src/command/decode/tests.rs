@@ -29,6 +29,8 @@ fn subscribe_minimal_and_full() {
         channel: "md.abc",
         since: None,
         epoch: None,
+        throttle_ms: None,
+        binary: false,
     };
     assert_eq!(minimal, expected);
     let full = decode_ok(
@@ -38,6 +40,8 @@ fn subscribe_minimal_and_full() {
         channel: "a",
         since: Some(u64::MAX),
         epoch: Some("e-7"),
+        throttle_ms: None,
+        binary: false,
     };
     assert_eq!(full, expected);
 }
@@ -50,7 +54,9 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
         Command::Subscribe {
             channel: "a",
             since: None,
-            epoch: None
+            epoch: None,
+            throttle_ms: None,
+            binary: false,
         }
     );
     let zero = decode_ok(r#"{"type":"subscribe","channel":"a","since":0}"#);
@@ -59,7 +65,9 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
         Command::Subscribe {
             channel: "a",
             since: Some(0),
-            epoch: None
+            epoch: None,
+            throttle_ms: None,
+            binary: false,
         }
     );
 }
@@ -72,7 +80,9 @@ fn escaped_channel_is_unescaped_then_checked() {
         Command::Subscribe {
             channel: "md.abc",
             since: None,
-            epoch: None
+            epoch: None,
+            throttle_ms: None,
+            binary: false,
         }
     );
     let bad = r#"{"type":"subscribe","channel":"md\u0020abc"}"#;
@@ -110,6 +120,7 @@ fn publish_with_key() {
         content: br#""hi""#,
         key: Some("k.1"),
         id: None,
+        delete: false,
     };
     assert_eq!(decode_ok(text), expected);
 }
@@ -173,6 +184,7 @@ fn text_is_not_modified() {
         content: br#""a\nb""#,
         key: None,
         id: None,
+        delete: false,
     };
     assert_eq!(command, expected);
     assert_eq!(text, before);
@@ -190,7 +202,9 @@ fn decoder_is_reusable_across_messages() {
             Command::Subscribe {
                 channel: &channel,
                 since: Some(i),
-                epoch: None
+                epoch: None,
+                throttle_ms: None,
+                binary: false,
             }
         );
         assert_eq!(decoder.decode(b"nope", MAX), Err(CommandError::InvalidJson));
@@ -447,6 +461,7 @@ fn publish_with_an_ack_id() {
         content: b"1",
         key: None,
         id: Some("o \"17\""),
+        delete: false,
     };
     assert_eq!(decode_ok(text), expected);
     let long = format!("\"{}\"", "x".repeat(65));
