@@ -239,6 +239,9 @@ pub struct ServeArgs {
     /// recently updated keys are evicted.
     #[arg(long, default_value_t = DEFAULTS.snapshot_bytes_max)]
     snapshot_max_bytes: usize,
+    /// Keys per channel whose latest delivery a loop keeps for throttled subscribers.
+    #[arg(long, default_value_t = DEFAULTS.throttle_keys_max)]
+    throttle_max_keys: usize,
     /// Connections per process; beyond it the handshake gets 503.
     #[arg(long, default_value_t = DEFAULTS.connections_max)]
     max_connections: usize,
@@ -427,6 +430,7 @@ impl ServeArgs {
             snapshot_patterns: self.snapshot_for.clone(),
             snapshot_keys_max: self.snapshot_max_keys,
             snapshot_bytes_max: self.snapshot_max_bytes,
+            throttle_keys_max: self.throttle_max_keys,
             connections_max: self.max_connections,
             subscriptions_per_connection_max: self.max_subscriptions,
             metrics_addr: self.metrics_bind,

@@ -122,6 +122,9 @@ pub struct Config {
     /// evicted, and counted. Default 1,000,000: the snapshot is one message, and this fits the
     /// 1 MiB default message limit of the relay's client library.
     pub snapshot_bytes_max: usize,
+    /// Keys per channel whose latest delivery a loop keeps for its throttled subscribers;
+    /// beyond it the least recently updated key is evicted, and counted. Default 10,000.
+    pub throttle_keys_max: usize,
     /// Connections per process; beyond it the handshake gets 503.
     pub connections_max: usize,
     /// Subscriptions one connection may hold.
@@ -219,6 +222,7 @@ impl Default for Config {
             snapshot_patterns: Vec::new(),
             snapshot_keys_max: 10_000,
             snapshot_bytes_max: 1_000_000,
+            throttle_keys_max: 10_000,
             connections_max: 1_000_000,
             subscriptions_per_connection_max: 1024,
             mesh_inbox_len_max: 65_536,
@@ -327,6 +331,10 @@ impl Config {
         check(
             (1024..=1 << 30).contains(&self.snapshot_bytes_max),
             "snapshot-max-bytes must be 1 KiB ..= 1 GiB",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.throttle_keys_max),
+            "throttle-max-keys must be 1 ..= 1,000,000",
         )?;
         check(
             (16..=1 << 24).contains(&self.mesh_inbox_len_max),

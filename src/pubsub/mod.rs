@@ -12,6 +12,8 @@
 //! - `registry`: the owner side (`ChannelRegistry`): seq, epoch, interest, history, last value.
 //! - `history`: the bounded ring of retained frames of one channel.
 //! - `snapshot`: the latest message per key of one channel (`--snapshot-for`), kept by the owner.
+//! - `throttle`: the latest delivery per key of a channel on a subscriber loop, shared by its
+//!   throttled subscribers.
 //! - `local`: the subscriber side (`LocalIndex`): channel → connections on this loop.
 
 pub mod budget;
@@ -19,6 +21,7 @@ pub mod history;
 pub mod local;
 pub mod registry;
 pub mod snapshot;
+pub mod throttle;
 
 pub use history::History;
 pub use local::LocalIndex;

@@ -157,6 +157,8 @@ pub struct Subscription {
     pub gap: Option<PendingGap>,
     /// Under `conflate`: the range of the last conflated gap notice queued.
     pub conflated_gap: Option<SeqGap>,
+    /// `throttle_ms` of a throttled subscription (served by `throttle.rs`, not the fan-out).
+    pub throttle_ms: Option<u32>,
 }
 
 /// Seqs a subscriber skipped and has not been told of yet.

@@ -92,6 +92,9 @@ impl EventLoop {
         {
             self.note_gap_for_all(channel, gap, batch.is_binary());
         }
+        if !self.throttles.is_empty() {
+            self.throttle_batch(batch);
+        }
         let me = self.id;
         // This loop's publishers in the run (usually none or one), found once per run rather
         // than scanned per subscriber.

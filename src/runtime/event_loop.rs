@@ -68,6 +68,8 @@ pub struct EventLoop {
     pub(super) owned: ChannelRegistry,
     pub(super) mesh: Mesh,
     pub(super) timers: TimerWheel<ConnId>,
+    /// Throttled subscriptions and their timer wheel (`throttle.rs`).
+    pub(super) throttles: super::throttle::Throttles,
     pub(super) fired: Vec<ConnId>,
     pub(super) dirty: Vec<ConnId>,
     pub(super) pending_reads: Vec<ConnId>,
@@ -189,6 +191,7 @@ impl EventLoop {
             }),
             mesh,
             timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
+            throttles: super::throttle::Throttles::new(cfg.throttle_keys_max),
             fired: Vec::new(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
@@ -262,6 +265,7 @@ impl EventLoop {
         self.read_pending();
         self.drain_inbox();
         self.expire_timers();
+        self.expire_throttles();
         self.check_shutdown();
         self.flush_dirty();
         self.reap_closed();
@@ -310,6 +314,9 @@ impl EventLoop {
         }
         let mut deadline = self.next_snapshot_ns;
         if let Some(t) = self.timers.next_deadline_ns() {
+            deadline = deadline.min(t);
+        }
+        if let Some(t) = self.throttles.next_deadline_ns() {
             deadline = deadline.min(t);
         }
         if self.mesh_backlog {

@@ -30,6 +30,7 @@ mod publish;
 mod read;
 mod shutdown;
 mod subscribe;
+mod throttle;
 
 use std::io;
 use std::net::SocketAddr;

@@ -63,6 +63,7 @@ impl EventLoop {
                 epoch: Arc::from(""),
                 gap: None,
                 conflated_gap: None,
+                throttle_ms: options.throttle_ms,
             });
         }
         self.local.begin_subscribe(channel);
@@ -101,10 +102,29 @@ impl EventLoop {
         let was_pending = std::mem::replace(&mut sub.pending, false);
         sub.epoch = outcome.epoch.clone();
         let unsubscribe = sub.unsubscribe_when_answered;
-        self.local.complete_subscribe(channel, id, outcome.seq);
+        let throttle_ms = sub.throttle_ms;
         let (seq, epoch) = (outcome.seq, &*outcome.epoch);
+        match throttle_ms {
+            None => {
+                self.local.complete_subscribe(channel, id, seq);
+            }
+            Some(ms) => {
+                self.local
+                    .complete_throttled_subscribe(channel, seq, was_pending);
+                if was_pending {
+                    self.throttle_join(id, channel, ms, seq);
+                }
+            }
+        }
         self.reply(id, |out| {
-            encode::encode_subscribed(out, channel, seq, epoch, outcome.recovered)
+            encode::encode_subscribed_throttled(
+                out,
+                channel,
+                seq,
+                epoch,
+                outcome.recovered,
+                throttle_ms,
+            )
         });
         if unsubscribe {
             return self.unsubscribe(id, channel);
@@ -144,9 +164,8 @@ impl EventLoop {
                 return;
             }
             Some(_) => {
-                conn.take_subscription(channel);
-                if self.local.remove(channel, id) {
-                    self.lose_interest(channel);
+                if let Some(sub) = conn.take_subscription(channel) {
+                    self.leave(id, &sub);
                 }
             }
             None => {}
@@ -157,9 +176,21 @@ impl EventLoop {
     /// Removes every subscription of a closed connection.
     pub(super) fn drop_subscriptions(&mut self, id: ConnId, subscriptions: Vec<Subscription>) {
         for sub in subscriptions.iter().filter(|s| !s.pending) {
-            if self.local.remove(&sub.channel, id) {
-                self.lose_interest(&sub.channel);
+            self.leave(id, sub);
+        }
+    }
+
+    /// `id` leaves an answered subscription: out of the fan-out set, or of the throttled ones.
+    fn leave(&mut self, id: ConnId, sub: &Subscription) {
+        let lost = match sub.throttle_ms {
+            None => self.local.remove(&sub.channel, id),
+            Some(_) => {
+                self.throttle_leave(id, &sub.channel);
+                self.local.remove_throttled(&sub.channel)
             }
+        };
+        if lost {
+            self.lose_interest(&sub.channel);
         }
     }
 
