@@ -5,6 +5,7 @@
 //! payload) or any state. Strings go through the relay's own JSON string writer, so a channel
 //! name or token with quotes still yields valid JSON.
 
+use crate::client::session::SubscribeOptions;
 use crate::command::{is_valid_channel_name, write_json_string, CHANNEL_BYTES_MAX_BINARY};
 use crate::command::{BINARY_OP_PUBLISH, TOKEN_BYTES_MAX};
 
@@ -30,6 +31,17 @@ pub fn check_channel(channel: &str) -> Result<(), CommandBuildError> {
 
 /// `{"type":"subscribe","channel":C}` plus `,"since":S` and `,"epoch":E` when given.
 pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str, since: Option<u64>, epoch: Option<&str>) {
+    encode_subscribe_with(out, channel, since, epoch, SubscribeOptions::default());
+}
+
+/// [`encode_subscribe`] plus `,"throttle_ms":T` and `,"binary":true` as `options` ask.
+pub fn encode_subscribe_with(
+    out: &mut Vec<u8>,
+    channel: &str,
+    since: Option<u64>,
+    epoch: Option<&str>,
+    options: SubscribeOptions,
+) {
     out.extend_from_slice(br#"{"type":"subscribe","channel":"#);
     write_json_string(out, channel);
     if let Some(since) = since {
@@ -39,6 +51,33 @@ pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str, since: Option<u64>, ep
     if let Some(epoch) = epoch {
         out.extend_from_slice(br#","epoch":"#);
         write_json_string(out, epoch);
+    }
+    if let Some(ms) = options.throttle_ms {
+        out.extend_from_slice(br#","throttle_ms":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+    }
+    if options.binary {
+        out.extend_from_slice(br#","binary":true"#);
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"message","channel":C,"key":K,"content":V}` plus `,"delete":true` when asked.
+pub fn encode_publish_keyed(
+    out: &mut Vec<u8>,
+    channel: &str,
+    key: &str,
+    content_json: &str,
+    delete: bool,
+) {
+    out.extend_from_slice(br#"{"type":"message","channel":"#);
+    write_json_string(out, channel);
+    out.extend_from_slice(br#","key":"#);
+    write_json_string(out, key);
+    out.extend_from_slice(br#","content":"#);
+    out.extend_from_slice(content_json.as_bytes());
+    if delete {
+        out.extend_from_slice(br#","delete":true"#);
     }
     out.push(b'}');
 }

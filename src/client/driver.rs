@@ -25,7 +25,7 @@ use crate::client::error::{ConnectError, SendError};
 use crate::client::event::Event;
 use crate::client::options::Options;
 use crate::client::rng::Rng;
-use crate::client::session::{Session, Transport};
+use crate::client::session::{Session, SubscribeOptions, Transport};
 use crate::client::url::WsUrl;
 
 /// Receive buffer size: one read takes up to this many bytes.
@@ -143,6 +143,32 @@ impl Client {
     /// Subscribes now if open, and again (resuming) on every reconnect.
     pub fn subscribe(&mut self, channel: &str) -> Result<(), SendError> {
         let result = self.session.subscribe(channel);
+        self.flush(Instant::now());
+        result
+    }
+
+    /// Subscribes with options (`throttle_ms`, binary snapshot); remembered for reconnects.
+    pub fn subscribe_with(
+        &mut self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<(), SendError> {
+        let result = self.session.subscribe_with(channel, options);
+        self.flush(Instant::now());
+        result
+    }
+
+    /// Publishes one JSON value under `key`; `delete` removes the key from the snapshot.
+    pub fn publish_keyed(
+        &mut self,
+        channel: &str,
+        key: &str,
+        content_json: &str,
+        delete: bool,
+    ) -> Result<(), SendError> {
+        let result = self
+            .session
+            .publish_keyed(channel, key, content_json, delete);
         self.flush(Instant::now());
         result
     }

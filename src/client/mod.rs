@@ -38,7 +38,8 @@ pub use error::{ConnectError, SendError};
 pub use event::{Disconnect, Event, StopReason};
 pub use options::{AuthTokenSource, Options};
 pub use rng::Rng;
-pub use session::{ChannelPosition, Session, Transport};
+pub use server_event::SnapshotItem;
+pub use session::{ChannelPosition, Session, SubscribeOptions, Transport};
 pub use url::{UrlError, WsUrl};
 
 #[cfg(test)]
