@@ -361,6 +361,7 @@ fn check_command(data: &[u8], command: Command<'_>) {
             content,
             key,
             id,
+            ..
         } => {
             assert!(
                 id.is_none_or(|id| (1..=64).contains(&id.len())),

@@ -248,6 +248,20 @@ pub struct ServeArgs {
     /// Send each new subscriber the channel's latest message.
     #[arg(long)]
     last_value: bool,
+    /// Keep the latest message per key of matching channels; new subscribers get a snapshot
+    /// of them (PATTERN, repeatable, e.g. 'board.*').
+    #[arg(long = "snapshot-for", value_parser = parse_pattern)]
+    snapshot_for: Vec<ChannelPattern>,
+    /// Keys kept per snapshot channel; beyond it the least recently updated is evicted.
+    #[arg(long, default_value_t = DEFAULTS.snapshot_keys_max)]
+    snapshot_max_keys: usize,
+    /// Bytes (keys, contents, 50 per entry) kept per snapshot channel; beyond it the least
+    /// recently updated keys are evicted.
+    #[arg(long, default_value_t = DEFAULTS.snapshot_bytes_max)]
+    snapshot_max_bytes: usize,
+    /// Keys per channel whose latest delivery a loop keeps for throttled subscribers.
+    #[arg(long, default_value_t = DEFAULTS.throttle_keys_max)]
+    throttle_max_keys: usize,
     /// Connections per process; beyond it the handshake gets 503.
     #[arg(long, default_value_t = DEFAULTS.connections_max)]
     max_connections: usize,
@@ -350,6 +364,10 @@ fn parse_policy(s: &str) -> Result<SlowConsumerPolicy, String> {
     SlowConsumerPolicy::parse(s).ok_or_else(|| "expected close, drop or conflate".into())
 }
 
+fn parse_pattern(s: &str) -> Result<ChannelPattern, String> {
+    ChannelPattern::parse(s).map_err(|e| format!("pattern: {e}"))
+}
+
 fn parse_policy_rule(s: &str) -> Result<(ChannelPattern, SlowConsumerPolicy), String> {
     let (pattern, policy) = s.split_once('=').ok_or("expected PATTERN=POLICY")?;
     let pattern = ChannelPattern::parse(pattern).map_err(|e| format!("pattern: {e}"))?;
@@ -363,10 +381,6 @@ fn parse_tick_rule(s: &str) -> Result<(ChannelPattern, u64), String> {
         .parse::<u64>()
         .map_err(|_| "expected a tick period in ms after '='")?;
     Ok((pattern, period))
-}
-
-fn parse_pattern(s: &str) -> Result<ChannelPattern, String> {
-    ChannelPattern::parse(s).map_err(|e| format!("pattern: {e}"))
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -473,6 +487,10 @@ impl ServeArgs {
             history_ttl: ms(self.history_ttl),
             history_bytes_max: self.history_max_bytes,
             last_value: self.last_value,
+            snapshot_patterns: self.snapshot_for.clone(),
+            snapshot_keys_max: self.snapshot_max_keys,
+            snapshot_bytes_max: self.snapshot_max_bytes,
+            throttle_keys_max: self.throttle_max_keys,
             connections_max: self.max_connections,
             subscriptions_per_connection_max: self.max_subscriptions,
             metrics_addr: self.metrics_bind,

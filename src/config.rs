@@ -124,6 +124,20 @@ pub struct Config {
     pub history_bytes_max: usize,
     /// Send a channel's latest message to each new subscriber.
     pub last_value: bool,
+    /// Channels (patterns, `--snapshot-for`) whose owner keeps the latest message per `key`
+    /// and answers each new subscriber with a snapshot of them (`pubsub/snapshot.rs`).
+    pub snapshot_patterns: Vec<ChannelPattern>,
+    /// Keys one channel's snapshot keeps; beyond it the least recently updated key is
+    /// evicted, and counted. Default 10,000: a large order book or instrument board.
+    pub snapshot_keys_max: usize,
+    /// Bytes one channel's snapshot keeps (keys, contents and 50 bytes of envelope per entry,
+    /// so this bounds the snapshot frame); beyond it the least recently updated keys are
+    /// evicted, and counted. Default 1,000,000: the snapshot is one message, and this fits the
+    /// 1 MiB default message limit of the relay's client library.
+    pub snapshot_bytes_max: usize,
+    /// Keys per channel whose latest delivery a loop keeps for its throttled subscribers;
+    /// beyond it the least recently updated key is evicted, and counted. Default 10,000.
+    pub throttle_keys_max: usize,
     /// Connections per process; beyond it the handshake gets 503.
     pub connections_max: usize,
     /// Subscriptions one connection may hold.
@@ -236,6 +250,10 @@ impl Default for Config {
             history_ttl: Duration::ZERO,
             history_bytes_max: 256 << 20,
             last_value: false,
+            snapshot_patterns: Vec::new(),
+            snapshot_keys_max: 10_000,
+            snapshot_bytes_max: 1_000_000,
+            throttle_keys_max: 10_000,
             connections_max: 1_000_000,
             subscriptions_per_connection_max: 1024,
             mesh_inbox_len_max: 65_536,
@@ -349,6 +367,18 @@ impl Config {
         check(
             (1 << 20..=QUEUE_BYTES_MAX).contains(&self.history_bytes_max),
             "history-max-bytes must be 1 MiB ..= 16 GiB",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.snapshot_keys_max),
+            "snapshot-max-keys must be 1 ..= 1,000,000",
+        )?;
+        check(
+            (1024..=1 << 30).contains(&self.snapshot_bytes_max),
+            "snapshot-max-bytes must be 1 KiB ..= 1 GiB",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.throttle_keys_max),
+            "throttle-max-keys must be 1 ..= 1,000,000",
         )?;
         check(
             (16..=1 << 24).contains(&self.mesh_inbox_len_max),
@@ -498,6 +528,12 @@ impl Config {
     pub fn presence_for(&self, channel: &str) -> bool {
         !self.presence_patterns.is_empty()
             && self.presence_patterns.iter().any(|p| p.matches(channel))
+    }
+
+    /// True when `channel` keeps a keyed snapshot (`--snapshot-for`). Asked once per channel
+    /// state the owner creates, never per message.
+    pub fn snapshot_for(&self, channel: &str) -> bool {
+        self.snapshot_patterns.iter().any(|p| p.matches(channel))
     }
 
     /// A configuration for tests and the in-process swarm: loopback, a free port.

@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use wsrelay::client::{Backoff, Client, Disconnect, Event, Options, StopReason};
+use wsrelay::client::{
+    Backoff, Client, Disconnect, Event, Options, SnapshotItem, StopReason, SubscribeOptions,
+};
 use wsrelay::proto::close::encode_close_payload;
 use wsrelay::proto::frame::encode_server_frame;
 use wsrelay::proto::handshake::{
@@ -88,7 +90,9 @@ fn subscribe_publish_and_receive_json_and_binary() {
             channel: "md.BTC".into(),
             content: r#"{"px":101.5}"#.into(),
             from: publisher_id,
-            seq: 1
+            seq: 1,
+            key: None,
+            delete: false,
         }
     );
     publisher.publish_binary("md.BTC", b"\x00raw\xff").unwrap();
@@ -291,4 +295,89 @@ fn server_close_4001_does_not_reconnect() {
     assert_eq!(client.next_event(Duration::ZERO), None);
     let no_second_connection = listener.accept().map(|_| ()).map_err(|e| e.kind());
     assert_eq!(no_second_connection, Err(std::io::ErrorKind::WouldBlock));
+}
+
+/// Subscribes with `options` and returns the `subscribed` event.
+fn subscribe_with(client: &mut Client, channel: &str, options: SubscribeOptions) -> Event {
+    client.subscribe_with(channel, options).unwrap();
+    wait_for(client, |e| matches!(e, Event::Subscribed { .. })).0
+}
+
+#[test]
+fn snapshots_keyed_messages_and_throttle_reach_the_application() {
+    let relay = common::start(Config {
+        snapshot_patterns: vec![wsrelay::auth::ChannelPattern::parse("board.*").unwrap()],
+        ..Config::loopback_for_tests(2)
+    });
+    let addr = relay.local_addr();
+    let (mut publisher, _) = publisher(addr);
+    publisher.publish_keyed("board.c", "a", "1", false).unwrap();
+    publisher.publish_keyed("board.c", "b", "2", false).unwrap();
+    publisher
+        .publish_keyed("board.c", "a", "null", true)
+        .unwrap();
+    publisher.publish_binary("board.c", b"\x01raw").unwrap();
+    let (mut json, _) = self::publisher(addr);
+    // The publishes are numbered before the subscribe only if they arrived first: wait for
+    // a subscribe that sees all four.
+    let mut snapshot = None;
+    for _ in 0..100 {
+        let Event::Subscribed { seq, .. } =
+            subscribe_with(&mut json, "board.c", SubscribeOptions::default())
+        else {
+            unreachable!()
+        };
+        let (event, _) = wait_for(&mut json, |e| matches!(e, Event::Snapshot { .. }));
+        if seq == 4 {
+            snapshot = Some(event);
+            break;
+        }
+        json.unsubscribe("board.c").unwrap();
+        wait_for(&mut json, |e| matches!(e, Event::Unsubscribed { .. }));
+    }
+    let Some(Event::Snapshot { seq, entries, .. }) = snapshot else {
+        panic!("never saw the four publishes");
+    };
+    assert_eq!(seq, 4);
+    let b = SnapshotItem {
+        key: Some("b".into()),
+        content: b"2".to_vec(),
+        seq: 2,
+        binary: false,
+    };
+    assert_eq!(
+        entries,
+        std::slice::from_ref(&b),
+        "JSON snapshots leave binary entries out"
+    );
+    let (mut binary, _) = self::publisher(addr);
+    let options = SubscribeOptions {
+        binary: true,
+        throttle_ms: Some(20),
+        ..SubscribeOptions::default()
+    };
+    let Event::Subscribed { throttle_ms, .. } = subscribe_with(&mut binary, "board.c", options)
+    else {
+        unreachable!()
+    };
+    assert_eq!(throttle_ms, Some(20));
+    let (event, _) = wait_for(&mut binary, |e| matches!(e, Event::Snapshot { .. }));
+    let Event::Snapshot { entries, .. } = event else {
+        unreachable!()
+    };
+    let raw = SnapshotItem {
+        key: None,
+        content: b"\x01raw".to_vec(),
+        seq: 4,
+        binary: true,
+    };
+    assert_eq!(entries, [b, raw]);
+    publisher.publish_keyed("board.c", "c", "3", false).unwrap();
+    for client in [&mut json, &mut binary] {
+        let (event, _) = wait_for(client, |e| matches!(e, Event::Message { .. }));
+        let Event::Message { seq, key, .. } = event else {
+            unreachable!()
+        };
+        assert_eq!((seq, key.as_deref()), (5, Some("c")));
+    }
 }

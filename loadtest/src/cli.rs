@@ -43,6 +43,12 @@ pub enum Command {
     Script(crate::any::args::ScriptArgs),
     /// Serve runs for a controller (echo or script with --nats) through NATS.
     Agent(crate::agent::AgentArgs),
+    /// N boards × K keys kept as keyed snapshots; S subscribers each need a whole board
+    /// (time to the full snapshot, bytes). The relay needs --snapshot-for 'board.*'.
+    Board(crate::market::BoardArgs),
+    /// One hot channel, many subscribers with throttle_ms (deliveries/s, server CPU, stale
+    /// values at the end).
+    Throttle(crate::market::ThrottleArgs),
 }
 
 /// `recv-bench` flags.
@@ -70,6 +76,10 @@ pub enum Action {
     Script(Box<crate::any::args::ScriptArgs>),
     /// Agent mode.
     Agent(crate::agent::AgentArgs),
+    /// The `board` scenario.
+    Board(Box<crate::market::BoardArgs>),
+    /// The `throttle` scenario.
+    Throttle(Box<crate::market::ThrottleArgs>),
     /// The receive-path benchmark.
     RecvBench {
         /// Deliveries to process.
@@ -302,6 +312,8 @@ impl Command {
             Command::RecvBench(a) => a.json,
             Command::Echo(a) => a.common.json,
             Command::Script(a) => a.common.json,
+            Command::Board(a) => a.common.json,
+            Command::Throttle(a) => a.common.json,
             Command::Agent(_) => false,
         }
     }
@@ -315,7 +327,10 @@ impl Command {
             Command::Churn(a) => a.fanout.common.report.clone(),
             Command::Echo(a) => a.common.report.clone(),
             Command::Script(a) => a.common.report.clone(),
-            Command::RecvBench(_) | Command::Agent(_) => None,
+            Command::RecvBench(_)
+            | Command::Agent(_)
+            | Command::Board(_)
+            | Command::Throttle(_) => None,
         }
     }
 
@@ -329,6 +344,8 @@ impl Command {
             Command::Echo(a) => Action::Echo(Box::new(a)),
             Command::Script(a) => Action::Script(Box::new(a)),
             Command::Agent(a) => Action::Agent(a),
+            Command::Board(a) => Action::Board(Box::new(a)),
+            Command::Throttle(a) => Action::Throttle(Box::new(a)),
             scenario => Action::Run(Box::new(scenario.into_options())),
         }
     }
@@ -336,15 +353,18 @@ impl Command {
     /// The run a scenario asks for (`recv-bench` is not one: it runs no connections).
     pub fn into_options(self) -> RunOptions {
         match self {
-            Command::RecvBench(_) | Command::Echo(_) | Command::Script(_) | Command::Agent(_) => {
-                options(
-                    "recv-bench",
-                    Plan::idle(0),
-                    &Common::default(),
-                    None,
-                    Duration::ZERO,
-                )
-            }
+            Command::RecvBench(_)
+            | Command::Echo(_)
+            | Command::Script(_)
+            | Command::Agent(_)
+            | Command::Board(_)
+            | Command::Throttle(_) => options(
+                "recv-bench",
+                Plan::idle(0),
+                &Common::default(),
+                None,
+                Duration::ZERO,
+            ),
             Command::Fanout(a) => fanout_options("fanout", &a, None),
             Command::Churn(a) => {
                 let churn = ChurnSpec {

@@ -39,6 +39,7 @@ pub mod cli;
 pub mod conn;
 pub mod driver;
 pub mod html;
+pub mod market;
 pub mod payload;
 pub mod plan;
 pub mod recv_bench;

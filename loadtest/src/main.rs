@@ -42,6 +42,16 @@ fn main() {
             };
             finish(report, &common)
         }
+        Action::Board(args) => match loadtest::market::board::run(&args) {
+            Ok(r) if json => println!("{}", r.to_json()),
+            Ok(r) => print!("{}", r.to_text()),
+            Err(e) => fail(&e),
+        },
+        Action::Throttle(args) => match loadtest::market::throttle::run(&args) {
+            Ok(r) if json => println!("{}", r.to_json()),
+            Ok(r) => print!("{}", r.to_text()),
+            Err(e) => fail(&e),
+        },
         Action::Agent(args) => {
             if let Err(e) = loadtest::agent::run_agent(&args) {
                 fail(&e);

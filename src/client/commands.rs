@@ -5,6 +5,7 @@
 //! payload) or any state. Strings go through the relay's own JSON string writer, so a channel
 //! name or token with quotes still yields valid JSON.
 
+use crate::client::session::SubscribeOptions;
 use crate::command::{is_valid_channel_name, write_json_string, CHANNEL_BYTES_MAX_BINARY};
 use crate::command::{BINARY_OP_PUBLISH, TOKEN_BYTES_MAX};
 
@@ -30,7 +31,7 @@ pub fn check_channel(channel: &str) -> Result<(), CommandBuildError> {
 
 /// `{"type":"subscribe","channel":C}` plus `,"since":S` and `,"epoch":E` when given.
 pub fn encode_subscribe(out: &mut Vec<u8>, channel: &str, since: Option<u64>, epoch: Option<&str>) {
-    encode_subscribe_with(out, channel, since, epoch, false);
+    encode_subscribe_with(out, channel, since, epoch, SubscribeOptions::default());
 }
 
 /// `{"type":"presence","channel":C}`: the channel's members, now.
@@ -40,13 +41,14 @@ pub fn encode_presence(out: &mut Vec<u8>, channel: &str) {
     out.push(b'}');
 }
 
-/// [`encode_subscribe`], plus `,"presence":true` when `presence`.
+/// [`encode_subscribe`] plus `,"throttle_ms":T`, `,"binary":true` and `,"presence":true` as
+/// `options` ask.
 pub fn encode_subscribe_with(
     out: &mut Vec<u8>,
     channel: &str,
     since: Option<u64>,
     epoch: Option<&str>,
-    presence: bool,
+    options: SubscribeOptions,
 ) {
     out.extend_from_slice(br#"{"type":"subscribe","channel":"#);
     write_json_string(out, channel);
@@ -58,8 +60,35 @@ pub fn encode_subscribe_with(
         out.extend_from_slice(br#","epoch":"#);
         write_json_string(out, epoch);
     }
-    if presence {
+    if let Some(ms) = options.throttle_ms {
+        out.extend_from_slice(br#","throttle_ms":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
+    }
+    if options.binary {
+        out.extend_from_slice(br#","binary":true"#);
+    }
+    if options.presence {
         out.extend_from_slice(br#","presence":true"#);
+    }
+    out.push(b'}');
+}
+
+/// `{"type":"message","channel":C,"key":K,"content":V}` plus `,"delete":true` when asked.
+pub fn encode_publish_keyed(
+    out: &mut Vec<u8>,
+    channel: &str,
+    key: &str,
+    content_json: &str,
+    delete: bool,
+) {
+    out.extend_from_slice(br#"{"type":"message","channel":"#);
+    write_json_string(out, channel);
+    out.extend_from_slice(br#","key":"#);
+    write_json_string(out, key);
+    out.extend_from_slice(br#","content":"#);
+    out.extend_from_slice(content_json.as_bytes());
+    if delete {
+        out.extend_from_slice(br#","delete":true"#);
     }
     out.push(b'}');
 }
@@ -159,7 +188,9 @@ mod tests {
                 channel: "c",
                 since: Some(7),
                 epoch: Some("e"),
-                presence: false
+                throttle_ms: None,
+                binary: false,
+                presence: false,
             })
         );
         let publish = text(|o| encode_publish(o, "c", "[1, 2]"));
@@ -170,6 +201,7 @@ mod tests {
                 content: b"[1, 2]",
                 key: None,
                 id: None,
+                delete: false,
             })
         );
         let mut binary = Vec::new();

@@ -26,7 +26,7 @@ use crate::client::error::{ConnectError, SendError};
 use crate::client::event::Event;
 use crate::client::options::Options;
 use crate::client::rng::Rng;
-use crate::client::session::{Session, Transport};
+use crate::client::session::{Session, SubscribeOptions, Transport};
 use crate::client::tls::{self, TlsSetup};
 use crate::client::url::WsUrl;
 
@@ -189,9 +189,35 @@ impl Client {
         result
     }
 
+    /// Subscribes with options (`throttle_ms`, binary snapshot); remembered for reconnects.
+    pub fn subscribe_with(
+        &mut self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<(), SendError> {
+        let result = self.session.subscribe_with(channel, options);
+        self.flush(Instant::now());
+        result
+    }
+
     /// Asks for the members of `channel` now (`Event::Presence`).
     pub fn presence(&mut self, channel: &str) -> Result<(), SendError> {
         let result = self.session.presence(channel);
+        self.flush(Instant::now());
+        result
+    }
+
+    /// Publishes one JSON value under `key`; `delete` removes the key from the snapshot.
+    pub fn publish_keyed(
+        &mut self,
+        channel: &str,
+        key: &str,
+        content_json: &str,
+        delete: bool,
+    ) -> Result<(), SendError> {
+        let result = self
+            .session
+            .publish_keyed(channel, key, content_json, delete);
         self.flush(Instant::now());
         result
     }

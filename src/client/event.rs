@@ -6,6 +6,7 @@
 use std::io;
 use std::time::Duration;
 
+use crate::client::server_event::SnapshotItem;
 pub use crate::client::server_event::{BatchMessage, BinaryBatchMessage, PresenceMember};
 use crate::close_code::{self, reconnect_advice, ReconnectAdvice};
 use crate::proto::close::code;
@@ -35,6 +36,20 @@ pub enum Event {
         epoch: String,
         /// `Some` when the subscribe asked for recovery: whether missed messages follow.
         recovered: Option<bool>,
+        /// The interval of a throttled subscription.
+        throttle_ms: Option<u32>,
+    },
+    /// A keyed snapshot (`--snapshot-for` channels), JSON or binary: the latest message per
+    /// key up to `seq`; live messages follow from `seq + 1`.
+    Snapshot {
+        /// The channel.
+        channel: String,
+        /// Every message up to this seq is reflected.
+        seq: u64,
+        /// The numbering's epoch.
+        epoch: String,
+        /// The entries, least recently updated first.
+        entries: Vec<SnapshotItem>,
     },
     /// `unsubscribed`.
     Unsubscribed {
@@ -51,6 +66,10 @@ pub enum Event {
         from: String,
         /// Sequence number within the channel.
         seq: u64,
+        /// The publish's `key`, if it had one.
+        key: Option<String>,
+        /// `"delete":true`: the key was removed from the channel's snapshot.
+        delete: bool,
     },
     /// A binary delivery.
     Binary {

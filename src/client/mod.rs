@@ -42,7 +42,8 @@ pub use error::{ConnectError, SendError};
 pub use event::{BatchMessage, BinaryBatchMessage, Disconnect, Event, PresenceMember, StopReason};
 pub use options::{AuthTokenSource, Options};
 pub use rng::Rng;
-pub use session::{ChannelPosition, Session, Transport};
+pub use server_event::SnapshotItem;
+pub use session::{ChannelPosition, Session, SubscribeOptions, Transport};
 pub use tls::{TlsSetupError, TlsTrust};
 pub use url::{UrlError, WsUrl};
 

@@ -42,6 +42,8 @@ pub enum ServerEvent<'a> {
         epoch: &'a str,
         /// Present when the subscribe carried `since`: whether the missed messages follow.
         recovered: Option<bool>,
+        /// The interval of a throttled subscription.
+        throttle_ms: Option<u32>,
     },
     /// `{"type":"unsubscribed","channel":C}`
     Unsubscribed {
@@ -58,6 +60,22 @@ pub enum ServerEvent<'a> {
         from: &'a str,
         /// Sequence number within the channel.
         seq: u64,
+        /// The publish's `key`, if it had one.
+        key: Option<&'a str>,
+        /// `"delete":true`: the key was removed from the channel's snapshot.
+        delete: bool,
+    },
+    /// `{"type":"snapshot","channel":C,"seq":N,"epoch":E,"entries":[...]}`: the latest
+    /// message per key; live messages follow from `seq + 1`.
+    Snapshot {
+        /// The channel.
+        channel: &'a str,
+        /// Every message up to this seq is reflected.
+        seq: u64,
+        /// The numbering's epoch.
+        epoch: &'a str,
+        /// Verbatim JSON of the `entries` array ([`ServerEventParser::snapshot_entries`]).
+        entries: &'a str,
     },
     /// `{"type":"gap","channel":C,"from":S1,"to":S2}`: messages `S1..=S2` were skipped.
     Gap {
@@ -252,6 +270,57 @@ impl ServerEventParser {
         }
     }
 
+    /// Parses the `entries` of a [`ServerEvent::Snapshot`] (the verbatim array) into owned
+    /// entries: key, verbatim JSON content, seq.
+    pub fn snapshot_entries(&mut self, array: &str) -> Result<Vec<SnapshotItem>, ServerEventError> {
+        let spans = self.with_tape(array, |nodes, structurals| {
+            let Some(&Node::Array { len, .. }) = nodes.first() else {
+                return Err(ServerEventError::InvalidField("entries"));
+            };
+            match crate::command::span::array_element_spans(array.as_bytes(), structurals) {
+                Some(spans) if spans.len() == len => Ok(spans),
+                _ => Err(ServerEventError::InvalidField("entries")),
+            }
+        })?;
+        let mut items = Vec::with_capacity(spans.len());
+        for span in spans {
+            let text = array.get(span).ok_or(ServerEventError::InvalidJson)?;
+            let item = self.with_tape(text, |nodes, structurals| {
+                let fields = Fields::collect(nodes)?;
+                Ok(SnapshotItem {
+                    key: optional_string(fields.key, "key")?.map(str::to_owned),
+                    content: content_span(fields.content, text, structurals)?.into(),
+                    seq: unsigned(fields.seq, "seq")?,
+                    binary: false,
+                })
+            })?;
+            items.push(item);
+        }
+        Ok(items)
+    }
+
+    /// Runs `read` over the tape and structural indexes of `text`.
+    fn with_tape<T>(
+        &mut self,
+        text: &str,
+        read: impl FnOnce(&[Node<'_>], &[u32]) -> Result<T, ServerEventError>,
+    ) -> Result<T, ServerEventError> {
+        let Self {
+            scratch,
+            buffers,
+            tape: tape_slot,
+        } = self;
+        scratch.clear();
+        scratch.extend_from_slice(text.as_bytes());
+        scratch.resize(text.len() + INPUT_PADDING, b' ');
+        let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
+        let result = simd_json::fill_tape_padded(scratch, text.len(), buffers, &mut tape)
+            .map_err(|_| ServerEventError::InvalidJson)
+            .and_then(|()| read(&tape.0, buffers.structural_indexes()));
+        *tape_slot = tape.reset();
+        result
+    }
+
     /// Parses one text message (already validated UTF-8 by the WebSocket layer).
     pub fn parse<'a>(&'a mut self, text: &'a str) -> Result<ServerEvent<'a>, ServerEventError> {
         let Self {
@@ -337,27 +406,19 @@ impl ServerEventParser {
             read(&fields, text, structurals)
         })
     }
+}
 
-    fn with_tape<T>(
-        &mut self,
-        text: &str,
-        read: impl FnOnce(&[Node<'_>], &[u32]) -> Result<T, ServerEventError>,
-    ) -> Result<T, ServerEventError> {
-        let Self {
-            scratch,
-            buffers,
-            tape: tape_slot,
-        } = self;
-        scratch.clear();
-        scratch.extend_from_slice(text.as_bytes());
-        scratch.resize(text.len() + INPUT_PADDING, b' ');
-        let mut tape = std::mem::replace(tape_slot, Tape(Vec::new())).reset();
-        let result = simd_json::fill_tape_padded(scratch, text.len(), buffers, &mut tape)
-            .map_err(|_| ServerEventError::InvalidJson)
-            .and_then(|()| read(&tape.0, buffers.structural_indexes()));
-        *tape_slot = tape.reset();
-        result
-    }
+/// One entry of a snapshot, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotItem {
+    /// The key (`None`: messages published without one).
+    pub key: Option<String>,
+    /// The verbatim JSON content, or the binary payload when `binary`.
+    pub content: Vec<u8>,
+    /// The message's seq.
+    pub seq: u64,
+    /// A binary payload (binary snapshots only).
+    pub binary: bool,
 }
 
 /// Parses one binary message.
@@ -419,6 +480,10 @@ struct Fields<'a> {
     count: Option<Member<'a>>,
     members: Option<Member<'a>>,
     member: Option<Member<'a>>,
+    key: Option<Member<'a>>,
+    delete: Option<Member<'a>>,
+    throttle_ms: Option<Member<'a>>,
+    entries: Option<Member<'a>>,
 }
 
 impl<'a> Fields<'a> {
@@ -451,6 +516,10 @@ impl<'a> Fields<'a> {
             "count" => &mut self.count,
             "members" => &mut self.members,
             "member" => &mut self.member,
+            "key" => &mut self.key,
+            "delete" => &mut self.delete,
+            "throttle_ms" => &mut self.throttle_ms,
+            "entries" => &mut self.entries,
             _ => return None,
         })
     }
@@ -496,12 +565,27 @@ fn interpret<'a>(
             content: content_span(fields.content, text, structurals)?,
             from: string(fields.from, "from")?,
             seq: unsigned(fields.seq, "seq")?,
+            key: optional_string(fields.key, "key")?,
+            delete: optional_bool(fields.delete, "delete")? == Some(true),
         },
         "subscribed" => ServerEvent::Subscribed {
             channel: string(fields.channel, "channel")?,
             seq: unsigned(fields.seq, "seq")?,
             epoch: string(fields.epoch, "epoch")?,
             recovered: optional_bool(fields.recovered, "recovered")?,
+            throttle_ms: match fields.throttle_ms {
+                None => None,
+                Some(m) => Some(
+                    u32::try_from(unsigned(Some(m), "throttle_ms")?)
+                        .map_err(|_| ServerEventError::InvalidField("throttle_ms"))?,
+                ),
+            },
+        },
+        "snapshot" => ServerEvent::Snapshot {
+            channel: string(fields.channel, "channel")?,
+            seq: unsigned(fields.seq, "seq")?,
+            epoch: string(fields.epoch, "epoch")?,
+            entries: member_span(fields.entries, "entries", text, structurals)?,
         },
         "pong" => ServerEvent::Pong,
         "gap" => ServerEvent::Gap {
@@ -552,13 +636,34 @@ fn value_range(
         .ok_or(ServerEventError::InvalidJson)
 }
 
+fn optional_string<'a>(
+    member: Option<Member<'a>>,
+    name: &'static str,
+) -> Result<Option<&'a str>, ServerEventError> {
+    match member.map(|m| m.value) {
+        None | Some(Node::Static(StaticNode::Null)) => Ok(None),
+        Some(Node::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ServerEventError::InvalidField(name)),
+    }
+}
+
 /// The verbatim text of the `content` member.
 fn content_span<'a>(
     member: Option<Member<'_>>,
     text: &'a str,
     structurals: &[u32],
 ) -> Result<&'a str, ServerEventError> {
-    let member = member.ok_or(ServerEventError::InvalidField("content"))?;
+    member_span(member, "content", text, structurals)
+}
+
+/// The verbatim text of a top-level member's value.
+fn member_span<'a>(
+    member: Option<Member<'_>>,
+    name: &'static str,
+    text: &'a str,
+    structurals: &[u32],
+) -> Result<&'a str, ServerEventError> {
+    let member = member.ok_or(ServerEventError::InvalidField(name))?;
     member_value_span(text.as_bytes(), structurals, member.ordinal, member.is_last)
         // The span starts and ends at JSON structural boundaries, which are ASCII, so `get`
         // only fails on an index layout `span.rs` does not expect.
@@ -659,7 +764,9 @@ mod tests {
                 channel: "md.X",
                 content: r#"{"s":"a,\"from\":1}"}"#,
                 from: "0-1-2",
-                seq: 9
+                seq: 9,
+                key: None,
+                delete: false,
             })
         );
         let cases: [(Encoder, ServerEvent<'static>); 4] = [
@@ -675,6 +782,7 @@ mod tests {
                     seq: 4,
                     epoch: "e.1",
                     recovered: Some(true),
+                    throttle_ms: None,
                 },
             ),
             (
@@ -692,6 +800,73 @@ mod tests {
             let text = String::from_utf8(out).unwrap();
             assert_eq!(parser.parse(&text), Ok(expected));
         }
+    }
+
+    #[test]
+    fn snapshots_keyed_messages_and_throttled_subscribes_parse_back() {
+        use crate::command::{
+            encode_keyed_message, encode_snapshot, encode_subscribed_throttled, SnapshotEntry,
+            SnapshotHead,
+        };
+        let mut parser = ServerEventParser::new();
+        let mut out = Vec::new();
+        let entries = [
+            SnapshotEntry {
+                key: Some("a"),
+                content: br#"{"x":[1,"}{"]}"#,
+                seq: 3,
+                binary: false,
+            },
+            SnapshotEntry {
+                key: None,
+                content: b"7",
+                seq: 4,
+                binary: false,
+            },
+        ];
+        let head = SnapshotHead {
+            channel: "b",
+            seq: 4,
+            epoch: "e",
+        };
+        encode_snapshot(&mut out, head, entries.into_iter());
+        let text = String::from_utf8(out).unwrap();
+        let Ok(ServerEvent::Snapshot { entries, seq, .. }) = parser.parse(&text) else {
+            panic!("{text}");
+        };
+        assert_eq!(seq, 4);
+        let entries = entries.to_owned();
+        let items = parser.snapshot_entries(&entries).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            (items[0].key.as_deref(), &items[0].content[..], items[0].seq),
+            (Some("a"), &br#"{"x":[1,"}{"]}"#[..], 3)
+        );
+        assert_eq!(
+            (items[1].key.as_deref(), &items[1].content[..]),
+            (None, &b"7"[..])
+        );
+        let mut out = Vec::new();
+        encode_keyed_message(&mut out, ("b", b"1", "f", 5), Some("k"), true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(matches!(
+            parser.parse(&text),
+            Ok(ServerEvent::Message {
+                key: Some("k"),
+                delete: true,
+                ..
+            })
+        ));
+        let mut out = Vec::new();
+        encode_subscribed_throttled(&mut out, "b", 1, "e", None, Some(250));
+        let text = String::from_utf8(out).unwrap();
+        assert!(matches!(
+            parser.parse(&text),
+            Ok(ServerEvent::Subscribed {
+                throttle_ms: Some(250),
+                ..
+            })
+        ));
     }
 
     #[test]

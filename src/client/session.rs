@@ -32,7 +32,8 @@ use crate::client::event::{Disconnect, Event, StopReason};
 use crate::client::options::Options;
 use crate::client::rng::Rng;
 use crate::client::server_event::{
-    binary_batch_entries, parse_binary, BinaryEvent, PresenceMember, ServerEvent, ServerEventParser,
+    binary_batch_entries, parse_binary, BinaryEvent, PresenceMember, ServerEvent,
+    ServerEventParser, SnapshotItem,
 };
 use crate::client::url::WsUrl;
 use crate::close_code::ReconnectAdvice;
@@ -57,7 +58,19 @@ pub struct ChannelPosition {
     pub seq: Option<u64>,
     /// Epoch of that numbering.
     pub epoch: Option<String>,
-    /// Subscribed with presence (the list, joins and leaves): asked again on every open.
+    /// How the channel was subscribed (sent again on every re-subscribe).
+    pub options: SubscribeOptions,
+}
+
+/// How to subscribe: throttled, and in which form a snapshot should come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// `throttle_ms`: the latest value per key at most every this many ms (10-60,000).
+    pub throttle_ms: Option<u32>,
+    /// `"binary":true`: a snapshot comes as a binary message.
+    pub binary: bool,
+    /// `"presence":true`: the member list, then joins and leaves; asked again on every open
+    /// (a fresh list each time).
     pub presence: bool,
 }
 
@@ -307,16 +320,25 @@ impl Session {
 
     /// Subscribes to `channel` now if open, and on every later open (with `since`/`epoch`).
     pub fn subscribe(&mut self, channel: &str) -> Result<(), SendError> {
-        self.subscribe_with(channel, false)
+        self.subscribe_with(channel, SubscribeOptions::default())
     }
 
     /// Subscribes with presence (`"presence":true`): `Event::Presence` with the members, then
     /// `Event::Join`/`Event::Leave`; again on every later open (a fresh list each time).
     pub fn subscribe_with_presence(&mut self, channel: &str) -> Result<(), SendError> {
-        self.subscribe_with(channel, true)
+        let options = SubscribeOptions {
+            presence: true,
+            ..SubscribeOptions::default()
+        };
+        self.subscribe_with(channel, options)
     }
 
-    fn subscribe_with(&mut self, channel: &str, presence: bool) -> Result<(), SendError> {
+    /// [`Session::subscribe`] with options (throttle, binary snapshot), kept for re-subscribes.
+    pub fn subscribe_with(
+        &mut self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<(), SendError> {
         check_channel(channel).map_err(|_| SendError::InvalidChannel)?;
         let known = self.subscriptions.contains_key(channel);
         if !known && self.subscriptions.len() >= self.options.subscriptions_max {
@@ -324,11 +346,15 @@ impl Session {
         }
         if self.is_open() {
             self.send_with(|out| {
-                commands::encode_subscribe_with(out, channel, None, None, presence)
+                commands::encode_subscribe_with(out, channel, None, None, options)
             })?;
         }
         let position = self.subscriptions.entry(channel.to_owned()).or_default();
-        position.presence |= presence;
+        match known {
+            false => position.options = options,
+            // Subscribing again with presence adds it (the relay answers with the list).
+            true => position.options.presence |= options.presence,
+        }
         Ok(())
     }
 
@@ -352,6 +378,21 @@ impl Session {
     pub fn publish(&mut self, channel: &str, content_json: &str) -> Result<(), SendError> {
         check_channel(channel).map_err(|_| SendError::InvalidChannel)?;
         self.send_with(|out| commands::encode_publish(out, channel, content_json))
+    }
+
+    /// Publishes one JSON value under `key` (the snapshot, throttling and conflation key);
+    /// `delete` removes the key from the channel's snapshot.
+    pub fn publish_keyed(
+        &mut self,
+        channel: &str,
+        key: &str,
+        content_json: &str,
+        delete: bool,
+    ) -> Result<(), SendError> {
+        check_channel(channel).map_err(|_| SendError::InvalidChannel)?;
+        self.send_with(|out| {
+            commands::encode_publish_keyed(out, channel, key, content_json, delete)
+        })
     }
 
     /// Publishes opaque bytes to `channel` over the binary data plane.
@@ -466,8 +507,7 @@ impl Session {
         for (channel, position) in &self.subscriptions {
             scratch.clear();
             let (since, epoch) = position.resume_point().unzip();
-            let presence = position.presence;
-            commands::encode_subscribe_with(&mut scratch, channel, since, epoch, presence);
+            commands::encode_subscribe_with(&mut scratch, channel, since, epoch, position.options);
             if let Some(connection) = self.connection.as_mut() {
                 // A full buffer right after open means `send_bytes_max` is smaller than the
                 // subscription list; those channels are retried on the next open.
@@ -566,6 +606,25 @@ fn text_event(
     text: &str,
 ) -> Event {
     let (event, nested) = match parser.parse(text) {
+        Ok(ServerEvent::Snapshot {
+            channel,
+            seq,
+            epoch,
+            entries,
+        }) => {
+            advance(subscriptions, channel, seq);
+            let (channel, epoch) = (channel.to_owned(), epoch.to_owned());
+            let entries = entries.to_owned();
+            return match parser.snapshot_entries(&entries) {
+                Ok(entries) => Event::Snapshot {
+                    channel,
+                    seq,
+                    epoch,
+                    entries,
+                },
+                Err(_) => Event::UnknownText(text.to_owned()),
+            };
+        }
         Ok(event) => {
             track_position(subscriptions, &event);
             (owned_event(event), nested_range(&event))
@@ -613,6 +672,30 @@ fn complete_nested(
     Some(event)
 }
 
+/// A binary snapshot as an event (`None`: malformed).
+fn binary_snapshot(
+    subscriptions: &mut IndexMap<String, ChannelPosition>,
+    bytes: &[u8],
+) -> Option<Event> {
+    let (head, entries) = crate::command::decode_binary_snapshot(bytes)?;
+    advance(subscriptions, head.channel, head.seq);
+    let entries = entries
+        .into_iter()
+        .map(|e| SnapshotItem {
+            key: e.key.map(str::to_owned),
+            content: e.content.to_vec(),
+            seq: e.seq,
+            binary: e.binary,
+        })
+        .collect();
+    Some(Event::Snapshot {
+        channel: head.channel.to_owned(),
+        seq: head.seq,
+        epoch: head.epoch.to_owned(),
+        entries,
+    })
+}
+
 fn track_position(subscriptions: &mut IndexMap<String, ChannelPosition>, event: &ServerEvent<'_>) {
     match *event {
         ServerEvent::Subscribed {
@@ -620,6 +703,7 @@ fn track_position(subscriptions: &mut IndexMap<String, ChannelPosition>, event: 
             seq,
             epoch,
             recovered,
+            ..
         } => {
             if let Some(position) = subscriptions.get_mut(channel) {
                 position.on_subscribed(seq, epoch, recovered);
@@ -639,12 +723,16 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
             seq,
             epoch,
             recovered,
+            throttle_ms,
         } => Event::Subscribed {
             channel: channel.to_owned(),
             seq,
             epoch: epoch.to_owned(),
             recovered,
+            throttle_ms,
         },
+        // Handled by `text_event` (its entries need the parser).
+        ServerEvent::Snapshot { .. } => Event::UnknownText(String::new()),
         ServerEvent::Unsubscribed { channel } => Event::Unsubscribed {
             channel: channel.to_owned(),
         },
@@ -653,11 +741,15 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
             content,
             from,
             seq,
+            key,
+            delete,
         } => Event::Message {
             channel: channel.to_owned(),
             content: content.to_owned(),
             from: from.to_owned(),
             seq,
+            key: key.map(str::to_owned),
+            delete,
         },
         ServerEvent::Gap { channel, from, to } => Event::Gap {
             channel: channel.to_owned(),
@@ -693,6 +785,10 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
 }
 
 fn binary_event(subscriptions: &mut IndexMap<String, ChannelPosition>, bytes: &[u8]) -> Event {
+    if bytes.first() == Some(&crate::command::BINARY_OP_SNAPSHOT) {
+        return binary_snapshot(subscriptions, bytes)
+            .unwrap_or_else(|| Event::UnknownBinary(bytes.to_vec()));
+    }
     match parse_binary(bytes) {
         Ok(BinaryEvent::Message {
             channel,

@@ -10,8 +10,10 @@
 //! Field policy:
 //! - unknown top-level fields are ignored, as are known fields the command does not use;
 //! - a known field (`type`, `channel`, `since`, `epoch`, `presence`, `content`, `key`, `id`,
-//!   `token`) present twice is [`CommandError::DuplicateField`], whatever the command;
-//! - optional fields (`since`, `epoch`, `key`, `presence`) set to `null` count as absent, like serde's
+//!   `token`, `throttle_ms`, `binary`, `delete`) present twice is
+//!   [`CommandError::DuplicateField`], whatever the command;
+//! - optional fields (`since`, `epoch`, `key`, `presence`, `throttle_ms`, `binary`,
+//!   `delete`) set to `null` count as absent, like serde's
 //!   `Option`; `content: null` is a present value (a publish of `null`).
 //!
 //! Buffer policy (scratch, simd-json buffers, tape): they grow to fit the current message,
@@ -26,7 +28,9 @@ use crate::command::channel::is_valid_channel_name;
 use crate::command::error::CommandError;
 use crate::command::span::member_value_span;
 use crate::command::tape::{for_each_member, Member};
-use crate::command::{ACK_ID_BYTES_MAX, KEY_BYTES_MAX, TOKEN_BYTES_MAX};
+use crate::command::{
+    ACK_ID_BYTES_MAX, KEY_BYTES_MAX, THROTTLE_MS_MAX, THROTTLE_MS_MIN, TOKEN_BYTES_MAX,
+};
 
 /// Initial (and minimum) capacity of the decoder's scratch copy, in bytes.
 pub const SCRATCH_BYTES_INITIAL: usize = 4096;
@@ -48,6 +52,11 @@ pub enum Command<'a> {
         since: Option<u64>,
         /// Epoch of the numbering `since` belongs to.
         epoch: Option<&'a str>,
+        /// `throttle_ms`: at most one delivery per key every this many ms, the latest
+        /// ([`THROTTLE_MS_MIN`]..=[`THROTTLE_MS_MAX`]).
+        throttle_ms: Option<u32>,
+        /// `"binary":true`: a snapshot comes as a binary frame (op `0x05`).
+        binary: bool,
         /// `"presence":true`: also receive the member list and joins/leaves.
         presence: bool,
     },
@@ -72,6 +81,8 @@ pub enum Command<'a> {
         /// Acknowledgement requested under this id (1-64 bytes): the relay answers
         /// `{"type":"ack","id":I,...}` once the message is numbered.
         id: Option<&'a str>,
+        /// `"delete":true`: the message removes its key from the channel's snapshot.
+        delete: bool,
     },
     /// `{"type":"ping"}`
     Ping,
@@ -182,6 +193,9 @@ struct Fields<'a> {
     id: Option<Member<'a>>,
     token: Option<Member<'a>>,
     presence: Option<Member<'a>>,
+    throttle_ms: Option<Member<'a>>,
+    binary: Option<Member<'a>>,
+    delete: Option<Member<'a>>,
 }
 
 impl<'a> Fields<'a> {
@@ -204,6 +218,9 @@ impl<'a> Fields<'a> {
             "id" => &mut self.id,
             "token" => &mut self.token,
             "presence" => &mut self.presence,
+            "throttle_ms" => &mut self.throttle_ms,
+            "binary" => &mut self.binary,
+            "delete" => &mut self.delete,
             _ => return Ok(()),
         };
         match slot.replace(member) {
@@ -275,17 +292,39 @@ fn subscribe<'a>(
         Some(Node::String(epoch)) => Some(epoch),
         Some(_) => return Err(CommandError::InvalidEpoch),
     };
-    let presence = match optional_value(fields.presence) {
-        None | Some(Node::Static(StaticNode::Bool(false))) => false,
-        Some(Node::Static(StaticNode::Bool(true))) => true,
-        Some(_) => return Err(CommandError::InvalidPresence),
+    let throttle_ms = match optional_value(fields.throttle_ms) {
+        None => None,
+        Some(Node::Static(StaticNode::U64(n))) => Some(throttle_in_range(n)?),
+        Some(Node::Static(StaticNode::I64(n))) => {
+            Some(throttle_in_range(u64::try_from(n).unwrap_or(0))?)
+        }
+        Some(_) => return Err(CommandError::InvalidThrottle),
     };
     Ok(Command::Subscribe {
         channel,
         since,
         epoch,
-        presence,
+        throttle_ms,
+        binary: flag(fields.binary, CommandError::InvalidBinary)?,
+        presence: flag(fields.presence, CommandError::InvalidPresence)?,
     })
+}
+
+/// `throttle_ms` must be within [`THROTTLE_MS_MIN`]..=[`THROTTLE_MS_MAX`].
+fn throttle_in_range(n: u64) -> Result<u32, CommandError> {
+    match u32::try_from(n) {
+        Ok(ms) if (THROTTLE_MS_MIN..=THROTTLE_MS_MAX).contains(&ms) => Ok(ms),
+        _ => Err(CommandError::InvalidThrottle),
+    }
+}
+
+/// An optional boolean field: absent or `null` is false.
+fn flag(member: Option<Member<'_>>, invalid: CommandError) -> Result<bool, CommandError> {
+    match optional_value(member) {
+        None => Ok(false),
+        Some(Node::Static(StaticNode::Bool(b))) => Ok(b),
+        Some(_) => Err(invalid),
+    }
 }
 
 fn publish<'a>(
@@ -322,6 +361,7 @@ fn publish<'a>(
         content,
         key,
         id,
+        delete: flag(fields.delete, CommandError::InvalidDelete)?,
     })
 }
 

@@ -101,6 +101,18 @@ pub fn encode_subscribed(
     epoch: &str,
     recovered: Option<bool>,
 ) {
+    encode_subscribed_throttled(out, channel, seq, epoch, recovered, None);
+}
+
+/// [`encode_subscribed`], with `,"throttle_ms":T` last when the subscription is throttled.
+pub fn encode_subscribed_throttled(
+    out: &mut Vec<u8>,
+    channel: &str,
+    seq: u64,
+    epoch: &str,
+    recovered: Option<bool>,
+    throttle_ms: Option<u32>,
+) {
     out.extend_from_slice(br#"{"type":"subscribed","channel":"#);
     write_json_string(out, channel);
     out.extend_from_slice(br#","seq":"#);
@@ -111,6 +123,10 @@ pub fn encode_subscribed(
         Some(true) => out.extend_from_slice(br#","recovered":true"#),
         Some(false) => out.extend_from_slice(br#","recovered":false"#),
         None => {}
+    }
+    if let Some(t) = throttle_ms {
+        out.extend_from_slice(br#","throttle_ms":"#);
+        write_u64(out, u64::from(t));
     }
     out.push(b'}');
 }
@@ -208,6 +224,28 @@ pub fn encode_message(out: &mut Vec<u8>, channel: &str, content_raw: &[u8], from
     out.push(b'}');
 }
 
+/// [`encode_message`] with the publish's `key` (and `"delete":true`) after `seq`:
+/// `{"type":"message",...,"seq":N,"key":"K"[,"delete":true]}`. Used for every publish that
+/// carries a key, so that a subscriber can keep the latest value per key.
+pub fn encode_keyed_message(
+    out: &mut Vec<u8>,
+    message: (&str, &[u8], &str, u64),
+    key: Option<&str>,
+    delete: bool,
+) {
+    let (channel, content_raw, from, seq) = message;
+    encode_message(out, channel, content_raw, from, seq);
+    out.pop(); // the closing brace
+    if let Some(key) = key {
+        out.extend_from_slice(br#","key":"#);
+        write_json_string(out, key);
+    }
+    if delete {
+        out.extend_from_slice(br#","delete":true"#);
+    }
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +308,16 @@ mod tests {
         assert_eq!(out, expected);
         let hint = message_len_hint("md.abc", content, "u\"1");
         assert_eq!(hint, out.len() + 19, "exact but for 19 spare seq digits");
+    }
+
+    #[test]
+    fn keyed_message_and_throttled_subscribed_exact() {
+        let out = encoded(|o| encode_keyed_message(o, ("b", b"1", "f", 2), Some("K"), true));
+        let want = r#"{"type":"message","channel":"b","content":1,"from":"f","seq":2,"key":"K","delete":true}"#;
+        assert_eq!(out, want);
+        let out = encoded(|o| encode_subscribed_throttled(o, "c", 1, "e", None, Some(100)));
+        let want = r#"{"type":"subscribed","channel":"c","seq":1,"epoch":"e","throttle_ms":100}"#;
+        assert_eq!(out, want);
     }
 
     #[test]

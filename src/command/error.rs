@@ -46,6 +46,15 @@ pub enum CommandError {
     /// `presence` (subscribe) is present but not a boolean.
     #[error("Invalid field: presence (expected true or false)")]
     InvalidPresence,
+    /// `throttle_ms` is present but not an integer from 10 to 60,000.
+    #[error("Invalid field: throttle_ms (expected an integer from 10 to 60000)")]
+    InvalidThrottle,
+    /// `binary` (subscribe) is present but not a boolean.
+    #[error("Invalid field: binary (expected true or false)")]
+    InvalidBinary,
+    /// `delete` (publish) is present but not a boolean.
+    #[error("Invalid field: delete (expected true or false)")]
+    InvalidDelete,
     /// `token` is missing, not a string, empty or longer than 8192 bytes.
     #[error("Missing or invalid field: token")]
     InvalidToken,
@@ -80,6 +89,11 @@ impl CommandError {
             Self::InvalidKey => "Invalid field: key (expected 1-128 bytes of [A-Za-z0-9._:-])",
             Self::InvalidId => "Invalid field: id (expected a string of 1-64 bytes)",
             Self::InvalidPresence => "Invalid field: presence (expected true or false)",
+            Self::InvalidThrottle => {
+                "Invalid field: throttle_ms (expected an integer from 10 to 60000)"
+            }
+            Self::InvalidBinary => "Invalid field: binary (expected true or false)",
+            Self::InvalidDelete => "Invalid field: delete (expected true or false)",
             Self::InvalidToken => "Missing or invalid field: token",
             Self::DuplicateField => "Duplicate field",
             Self::EmptyBinary => "Empty binary message",
@@ -103,6 +117,9 @@ impl CommandError {
             Self::InvalidKey => "invalid_key",
             Self::InvalidId => "invalid_id",
             Self::InvalidPresence => "invalid_presence",
+            Self::InvalidThrottle => "invalid_throttle",
+            Self::InvalidBinary => "invalid_binary",
+            Self::InvalidDelete => "invalid_delete",
             Self::InvalidToken => "invalid_token",
             Self::DuplicateField => "duplicate_field",
             Self::EmptyBinary => "empty_binary",
@@ -116,7 +133,7 @@ impl CommandError {
 mod tests {
     use super::*;
 
-    const ALL: [CommandError; 17] = [
+    const ALL: [CommandError; 20] = [
         CommandError::InvalidJson,
         CommandError::NotAnObject,
         CommandError::InvalidType,
@@ -129,6 +146,9 @@ mod tests {
         CommandError::InvalidKey,
         CommandError::InvalidId,
         CommandError::InvalidPresence,
+        CommandError::InvalidThrottle,
+        CommandError::InvalidBinary,
+        CommandError::InvalidDelete,
         CommandError::InvalidToken,
         CommandError::DuplicateField,
         CommandError::EmptyBinary,

@@ -21,7 +21,9 @@
 //! - server → client `[0x01][L][channel][seq: u64][payload]`: message (op [`BINARY_OP_MESSAGE`]);
 //! - server → client `[0x02][L][channel][from: u64][to: u64]`: gap (op [`BINARY_OP_GAP`]);
 //! - server → client `[0x03][L][channel]` + entries `[seq u64][F u16][from][N u32][payload]`:
-//!   a room tick's batch (op [`BINARY_OP_BATCH`], `game.rs`).
+//!   a room tick's batch (op [`BINARY_OP_BATCH`], `game.rs`);
+//! - server → client `[0x05][L][channel][seq: u64]...`: keyed snapshot (op
+//!   [`BINARY_OP_SNAPSHOT`], `snapshot.rs`).
 
 mod binary;
 mod channel;
@@ -29,6 +31,7 @@ mod decode;
 mod encode;
 mod error;
 mod game;
+mod snapshot;
 pub(crate) mod span;
 pub(crate) mod tape;
 
@@ -41,14 +44,19 @@ pub use channel::is_valid_channel_name;
 pub use decode::{Command, CommandDecoder, SCRATCH_BYTES_INITIAL, SCRATCH_BYTES_RETAINED_MAX};
 pub use encode::{
     encode_ack, encode_authenticated, encode_connected, encode_error, encode_error_with_id,
-    encode_gap, encode_message, encode_pong, encode_subscribed, encode_unsubscribed,
-    json_string_len, message_len_hint, write_json_string,
+    encode_gap, encode_keyed_message, encode_message, encode_pong, encode_subscribed,
+    encode_subscribed_throttled, encode_unsubscribed, json_string_len, message_len_hint,
+    write_json_string,
 };
 pub use error::CommandError;
 pub use game::{
     batch_close, batch_entry, batch_entry_len, batch_open, binary_batch_entry,
     binary_batch_entry_len, binary_batch_open, encode_presence, encode_presence_change, MemberRef,
     BATCH_JSON_FIXED, BINARY_OP_BATCH,
+};
+pub use snapshot::{
+    decode_binary_snapshot, encode_binary_snapshot, encode_snapshot, DecodedSnapshot,
+    SnapshotEntry, SnapshotHead, BINARY_OP_SNAPSHOT, SNAPSHOT_ENTRY_BINARY,
 };
 
 /// Default upper bound of a channel name, in bytes (the caller passes its own `channel_bytes_max`).
@@ -59,6 +67,11 @@ pub const KEY_BYTES_MAX: usize = 128;
 
 /// Upper bound of a publish acknowledgement `id` (JSON or binary), in bytes.
 pub const ACK_ID_BYTES_MAX: usize = 64;
+
+/// Shortest `throttle_ms` a subscribe may ask for (one delivery per key per 10 ms).
+pub const THROTTLE_MS_MIN: u32 = 10;
+/// Longest `throttle_ms` a subscribe may ask for (one minute).
+pub const THROTTLE_MS_MAX: u32 = 60_000;
 
 /// Upper bound of an `auth` token (a JWT), in bytes after JSON unescaping.
 pub const TOKEN_BYTES_MAX: usize = 8192;

@@ -212,6 +212,27 @@ pub mod families {
         "Retained history messages evicted, oldest first, to stay within --history-max-bytes.",
         None,
     );
+    /// Keys evicted from keyed snapshots, by the limit that evicted them.
+    pub const SNAPSHOT_EVICTED: Family = counter(
+        "wsrelay_snapshot_evicted_total",
+        "Keys evicted from channel snapshots, least recently updated first, by limit \
+         (--snapshot-max-keys, --snapshot-max-bytes).",
+        Some("limit"),
+    );
+    /// Deliveries queued to throttled subscribers (also in `MESSAGES_DELIVERED`).
+    pub const THROTTLE_DELIVERED: Family = counter(
+        "wsrelay_throttled_deliveries_total",
+        "Deliveries queued to throttled subscribers (latest value per key, at most every \
+         throttle_ms); also counted in wsrelay_messages_delivered_total.",
+        None,
+    );
+    /// Keys evicted from a loop's latest values for throttled subscribers.
+    pub const THROTTLE_KEYS_EVICTED: Family = counter(
+        "wsrelay_throttle_keys_evicted_total",
+        "Keys evicted, least recently updated first, from a channel's latest values kept for \
+         throttled subscribers (--throttle-max-keys).",
+        None,
+    );
     /// Socket system calls that moved bytes, by direction: deliveries per write is the
     /// batching the relay achieved.
     pub const SOCKET_SYSCALLS: Family = counter(
@@ -478,6 +499,14 @@ define_counters! {
     PresenceResync => PRESENCE_EVENTS ["list_instead"],
     /// A presence list left members out (`--presence-max-list`; the count stays exact).
     PresenceListCapped => PRESENCE_EVENTS ["list_capped"],
+    /// A snapshot key was evicted beyond `--snapshot-max-keys`.
+    SnapshotEvictedKeys => SNAPSHOT_EVICTED ["max_keys"],
+    /// A snapshot key was evicted beyond `--snapshot-max-bytes`.
+    SnapshotEvictedBytes => SNAPSHOT_EVICTED ["max_bytes"],
+    /// A delivery was queued to a throttled subscriber.
+    ThrottleDelivered => THROTTLE_DELIVERED,
+    /// A key was evicted from the latest values kept for throttled subscribers.
+    ThrottleKeysEvicted => THROTTLE_KEYS_EVICTED,
     /// A read from a client socket returned bytes.
     SocketReads => SOCKET_SYSCALLS ["read"],
     /// A write (`sendmsg`) to a client socket took bytes.

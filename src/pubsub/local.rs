@@ -27,11 +27,14 @@ pub struct LocalChannel {
     pending: u32,
     /// Highest seq received for this channel (0: none yet).
     last_seq: u64,
+    /// Throttled subscribers on this loop: not in `subscribers` (they are served from the
+    /// loop's latest values, `runtime/throttle.rs`), but they keep the loop interested.
+    throttled: u32,
 }
 
 impl LocalChannel {
     fn is_unused(&self) -> bool {
-        self.subscribers.is_empty() && self.pending == 0
+        self.subscribers.is_empty() && self.pending == 0 && self.throttled == 0
     }
 }
 
@@ -81,6 +84,37 @@ impl LocalIndex {
             self.subscriptions += 1;
         }
         true
+    }
+
+    /// The owner answered a throttled subscriber's request: it counts for interest but is
+    /// not in the subscriber set. `first`: it was not subscribed before (a second subscribe
+    /// only answers the request). Returns false if the request was unknown.
+    pub fn complete_throttled_subscribe(&mut self, channel: &str, seq: u64, first: bool) -> bool {
+        let Some(c) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if c.pending == 0 {
+            return false;
+        }
+        c.pending -= 1;
+        c.last_seq = c.last_seq.max(seq);
+        if first {
+            c.throttled += 1;
+            self.subscriptions += 1;
+        }
+        true
+    }
+
+    /// Removes a throttled subscriber of `channel`. Returns true when the loop lost interest.
+    pub fn remove_throttled(&mut self, channel: &str) -> bool {
+        let Some(c) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if c.throttled > 0 {
+            c.throttled -= 1;
+            self.subscriptions -= 1;
+        }
+        self.forget_if_unused(channel)
     }
 
     /// The owner answered a request whose connection no longer wants it (closed or
@@ -157,6 +191,23 @@ mod tests {
         assert!(!ix.remove("a", id(1)), "a request is still pending");
         assert!(ix.complete_subscribe("a", id(2), 0));
         assert!(ix.remove("a", id(2)));
+        assert_eq!(ix.channels(), 0);
+    }
+
+    #[test]
+    fn throttled_subscribers_keep_interest_without_joining_the_set() {
+        let mut ix = LocalIndex::default();
+        ix.begin_subscribe("a");
+        assert!(ix.complete_throttled_subscribe("a", 5, true));
+        assert_eq!(ix.subscribers("a").map(|s| s.len()), Some(0));
+        assert_eq!(ix.subscriptions(), 1);
+        ix.begin_subscribe("a"); // subscribing twice
+        assert!(ix.complete_throttled_subscribe("a", 5, false));
+        assert_eq!(ix.subscriptions(), 1);
+        assert!(
+            ix.remove_throttled("a"),
+            "the last one leaves: interest lost"
+        );
         assert_eq!(ix.channels(), 0);
     }
 

@@ -11,6 +11,9 @@
 //!
 //! - `registry`: the owner side (`ChannelRegistry`): seq, epoch, interest, history, last value.
 //! - `history`: the bounded ring of retained frames of one channel.
+//! - `snapshot`: the latest message per key of one channel (`--snapshot-for`), kept by the owner.
+//! - `throttle`: the latest delivery per key of a channel on a subscriber loop, shared by its
+//!   throttled subscribers.
 //! - `local`: the subscriber side (`LocalIndex`): channel → connections on this loop.
 //! - `presence`: the owner side of presence (`--presence-for`): members, watchers per loop,
 //!   the join/leave storm bound.
@@ -20,10 +23,14 @@ pub mod history;
 pub mod local;
 pub mod presence;
 pub mod registry;
+pub mod snapshot;
+pub mod throttle;
 
 pub use history::History;
 pub use local::LocalIndex;
-pub use registry::{ChannelRegistry, Reserved, RetentionConfig, Since, SubscribeOutcome};
+pub use registry::{
+    ChannelRegistry, Reserved, RetentionConfig, Since, SnapshotConfig, SubscribeOutcome,
+};
 
 use crate::conn_id::LoopId;
 use crate::hash::fnv1a_64;

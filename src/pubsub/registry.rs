@@ -13,11 +13,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::auth::ChannelPattern;
+use crate::command::SnapshotHead;
 use crate::conn_id::LoopId;
 use crate::hash::FxHashMap;
 use crate::proto::frame::PreparedFrame;
 use crate::pubsub::budget::HistoryBudget;
 use crate::pubsub::history::History;
+use crate::pubsub::snapshot::{Evicted, Snapshot, SnapshotLimits, Update};
 
 /// What each owned channel retains.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +72,8 @@ pub struct Reserved {
     pub first_seq: u64,
     /// Loops with subscribers (bit i = loop i).
     pub interest: u64,
+    /// The channel keeps a keyed snapshot: fold the run in with [`ChannelRegistry::snapshot`].
+    pub snapshot: bool,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,24 @@ struct ChannelState {
     interest: u64,
     history: History,
     last: Option<PreparedFrame>,
+    /// The keyed snapshot, on `--snapshot-for` channels (decided when the state is created).
+    snapshot: Option<Box<Snapshot>>,
+}
+
+impl ChannelState {
+    /// Kept while nobody subscribes (history, last value or a snapshot).
+    fn retains(&self, retention: &RetentionConfig) -> bool {
+        retention.retains() || self.snapshot.is_some()
+    }
+}
+
+/// Which channels keep a keyed snapshot, and its bounds.
+#[derive(Debug, Clone)]
+pub struct SnapshotConfig {
+    /// `--snapshot-for` patterns.
+    pub patterns: Vec<ChannelPattern>,
+    /// Per-channel bounds.
+    pub limits: SnapshotLimits,
 }
 
 /// Every channel owned by one loop.
@@ -91,6 +114,7 @@ pub struct ChannelRegistry {
     budget: HistoryBudget,
     epoch_prefix: String,
     epochs_made_total: u64,
+    snapshots: Option<SnapshotConfig>,
 }
 
 impl ChannelRegistry {
@@ -104,17 +128,33 @@ impl ChannelRegistry {
             budget: HistoryBudget::new(retention.history_bytes_max),
             epoch_prefix,
             epochs_made_total: 0,
+            snapshots: None,
         }
+    }
+
+    /// Keeps keyed snapshots of the channels `config` names (none when its patterns are empty).
+    pub fn with_snapshots(mut self, config: SnapshotConfig) -> Self {
+        self.snapshots = (!config.patterns.is_empty()).then_some(config);
+        self
+    }
+
+    fn snapshot_for(&self, channel: &str) -> bool {
+        self.snapshots
+            .as_ref()
+            .is_some_and(|c| c.patterns.iter().any(|p| p.matches(channel)))
     }
 
     /// Records that `from_loop` has a (possibly pending) subscriber and answers with the current
     /// seq, epoch and the frames to replay.
+    /// On a snapshot channel the replay is the snapshot (binary with `binary_snapshot`),
+    /// unless `since` was served from history.
     pub fn subscribe(
         &mut self,
         channel: &str,
         from_loop: LoopId,
         since: Option<Since<'_>>,
         now_ns: u64,
+        binary_snapshot: bool,
     ) -> SubscribeOutcome {
         let retention = self.retention;
         let state = self.state_mut(channel);
@@ -122,10 +162,18 @@ impl ChannelRegistry {
         let freed = state.history.prune(now_ns, retention.history_ttl_ns);
         self.budget.released(freed);
         let state = self.state_mut(channel);
-        let (recovered, replay) = match since {
+        let (recovered, mut replay) = match since {
             Some(s) => recover(state, s),
             None => (None, state.last.iter().cloned().collect()),
         };
+        if let Some(snapshot) = state.snapshot.as_mut().filter(|_| recovered != Some(true)) {
+            let head = SnapshotHead {
+                channel,
+                seq: state.seq,
+                epoch: &state.epoch,
+            };
+            replay = vec![snapshot.frame(head, binary_snapshot)];
+        }
         SubscribeOutcome {
             seq: state.seq,
             epoch: state.epoch.clone(),
@@ -143,7 +191,8 @@ impl ChannelRegistry {
         if state.interest != 0 {
             return;
         }
-        if self.retention.retains() {
+        let keep = state.retains(&self.retention);
+        if keep {
             self.park_idle(channel);
         } else {
             self.remove(channel);
@@ -156,7 +205,7 @@ impl ChannelRegistry {
     pub fn reserve(&mut self, channel: &str, count: u64, now_ns: u64) -> Option<Reserved> {
         let retention = self.retention;
         if !self.channels.contains_key(channel) {
-            if !retention.retains() {
+            if !retention.retains() && !self.snapshot_for(channel) {
                 return None;
             }
             self.state_mut(channel);
@@ -171,7 +220,34 @@ impl ChannelRegistry {
         Some(Reserved {
             first_seq,
             interest: state.interest,
+            snapshot: state.snapshot.is_some(),
         })
+    }
+
+    /// Folds a reserved run's messages (oldest first) into the channel's snapshot; returns
+    /// the keys that evicted. Called only for runs whose `Reserved::snapshot` is set.
+    pub fn snapshot<'a>(
+        &mut self,
+        channel: &str,
+        run: impl Iterator<Item = Update<'a>>,
+    ) -> Evicted {
+        let mut evicted = Evicted::default();
+        let Some(limits) = self.snapshots.as_ref().map(|c| c.limits) else {
+            return evicted;
+        };
+        let Some(snapshot) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|s| s.snapshot.as_mut())
+        else {
+            return evicted;
+        };
+        for update in run {
+            let e = snapshot.update(update, limits);
+            evicted.by_keys += e.by_keys;
+            evicted.by_bytes += e.by_bytes;
+        }
+        evicted
     }
 
     /// True when published frames must be handed to `retain` (history or last value on).
@@ -281,7 +357,9 @@ impl ChannelRegistry {
     fn state_mut(&mut self, channel: &str) -> &mut ChannelState {
         if !self.channels.contains_key(channel) {
             let epoch = self.next_epoch();
+            let snapshot = self.snapshot_for(channel).then(Box::default);
             let state = ChannelState {
+                snapshot,
                 seq: 0,
                 sampled_seq: 0,
                 epoch,
@@ -376,8 +454,8 @@ mod tests {
         let mut config = retention(100, false);
         config.history_bytes_max = 30; // ten 3-byte frames
         let mut r = ChannelRegistry::new(config, "t".into());
-        let ea = r.subscribe("a", 0, None, 0).epoch;
-        r.subscribe("b", 0, None, 0);
+        let ea = r.subscribe("a", 0, None, 0, false).epoch;
+        r.subscribe("b", 0, None, 0, false);
         assert_eq!(publish_n(&mut r, "a", 6), 0);
         assert_eq!(publish_n(&mut r, "b", 4), 0);
         assert_eq!(r.history_bytes(), 30);
@@ -388,9 +466,9 @@ mod tests {
             seq,
             epoch: Some(&*ea),
         };
-        let lost = r.subscribe("a", 0, Some(from(2)), 0);
+        let lost = r.subscribe("a", 0, Some(from(2)), 0, false);
         assert_eq!((lost.recovered, lost.replay.len()), (Some(false), 0));
-        let kept = r.subscribe("a", 0, Some(from(3)), 0);
+        let kept = r.subscribe("a", 0, Some(from(3)), 0, false);
         assert_eq!((kept.recovered, kept.replay.len()), (Some(true), 3));
     }
 
@@ -399,7 +477,7 @@ mod tests {
         let mut config = retention(2, false);
         config.history_bytes_max = 1 << 30;
         let mut r = ChannelRegistry::new(config, "t".into());
-        r.subscribe("a", 0, None, 0);
+        r.subscribe("a", 0, None, 0, false);
         publish_n(&mut r, "a", 10_000);
         assert_eq!(r.history_bytes(), 6);
         assert!(
@@ -412,12 +490,12 @@ mod tests {
     #[test]
     fn a_dropped_channel_releases_its_history_bytes() {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
-        r.subscribe("a", 0, None, 0);
+        r.subscribe("a", 0, None, 0, false);
         publish_n(&mut r, "a", 4);
         assert_eq!(r.history_bytes(), 12);
         r.uninterest("a", 0);
         for c in ["b", "c", "d"] {
-            r.subscribe(c, 0, None, 0);
+            r.subscribe(c, 0, None, 0, false);
             r.uninterest(c, 0); // parks idle: the two-channel cap evicts "a"
         }
         assert_eq!(r.history_bytes(), 0);
@@ -447,8 +525,8 @@ mod tests {
     #[test]
     fn seq_counts_from_one_per_channel() {
         let mut r = ChannelRegistry::new(retention(0, false), "t".into());
-        r.subscribe("a", 0, None, 0);
-        r.subscribe("b", 1, None, 0);
+        r.subscribe("a", 0, None, 0, false);
+        r.subscribe("b", 1, None, 0, false);
         assert_eq!(publish(&mut r, "a").map(|n| n.first_seq), Some(1));
         assert_eq!(publish(&mut r, "a").map(|n| n.first_seq), Some(2));
         let b = publish(&mut r, "b").unwrap();
@@ -458,7 +536,7 @@ mod tests {
     #[test]
     fn a_run_reserves_consecutive_seqs() {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
-        r.subscribe("a", 0, None, 0);
+        r.subscribe("a", 0, None, 0, false);
         assert_eq!(r.reserve("a", 5, 0).map(|n| n.first_seq), Some(1));
         assert_eq!(r.reserve("a", 1, 0).map(|n| n.first_seq), Some(6));
     }
@@ -473,7 +551,7 @@ mod tests {
     #[test]
     fn recovery_replays_missed_messages_in_the_same_epoch() {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
-        let first = r.subscribe("a", 0, None, 0);
+        let first = r.subscribe("a", 0, None, 0, false);
         for _ in 0..5 {
             publish(&mut r, "a");
         }
@@ -481,7 +559,7 @@ mod tests {
             seq: 3,
             epoch: Some(&first.epoch),
         };
-        let out = r.subscribe("a", 1, Some(since), 0);
+        let out = r.subscribe("a", 1, Some(since), 0, false);
         assert_eq!(
             (out.seq, out.recovered, out.replay.len()),
             (5, Some(true), 2)
@@ -492,24 +570,24 @@ mod tests {
     #[test]
     fn stale_epoch_is_not_recovered() {
         let mut r = ChannelRegistry::new(retention(10, false), "t".into());
-        r.subscribe("a", 0, None, 0);
+        r.subscribe("a", 0, None, 0, false);
         publish(&mut r, "a");
         let since = Since {
             seq: 0,
             epoch: Some("other"),
         };
-        let out = r.subscribe("a", 0, Some(since), 0);
+        let out = r.subscribe("a", 0, Some(since), 0, false);
         assert_eq!((out.recovered, out.replay.len()), (Some(false), 0));
     }
 
     #[test]
     fn uninterest_without_retention_forgets_the_channel_and_a_new_epoch_follows() {
         let mut r = ChannelRegistry::new(retention(0, false), "t".into());
-        let e1 = r.subscribe("a", 0, None, 0).epoch;
+        let e1 = r.subscribe("a", 0, None, 0, false).epoch;
         publish(&mut r, "a");
         r.uninterest("a", 0);
         assert!(r.is_empty());
-        let again = r.subscribe("a", 0, None, 0);
+        let again = r.subscribe("a", 0, None, 0, false);
         assert_eq!(again.seq, 0);
         assert_ne!(again.epoch, e1);
     }
@@ -519,7 +597,7 @@ mod tests {
         let mut r = ChannelRegistry::new(retention(0, true), "t".into());
         publish(&mut r, "a");
         publish(&mut r, "a");
-        let out = r.subscribe("a", 0, None, 0);
+        let out = r.subscribe("a", 0, None, 0, false);
         assert_eq!(out.replay.len(), 1);
         assert_eq!(out.replay[0].bytes().as_ref(), enc(2).bytes().as_ref());
     }

@@ -164,6 +164,8 @@ pub struct Subscription {
     /// It asked for presence (`"presence":true` on a `--presence-for` channel): it gets the
     /// member list and the joins and leaves (`presence.rs`).
     pub watch_presence: bool,
+    /// `throttle_ms` of a throttled subscription (served by `throttle.rs`, not the fan-out).
+    pub throttle_ms: Option<u32>,
 }
 
 /// Seqs a subscriber skipped and has not been told of yet.

@@ -23,6 +23,7 @@ use crate::runtime::compression::{self, CompressedRun, CompressedVariants};
 use crate::runtime::conn::{Conn, PendingGap};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
+use crate::runtime::publish::PublishMeta;
 
 /// A run of consecutive messages of one channel, numbered from `first_seq` and encoded once,
 /// back to back, into `bytes`. Shared read-only by every loop that delivers it.
@@ -95,6 +96,9 @@ impl EventLoop {
             .note_seqs(channel, batch.first_seq, batch.last_seq())
         {
             self.note_gap_for_all(channel, gap, batch.is_binary());
+        }
+        if !self.throttles.is_empty() {
+            self.throttle_batch(batch);
         }
         let me = self.id;
         // This loop's publishers in the run (usually none or one), found once per run rather
@@ -359,11 +363,21 @@ impl EventLoop {
                 ack,
             } => {
                 self.record_hop(read_at_ns);
-                let (content, key, binary) = match &body {
-                    PublishBody::Json { content, key } => (content, key.as_deref(), false),
-                    PublishBody::Binary(payload) => (payload, None, true),
+                let (content, key, binary, delete) = match &body {
+                    PublishBody::Json {
+                        content,
+                        key,
+                        delete,
+                    } => (content, key.as_deref(), false, *delete),
+                    PublishBody::Binary(payload) => (payload, None, true, false),
                 };
-                let meta = (binary, from, origin, read_at_ns);
+                let meta = PublishMeta {
+                    binary,
+                    delete,
+                    from,
+                    origin,
+                    read_at_ns,
+                };
                 self.queue_publish(&channel, content, key, meta, ack.as_deref());
             }
             LoopMsg::Acks { channel, acks } => {
@@ -381,7 +395,8 @@ impl EventLoop {
                 channel,
                 origin,
                 since,
-            } => self.answer_subscribe(channel, origin, since),
+                binary_snapshot,
+            } => self.answer_subscribe(channel, origin, since, binary_snapshot),
             LoopMsg::Subscribed {
                 channel,
                 conn,
@@ -397,14 +412,19 @@ impl EventLoop {
         channel: Arc<str>,
         origin: ConnRef,
         since: Option<(u64, Option<Arc<str>>)>,
+        binary_snapshot: bool,
     ) {
         let since = since.as_ref().map(|(seq, epoch)| Since {
             seq: *seq,
             epoch: epoch.as_deref(),
         });
-        let outcome = self
-            .owned
-            .subscribe(&channel, origin.loop_id, since, self.now_ns);
+        let outcome = self.owned.subscribe(
+            &channel,
+            origin.loop_id,
+            since,
+            self.now_ns,
+            binary_snapshot,
+        );
         let conn = origin.conn;
         let reply = LoopMsg::Subscribed {
             channel,

@@ -15,6 +15,7 @@ use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::proto::ProtocolError;
 use crate::runtime::conn::{CloseReason, Phase};
 use crate::runtime::event_loop::EventLoop;
+use crate::runtime::subscribe::SubscribeOptions;
 
 impl EventLoop {
     /// A complete text message on the relay endpoint: one JSON command.
@@ -65,10 +66,17 @@ impl EventLoop {
                 channel,
                 since,
                 epoch,
+                throttle_ms,
+                binary,
                 presence,
             } => {
                 let since = since.map(|s| (s, epoch.map(Arc::from)));
-                self.subscribe(id, channel, since, presence)
+                let options = SubscribeOptions {
+                    throttle_ms,
+                    binary,
+                    presence,
+                };
+                self.subscribe(id, channel, since, options)
             }
             Command::Presence { channel } => self.presence_query(id, channel),
             Command::Unsubscribe { channel } => self.unsubscribe(id, channel),
@@ -77,10 +85,12 @@ impl EventLoop {
                 content,
                 key,
                 id: ack,
+                delete,
             } => {
                 self.metrics.inc(Counter::PublishedJson);
                 let ack = ack.map(str::as_bytes);
-                self.publish(id, channel, Published::Json(content), key, ack);
+                let msg = Published::Json { content, delete };
+                self.publish(id, channel, msg, key, ack);
             }
             Command::Ping => self.reply(id, encode::encode_pong),
             Command::Auth { token } => self.on_auth(id, token),
@@ -303,8 +313,13 @@ pub(super) enum CloseHow {
 /// A publish as read from the client, borrowed from the receive buffer.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Published<'a> {
-    /// Raw JSON content.
-    Json(&'a [u8]),
+    /// Raw JSON content; `delete`: remove its key from the channel's snapshot.
+    Json {
+        /// The verbatim JSON value.
+        content: &'a [u8],
+        /// `"delete":true`.
+        delete: bool,
+    },
     /// Binary payload.
     Binary(&'a [u8]),
 }

@@ -27,7 +27,8 @@ use crate::clock::Clock;
 use crate::command::CommandDecoder;
 use crate::conn_id::{ConnId, LoopId};
 use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot, TopChannels};
-use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig};
+use crate::pubsub::snapshot::SnapshotLimits;
+use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig, SnapshotConfig};
 use crate::runtime::conn::{Conn, Phase};
 use crate::runtime::mesh::Mesh;
 use crate::runtime::Shared;
@@ -67,6 +68,8 @@ pub struct EventLoop {
     pub(super) owned: ChannelRegistry,
     pub(super) mesh: Mesh,
     pub(super) timers: TimerWheel<ConnId>,
+    /// Throttled subscriptions and their timer wheel (`throttle.rs`).
+    pub(super) throttles: super::throttle::Throttles,
     pub(super) fired: Vec<ConnId>,
     pub(super) dirty: Vec<ConnId>,
     pub(super) pending_reads: Vec<ConnId>,
@@ -189,9 +192,16 @@ impl EventLoop {
             conns: super::conns::Conns::default(),
             websockets_open: 0,
             local: LocalIndex::default(),
-            owned: ChannelRegistry::new(retention, epoch_prefix),
+            owned: ChannelRegistry::new(retention, epoch_prefix).with_snapshots(SnapshotConfig {
+                patterns: cfg.snapshot_patterns.clone(),
+                limits: SnapshotLimits {
+                    keys_max: cfg.snapshot_keys_max,
+                    bytes_max: cfg.snapshot_bytes_max,
+                },
+            }),
             mesh,
             timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
+            throttles: super::throttle::Throttles::new(cfg.throttle_keys_max),
             fired: Vec::new(),
             dirty: Vec::new(),
             pending_reads: Vec::new(),
@@ -284,6 +294,7 @@ impl EventLoop {
             self.flush_presence();
         }
         self.expire_timers();
+        self.expire_throttles();
         self.check_shutdown();
         self.flush_dirty();
         self.reap_closed();
@@ -340,6 +351,9 @@ impl EventLoop {
         }
         for due in [self.ticks.next_due_ns(), self.presence.next_due_ns()] {
             deadline = deadline.min(due.unwrap_or(u64::MAX));
+        }
+        if let Some(t) = self.throttles.next_deadline_ns() {
+            deadline = deadline.min(t);
         }
         if self.mesh_backlog {
             deadline = deadline.min(self.now_ns + 1_000_000);

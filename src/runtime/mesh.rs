@@ -40,6 +40,8 @@ pub enum PublishBody {
         content: Bytes,
         /// Conflation key.
         key: Option<Arc<str>>,
+        /// `"delete":true` (removes the key from the channel's snapshot).
+        delete: bool,
     },
     /// Opaque binary payload.
     Binary(Bytes),
@@ -90,6 +92,8 @@ pub enum LoopMsg {
         origin: ConnRef,
         /// Recovery position (`since`, `epoch`).
         since: Option<(u64, Option<Arc<str>>)>,
+        /// The subscriber wants a snapshot as a binary frame.
+        binary_snapshot: bool,
     },
     /// The owner's answer to `Subscribe`.
     Subscribed {

@@ -32,8 +32,9 @@ mod publish;
 mod read;
 mod shutdown;
 mod subscribe;
-pub mod tls;
+mod throttle;
 pub mod tick;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;

@@ -22,6 +22,7 @@ use crate::conn_id::{ConnId, ConnRef, LoopId};
 use crate::metrics::Counter;
 use crate::proto::frame::{encode_header, OpCode, CLIENT_HEADER_BYTES_MAX};
 use crate::pubsub::owner_of;
+use crate::pubsub::snapshot::Update;
 use crate::runtime::deliver::{Batch, FrameMeta};
 use crate::runtime::dispatch::Published;
 use crate::runtime::event_loop::EventLoop;
@@ -34,6 +35,8 @@ pub(super) struct Pending {
     body: Range<usize>,
     key: Option<Range<usize>>,
     binary: bool,
+    /// `"delete":true` (removes the key from the channel's snapshot).
+    delete: bool,
     from: Arc<str>,
     origin: ConnRef,
     read_at_ns: u64,
@@ -116,10 +119,16 @@ impl PublishQueue {
         channel: &str,
         body: &[u8],
         key: Option<&str>,
-        meta: (bool, Arc<str>, ConnRef, u64),
+        meta: PublishMeta,
         ack: Option<&[u8]>,
     ) {
-        let (binary, from, origin, read_at_ns) = meta;
+        let PublishMeta {
+            binary,
+            delete,
+            from,
+            origin,
+            read_at_ns,
+        } = meta;
         let channel = self.copy(channel.as_bytes());
         let body = self.copy(body);
         let key = key.map(|k| self.copy(k.as_bytes()));
@@ -131,6 +140,7 @@ impl PublishQueue {
             body,
             key,
             binary,
+            delete,
             from,
             origin,
             read_at_ns,
@@ -210,11 +220,18 @@ impl EventLoop {
         }
         let from = conn.name(loop_id);
         let origin = ConnRef { loop_id, conn: id };
-        let (body, binary) = match msg {
-            Published::Json(content) => (content, false),
-            Published::Binary(payload) => (payload, true),
+        let (body, binary, delete) = match msg {
+            Published::Json { content, delete } => (content, false, delete),
+            Published::Binary(payload) => (payload, true, false),
         };
-        self.queue_publish(channel, body, key, (binary, from, origin, self.now_ns), ack);
+        let meta = PublishMeta {
+            binary,
+            delete,
+            from,
+            origin,
+            read_at_ns: self.now_ns,
+        };
+        self.queue_publish(channel, body, key, meta, ack);
     }
 
     /// Queues a publish (local or forwarded); flushes when the queue is full.
@@ -223,7 +240,7 @@ impl EventLoop {
         channel: &str,
         body: &[u8],
         key: Option<&str>,
-        meta: (bool, Arc<str>, ConnRef, u64),
+        meta: PublishMeta,
         ack: Option<&[u8]>,
     ) {
         self.publishes.push(channel, body, key, meta, ack);
@@ -281,6 +298,7 @@ impl EventLoop {
                 false => PublishBody::Json {
                     content,
                     key: p.key.as_ref().map(|k| Arc::from(queue.str_at(k))),
+                    delete: p.delete,
                 },
             };
             let ack = p.ack.as_ref().map(|r| Box::from(queue.bytes_at(r)));
@@ -313,7 +331,10 @@ impl EventLoop {
             return self.send_acks(queue, channel, run, None);
         };
         self.send_acks(queue, channel, run.clone(), Some(reserved.first_seq));
-        let batch = encode_run(queue, channel, run, reserved.first_seq);
+        let batch = encode_run(queue, channel, run.clone(), reserved.first_seq);
+        if reserved.snapshot {
+            self.fold_into_snapshot(queue, channel, run, reserved.first_seq);
+        }
         if self.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
             let evicted = self
@@ -340,6 +361,46 @@ impl EventLoop {
     }
 }
 
+impl EventLoop {
+    /// Keeps the run's messages in the channel's keyed snapshot (`--snapshot-for` channels
+    /// only: the caller checked `Reserved::snapshot`); counts the keys that evicted.
+    fn fold_into_snapshot(
+        &mut self,
+        queue: &PublishQueue,
+        channel: &str,
+        run: Range<usize>,
+        first_seq: u64,
+    ) {
+        let updates = queue.items[run].iter().enumerate().map(|(i, p)| Update {
+            key: p.key.as_ref().map(|k| queue.str_at(k)),
+            seq: first_seq + i as u64,
+            content: queue.bytes_at(&p.body),
+            binary: p.binary,
+            delete: p.delete,
+        });
+        let evicted = self.owned.snapshot(channel, updates);
+        self.metrics
+            .add(Counter::SnapshotEvictedKeys, evicted.by_keys);
+        self.metrics
+            .add(Counter::SnapshotEvictedBytes, evicted.by_bytes);
+    }
+}
+
+/// What travels with a publish besides its channel, body, key and ack id.
+#[derive(Debug, Clone)]
+pub(super) struct PublishMeta {
+    /// A binary publish.
+    pub binary: bool,
+    /// `"delete":true`.
+    pub delete: bool,
+    /// The publisher's public name.
+    pub from: Arc<str>,
+    /// The publisher.
+    pub origin: ConnRef,
+    /// When it was read off the publisher's socket.
+    pub read_at_ns: u64,
+}
+
 /// Encodes a run's frames back to back (seqs from `first_seq`) into one buffer.
 pub(super) fn encode_run(
     queue: &mut PublishQueue,
@@ -359,7 +420,7 @@ pub(super) fn encode_run(
         let seq = first_seq + i as u64;
         let body = arena.get(p.body.clone()).unwrap_or_default();
         scratch.clear();
-        let opcode = encode_payload(scratch, channel, p, body, seq);
+        let opcode = encode_payload(scratch, (channel, arena), p, body, seq);
         let mut header = [0u8; CLIENT_HEADER_BYTES_MAX];
         let header_len = encode_header(&mut header, true, opcode, scratch.len() as u64, None);
         let start = wire.len();
@@ -384,12 +445,25 @@ pub(super) fn encode_run(
 }
 
 /// Writes one delivery's payload; returns its opcode.
-fn encode_payload(out: &mut Vec<u8>, channel: &str, p: &Pending, body: &[u8], seq: u64) -> OpCode {
+fn encode_payload(
+    out: &mut Vec<u8>,
+    (channel, arena): (&str, &[u8]),
+    p: &Pending,
+    body: &[u8],
+    seq: u64,
+) -> OpCode {
     if p.binary {
         // Channel names are at most 255 bytes (config validation), so this cannot fail.
         let encoded = encode::encode_binary_message(out, channel, seq, body);
         debug_assert!(encoded.is_ok());
         OpCode::Binary
+    } else if p.key.is_some() || p.delete {
+        // The key travels with the delivery so that subscribers can keep the latest value
+        // per key (snapshots, throttled subscriptions); unkeyed publishes are unchanged.
+        let key = p.key.as_ref().and_then(|k| arena.get(k.clone()));
+        let key = key.and_then(|k| std::str::from_utf8(k).ok());
+        encode::encode_keyed_message(out, (channel, body, &p.from, seq), key, p.delete);
+        OpCode::Text
     } else {
         encode::encode_message(out, channel, body, &p.from, seq);
         OpCode::Text

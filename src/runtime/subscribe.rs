@@ -16,6 +16,17 @@ use crate::runtime::conn::Subscription;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 
+/// What a subscribe asks for besides its channel and recovery position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct SubscribeOptions {
+    /// `throttle_ms`: the latest value per key at most every this many ms (`throttle.rs`).
+    pub throttle_ms: Option<u32>,
+    /// `"binary":true`: a snapshot comes as a binary frame.
+    pub binary: bool,
+    /// `"presence":true`: also the member list, then joins and leaves (`presence.rs`).
+    pub presence: bool,
+}
+
 impl EventLoop {
     /// `{"type":"subscribe"}`: ask the owner for the seq, epoch and replay; the connection gets
     /// deliveries once the answer is in (`on_subscribed`).
@@ -24,7 +35,7 @@ impl EventLoop {
         id: ConnId,
         channel: &str,
         since: Option<(u64, Option<Arc<str>>)>,
-        presence: bool,
+        options: SubscribeOptions,
     ) {
         let max = self.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
@@ -41,7 +52,7 @@ impl EventLoop {
         if !conn.auth.may_subscribe(channel) {
             return self.forbidden(id, channel);
         }
-        let watch = presence && self.presence_requested(id, channel);
+        let watch = options.presence && self.presence_requested(id, channel);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -63,6 +74,7 @@ impl EventLoop {
                 gap: None,
                 conflated_gap: None,
                 watch_presence: watch,
+                throttle_ms: options.throttle_ms,
             });
         }
         self.local.begin_subscribe(channel);
@@ -71,7 +83,9 @@ impl EventLoop {
                 seq: *seq,
                 epoch: epoch.as_deref(),
             });
-            let outcome = self.owned.subscribe(channel, self.id, since, self.now_ns);
+            let outcome =
+                self.owned
+                    .subscribe(channel, self.id, since, self.now_ns, options.binary);
             self.on_subscribed(id, channel, outcome);
         } else {
             let origin = ConnRef {
@@ -82,6 +96,7 @@ impl EventLoop {
                 channel: Arc::from(channel),
                 origin,
                 since,
+                binary_snapshot: options.binary,
             };
             self.mesh_send(owner, msg);
         }
@@ -99,10 +114,29 @@ impl EventLoop {
         sub.epoch = outcome.epoch.clone();
         let unsubscribe = sub.unsubscribe_when_answered;
         let watch = sub.watch_presence;
-        self.local.complete_subscribe(channel, id, outcome.seq);
+        let throttle_ms = sub.throttle_ms;
         let (seq, epoch) = (outcome.seq, &*outcome.epoch);
+        match throttle_ms {
+            None => {
+                self.local.complete_subscribe(channel, id, seq);
+            }
+            Some(ms) => {
+                self.local
+                    .complete_throttled_subscribe(channel, seq, was_pending);
+                if was_pending {
+                    self.throttle_join(id, channel, ms, seq);
+                }
+            }
+        }
         self.reply(id, |out| {
-            encode::encode_subscribed(out, channel, seq, epoch, outcome.recovered)
+            encode::encode_subscribed_throttled(
+                out,
+                channel,
+                seq,
+                epoch,
+                outcome.recovered,
+                throttle_ms,
+            )
         });
         if unsubscribe {
             return self.unsubscribe(id, channel);
@@ -145,14 +179,8 @@ impl EventLoop {
                 return;
             }
             Some(_) => {
-                let watched = conn
-                    .take_subscription(channel)
-                    .is_some_and(|s| s.watch_presence);
-                if self.local.remove(channel, id) {
-                    self.lose_interest(channel);
-                }
-                if self.config.presence_for(channel) {
-                    self.presence_leave(id, channel, watched);
+                if let Some(sub) = conn.take_subscription(channel) {
+                    self.leave(id, &sub);
                 }
             }
             None => {}
@@ -163,12 +191,25 @@ impl EventLoop {
     /// Removes every subscription of a closed connection.
     pub(super) fn drop_subscriptions(&mut self, id: ConnId, subscriptions: Vec<Subscription>) {
         for sub in subscriptions.iter().filter(|s| !s.pending) {
-            if self.local.remove(&sub.channel, id) {
-                self.lose_interest(&sub.channel);
+            self.leave(id, sub);
+        }
+    }
+
+    /// `id` leaves an answered subscription: out of the fan-out set, or of the throttled ones,
+    /// and out of the channel's members when it keeps presence.
+    fn leave(&mut self, id: ConnId, sub: &Subscription) {
+        let lost = match sub.throttle_ms {
+            None => self.local.remove(&sub.channel, id),
+            Some(_) => {
+                self.throttle_leave(id, &sub.channel);
+                self.local.remove_throttled(&sub.channel)
             }
-            if self.config.presence_for(&sub.channel) {
-                self.presence_leave(id, &sub.channel, sub.watch_presence);
-            }
+        };
+        if lost {
+            self.lose_interest(&sub.channel);
+        }
+        if self.config.presence_for(&sub.channel) {
+            self.presence_leave(id, &sub.channel, sub.watch_presence);
         }
     }
 

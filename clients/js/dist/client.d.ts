@@ -58,6 +58,27 @@ export interface MessageEvent {
   /** Publisher's connection id or token `sub`; null for binary messages. */
   from: string | null;
   binary: boolean;
+  /** The publish's key (snapshot, throttle and conflation key), when it had one. */
+  key?: string;
+  /** Present (true) when the key was deleted from the channel's snapshot. */
+  delete?: boolean;
+}
+export interface SnapshotEntry {
+  key: string | null;
+  /** The JSON value, or an ArrayBuffer for a binary entry (binary snapshots only). */
+  content: unknown;
+  seq: number;
+  binary: boolean;
+}
+/** The latest message per key up to `seq`; live messages follow from `seq + 1`. */
+export interface SnapshotEvent { channel: string; seq: number; epoch: string; entries: SnapshotEntry[] }
+export interface SubscribeOptions {
+  /** 10-60000: the latest value per key at most that often. */
+  throttleMs?: number;
+  /** Snapshots as a binary message. */
+  binary?: boolean;
+  /** The member list, then joins and leaves (a channel with presence on the relay). */
+  presence?: boolean;
 }
 export interface BatchEntry {
   /** The JSON value, or an ArrayBuffer (Blob with binaryType 'blob') in a binary batch. */
@@ -72,7 +93,14 @@ export interface PresenceMember { id: string; sub: string | null }
 export interface PresenceEvent { channel: string; count: number; members: PresenceMember[] }
 export interface PresenceChangeEvent { channel: string; member: PresenceMember }
 export interface GapEvent { channel: string; from: number; to: number }
-export interface SubscribedEvent { channel: string; seq: number; epoch: string; recovered: boolean | null }
+export interface SubscribedEvent {
+  channel: string;
+  seq: number;
+  epoch: string;
+  recovered: boolean | null;
+  /** The interval of a throttled subscription (absent otherwise). */
+  throttleMs?: number;
+}
 export interface UnsubscribedEvent { channel: string }
 export interface AuthenticatedEvent { sub: string }
 export interface ErrorEvent { message: string; error?: unknown; data?: unknown }
@@ -88,6 +116,7 @@ export interface EventMap {
   join: PresenceChangeEvent;
   leave: PresenceChangeEvent;
   gap: GapEvent;
+  snapshot: SnapshotEvent;
   subscribed: SubscribedEvent;
   unsubscribed: UnsubscribedEvent;
   authenticated: AuthenticatedEvent;
@@ -104,7 +133,7 @@ export declare class RelayClient {
   readonly attempts: number;
   on<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
   off<K extends keyof EventMap>(type: K, fn: (event: EventMap[K]) => void): this;
-  subscribe(channel: string, extra?: { presence?: boolean }): void;
+  subscribe(channel: string, options?: SubscribeOptions): void;
   /** Asks for the members of `channel` now (a `presence` event follows); throws when not open. */
   presence(channel: string): void;
   unsubscribe(channel: string): void;
@@ -112,7 +141,7 @@ export declare class RelayClient {
   publish(
     channel: string,
     content: unknown | ArrayBuffer | ArrayBufferView,
-    extra?: { key?: string },
+    extra?: { key?: string; delete?: boolean },
   ): Promise<Ack | undefined>;
   close(): void;
 }
@@ -125,5 +154,6 @@ export declare function parseBinary(
   | { type: 'message'; channel: string; seq: number; payload: ArrayBuffer }
   | { type: 'gap'; channel: string; from: number; to: number }
   | { type: 'batch'; channel: string; messages: { seq: number; from: string; payload: ArrayBuffer }[] }
+  | { type: 'snapshot'; channel: string; seq: number; epoch: string; entries: SnapshotEntry[] }
   | null;
 export declare function encodeBinaryPublish(channel: string, payload: ArrayBuffer | ArrayBufferView): ArrayBuffer;

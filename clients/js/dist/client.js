@@ -10,6 +10,7 @@ const CHANNEL_RE = /^[A-Za-z0-9._:-]{1,255}$/;
 const OP_PUBLISH = 1;
 const OP_GAP = 2;
 const OP_BATCH = 3;
+const OP_SNAPSHOT = 5;
 
 /**
  * What a client does after a close with `code` (docs/PROTOCOL.md, "Close codes"):
@@ -38,6 +39,22 @@ export function backoffDelay(n, backoff, random = Math.random) {
 }
 
 /** @param {string} channel */
+/**
+ * The subscribe fields of `options`, checked.
+ * @param {{throttleMs?: number, binary?: boolean}} options
+ */
+function subscribeFields(options) {
+  const fields = {};
+  if (options.throttleMs !== undefined) {
+    const t = options.throttleMs;
+    if (!Number.isInteger(t) || t < 10 || t > 60000) throw new RangeError(`throttleMs must be an integer from 10 to 60000: ${t}`);
+    fields.throttle_ms = t;
+  }
+  if (options.binary) fields.binary = true;
+  if (options.presence) fields.presence = true;
+  return fields;
+}
+
 function checkChannel(channel) {
   if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) {
     throw new TypeError(`invalid channel name: ${channel}`);
@@ -100,7 +117,52 @@ export function parseBinary(buffer) {
   if (op === OP_GAP && bytes.length >= body + 16) {
     return { type: 'gap', channel, from: readU64(view, body), to: readU64(view, body + 8) };
   }
+  if (op === OP_SNAPSHOT) return parseBinarySnapshot(buffer, bytes, view, channel, body);
   return null;
+}
+
+/**
+ * A binary snapshot `[5][L][channel][seq u64][E][epoch][count u32]` then per entry
+ * `[flags][K][key][seq u64][len u32][content]` (flags bit 0: binary payload, else JSON text;
+ * K 0: no key). Returns null when truncated.
+ * @param {ArrayBuffer} buffer @param {Uint8Array} bytes @param {DataView} view
+ * @param {string} channel @param {number} at
+ */
+function parseBinarySnapshot(buffer, bytes, view, channel, at) {
+  const text = new TextDecoder();
+  const need = (n) => at + n <= bytes.length;
+  if (!need(9)) return null;
+  const seq = readU64(view, at);
+  const epochLen = bytes[at + 8];
+  at += 9;
+  if (!need(epochLen + 4)) return null;
+  const epoch = text.decode(bytes.subarray(at, at + epochLen));
+  at += epochLen;
+  const count = view.getUint32(at);
+  at += 4;
+  const entries = [];
+  for (let i = 0; i < count; i++) {
+    if (!need(2)) return null;
+    const [flags, keyLen] = [bytes[at], bytes[at + 1]];
+    at += 2;
+    if (!need(keyLen + 12)) return null;
+    const key = keyLen ? text.decode(bytes.subarray(at, at + keyLen)) : null;
+    at += keyLen;
+    const entrySeq = readU64(view, at);
+    const len = view.getUint32(at + 8);
+    at += 12;
+    if (!need(len)) return null;
+    const binary = (flags & 1) === 1;
+    let content;
+    try {
+      content = binary ? buffer.slice(at, at + len) : JSON.parse(text.decode(bytes.subarray(at, at + len)));
+    } catch {
+      return null;
+    }
+    at += len;
+    entries.push({ key, content, seq: entrySeq, binary });
+  }
+  return at === bytes.length ? { type: 'snapshot', channel, seq, epoch, entries } : null;
 }
 
 /**
@@ -155,6 +217,8 @@ export class RelayClient {
     this.attempts = 0;
     /** @type {Map<string, {seq: number | null, epoch: string | null, presence?: boolean}>} */
     this._channels = new Map();
+    /** @type {Map<string, {throttle_ms?: number, binary?: boolean}>} subscribe options, resent on reconnect */
+    this._subOptions = new Map();
     /** @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
     /** @type {Map<string, {resolve: Function, reject: Function, timer: any}>} */
@@ -186,18 +250,24 @@ export class RelayClient {
   }
 
   /**
-   * Subscribes now if open, and again on every reconnect with `since`/`epoch`. With
-   * `{presence: true}` (a channel with presence on the relay) the client also gets `presence`
-   * (the members), then `join` and `leave` events; a fresh list after every reconnect.
+   * Subscribes now if open, and again on every reconnect with `since`/`epoch` (and the same
+   * options). `throttleMs` (10-60000): the latest value per key at most that often;
+   * `binary`: a snapshot comes as a binary message; `presence: true` (a channel with
+   * presence on the relay): also `presence` (the members), then `join` and `leave` events, a
+   * fresh list after every reconnect. Subscribing again with `presence: true` adds presence.
    * @param {string} channel
-   * @param {{presence?: boolean}} [extra]
+   * @param {{throttleMs?: number, binary?: boolean, presence?: boolean}} [options]
    */
-  subscribe(channel, extra = {}) {
+  subscribe(channel, options = {}) {
     checkChannel(channel);
-    if (!this._channels.has(channel)) this._channels.set(channel, { seq: null, epoch: null });
-    const presence = extra.presence === true;
-    if (presence) this._channels.get(channel).presence = true;
-    if (this.state === 'open') this._sendJson(presence ? { type: 'subscribe', channel, presence } : { type: 'subscribe', channel });
+    const fields = subscribeFields(options);
+    if (!this._channels.has(channel)) {
+      this._channels.set(channel, { seq: null, epoch: null });
+      this._subOptions.set(channel, fields);
+    } else if (fields.presence) {
+      this._subOptions.set(channel, { ...this._subOptions.get(channel), presence: true });
+    }
+    if (this.state === 'open') this._sendJson({ type: 'subscribe', channel, ...this._subOptions.get(channel) });
   }
 
   /**
@@ -217,6 +287,7 @@ export class RelayClient {
   unsubscribe(channel) {
     checkChannel(channel);
     this._channels.delete(channel);
+    this._subOptions.delete(channel);
     if (this.state === 'open') this._sendJson({ type: 'unsubscribe', channel });
   }
 
@@ -318,9 +389,12 @@ export class RelayClient {
     if (token !== undefined && token !== null) this._sendJson({ type: 'auth', token });
     for (const [channel, pos] of this._channels) {
       const resume = pos.seq !== null && pos.epoch !== null;
-      const command = resume ? { type: 'subscribe', channel, since: pos.seq, epoch: pos.epoch } : { type: 'subscribe', channel };
-      if (pos.presence) command.presence = true;
-      this._sendJson(command);
+      const fields = this._subOptions.get(channel) ?? {};
+      this._sendJson(
+        resume
+          ? { type: 'subscribe', channel, since: pos.seq, epoch: pos.epoch, ...fields }
+          : { type: 'subscribe', channel, ...fields },
+      );
     }
     this._setState('open');
     this._schedulePing();
@@ -416,6 +490,7 @@ export class RelayClient {
       const messages = event.messages.map(({ seq, from, payload }) => ({ content: blob ? new Blob([payload]) : payload, seq, from }));
       return this._batch({ channel: event.channel, messages, binary: true });
     }
+    if (event.type === 'snapshot') return this._snapshot(event);
     const content = this.options.binaryType === 'blob' ? new Blob([event.payload]) : event.payload;
     this._deliver({ channel: event.channel, content, seq: event.seq, from: null, binary: true });
   }
@@ -427,7 +502,17 @@ export class RelayClient {
         this.id = msg.id;
         return;
       case 'message':
-        return this._deliver({ channel: msg.channel, content: msg.content, seq: msg.seq, from: msg.from, binary: false });
+        return this._deliver({
+          channel: msg.channel,
+          content: msg.content,
+          seq: msg.seq,
+          from: msg.from,
+          binary: false,
+          ...(msg.key !== undefined ? { key: msg.key } : {}),
+          ...(msg.delete === true ? { delete: true } : {}),
+        });
+      case 'snapshot':
+        return this._snapshot(msg);
       case 'batch':
         return this._batch({ channel: msg.channel, messages: msg.messages, binary: false });
       case 'presence':
@@ -479,6 +564,18 @@ export class RelayClient {
     this._emit('batch', { ...batch, messages });
   }
 
+  /**
+   * A keyed snapshot: the latest message per key up to `seq`; live messages follow from
+   * `seq + 1`, so the position moves to `seq`.
+   * @param {{channel: string, seq: number, epoch: string, entries: Array<object>}} msg
+   */
+  _snapshot(msg) {
+    const pos = this._channels.get(msg.channel);
+    if (pos) pos.seq = Math.max(pos.seq ?? 0, msg.seq);
+    const entries = msg.entries.map((e) => ({ key: e.key ?? null, content: e.content, seq: e.seq, binary: e.binary === true }));
+    this._emit('snapshot', { channel: msg.channel, seq: msg.seq, epoch: msg.epoch, entries });
+  }
+
   /** @param {string} channel @param {number} from @param {number} to */
   _gap(channel, from, to) {
     const pos = this._channels.get(channel);
@@ -506,7 +603,8 @@ export class RelayClient {
         pos.epoch = epoch;
       }
     }
-    this._emit('subscribed', { channel, seq, epoch, recovered });
+    const throttled = msg.throttle_ms !== undefined ? { throttleMs: msg.throttle_ms } : {};
+    this._emit('subscribed', { channel, seq, epoch, recovered, ...throttled });
     if (gap) this._emit('gap', gap);
   }
 

@@ -29,6 +29,8 @@ fn subscribe_minimal_and_full() {
         channel: "md.abc",
         since: None,
         epoch: None,
+        throttle_ms: None,
+        binary: false,
         presence: false,
     };
     assert_eq!(minimal, expected);
@@ -39,6 +41,8 @@ fn subscribe_minimal_and_full() {
         channel: "a",
         since: Some(u64::MAX),
         epoch: Some("e-7"),
+        throttle_ms: None,
+        binary: false,
         presence: false,
     };
     assert_eq!(full, expected);
@@ -53,7 +57,9 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
             channel: "a",
             since: None,
             epoch: None,
-            presence: false
+            throttle_ms: None,
+            binary: false,
+            presence: false,
         }
     );
     let zero = decode_ok(r#"{"type":"subscribe","channel":"a","since":0}"#);
@@ -63,7 +69,9 @@ fn subscribe_null_optionals_are_absent_and_zero_since_is_kept() {
             channel: "a",
             since: Some(0),
             epoch: None,
-            presence: false
+            throttle_ms: None,
+            binary: false,
+            presence: false,
         }
     );
 }
@@ -77,7 +85,9 @@ fn escaped_channel_is_unescaped_then_checked() {
             channel: "md.abc",
             since: None,
             epoch: None,
-            presence: false
+            throttle_ms: None,
+            binary: false,
+            presence: false,
         }
     );
     let bad = r#"{"type":"subscribe","channel":"md\u0020abc"}"#;
@@ -115,6 +125,7 @@ fn publish_with_key() {
         content: br#""hi""#,
         key: Some("k.1"),
         id: None,
+        delete: false,
     };
     assert_eq!(decode_ok(text), expected);
 }
@@ -178,6 +189,7 @@ fn text_is_not_modified() {
         content: br#""a\nb""#,
         key: None,
         id: None,
+        delete: false,
     };
     assert_eq!(command, expected);
     assert_eq!(text, before);
@@ -196,7 +208,9 @@ fn decoder_is_reusable_across_messages() {
                 channel: &channel,
                 since: Some(i),
                 epoch: None,
-                presence: false
+                throttle_ms: None,
+                binary: false,
+                presence: false,
             }
         );
         assert_eq!(decoder.decode(b"nope", MAX), Err(CommandError::InvalidJson));
@@ -453,6 +467,7 @@ fn publish_with_an_ack_id() {
         content: b"1",
         key: None,
         id: Some("o \"17\""),
+        delete: false,
     };
     assert_eq!(decode_ok(text), expected);
     let long = format!("\"{}\"", "x".repeat(65));
@@ -473,6 +488,8 @@ fn presence_on_subscribe_and_the_presence_command() {
             channel: "room.1",
             since: None,
             epoch: None,
+            throttle_ms: None,
+            binary: false,
             presence: true
         }
     );

@@ -436,3 +436,55 @@ test('presence: subscribe asks for it (again after a reconnect); list, join, lea
   assert.throws(() => new RelayClient(URL, { WebSocket: FakeWebSocket }).presence('room.p'), /not open/);
   c.close();
 });
+test('snapshots, keyed messages and throttled subscriptions', async () => {
+  const c = await client({ backoff: { base: 10, cap: 10, jitter: 0 } });
+  const snapshots = [];
+  const messages = [];
+  const subscribed = [];
+  c.on('snapshot', (e) => snapshots.push(e));
+  c.on('message', (m) => messages.push(m));
+  c.on('subscribed', (e) => subscribed.push(e.throttleMs));
+  c.on('subscribed', (e) => assert.equal(e.recovered, null));
+  assert.throws(() => c.subscribe('b.x', { throttleMs: 5 }), RangeError);
+  c.subscribe('b.1', { throttleMs: 100, binary: true });
+  FakeWebSocket.last().open();
+  const ws = FakeWebSocket.last();
+  assert.deepEqual(ws.json(), [{ type: 'subscribe', channel: 'b.1', throttle_ms: 100, binary: true }]);
+  ws.recv({ type: 'subscribed', channel: 'b.1', seq: 4, epoch: 'E', throttle_ms: 100 });
+  ws.recv({ type: 'snapshot', channel: 'b.1', seq: 4, epoch: 'E', entries: [{ key: 'a', content: 1, seq: 3 }] });
+  ws.recv({ type: 'message', channel: 'b.1', content: null, from: 'x', seq: 5, key: 'a', delete: true });
+  assert.deepEqual(subscribed, [100]);
+  assert.deepEqual(snapshots[0].entries, [{ key: 'a', content: 1, seq: 3, binary: false }]);
+  assert.deepEqual([messages[0].key, messages[0].delete], ['a', true]);
+  ws.serverClose(1006);
+  clock.tick(10);
+  await settle();
+  const ws2 = FakeWebSocket.last();
+  ws2.open();
+  assert.deepEqual(ws2.json(), [
+    { type: 'subscribe', channel: 'b.1', since: 5, epoch: 'E', throttle_ms: 100, binary: true },
+  ]);
+  c.close();
+});
+
+test('parseBinary reads a binary snapshot and refuses it truncated', () => {
+  const enc = new TextEncoder();
+  const parts = [
+    [5, 3], enc.encode('b.1'), [0, 0, 0, 0, 0, 0, 0, 9], [1], enc.encode('E'), [0, 0, 0, 2],
+    [0, 1], enc.encode('a'), [0, 0, 0, 0, 0, 0, 0, 7], [0, 0, 0, 7], enc.encode('{"x":1}'),
+    [1, 0], [0, 0, 0, 0, 0, 0, 0, 9], [0, 0, 0, 2], [0xde, 0xad],
+  ];
+  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  const snap = parseBinary(bytes.buffer);
+  assert.equal(snap.type, 'snapshot');
+  assert.deepEqual([snap.channel, snap.seq, snap.epoch], ['b.1', 9, 'E']);
+  assert.deepEqual(snap.entries[0], { key: 'a', content: { x: 1 }, seq: 7, binary: false });
+  assert.equal(snap.entries[1].key, null);
+  assert.deepEqual([...new Uint8Array(snap.entries[1].content)], [0xde, 0xad]);
+  for (let len = 0; len < bytes.length; len++) assert.equal(parseBinary(bytes.slice(0, len).buffer), null, `len ${len}`);
+});
