@@ -413,12 +413,23 @@ fn a_missing_or_bad_file_is_a_clear_error() {
     assert!(mismatch.is_err(), "a key that is not the certificate's");
     let missing = TlsServer::load(TlsFiles {
         cert: pki.dir.join("absent.crt"),
-        ..files
+        ..files.clone()
     });
     assert!(missing
         .expect_err("missing")
         .to_string()
         .starts_with("reading "));
+    // The PROXY header would come before the ClientHello: refused at start.
+    let both = wsrelay::Server::start(Config {
+        tls: Some(Arc::new(TlsServer::load(files).expect("load"))),
+        proxy_protocol: true,
+        ..Config::loopback_for_tests(1)
+    });
+    let refusal = both.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        refusal.contains("tls-cert with proxy-protocol is not supported"),
+        "{refusal}"
+    );
 }
 
 /// The relay binary with TLS; killed by its PID when the test ends, also on failure.
