@@ -5,7 +5,9 @@
 #
 #   loadtest/tls_bench.sh [ROUNDS]
 #
-# Environment: MODES (default "ws wss"; "base" adds BASE_BIN in plain ws), BASE_BIN,
+# Environment: MODES (default "ws wss"; "base" adds BASE_BIN in plain ws; "tt-ws" and
+# "tt-wss" add the tokio-tungstenite peer of ../shared/peers with TLS_CERT/TLS_KEY support,
+# loadtest/peers/tokio-tungstenite-tls.patch, built at TT_BIN), BASE_BIN, TT_BIN,
 # WSRELAY_BIN (default target/release/wsrelay), SWARM_BIN (default
 # target/release/wsrelay-swarm), SCENARIO (swarm arguments, default fanout 1→1,000, 100-byte
 # content, max rate, 5 s after 1 s of warm-up).
@@ -47,8 +49,15 @@ run_one() {
          swarm_tls=(--tls-ca "$WORK/ca.crt") ;;
     base) bin=$BASE_BIN ;;
   esac
-  taskset -c 0 "$bin" --bind 127.0.0.1 --port "$port" --threads 1 --max-connections-per-ip 0 \
-    --connect-rate 0 --connect-rate-per-ip 0 "${tls_args[@]}" >"$WORK/server.$mode.$round.log" 2>&1 &
+  case "$mode" in
+    tt-ws) bin=$TT_BIN
+      taskset -c 0 "$bin" "$port" >"$WORK/server.$mode.$round.log" 2>&1 & ;;
+    tt-wss) bin=$TT_BIN; scheme=wss; swarm_tls=(--tls-ca "$WORK/ca.crt")
+      TLS_CERT="$WORK/leaf.crt" TLS_KEY="$WORK/leaf.key" taskset -c 0 "$bin" "$port" \
+        >"$WORK/server.$mode.$round.log" 2>&1 & ;;
+    *) taskset -c 0 "$bin" --bind 127.0.0.1 --port "$port" --threads 1 --max-connections-per-ip 0 \
+      --connect-rate 0 --connect-rate-per-ip 0 "${tls_args[@]}" >"$WORK/server.$mode.$round.log" 2>&1 & ;;
+  esac
   local pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
