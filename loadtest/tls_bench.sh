@@ -7,7 +7,11 @@
 #
 # Environment: MODES (default "ws wss"; "base" adds BASE_BIN in plain ws; "tt-ws" and
 # "tt-wss" add the tokio-tungstenite peer of ../shared/peers with TLS_CERT/TLS_KEY support,
-# loadtest/peers/tokio-tungstenite-tls.patch, built at TT_BIN), BASE_BIN, TT_BIN,
+# loadtest/peers/tokio-tungstenite-tls.patch, built at TT_BIN:
+#   cp -r ../shared/peers/tokio-tungstenite /tmp/tt && chmod -R u+w /tmp/tt &&
+#   (cd /tmp/tt && patch -p1 < "$OLDPWD/loadtest/peers/tokio-tungstenite-tls.patch" &&
+#    cargo build --release)   # TT_BIN=/tmp/tt/target/release/peer-tokio-tungstenite
+# ), BASE_BIN, TT_BIN,
 # WSRELAY_BIN (default target/release/wsrelay), SWARM_BIN (default
 # target/release/wsrelay-swarm), SCENARIO (swarm arguments, default fanout 1→1,000, 100-byte
 # content, max rate, 5 s after 1 s of warm-up).
