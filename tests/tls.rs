@@ -209,8 +209,15 @@ fn wait_for_series(addr: SocketAddr, config: &Arc<ClientConfig>, series: &str) {
 #[test]
 fn a_wss_client_subscribes_and_receives_over_tls_1_3_and_1_2() {
     let pki = Pki::new("pubsub");
-    let server = relay_with(pki.server_files(false));
+    // Metrics on their own plain port here: polling them over TLS would count handshakes.
+    let tls = TlsServer::load(pki.server_files(false)).expect("TLS files load");
+    let server = common::start(Config {
+        tls: Some(Arc::new(tls)),
+        metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Config::loopback_for_tests(2)
+    });
     let addr = server.local_addr();
+    let metrics_addr = server.metrics_addr().expect("metrics listener");
     let config = client_config(pki.ca_der(), None);
     let mut subscriber = wss(addr, config.clone());
     assert_eq!(
@@ -247,19 +254,15 @@ fn a_wss_client_subscribes_and_receives_over_tls_1_3_and_1_2() {
     );
     assert_eq!(read_json(&mut subscriber)["content"], big);
 
-    wait_for_series(
-        addr,
-        &config,
-        "wsrelay_tls_handshakes_total{result=\"ok\"} 3",
-    );
-    let (status, body) = https_get(addr, config.clone(), "/healthz");
-    assert_eq!(
-        (status.as_str(), body.as_str()),
-        ("HTTP/1.1 200 OK", "ok\n")
-    );
-    let (status, body) = https_get(addr, config, "/stats");
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(body.starts_with('{'), "{body}");
+    let series = "wsrelay_tls_handshakes_total{result=\"ok\"} 2";
+    for _ in 0..300 {
+        let (_, body) = common::http_get(metrics_addr, "/metrics");
+        if body.lines().any(|l| l == series) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("never saw {series}");
 }
 
 #[test]
@@ -290,8 +293,17 @@ fn plain_text_to_the_tls_port_gets_a_plain_400_and_others_go_on() {
         &config,
         "wsrelay_tls_handshakes_total{result=\"not_tls\"} 1",
     );
-    let (_, metrics) = https_get(addr, config, "/metrics");
+    let (_, metrics) = https_get(addr, config.clone(), "/metrics");
     assert!(metrics.contains("wsrelay_handshakes_rejected_total{status=\"400\"} 1"));
+    // The other HTTP endpoints answer over TLS too.
+    let (status, body) = https_get(addr, config.clone(), "/healthz");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    let (status, body) = https_get(addr, config, "/stats");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.starts_with('{'), "{body}");
 }
 
 #[test]
@@ -401,12 +413,23 @@ fn a_missing_or_bad_file_is_a_clear_error() {
     assert!(mismatch.is_err(), "a key that is not the certificate's");
     let missing = TlsServer::load(TlsFiles {
         cert: pki.dir.join("absent.crt"),
-        ..files
+        ..files.clone()
     });
     assert!(missing
         .expect_err("missing")
         .to_string()
         .starts_with("reading "));
+    // The PROXY header would come before the ClientHello: refused at start.
+    let both = wsrelay::Server::start(Config {
+        tls: Some(Arc::new(TlsServer::load(files).expect("load"))),
+        proxy_protocol: true,
+        ..Config::loopback_for_tests(1)
+    });
+    let refusal = both.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        refusal.contains("tls-cert with proxy-protocol is not supported"),
+        "{refusal}"
+    );
 }
 
 /// The relay binary with TLS; killed by its PID when the test ends, also on failure.
@@ -587,5 +610,29 @@ fn the_client_library_speaks_wss_with_a_given_ca_and_refuses_an_unknown_one() {
     assert!(
         matches!(stopped, Event::Stopped(StopReason::RetriesExhausted { .. })),
         "{stopped:?}"
+    );
+}
+
+#[test]
+fn the_handshake_timeout_covers_an_unfinished_tls_handshake() {
+    let pki = Pki::new("slow");
+    let tls = TlsServer::load(pki.server_files(false)).expect("TLS files load");
+    let server = common::start(Config {
+        tls: Some(Arc::new(tls)),
+        handshake_timeout: Duration::from_millis(200),
+        ..Config::loopback_for_tests(1)
+    });
+    let addr = server.local_addr();
+    // A record header announcing 100 bytes of ClientHello, then silence (slowloris over TLS).
+    let mut raw = common::Raw::connect(addr);
+    raw.send(&[0x16, 0x03, 0x01, 0x00, 0x64, 0x01]);
+    let mut rest = Vec::new();
+    let _ = raw.stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "dropped without an answer: {rest:?}");
+    let config = client_config(pki.ca_der(), None);
+    wait_for_series(
+        addr,
+        &config,
+        "wsrelay_connections_closed_total{reason=\"handshake_timeout\"} 1",
     );
 }

@@ -278,3 +278,51 @@ mod tests {
         assert!(live.newer_than(generation).is_none());
     }
 }
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::tls::{TlsFiles, TlsServer};
+
+    /// A self-signed certificate for `localhost` in `dir/name.{crt,key}`, loaded.
+    fn tls(name: &str) -> Option<Arc<TlsServer>> {
+        let dir = std::env::temp_dir().join(format!("wsrelay-reload-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            client_ca: None,
+        };
+        std::fs::write(&files.cert, made.cert.pem()).expect("write");
+        std::fs::write(&files.key, made.signing_key.serialize_pem()).expect("write");
+        Some(Arc::new(TlsServer::load(files).expect("load")))
+    }
+
+    #[test]
+    fn a_new_certificate_is_live_but_turning_tls_on_or_off_waits_for_a_restart() {
+        let old = Config {
+            tls: tls("a"),
+            ..Config::default()
+        };
+        let (applied, report) = merge_reload(
+            &old,
+            Config {
+                tls: tls("b"),
+                ..Config::default()
+            },
+        );
+        assert_eq!(report.changed, ["tls"]);
+        let files = applied.tls.as_ref().map(|t| t.files().cert.clone());
+        assert!(files.is_some_and(|f| f.ends_with("b.crt")));
+
+        let (applied, report) = merge_reload(&old, Config::default());
+        assert_eq!(report.needs_restart, ["tls-cert"]);
+        assert!(applied.tls.is_some(), "kept until a restart");
+        let (applied, report) = merge_reload(&Config::default(), old.clone());
+        assert_eq!(report.needs_restart, ["tls-cert"]);
+        assert!(applied.tls.is_none());
+    }
+}

@@ -143,14 +143,19 @@ impl EventLoop {
             }
             Refusal::Failed(counter) => {
                 self.metrics.inc(counter);
-                if let Some(conn) = self.conn_mut(id) {
-                    conn.set_close_reason(CloseReason::Tls);
-                    // The alert rustls queued, best effort: the socket is closed right after.
-                    if let Some(tls) = conn.tls.as_mut() {
-                        let _ = tls.session.write_tls(&mut SocketWriter(&conn.stream));
-                    }
+                let Some(conn) = self.conn_mut(id) else {
+                    return;
+                };
+                conn.set_close_reason(CloseReason::Tls);
+                // The alert rustls queued (best effort: a few bytes into an idle socket), then
+                // the session is dropped: what the peer still sends is read and discarded
+                // while lingering, so that closing does not reset the connection and lose
+                // the alert.
+                if let Some(mut tls) = conn.tls.take() {
+                    let _ = tls.session.write_tls(&mut SocketWriter(&conn.stream));
                 }
-                self.mark_closed(id);
+                conn.liveness.handshake_deadline_ns = 0;
+                self.linger(id);
             }
         }
     }
