@@ -136,9 +136,8 @@ impl EventLoop {
                     conn.tls = None;
                 }
                 let mut out = Vec::with_capacity(160);
-                hs::encode_http_response(&mut out, 400, "Bad Request", "text/plain", &[], {
-                    NOT_TLS_BODY
-                });
+                let body = NOT_TLS_BODY;
+                hs::encode_http_response(&mut out, 400, "Bad Request", "text/plain", &[], body);
                 self.respond(id, out);
             }
             Refusal::Failed(counter) => {
