@@ -409,29 +409,10 @@ impl Connection {
                 ControlFlow::Break(())
             }
             // The decoder allows RSV1 only once permessage-deflate was agreed.
-            Event::CompressedText(bytes) => {
-                let text = deflate
-                    .as_deref_mut()
-                    .ok_or(ProtocolError::ReservedBitsSet)
-                    .and_then(|d| d.inflate(bytes, limits.message_bytes_max))
-                    .and_then(|m| {
-                        simdutf8::basic::from_utf8(m).map_err(|_| ProtocolError::InvalidUtf8)
-                    });
-                match text {
-                    Ok(text) => on_incoming(Incoming::Text(text)),
-                    Err(e) => {
-                        failed = Some(e);
-                        ControlFlow::Break(())
-                    }
-                }
-            }
-            Event::CompressedBinary(bytes) => {
-                let message = deflate
-                    .as_deref_mut()
-                    .ok_or(ProtocolError::ReservedBitsSet)
-                    .and_then(|d| d.inflate(bytes, limits.message_bytes_max));
-                match message {
-                    Ok(message) => on_incoming(Incoming::Binary(message)),
+            Event::CompressedText(bytes) | Event::CompressedBinary(bytes) => {
+                let binary = matches!(event, Event::CompressedBinary(_));
+                match inflated(deflate, bytes, binary, limits.message_bytes_max) {
+                    Ok(incoming) => on_incoming(incoming),
                     Err(e) => {
                         failed = Some(e);
                         ControlFlow::Break(())
@@ -439,11 +420,7 @@ impl Connection {
                 }
             }
         });
-        let result = match failed {
-            Some(e) => Err(e),
-            None => result,
-        };
-        match (result, ended) {
+        match (failed.map_or(result, Err), ended) {
             (Ok(_), Some(disconnect)) => {
                 let _ = on_incoming(Incoming::Ended(disconnect));
                 input.len()
@@ -468,6 +445,25 @@ impl Connection {
             self.transmit.push_frame(OpCode::Close, &payload, mask);
         }
         self.phase = Phase::Closed;
+    }
+}
+
+/// A compressed message, inflated (1009 beyond `limit`, 1007 for a bad stream or bad UTF-8).
+fn inflated<'d>(
+    deflate: &'d mut Option<Box<ClientDeflate>>,
+    bytes: &[u8],
+    binary: bool,
+    limit: usize,
+) -> Result<Incoming<'d>, ProtocolError> {
+    let d = deflate
+        .as_deref_mut()
+        .ok_or(ProtocolError::ReservedBitsSet)?;
+    let message = d.inflate(bytes, limit)?;
+    match binary {
+        true => Ok(Incoming::Binary(message)),
+        false => simdutf8::basic::from_utf8(message)
+            .map(Incoming::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8),
     }
 }
 

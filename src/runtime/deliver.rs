@@ -101,19 +101,7 @@ impl EventLoop {
             self.throttle_batch(batch);
         }
         let me = self.id;
-        // This loop's publishers in the run (usually none or one), found once per run rather
-        // than scanned per subscriber.
-        let mut local_origins = std::mem::take(&mut self.local_origins);
-        local_origins.clear();
-        let local = batch
-            .frames
-            .iter()
-            .filter_map(|f| f.origin.filter(|o| o.loop_id == me));
-        for origin in local {
-            if !local_origins.contains(&origin.conn) {
-                local_origins.push(origin.conn);
-            }
-        }
+        let local_origins = self.local_origins_of(batch);
         let policy = self.config.slow_consumer_for(channel);
         let Some(subscribers) = self.local.subscribers(channel) else {
             self.local_origins = local_origins;
@@ -150,10 +138,7 @@ impl EventLoop {
             };
             if queued > 0 {
                 delivered += queued;
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push(cid);
-                }
+                mark_dirty_once(conn, &mut self.dirty);
             }
         }
         if !compressed_subs.is_empty() {
@@ -166,6 +151,24 @@ impl EventLoop {
         self.settle_overflow(batch, policy);
     }
 
+    /// This loop's publishers in the run (usually none or one), found once per run rather
+    /// than scanned per subscriber (in `self.local_origins`' buffer, to be given back).
+    fn local_origins_of(&mut self, batch: &Batch) -> Vec<ConnId> {
+        let me = self.id;
+        let mut local_origins = std::mem::take(&mut self.local_origins);
+        local_origins.clear();
+        let local = batch
+            .frames
+            .iter()
+            .filter_map(|f| f.origin.filter(|o| o.loop_id == me));
+        for origin in local {
+            if !local_origins.contains(&origin.conn) {
+                local_origins.push(origin.conn);
+            }
+        }
+        local_origins
+    }
+
     /// The batch to the subscribers that negotiated permessage-deflate: the shared compressed
     /// copy for their server window, or, with their own context, message by message.
     fn deliver_deflate(
@@ -175,14 +178,7 @@ impl EventLoop {
         local_origins: &[ConnId],
         policy: SlowConsumerPolicy,
     ) -> u64 {
-        let me = self.id;
-        let largest = batch
-            .frames
-            .iter()
-            .map(|f| f.len as usize)
-            .max()
-            .unwrap_or(0);
-        let min = self.config.deflate_min_bytes;
+        let largest = batch.frames.iter().map(|f| f.len as usize).max();
         let mut delivered = 0;
         for &cid in subs {
             let Some((bits, takeover)) = self.conns.get_mut(cid).and_then(|c| {
@@ -191,59 +187,67 @@ impl EventLoop {
             }) else {
                 continue;
             };
-            let shared = match takeover {
-                false => {
-                    Some(self.shared_variant(batch, compression::variant_index(bits, largest)))
-                }
-                true => None,
-            };
-            let mut scratch = std::mem::take(&mut self.own_scratch);
-            let Some(conn) = self.conns.get_mut(cid) else {
-                continue;
-            };
+            let index = compression::variant_index(bits, largest.unwrap_or(0));
+            let shared = (!takeover).then(|| self.shared_variant(batch, index));
             let own = local_origins.contains(&cid);
-            let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
-            let mut agreed = conn.deflate.take();
-            let queued = match (agreed.as_mut().and_then(|d| d.own.as_mut()), &shared) {
-                (Some(ctx), _) => {
-                    let mut wire = Wire::Own(OwnWire {
-                        deflater: &mut ctx.deflater,
-                        bits,
-                        min,
-                        scratch: &mut scratch,
-                        compressed: 0,
-                    });
-                    let queued =
-                        push_one_by_one(conn, batch, &mut wire, me, conflate, &mut self.overflowed);
-                    if let Wire::Own(own) = wire {
-                        self.metrics
-                            .add(Counter::DeflateCompressedConn, own.compressed);
-                    }
-                    queued
-                }
-                (None, Some(run)) if own || conflate || !conn.outbox.data_fits(run.bytes.len()) => {
-                    push_one_by_one(
-                        conn,
-                        batch,
-                        &mut Wire::Shared(run),
-                        me,
-                        conflate,
-                        &mut self.overflowed,
-                    )
-                }
-                (None, run) => push_run(conn, batch, run.as_deref(), &mut self.overflowed),
-            };
-            conn.deflate = agreed;
-            self.own_scratch = compression::trimmed(scratch);
-            if queued > 0 {
-                delivered += queued;
-                if !conn.dirty {
-                    conn.dirty = true;
-                    self.dirty.push(cid);
-                }
-            }
+            delivered += self.deliver_deflate_to(batch, cid, shared.as_deref(), bits, own, policy);
         }
         delivered
+    }
+
+    /// One permessage-deflate subscriber: `shared` is the run's compressed copy, `None` for a
+    /// connection with its own context (compressed here, message by message).
+    fn deliver_deflate_to(
+        &mut self,
+        batch: &Batch,
+        cid: ConnId,
+        shared: Option<&CompressedRun>,
+        bits: u8,
+        own: bool,
+        policy: SlowConsumerPolicy,
+    ) -> u64 {
+        let (me, min) = (self.id, self.config.deflate_min_bytes);
+        let mut scratch = std::mem::take(&mut self.own_scratch);
+        let Some(conn) = self.conns.get_mut(cid) else {
+            return 0;
+        };
+        let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
+        let overflowed = &mut self.overflowed;
+        let mut agreed = conn.deflate.take();
+        let queued = match (agreed.as_mut().and_then(|d| d.own.as_mut()), shared) {
+            (Some(ctx), _) => {
+                let mut wire = Wire::Own(OwnWire {
+                    deflater: &mut ctx.deflater,
+                    bits,
+                    min,
+                    scratch: &mut scratch,
+                    compressed: 0,
+                });
+                let queued = push_one_by_one(conn, batch, &mut wire, me, conflate, overflowed);
+                if let Wire::Own(own) = wire {
+                    self.metrics
+                        .add(Counter::DeflateCompressedConn, own.compressed);
+                }
+                queued
+            }
+            (None, Some(run)) if own || conflate || !conn.outbox.data_fits(run.bytes.len()) => {
+                push_one_by_one(
+                    conn,
+                    batch,
+                    &mut Wire::Shared(run),
+                    me,
+                    conflate,
+                    overflowed,
+                )
+            }
+            (None, run) => push_run(conn, batch, run, overflowed),
+        };
+        conn.deflate = agreed;
+        self.own_scratch = compression::trimmed(scratch);
+        if queued > 0 {
+            mark_dirty_once(conn, &mut self.dirty);
+        }
+        queued
     }
 
     /// Applies the slow-consumer policy to the subscribers whose outbox was full, and tells
@@ -447,6 +451,15 @@ impl EventLoop {
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
         }
         sent
+    }
+}
+
+/// Puts `conn` on the loop's dirty list unless it is already there.
+#[inline]
+fn mark_dirty_once(conn: &mut Conn, dirty: &mut Vec<ConnId>) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(conn.id);
     }
 }
 

@@ -161,3 +161,52 @@ fn client_checks_the_answer() {
         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any header: no panic, and an accepted offer's answer is one a client accepts with
+        /// the same parameters (what we answer is well-formed RFC 7692).
+        #[test]
+        fn any_header_is_answered_consistently(
+            header in "[ -~]{0,120}",
+            takeover in any::<bool>(),
+        ) {
+            let policy = ServerPolicy { takeover_available: takeover };
+            if let Ok(Some(params)) = negotiate_server(&[&header], policy) {
+                let mut answer = String::new();
+                encode_response(&mut answer, &params);
+                prop_assert_eq!(accept_client(&[&answer]), Ok(params));
+            }
+        }
+
+        /// Offers built from the four parameters in any order and combination.
+        #[test]
+        fn generated_offers_are_accepted(
+            params in proptest::collection::vec(0usize..6, 0..5),
+        ) {
+            let names = [
+                "server_no_context_takeover",
+                "client_no_context_takeover",
+                "server_max_window_bits=9",
+                "client_max_window_bits",
+                "client_max_window_bits=12",
+                "server_max_window_bits=15",
+            ];
+            let mut offer = String::from("permessage-deflate");
+            for &p in &params {
+                offer.push_str("; ");
+                offer.push_str(names[p]);
+            }
+            // The same parameter twice (by name) must decline; otherwise accept.
+            let base = |p: usize| names[p].split('=').next().unwrap_or_default();
+            let mut seen: Vec<&str> = params.iter().map(|&p| base(p)).collect();
+            seen.sort_unstable();
+            let repeated = seen.windows(2).any(|w| w[0] == w[1]);
+            let answer = negotiate_server(&[&offer], SHARED).expect("well-formed");
+            prop_assert_eq!(answer.is_none(), repeated, "{}", offer);
+        }
+    }
+}
