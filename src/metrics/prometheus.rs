@@ -261,7 +261,7 @@ mod tests {
     fn whole_output_is_strictly_valid() {
         let parsed = render(&sample_exporter());
         let counters = parsed.families_of_kind("counter");
-        assert_eq!(counters.len(), 28);
+        assert_eq!(counters.len(), 30);
         assert!(counters.iter().all(|name| name.ends_with("_total")));
         assert_eq!(parsed.families_of_kind("gauge").len(), 10);
         assert_eq!(parsed.families_of_kind("summary").len(), 3);

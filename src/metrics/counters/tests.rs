@@ -12,7 +12,7 @@ fn every_counter_has_metadata_matching_its_family_shape() {
         assert!(family.name.ends_with("_total"), "{}", family.name);
         assert_eq!(family.label_key.is_some(), c.label_value().is_some());
     }
-    assert_eq!(Counter::COUNT, 82);
+    assert_eq!(Counter::COUNT, 90);
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn counter_families_are_contiguous_and_series_unique() {
         assert!(!seen_series.contains(&series), "{series:?} twice");
         seen_series.push(series);
     }
-    assert_eq!(seen_families.len(), 23);
+    assert_eq!(seen_families.len(), 25);
 }
 
 #[test]
