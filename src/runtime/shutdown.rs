@@ -44,6 +44,9 @@ impl EventLoop {
     }
 
     fn begin_shutdown(&mut self) {
+        // Rooms' held messages go out before the closes (best effort for subscribers on other
+        // loops, which may be closing already).
+        self.tick_all_now();
         let cfg = &self.config;
         let drain_ns = cfg.drain_over.as_nanos() as u64;
         let grace_ns = cfg.shutdown_grace.as_nanos() as u64;

@@ -155,6 +155,15 @@ impl EventLoop {
         }
     }
 
+    /// Ticks every room now, whatever its schedule (shutdown).
+    pub(super) fn tick_all_now(&mut self) {
+        let rooms: Vec<Arc<str>> = self.ticks.rooms.keys().cloned().collect();
+        for channel in &rooms {
+            self.tick_room(channel);
+        }
+        self.ticks.schedule.clear();
+    }
+
     /// Numbers a room's held publishes, acknowledges them, retains them, encodes the batch
     /// once and delivers it everywhere.
     fn tick_room(&mut self, channel: &Arc<str>) {
