@@ -306,6 +306,8 @@ pub struct ServeArgs {
     /// The forwarding header the trusted proxies write: x-forwarded-for or forwarded (RFC 7239).
     #[arg(long, default_value = DEFAULTS.forwarded_header.as_str(), value_parser = parse_forwarded_header)]
     forwarded_header: ForwardedHeader,
+    #[command(flatten)]
+    cluster: crate::cli_cluster::ClusterArgs,
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
@@ -427,6 +429,7 @@ impl ServeArgs {
             proxy_protocol: self.proxy_protocol,
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
+            cluster: self.cluster.to_config(),
             ..defaults
         }
     }

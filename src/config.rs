@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::{ChannelPattern, Verifier};
 use crate::cidr::Cidr;
+pub use crate::cluster_config::ClusterConfig;
 pub use crate::proto::forwarded::ForwardedHeader;
 
 /// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
@@ -178,6 +179,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Which forwarding header the trusted proxies write.
     pub forwarded_header: ForwardedHeader,
+    /// Scale-out through NATS JetStream (`--nats`; off by default). Restart-only.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -230,6 +233,7 @@ impl Default for Config {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::XForwardedFor,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -378,6 +382,7 @@ impl Config {
     }
 
     fn validate_combinations(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
         if let Some(name) = &self.auth_cookie {
             check(
                 self.auth.is_some(),

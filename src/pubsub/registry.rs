@@ -268,6 +268,96 @@ impl ChannelRegistry {
         }
     }
 
+    /// Cluster mode: whether `channel` has state here (it is watched and its head was read).
+    pub fn has(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// Cluster mode: the channel's epoch, last seq and oldest retained seq.
+    pub fn cluster_view(&self, channel: &str) -> Option<(Arc<str>, u64, Option<u64>)> {
+        let s = self.channels.get(channel)?;
+        Some((s.epoch.clone(), s.seq, s.history.oldest_seq()))
+    }
+
+    /// Cluster mode: takes the stream's numbering for `count` messages from `first_seq` in
+    /// `epoch` (the stream is the sequencer; this state is its cache). A new epoch or a jump
+    /// drops the retained history (the ring never holds a hole). Returns the interested loops
+    /// and whether the epoch changed; `None` when the channel has no state (not watched).
+    pub fn cluster_accept(
+        &mut self,
+        channel: &str,
+        epoch: &Arc<str>,
+        first_seq: u64,
+        count: u64,
+    ) -> Option<(u64, bool)> {
+        let state = self.channels.get_mut(channel)?;
+        let empty = state.seq == 0 && state.history.is_empty() && state.last.is_none();
+        let reset = *state.epoch != **epoch && !empty;
+        if *state.epoch != **epoch {
+            state.epoch = epoch.clone();
+        }
+        let mut freed = None;
+        if reset || first_seq != state.seq + 1 {
+            freed = Some(std::mem::take(&mut state.history).held());
+            if reset {
+                state.last = None;
+            }
+        }
+        state.seq = first_seq + count.saturating_sub(1);
+        let interest = state.interest;
+        if let Some(freed) = freed {
+            self.budget.released(freed);
+        }
+        Some((interest, reset))
+    }
+
+    /// Cluster mode: creates (or resets) the state of a watched channel from the stream's
+    /// head: `epoch`, last `seq`, and the head message's frames (retained as history and last
+    /// value). Returns whether an existing state changed epoch.
+    pub fn cluster_adopt(
+        &mut self,
+        channel: &str,
+        epoch: &Arc<str>,
+        seq: u64,
+        frames: Vec<PreparedFrame>,
+        now_ns: u64,
+    ) -> bool {
+        let changed = self
+            .channels
+            .get(channel)
+            .is_some_and(|s| *s.epoch != **epoch);
+        if changed || !self.channels.contains_key(channel) {
+            self.remove(channel);
+            let interest = 0;
+            self.channels.insert(
+                Arc::from(channel),
+                ChannelState {
+                    seq,
+                    sampled_seq: seq,
+                    epoch: epoch.clone(),
+                    interest,
+                    history: History::default(),
+                    last: None,
+                },
+            );
+            let first = seq + 1 - (frames.len() as u64).min(seq);
+            if seq > 0 && self.retention.retains() {
+                self.retain(channel, first, frames.into_iter(), now_ns);
+            }
+        }
+        changed
+    }
+
+    /// Cluster mode: drops the state of `channel` if no loop is interested (the live
+    /// subscription ends, so the ring would go stale). True when dropped.
+    pub fn cluster_drop_if_unwatched(&mut self, channel: &str) -> bool {
+        if self.channels.get(channel).is_some_and(|s| s.interest == 0) {
+            self.remove(channel);
+            return true;
+        }
+        false
+    }
+
     /// Number of channels with state on this loop.
     pub fn len(&self) -> usize {
         self.channels.len()

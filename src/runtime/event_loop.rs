@@ -95,6 +95,8 @@ pub struct EventLoop {
     pub(super) shutdown: Option<super::shutdown::Drain>,
     pub(super) mesh_backlog: bool,
     pub(super) inbox_backlog: bool,
+    /// Cluster mode's ends of the NATS bridge (`cluster.rs`); `None` without `--nats`.
+    pub(super) cluster: Option<Box<super::cluster::LoopCluster>>,
 }
 
 /// This loop's share of the process-wide connection rate.
@@ -141,6 +143,8 @@ pub struct LoopParts {
     pub metrics_listener: Option<mio::net::TcpListener>,
     /// Its side of the mesh.
     pub mesh: Mesh,
+    /// Its ends of the NATS bridge (cluster mode).
+    pub cluster: Option<crate::cluster::LoopPort>,
 }
 
 impl EventLoop {
@@ -152,6 +156,7 @@ impl EventLoop {
             mut listener,
             mut metrics_listener,
             mesh,
+            cluster,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -206,6 +211,7 @@ impl EventLoop {
             shutdown: None,
             mesh_backlog: false,
             inbox_backlog: false,
+            cluster: cluster.map(super::cluster::LoopCluster::new),
         })
     }
 
@@ -259,6 +265,7 @@ impl EventLoop {
         self.flush_dirty();
         self.reap_closed();
         self.mesh_backlog = self.mesh.retry_overflow();
+        self.wake_bridge();
         let woken = self.mesh.wake_peers();
         self.metrics
             .add(crate::metrics::Counter::MeshWakeups, u64::from(woken));

@@ -12,9 +12,11 @@ pub mod ack;
 mod admission;
 mod authn;
 mod client_addr;
+mod cluster;
 pub mod conn;
 mod conns;
 mod deliver;
+pub use deliver::{Batch, FrameMeta};
 mod dispatch;
 pub mod event_loop;
 mod flush;
@@ -75,6 +77,8 @@ pub struct Shared {
     pub epoch_prefix: String,
     /// Open connections per source IP (touched once per accept and close).
     pub ip_conns: std::sync::Mutex<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
+    /// Cluster mode's metrics and NATS state (`/metrics`, `/healthz`); `None` without `--nats`.
+    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
     shutdown: AtomicU8,
 }
 
@@ -103,6 +107,8 @@ pub struct ServerHandle {
     wakers: Vec<Arc<Waker>>,
     loops: Vec<JoinHandle<LoopSummary>>,
     exporter: Option<JoinHandle<()>>,
+    /// The NATS bridge thread (cluster mode), stopped when the handle drops, after the loops.
+    bridge: Option<Box<dyn std::fmt::Debug + Send>>,
 }
 
 /// What the relay did, printed at exit.
@@ -139,6 +145,11 @@ impl Server {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let (mut parts, wakers) = wire_loops(&config, listeners, metrics_listener.take())?;
+        let (bridge, ports, cluster) = cluster::start_bridge(&config, &wakers)?;
+        for (part, port) in parts.iter_mut().zip(ports) {
+            part.cluster = Some(port);
+        }
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
         let export: SharedExport = crate::metrics::new_shared_export(config.loops);
         let exporter = crate::metrics::spawn_exporter(metrics_rx, export.clone())?;
@@ -149,10 +160,10 @@ impl Server {
             ip_conns: std::sync::Mutex::new(crate::hash::FxHashMap::default()),
             epoch_prefix: epoch_prefix(),
             shutdown: AtomicU8::new(0),
+            cluster,
             live: LiveConfig::new(&config),
             config,
         });
-        let (parts, wakers) = wire_loops(&shared.config, listeners, metrics_listener.take())?;
         let mut loops = Vec::with_capacity(parts.len());
         for part in parts {
             let lp = EventLoop::new(part, shared.clone())?;
@@ -170,6 +181,7 @@ impl Server {
             wakers,
             loops,
             exporter: Some(exporter),
+            bridge,
         })
     }
 }
@@ -207,6 +219,7 @@ fn wire_loops(
                 None
             },
             mesh: Mesh::new(id, peers.clone(), inbox, config.mesh_inbox_len_max),
+            cluster: None,
         })
         .collect();
     Ok((parts, wakers))
@@ -317,5 +330,7 @@ impl Drop for ServerHandle {
         }
         // The exporter ends when every loop (every sender) is gone.
         let _ = self.exporter.take();
+        // The bridge stops (and joins its thread) when dropped, after the loops.
+        let _ = self.bridge.take();
     }
 }

@@ -12,7 +12,8 @@
 //! heartbeat. They apply to what happens after the reload: new connections, the next deadline
 //! armed, the next delivery; a connection's message-rate bucket keeps the rate it started
 //! with. Everything else (addresses, threads, sizes of buffers and queues, retention, metrics
-//! settings) keeps its start-up value and is reported as needing a restart.
+//! settings, and every cluster setting: `--nats` and its companions) keeps its start-up value
+//! and is reported as needing a restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -119,6 +120,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         proxy_protocol,
         trusted_proxies,
         forwarded_header,
+        cluster,
     } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
@@ -190,6 +192,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         metrics_addr => "metrics-bind",
         log_format => "log-format",
         proxy_protocol => "proxy-protocol",
+        cluster => "nats",
     }
     (applied, report)
 }
