@@ -258,6 +258,31 @@ impl NatsCluster {
         i
     }
 
+    /// The index of the server the relay named `relay` (`--node-name`) is connected to.
+    pub fn server_of(&self, relay: &str) -> Option<usize> {
+        let needle = format!("\"name\": \"{relay}.");
+        let compact = format!("\"name\":\"{relay}.");
+        self.nodes.iter().position(|n| {
+            let connz = http_get_body(n.http_port, "/connz").unwrap_or_default();
+            connz.contains(&needle) || connz.contains(&compact)
+        })
+    }
+
+    /// Waits until every server reports the meta group with 3 peers and `streams` streams
+    /// each with a leader.
+    pub fn wait_streams_led(&self, streams: u32) {
+        let until = Instant::now() + ELECTION_DEADLINE;
+        while Instant::now() < until {
+            let meta = self.nodes.iter().all(|n| meta_ready(&n.jsz("")));
+            let led = (0..streams).all(|k| self.stream_leader(&format!("WSR_{k}")).is_some());
+            if meta && led {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not report 3 peers and {streams} stream leaders");
+    }
+
     pub fn restart(&mut self, i: usize) {
         let bin = self.bin.clone();
         self.nodes[i].restart(&bin);
