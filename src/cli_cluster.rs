@@ -84,3 +84,78 @@ impl ClusterArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+    use wsrelay::config::Config;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        let config = cli.into_serve().to_config()?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn cluster_flags_reach_the_config() {
+        let c = parse(&[
+            "wsrelay",
+            "--nats",
+            "nats://127.0.0.1:4222,nats://127.0.0.1:4223",
+            "--nats",
+            "nats://127.0.0.1:4224",
+            "--nats-shards",
+            "16",
+            "--nats-replicas",
+            "3",
+            "--nats-storage",
+            "memory",
+            "--node-name",
+            "relay-a",
+            "--nats-token",
+            "s3cret",
+            "--nats-wait",
+            "--nats-loop-queue",
+            "4",
+            "--nats-publish-retry",
+            "20000",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k = &c.cluster;
+        assert_eq!(k.nats_urls.len(), 3);
+        assert!(k.enabled() && k.wait);
+        assert_eq!((k.shards, k.replicas), (16, 3));
+        assert_eq!(k.storage, wsrelay::cluster_config::NatsStorage::Memory);
+        assert_eq!(k.node_name.as_deref(), Some("relay-a"));
+        assert_eq!(k.token.as_deref(), Some("s3cret"));
+        assert_eq!(k.loop_queue_len_max, 4);
+        assert_eq!(k.publish_retry_max, std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn impossible_cluster_values_are_refused() {
+        for bad in [
+            &["wsrelay", "--nats", "nats://x", "--nats-replicas", "2"][..],
+            &["wsrelay", "--nats", "nats://x", "--nats-shards", "0"],
+            &["wsrelay", "--nats", "nats://x", "--node-name", "a.b"],
+            &[
+                "wsrelay",
+                "--nats",
+                "nats://x",
+                "--nats-token",
+                "t",
+                "--nats-creds",
+                "/c",
+            ],
+            &["wsrelay", "--nats-storage", "disk"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        // Without --nats the companions are inert: the single-node relay.
+        let c = parse(&["wsrelay", "--nats-replicas", "2"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.cluster.enabled());
+    }
+}

@@ -231,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_wait_for_a_restart() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.cluster.nats_urls = vec!["nats://127.0.0.1:4222".into()];
+        let (applied, report) = merge_reload(&old, new);
+        assert_eq!(report.needs_restart, ["nats"]);
+        assert!(!applied.cluster.enabled(), "kept until a restart");
+    }
+
+    #[test]
     fn an_unchanged_configuration_reports_nothing() {
         let (_, report) = merge_reload(&Config::default(), Config::default());
         assert_eq!(report, Reloaded::default());
