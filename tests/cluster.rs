@@ -300,6 +300,10 @@ fn unrecoverable_since_or_epoch_is_recovered_false_with_the_head_and_last_value(
     let b = RelayProc::start(&dir.0, "b", &urls, &flags);
     let channel = "gone";
     publish_range(a.addr, channel, 0..50);
+    // Connected across the expiry below: told of the new numbering.
+    let mut live = connect(b.addr);
+    subscribe(&mut live, channel, None);
+    assert_eq!(read_n(&mut live, channel, 1)[0].0, 50, "the last value");
     let mut probe = connect(b.addr);
     let head = subscribe(&mut probe, channel, None);
     assert_eq!(head["seq"], 50);
@@ -329,6 +333,15 @@ fn unrecoverable_since_or_epoch_is_recovered_false_with_the_head_and_last_value(
     assert_eq!(v["recovered"], false, "{v}");
     assert_eq!(v["seq"], 1, "a new numbering: {v}");
     assert_ne!(v["epoch"], json!(epoch));
+    // The connected subscriber: a new `subscribed` (new epoch, not recovered), then seq 1.
+    let notice = live.recv();
+    assert_eq!(notice["type"], "subscribed", "{notice}");
+    assert_eq!(
+        (notice["recovered"].clone(), notice["seq"].clone()),
+        (json!(false), json!(0))
+    );
+    assert_eq!(notice["epoch"], v["epoch"]);
+    assert_eq!(read_n(&mut live, channel, 1), vec![(1, json!({"n": 100}))]);
 }
 
 #[test]

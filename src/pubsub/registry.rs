@@ -273,6 +273,11 @@ impl ChannelRegistry {
         self.channels.contains_key(channel)
     }
 
+    /// Cluster mode: the loops interested in `channel` (0 without state).
+    pub fn cluster_interest(&self, channel: &str) -> u64 {
+        self.channels.get(channel).map_or(0, |s| s.interest)
+    }
+
     /// Cluster mode: the channel's epoch, last seq and oldest retained seq.
     pub fn cluster_view(&self, channel: &str) -> Option<(Arc<str>, u64, Option<u64>)> {
         let s = self.channels.get(channel)?;
@@ -322,28 +327,33 @@ impl ChannelRegistry {
         frames: Vec<PreparedFrame>,
         now_ns: u64,
     ) -> bool {
-        let changed = self
-            .channels
-            .get(channel)
-            .is_some_and(|s| *s.epoch != **epoch);
-        if changed || !self.channels.contains_key(channel) {
-            self.remove(channel);
-            let interest = 0;
-            self.channels.insert(
-                Arc::from(channel),
-                ChannelState {
+        let changed = match self.channels.get_mut(channel) {
+            Some(state) if *state.epoch == **epoch => return false,
+            Some(state) => {
+                // A new numbering: the old ring and last value are of another epoch.
+                let held = std::mem::take(&mut state.history).held();
+                state.epoch = epoch.clone();
+                state.seq = seq;
+                state.last = None;
+                self.budget.released(held);
+                true
+            }
+            None => {
+                let state = ChannelState {
                     seq,
                     sampled_seq: seq,
                     epoch: epoch.clone(),
-                    interest,
+                    interest: 0,
                     history: History::default(),
                     last: None,
-                },
-            );
-            let first = seq + 1 - (frames.len() as u64).min(seq);
-            if seq > 0 && self.retention.retains() {
-                self.retain(channel, first, frames.into_iter(), now_ns);
+                };
+                self.channels.insert(Arc::from(channel), state);
+                false
             }
+        };
+        let first = seq + 1 - (frames.len() as u64).min(seq);
+        if seq > 0 && self.retention.retains() {
+            self.retain(channel, first, frames.into_iter(), now_ns);
         }
         changed
     }

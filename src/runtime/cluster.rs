@@ -327,7 +327,8 @@ impl EventLoop {
             .owned
             .cluster_adopt(&channel, &epoch, seq, frames, self.now_ns);
         if reset {
-            self.announce_epoch(&channel, &epoch, seq);
+            let interest = self.owned.cluster_interest(&channel);
+            self.announce_epoch(&channel, &epoch, seq, interest);
         }
         let waiters = self
             .cluster
@@ -350,8 +351,8 @@ impl EventLoop {
             return; // Not watched here any more.
         };
         if reset {
-            let last = batch.first_seq + count.saturating_sub(1);
-            self.announce_epoch(&batch.channel, &epoch, last);
+            let before = batch.first_seq.saturating_sub(1);
+            self.announce_epoch(&batch.channel, &epoch, before, interest);
         }
         if self.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
@@ -375,12 +376,49 @@ impl EventLoop {
     }
 
     /// An epoch change on a live channel (its retained history was lost: expiry, purge,
-    /// stream re-created). Logged and counted; subscribers see the new numbering restart.
-    fn announce_epoch(&mut self, channel: &str, epoch: &str, seq: u64) {
+    /// stream re-created): every subscriber, on every interested loop, gets a new
+    /// `subscribed` with the new epoch and `recovered:false` before the first message of the
+    /// new numbering (the mesh is FIFO: the notice travels ahead of that message's batch).
+    fn announce_epoch(&mut self, channel: &Arc<str>, epoch: &Arc<str>, seq: u64, interest: u64) {
         if let Some(c) = self.cluster.as_deref() {
             c.port.stats.inc(Stat::EpochResets);
         }
-        tracing::warn!(channel, epoch, seq, "cluster: channel epoch changed");
+        tracing::info!(%channel, %epoch, seq, "cluster: channel epoch changed");
+        let me = 1u64 << self.id;
+        let mut others = interest & !me;
+        while others != 0 {
+            let to = others.trailing_zeros() as LoopId;
+            others &= others - 1;
+            let msg = LoopMsg::EpochReset {
+                channel: channel.clone(),
+                epoch: epoch.clone(),
+                seq,
+            };
+            self.mesh_send(to, msg);
+        }
+        if interest & me != 0 {
+            self.on_epoch_reset(channel, epoch, seq);
+        }
+    }
+
+    /// This loop's part of an epoch change: the subscribers' position and the notice.
+    pub(super) fn on_epoch_reset(&mut self, channel: &str, epoch: &Arc<str>, seq: u64) {
+        self.local.reset_seq(channel, seq);
+        let ids: Vec<ConnId> = self
+            .local
+            .subscribers(channel)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            let Some(sub) = self.conn_mut(id).and_then(|c| c.subscription_mut(channel)) else {
+                continue;
+            };
+            sub.epoch = epoch.clone();
+            sub.gap = None;
+            self.reply_ordered(id, |out| {
+                encode::encode_subscribed(out, channel, seq, epoch, Some(false))
+            });
+        }
     }
 
     fn on_fetched(&mut self, channel: Arc<str>, ticket: u64, frames: Option<Vec<Bytes>>) {

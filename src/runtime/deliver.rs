@@ -283,6 +283,11 @@ impl EventLoop {
                 conn,
                 outcome,
             } => self.on_subscribed(conn, &channel, outcome),
+            LoopMsg::EpochReset {
+                channel,
+                epoch,
+                seq,
+            } => self.on_epoch_reset(&channel, &epoch, seq),
             LoopMsg::Uninterest { channel, from } => {
                 self.owned.uninterest(&channel, from);
                 self.cluster_uninterest(&channel);
