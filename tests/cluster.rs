@@ -672,3 +672,42 @@ fn a_killed_relays_clients_recover_on_another_relay() {
     // B's own channel was unaffected.
     assert_contiguous(&read_n(&mut client_b, y, 10), 11, 20);
 }
+
+#[test]
+fn nats_unreachable_at_start_up_exits_or_with_nats_wait_is_not_ready_until_it_comes() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("natswait");
+    let port = harness::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    // Without --nats-wait: a clear error and a failing exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--nats", &url])
+        .env_remove("WS_NATS_URL")
+        .output()
+        .expect("wsrelay runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    // With it: listening, /healthz 503, then ready once NATS is there.
+    let relay = RelayProc::start(&dir.0, "w", &[url], &["--nats-wait"]);
+    let health =
+        |r: &RelayProc| harness::http_get_body(r.addr.port(), "/healthz").unwrap_or_default();
+    assert!(health(&relay).contains("not ready"), "{}", health(&relay));
+    let _nats = NatsNode::single_on(&bin, &dir.0, port);
+    let until = Instant::now() + harness::ELECTION_DEADLINE;
+    while health(&relay) != "ok\n" {
+        assert!(
+            Instant::now() < until,
+            "ready once NATS is up:\n{}",
+            relay.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = connect(relay.addr);
+    subscribe(&mut s, "waited", None);
+    publish_range(relay.addr, "waited", 0..3);
+    assert_contiguous(&read_n(&mut s, "waited", 3), 1, 3);
+}

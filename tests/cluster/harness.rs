@@ -92,7 +92,12 @@ pub struct NatsNode {
 impl NatsNode {
     /// A single JetStream server with its store in `dir`.
     pub fn single(bin: &Path, dir: &Path) -> NatsNode {
-        let (client_port, http_port) = (free_port(), free_port());
+        NatsNode::single_on(bin, dir, free_port())
+    }
+
+    /// A single JetStream server on `client_port`.
+    pub fn single_on(bin: &Path, dir: &Path, client_port: u16) -> NatsNode {
+        let http_port = free_port();
         let conf = dir.join("single.conf");
         let body = format!(
             "listen: 127.0.0.1:{client_port}\nhttp: 127.0.0.1:{http_port}\n\
