@@ -72,14 +72,8 @@ pub struct ClusterStats {
 }
 
 fn histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s, 3 significant digits; the bounds are constants that are valid.
-    Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()))
-}
-
-#[allow(clippy::panic)]
-fn unreachable_histogram() -> Histogram<u64> {
-    panic!("hdrhistogram refused constant bounds")
+    // 1 µs .. 60 s, 3 significant digits: constant bounds that hdrhistogram accepts.
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid constant bounds")
 }
 
 impl Default for ClusterStats {
@@ -171,109 +165,37 @@ impl ClusterStats {
 
     /// Appends the cluster families in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
-        let counters: [(&str, &str, Stat); 13] = [
-            (
-                "gaps_detected_total",
-                "gaps seen (node and loop level)",
-                Stat::GapsDetected,
-            ),
-            (
-                "gaps_repaired_total",
-                "gaps closed from the stream",
-                Stat::GapsRepaired,
-            ),
-            (
-                "gaps_announced_total",
-                "gaps announced to clients",
-                Stat::GapsAnnounced,
-            ),
-            (
-                "epoch_resets_total",
-                "epoch changes seen",
-                Stat::EpochResets,
-            ),
-            (
-                "cas_conflicts_total",
-                "WrongLastSequence replies",
-                Stat::CasConflicts,
-            ),
-            (
-                "publish_retries_total",
-                "publish attempts retried",
-                Stat::PublishRetries,
-            ),
-            (
-                "bridge_drops_total",
-                "bridge to loop messages dropped",
-                Stat::BridgeDrops,
-            ),
-            (
-                "slow_consumer_total",
-                "async-nats SlowConsumer events",
-                Stat::SlowConsumer,
-            ),
-            (
-                "nats_reconnects_total",
-                "reconnections to NATS",
-                Stat::Reconnects,
-            ),
-            (
-                "published_total",
-                "publishes acknowledged by JetStream",
-                Stat::Published,
-            ),
-            (
-                "publish_stalls_total",
-                "publishes that waited for a stream leader",
-                Stat::PublishStalls,
-            ),
-            (
-                "recoveries_ring_total",
-                "recoveries served from the ring",
-                Stat::RecoveriesRing,
-            ),
-            (
-                "recoveries_stream_total",
-                "recoveries served from the stream",
-                Stat::RecoveriesStream,
-            ),
-        ];
-        for (name, help, stat) in counters {
+        self.render_counters(out);
+        self.render_gauges(out);
+        render_summary(
+            out,
+            "publish_ack_seconds",
+            "relay send to PubAck, per attempt",
+            &self.ack_ns,
+        );
+        render_summary(
+            out,
+            "fanin_lag_seconds",
+            "Wsr-Ts to bridge receive",
+            &self.fanin_ns,
+        );
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        for (name, help, stat) in COUNTERS {
             let _ = writeln!(out, "# HELP wsrelay_cluster_{name} {help}");
             let _ = writeln!(out, "# TYPE wsrelay_cluster_{name} counter");
-            let _ = writeln!(out, "wsrelay_cluster_{name} {}", self.get(stat));
+            let _ = writeln!(out, "wsrelay_cluster_{name} {}", self.get(*stat));
         }
-        let _ = writeln!(
-            out,
-            "# HELP wsrelay_cluster_recoveries_failed_total recoveries answered recovered:false"
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE wsrelay_cluster_recoveries_failed_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "wsrelay_cluster_recoveries_failed_total {}",
-            self.get(Stat::RecoveriesFailed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wsrelay_cluster_publish_failures_total publishes answered unavailable"
-        );
-        let _ = writeln!(out, "# TYPE wsrelay_cluster_publish_failures_total counter");
-        let failures = [
-            ("queue_full", Stat::FailQueueFull),
-            ("channel_queue_full", Stat::FailChannelQueueFull),
-            ("outcome_unknown", Stat::FailOutcomeUnknown),
-            ("rejected", Stat::FailRejected),
-        ];
-        for (reason, stat) in failures {
-            let _ = writeln!(
-                out,
-                "wsrelay_cluster_publish_failures_total{{reason=\"{reason}\"}} {}",
-                self.get(stat)
-            );
+        let name = "wsrelay_cluster_publish_failures_total";
+        let _ = writeln!(out, "# HELP {name} publishes answered unavailable");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (reason, stat) in FAILURES {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", self.get(*stat));
         }
+    }
+
+    fn render_gauges(&self, out: &mut String) {
         let gauges = [
             (
                 "nats_connected",
@@ -306,20 +228,90 @@ impl ClusterStats {
                 value.load(Ordering::Relaxed)
             );
         }
-        render_summary(
-            out,
-            "publish_ack_seconds",
-            "relay send to PubAck, per attempt",
-            &self.ack_ns,
-        );
-        render_summary(
-            out,
-            "fanin_lag_seconds",
-            "Wsr-Ts to bridge receive",
-            &self.fanin_ns,
-        );
     }
 }
+
+/// Counter families: name (after `wsrelay_cluster_`), help, counter.
+const COUNTERS: &[(&str, &str, Stat)] = &[
+    (
+        "gaps_detected_total",
+        "gaps seen (node and loop level)",
+        Stat::GapsDetected,
+    ),
+    (
+        "gaps_repaired_total",
+        "gaps closed from the stream",
+        Stat::GapsRepaired,
+    ),
+    (
+        "gaps_announced_total",
+        "gaps announced to clients",
+        Stat::GapsAnnounced,
+    ),
+    (
+        "epoch_resets_total",
+        "epoch changes seen",
+        Stat::EpochResets,
+    ),
+    (
+        "cas_conflicts_total",
+        "WrongLastSequence replies",
+        Stat::CasConflicts,
+    ),
+    (
+        "publish_retries_total",
+        "publish attempts retried",
+        Stat::PublishRetries,
+    ),
+    (
+        "bridge_drops_total",
+        "bridge to loop messages dropped",
+        Stat::BridgeDrops,
+    ),
+    (
+        "slow_consumer_total",
+        "async-nats SlowConsumer events",
+        Stat::SlowConsumer,
+    ),
+    (
+        "nats_reconnects_total",
+        "reconnections to NATS",
+        Stat::Reconnects,
+    ),
+    (
+        "published_total",
+        "publishes acknowledged by JetStream",
+        Stat::Published,
+    ),
+    (
+        "publish_stalls_total",
+        "publishes that waited for a stream leader",
+        Stat::PublishStalls,
+    ),
+    (
+        "recoveries_ring_total",
+        "recoveries served from the ring",
+        Stat::RecoveriesRing,
+    ),
+    (
+        "recoveries_stream_total",
+        "recoveries served from the stream",
+        Stat::RecoveriesStream,
+    ),
+    (
+        "recoveries_failed_total",
+        "recoveries answered recovered:false",
+        Stat::RecoveriesFailed,
+    ),
+];
+
+/// `publish_failures_total{reason}` values.
+const FAILURES: &[(&str, Stat)] = &[
+    ("queue_full", Stat::FailQueueFull),
+    ("channel_queue_full", Stat::FailChannelQueueFull),
+    ("outcome_unknown", Stat::FailOutcomeUnknown),
+    ("rejected", Stat::FailRejected),
+];
 
 /// A histogram as a Prometheus summary (quantiles, sum, count).
 fn render_summary(out: &mut String, name: &str, help: &str, h: &Mutex<Histogram<u64>>) {

@@ -144,8 +144,12 @@ impl Drop for Live {
 impl Bridge {
     pub(super) fn on_watch(&mut self, channel: Arc<str>, owner: LoopId) {
         if let Some(live) = self.lives.get_mut(&channel) {
-            // The owner lost its state (it sends Watch only then): tell it the head again.
+            // The owner lost its state (it sends Watch only then): tell it the head again,
+            // unless the head read after the SUB is still under way (it will answer).
             live.owner = owner;
+            if live.phase == Phase::Syncing {
+                return;
+            }
             let frames = Vec::new();
             let d = live.delivered.clone();
             let msg = ClusterMsg::Head {

@@ -287,18 +287,21 @@ impl ChannelRegistry {
     /// Cluster mode: takes the stream's numbering for `count` messages from `first_seq` in
     /// `epoch` (the stream is the sequencer; this state is its cache). A new epoch or a jump
     /// drops the retained history (the ring never holds a hole). Returns the interested loops
-    /// and whether the epoch changed; `None` when the channel has no state (not watched).
+    /// whether the epoch changed (also from none: the channel was empty and its first writer
+    /// minted it), and whether that was a reset of an existing numbering; `None` when the
+    /// channel has no state (not watched).
     pub fn cluster_accept(
         &mut self,
         channel: &str,
         epoch: &Arc<str>,
         first_seq: u64,
         count: u64,
-    ) -> Option<(u64, bool)> {
+    ) -> Option<(u64, bool, bool)> {
         let state = self.channels.get_mut(channel)?;
         let empty = state.seq == 0 && state.history.is_empty() && state.last.is_none();
-        let reset = *state.epoch != **epoch && !empty;
-        if *state.epoch != **epoch {
+        let changed = *state.epoch != **epoch;
+        let reset = changed && !empty;
+        if changed {
             state.epoch = epoch.clone();
         }
         let mut freed = None;
@@ -313,7 +316,7 @@ impl ChannelRegistry {
         if let Some(freed) = freed {
             self.budget.released(freed);
         }
-        Some((interest, reset))
+        Some((interest, changed, reset))
     }
 
     /// Cluster mode: creates (or resets) the state of a watched channel from the stream's

@@ -328,7 +328,7 @@ impl EventLoop {
             .cluster_adopt(&channel, &epoch, seq, frames, self.now_ns);
         if reset {
             let interest = self.owned.cluster_interest(&channel);
-            self.announce_epoch(&channel, &epoch, seq, interest);
+            self.announce_epoch(&channel, &epoch, seq, interest, true);
         }
         let waiters = self
             .cluster
@@ -344,15 +344,17 @@ impl EventLoop {
     /// they are fanned out exactly as a run numbered on one node (`publish.rs`).
     fn on_live(&mut self, batch: Arc<crate::runtime::Batch>, epoch: Arc<str>) {
         let count = batch.frames.len() as u64;
-        let Some((interest, reset)) =
+        let Some((interest, changed, reset)) =
             self.owned
                 .cluster_accept(&batch.channel, &epoch, batch.first_seq, count)
         else {
             return; // Not watched here any more.
         };
-        if reset {
+        if changed {
+            // Also the first epoch of a channel that was empty when its subscribers came:
+            // they learn the epoch to recover in before its first message.
             let before = batch.first_seq.saturating_sub(1);
-            self.announce_epoch(&batch.channel, &epoch, before, interest);
+            self.announce_epoch(&batch.channel, &epoch, before, interest, reset);
         }
         if self.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
@@ -379,11 +381,20 @@ impl EventLoop {
     /// stream re-created): every subscriber, on every interested loop, gets a new
     /// `subscribed` with the new epoch and `recovered:false` before the first message of the
     /// new numbering (the mesh is FIFO: the notice travels ahead of that message's batch).
-    fn announce_epoch(&mut self, channel: &Arc<str>, epoch: &Arc<str>, seq: u64, interest: u64) {
-        if let Some(c) = self.cluster.as_deref() {
-            c.port.stats.inc(Stat::EpochResets);
+    fn announce_epoch(
+        &mut self,
+        channel: &Arc<str>,
+        epoch: &Arc<str>,
+        seq: u64,
+        interest: u64,
+        reset: bool,
+    ) {
+        if reset {
+            if let Some(c) = self.cluster.as_deref() {
+                c.port.stats.inc(Stat::EpochResets);
+            }
+            tracing::info!(%channel, %epoch, seq, "cluster: channel epoch changed");
         }
-        tracing::info!(%channel, %epoch, seq, "cluster: channel epoch changed");
         let me = 1u64 << self.id;
         let mut others = interest & !me;
         while others != 0 {

@@ -187,10 +187,24 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
+    /// Starts the three servers; a start that loses a port race ("address already in use":
+    /// the ports are picked by binding and releasing) is retried on new ports.
     pub fn start(bin: &Path, dir: &Path) -> NatsCluster {
-        let ports: Vec<(u16, u16, u16)> = (0..3)
-            .map(|_| (free_port(), free_port(), free_port()))
-            .collect();
+        for _ in 0..5 {
+            if let Some(cluster) = NatsCluster::try_start(bin, dir) {
+                return cluster;
+            }
+        }
+        panic!("could not start a 3-node nats-server cluster");
+    }
+
+    fn try_start(bin: &Path, dir: &Path) -> Option<NatsCluster> {
+        let mut picked = std::collections::BTreeSet::new();
+        while picked.len() < 9 {
+            picked.insert(free_port());
+        }
+        let p: Vec<u16> = picked.into_iter().collect();
+        let ports: Vec<(u16, u16, u16)> = (0..3).map(|i| (p[i], p[3 + i], p[6 + i])).collect();
         let routes: Vec<String> = ports
             .iter()
             .map(|p| format!("nats-route://127.0.0.1:{}", p.1))
@@ -217,14 +231,29 @@ impl NatsCluster {
             node.start(bin);
             nodes.push(node);
         }
-        let cluster = NatsCluster {
+        let mut cluster = NatsCluster {
             nodes,
             bin: bin.to_path_buf(),
         };
-        for n in &cluster.nodes {
-            n.wait_jsz(meta_ready);
+        let until = Instant::now() + ELECTION_DEADLINE;
+        while !cluster.nodes.iter().all(|n| meta_ready(&n.jsz(""))) {
+            let exited = cluster.nodes.iter_mut().any(|n| {
+                n.child
+                    .as_mut()
+                    .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+            });
+            if exited || Instant::now() > until {
+                for n in &cluster.nodes {
+                    eprintln!("nats-server start failed; log:\n{}", n.log());
+                }
+                let _ = std::fs::remove_dir_all(dir.join("n1"));
+                let _ = std::fs::remove_dir_all(dir.join("n2"));
+                let _ = std::fs::remove_dir_all(dir.join("n3"));
+                return None; // Dropping the nodes kills the others.
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
+        Some(cluster)
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -347,11 +376,18 @@ impl RelayProc {
             args,
             dir: dir.to_path_buf(),
         };
-        r.spawn(free_port());
-        r
+        // A port picked by bind-and-release may be taken meanwhile: pick again.
+        for _ in 0..5 {
+            match r.spawn(free_port()) {
+                Ok(()) => return r,
+                Err(log) if log.contains("in use") => continue,
+                Err(log) => panic!("wsrelay exited:\n{log}"),
+            }
+        }
+        panic!("wsrelay found no free port");
     }
 
-    fn spawn(&mut self, port: u16) {
+    fn spawn(&mut self, port: u16) -> Result<(), String> {
         let _ = std::fs::remove_file(&self.log);
         let log = std::fs::File::create(&self.log).expect("relay log");
         let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
@@ -370,11 +406,12 @@ impl RelayProc {
             if let Some(rest) = text.split("listening on ws://").nth(1) {
                 let addr = rest.split_whitespace().next().expect("address");
                 self.addr = addr.parse().expect("socket address");
-                return;
+                return Ok(());
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("wsrelay exited ({status}):\n{text}");
+                    self.child = None;
+                    return Err(format!("({status}) {text}"));
                 }
             }
             assert!(Instant::now() < until, "wsrelay did not start:\n{text}");
@@ -394,7 +431,9 @@ impl RelayProc {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.addr.port();
-        self.spawn(port);
+        if let Err(log) = self.spawn(port) {
+            panic!("wsrelay did not restart:\n{log}");
+        }
     }
 
     pub fn log_text(&self) -> String {
