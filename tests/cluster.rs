@@ -182,9 +182,23 @@ fn two_writers_on_two_relays_share_one_order_and_lose_no_acked_publish() {
     subscribe(&mut sub_a, channel, None);
     subscribe(&mut sub_b, channel, None);
     let n = 200u64;
-    let (pa, pb) = (a.addr, b.addr);
-    let wa = std::thread::spawn(move || publish_acked(&mut connect(pa), channel, 0..n));
-    let wb = std::thread::spawn(move || publish_acked(&mut connect(pb), channel, n..2 * n));
+    // Rounds in lockstep (a barrier between them): each relay's cached head is stale after
+    // the other wrote, so conflicts are certain, not a matter of timing.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let writer = |addr: SocketAddr, base: u64, barrier: std::sync::Arc<std::sync::Barrier>| {
+        std::thread::spawn(move || {
+            let mut c = connect(addr);
+            let mut acks = BTreeMap::new();
+            for round in 0..n / 10 {
+                let from = base + round * 10;
+                acks.extend(publish_acked(&mut c, channel, from..from + 10));
+                barrier.wait();
+            }
+            acks
+        })
+    };
+    let wa = writer(a.addr, 0, barrier.clone());
+    let wb = writer(b.addr, n, barrier);
     let acks_a = wa.join().expect("writer a");
     let acks_b = wb.join().expect("writer b");
     let total = 2 * n;

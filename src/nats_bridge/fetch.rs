@@ -79,7 +79,7 @@ async fn walk_back(
         if msg.seq() <= upto {
             parts.push((msg.seq(), msg.binary(), msg.bodies()?));
         }
-        if msg.seq() <= after + 1 {
+        if msg.seq() <= after.saturating_add(1) {
             return Some(frames(parts, after, upto));
         }
         let prev = msg.prev();

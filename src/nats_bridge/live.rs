@@ -95,7 +95,8 @@ impl LiveMsg {
     }
 
     fn last_seq(&self) -> u64 {
-        self.seq + self.count - 1
+        // Headers come from the network: never overflow on a malformed one.
+        self.seq.saturating_add(self.count - 1)
     }
 
     /// The frame bodies (`None`: malformed records).
@@ -297,7 +298,7 @@ impl Bridge {
         if msg.sseq <= d.sseq {
             return; // A late duplicate (a repair fetched it first).
         }
-        let contiguous = msg.last == d.sseq && msg.seq == d.seq + 1;
+        let contiguous = msg.last == d.sseq && msg.seq == d.seq.saturating_add(1);
         let first_ever = d.is_empty() && msg.last == 0 && msg.seq == 1;
         let new_epoch = !d.is_empty() && *msg.epoch != *d.epoch;
         if contiguous || first_ever || new_epoch || std::mem::take(&mut live.force_jump) {

@@ -70,7 +70,7 @@ pub(super) fn head_of(msg: &async_nats::jetstream::message::StreamMessage) -> Op
     let count = header_u64(h, env::COUNT)?.max(1);
     Some(Head {
         epoch: Arc::from(header(h, env::EPOCH)?),
-        seq: seq + count - 1,
+        seq: seq.saturating_add(count - 1),
         sseq: msg.sequence,
     })
 }

@@ -305,13 +305,13 @@ impl ChannelRegistry {
             state.epoch = epoch.clone();
         }
         let mut freed = None;
-        if reset || first_seq != state.seq + 1 {
+        if reset || first_seq != state.seq.saturating_add(1) {
             freed = Some(std::mem::take(&mut state.history).held());
             if reset {
                 state.last = None;
             }
         }
-        state.seq = first_seq + count.saturating_sub(1);
+        state.seq = first_seq.saturating_add(count.saturating_sub(1));
         let interest = state.interest;
         if let Some(freed) = freed {
             self.budget.released(freed);
@@ -354,7 +354,7 @@ impl ChannelRegistry {
                 false
             }
         };
-        let first = seq + 1 - (frames.len() as u64).min(seq);
+        let first = seq - (frames.len() as u64).min(seq) + 1;
         if seq > 0 && self.retention.retains() {
             self.retain(channel, first, frames.into_iter(), now_ns);
         }
@@ -472,6 +472,39 @@ mod tests {
                 r.retain(channel, reserved, std::iter::once(frame), 0)
             })
             .sum()
+    }
+
+    #[test]
+    fn cluster_state_follows_the_streams_numbering() {
+        let mut r = ChannelRegistry::new(retention(100, true), "t".into());
+        let empty: Arc<str> = Arc::from("");
+        assert!(!r.cluster_adopt("c", &empty, 0, Vec::new(), 0));
+        r.subscribe("c", 1, None, 0);
+        let e1: Arc<str> = Arc::from("aaaaaaaa");
+        // The first writer's epoch: a change from none, not a reset.
+        assert_eq!(r.cluster_accept("c", &e1, 1, 3), Some((2, true, false)));
+        r.retain("c", 1, (1..=3).map(enc), 0);
+        let since = |seq| {
+            Some(Since {
+                seq,
+                epoch: Some("aaaaaaaa"),
+            })
+        };
+        assert_eq!(r.subscribe("c", 1, since(1), 0).replay.len(), 2);
+        // A jump (an announced gap) drops the ring: it never holds a hole.
+        assert_eq!(r.cluster_accept("c", &e1, 6, 1), Some((2, false, false)));
+        r.retain("c", 6, std::iter::once(enc(6)), 0);
+        assert_eq!(r.subscribe("c", 1, since(3), 0).recovered, Some(false));
+        assert_eq!(r.cluster_view("c").map(|v| (v.1, v.2)), Some((6, Some(6))));
+        // A new epoch on a live channel is a reset; the interest stays.
+        let e2: Arc<str> = Arc::from("bbbbbbbb");
+        assert_eq!(r.cluster_accept("c", &e2, 1, 1), Some((2, true, true)));
+        assert!(r.cluster_adopt("c", &e1, 9, vec![enc(9)], 0));
+        assert_eq!(r.cluster_interest("c"), 2);
+        r.uninterest("c", 1);
+        assert!(r.cluster_drop_if_unwatched("c"));
+        assert!(!r.has("c"));
+        assert_eq!(r.cluster_accept("c", &e1, 10, 1), None);
     }
 
     #[test]
