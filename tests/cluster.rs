@@ -730,3 +730,59 @@ fn nats_unreachable_at_start_up_exits_or_with_nats_wait_is_not_ready_until_it_co
     publish_range(relay.addr, "waited", 0..3);
     assert_contiguous(&read_n(&mut s, "waited", 3), 1, 3);
 }
+
+/// The next binary message (skipping text and control frames).
+fn read_binary(c: &mut Client) -> Vec<u8> {
+    loop {
+        match c.ws.read().expect("read") {
+            tungstenite::Message::Binary(b) => return b.to_vec(),
+            tungstenite::Message::Text(_)
+            | tungstenite::Message::Ping(_)
+            | tungstenite::Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn binary_publishes_are_acked_once_stored_and_reach_the_other_relay() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("binary");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &[]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &[]);
+    let channel = b"bin.room";
+    let mut sub = connect(b.addr);
+    subscribe(&mut sub, "bin.room", None);
+    let mut p = connect(a.addr);
+    for (i, payload) in [&[1u8, 2, 3][..], &[0xff; 40][..]].iter().enumerate() {
+        // [0x04][L][channel][I][id][payload]: a binary publish asking for an ack.
+        let id = format!("b{i}");
+        let mut frame = vec![0x04, channel.len() as u8];
+        frame.extend_from_slice(channel);
+        frame.push(id.len() as u8);
+        frame.extend_from_slice(id.as_bytes());
+        frame.extend_from_slice(payload);
+        p.ws.send(tungstenite::Message::binary(frame))
+            .expect("send");
+        // The ack: [0x04][L][channel][I][id][seq u64 BE].
+        let ack = read_binary(&mut p);
+        let mut want = vec![0x04, channel.len() as u8];
+        want.extend_from_slice(channel);
+        want.push(id.len() as u8);
+        want.extend_from_slice(id.as_bytes());
+        want.extend_from_slice(&(i as u64 + 1).to_be_bytes());
+        assert_eq!(ack, want);
+        // The delivery on B: [0x01][L][channel][seq u64][payload].
+        let got = read_binary(&mut sub);
+        let mut want = vec![0x01, channel.len() as u8];
+        want.extend_from_slice(channel);
+        want.extend_from_slice(&(i as u64 + 1).to_be_bytes());
+        want.extend_from_slice(payload);
+        assert_eq!(got, want);
+    }
+}
