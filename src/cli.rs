@@ -350,6 +350,8 @@ pub struct ServeArgs {
     /// Require client certificates signed by these CAs (PEM; mTLS); needs --tls-cert.
     #[arg(long, env = "WS_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: crate::cli_cluster::ClusterArgs,
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
@@ -516,6 +518,7 @@ impl ServeArgs {
                 .collect(),
             presence_patterns: self.presence_patterns.clone(),
             presence_list_max: self.presence_max_list,
+            cluster: self.cluster.to_config(),
             ..defaults
         }
     }

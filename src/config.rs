@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::{ChannelPattern, Verifier};
 use crate::cidr::Cidr;
+pub use crate::cluster_config::ClusterConfig;
 pub use crate::proto::forwarded::ForwardedHeader;
 
 /// What the relay does with a subscriber whose outbox (bytes queued for its socket) is full.
@@ -220,6 +221,8 @@ pub struct Config {
     /// Members listed in one `presence` message (the count is always exact). Default 1,000:
     /// a list stays within about 100 KB.
     pub presence_list_max: usize,
+    /// Scale-out through NATS JetStream (`--nats`; off by default). Restart-only.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -283,6 +286,7 @@ impl Default for Config {
             tick_rules: Vec::new(),
             presence_patterns: Vec::new(),
             presence_list_max: 1000,
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -466,6 +470,17 @@ impl Config {
             !(self.tls.is_some() && self.proxy_protocol),
             "tls-cert with proxy-protocol is not supported: the PROXY header would come before \
              the TLS handshake; terminate TLS at the load balancer, or drop --proxy-protocol",
+        )?;
+        self.cluster.validate()?;
+        // Snapshots, ticks and presence are kept by a channel's owner loop; in cluster mode
+        // JetStream numbers the channel and no loop owns it, so they would silently not apply.
+        check(
+            !self.cluster.enabled()
+                || (self.snapshot_patterns.is_empty()
+                    && self.tick_rules.is_empty()
+                    && self.presence_patterns.is_empty()),
+            "snapshot-for, tick-for and presence-for work on a single node only (the channel's \
+             owner loop keeps them); they are not available with --nats yet",
         )?;
         if let Some(name) = &self.auth_cookie {
             check(

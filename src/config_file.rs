@@ -20,7 +20,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 /// Largest configuration file read (a configuration is a few KiB; this is a sanity bound).
 const FILE_BYTES_MAX: u64 = 1 << 20;
 /// Flags printed as `<redacted>` by `config check`.
-const SECRET_KEYS: &[&str] = &["auth-hs256-secret"];
+const SECRET_KEYS: &[&str] = &["auth-hs256-secret", "nats-token"];
 
 /// Flags that are not configuration.
 fn is_config_key(arg: &Arg) -> bool {

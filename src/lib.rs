@@ -60,6 +60,8 @@ pub mod cidr;
 #[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
+pub mod cluster_config;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod conn_id;
@@ -83,6 +85,11 @@ pub mod timer;
 pub mod tls;
 #[cfg(feature = "server")]
 pub mod web;
+
+#[cfg(feature = "server")]
+pub mod cluster;
+#[cfg(feature = "cluster")]
+pub mod nats_bridge;
 
 #[cfg(feature = "server")]
 pub use config::Config;

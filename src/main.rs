@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cli_cluster;
 mod config_file;
 mod logging;
 

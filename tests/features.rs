@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 /// Crates only the relay (`server`) or the binary (`cli`) may pull in, at any depth.
 const SERVER_ONLY: &[&str] = &[
+    "async-nats",
     "clap",
     "crossbeam-channel",
     "crossbeam-utils",
@@ -24,6 +25,10 @@ const SERVER_ONLY: &[&str] = &[
     "socket2",
     "tracing",
     "tracing-subscriber",
+    "tokio",
+    "futures-util",
+    "ring",
+    "rustls",
 ];
 
 /// The client build's direct dependencies: the codec's plus `mio` (the driver), `indexmap`

@@ -168,6 +168,20 @@ pub fn encode_error_with_id(out: &mut Vec<u8>, message: &str, id: &str) {
     out.push(b'}');
 }
 
+/// `{"type":"error","code":C,"message":M}` plus `"id":I` when given: a refusal with a
+/// machine-readable code (cluster mode's `unavailable`: not sequenced or outcome unknown).
+pub fn encode_error_with_code(out: &mut Vec<u8>, code: &str, message: &str, id: Option<&str>) {
+    out.extend_from_slice(br#"{"type":"error","code":"#);
+    write_json_string(out, code);
+    out.extend_from_slice(br#","message":"#);
+    write_json_string(out, message);
+    if let Some(id) = id {
+        out.extend_from_slice(br#","id":"#);
+        write_json_string(out, id);
+    }
+    out.push(b'}');
+}
+
 /// `{"type":"error","message":"..."}`
 pub fn encode_error(out: &mut Vec<u8>, message: &str) {
     out.extend_from_slice(br#"{"type":"error","message":"#);

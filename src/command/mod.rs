@@ -43,10 +43,10 @@ pub use binary::{
 pub use channel::is_valid_channel_name;
 pub use decode::{Command, CommandDecoder, SCRATCH_BYTES_INITIAL, SCRATCH_BYTES_RETAINED_MAX};
 pub use encode::{
-    encode_ack, encode_authenticated, encode_connected, encode_error, encode_error_with_id,
-    encode_gap, encode_keyed_message, encode_message, encode_pong, encode_subscribed,
-    encode_subscribed_throttled, encode_unsubscribed, json_string_len, message_len_hint,
-    write_json_string,
+    encode_ack, encode_authenticated, encode_connected, encode_error, encode_error_with_code,
+    encode_error_with_id, encode_gap, encode_keyed_message, encode_message, encode_pong,
+    encode_subscribed, encode_subscribed_throttled, encode_unsubscribed, json_string_len,
+    message_len_hint, write_json_string,
 };
 pub use error::CommandError;
 pub use game::{

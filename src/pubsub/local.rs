@@ -155,6 +155,14 @@ impl LocalIndex {
         })
     }
 
+    /// The channel's numbering restarted (cluster mode: a new epoch): the next seq expected
+    /// is `seq + 1`.
+    pub fn reset_seq(&mut self, channel: &str, seq: u64) {
+        if let Some(c) = self.channels.get_mut(channel) {
+            c.last_seq = seq;
+        }
+    }
+
     /// Number of channels with local interest.
     pub fn channels(&self) -> usize {
         self.channels.len()

@@ -344,6 +344,112 @@ impl ChannelRegistry {
         }
     }
 
+    /// Cluster mode: whether `channel` has state here (it is watched and its head was read).
+    pub fn has(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// Cluster mode: the loops interested in `channel` (0 without state).
+    pub fn cluster_interest(&self, channel: &str) -> u64 {
+        self.channels.get(channel).map_or(0, |s| s.interest)
+    }
+
+    /// Cluster mode: the channel's epoch, last seq and oldest retained seq.
+    pub fn cluster_view(&self, channel: &str) -> Option<(Arc<str>, u64, Option<u64>)> {
+        let s = self.channels.get(channel)?;
+        Some((s.epoch.clone(), s.seq, s.history.oldest_seq()))
+    }
+
+    /// Cluster mode: takes the stream's numbering for `count` messages from `first_seq` in
+    /// `epoch` (the stream is the sequencer; this state is its cache). A new epoch or a jump
+    /// drops the retained history (the ring never holds a hole). Returns the interested loops
+    /// whether the epoch changed (also from none: the channel was empty and its first writer
+    /// minted it), and whether that was a reset of an existing numbering; `None` when the
+    /// channel has no state (not watched).
+    pub fn cluster_accept(
+        &mut self,
+        channel: &str,
+        epoch: &Arc<str>,
+        first_seq: u64,
+        count: u64,
+    ) -> Option<(u64, bool, bool)> {
+        let state = self.channels.get_mut(channel)?;
+        let empty = state.seq == 0 && state.history.is_empty() && state.last.is_none();
+        let changed = *state.epoch != **epoch;
+        let reset = changed && !empty;
+        if changed {
+            state.epoch = epoch.clone();
+        }
+        let mut freed = None;
+        if reset || first_seq != state.seq.saturating_add(1) {
+            freed = Some(std::mem::take(&mut state.history).held());
+            if reset {
+                state.last = None;
+            }
+        }
+        state.seq = first_seq.saturating_add(count.saturating_sub(1));
+        let interest = state.interest;
+        if let Some(freed) = freed {
+            self.budget.released(freed);
+        }
+        Some((interest, changed, reset))
+    }
+
+    /// Cluster mode: creates (or resets) the state of a watched channel from the stream's
+    /// head: `epoch`, last `seq`, and the head message's frames (retained as history and last
+    /// value). Returns whether an existing state changed epoch.
+    pub fn cluster_adopt(
+        &mut self,
+        channel: &str,
+        epoch: &Arc<str>,
+        seq: u64,
+        frames: Vec<PreparedFrame>,
+        now_ns: u64,
+    ) -> bool {
+        let changed = match self.channels.get_mut(channel) {
+            Some(state) if *state.epoch == **epoch => return false,
+            Some(state) => {
+                // A new numbering: the old ring and last value are of another epoch.
+                let held = std::mem::take(&mut state.history).held();
+                state.epoch = epoch.clone();
+                state.seq = seq;
+                state.last = None;
+                self.budget.released(held);
+                true
+            }
+            None => {
+                let state = ChannelState {
+                    seq,
+                    sampled_seq: seq,
+                    epoch: epoch.clone(),
+                    interest: 0,
+                    history: History::default(),
+                    last: None,
+                    // Keyed snapshots are kept by the single-node owner; cluster mode refuses
+                    // `--snapshot-for` (config validation).
+                    snapshot: None,
+                };
+                self.channels.insert(Arc::from(channel), state);
+                false
+            }
+        };
+        let first = seq - (frames.len() as u64).min(seq) + 1;
+        if seq > 0 && self.retention.retains() {
+            self.retain(channel, first, frames.into_iter(), now_ns);
+        }
+        changed
+    }
+
+    /// Cluster mode: drops the state of `channel` if no loop is interested (the live
+    /// subscription ends, so the ring would go stale). True when dropped.
+    pub fn cluster_drop_if_unwatched(&mut self, channel: &str) -> bool {
+        if self.channels.get(channel).is_some_and(|s| s.interest == 0) {
+            self.remove(channel);
+            return true;
+        }
+        false
+    }
+
     /// Number of channels with state on this loop.
     pub fn len(&self) -> usize {
         self.channels.len()
@@ -447,6 +553,42 @@ mod tests {
                 r.retain(channel, reserved, std::iter::once(frame), 0)
             })
             .sum()
+    }
+
+    #[test]
+    fn cluster_state_follows_the_streams_numbering() {
+        let mut r = ChannelRegistry::new(retention(100, true), "t".into());
+        let empty: Arc<str> = Arc::from("");
+        assert!(!r.cluster_adopt("c", &empty, 0, Vec::new(), 0));
+        r.subscribe("c", 1, None, 0, false);
+        let e1: Arc<str> = Arc::from("aaaaaaaa");
+        // The first writer's epoch: a change from none, not a reset.
+        assert_eq!(r.cluster_accept("c", &e1, 1, 3), Some((2, true, false)));
+        r.retain("c", 1, (1..=3).map(enc), 0);
+        let since = |seq| {
+            Some(Since {
+                seq,
+                epoch: Some("aaaaaaaa"),
+            })
+        };
+        assert_eq!(r.subscribe("c", 1, since(1), 0, false).replay.len(), 2);
+        // A jump (an announced gap) drops the ring: it never holds a hole.
+        assert_eq!(r.cluster_accept("c", &e1, 6, 1), Some((2, false, false)));
+        r.retain("c", 6, std::iter::once(enc(6)), 0);
+        assert_eq!(
+            r.subscribe("c", 1, since(3), 0, false).recovered,
+            Some(false)
+        );
+        assert_eq!(r.cluster_view("c").map(|v| (v.1, v.2)), Some((6, Some(6))));
+        // A new epoch on a live channel is a reset; the interest stays.
+        let e2: Arc<str> = Arc::from("bbbbbbbb");
+        assert_eq!(r.cluster_accept("c", &e2, 1, 1), Some((2, true, true)));
+        assert!(r.cluster_adopt("c", &e1, 9, vec![enc(9)], 0));
+        assert_eq!(r.cluster_interest("c"), 2);
+        r.uninterest("c", 1);
+        assert!(r.cluster_drop_if_unwatched("c"));
+        assert!(!r.has("c"));
+        assert_eq!(r.cluster_accept("c", &e1, 10, 1), None);
     }
 
     #[test]

@@ -337,6 +337,7 @@ impl EventLoop {
 
     /// Handles up to `Config::inbox_msgs_per_turn_max` messages from other loops.
     pub(super) fn drain_inbox(&mut self) {
+        self.inbox_backlog = self.drain_cluster();
         let per_turn_max = self.config.inbox_msgs_per_turn_max;
         let mut handled = 0;
         while handled < per_turn_max {
@@ -347,7 +348,7 @@ impl EventLoop {
             self.on_loop_msg(msg);
         }
         self.flush_publishes();
-        self.inbox_backlog = handled == per_turn_max;
+        self.inbox_backlog |= handled == per_turn_max;
         self.metrics
             .add(Counter::MeshMessagesReceived, handled as u64);
     }
@@ -406,7 +407,15 @@ impl EventLoop {
                 conn,
                 outcome,
             } => self.on_subscribed(conn, &channel, outcome),
-            LoopMsg::Uninterest { channel, from } => self.owned.uninterest(&channel, from),
+            LoopMsg::EpochReset {
+                channel,
+                epoch,
+                seq,
+            } => self.on_epoch_reset(&channel, &epoch, seq),
+            LoopMsg::Uninterest { channel, from } => {
+                self.owned.uninterest(&channel, from);
+                self.cluster_uninterest(&channel);
+            }
         }
     }
 
@@ -418,6 +427,9 @@ impl EventLoop {
         since: Option<(u64, Option<Arc<str>>)>,
         binary_snapshot: bool,
     ) {
+        if self.cluster.is_some() {
+            return self.cluster_subscribe(channel, origin, since);
+        }
         let since = since.as_ref().map(|(seq, epoch)| Since {
             seq: *seq,
             epoch: epoch.as_deref(),

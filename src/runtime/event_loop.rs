@@ -108,6 +108,8 @@ pub struct EventLoop {
     pub(super) ticks: super::tick::Ticks,
     /// Presence: members of owned channels, watchers on this loop (`presence.rs`).
     pub(super) presence: super::presence::Presence,
+    /// Cluster mode's ends of the NATS bridge (`cluster.rs`); `None` without `--nats`.
+    pub(super) cluster: Option<Box<super::cluster::LoopCluster>>,
 }
 
 /// This loop's share of the process-wide connection rate.
@@ -154,6 +156,8 @@ pub struct LoopParts {
     pub metrics_listener: Option<mio::net::TcpListener>,
     /// Its side of the mesh.
     pub mesh: Mesh,
+    /// Its ends of the NATS bridge (cluster mode).
+    pub cluster: Option<crate::cluster::LoopPort>,
 }
 
 impl EventLoop {
@@ -165,6 +169,7 @@ impl EventLoop {
             mut listener,
             mut metrics_listener,
             mesh,
+            cluster,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -231,6 +236,7 @@ impl EventLoop {
             inbox_backlog: false,
             ticks: super::tick::Ticks::default(),
             presence: super::presence::Presence::default(),
+            cluster: cluster.map(super::cluster::LoopCluster::new),
         })
     }
 
@@ -303,6 +309,7 @@ impl EventLoop {
             self.flush_dirty();
         }
         self.mesh_backlog = self.mesh.retry_overflow();
+        self.wake_bridge();
         let woken = self.mesh.wake_peers();
         self.metrics
             .add(crate::metrics::Counter::MeshWakeups, u64::from(woken));

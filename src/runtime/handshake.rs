@@ -235,6 +235,9 @@ impl EventLoop {
         let (counter, content_type, headers, bytes): (_, _, &[(&str, &str)], _) = match path {
             HttpPath::Metrics => {
                 self.shared.with_export(|e| e.render_prometheus(&mut body));
+                if let Some(cluster) = &self.shared.cluster {
+                    cluster.render_prometheus(&mut body);
+                }
                 let content_type = crate::metrics::PROMETHEUS_CONTENT_TYPE;
                 (Counter::HttpMetrics, content_type, &[], body.as_bytes())
             }
@@ -249,7 +252,23 @@ impl EventLoop {
                 let content_type = crate::metrics::STATS_JSON_CONTENT_TYPE;
                 (Counter::HttpStats, content_type, &[], body.as_bytes())
             }
-            HttpPath::Healthz => (Counter::HttpHealthz, "text/plain", &[], b"ok\n".as_slice()),
+            HttpPath::Healthz => {
+                if self.shared.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+                    // Cluster mode without a working NATS connection: not ready (503).
+                    self.metrics.inc(Counter::HttpHealthz);
+                    let body = b"not ready: NATS not connected\n";
+                    hs::encode_http_response(
+                        &mut out,
+                        503,
+                        "Service Unavailable",
+                        "text/plain",
+                        &[],
+                        body,
+                    );
+                    return self.respond(id, out);
+                }
+                (Counter::HttpHealthz, "text/plain", &[], b"ok\n".as_slice())
+            }
             HttpPath::Asset(asset, counter) => {
                 (counter, asset.content_type, asset.headers, asset.body)
             }

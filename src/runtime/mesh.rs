@@ -104,6 +104,16 @@ pub enum LoopMsg {
         /// Seq, epoch, replay.
         outcome: SubscribeOutcome,
     },
+    /// Cluster mode: the channel's numbering restarted in a new epoch (its retained history
+    /// was lost); subscribers are told before the first message of the new numbering.
+    EpochReset {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The new epoch.
+        epoch: Arc<str>,
+        /// The seq before the new numbering's next message.
+        seq: u64,
+    },
     /// The sending loop has no subscriber of `channel` any more.
     Uninterest {
         /// Channel name.

@@ -12,10 +12,12 @@ pub mod ack;
 mod admission;
 mod authn;
 mod client_addr;
+mod cluster;
 pub mod compression;
 pub mod conn;
 mod conns;
 mod deliver;
+pub use deliver::{Batch, FrameMeta};
 mod dispatch;
 pub mod event_loop;
 mod flush;
@@ -83,6 +85,8 @@ pub struct Shared {
     /// Connections holding their own compression contexts (`--deflate-max-contexts`;
     /// touched once per such handshake and close).
     pub deflate_contexts: Arc<AtomicUsize>,
+    /// Cluster mode's metrics and NATS state (`/metrics`, `/healthz`); `None` without `--nats`.
+    pub cluster: Option<Arc<crate::cluster::ClusterStats>>,
     shutdown: AtomicU8,
 }
 
@@ -111,6 +115,8 @@ pub struct ServerHandle {
     wakers: Vec<Arc<Waker>>,
     loops: Vec<JoinHandle<LoopSummary>>,
     exporter: Option<JoinHandle<()>>,
+    /// The NATS bridge thread (cluster mode), stopped when the handle drops, after the loops.
+    bridge: Option<Box<dyn std::fmt::Debug + Send>>,
 }
 
 /// What the relay did, printed at exit.
@@ -147,6 +153,11 @@ impl Server {
             Some(l) => Some(l.local_addr()?),
             None => None,
         };
+        let (mut parts, wakers) = wire_loops(&config, listeners, metrics_listener.take())?;
+        let (bridge, ports, cluster) = cluster::start_bridge(&config, &wakers)?;
+        for (part, port) in parts.iter_mut().zip(ports) {
+            part.cluster = Some(port);
+        }
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
         let export: SharedExport = crate::metrics::new_shared_export(config.loops);
         let exporter = crate::metrics::spawn_exporter(metrics_rx, export.clone())?;
@@ -158,10 +169,10 @@ impl Server {
             deflate_contexts: Arc::new(AtomicUsize::new(0)),
             epoch_prefix: epoch_prefix(),
             shutdown: AtomicU8::new(0),
+            cluster,
             live: LiveConfig::new(&config),
             config,
         });
-        let (parts, wakers) = wire_loops(&shared.config, listeners, metrics_listener.take())?;
         let mut loops = Vec::with_capacity(parts.len());
         for part in parts {
             let lp = EventLoop::new(part, shared.clone())?;
@@ -179,6 +190,7 @@ impl Server {
             wakers,
             loops,
             exporter: Some(exporter),
+            bridge,
         })
     }
 }
@@ -216,6 +228,7 @@ fn wire_loops(
                 None
             },
             mesh: Mesh::new(id, peers.clone(), inbox, config.mesh_inbox_len_max),
+            cluster: None,
         })
         .collect();
     Ok((parts, wakers))
@@ -326,5 +339,7 @@ impl Drop for ServerHandle {
         }
         // The exporter ends when every loop (every sender) is gone.
         let _ = self.exporter.take();
+        // The bridge stops (and joins its thread) when dropped, after the loops.
+        let _ = self.bridge.take();
     }
 }

@@ -89,6 +89,19 @@ impl Pending {
     pub(super) fn body<'q>(&self, queue: &'q PublishQueue) -> &'q [u8] {
         queue.bytes_at(&self.body)
     }
+
+    /// This publish as a command for the cluster bridge (content copied once).
+    fn to_cluster(&self, queue: &PublishQueue, channel: &Arc<str>) -> crate::cluster::PublishCmd {
+        crate::cluster::PublishCmd {
+            channel: channel.clone(),
+            body: Bytes::copy_from_slice(queue.bytes_at(&self.body)),
+            key: self.key.as_ref().map(|k| Arc::from(queue.str_at(k))),
+            binary: self.binary,
+            from: self.from.clone(),
+            origin: self.origin,
+            ack: self.ack.as_ref().map(|r| Box::from(queue.bytes_at(r))),
+        }
+    }
 }
 
 impl PublishQueue {
@@ -275,6 +288,12 @@ impl EventLoop {
     }
 
     fn publish_run(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
+        if self.cluster.is_some() {
+            // Cluster mode (decided at start-up): the stream numbers it (`cluster.rs`).
+            let items = queue.items[run].iter();
+            let cmds = items.map(|p| p.to_cluster(queue, channel)).collect();
+            return self.cluster_publish(cmds);
+        }
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
             self.publish_owned(queue, channel, run);

@@ -13,7 +13,8 @@
 //! heartbeat. They apply to what happens after the reload: new connections, the next deadline
 //! armed, the next delivery; a connection's message-rate bucket keeps the rate it started
 //! with. Everything else (addresses, threads, sizes of buffers and queues, retention, metrics
-//! settings) keeps its start-up value and is reported as needing a restart.
+//! settings, and every cluster setting: `--nats` and its companions) keeps its start-up value
+//! and is reported as needing a restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -131,6 +132,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         tick_rules,
         presence_patterns,
         presence_list_max,
+        cluster,
     } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
@@ -222,6 +224,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         tick_rules => "tick-for",
         presence_patterns => "presence-for",
         presence_list_max => "presence-max-list",
+        cluster => "nats",
     }
     (applied, report)
 }
@@ -257,6 +260,16 @@ mod tests {
         assert_eq!(applied.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(applied.loops, old.loops, "kept until a restart");
         assert_eq!(applied.message_bytes_max, old.message_bytes_max);
+    }
+
+    #[test]
+    fn cluster_settings_wait_for_a_restart() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.cluster.nats_urls = vec!["nats://127.0.0.1:4222".into()];
+        let (applied, report) = merge_reload(&old, new);
+        assert_eq!(report.needs_restart, ["nats"]);
+        assert!(!applied.cluster.enabled(), "kept until a restart");
     }
 
     #[test]

@@ -78,6 +78,13 @@ impl EventLoop {
             });
         }
         self.local.begin_subscribe(channel);
+        if owner == self.id && self.cluster.is_some() {
+            let origin = ConnRef {
+                loop_id: self.id,
+                conn: id,
+            };
+            return self.cluster_subscribe(Arc::from(channel), origin, since);
+        }
         if owner == self.id {
             let since = since.as_ref().map(|(seq, epoch)| Since {
                 seq: *seq,
@@ -218,6 +225,7 @@ impl EventLoop {
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
             self.owned.uninterest(channel, self.id);
+            self.cluster_uninterest(channel);
         } else {
             let from = self.id;
             let channel = Arc::from(channel);

@@ -1,0 +1,160 @@
+//! Scale-out through NATS JetStream, the part every server build has: the vocabulary between
+//! the event loops and the NATS bridge thread (`nats_bridge`, built with the `cluster`
+//! feature), the channel → subject mapping and the message envelope. See docs/CLUSTER.md and
+//! ARCHITECTURE.md ("Cluster mode").
+//!
+//! Owns: `BridgeCmd` (loop → bridge, `try_send` on a bounded crossbeam queue plus a wake
+//! callback), `ClusterMsg` (bridge → loop, a bounded crossbeam queue per loop plus the loop's
+//! `mio::Waker`), `LoopPort` (one loop's ends), the shared counters (`ClusterStats`).
+//! May not touch: sockets, `mio` registration, tokio (the loops never see an async type).
+
+pub mod envelope;
+pub mod stats;
+pub mod subject;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::runtime::ack::Ack;
+use crate::runtime::Batch;
+pub use stats::ClusterStats;
+
+/// A publish handed to the bridge (one per client publish).
+#[derive(Debug)]
+pub struct PublishCmd {
+    /// Channel name.
+    pub channel: Arc<str>,
+    /// The raw JSON `content`, or the binary payload.
+    pub body: Bytes,
+    /// Conflation key (JSON publishes only).
+    pub key: Option<Arc<str>>,
+    /// A binary publish.
+    pub binary: bool,
+    /// Publisher's public name (`from`).
+    pub from: Arc<str>,
+    /// The publisher.
+    pub origin: ConnRef,
+    /// Acknowledgement id, when the publisher asked for one.
+    pub ack: Option<Box<[u8]>>,
+}
+
+/// Everything a loop asks of the bridge.
+#[derive(Debug)]
+pub enum BridgeCmd {
+    /// Sequence and store a publish.
+    Publish(PublishCmd),
+    /// The owner loop has (pending) subscribers of `channel`: subscribe to its live subject,
+    /// read its head, answer with `ClusterMsg::Head`, then deliver live messages in order.
+    Watch {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The channel's owner loop.
+        owner: LoopId,
+    },
+    /// Nobody on this node subscribes to `channel` any more.
+    Unwatch {
+        /// Channel name.
+        channel: Arc<str>,
+    },
+    /// Recovery from the stream: the frames with `after < seq <= upto` in `epoch`.
+    Fetch {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The channel's owner loop (where the answer goes).
+        owner: LoopId,
+        /// Ticket the answer carries.
+        ticket: u64,
+        /// The client's `since`.
+        after: u64,
+        /// The last seq wanted (the owner's ring holds what follows).
+        upto: u64,
+        /// The epoch the client recovers in.
+        epoch: Arc<str>,
+    },
+}
+
+/// Everything the bridge tells a loop.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// The head of a watched channel (after the live subscription), or its new state after an
+    /// epoch change: adopt it, answer waiting subscribers.
+    Head {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Epoch ("" when the channel is empty).
+        epoch: Arc<str>,
+        /// The last seq (0: empty).
+        seq: u64,
+        /// The head message's frames (seqs `seq - len + 1 ..= seq`), ready to send.
+        frames: Vec<Bytes>,
+    },
+    /// Live messages in stream order (a seq jump is an announced gap).
+    Live {
+        /// The frames, numbered and encoded once.
+        batch: Arc<Batch>,
+        /// Their epoch.
+        epoch: Arc<str>,
+    },
+    /// A recovery range (`None`: the stream no longer holds it).
+    Fetched {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The `Fetch` ticket.
+        ticket: u64,
+        /// The frames, oldest first.
+        frames: Option<Vec<Bytes>>,
+    },
+    /// Publishes sequenced (JetStream acked) for publishers on this loop that asked.
+    Acked {
+        /// Channel name.
+        channel: Arc<str>,
+        /// One per publish.
+        acks: Vec<Ack>,
+    },
+    /// A publish that was not (or may not have been) sequenced.
+    Failed {
+        /// The publisher.
+        conn: ConnId,
+        /// Its acknowledgement id, if any.
+        ack: Option<Box<[u8]>>,
+        /// Why (sent to the client).
+        reason: &'static str,
+    },
+}
+
+/// Wakes the bridge after commands were queued (a tokio `Notify` behind a closure, so that
+/// the loops never see an async type).
+pub type BridgeWake = Arc<dyn Fn() + Send + Sync>;
+
+/// One loop's ends of the bridge.
+pub struct LoopPort {
+    /// Commands to the bridge.
+    pub cmd: Sender<BridgeCmd>,
+    /// Wakes the bridge.
+    pub wake: BridgeWake,
+    /// This loop's queue from the bridge (drained every turn).
+    pub rx: Receiver<ClusterMsg>,
+    /// Shared counters.
+    pub stats: Arc<ClusterStats>,
+}
+
+impl std::fmt::Debug for LoopPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopPort")
+            .field("queued", &self.rx.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopPort {
+    /// Queues a command (never blocks). `false`: the queue is full.
+    pub fn send(&self, cmd: BridgeCmd) -> bool {
+        match self.cmd.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Cluster-mode metrics (docs/CLUSTER.md, "Metrics"): counters and gauges the bridge thread
+//! updates (atomics), two HDR histograms it records into (a mutex taken by the bridge per
+//! record and by `/metrics` per scrape: never by a loop), and the NATS connection state
+//! `/healthz` reports. No per-channel label (unbounded cardinality).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+
+/// The counters, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Stat {
+    /// Gaps seen (node-level: stream order; loop-level: a full loop queue).
+    GapsDetected,
+    /// Gaps closed from the stream.
+    GapsRepaired,
+    /// Gaps announced to clients (past retention).
+    GapsAnnounced,
+    /// Epoch changes seen on live channels.
+    EpochResets,
+    /// `WrongLastSequence` replies.
+    CasConflicts,
+    /// Publish attempts retried (timeout, no leader, disconnected).
+    PublishRetries,
+    /// Publishes refused: loop → bridge queue full.
+    FailQueueFull,
+    /// Publishes refused: the channel's publish queue full.
+    FailChannelQueueFull,
+    /// Publishes given up after the retry time (outcome unknown).
+    FailOutcomeUnknown,
+    /// Publishes refused by the server for good (too large, conflicts without end).
+    FailRejected,
+    /// Bridge → loop messages dropped (queue full; repaired from the stream).
+    BridgeDrops,
+    /// async-nats `SlowConsumer` events.
+    SlowConsumer,
+    /// Reconnections to NATS.
+    Reconnects,
+    /// Recoveries served from the owner's ring.
+    RecoveriesRing,
+    /// Recoveries served from the stream.
+    RecoveriesStream,
+    /// Recoveries that could not be served (`recovered:false`).
+    RecoveriesFailed,
+    /// Publishes stored and acknowledged by JetStream (frames).
+    Published,
+    /// Publish stall events: a publish that waited for a stream leader (timeouts in a row).
+    PublishStalls,
+}
+
+const STATS: usize = Stat::PublishStalls as usize + 1;
+
+/// Shared by the bridge (writer), the loops and `/metrics` (readers).
+#[derive(Debug)]
+pub struct ClusterStats {
+    counters: [AtomicU64; STATS],
+    /// 1 while the NATS connection is up.
+    connected: AtomicU64,
+    /// 1 once the streams are checked and the bridge serves.
+    ready: AtomicU64,
+    /// Core subscriptions held (live channels).
+    live_channels: AtomicU64,
+    /// Commands waiting in the loop → bridge queue (sampled by the bridge).
+    queue_depth: AtomicU64,
+    /// Longest publish stall seen, ms.
+    stall_max_ms: AtomicU64,
+    ack_ns: Mutex<Histogram<u64>>,
+    fanin_ns: Mutex<Histogram<u64>>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s, 3 significant digits: constant bounds that hdrhistogram accepts.
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("valid constant bounds")
+}
+
+impl Default for ClusterStats {
+    fn default() -> Self {
+        ClusterStats {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            connected: AtomicU64::new(0),
+            ready: AtomicU64::new(0),
+            live_channels: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+            stall_max_ms: AtomicU64::new(0),
+            ack_ns: Mutex::new(histogram()),
+            fanin_ns: Mutex::new(histogram()),
+        }
+    }
+}
+
+impl ClusterStats {
+    /// Adds `n` to a counter.
+    pub fn add(&self, stat: Stat, n: u64) {
+        self.counters[stat as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds 1 to a counter.
+    pub fn inc(&self, stat: Stat) {
+        self.add(stat, 1);
+    }
+
+    /// A counter's value.
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.counters[stat as usize].load(Ordering::Relaxed)
+    }
+
+    /// The NATS connection went up or down.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(u64::from(up), Ordering::Relaxed);
+    }
+
+    /// The bridge serves (streams checked) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(u64::from(ready), Ordering::Relaxed);
+    }
+
+    /// Connected and serving (`/healthz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) == 1 && self.connected.load(Ordering::Relaxed) == 1
+    }
+
+    /// Live subscriptions held.
+    pub fn set_live_channels(&self, n: u64) {
+        self.live_channels.store(n, Ordering::Relaxed);
+    }
+
+    /// Commands queued to the bridge.
+    pub fn set_queue_depth(&self, n: u64) {
+        self.queue_depth.store(n, Ordering::Relaxed);
+    }
+
+    /// A publish waited `ms` for a leader (keeps the longest).
+    pub fn record_stall_ms(&self, ms: u64) {
+        self.stall_max_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Relay send → PubAck, per attempt.
+    pub fn record_ack_ns(&self, ns: u64) {
+        if let Ok(mut h) = self.ack_ns.lock() {
+            h.saturating_record(ns.max(1_000));
+        }
+    }
+
+    /// `Wsr-Ts` → bridge receive.
+    pub fn record_fanin_ns(&self, ns: u64) {
+        if let Ok(mut h) = self.fanin_ns.lock() {
+            h.saturating_record(ns.max(1_000));
+        }
+    }
+
+    /// The 50th, 90th and 99th percentile of publish → ack in ns, and the count.
+    pub fn ack_quantiles_ns(&self) -> (u64, u64, u64, u64) {
+        self.ack_ns.lock().map_or((0, 0, 0, 0), |h| {
+            (
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.len(),
+            )
+        })
+    }
+
+    /// Appends the cluster families in Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        self.render_counters(out);
+        self.render_gauges(out);
+        render_summary(
+            out,
+            "publish_ack_seconds",
+            "relay send to PubAck, per attempt",
+            &self.ack_ns,
+        );
+        render_summary(
+            out,
+            "fanin_lag_seconds",
+            "Wsr-Ts to bridge receive",
+            &self.fanin_ns,
+        );
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        for (name, help, stat) in COUNTERS {
+            let _ = writeln!(out, "# HELP wsrelay_cluster_{name} {help}");
+            let _ = writeln!(out, "# TYPE wsrelay_cluster_{name} counter");
+            let _ = writeln!(out, "wsrelay_cluster_{name} {}", self.get(*stat));
+        }
+        let name = "wsrelay_cluster_publish_failures_total";
+        let _ = writeln!(out, "# HELP {name} publishes answered unavailable");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (reason, stat) in FAILURES {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", self.get(*stat));
+        }
+    }
+
+    fn render_gauges(&self, out: &mut String) {
+        let gauges = [
+            (
+                "nats_connected",
+                "1 while the NATS connection is up",
+                &self.connected,
+            ),
+            ("ready", "1 once the streams are checked", &self.ready),
+            (
+                "live_channels",
+                "live subscriptions held",
+                &self.live_channels,
+            ),
+            (
+                "bridge_queue_depth",
+                "commands waiting for the bridge",
+                &self.queue_depth,
+            ),
+            (
+                "publish_stall_max_ms",
+                "longest wait for a stream leader, ms",
+                &self.stall_max_ms,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP wsrelay_cluster_{name} {help}");
+            let _ = writeln!(out, "# TYPE wsrelay_cluster_{name} gauge");
+            let _ = writeln!(
+                out,
+                "wsrelay_cluster_{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// Counter families: name (after `wsrelay_cluster_`), help, counter.
+const COUNTERS: &[(&str, &str, Stat)] = &[
+    (
+        "gaps_detected_total",
+        "gaps seen (node and loop level)",
+        Stat::GapsDetected,
+    ),
+    (
+        "gaps_repaired_total",
+        "gaps closed from the stream",
+        Stat::GapsRepaired,
+    ),
+    (
+        "gaps_announced_total",
+        "gaps announced to clients",
+        Stat::GapsAnnounced,
+    ),
+    (
+        "epoch_resets_total",
+        "epoch changes seen",
+        Stat::EpochResets,
+    ),
+    (
+        "cas_conflicts_total",
+        "WrongLastSequence replies",
+        Stat::CasConflicts,
+    ),
+    (
+        "publish_retries_total",
+        "publish attempts retried",
+        Stat::PublishRetries,
+    ),
+    (
+        "bridge_drops_total",
+        "bridge to loop messages dropped",
+        Stat::BridgeDrops,
+    ),
+    (
+        "slow_consumer_total",
+        "async-nats SlowConsumer events",
+        Stat::SlowConsumer,
+    ),
+    (
+        "nats_reconnects_total",
+        "reconnections to NATS",
+        Stat::Reconnects,
+    ),
+    (
+        "published_total",
+        "publishes acknowledged by JetStream",
+        Stat::Published,
+    ),
+    (
+        "publish_stalls_total",
+        "publishes that waited for a stream leader",
+        Stat::PublishStalls,
+    ),
+    (
+        "recoveries_ring_total",
+        "recoveries served from the ring",
+        Stat::RecoveriesRing,
+    ),
+    (
+        "recoveries_stream_total",
+        "recoveries served from the stream",
+        Stat::RecoveriesStream,
+    ),
+    (
+        "recoveries_failed_total",
+        "recoveries answered recovered:false",
+        Stat::RecoveriesFailed,
+    ),
+];
+
+/// `publish_failures_total{reason}` values.
+const FAILURES: &[(&str, Stat)] = &[
+    ("queue_full", Stat::FailQueueFull),
+    ("channel_queue_full", Stat::FailChannelQueueFull),
+    ("outcome_unknown", Stat::FailOutcomeUnknown),
+    ("rejected", Stat::FailRejected),
+];
+
+/// A histogram as a Prometheus summary (quantiles, sum, count).
+fn render_summary(out: &mut String, name: &str, help: &str, h: &Mutex<Histogram<u64>>) {
+    let Ok(h) = h.lock() else {
+        return;
+    };
+    let _ = writeln!(out, "# HELP wsrelay_cluster_{name} {help}");
+    let _ = writeln!(out, "# TYPE wsrelay_cluster_{name} summary");
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let v = h.value_at_quantile(q) as f64 / 1e9;
+        let _ = writeln!(out, "wsrelay_cluster_{name}{{quantile=\"{q}\"}} {v}");
+    }
+    let sum = h.mean() * h.len() as f64 / 1e9;
+    let _ = writeln!(out, "wsrelay_cluster_{name}_sum {sum}");
+    let _ = writeln!(out, "wsrelay_cluster_{name}_count {}", h.len());
+}

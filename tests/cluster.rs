@@ -1,0 +1,788 @@
+//! Cluster mode against real `nats-server` processes (docs/CLUSTER.md, "Guarantees"): the
+//! guarantee tests of the design (shared/design/scale-out.md §12), each on its own servers
+//! with a fresh store. They fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`
+//! (see `cluster/harness.rs`). Tests assert order and completeness, never speed; deadlines
+//! only stop a hung test.
+
+mod common;
+#[path = "cluster/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::Client;
+use harness::{nats_bin, NatsNode, RelayProc, TempDir};
+use serde_json::{json, Value};
+
+/// The tests run one at a time (each starts up to 3 nats-servers and 3 relays on a 2-core
+/// machine): every test holds this lock.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Subscribes (optionally with `since`/`epoch`) and returns the `subscribed` answer.
+fn subscribe(c: &mut Client, channel: &str, since: Option<(u64, &str)>) -> Value {
+    let mut cmd = json!({"type": "subscribe", "channel": channel});
+    if let Some((s, e)) = since {
+        cmd["since"] = json!(s);
+        if !e.is_empty() {
+            cmd["epoch"] = json!(e);
+        }
+    }
+    c.send(cmd);
+    loop {
+        let v = c.recv();
+        if v["type"] == "subscribed" {
+            return v;
+        }
+    }
+}
+
+/// Reads messages of `channel` until `last` seq is seen (gap notices are failures).
+fn read_until(c: &mut Client, channel: &str, last: u64) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    loop {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("message") if v["channel"] == channel => {
+                let seq = v["seq"].as_u64().expect("seq");
+                out.push((seq, v["content"].clone()));
+                if seq >= last {
+                    return out;
+                }
+            }
+            Some("gap") => panic!("unexpected gap notice: {v}"),
+            _ => {}
+        }
+    }
+}
+
+fn assert_contiguous(seen: &[(u64, Value)], from: u64, to: u64) {
+    let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+    let want: Vec<u64> = (from..=to).collect();
+    assert_eq!(seqs, want, "not exactly {from}..={to} in order");
+}
+
+/// Publishes `n` messages `{"n": i}` with acks; returns seq per i after all acks.
+fn publish_acked(c: &mut Client, channel: &str, range: std::ops::Range<u64>) -> BTreeMap<u64, u64> {
+    // Acks may wait for an election (4-9 s on nats-server 2.9).
+    c.ws.get_mut()
+        .set_read_timeout(Some(harness::ELECTION_DEADLINE))
+        .expect("timeout");
+    for i in range.clone() {
+        c.send(json!({"type": "message", "channel": channel, "content": {"n": i}, "id": format!("p{i}")}));
+    }
+    let mut acks = BTreeMap::new();
+    while acks.len() < range.clone().count() {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("ack") => {
+                let id = v["id"].as_str().expect("id");
+                let i: u64 = id[1..].parse().expect("p<i>");
+                acks.insert(i, v["seq"].as_u64().expect("seq"));
+            }
+            Some("error") => panic!("publish refused: {v}"),
+            _ => {}
+        }
+    }
+    acks
+}
+
+fn connect(addr: SocketAddr) -> Client {
+    Client::connect(addr)
+}
+
+#[test]
+fn cross_node_fan_out_is_identical_on_both_relays() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("fanout");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "100"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "100"]);
+    let channel = "room:1.x_y";
+    let mut subs: Vec<Client> = (0..4)
+        .map(|i| connect(if i % 2 == 0 { a.addr } else { b.addr }))
+        .collect();
+    let mut epochs = Vec::new();
+    for s in subs.iter_mut() {
+        let v = subscribe(s, channel, None);
+        assert_eq!(v["seq"], 0, "{v}");
+        epochs.push(v["epoch"].as_str().unwrap_or_default().to_string());
+    }
+    let n = 300;
+    let mut publisher = connect(a.addr);
+    let acks = publish_acked(&mut publisher, channel, 0..n);
+    let acked: Vec<u64> = acks.values().copied().collect();
+    assert_eq!(
+        acked,
+        (1..=n).collect::<Vec<_>>(),
+        "acks are 1..=n in order"
+    );
+    let views: Vec<Vec<(u64, Value)>> =
+        subs.iter_mut().map(|s| read_until(s, channel, n)).collect();
+    for v in &views {
+        assert_contiguous(v, 1, n);
+        for (seq, content) in v {
+            assert_eq!(content["n"], json!(seq - 1));
+        }
+        assert_eq!(v, &views[0], "identical on every subscriber of both relays");
+    }
+    // A late subscriber on B learns the epoch the writer minted; both relays agree.
+    let mut late_a = connect(a.addr);
+    let mut late_b = connect(b.addr);
+    let va = subscribe(&mut late_a, channel, None);
+    let vb = subscribe(&mut late_b, channel, None);
+    assert_eq!(va["seq"], n);
+    assert_eq!(
+        (va["seq"].clone(), va["epoch"].clone()),
+        (vb["seq"].clone(), vb["epoch"].clone())
+    );
+    assert_eq!(va["epoch"].as_str().map(str::len), Some(8), "{va}");
+    drop((a, b));
+}
+
+/// Reads `{"type":"message"}`s of `channel` (skipping anything else) until `count` arrived.
+fn read_n(c: &mut Client, channel: &str, count: usize) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("message") if v["channel"] == channel => {
+                out.push((v["seq"].as_u64().expect("seq"), v["content"].clone()));
+            }
+            Some("gap") => panic!("unexpected gap notice: {v}"),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn two_writers_on_two_relays_share_one_order_and_lose_no_acked_publish() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("writers");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
+    let channel = "two.writers";
+    let mut sub_a = connect(a.addr);
+    let mut sub_b = connect(b.addr);
+    subscribe(&mut sub_a, channel, None);
+    subscribe(&mut sub_b, channel, None);
+    let n = 200u64;
+    // Rounds in lockstep (a barrier between them): each relay's cached head is stale after
+    // the other wrote, so conflicts are certain, not a matter of timing.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let writer = |addr: SocketAddr, base: u64, barrier: std::sync::Arc<std::sync::Barrier>| {
+        std::thread::spawn(move || {
+            let mut c = connect(addr);
+            let mut acks = BTreeMap::new();
+            for round in 0..n / 10 {
+                let from = base + round * 10;
+                acks.extend(publish_acked(&mut c, channel, from..from + 10));
+                barrier.wait();
+            }
+            acks
+        })
+    };
+    let wa = writer(a.addr, 0, barrier.clone());
+    let wb = writer(b.addr, n, barrier);
+    let acks_a = wa.join().expect("writer a");
+    let acks_b = wb.join().expect("writer b");
+    let total = 2 * n;
+    let view_a = read_until(&mut sub_a, channel, total);
+    let view_b = read_until(&mut sub_b, channel, total);
+    assert_contiguous(&view_a, 1, total);
+    assert_eq!(view_a, view_b, "both relays deliver one order");
+    // Every acked publish appears exactly once, at the seq it was acknowledged with.
+    let mut by_seq: BTreeMap<u64, u64> = BTreeMap::new();
+    for (seq, content) in &view_a {
+        let i = content["n"].as_u64().expect("n");
+        assert!(by_seq.insert(*seq, i).is_none());
+    }
+    for (i, seq) in acks_a.iter().chain(acks_b.iter()) {
+        assert_eq!(
+            by_seq.get(seq),
+            Some(i),
+            "ack of publish {i} names seq {seq}"
+        );
+    }
+    // Each writer's own publishes keep their order.
+    for acks in [&acks_a, &acks_b] {
+        let seqs: Vec<u64> = acks.values().copied().collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "per-writer FIFO");
+    }
+    let conflicts = a.metric("wsrelay_cluster_cas_conflicts_total")
+        + b.metric("wsrelay_cluster_cas_conflicts_total");
+    assert!(
+        conflicts > 0.0,
+        "two writers on one channel meet CAS conflicts"
+    );
+}
+
+/// Publishes `range` from a fresh connection to `addr` and waits for every ack.
+fn publish_range(addr: SocketAddr, channel: &str, range: std::ops::Range<u64>) {
+    let mut p = connect(addr);
+    publish_acked(&mut p, channel, range);
+}
+
+#[test]
+fn recovery_on_another_relay_hot_and_cold() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("recovery");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
+    for (channel, hot) in [("rec.cold", false), ("rec.hot", true)] {
+        // Hot: B is live on the channel (a subscriber there) and its ring holds what follows.
+        let mut watcher = connect(b.addr);
+        if hot {
+            subscribe(&mut watcher, channel, None);
+        }
+        let mut client = connect(a.addr);
+        let first = subscribe(&mut client, channel, None);
+        let epoch = first["epoch"].as_str().unwrap_or_default().to_string();
+        publish_range(a.addr, channel, 0..20);
+        let seen = read_until(&mut client, channel, 20);
+        assert_contiguous(&seen, 1, 20);
+        drop(client); // Disconnects after seq 20.
+        publish_range(a.addr, channel, 20..50);
+        if hot {
+            // B has delivered (and retained) up to 50: an ack on A does not mean B has it
+            // yet (no read-your-writes across relays), and this test is about B's ring.
+            assert_contiguous(&read_n(&mut watcher, channel, 50), 1, 50);
+        }
+        let mut again = connect(b.addr);
+        // The epoch was minted by the first publish: the one the client saw with seq 1.
+        let epoch = match epoch.is_empty() {
+            true => {
+                let mut probe = connect(b.addr);
+                subscribe(&mut probe, channel, None)["epoch"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            false => epoch,
+        };
+        let v = subscribe(&mut again, channel, Some((20, &epoch)));
+        assert_eq!(v["recovered"], true, "{channel}: {v}");
+        assert_eq!(v["seq"], 50, "{v}");
+        let replay = read_n(&mut again, channel, 30);
+        assert_contiguous(&replay, 21, 50);
+        for (seq, content) in &replay {
+            assert_eq!(content["n"], json!(seq - 1));
+        }
+        // Then live, with no gap and no duplicate at the seam.
+        publish_range(a.addr, channel, 50..55);
+        assert_contiguous(&read_n(&mut again, channel, 5), 51, 55);
+        if hot {
+            assert_contiguous(&read_n(&mut watcher, channel, 5), 51, 55);
+        }
+    }
+    assert!(b.metric("wsrelay_cluster_recoveries_stream_total") >= 1.0);
+    assert!(b.metric("wsrelay_cluster_recoveries_ring_total") >= 1.0);
+}
+
+#[test]
+fn unrecoverable_since_or_epoch_is_recovered_false_with_the_head_and_last_value() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("unrecoverable");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let flags = [
+        "--history-size",
+        "10",
+        "--last-value",
+        "--history-ttl",
+        "1500",
+    ];
+    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    let channel = "gone";
+    publish_range(a.addr, channel, 0..50);
+    // Connected across the expiry below: told of the new numbering.
+    let mut live = connect(b.addr);
+    subscribe(&mut live, channel, None);
+    assert_eq!(read_n(&mut live, channel, 1)[0].0, 50, "the last value");
+    let mut probe = connect(b.addr);
+    let head = subscribe(&mut probe, channel, None);
+    assert_eq!(head["seq"], 50);
+    let epoch = head["epoch"].as_str().unwrap_or_default().to_string();
+    assert_eq!(read_n(&mut probe, channel, 1)[0].0, 50, "the last value");
+    drop(probe);
+    // Older than the 10 retained: not recovered, the head and the last value, nothing else.
+    let mut c = connect(b.addr);
+    let v = subscribe(&mut c, channel, Some((5, &epoch)));
+    assert_eq!(
+        (v["recovered"].clone(), v["seq"].clone()),
+        (json!(false), json!(50)),
+        "{v}"
+    );
+    assert_eq!(read_n(&mut c, channel, 1), vec![(50, json!({"n": 49}))]);
+    c.ping();
+    // Another epoch: not recovered.
+    let mut d = connect(a.addr);
+    let v = subscribe(&mut d, channel, Some((45, "otherepo")));
+    assert_eq!(v["recovered"], false, "{v}");
+    drop((c, d));
+    // Expiry (history TTL 1.5 s): the next publish mints a new epoch; the old one is gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    publish_range(a.addr, channel, 100..101);
+    // The connected subscriber: a new `subscribed` (new epoch, not recovered), then seq 1.
+    let notice = live.recv();
+    assert_eq!(notice["type"], "subscribed", "{notice}");
+    assert_eq!(
+        (notice["recovered"].clone(), notice["seq"].clone()),
+        (json!(false), json!(0))
+    );
+    assert_eq!(read_n(&mut live, channel, 1), vec![(1, json!({"n": 100}))]);
+    let mut e = connect(b.addr);
+    let v = subscribe(&mut e, channel, Some((50, &epoch)));
+    assert_eq!(v["recovered"], false, "{v}");
+    assert_eq!(v["seq"], 1, "a new numbering: {v}");
+    assert_ne!(v["epoch"], json!(epoch));
+    assert_eq!(notice["epoch"], v["epoch"]);
+}
+
+#[test]
+fn a_slow_loop_queue_is_repaired_from_the_stream_without_dropping_the_connection() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("slowbridge");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let flags = ["--history-size", "2000", "--nats-loop-queue", "4"];
+    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "2000"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    // Twenty channels published at once: their live messages reach B's loops in bursts.
+    let channels: Vec<String> = (0..20).map(|i| format!("burst.{i}")).collect();
+    let mut sub = connect(b.addr);
+    for ch in &channels {
+        subscribe(&mut sub, ch, None);
+    }
+    let per_channel = 50u64;
+    let mut p = connect(a.addr);
+    for i in 0..per_channel {
+        for ch in &channels {
+            p.send(json!({"type": "message", "channel": ch, "content": {"n": i}}));
+        }
+    }
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let total = per_channel as usize * channels.len();
+    let mut got = 0;
+    while got < total {
+        let v = sub.recv();
+        match v["type"].as_str() {
+            Some("message") => {
+                let ch = v["channel"].as_str().unwrap_or_default().to_string();
+                seen.entry(ch)
+                    .or_default()
+                    .push(v["seq"].as_u64().expect("seq"));
+                got += 1;
+            }
+            Some("gap") => panic!("unexpected gap notice: {v}"),
+            _ => {}
+        }
+    }
+    for ch in &channels {
+        assert_eq!(seen[ch], (1..=per_channel).collect::<Vec<_>>(), "{ch}");
+    }
+    assert!(
+        b.metric("wsrelay_cluster_bridge_drops_total") > 0.0,
+        "the burst overflowed the 4-message loop queue"
+    );
+    assert!(b.metric("wsrelay_cluster_gaps_detected_total") > 0.0);
+    assert_eq!(b.metric("wsrelay_cluster_nats_reconnects_total"), 0.0);
+    assert_eq!(b.metric("wsrelay_cluster_nats_connected"), 1.0);
+    assert!(!b.log_text().contains("disconnected from NATS"));
+}
+
+/// Sends `n` acked publishes `{"n": i}` one every `every`, then collects the acks (seq per
+/// i). An `unavailable` error is returned as a missing ack (the caller decides).
+fn publish_steady(addr: SocketAddr, channel: &str, n: u64, every: Duration) -> BTreeMap<u64, u64> {
+    let mut c = connect(addr);
+    for i in 0..n {
+        c.send(json!({"type": "message", "channel": channel, "content": {"n": i}, "id": format!("p{i}")}));
+        std::thread::sleep(every);
+    }
+    let mut acks = BTreeMap::new();
+    let mut answered = 0;
+    // Acks may wait for an election (4-9 s on 2.9): the read timeout is 5 s per message.
+    c.ws.get_mut()
+        .set_read_timeout(Some(harness::ELECTION_DEADLINE))
+        .expect("timeout");
+    while answered < n {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("ack") => {
+                let i: u64 = v["id"].as_str().expect("id")[1..].parse().expect("p<i>");
+                acks.insert(i, v["seq"].as_u64().expect("seq"));
+                answered += 1;
+            }
+            Some("error") => {
+                eprintln!("publish refused: {v}");
+                answered += 1;
+            }
+            _ => {}
+        }
+    }
+    acks
+}
+
+/// Reads `channel` up to seq `last` with a long read timeout; gap notices are allowed and
+/// returned. Asserts there is no silent hole: every seq is delivered or inside a notice.
+fn read_accounted(c: &mut Client, channel: &str, last: u64) -> (Vec<u64>, Vec<(u64, u64)>) {
+    c.ws.get_mut()
+        .set_read_timeout(Some(harness::ELECTION_DEADLINE))
+        .expect("timeout");
+    let (mut seqs, mut gaps) = (Vec::new(), Vec::new());
+    let mut next = 1;
+    while next <= last {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("message") if v["channel"] == channel => {
+                let seq = v["seq"].as_u64().expect("seq");
+                assert_eq!(seq, next, "silent hole or reorder before {seq}");
+                seqs.push(seq);
+                next = seq + 1;
+            }
+            Some("gap") if v["channel"] == channel => {
+                let (from, to) = (
+                    v["from"].as_u64().unwrap_or(0),
+                    v["to"].as_u64().unwrap_or(0),
+                );
+                assert_eq!(
+                    from, next,
+                    "gap notice starts at the first missing seq: {v}"
+                );
+                gaps.push((from, to));
+                next = to + 1;
+            }
+            _ => {}
+        }
+    }
+    (seqs, gaps)
+}
+
+/// A 3-server JetStream cluster and `--nats-replicas 3` relays on all its URLs.
+fn three_nodes(tag: &str) -> Option<(TempDir, harness::NatsCluster)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let cluster = harness::NatsCluster::start(&bin, &dir.0);
+    Some((dir, cluster))
+}
+
+const R3: [&str; 4] = ["--nats-replicas", "3", "--history-size", "5000"];
+
+#[test]
+fn stream_leader_sigkill_stalls_then_resumes_with_no_silent_hole() {
+    let _serial = serial();
+    let Some((dir, mut cluster)) = three_nodes("leaderkill") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let a = RelayProc::start(&dir.0, "a", &urls, &R3);
+    let b = RelayProc::start(&dir.0, "b", &urls, &R3);
+    cluster.wait_streams_led(8);
+    let channel = "failover";
+    let stream = format!("WSR_{}", wsrelay::cluster::subject::shard_of(channel, 8));
+    let mut sub_a = connect(a.addr);
+    let mut sub_b = connect(b.addr);
+    subscribe(&mut sub_a, channel, None);
+    subscribe(&mut sub_b, channel, None);
+    let n = 400;
+    let addr = a.addr;
+    let writer =
+        std::thread::spawn(move || publish_steady(addr, channel, n, Duration::from_millis(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = cluster.kill_leader(&stream);
+    eprintln!("killed n{} (leader of {stream})", killed + 1);
+    let acks = writer.join().expect("writer");
+    assert_eq!(
+        acks.len() as u64,
+        n,
+        "every publish acknowledged within the retry time"
+    );
+    let last = acks.values().copied().max().unwrap_or(0);
+    assert_eq!(last, n);
+    for s in [&mut sub_a, &mut sub_b] {
+        let (seqs, gaps) = read_accounted(s, channel, last);
+        eprintln!("delivered {}, gap notices {gaps:?}", seqs.len());
+    }
+    // The stream holds every seq exactly once, in order: recover all of it.
+    let mut r = connect(b.addr);
+    let v = subscribe(&mut r, channel, Some((0, "")));
+    assert_eq!(
+        (v["recovered"].clone(), v["seq"].clone()),
+        (json!(true), json!(n)),
+        "{v}"
+    );
+    let all = read_n(&mut r, channel, n as usize);
+    assert_contiguous(&all, 1, n);
+    for (seq, content) in &all {
+        assert_eq!(content["n"], json!(seq - 1), "each publish once, in order");
+    }
+    let stall_ms = a.metric("wsrelay_cluster_publish_stall_max_ms");
+    eprintln!("publish stall on the leader kill: {stall_ms} ms (recorded, not asserted)");
+}
+
+#[test]
+fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
+    let _serial = serial();
+    let Some((dir, mut cluster)) = three_nodes("serverkill") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let a = RelayProc::start(&dir.0, "a", &urls, &R3);
+    let b = RelayProc::start(&dir.0, "b", &urls, &R3);
+    cluster.wait_streams_led(8);
+    let channel = "reconnect";
+    let mut sub_a = connect(a.addr);
+    subscribe(&mut sub_a, channel, None);
+    let n = 400;
+    let addr = b.addr;
+    let writer =
+        std::thread::spawn(move || publish_steady(addr, channel, n, Duration::from_millis(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let server = cluster
+        .server_of("a")
+        .expect("relay a is connected somewhere");
+    cluster.nodes[server].kill();
+    eprintln!("killed n{} (relay a's server)", server + 1);
+    let acks = writer.join().expect("writer");
+    let last = acks.values().copied().max().unwrap_or(0);
+    assert_eq!(acks.len() as u64, n);
+    let (seqs, gaps) = read_accounted(&mut sub_a, channel, last);
+    assert!(gaps.is_empty(), "repaired, not announced: {gaps:?}");
+    assert_eq!(seqs.len() as u64, n);
+    let until = Instant::now() + harness::ELECTION_DEADLINE;
+    while a.metric("wsrelay_cluster_nats_reconnects_total") < 1.0 {
+        assert!(Instant::now() < until, "relay a reconnected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still live after the reconnect.
+    publish_range(b.addr, channel, n..n + 5);
+    assert_contiguous(&read_n(&mut sub_a, channel, 5), n + 1, n + 5);
+}
+
+#[test]
+fn a_subscribe_racing_a_publisher_on_another_server_starts_at_head_plus_one() {
+    let _serial = serial();
+    let Some((dir, cluster)) = three_nodes("race") else {
+        return;
+    };
+    // B speaks only to n2, the publisher's relay C only to n3: interest crosses routes.
+    let b = RelayProc::start(&dir.0, "b", &[cluster.nodes[1].url()], &R3);
+    let c = RelayProc::start(&dir.0, "c", &[cluster.nodes[2].url()], &R3);
+    cluster.wait_streams_led(8);
+    let channel = "race";
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let caddr = c.addr;
+    let hammer = std::thread::spawn(move || {
+        let mut p = connect(caddr);
+        let mut i = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            p.publish(channel, json!({"n": i}));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    for round in 0..100 {
+        let mut s = connect(b.addr);
+        let v = subscribe(&mut s, channel, None);
+        let head = v["seq"].as_u64().expect("seq");
+        // The head's last value is not replayed (no --last-value): the next is head + 1.
+        let seen = read_n(&mut s, channel, 3);
+        assert_contiguous(&seen, head + 1, head + 3);
+        assert!(round < 100);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = hammer.join();
+}
+
+#[test]
+fn a_nats_node_restarted_on_its_store_rejoins() {
+    let _serial = serial();
+    let Some((dir, mut cluster)) = three_nodes("restart") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let a = RelayProc::start(&dir.0, "a", &urls, &R3);
+    cluster.wait_streams_led(8);
+    let channel = "rejoin";
+    let mut sub = connect(a.addr);
+    subscribe(&mut sub, channel, None);
+    publish_range(a.addr, channel, 0..50);
+    cluster.nodes[2].kill();
+    publish_range(a.addr, channel, 50..100);
+    cluster.restart(2);
+    cluster.wait_streams_led(8);
+    assert!(
+        !cluster.nodes[2].log().contains("panic"),
+        "{}",
+        cluster.nodes[2].log()
+    );
+    publish_range(a.addr, channel, 100..150);
+    let (seqs, gaps) = read_accounted(&mut sub, channel, 150);
+    assert!(gaps.is_empty(), "{gaps:?}");
+    assert_eq!(seqs.len(), 150);
+}
+
+#[test]
+fn a_killed_relays_clients_recover_on_another_relay() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("relaykill");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let mut a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
+    let (x, y) = ("on.a", "on.b");
+    let mut client_a = connect(a.addr);
+    let epoch_probe = subscribe(&mut client_a, x, None);
+    let mut client_b = connect(b.addr);
+    subscribe(&mut client_b, y, None);
+    publish_range(b.addr, x, 0..10);
+    publish_range(b.addr, y, 0..10);
+    assert_contiguous(&read_n(&mut client_a, x, 10), 1, 10);
+    assert_contiguous(&read_n(&mut client_b, y, 10), 1, 10);
+    let _ = epoch_probe;
+    let mut probe = connect(b.addr);
+    let epoch = subscribe(&mut probe, x, None)["epoch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.kill();
+    publish_range(b.addr, x, 10..20);
+    publish_range(b.addr, y, 10..20);
+    // A's client reconnects to B and recovers from seq 10.
+    let mut again = connect(b.addr);
+    let v = subscribe(&mut again, x, Some((10, &epoch)));
+    assert_eq!(
+        (v["recovered"].clone(), v["seq"].clone()),
+        (json!(true), json!(20)),
+        "{v}"
+    );
+    assert_contiguous(&read_n(&mut again, x, 10), 11, 20);
+    // B's own channel was unaffected.
+    assert_contiguous(&read_n(&mut client_b, y, 10), 11, 20);
+}
+
+#[test]
+fn nats_unreachable_at_start_up_exits_or_with_nats_wait_is_not_ready_until_it_comes() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("natswait");
+    let port = harness::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    // Without --nats-wait: a clear error and a failing exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--nats", &url])
+        .env_remove("WS_NATS_URL")
+        .output()
+        .expect("wsrelay runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    // With it: listening, /healthz 503, then ready once NATS is there.
+    let relay = RelayProc::start(&dir.0, "w", &[url], &["--nats-wait"]);
+    let health =
+        |r: &RelayProc| harness::http_get_body(r.addr.port(), "/healthz").unwrap_or_default();
+    assert!(health(&relay).contains("not ready"), "{}", health(&relay));
+    let _nats = NatsNode::single_on(&bin, &dir.0, port);
+    let until = Instant::now() + harness::ELECTION_DEADLINE;
+    while health(&relay) != "ok\n" {
+        assert!(
+            Instant::now() < until,
+            "ready once NATS is up:\n{}",
+            relay.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = connect(relay.addr);
+    subscribe(&mut s, "waited", None);
+    publish_range(relay.addr, "waited", 0..3);
+    assert_contiguous(&read_n(&mut s, "waited", 3), 1, 3);
+}
+
+/// The next binary message (skipping text and control frames).
+fn read_binary(c: &mut Client) -> Vec<u8> {
+    loop {
+        match c.ws.read().expect("read") {
+            tungstenite::Message::Binary(b) => return b.to_vec(),
+            tungstenite::Message::Text(_)
+            | tungstenite::Message::Ping(_)
+            | tungstenite::Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn binary_publishes_are_acked_once_stored_and_reach_the_other_relay() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("binary");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &[]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &[]);
+    let channel = b"bin.room";
+    let mut sub = connect(b.addr);
+    subscribe(&mut sub, "bin.room", None);
+    let mut p = connect(a.addr);
+    for (i, payload) in [&[1u8, 2, 3][..], &[0xff; 40][..]].iter().enumerate() {
+        // [0x04][L][channel][I][id][payload]: a binary publish asking for an ack.
+        let id = format!("b{i}");
+        let mut frame = vec![0x04, channel.len() as u8];
+        frame.extend_from_slice(channel);
+        frame.push(id.len() as u8);
+        frame.extend_from_slice(id.as_bytes());
+        frame.extend_from_slice(payload);
+        p.ws.send(tungstenite::Message::binary(frame))
+            .expect("send");
+        // The ack: [0x04][L][channel][I][id][seq u64 BE].
+        let ack = read_binary(&mut p);
+        let mut want = vec![0x04, channel.len() as u8];
+        want.extend_from_slice(channel);
+        want.push(id.len() as u8);
+        want.extend_from_slice(id.as_bytes());
+        want.extend_from_slice(&(i as u64 + 1).to_be_bytes());
+        assert_eq!(ack, want);
+        // The delivery on B: [0x01][L][channel][seq u64][payload].
+        let got = read_binary(&mut sub);
+        let mut want = vec![0x01, channel.len() as u8];
+        want.extend_from_slice(channel);
+        want.extend_from_slice(&(i as u64 + 1).to_be_bytes());
+        want.extend_from_slice(payload);
+        assert_eq!(got, want);
+    }
+}
