@@ -89,3 +89,51 @@ fn bomb_is_too_big_and_garbage_is_bad_data() {
         Err(InflateError::BadData)
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Compression in a debug build is slow: fewer cases than proptest's 256.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any message, any window, with or without takeover: what one context compresses,
+        /// one inflater reads back, message after message.
+        #[test]
+        fn compress_inflate_roundtrip(
+            messages in proptest::collection::vec(
+                proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'{'), any::<u8>()], 0..3000),
+                1..4,
+            ),
+            bits in 8u8..=15,
+            takeover in any::<bool>(),
+        ) {
+            let mut deflater = Deflater::new(takeover);
+            let mut inflater = Inflater::new();
+            for message in &messages {
+                let mut compressed = Vec::new();
+                deflater.compress(message, bits, &mut compressed);
+                if !takeover {
+                    inflater.reset();
+                }
+                let mut out = Vec::new();
+                prop_assert_eq!(inflater.inflate(&compressed, message.len(), &mut out), Ok(()));
+                prop_assert_eq!(&out, message);
+            }
+        }
+
+        /// Arbitrary input never panics, and the output never passes the limit.
+        #[test]
+        fn arbitrary_input_is_bounded(
+            input in proptest::collection::vec(any::<u8>(), 0..2000),
+            limit in 0usize..5000,
+        ) {
+            let mut out = Vec::new();
+            let result = Inflater::new().inflate(&input, limit, &mut out);
+            if result.is_ok() {
+                prop_assert!(out.len() <= limit);
+            }
+        }
+    }
+}
