@@ -338,3 +338,65 @@ fn a_join_leave_storm_is_coalesced_and_counted() {
     watcher.send(json!({"type":"presence","channel":"room.storm"}));
     assert_eq!(watcher.recv()["count"], 1);
 }
+
+#[test]
+fn an_unsubscribe_before_the_answer_still_pairs_its_join_and_leave() {
+    let server = relay_with_presence(2, |_| {});
+    let addr = server.local_addr();
+    let mut clients = clients_on_every_loop(addr, 2, 4);
+    for _ in 0..64 {
+        if clients.iter().filter(|c| c.loop_id() == 0).count() >= 2 {
+            break;
+        }
+        clients.push(Client::connect(addr));
+    }
+    // A channel owned by loop 1; the flapper sits on loop 0, so its subscribe waits for the
+    // owner's answer while the unsubscribe arrives.
+    let channel = (0..100)
+        .map(|i| format!("room.{i}"))
+        .find(|c| owner_of(c, 2) == 1)
+        .expect("a channel of loop 1");
+    let at = clients.iter().position(|c| c.loop_id() == 0).unwrap();
+    let mut flapper = clients.remove(at);
+    let at = clients.iter().position(|c| c.loop_id() == 0).unwrap();
+    let mut watcher = clients.remove(at);
+    watch(&mut watcher, &channel);
+    for _ in 0..20 {
+        let sub = json!({"type":"subscribe","channel":channel,"presence":true}).to_string();
+        let unsub = json!({"type":"unsubscribe","channel":channel}).to_string();
+        flapper.ws.write(tungstenite::Message::text(sub)).unwrap();
+        flapper.ws.write(tungstenite::Message::text(unsub)).unwrap();
+    }
+    flapper.ws.flush().unwrap();
+    // Only the first answer finds the subscription (it is then unsubscribed); the others are
+    // abandoned. Either way the flapper ends up not subscribed, and its one join has its leave:
+    // a leave without a join would also drop the watcher count of its loop (the bug this
+    // pins), and the watcher below would never hear of `late`.
+    assert_eq!(flapper.recv()["type"], "subscribed");
+    assert_eq!(flapper.recv()["type"], "unsubscribed");
+    // The watcher on the flapper's loop still gets changes, and the count is exact.
+    let mut late = clients.remove(0);
+    late.subscribe(&channel);
+    let mut asker = Client::connect(addr);
+    for _ in 0..200 {
+        asker.send(json!({"type":"presence","channel":channel}));
+        if asker.recv()["count"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    asker.send(json!({"type":"presence","channel":channel}));
+    let list = asker.recv();
+    assert_eq!(list["count"], 2);
+    assert_eq!(
+        ids(&list),
+        BTreeSet::from([watcher.id.clone(), late.id.clone()])
+    );
+    let late_member = member(&late);
+    loop {
+        let m = watcher.recv();
+        if m["type"] == "join" && m["member"] == late_member {
+            break;
+        }
+    }
+}

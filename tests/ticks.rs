@@ -301,3 +301,29 @@ fn channels_without_a_tick_rule_are_unchanged() {
         0.0
     );
 }
+
+#[test]
+fn a_full_room_ticks_at_once_and_is_counted() {
+    // A 60 s tick that never comes during the test: only the hold bound (4 messages, the
+    // loop's publish-queue length) sends the batches. The relay runs in this process, so its
+    // tick grid is this clock's: start away from a boundary.
+    let period = Duration::from_secs(60);
+    let since_boundary = wsrelay::clock::Clock::now_ns() % period.as_nanos() as u64;
+    if since_boundary > 40_000_000_000 {
+        std::thread::sleep(Duration::from_nanos(60_000_000_000 - since_boundary));
+    }
+    let server = relay_with_ticks(1, 60_000, |c| c.publish_queue_len_max = 4);
+    let addr = server.local_addr();
+    let mut member = Client::connect(addr);
+    member.subscribe("room.full");
+    let mut publisher = Client::connect(addr);
+    for n in 0..8 {
+        publisher.publish("room.full", json!(n));
+    }
+    let batches = read_batches(&mut member, 8);
+    assert_eq!(seqs(&batches), (1..=8).collect::<Vec<u64>>());
+    assert!(batches
+        .iter()
+        .all(|b| b["messages"].as_array().unwrap().len() == 4));
+    wait_metric(addr, "wsrelay_ticks_total{event=\"forced\"}", 2.0);
+}

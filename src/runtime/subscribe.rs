@@ -145,14 +145,15 @@ impl EventLoop {
                 throttle_ms,
             )
         });
+        if was_pending && self.config.presence_for(channel) {
+            // Joins before an unsubscribe asked meanwhile, so that its leave has a join.
+            self.presence_join(id, channel, watch);
+        }
         if unsubscribe {
             return self.unsubscribe(id, channel);
         }
         if was_pending {
             self.replay(id, outcome.replay);
-            if self.config.presence_for(channel) {
-                self.presence_join(id, channel, watch);
-            }
         }
     }
 
