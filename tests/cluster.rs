@@ -786,3 +786,31 @@ fn binary_publishes_are_acked_once_stored_and_reach_the_other_relay() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn an_authenticated_nats_needs_the_token() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("token");
+    let nats = NatsNode::single_with(
+        &bin,
+        &dir.0,
+        harness::free_port(),
+        "authorization { token: \"s3cret-token\" }",
+    );
+    let url = nats.url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--nats", &url])
+        .env_remove("WS_NATS_URL")
+        .env_remove("WS_NATS_TOKEN")
+        .output()
+        .expect("wsrelay runs");
+    assert!(!out.status.success(), "refused without the token");
+    let a = RelayProc::start(&dir.0, "a", &[url], &["--nats-token", "s3cret-token"]);
+    let mut s = connect(a.addr);
+    subscribe(&mut s, "auth.ok", None);
+    publish_range(a.addr, "auth.ok", 0..2);
+    assert_contiguous(&read_n(&mut s, "auth.ok", 2), 1, 2);
+}
