@@ -398,7 +398,10 @@ impl RelayProc {
         let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .args(&self.args)
             .args(["--port", &port.to_string()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WSRELAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("WS_NATS_URL")
             .stdout(Stdio::null())
             .stderr(log)
