@@ -25,13 +25,15 @@
 //! - `web`: embedded static assets: the browser client (`/client.js`) and the status page.
 //! - `client`: a client-role connection and a reconnecting session (load tests, apps).
 //! - `tls`: the relay's TLS settings (certificate, key, client CA) read into rustls.
+//! - `cluster`, `cluster_config`: cluster mode's vocabulary (`--nats`); `nats_bridge` (the
+//!   `cluster` feature): the thread between the loops and NATS JetStream.
 //! - `config`, `cidr`, `clock`, `close_code`, `conn_id`, `hash`: small shared vocabulary.
 //!
 //! ## Cargo features
 //!
 //! `proto`, `command` and `close_code` (the codec) are always built. `client` adds `client`;
-//! `server` adds every other module (the relay); `cli` adds the binary's dependencies. Default:
-//! all three. Modules are gated here only, never inside a module.
+//! `server` adds every other module (the relay); `cli` adds the binary's dependencies;
+//! `cluster` adds `nats_bridge` (async-nats, tokio). Default: all four. Modules are gated here only, never inside a module.
 //!
 //! ## Invariants
 //!

@@ -61,6 +61,52 @@ fn read_until(c: &mut Client, channel: &str, last: u64) -> Vec<(u64, Value)> {
     }
 }
 
+/// `read_until`, reporting what arrived and the relay's cluster metrics if it times out.
+fn read_until_on(c: &mut Client, channel: &str, last: u64, relay: &RelayProc) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    loop {
+        let v = match c.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                serde_json::from_str::<Value>(t.as_str()).expect("json")
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                let seqs: Vec<u64> = out.iter().map(|(s, _)| *s).collect();
+                let metrics: Vec<String> = relay
+                    .metrics()
+                    .lines()
+                    .filter(|l| l.starts_with("wsrelay_cluster"))
+                    .map(str::to_string)
+                    .collect();
+                let odd: Vec<(usize, u64)> = seqs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| **s != *i as u64 + 1)
+                    .map(|(i, s)| (i, *s))
+                    .take(20)
+                    .collect();
+                panic!(
+                    "{e}: got {} messages, last {:?}, out of place {odd:?}\n{}",
+                    seqs.len(),
+                    seqs.last(),
+                    metrics.join("\n")
+                );
+            }
+        };
+        match v["type"].as_str() {
+            Some("message") if v["channel"] == channel => {
+                let seq = v["seq"].as_u64().expect("seq");
+                out.push((seq, v["content"].clone()));
+                if seq >= last {
+                    return out;
+                }
+            }
+            Some("gap") => panic!("unexpected gap notice: {v}"),
+            _ => {}
+        }
+    }
+}
+
 fn assert_contiguous(seen: &[(u64, Value)], from: u64, to: u64) {
     let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
     let want: Vec<u64> = (from..=to).collect();
@@ -96,17 +142,28 @@ fn connect(addr: SocketAddr) -> Client {
     Client::connect(addr)
 }
 
+/// A 3-server cluster (R3 streams) with relay `a` on n1 only and relay `b` on n3 only: every
+/// message crosses routes, RePublish is done by whichever server leads the stream.
+fn r3_pair(
+    tag: &str,
+    history: &str,
+) -> Option<(TempDir, harness::NatsCluster, RelayProc, RelayProc)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let cluster = harness::NatsCluster::start(&bin, &dir.0);
+    let flags = ["--nats-replicas", "3", "--history-size", history];
+    let a = RelayProc::start(&dir.0, "a", &[cluster.nodes[0].url()], &flags);
+    let b = RelayProc::start(&dir.0, "b", &[cluster.nodes[2].url()], &flags);
+    cluster.wait_streams_led(8);
+    Some((dir, cluster, a, b))
+}
+
 #[test]
 fn cross_node_fan_out_is_identical_on_both_relays() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _cluster, a, b)) = r3_pair("fanout", "100") else {
         return;
     };
-    let dir = TempDir::new("fanout");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "100"]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "100"]);
     let channel = "room:1.x_y";
     let mut subs: Vec<Client> = (0..4)
         .map(|i| connect(if i % 2 == 0 { a.addr } else { b.addr }))
@@ -168,6 +225,8 @@ fn read_n(c: &mut Client, channel: &str, count: usize) -> Vec<(u64, Value)> {
 #[test]
 fn two_writers_on_two_relays_share_one_order_and_lose_no_acked_publish() {
     let _serial = serial();
+    // One server (R1): nats-server 2.9.10 does not enforce the per-subject CAS between
+    // concurrent publishes on a replicated (R3) stream (docs/CLUSTER.md, "Not guaranteed").
     let Some(bin) = nats_bin() else {
         return;
     };
@@ -202,8 +261,8 @@ fn two_writers_on_two_relays_share_one_order_and_lose_no_acked_publish() {
     let acks_a = wa.join().expect("writer a");
     let acks_b = wb.join().expect("writer b");
     let total = 2 * n;
-    let view_a = read_until(&mut sub_a, channel, total);
-    let view_b = read_until(&mut sub_b, channel, total);
+    let view_a = read_until_on(&mut sub_a, channel, total, &a);
+    let view_b = read_until_on(&mut sub_b, channel, total, &b);
     assert_contiguous(&view_a, 1, total);
     assert_eq!(view_a, view_b, "both relays deliver one order");
     // Every acked publish appears exactly once, at the seq it was acknowledged with.
@@ -241,14 +300,9 @@ fn publish_range(addr: SocketAddr, channel: &str, range: std::ops::Range<u64>) {
 #[test]
 fn recovery_on_another_relay_hot_and_cold() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _cluster, a, b)) = r3_pair("recovery", "1000") else {
         return;
     };
-    let dir = TempDir::new("recovery");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
     for (channel, hot) in [("rec.cold", false), ("rec.hot", true)] {
         // Hot: B is live on the channel (a subscriber there) and its ring holds what follows.
         let mut watcher = connect(b.addr);
@@ -282,8 +336,13 @@ fn recovery_on_another_relay_hot_and_cold() {
         };
         let v = subscribe(&mut again, channel, Some((20, &epoch)));
         assert_eq!(v["recovered"], true, "{channel}: {v}");
-        assert_eq!(v["seq"], 50, "{v}");
-        let replay = read_n(&mut again, channel, 30);
+        // Cold, the head may come from a lagging follower (no read-after-write before
+        // nats-server 2.12): then the rest comes from the quiet-tail re-check, in order.
+        assert!(
+            v["seq"].as_u64().is_some_and(|s| (20..=50).contains(&s)),
+            "{v}"
+        );
+        let replay = read_until(&mut again, channel, 50);
         assert_contiguous(&replay, 21, 50);
         for (seq, content) in &replay {
             assert_eq!(content["n"], json!(seq - 1));
@@ -785,4 +844,32 @@ fn binary_publishes_are_acked_once_stored_and_reach_the_other_relay() {
         want.extend_from_slice(payload);
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn an_authenticated_nats_needs_the_token() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("token");
+    let nats = NatsNode::single_with(
+        &bin,
+        &dir.0,
+        harness::free_port(),
+        "authorization { token: \"s3cret-token\" }",
+    );
+    let url = nats.url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--nats", &url])
+        .env_remove("WS_NATS_URL")
+        .env_remove("WS_NATS_TOKEN")
+        .output()
+        .expect("wsrelay runs");
+    assert!(!out.status.success(), "refused without the token");
+    let a = RelayProc::start(&dir.0, "a", &[url], &["--nats-token", "s3cret-token"]);
+    let mut s = connect(a.addr);
+    subscribe(&mut s, "auth.ok", None);
+    publish_range(a.addr, "auth.ok", 0..2);
+    assert_contiguous(&read_n(&mut s, "auth.ok", 2), 1, 2);
 }

@@ -49,9 +49,11 @@ pub enum Stat {
     Published,
     /// Publish stall events: a publish that waited for a stream leader (timeouts in a row).
     PublishStalls,
+    /// Stored messages whose seqs repeat delivered ones (a CAS the server did not enforce).
+    NumberingConflicts,
 }
 
-const STATS: usize = Stat::PublishStalls as usize + 1;
+const STATS: usize = Stat::NumberingConflicts as usize + 1;
 
 /// Shared by the bridge (writer), the loops and `/metrics` (readers).
 #[derive(Debug)]
@@ -302,6 +304,11 @@ const COUNTERS: &[(&str, &str, Stat)] = &[
         "recoveries_failed_total",
         "recoveries answered recovered:false",
         Stat::RecoveriesFailed,
+    ),
+    (
+        "numbering_conflicts_total",
+        "stored messages repeating delivered seqs, skipped",
+        Stat::NumberingConflicts,
     ),
 ];
 

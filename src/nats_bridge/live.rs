@@ -51,6 +51,9 @@ pub(super) struct LiveMsg {
     sseq: u64,
     /// Stream sequence of the channel's previous message.
     last: u64,
+    /// On a live copy: the CAS value its writer expected (`Wsr-Prev`); it differs from
+    /// `last` only when the server stored it without enforcing that CAS.
+    cas: Option<u64>,
     epoch: Arc<str>,
     seq: u64,
     count: u64,
@@ -67,6 +70,7 @@ impl LiveMsg {
         Some(LiveMsg {
             sseq: header_u64(h, "Nats-Sequence")?,
             last: header_u64(h, "Nats-Last-Sequence").unwrap_or(0),
+            cas: header_u64(h, env::PREV),
             epoch: Arc::from(header(h, env::EPOCH)?),
             seq: header_u64(h, env::SEQ)?,
             count: header_u64(h, env::COUNT)?.max(1),
@@ -83,6 +87,7 @@ impl LiveMsg {
         Some(LiveMsg {
             sseq: m.sequence,
             last: header_u64(h, env::PREV).unwrap_or(0),
+            cas: None,
             epoch: Arc::from(header(h, env::EPOCH)?),
             seq: header_u64(h, env::SEQ)?,
             count: header_u64(h, env::COUNT)?.max(1),
@@ -295,8 +300,27 @@ impl Bridge {
             return;
         };
         let d = &live.delivered;
+        tracing::debug!(
+            %channel, sseq = msg.sseq, last = msg.last, seq = msg.seq, count = msg.count,
+            d_sseq = d.sseq, d_seq = d.seq, force = live.force_jump, "cluster: live message"
+        );
         if msg.sseq <= d.sseq {
             return; // A late duplicate (a repair fetched it first).
+        }
+        let cas_broken = msg.cas.is_some_and(|p| p != msg.last);
+        let repeats = !d.is_empty() && *msg.epoch == *d.epoch && msg.seq <= d.seq;
+        if cas_broken || repeats {
+            // Stored although its writer's CAS value was not the channel's last message, or
+            // numbered over seqs already delivered: two writers passed the per-subject CAS
+            // at once (seen on nats-server 2.9.10 with R3 streams: docs/CLUSTER.md). Never
+            // deliver a seq twice: skip it (its stream position is taken as seen).
+            self.stats.inc(Stat::NumberingConflicts);
+            tracing::warn!(
+                %channel, sseq = msg.sseq, seq = msg.seq, delivered = d.seq,
+                "cluster: a stored message repeats seqs already delivered; skipped"
+            );
+            live.delivered.sseq = msg.sseq;
+            return;
         }
         let contiguous = msg.last == d.sseq && msg.seq == d.seq.saturating_add(1);
         let first_ever = d.is_empty() && msg.last == 0 && msg.seq == 1;

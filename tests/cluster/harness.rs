@@ -97,11 +97,16 @@ impl NatsNode {
 
     /// A single JetStream server on `client_port`.
     pub fn single_on(bin: &Path, dir: &Path, client_port: u16) -> NatsNode {
+        NatsNode::single_with(bin, dir, client_port, "")
+    }
+
+    /// A single JetStream server on `client_port` with `extra` configuration lines.
+    pub fn single_with(bin: &Path, dir: &Path, client_port: u16, extra: &str) -> NatsNode {
         let http_port = free_port();
         let conf = dir.join("single.conf");
         let body = format!(
             "listen: 127.0.0.1:{client_port}\nhttp: 127.0.0.1:{http_port}\n\
-             jetstream {{ store_dir: \"{}\", max_memory_store: 256MB, max_file_store: 1GB }}\n",
+             jetstream {{ store_dir: \"{}\", max_memory_store: 256MB, max_file_store: 1GB }}\n{extra}\n",
             dir.join("store").display()
         );
         std::fs::write(&conf, body).expect("write conf");
@@ -393,7 +398,10 @@ impl RelayProc {
         let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .args(&self.args)
             .args(["--port", &port.to_string()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WSRELAY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("WS_NATS_URL")
             .stdout(Stdio::null())
             .stderr(log)
