@@ -27,8 +27,6 @@ const SERVER_ONLY: &[&str] = &[
     "tracing-subscriber",
     "tokio",
     "futures-util",
-    "ring",
-    "rustls",
 ];
 
 /// The client build's direct dependencies: the codec's plus `mio` (the driver), `indexmap`
