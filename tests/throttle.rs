@@ -226,6 +226,9 @@ fn under_sustained_publishing_every_subscriber_ends_with_the_last_value() {
                 break;
             }
         }
-        assert!(received < n, "subscriber {i}: {received} deliveries for {n} publishes");
+        assert!(
+            received < n,
+            "subscriber {i}: {received} deliveries for {n} publishes"
+        );
     }
 }

@@ -103,7 +103,10 @@ fn stale(seen: &Seen, last: &HashMap<String, u64>) -> u64 {
                 stale += 1;
                 if std::env::var_os("SWARM_DEBUG_STALE").is_some() {
                     let got = seen.count.get(i);
-                    eprintln!("stale: subscriber {i} key {key:?} has {:?}, last {n}, {got:?} received", sub.get(key));
+                    eprintln!(
+                        "stale: subscriber {i} key {key:?} has {:?}, last {n}, {got:?} received",
+                        sub.get(key)
+                    );
                 }
             }
         }
