@@ -194,3 +194,41 @@ fn unsubscribing_or_closing_a_throttled_subscriber_releases_the_channel() {
         assert_eq!(seq, Value::Null);
     }
 }
+
+#[test]
+fn under_sustained_publishing_every_subscriber_ends_with_the_last_value() {
+    const SUBSCRIBERS: usize = 100;
+    let server = common::relay(1);
+    let addr = server.local_addr();
+    let mut subs: Vec<Client> = (0..SUBSCRIBERS).map(|_| Client::connect(addr)).collect();
+    for s in &mut subs {
+        subscribe_throttled(s, "sustained", 20);
+    }
+    let mut p = Client::connect(addr);
+    let mut n = 0u64;
+    for _ in 0..40 {
+        // Bursts of 50 about every 5 ms: publishing outlasts many intervals.
+        burst(
+            &mut p,
+            (0..50).map(|_| {
+                n += 1;
+                json!({"type": "message", "channel": "sustained", "content": n})
+            }),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for (i, s) in subs.iter_mut().enumerate() {
+        let mut received = 0u64;
+        loop {
+            let m = s.recv(); // a subscriber left without the last value times out here
+            received += 1;
+            if m["content"] == n {
+                break;
+            }
+        }
+        assert!(
+            received < n,
+            "subscriber {i}: {received} deliveries for {n} publishes"
+        );
+    }
+}

@@ -21,8 +21,6 @@ use wsrelay::command::{encode_snapshot, SnapshotEntry, SnapshotHead};
 
 use crate::cli::parse_duration;
 
-/// One poll of a connection: long enough for one `epoll_wait`.
-const POLL_SLICE: Duration = Duration::from_micros(1);
 /// Longest wait for connections, subscriptions and the board fill.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -74,6 +72,10 @@ pub struct ThrottleArgs {
     /// Measured window.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Wait after the last publish before the last values are checked (at least three
+    /// intervals).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
 /// `board` flags.
@@ -139,7 +141,7 @@ fn connect(url: &str, n: usize) -> Result<Vec<Client>, String> {
     let started = Instant::now();
     while connected.iter().any(|c| !c) {
         for (i, c) in clients.iter_mut().enumerate() {
-            while let Some(event) = c.next_event(POLL_SLICE) {
+            while let Some(event) = c.try_next_event() {
                 match event {
                     Event::Connected { .. } => connected[i] = true,
                     Event::Stopped(reason) => return Err(format!("connection {i}: {reason:?}")),

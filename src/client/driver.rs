@@ -159,6 +159,19 @@ impl Client {
         }
     }
 
+    /// Does the I/O that is ready now, without blocking, and returns the next event if there
+    /// is one. For programs that drive many clients from one thread in turn (the swarm): a
+    /// short `next_event` timeout can pass before its readiness check, this cannot.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.drive(Instant::now());
+        if let Some(event) = self.session.poll_event() {
+            return Some(event);
+        }
+        self.wait(Duration::ZERO);
+        self.drive(Instant::now());
+        self.session.poll_event()
+    }
+
     /// The sans-IO session (positions per channel, state).
     pub fn session(&self) -> &Session {
         &self.session

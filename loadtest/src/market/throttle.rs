@@ -18,6 +18,8 @@ struct Seen {
     errors: u64,
     /// Per subscriber: key → last counter received.
     last: Vec<HashMap<String, u64>>,
+    /// Per subscriber: deliveries received.
+    count: Vec<u64>,
 }
 
 /// The run's figures.
@@ -75,6 +77,7 @@ pub fn run(args: &ThrottleArgs) -> Result<ThrottleReport, String> {
         seen.gaps += part.gaps;
         seen.errors += part.errors;
         seen.last.extend(part.last);
+        seen.count.extend(part.count);
     }
     if failed.load(Ordering::SeqCst) > 0 {
         return Err("a subscriber thread failed to set up".into());
@@ -94,9 +97,18 @@ pub fn run(args: &ThrottleArgs) -> Result<ThrottleReport, String> {
 /// Subscribers × keys whose last value is not the last one published.
 fn stale(seen: &Seen, last: &HashMap<String, u64>) -> u64 {
     let mut stale = 0;
-    for sub in &seen.last {
+    for (i, sub) in seen.last.iter().enumerate() {
         for (key, n) in last {
-            stale += u64::from(sub.get(key) != Some(n));
+            if sub.get(key) != Some(n) {
+                stale += 1;
+                if std::env::var_os("SWARM_DEBUG_STALE").is_some() {
+                    let got = seen.count.get(i);
+                    eprintln!(
+                        "stale: subscriber {i} key {key:?} has {:?}, last {n}, {got:?} received",
+                        sub.get(key)
+                    );
+                }
+            }
         }
     }
     stale
@@ -181,13 +193,14 @@ fn subscriber_thread(
     flags.ready.wait();
     let mut seen = Seen {
         last: vec![HashMap::new(); n],
+        count: vec![0; n],
         ..Seen::default()
     };
     let mut last_seq = vec![0u64; n];
     while !flags.stop.load(Ordering::SeqCst) {
         let window = flags.window.load(Ordering::Relaxed);
         for (i, c) in clients.iter_mut().enumerate() {
-            while let Some(event) = c.next_event(POLL_SLICE) {
+            while let Some(event) = c.try_next_event() {
                 seen.note(i, event, window, &mut last_seq[i]);
             }
         }
@@ -202,6 +215,7 @@ impl Seen {
                 seq, content, key, ..
             } => {
                 self.deliveries_total += 1;
+                self.count[i] += 1;
                 self.deliveries_window += u64::from(window);
                 self.order_errors += u64::from(seq <= *last_seq);
                 *last_seq = seq;
@@ -234,7 +248,7 @@ fn subscribe_all(clients: &mut [Client], throttle_ms: u32) -> Result<(), String>
     let started = Instant::now();
     while pending > 0 {
         for c in clients.iter_mut() {
-            while let Some(event) = c.next_event(POLL_SLICE) {
+            while let Some(event) = c.try_next_event() {
                 match event {
                     Event::Subscribed { throttle_ms: t, .. } if t == Some(throttle_ms) => {
                         pending -= 1
