@@ -4,74 +4,33 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::relay_process::RelayProcess;
 use common::{masked_frame, Raw};
 use serde_json::json;
 
-/// The relay process; killed by its PID when the test ends, also on failure.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
+/// The relay binary started with `--config FILE`.
+struct Relay(RelayProcess);
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Relay {
+    type Target = RelayProcess;
+    fn deref(&self) -> &RelayProcess {
+        &self.0
     }
 }
 
 impl Relay {
     fn start(config: &std::path::Path) -> Relay {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
-            .args(["--config", config.to_str().expect("utf-8 path")])
-            .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "2"])
-            .env_remove("WS_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary runs");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("read log");
-            assert!(n > 0, "relay exited before listening");
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .expect("addr")
-                    .parse()
-                    .expect("addr");
-            }
-        };
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        Relay { child, addr, log }
+        let config = config.to_str().expect("utf-8 path");
+        Relay(RelayProcess::start(["--config", config], "ws"))
     }
 
     /// Sends SIGHUP and waits until the reload is counted with `result` (`n` in all).
     fn hup_and_wait(&self, result: &str, n: u64) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        self.sighup();
         let series = format!("wsrelay_config_reloads_total{{result=\"{result}\"}} {n}");
         for _ in 0..500 {
             let (_, metrics) = common::http_get(self.addr, "/metrics");
@@ -81,21 +40,6 @@ impl Relay {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("reload never counted as {series}");
-    }
-
-    /// Whether the relay logged `needle`. The log is read by another thread and the relay
-    /// counts a reload before it logs it, so this waits for the line (bounded: 10 s, only to
-    /// stop a hung test).
-    fn logged(&self, needle: &str) -> bool {
-        for _ in 0..1000 {
-            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            if log.iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            drop(log);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
     }
 }
 

@@ -7,12 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use common::relay_process::RelayProcess;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -432,79 +434,29 @@ fn a_missing_or_bad_file_is_a_clear_error() {
     );
 }
 
-/// The relay binary with TLS; killed by its PID when the test ends, also on failure.
-struct Relay {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
+/// The relay binary serving TLS with `--tls-cert`/`--tls-key`.
+struct Relay(RelayProcess);
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Relay {
+    type Target = RelayProcess;
+    fn deref(&self) -> &RelayProcess {
+        &self.0
     }
 }
 
 impl Relay {
     fn start(cert: &Path, key: &Path) -> Relay {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
-            .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "2"])
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .env_remove("WS_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary runs");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("read log");
-            assert!(n > 0, "relay exited before listening");
-            if let Some(rest) = line.split("listening on wss://").nth(1) {
-                let addr = rest.split_whitespace().next().expect("addr");
-                break addr.parse().expect("addr");
-            }
-        };
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-        Relay { child, addr, log }
+        let args = [OsStr::new("--tls-cert"), cert.as_os_str()];
+        let key_args = [OsStr::new("--tls-key"), key.as_os_str()];
+        Relay(RelayProcess::start(args.into_iter().chain(key_args), "wss"))
     }
 
+    /// Sends SIGHUP and waits until the reload is counted with `result` (`n` in all), reading
+    /// `/metrics` over TLS.
     fn hup_and_wait(&self, config: &Arc<ClientConfig>, result: &str, n: u64) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        self.sighup();
         let series = format!("wsrelay_config_reloads_total{{result=\"{result}\"}} {n}");
         wait_for_series(self.addr, config, &series);
-    }
-
-    /// Whether the relay logged `needle`. The log is read by another thread and the relay
-    /// counts a reload before it logs it, so this waits for the line (bounded: 10 s, only to
-    /// stop a hung test).
-    fn logged(&self, needle: &str) -> bool {
-        for _ in 0..1000 {
-            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-            if log.iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            drop(log);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
     }
 }
 

@@ -3,6 +3,8 @@
 //! bytes), read with timeouts so a broken server fails a test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod relay_process;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
