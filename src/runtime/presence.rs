@@ -184,6 +184,12 @@ impl EventLoop {
 
     /// A member that was not watching asks to (a second subscribe with `"presence":true`).
     pub(super) fn presence_watch(&mut self, id: ConnId, channel: &str) {
+        self.ask_presence_owner(id, channel, true);
+    }
+
+    /// Asks the owner of `channel` for its member list for `id` (and, with `watch`, for the
+    /// joins and leaves that follow).
+    fn ask_presence_owner(&mut self, id: ConnId, channel: &str, watch: bool) {
         let conn = ConnRef {
             loop_id: self.id,
             conn: id,
@@ -192,7 +198,7 @@ impl EventLoop {
         self.send_presence_owner(PresenceMsg::Query {
             channel,
             conn,
-            watch: true,
+            watch,
         });
     }
 
@@ -213,16 +219,7 @@ impl EventLoop {
             let msg = "Relay busy: too many subscriptions in progress, retry";
             return self.reply(id, |out| encode::encode_error(out, msg));
         }
-        let conn = ConnRef {
-            loop_id: self.id,
-            conn: id,
-        };
-        let channel = Arc::from(channel);
-        self.send_presence_owner(PresenceMsg::Query {
-            channel,
-            conn,
-            watch: false,
-        });
+        self.ask_presence_owner(id, channel, false);
     }
 
     fn send_presence_owner(&mut self, msg: PresenceMsg) {
