@@ -82,6 +82,8 @@ pub mod rate;
 #[cfg(feature = "server")]
 pub mod runtime;
 #[cfg(feature = "server")]
+pub mod session;
+#[cfg(feature = "server")]
 pub mod timer;
 #[cfg(feature = "server")]
 pub mod tls;

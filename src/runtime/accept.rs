@@ -13,13 +13,12 @@ use mio::{Interest, Token};
 
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
-use crate::outbox::Outbox;
-use crate::proto::decoder::{Decoder, DecoderLimits, Role};
 use crate::rate::TokenBucket;
 use crate::runtime::accept_guard::AcceptFailure;
-use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint, Liveness, Phase};
+use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::tls::TlsConn;
+use crate::session::{Session, SessionLimits};
 
 impl EventLoop {
     /// Accepts on the relay listener.
@@ -146,31 +145,22 @@ impl EventLoop {
             _ => None,
         };
         let cfg = &self.config;
-        let limits = DecoderLimits {
+        let limits = SessionLimits {
             message_bytes_max: cfg.message_bytes_max,
-        };
-        let liveness = Liveness {
-            last_rx_ns: self.now_ns,
-            handshake_deadline_ns: self.now_ns + cfg.handshake_timeout.as_nanos() as u64,
-            ..Liveness::default()
+            outbox_bytes_max: cfg.outbox_bytes_max,
+            control_bytes_max: cfg.control_bytes_max,
         };
         self.conns.insert(Conn {
             stream,
             tls,
             id,
-            phase: Phase::Handshaking,
-            endpoint,
+            session: Session::new(self.now_ns, endpoint, limits, &self.timeouts),
             head: Vec::new(),
-            decoder: Decoder::new(Role::Server, limits),
-            outbox: Outbox::new(cfg.outbox_bytes_max, cfg.control_bytes_max),
             name: None,
             subscriptions: Vec::new(),
-            liveness,
+            armed: None,
             dirty: false,
             wants_writable: false,
-            close_reason: None,
-            close_received: false,
-            peer_fin: false,
             gaps_pending: false,
             upgraded: false,
             auth: AuthState::NotRequired,

@@ -54,7 +54,7 @@ impl EventLoop {
             let deadline = self.now_ns + self.config.auth_timeout.as_nanos() as u64;
             if let Some(conn) = self.conn_mut(id) {
                 conn.auth = AuthState::Pending;
-                conn.liveness.auth_deadline_ns = deadline;
+                conn.session.set_auth_deadline(deadline);
             }
             return UpgradeAuth::Proceed;
         };
@@ -123,7 +123,7 @@ impl EventLoop {
         if let Some(conn) = self.conn_mut(id) {
             conn.name = Some(Arc::from(grant.sub.as_str()));
             conn.auth = AuthState::Granted(Box::new(grant));
-            conn.liveness.auth_deadline_ns = expiry_ns;
+            conn.session.set_auth_deadline(expiry_ns);
         }
         self.rearm(id);
     }
@@ -132,10 +132,7 @@ impl EventLoop {
     pub(super) fn on_auth_deadline(&mut self, id: ConnId) {
         self.metrics.inc(Counter::TimerAuth);
         let pending = match self.conn_mut(id) {
-            Some(conn) => {
-                conn.liveness.auth_deadline_ns = 0;
-                matches!(conn.auth, AuthState::Pending)
-            }
+            Some(conn) => matches!(conn.auth, AuthState::Pending),
             None => return,
         };
         if pending {

@@ -95,7 +95,6 @@ impl EventLoop {
         };
         let peer = conn.peer_ip;
         conn.set_close_reason(CloseReason::ProxyHeader);
-        conn.liveness.handshake_deadline_ns = 0;
         conn.head = Vec::new();
         self.warn_refused(e.kind(), &format!("{e} from {peer}; connection dropped"));
         self.linger(id);
@@ -114,7 +113,7 @@ impl EventLoop {
             return false;
         };
         if conn.admission != Admission::AwaitingRequestHead {
-            if conn.endpoint == Endpoint::Relay && !fields.is_empty() {
+            if conn.session.endpoint == Endpoint::Relay && !fields.is_empty() {
                 self.metrics.inc(Counter::ForwardedIgnored);
             }
             return true;

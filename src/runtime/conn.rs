@@ -13,55 +13,10 @@ use mio::net::TcpStream;
 use crate::auth::Grant;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
-use crate::outbox::Outbox;
-use crate::proto::decoder::Decoder;
 use crate::pubsub::local::SeqGap;
+use crate::session::Session;
+pub use crate::session::{CloseReason, Endpoint, Phase};
 use crate::timer::TimerKey;
-
-/// Why a connection ended: the `reason` label of `wsrelay_connections_closed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client sent a close frame.
-    ClientClose,
-    /// A framing rule of RFC 6455 was broken (1002).
-    ProtocolError,
-    /// Text was not UTF-8 (1007).
-    InvalidUtf8,
-    /// A message over the size limit (1009).
-    MessageTooBig,
-    /// Its outbox overflowed under the `close` policy (4100).
-    SlowConsumer,
-    /// No answer to the heartbeat ping in time.
-    HeartbeatTimeout,
-    /// The upgrade request did not complete in time.
-    HandshakeTimeout,
-    /// The peer did not answer our close in time.
-    CloseTimeout,
-    /// Silent for longer than the idle timeout.
-    IdleTimeout,
-    /// Authentication failed (4001).
-    AuthFailed,
-    /// No authentication in time.
-    AuthTimeout,
-    /// Over a rate limit.
-    RateLimited,
-    /// Server shutdown or drain.
-    Shutdown,
-    /// A socket error.
-    IoError,
-    /// TCP ended without a close frame.
-    PeerReset,
-    /// Refused: too many connections.
-    ServerFull,
-    /// An HTTP request (not a WebSocket) was answered.
-    HttpDone,
-    /// More pings than the control budget holds pongs for (1008).
-    PingFlood,
-    /// The PROXY protocol header was missing or malformed (dropped without an answer).
-    ProxyHeader,
-    /// A TLS failure: the handshake failed, or a record after it was bad (an alert was sent).
-    Tls,
-}
 
 impl CloseReason {
     /// The series of `wsrelay_connections_closed_total` it counts in.
@@ -117,35 +72,6 @@ impl CloseReason {
     }
 }
 
-/// Lifecycle of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// TCP accepted; the HTTP upgrade request is being read (CONNECTING).
-    Handshaking,
-    /// WebSocket open; frames flow (OPEN).
-    Open,
-    /// A close frame was sent or received; waiting for the other one (CLOSING).
-    Closing,
-    /// An HTTP response (error status or `/metrics`) is being written; then TCP closes.
-    Responding,
-    /// Our last bytes are written and our write side is shut; reading until the peer's FIN so
-    /// that the kernel does not reset the connection and lose those bytes (lingering close).
-    Lingering,
-    /// Done; reaped at the end of the turn (CLOSED).
-    Closed,
-}
-
-/// What the connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// Pub/sub relay (`/`, `/ws`).
-    Relay,
-    /// Echo every message (`/echo`, conformance suites).
-    Echo,
-    /// Plain HTTP (metrics listener).
-    Http,
-}
-
 /// A subscription of this connection.
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -177,23 +103,13 @@ pub struct PendingGap {
     pub binary: bool,
 }
 
-/// Liveness state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Liveness {
-    /// When the last bytes arrived.
-    pub last_rx_ns: u64,
-    /// When our unanswered heartbeat ping was sent.
-    pub ping_sent_ns: Option<u64>,
-    /// Handshake must complete before this (0: none).
-    pub handshake_deadline_ns: u64,
-    /// The peer must answer our close (or FIN while lingering) before this (0: none).
-    pub close_deadline_ns: u64,
-    /// Graceful drain: close this connection at this time (0: none).
-    pub drain_at_ns: u64,
-    /// Authentication deadline: the `auth` message (pending) or the token's expiry (0: none).
-    pub auth_deadline_ns: u64,
-    /// Armed wheel entry and its deadline.
-    pub armed: Option<(TimerKey, u64)>,
+/// The connection's entry on the loop's timer wheel, armed at its session's next deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Armed {
+    /// The wheel entry.
+    pub key: TimerKey,
+    /// Its deadline.
+    pub at_ns: u64,
 }
 
 /// One connection.
@@ -206,34 +122,22 @@ pub struct Conn {
     pub tls: Option<Box<crate::runtime::tls::TlsConn>>,
     /// Its handle on this loop.
     pub id: ConnId,
-    /// Lifecycle phase.
-    pub phase: Phase,
-    /// What it is for.
-    pub endpoint: Endpoint,
+    /// The RFC 6455 state machine: phase, decoder, outbox, deadlines, close handshake.
+    pub session: Session,
     /// The input while handshaking: the PROXY header when one is awaited (bounded by
     /// `proxy_header::V2_BYTES_MAX`), then the request head (`REQUEST_HEAD_BYTES_MAX`).
     pub head: Vec<u8>,
-    /// Frame decoder (client frames, server role).
-    pub decoder: Decoder,
-    /// Outgoing frames.
-    pub outbox: Outbox,
     /// Public name (`from` in deliveries): the token's `sub`, or the connection id, made on
     /// the first publish (most connections never publish: they should not pay for it).
     pub name: Option<Arc<str>>,
     /// Channels subscribed or being subscribed.
     pub subscriptions: Vec<Subscription>,
-    /// Liveness and timeouts.
-    pub liveness: Liveness,
+    /// Its timer wheel entry, if armed.
+    pub armed: Option<Armed>,
     /// Queued in the loop's dirty list this turn.
     pub dirty: bool,
     /// Registered for WRITABLE (only while the outbox is not empty after a flush).
     pub wants_writable: bool,
-    /// Why it is closing (for the close counter), set once.
-    pub close_reason: Option<CloseReason>,
-    /// True once a close frame from the peer was received.
-    pub close_received: bool,
-    /// True once the peer's FIN was read.
-    pub peer_fin: bool,
     /// Some subscription has a gap not told yet (told before its next delivery, or as soon as
     /// the outbox has drained, whichever comes first).
     pub gaps_pending: bool,
@@ -335,7 +239,7 @@ impl Conn {
 
     /// Records the close reason the first time only.
     pub fn set_close_reason(&mut self, reason: CloseReason) {
-        self.close_reason.get_or_insert(reason);
+        self.session.set_close_reason(reason);
     }
 }
 

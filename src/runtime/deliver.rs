@@ -123,7 +123,7 @@ impl EventLoop {
             // A run that does not fit as a whole goes message by message: what fits is queued
             // and only the rest meets the slow-consumer policy (a run is an optimisation and
             // must not change what a subscriber receives).
-            let split = !conn.outbox.data_fits(batch.bytes.len());
+            let split = !conn.session.outbox.data_fits(batch.bytes.len());
             let queued = if own || conflate || split {
                 push_one_by_one(
                     conn,
@@ -230,7 +230,9 @@ impl EventLoop {
                 }
                 queued
             }
-            (None, Some(run)) if own || conflate || !conn.outbox.data_fits(run.bytes.len()) => {
+            (None, Some(run))
+                if own || conflate || !conn.session.outbox.data_fits(run.bytes.len()) =>
+            {
                 push_one_by_one(
                     conn,
                     batch,
@@ -282,7 +284,7 @@ impl EventLoop {
             return;
         };
         let key = notice_key(&batch.channel);
-        let still_queued = conn.outbox.conflation_queued(key);
+        let still_queued = conn.session.outbox.conflation_queued(key);
         let Some(sub) = conn.subscription_mut(&batch.channel) else {
             return;
         };
@@ -298,7 +300,9 @@ impl EventLoop {
         };
         sub.conflated_gap = Some(gap);
         let notice = encode_gap_notice(&batch.channel, gap, batch.is_binary());
-        conn.outbox.push_conflated_notice(notice.into_bytes(), key);
+        conn.session
+            .outbox
+            .push_conflated_notice(notice.into_bytes(), key);
     }
 
     /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped).
@@ -502,7 +506,7 @@ fn push_run(
         to: batch.last_seq(),
     };
     let bytes = compressed.map_or(&batch.bytes, |run| &run.bytes);
-    let fits = conn.outbox.data_fits(bytes.len());
+    let fits = conn.session.outbox.data_fits(bytes.len());
     if fits
         && conn.gaps_pending
         && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
@@ -512,6 +516,7 @@ fn push_run(
     }
     let count = batch.frames.len() as u32;
     match conn
+        .session
         .outbox
         .push_data_n(bytes.clone(), batch.read_at_ns(), count)
     {
@@ -564,7 +569,11 @@ impl Wire<'_> {
             Wire::Shared(run) => run.frame_bytes(i),
             Wire::Own(own) => {
                 let plain = batch.frame_bytes(i);
-                if !conn.outbox.data_fits(plain.len() + COMPRESS_MARGIN_BYTES) {
+                if !conn
+                    .session
+                    .outbox
+                    .data_fits(plain.len() + COMPRESS_MARGIN_BYTES)
+                {
                     return plain;
                 }
                 let (bytes, done) =
@@ -608,6 +617,7 @@ fn push_one_by_one(
         let status = if conflate {
             let bytes = wire.conflated_frame(batch, i);
             let r = conn
+                .session
                 .outbox
                 .push_conflated(bytes, f.read_at_ns, f.conflation_key, seq);
             if let Some(skipped) = r.replaced_seq {
@@ -624,7 +634,7 @@ fn push_one_by_one(
         } else {
             // The plain frame is never shorter than the compressed one (bar a few bytes of
             // an incompressible message): what fits plain fits compressed.
-            let fits = conn.outbox.data_fits(batch.frames[i].len as usize);
+            let fits = conn.session.outbox.data_fits(batch.frames[i].len as usize);
             if fits
                 && conn.gaps_pending
                 && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
@@ -633,7 +643,7 @@ fn push_one_by_one(
                 return queued;
             }
             let bytes = wire.frame(batch, i, conn);
-            conn.outbox.push_data(bytes, f.read_at_ns)
+            conn.session.outbox.push_data(bytes, f.read_at_ns)
         };
         match status {
             SendStatus::Queued => queued += 1,
@@ -679,7 +689,9 @@ pub(super) fn queue_gap_notice(conn: &mut Conn, channel: &str, binary: bool) -> 
     };
     conn.gaps_pending = conn.subscriptions.iter().any(|s| s.gap.is_some());
     let notice = encode_gap_notice(channel, gap.range, binary);
-    conn.outbox.push_ordered_control(notice.into_bytes())
+    conn.session
+        .outbox
+        .push_ordered_control(notice.into_bytes())
 }
 
 /// Queues every pending gap notice of `conn`, each in the encoding of the deliveries it
@@ -694,7 +706,11 @@ pub(super) fn queue_pending_gap_notices(conn: &mut Conn) -> SendStatus {
             continue;
         };
         let notice = encode_gap_notice(&sub.channel, gap.range, gap.binary);
-        match conn.outbox.push_ordered_control(notice.into_bytes()) {
+        match conn
+            .session
+            .outbox
+            .push_ordered_control(notice.into_bytes())
+        {
             SendStatus::Queued => {}
             other => status = other,
         }

@@ -13,9 +13,11 @@ use crate::outbox::SendStatus;
 use crate::proto::close::{code, CloseFrame};
 use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::proto::ProtocolError;
-use crate::runtime::conn::{CloseReason, Phase};
+use crate::runtime::conn::CloseReason;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::subscribe::SubscribeOptions;
+pub(super) use crate::session::CloseHow;
+use crate::session::{PeerClose, PongQueued};
 
 impl EventLoop {
     /// A complete text message on the relay endpoint: one JSON command.
@@ -127,8 +129,8 @@ impl EventLoop {
             return;
         };
         let status = match ordered {
-            true => conn.outbox.push_ordered_control(bytes),
-            false => conn.outbox.push_control(bytes),
+            true => conn.session.outbox.push_ordered_control(bytes),
+            false => conn.session.outbox.push_control(bytes),
         };
         match status {
             SendStatus::Queued => self.mark_dirty(id),
@@ -153,7 +155,7 @@ impl EventLoop {
         // The echo endpoint is a conformance target: a message up to the size limit (1 MiB by
         // default) fits the data budget (4 MiB); a client that sends faster than it reads is
         // closed as a slow consumer like any other.
-        let status = conn.outbox.push_data(frame.into_bytes(), 0);
+        let status = conn.session.outbox.push_data(frame.into_bytes(), 0);
         match status {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => {}
@@ -167,23 +169,21 @@ impl EventLoop {
     /// pongs (the socket is full too) is closed with 1008, rather than pongs silently
     /// coalesced.
     pub(super) fn send_pong(&mut self, id: ConnId, payload: &[u8]) {
-        let pong = PreparedFrame::new(OpCode::Pong, payload).into_bytes();
-        let mut status = self.push_pong(id, pong.clone());
-        if status == SendStatus::Full {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let mut queued = conn.session.queue_pong(payload);
+        if let PongQueued::Full(pong) = queued {
             self.flush(id);
-            status = self.push_pong(id, pong);
+            queued = match self.conn_mut(id) {
+                Some(conn) => conn.session.retry_pong(pong),
+                None => PongQueued::NotOpen,
+            };
         }
-        match status {
-            SendStatus::Queued => self.mark_dirty(id),
-            SendStatus::Closed => {}
-            SendStatus::Full => self.close_ping_flood(id),
-        }
-    }
-
-    fn push_pong(&mut self, id: ConnId, pong: Bytes) -> SendStatus {
-        match self.conn_mut(id) {
-            Some(conn) => conn.outbox.push_pong(pong),
-            None => SendStatus::Closed,
+        match queued {
+            PongQueued::Queued => self.mark_dirty(id),
+            PongQueued::NotOpen => {}
+            PongQueued::Full(_) => self.close_ping_flood(id),
         }
     }
 
@@ -195,34 +195,24 @@ impl EventLoop {
         );
         if let Some(conn) = self.conn_mut(id) {
             conn.set_close_reason(CloseReason::PingFlood);
-            // Nothing more is processed from a peer that floods: no reply is awaited.
-            conn.close_received = true;
         }
-        self.start_close(
-            id,
-            Some(code::POLICY),
-            "too many pings",
-            CloseHow::AfterQueued,
-        );
+        // Nothing more is processed from a peer that floods: no reply is awaited.
+        let close = (Some(code::POLICY), "too many pings");
+        self.start_close_awaiting(id, close, CloseHow::AfterQueued, PeerClose::NotAwaited);
     }
 
-    /// The peer's close frame (RFC 6455 §5.5.1): echo it unless we already sent ours, then close
-    /// TCP once it is written (the server closes TCP first, §7.1.1).
+    /// The peer's close frame (RFC 6455 §5.5.1): echoed unless we already sent ours, then TCP
+    /// closes once ours is written (the server closes TCP first, §7.1.1).
     pub(super) fn on_close_frame(&mut self, id: ConnId, frame: Option<CloseFrame<'_>>) {
         let received = frame.map_or(code::NO_STATUS, |f| f.code);
         self.metrics.close_received(received);
+        let (now_ns, t) = (self.now_ns, self.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        conn.close_received = true;
-        conn.set_close_reason(CloseReason::ClientClose);
-        if conn.phase == Phase::Open {
-            // §5.5.1: echo the status code received; none received → send none.
-            let echo = frame.map(|f| f.code);
-            self.start_close(id, echo, "", CloseHow::DiscardQueued);
-        } else {
-            self.mark_dirty(id);
-        }
+        let started = conn.session.on_close_frame(now_ns, frame, &t);
+        self.mark_dirty(id);
+        self.close_started(id, started);
     }
 
     /// A framing violation: close with the rule's code (1002, 1007 or 1009) and drop TCP once
@@ -232,17 +222,12 @@ impl EventLoop {
     pub(super) fn on_protocol_error(&mut self, id: ConnId, e: ProtocolError) {
         self.metrics.protocol_error(e.kind());
         self.warn_refused(e.kind(), "RFC 6455 violation, closing");
-        let reason = match e {
-            ProtocolError::InvalidUtf8 => CloseReason::InvalidUtf8,
-            ProtocolError::MessageTooBig => CloseReason::MessageTooBig,
-            _ => CloseReason::ProtocolError,
+        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let Some(conn) = self.conn_mut(id) else {
+            return;
         };
-        if let Some(conn) = self.conn_mut(id) {
-            conn.set_close_reason(reason);
-            // No reply is awaited after a failure.
-            conn.close_received = true;
-        }
-        self.start_close(id, Some(e.close_code()), "", CloseHow::AfterQueued);
+        let started = conn.session.fail(now_ns, &e, &t);
+        self.close_started(id, started);
     }
 
     /// Outbox over budget under the `close` policy (or replies not read): 4100.
@@ -259,8 +244,8 @@ impl EventLoop {
         );
     }
 
-    /// Queues our close frame and enters CLOSING (or finishes it when the peer's close was
-    /// already received). `code: None` sends an empty close payload.
+    /// Queues our close frame and enters CLOSING, awaiting the peer's answer. `code: None`
+    /// sends an empty close payload.
     pub(super) fn start_close(
         &mut self,
         id: ConnId,
@@ -268,46 +253,23 @@ impl EventLoop {
         reason: &str,
         how: CloseHow,
     ) {
-        let close_timeout_ns = self.config.close_timeout.as_nanos() as u64;
-        let now_ns = self.now_ns;
+        self.start_close_awaiting(id, (code, reason), how, PeerClose::Awaited);
+    }
+
+    fn start_close_awaiting(
+        &mut self,
+        id: ConnId,
+        close: (Option<u16>, &str),
+        how: CloseHow,
+        peer: PeerClose,
+    ) {
+        let (now_ns, t) = (self.now_ns, self.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if conn.outbox.is_closing() || !matches!(conn.phase, Phase::Open | Phase::Closing) {
-            return;
-        }
-        let mut payload = Vec::with_capacity(2 + reason.len());
-        if let Some(code) = code {
-            crate::proto::close::encode_close_payload(&mut payload, code, reason);
-        }
-        let frame = PreparedFrame::new(OpCode::Close, &payload).into_bytes();
-        let dropped = match how {
-            CloseHow::DiscardQueued => conn.outbox.close_now(frame),
-            CloseHow::AfterQueued => {
-                conn.outbox.close_after_queued(frame);
-                0
-            }
-        };
-        conn.phase = Phase::Closing;
-        conn.liveness.close_deadline_ns = now_ns + close_timeout_ns;
-        if dropped > 0 {
-            self.metrics.add(Counter::DropNotOpen, dropped as u64);
-        }
-        if let Some(code) = code {
-            self.metrics.close_sent(code);
-        }
-        self.mark_dirty(id);
-        self.rearm(id);
+        let started = conn.session.start_close(now_ns, close, how, peer, &t);
+        self.close_started(id, started);
     }
-}
-
-/// What happens to queued frames when a close starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CloseHow {
-    /// Drop queued deliveries and replies: the connection failed or the peer is leaving.
-    DiscardQueued,
-    /// Write everything queued first (graceful shutdown).
-    AfterQueued,
 }
 
 /// A publish as read from the client, borrowed from the receive buffer.

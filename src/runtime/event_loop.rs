@@ -29,7 +29,7 @@ use crate::conn_id::{ConnId, LoopId};
 use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot, TopChannels};
 use crate::pubsub::snapshot::SnapshotLimits;
 use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig, SnapshotConfig};
-use crate::runtime::conn::{Conn, Phase};
+use crate::runtime::conn::Conn;
 use crate::runtime::mesh::Mesh;
 use crate::runtime::Shared;
 use crate::timer::TimerWheel;
@@ -99,6 +99,8 @@ pub struct EventLoop {
     /// turn when a reload published a new one (one atomic load per turn otherwise).
     pub(super) config: Arc<crate::config::Config>,
     pub(super) config_generation: u64,
+    /// The sessions' timeouts, from `config`.
+    pub(super) timeouts: crate::session::Timeouts,
     pub(super) now_ns: u64,
     pub(super) next_snapshot_ns: u64,
     pub(super) shutdown: Option<super::shutdown::Drain>,
@@ -228,6 +230,7 @@ impl EventLoop {
             ip_buckets: crate::hash::FxHashMap::default(),
             config: Arc::new(shared.config.clone()),
             config_generation: 0,
+            timeouts: super::liveness::timeouts(&shared.config),
             shared,
             now_ns,
             next_snapshot_ns: now_ns,
@@ -276,6 +279,7 @@ impl EventLoop {
         if config.connect_rate_per_ip_per_s != self.config.connect_rate_per_ip_per_s {
             self.ip_buckets.clear();
         }
+        self.timeouts = super::liveness::timeouts(&config);
         self.config = config;
         self.config_generation = generation;
     }
@@ -397,8 +401,7 @@ impl EventLoop {
     /// Notes that `id` reached `Phase::Closed`; it is reaped at the end of the turn.
     pub(super) fn mark_closed(&mut self, id: ConnId) {
         if let Some(conn) = self.conn_mut(id) {
-            if conn.phase != Phase::Closed {
-                conn.phase = Phase::Closed;
+            if conn.session.mark_closed() {
                 self.closed.push(id);
             }
         }
@@ -423,7 +426,7 @@ impl EventLoop {
             outbox_bytes: self
                 .conns
                 .iter()
-                .map(|c| c.outbox.queued_bytes() as u64)
+                .map(|c| c.session.outbox.queued_bytes() as u64)
                 .sum(),
             mesh_inbox_depth: self.mesh.inbox_depth() as u64,
         };

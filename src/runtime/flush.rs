@@ -52,7 +52,10 @@ impl EventLoop {
             return;
         };
         conn.dirty = false;
-        if matches!(conn.phase, Phase::Closed | Phase::Lingering) {
+        if matches!(
+            conn.session.phase(),
+            Phase::Closed | Phase::Lingering { .. }
+        ) {
             return;
         }
         let timed = self.config.latency_metrics;
@@ -112,16 +115,10 @@ impl EventLoop {
         if conn.subscriptions.is_empty() {
             // Nothing will be delivered to it: don't keep queue capacity around (100k idle
             // connections must stay cheap). Subscribers release theirs when they go silent.
-            conn.outbox.release_idle();
+            conn.session.outbox.release_idle();
         }
-        let done = match conn.phase {
-            Phase::Responding => true,
-            // RFC 6455 §7.1.1: once both close frames were exchanged the server closes TCP
-            // first. After a failure (`close_received` set by us) nothing is awaited.
-            Phase::Closing => conn.outbox.close_written() && conn.close_received,
-            _ => false,
-        };
-        if done {
+        // RFC 6455 §7.1.1: once both close frames were exchanged the server closes TCP first.
+        if conn.session.finished_writing() {
             self.linger(id);
         }
     }
@@ -129,19 +126,18 @@ impl EventLoop {
     /// Shuts our write side and waits (bounded by the close timeout) for the peer's FIN, so that
     /// unread input does not make the kernel reset the connection and discard what we sent.
     pub(super) fn linger(&mut self, id: ConnId) {
-        let close_timeout_ns = self.config.close_timeout.as_nanos() as u64;
-        let now_ns = self.now_ns;
+        let (now_ns, t) = (self.now_ns, self.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if !conn.peer_fin {
+        let peer_fin = conn.session.peer_input_ended();
+        if !peer_fin {
             Self::send_close_notify(conn);
         }
-        if conn.peer_fin || conn.stream.shutdown(Shutdown::Write).is_err() {
+        if peer_fin || conn.stream.shutdown(Shutdown::Write).is_err() {
             return self.mark_closed(id);
         }
-        conn.phase = Phase::Lingering;
-        conn.liveness.close_deadline_ns = now_ns + close_timeout_ns;
+        conn.session.linger(now_ns, &t);
         self.rearm(id);
     }
 }
@@ -152,9 +148,9 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> Writ
     if conn.tls.is_some() {
         return write_outbox_tls(conn, metrics, timed);
     }
-    while !conn.outbox.is_empty() {
+    while !conn.session.outbox.is_empty() {
         let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
-        let n = conn.outbox.io_slices(&mut slices);
+        let n = conn.session.outbox.io_slices(&mut slices);
         let gathered: usize = slices[..n].iter().map(|s| s.len()).sum();
         let written = match send_slices(&conn.stream, &slices[..n]) {
             Ok(0) => return WriteOutcome::Failed,
@@ -166,7 +162,13 @@ fn write_outbox(conn: &mut Conn, metrics: &mut LoopMetrics, timed: bool) -> Writ
         let written_at_ns = if timed { Clock::now_ns() } else { 0 };
         metrics.inc(Counter::SocketWrites);
         metrics.add(Counter::SentBytes, written as u64);
-        account_written(&mut conn.outbox, written, metrics, timed, written_at_ns);
+        account_written(
+            &mut conn.session.outbox,
+            written,
+            metrics,
+            timed,
+            written_at_ns,
+        );
         if written < gathered {
             return WriteOutcome::Blocked;
         }

@@ -15,7 +15,7 @@ use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
 use crate::proto::{Decode, HandshakeError};
 use crate::runtime::authn::UpgradeAuth;
-use crate::runtime::conn::{Admission, CloseReason, Endpoint, Phase};
+use crate::runtime::conn::{Admission, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
 use crate::web::{self, Asset};
 
@@ -52,7 +52,10 @@ impl EventLoop {
 
     /// Parses the buffered request head and acts once it is complete.
     fn parse_head(&mut self, id: ConnId) {
-        let Some(conn) = self.conn_mut(id).filter(|c| c.phase == Phase::Handshaking) else {
+        let Some(conn) = self
+            .conn_mut(id)
+            .filter(|c| matches!(c.session.phase(), Phase::Handshaking { .. }))
+        else {
             return;
         };
         let head_buf = std::mem::take(&mut conn.head);
@@ -79,7 +82,7 @@ impl EventLoop {
     /// Acts on a complete request head. Returns true when the connection is now a WebSocket.
     fn route(&mut self, id: ConnId, head: &RequestHead<'_>) -> bool {
         let endpoint = match self.conn_mut(id) {
-            Some(c) => c.endpoint,
+            Some(c) => c.session.endpoint,
             None => return false,
         };
         match self.classify(endpoint, head) {
@@ -155,14 +158,11 @@ impl EventLoop {
             return false;
         };
         if deflate.is_some() {
-            conn.decoder.allow_compressed();
+            conn.session.decoder.allow_compressed();
         }
         conn.deflate = deflate;
-        conn.phase = Phase::Open;
-        conn.endpoint = endpoint;
         conn.upgraded = true;
-        conn.liveness.handshake_deadline_ns = 0;
-        conn.outbox.push_first(Bytes::from(response));
+        conn.session.upgrade(endpoint, Bytes::from(response));
         self.websockets_open += 1;
         self.metrics.inc(Counter::HandshakesCompleted);
         if endpoint == Endpoint::Relay {
@@ -185,7 +185,9 @@ impl EventLoop {
         let id_string = conn.id_string(loop_id);
         let addr = conn.peer_ip.to_string();
         frame.append_with(|out| encode::encode_connected(out, &id_string, &addr));
-        conn.outbox.push_control(frame.finish().into_bytes());
+        conn.session
+            .outbox
+            .push_control(frame.finish().into_bytes());
     }
 
     /// Frames that arrived in the same read as the end of the request head.
@@ -283,12 +285,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        conn.phase = Phase::Responding;
-        conn.set_close_reason(CloseReason::HttpDone);
-        conn.liveness.handshake_deadline_ns = 0;
-        // The response is the last thing written, whatever its size (a large /metrics page
-        // must not be refused by the control budget meant for WebSocket replies).
-        conn.outbox.close_after_queued(Bytes::from(response));
+        conn.session.respond(Bytes::from(response));
         self.mark_dirty(id);
     }
 }

@@ -403,7 +403,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        match conn.outbox.push_data_n(bytes, 0, frames) {
+        match conn.session.outbox.push_data_n(bytes, 0, frames) {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => self.metrics.inc(Counter::DropNotOpen),
             SendStatus::Full => self.close_slow_consumer(id),

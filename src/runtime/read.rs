@@ -15,6 +15,7 @@ use crate::proto::decoder::{Decoder, DecoderLimits, Event, Feed, Role};
 use crate::proto::frame::OpCode;
 use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, READ_BYTES_PER_TURN_MAX};
+use crate::session::AfterEof;
 
 /// What one `read` call gave.
 pub(super) enum ReadOutcome {
@@ -52,10 +53,7 @@ impl EventLoop {
     fn read_until(&mut self, id: ConnId, to_end: bool) {
         let mut budget = READ_BYTES_PER_TURN_MAX;
         loop {
-            if !self
-                .conn_mut(id)
-                .is_some_and(|c| reads_allowed(c.phase, c.peer_fin))
-            {
+            if !self.conn_mut(id).is_some_and(|c| c.session.reads_allowed()) {
                 return;
             }
             match self.read_once(id) {
@@ -96,7 +94,7 @@ impl EventLoop {
             return match conn.stream.read(&mut self.recv_buf) {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => {
-                    conn.liveness.last_rx_ns = self.now_ns;
+                    conn.session.on_bytes_received(self.now_ns);
                     self.metrics.inc(Counter::SocketReads);
                     self.metrics.add(Counter::ReceivedBytes, n as u64);
                     ReadOutcome::Bytes(n)
@@ -110,14 +108,14 @@ impl EventLoop {
 
     /// Hands `recv_buf[..n]` to the connection's current phase.
     fn on_bytes(&mut self, id: ConnId, n: usize) {
-        let Some(phase) = self.conn_mut(id).map(|c| c.phase) else {
+        let Some(phase) = self.conn_mut(id).map(|c| c.session.phase()) else {
             return;
         };
         match phase {
-            Phase::Handshaking => self.on_handshake_bytes(id, n),
-            Phase::Open | Phase::Closing => self.decode(id, 0, n),
+            Phase::Handshaking { .. } => self.on_handshake_bytes(id, n),
+            Phase::Open | Phase::Closing { .. } => self.decode(id, 0, n),
             // Bytes after our response or close are read only to reach the peer's FIN.
-            Phase::Responding | Phase::Lingering | Phase::Closed => {}
+            Phase::Responding { .. } | Phase::Lingering { .. } | Phase::Closed => {}
         }
     }
 
@@ -130,7 +128,10 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let mut decoder = std::mem::replace(&mut conn.decoder, Decoder::new(Role::Server, limits));
+        let mut decoder = std::mem::replace(
+            &mut conn.session.decoder,
+            Decoder::new(Role::Server, limits),
+        );
         let mut buf = std::mem::take(&mut self.recv_buf);
         let result = match buf.get_mut(from..to) {
             Some(input) => decoder.feed(input, &mut |event: Event<'_>| self.on_event(id, event)),
@@ -138,7 +139,7 @@ impl EventLoop {
         };
         self.recv_buf = buf;
         if let Some(conn) = self.conn_mut(id) {
-            conn.decoder = decoder;
+            conn.session.decoder = decoder;
         }
         // The publishes of this input are numbered and fanned out as runs, now.
         self.flush_publishes();
@@ -152,7 +153,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return ControlFlow::Break(());
         };
-        let (open, endpoint) = (conn.phase == Phase::Open, conn.endpoint);
+        let (open, endpoint) = (conn.session.is_open(), conn.session.endpoint);
         match event {
             // RFC 6455 §5.5.1: after sending a close frame, data is no longer processed.
             Event::Text(_)
@@ -205,7 +206,7 @@ impl EventLoop {
 
     /// A data message that arrived compressed, once inflated (permessage-deflate).
     pub(super) fn on_data_message(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
-        let endpoint = self.conn_mut(id).map(|c| c.endpoint);
+        let endpoint = self.conn_mut(id).map(|c| c.session.endpoint);
         let binary = opcode == OpCode::Binary;
         self.metrics.inc(match binary {
             true => Counter::FramesReceivedBinary,
@@ -224,14 +225,9 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        conn.peer_fin = true;
-        match conn.phase {
-            Phase::Responding => return,
-            Phase::Open | Phase::Handshaking => conn.set_close_reason(CloseReason::PeerReset),
-            Phase::Closing if !conn.close_received => conn.set_close_reason(CloseReason::PeerReset),
-            _ => {}
+        if conn.session.on_eof() == AfterEof::Close {
+            self.mark_closed(id);
         }
-        self.mark_closed(id);
     }
 
     fn on_io_error(&mut self, id: ConnId) {
@@ -240,9 +236,4 @@ impl EventLoop {
         }
         self.mark_closed(id);
     }
-}
-
-/// Phases in which the socket is still read.
-fn reads_allowed(phase: Phase, peer_fin: bool) -> bool {
-    phase != Phase::Closed && !peer_fin
 }

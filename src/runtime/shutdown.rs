@@ -72,9 +72,9 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        match conn.phase {
+        match conn.session.phase() {
             Phase::Open if drain_ns > 0 => {
-                conn.liveness.drain_at_ns = at_ns.max(1);
+                conn.session.drain_at(at_ns);
                 self.rearm(id);
             }
             Phase::Open => {
@@ -86,7 +86,7 @@ impl EventLoop {
                     CloseHow::AfterQueued,
                 );
             }
-            Phase::Handshaking => {
+            Phase::Handshaking { .. } => {
                 conn.set_close_reason(CloseReason::Shutdown);
                 self.mark_closed(id);
             }
@@ -132,7 +132,7 @@ impl EventLoop {
             if conn.admission == Admission::Counted {
                 self.release_ip(conn.peer_ip);
             }
-            let reason = conn.close_reason.unwrap_or(CloseReason::IoError);
+            let reason = conn.session.close_reason().unwrap_or(CloseReason::IoError);
             self.metrics.inc(reason.counter());
             self.shared.conns_open.fetch_sub(1, Ordering::Relaxed);
             if let Some(d) = self.shutdown.as_mut() {

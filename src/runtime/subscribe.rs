@@ -164,7 +164,7 @@ impl EventLoop {
             return;
         };
         for frame in frames {
-            conn.outbox.push_replay(frame.into_bytes());
+            conn.session.outbox.push_replay(frame.into_bytes());
         }
         self.mark_dirty(id);
     }

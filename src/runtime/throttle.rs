@@ -271,7 +271,11 @@ fn send_news(ch: &mut ThrottledChannel, conn: &mut Conn, me: LoopId) -> (u64, bo
     let mut queued = 0;
     for slot in ch.latest.after(sub.sent_upto) {
         if slot.origin != Some(own) {
-            match conn.outbox.push_data(slot.frame.clone(), slot.read_at_ns) {
+            match conn
+                .session
+                .outbox
+                .push_data(slot.frame.clone(), slot.read_at_ns)
+            {
                 SendStatus::Queued => queued += 1,
                 SendStatus::Full | SendStatus::Closed => return (queued, true),
             }

@@ -234,7 +234,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
-            let fits = conn.outbox.data_fits(batch.bytes.len());
+            let fits = conn.session.outbox.data_fits(batch.bytes.len());
             if fits
                 && conn.gaps_pending
                 && queue_gap_notice(conn, channel, batch.binary) == SendStatus::Full
@@ -242,9 +242,11 @@ impl EventLoop {
                 overflowed.push((cid, range, Overflow::Control));
                 continue;
             }
-            let status =
-                conn.outbox
-                    .push_data_n(batch.bytes.clone(), batch.read_at_ns, batch.frames);
+            let status = conn.session.outbox.push_data_n(
+                batch.bytes.clone(),
+                batch.read_at_ns,
+                batch.frames,
+            );
             match status {
                 SendStatus::Queued => {
                     delivered += batch.messages();

@@ -111,7 +111,7 @@ impl EventLoop {
         }
         let wants_write = tls.wants_write();
         if matches!(result, Ok(ReadOutcome::Bytes(_) | ReadOutcome::More(_))) {
-            conn.liveness.last_rx_ns = self.now_ns;
+            conn.session.on_bytes_received(self.now_ns);
         }
         if wants_write {
             self.mark_dirty(id);
@@ -153,7 +153,6 @@ impl EventLoop {
                 if let Some(mut tls) = conn.tls.take() {
                     let _ = tls.session.write_tls(&mut SocketWriter(&conn.stream));
                 }
-                conn.liveness.handshake_deadline_ns = 0;
                 self.linger(id);
             }
         }
@@ -262,9 +261,10 @@ pub(super) fn write_outbox_tls(
     let Conn {
         tls,
         stream,
-        outbox,
+        session,
         ..
     } = conn;
+    let outbox = &mut session.outbox;
     let Some(tls) = tls.as_mut() else {
         return WriteOutcome::Failed;
     };
