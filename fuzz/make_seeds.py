@@ -177,6 +177,30 @@ def proxy_header_seeds():
     write("proxy_header", "missing", req)
 
 
+def session_seeds():
+    """`session`: operations [op][arg][arg bytes], see fuzz/session_checks.rs."""
+    def masked(first, payload):
+        body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+        return bytes([first, 0x80 | len(payload)]) + MASK + body
+
+    def client(frame):
+        return bytes([1, len(frame)]) + frame
+
+    upgrade, write_all = b"\x00\x00", b"\x04\xff"
+    close_1000 = masked(0x88, struct.pack(">H", 1000))
+    write("session", "handshake_timeout", b"\x02\x3c")
+    write("session", "heartbeat_then_terminate", upgrade + b"\x02\x64" + write_all + b"\x02\x1e")
+    write("session", "heartbeat_answered", upgrade + b"\x02\x64" + client(masked(0x8a, b"")) + b"\x02\x64")
+    write("session", "echo_then_close", upgrade + client(masked(0x81, b"hi")) + write_all
+          + client(close_1000) + write_all + b"\x02\x1e")
+    write("session", "pings_in_one_read", upgrade + client(masked(0x89, b"a") * 8) + b"\x04\x01" + write_all)
+    write("session", "reserved_bit", upgrade + client(masked(0x81, b"ok") + masked(0xc1, b"x")) + write_all)
+    write("session", "drain", upgrade + b"\x03\x05hello\x07\x05\x02\x0a" + write_all + b"\x02\x1e")
+    write("session", "auth_deadline", upgrade + b"\x08\x05\x02\x0a" + write_all + b"\x02\x1e")
+    write("session", "close_then_eof", upgrade + b"\x06\x00" + write_all + b"\x05\x00")
+    write("session", "idle", upgrade + client(masked(0x81, b"x")) + (b"\x02\x50" + client(masked(0x8a, b""))) * 6)
+
+
 if __name__ == "__main__":
     handshake_seeds()
     decoder_seeds("decoder_server", masked=True)
@@ -184,3 +208,4 @@ if __name__ == "__main__":
     command_json_seeds()
     command_binary_seeds()
     proxy_header_seeds()
+    session_seeds()

@@ -7,6 +7,8 @@
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
+#[path = "../fuzz/session_checks.rs"]
+mod session_checks;
 
 use std::path::{Path, PathBuf};
 
@@ -148,4 +150,9 @@ fn decoder_oracle_sees_events() {
         (vec![checks::OwnedEvent::Text(b"Hello".to_vec())], None)
     );
     assert_eq!(bytewise, whole);
+}
+
+#[test]
+fn session_corpus_holds_its_properties() {
+    replay("session", session_checks::check_session);
 }
