@@ -22,8 +22,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use wsrelay::proto::{Decoder, DecoderLimits, Event, OpCode, Role};
 use wsrelay::session::{
-    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, Session, SessionLimits, Timeout,
-    Timeouts,
+    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, Session, SessionLimits, Timeout, Timeouts,
 };
 
 const MS: u64 = 1_000_000;
@@ -84,7 +83,9 @@ impl Harness {
             5 => self.eof(),
             6 => self.close_gracefully(),
             7 => self.session.drain_at(self.now_ns + u64::from(arg) * MS),
-            _ => self.session.set_auth_deadline(self.now_ns + u64::from(arg) * MS),
+            _ => self
+                .session
+                .set_auth_deadline(self.now_ns + u64::from(arg) * MS),
         }
     }
 
@@ -107,7 +108,12 @@ impl Harness {
         let mut input = bytes.to_vec();
         let mut decoder = std::mem::replace(
             &mut self.session.decoder,
-            Decoder::new(Role::Server, DecoderLimits { message_bytes_max: 0 }),
+            Decoder::new(
+                Role::Server,
+                DecoderLimits {
+                    message_bytes_max: 0,
+                },
+            ),
         );
         let result = decoder.feed(&mut input, |event| self.on_event(event));
         self.session.decoder = decoder;
@@ -130,8 +136,13 @@ impl Harness {
                     if let PongQueued::Full(_) = self.session.retry_pong(pong) {
                         let close = (Some(1008), "too many pings");
                         let how = CloseHow::AfterQueued;
-                        self.session
-                            .start_close(self.now_ns, close, how, PeerClose::NotAwaited, &TIMEOUTS);
+                        self.session.start_close(
+                            self.now_ns,
+                            close,
+                            how,
+                            PeerClose::NotAwaited,
+                            &TIMEOUTS,
+                        );
                     }
                 }
             }
@@ -150,7 +161,9 @@ impl Harness {
     /// A delivery of `bytes` as one text frame (refused when closing or over budget).
     fn deliver(&mut self, bytes: &[u8]) {
         let frame = wsrelay::proto::frame::PreparedFrame::new(OpCode::Binary, bytes);
-        self.session.outbox.push_data(frame.into_bytes(), self.now_ns);
+        self.session
+            .outbox
+            .push_data(frame.into_bytes(), self.now_ns);
     }
 
     /// The socket takes up to `max` bytes; then the drained-outbox rules apply.
@@ -203,13 +216,22 @@ impl Harness {
                 Timeout::AuthDeadline => {
                     let close = (Some(4008), "authentication timeout");
                     let how = CloseHow::DiscardQueued;
-                    self.session
-                        .start_close(self.now_ns, close, how, PeerClose::Awaited, &TIMEOUTS);
+                    self.session.start_close(
+                        self.now_ns,
+                        close,
+                        how,
+                        PeerClose::Awaited,
+                        &TIMEOUTS,
+                    );
                 }
                 _ => {}
             }
             if let Some(next) = self.session.next_deadline(&TIMEOUTS) {
-                assert!(next > self.now_ns, "deadline {next} not after now {}", self.now_ns);
+                assert!(
+                    next > self.now_ns,
+                    "deadline {next} not after now {}",
+                    self.now_ns
+                );
             }
         }
     }
@@ -234,7 +256,12 @@ fn check_wire(wire: &[u8]) {
             return;
         }
     };
-    let mut decoder = Decoder::new(Role::Client, DecoderLimits { message_bytes_max: 1 << 20 });
+    let mut decoder = Decoder::new(
+        Role::Client,
+        DecoderLimits {
+            message_bytes_max: 1 << 20,
+        },
+    );
     let mut input = frames.to_vec();
     let mut closed = false;
     let result = decoder.feed(&mut input, |event| {
@@ -242,5 +269,8 @@ fn check_wire(wire: &[u8]) {
         closed = matches!(event, Event::Close(_));
         ControlFlow::Continue(())
     });
-    assert!(result.is_ok(), "our output is not valid RFC 6455: {result:?}");
+    assert!(
+        result.is_ok(),
+        "our output is not valid RFC 6455: {result:?}"
+    );
 }

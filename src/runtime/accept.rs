@@ -45,22 +45,22 @@ impl EventLoop {
                 Ok((stream, addr)) => return Some((stream, addr.ip().to_canonical())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_guard.on_backlog_empty();
+                    self.net.accept_guard.on_backlog_empty();
                     return None;
                 }
                 Err(e) => {
                     let failure = AcceptFailure::of(&e);
                     self.metrics.inc(failure.counter());
                     self.warn_refused("accept_failed", &format!("accept failed: {e}"));
-                    if failure.is_descriptor_limit() && self.accept_guard.release_reserve() {
+                    if failure.is_descriptor_limit() && self.net.accept_guard.release_reserve() {
                         // One descriptor is free now: answer one waiting client and go on.
                         // (At the limit `accept` fails even on an empty backlog: stop there.)
                         let shed = self.shed_one(metrics);
-                        self.accept_guard.restore_reserve();
+                        self.net.accept_guard.restore_reserve();
                         match shed {
                             Shed::Answered => continue,
                             Shed::BacklogEmpty => {
-                                self.accept_guard.on_backlog_empty();
+                                self.net.accept_guard.on_backlog_empty();
                                 return None;
                             }
                             Shed::Failed => {}
@@ -68,7 +68,7 @@ impl EventLoop {
                     }
                     // The connection stays in the backlog, and edge-triggered readiness will not
                     // report it again: try again from the poll timeout.
-                    self.accept_guard.schedule_retry(self.now_ns);
+                    self.net.accept_guard.schedule_retry(self.now_ns);
                     return None;
                 }
             }
@@ -77,8 +77,8 @@ impl EventLoop {
 
     fn listener_of(&self, metrics: bool) -> Option<&mio::net::TcpListener> {
         match metrics {
-            true => self.metrics_listener.as_ref(),
-            false => self.listener.as_ref(),
+            true => self.net.metrics_listener.as_ref(),
+            false => self.net.listener.as_ref(),
         }
     }
 
@@ -98,7 +98,7 @@ impl EventLoop {
         // discard the answer; then answer and close. Best effort: the socket is new and empty.
         let mut request = [0u8; 1024];
         let _ = (&stream).read(&mut request);
-        let _ = (&stream).write_all(self.accept_guard.response());
+        let _ = (&stream).write_all(self.net.accept_guard.response());
         let _ = stream.shutdown(std::net::Shutdown::Write);
         self.metrics.inc(Counter::HandshakeRejected503);
         self.metrics.inc(Counter::ClosedDescriptorLimit);
@@ -107,7 +107,7 @@ impl EventLoop {
 
     /// Tries the listeners again after an accept failure, once the retry delay has passed.
     pub(super) fn retry_accept_if_due(&mut self) {
-        if self.accept_guard.take_due(self.now_ns) {
+        if self.net.accept_guard.take_due(self.now_ns) {
             self.accept_relay();
             self.accept_metrics();
         }
@@ -125,6 +125,7 @@ impl EventLoop {
         let id = self.conns.next_id()?;
         let token = Token(id.to_token_value());
         if let Err(e) = self
+            .net
             .poll
             .registry()
             .register(&mut stream, token, Interest::READABLE)
@@ -132,19 +133,19 @@ impl EventLoop {
             tracing::warn!(loop_id = self.id, error = %e, "register failed");
             return None;
         }
-        let tls = match (&self.config.tls, endpoint) {
+        let tls = match (&self.env.config.tls, endpoint) {
             // The metrics listener (`--metrics-bind`) stays plain HTTP.
             (Some(tls), Endpoint::Relay) => match TlsConn::new(tls.config()) {
                 Ok(session) => Some(session),
                 Err(e) => {
                     tracing::warn!(loop_id = self.id, error = %e, "TLS session refused");
-                    let _ = self.poll.registry().deregister(&mut stream);
+                    let _ = self.net.poll.registry().deregister(&mut stream);
                     return None;
                 }
             },
             _ => None,
         };
-        let cfg = &self.config;
+        let cfg = &self.env.config;
         let limits = SessionLimits {
             message_bytes_max: cfg.message_bytes_max,
             outbox_bytes_max: cfg.outbox_bytes_max,
@@ -154,7 +155,7 @@ impl EventLoop {
             stream,
             tls,
             id,
-            session: Session::new(self.now_ns, endpoint, limits, &self.timeouts),
+            session: Session::new(self.now_ns, endpoint, limits, &self.env.timeouts),
             head: Vec::new(),
             name: None,
             subscriptions: Vec::new(),
@@ -174,7 +175,7 @@ impl EventLoop {
             rate_warned: false,
             deflate: None,
         });
-        self.shared.conns_open.fetch_add(1, Ordering::Relaxed);
+        self.env.shared.conns_open.fetch_add(1, Ordering::Relaxed);
         self.metrics.inc(Counter::ConnectionsAccepted);
         self.rearm(id);
         Some(id)

@@ -65,23 +65,24 @@ impl EventLoop {
 
     fn check_rates(&mut self, ip: IpAddr) -> Option<Refusal> {
         let now_ns = self.now_ns;
-        if !self.connect_bucket.try_take(now_ns) {
-            let retry_after_s = self.connect_bucket.retry_after_s();
+        if !self.net.connect_bucket.try_take(now_ns) {
+            let retry_after_s = self.net.connect_bucket.retry_after_s();
             return Some(Refusal::RateLimited { retry_after_s });
         }
-        let per_ip_rate = self.per_loop_share(self.config.connect_rate_per_ip_per_s);
+        let per_ip_rate = self.per_loop_share(self.env.config.connect_rate_per_ip_per_s);
         if per_ip_rate == 0 {
             return None;
         }
-        let buckets_max = self.config.ip_buckets_max;
-        if self.ip_buckets.len() >= buckets_max && !self.ip_buckets.contains_key(&ip) {
-            self.ip_buckets.retain(|_, b| !b.is_full(now_ns));
+        let buckets_max = self.env.config.ip_buckets_max;
+        if self.net.ip_buckets.len() >= buckets_max && !self.net.ip_buckets.contains_key(&ip) {
+            self.net.ip_buckets.retain(|_, b| !b.is_full(now_ns));
         }
-        if self.ip_buckets.len() >= buckets_max && !self.ip_buckets.contains_key(&ip) {
+        if self.net.ip_buckets.len() >= buckets_max && !self.net.ip_buckets.contains_key(&ip) {
             // Table full of active sources: treat the newcomer as over its rate.
             return Some(Refusal::RateLimited { retry_after_s: 1 });
         }
         let bucket = self
+            .net
             .ip_buckets
             .entry(ip)
             .or_insert_with(|| TokenBucket::new(per_ip_rate, per_ip_rate, now_ns));
@@ -96,15 +97,15 @@ impl EventLoop {
     /// The open-connection limits. `Ok(true)` when `ip` was counted in the per-IP map (then it
     /// must be released exactly once: `release_ip` when the connection is reaped).
     fn check_counts(&mut self, ip: IpAddr) -> Result<bool, Refusal> {
-        let cfg = &self.config;
-        if self.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
+        let cfg = &self.env.config;
+        if self.env.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
             return Err(Refusal::Full);
         }
         let per_ip_max = cfg.connections_per_ip_max;
         if per_ip_max == 0 {
             return Ok(false);
         }
-        let mut counts = match self.shared.ip_conns.lock() {
+        let mut counts = match self.env.shared.ip_conns.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -118,7 +119,7 @@ impl EventLoop {
 
     /// Releases the per-IP count of a reaped connection that was `Admission::Counted`.
     pub(super) fn release_ip(&self, ip: IpAddr) {
-        let mut counts = match self.shared.ip_conns.lock() {
+        let mut counts = match self.env.shared.ip_conns.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -175,7 +176,7 @@ impl EventLoop {
 
     /// `Origin` allow-list (RFC 6455 §10.2): true when allowed; otherwise answers 403.
     pub(super) fn check_origin(&mut self, id: ConnId, origin: Option<&str>) -> bool {
-        let allowed = &self.config.origins_allowed;
+        let allowed = &self.env.config.origins_allowed;
         if allowed.is_empty() || origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
             return true;
         }

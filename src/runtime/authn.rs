@@ -38,10 +38,10 @@ impl EventLoop {
         query: Option<&str>,
         cookie: Option<&str>,
     ) -> UpgradeAuth {
-        let Some(verifier) = self.config.auth.clone() else {
+        let Some(verifier) = self.env.config.auth.clone() else {
             return UpgradeAuth::Proceed;
         };
-        let config = &self.config;
+        let config = &self.env.config;
         let from_query = query
             .filter(|_| config.auth_query_token)
             .and_then(query_token);
@@ -51,7 +51,7 @@ impl EventLoop {
         };
         let token = from_query.or_else(from_cookie);
         let Some(token) = token else {
-            let deadline = self.now_ns + self.config.auth_timeout.as_nanos() as u64;
+            let deadline = self.now_ns + self.env.config.auth_timeout.as_nanos() as u64;
             if let Some(conn) = self.conn_mut(id) {
                 conn.auth = AuthState::Pending;
                 conn.session.set_auth_deadline(deadline);
@@ -85,7 +85,7 @@ impl EventLoop {
 
     /// `{"type":"auth","token":...}`.
     pub(super) fn on_auth(&mut self, id: ConnId, token: &str) {
-        let Some(verifier) = self.config.auth.clone() else {
+        let Some(verifier) = self.env.config.auth.clone() else {
             self.metrics.command_error("auth_not_configured");
             let msg = "Authentication is not configured on this server";
             return self.reply(id, |out| encode::encode_error(out, msg));
@@ -115,7 +115,7 @@ impl EventLoop {
 
     /// Records a verified token: `from` becomes its subject; the deadline becomes its expiry.
     fn grant(&mut self, id: ConnId, grant: crate::auth::Grant) {
-        let leeway_s = self.config.auth.as_ref().map_or(0, |v| v.leeway_s());
+        let leeway_s = self.env.config.auth.as_ref().map_or(0, |v| v.leeway_s());
         let expiry_ns = grant.expires_at_unix_s.map_or(0, |exp| {
             let left_s = (exp + leeway_s).saturating_sub(Clock::unix_now_s());
             self.now_ns + left_s.saturating_mul(1_000_000_000)

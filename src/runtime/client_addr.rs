@@ -27,7 +27,7 @@ use crate::runtime::event_loop::EventLoop;
 impl EventLoop {
     /// A relay connection was just accepted: await its PROXY header, or settle its address.
     pub(super) fn start_relay_conn(&mut self, id: ConnId) {
-        if self.config.proxy_protocol {
+        if self.env.config.proxy_protocol {
             if let Some(conn) = self.conn_mut(id) {
                 conn.admission = Admission::AwaitingProxyHeader;
             }
@@ -39,7 +39,7 @@ impl EventLoop {
     /// The address known so far is final unless it is a trusted proxy's (then the request
     /// head will name the client). Returns false when the connection was refused.
     fn settle_address(&mut self, id: ConnId) -> bool {
-        let trusted = &self.config.trusted_proxies;
+        let trusted = &self.env.config.trusted_proxies;
         let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
@@ -104,7 +104,7 @@ impl EventLoop {
     /// header names the client; then the connection limits apply. A forwarding header from any
     /// other peer is ignored (and counted). Returns false when the connection was refused.
     pub(super) fn settle_forwarded(&mut self, id: ConnId, head: &RequestHead<'_>) -> bool {
-        let cfg = Arc::clone(&self.config);
+        let cfg = Arc::clone(&self.env.config);
         let fields = match cfg.forwarded_header {
             ForwardedHeader::XForwardedFor => &head.x_forwarded_for,
             ForwardedHeader::Forwarded => &head.forwarded,

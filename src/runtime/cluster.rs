@@ -113,7 +113,7 @@ impl EventLoop {
         since: Option<(u64, Option<Arc<str>>)>,
     ) {
         let waiter = Waiter { origin, since };
-        if self.owned.has(&channel) {
+        if self.channels.owned.has(&channel) {
             return self.cluster_answer(&channel, waiter);
         }
         let me = self.id;
@@ -136,7 +136,7 @@ impl EventLoop {
     /// Answers one subscribe of a live channel: from the ring, or after a fetch from the
     /// stream when the ring does not reach back to `since`.
     fn cluster_answer(&mut self, channel: &Arc<str>, waiter: Waiter) {
-        let Some((epoch, top, oldest)) = self.owned.cluster_view(channel) else {
+        let Some((epoch, top, oldest)) = self.channels.owned.cluster_view(channel) else {
             return self.cluster_subscribe(channel.clone(), waiter.origin, waiter.since);
         };
         let Some((after, want_epoch)) = waiter.since.clone() else {
@@ -144,7 +144,7 @@ impl EventLoop {
         };
         let same_epoch = want_epoch.as_deref().is_none_or(|e| *e == *epoch);
         let ring_reaches = after >= top || oldest.is_some_and(|o| o <= after + 1);
-        let limit = self.config.history_size.max(1) as u64;
+        let limit = self.env.config.history_size.max(1) as u64;
         let stats = self.cluster.as_deref().map(|c| c.port.stats.clone());
         if !same_epoch || after > top || top - after > limit {
             stats.inspect(|s| s.inc(Stat::RecoveriesFailed));
@@ -203,9 +203,13 @@ impl EventLoop {
                     seq: from,
                     epoch: epoch.as_deref(),
                 };
-                let mut o =
-                    self.owned
-                        .subscribe(channel, origin.loop_id, Some(since), self.now_ns, false);
+                let mut o = self.channels.owned.subscribe(
+                    channel,
+                    origin.loop_id,
+                    Some(since),
+                    self.now_ns,
+                    false,
+                );
                 if o.recovered == Some(true) {
                     let mut replay: Vec<PreparedFrame> =
                         fetched.into_iter().map(PreparedFrame::from_wire).collect();
@@ -218,6 +222,7 @@ impl EventLoop {
             }
             (Some(false), _) => self.not_recovered(channel, origin.loop_id),
             _ => self
+                .channels
                 .owned
                 .subscribe(channel, origin.loop_id, None, self.now_ns, false),
         };
@@ -226,6 +231,7 @@ impl EventLoop {
 
     fn not_recovered(&mut self, channel: &str, from: LoopId) -> SubscribeOutcome {
         let mut o = self
+            .channels
             .owned
             .subscribe(channel, from, None, self.now_ns, false);
         o.recovered = Some(false);
@@ -247,7 +253,7 @@ impl EventLoop {
     /// After an uninterest at the owner: with no interested loop left, the channel's state
     /// is dropped and the bridge ends its live subscription.
     pub(super) fn cluster_uninterest(&mut self, channel: &str) {
-        if self.cluster.is_none() || !self.owned.cluster_drop_if_unwatched(channel) {
+        if self.cluster.is_none() || !self.channels.owned.cluster_drop_if_unwatched(channel) {
             return;
         }
         if let Some(cluster) = self.cluster.as_deref_mut() {
@@ -326,10 +332,11 @@ impl EventLoop {
     fn on_head(&mut self, channel: Arc<str>, epoch: Arc<str>, seq: u64, frames: Vec<Bytes>) {
         let frames = frames.into_iter().map(PreparedFrame::from_wire).collect();
         let reset = self
+            .channels
             .owned
             .cluster_adopt(&channel, &epoch, seq, frames, self.now_ns);
         if reset {
-            let interest = self.owned.cluster_interest(&channel);
+            let interest = self.channels.owned.cluster_interest(&channel);
             self.announce_epoch(&channel, &epoch, seq, interest, true);
         }
         let waiters = self
@@ -347,7 +354,8 @@ impl EventLoop {
     fn on_live(&mut self, batch: Arc<crate::runtime::Batch>, epoch: Arc<str>) {
         let count = batch.frames.len() as u64;
         let Some((interest, changed, reset)) =
-            self.owned
+            self.channels
+                .owned
                 .cluster_accept(&batch.channel, &epoch, batch.first_seq, count)
         else {
             return; // Not watched here any more.
@@ -358,11 +366,12 @@ impl EventLoop {
             let before = batch.first_seq.saturating_sub(1);
             self.announce_epoch(&batch.channel, &epoch, before, interest, reset);
         }
-        if self.owned.retains() {
+        if self.channels.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
-            let evicted = self
-                .owned
-                .retain(&batch.channel, batch.first_seq, frames, self.now_ns);
+            let evicted =
+                self.channels
+                    .owned
+                    .retain(&batch.channel, batch.first_seq, frames, self.now_ns);
             self.metrics
                 .add(crate::metrics::Counter::HistoryEvicted, evicted);
         }
@@ -416,8 +425,9 @@ impl EventLoop {
 
     /// This loop's part of an epoch change: the subscribers' position and the notice.
     pub(super) fn on_epoch_reset(&mut self, channel: &str, epoch: &Arc<str>, seq: u64) {
-        self.local.reset_seq(channel, seq);
+        self.channels.local.reset_seq(channel, seq);
         let ids: Vec<ConnId> = self
+            .channels
             .local
             .subscribers(channel)
             .map(|s| s.iter().copied().collect())
@@ -444,7 +454,7 @@ impl EventLoop {
         };
         debug_assert_eq!(fetch.channel, channel);
         let stats = self.cluster.as_deref().map(|c| c.port.stats.clone());
-        if !self.owned.has(&channel) {
+        if !self.channels.owned.has(&channel) {
             // Dropped meanwhile: start over (watch, head, answer).
             let Waiter { origin, since } = fetch.waiter;
             return self.cluster_subscribe(channel, origin, since);

@@ -121,14 +121,14 @@ impl EventLoop {
         &mut self,
         head: &RequestHead<'_>,
     ) -> Result<Option<(Box<ConnDeflate>, String)>, HandshakeError> {
-        if !self.config.deflate_enabled || head.ws_extensions.is_empty() {
+        if !self.env.config.deflate_enabled || head.ws_extensions.is_empty() {
             return Ok(None);
         }
         if usize::from(head.ws_extension_fields) > FIELDS_MAX {
             return Err(HandshakeError::MalformedExtensions);
         }
-        let counter = &self.shared.deflate_contexts;
-        let max = self.config.deflate_contexts_max;
+        let counter = &self.env.shared.deflate_contexts;
+        let max = self.env.config.deflate_contexts_max;
         let policy = ServerPolicy {
             takeover_available: counter.load(Ordering::Acquire) < max,
         };
@@ -174,8 +174,8 @@ impl EventLoop {
         payload: &[u8],
         opcode: OpCode,
     ) -> std::ops::ControlFlow<()> {
-        let max = self.config.message_bytes_max;
-        let mut out = std::mem::take(&mut self.deflate.out);
+        let max = self.env.config.message_bytes_max;
+        let mut out = std::mem::take(&mut self.scratch.deflate.out);
         let result = match self
             .conns
             .get_mut(id)
@@ -185,7 +185,11 @@ impl EventLoop {
         {
             Some(inflater) => inflater.inflate(payload, max, &mut out),
             None => {
-                let inflater = self.deflate.inflater.get_or_insert_with(Default::default);
+                let inflater = self
+                    .scratch
+                    .deflate
+                    .inflater
+                    .get_or_insert_with(Default::default);
                 inflater.reset();
                 inflater.inflate(payload, max, &mut out)
             }
@@ -219,7 +223,7 @@ impl EventLoop {
         if out.capacity() > INFLATE_RETAIN_BYTES_MAX {
             out = Vec::new();
         }
-        self.deflate.out = out;
+        self.scratch.deflate.out = out;
         flow
     }
 
@@ -231,23 +235,24 @@ impl EventLoop {
         opcode: OpCode,
         payload: &[u8],
     ) -> Option<Bytes> {
-        if payload.len() < self.config.deflate_min_bytes {
+        if payload.len() < self.env.config.deflate_min_bytes {
             return None;
         }
         let conn = self.conns.get_mut(id)?;
         let agreed = conn.deflate.as_mut()?;
         let bits = agreed.params.server_window_bits();
-        let mut scratch = std::mem::take(&mut self.deflate.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch.deflate.scratch);
         let mut out = Vec::with_capacity(payload.len() / 2 + 16);
         let deflater = match agreed.own.as_mut() {
             Some(own) => &mut own.deflater,
             None => self
+                .scratch
                 .deflate
                 .deflater
                 .get_or_insert_with(|| Box::new(Deflater::new(false))),
         };
         deflate::encode_compressed_frame(deflater, opcode, payload, bits, &mut scratch, &mut out);
-        self.deflate.scratch = trimmed(scratch);
+        self.scratch.deflate.scratch = trimmed(scratch);
         self.metrics.inc(Counter::DeflateCompressedConn);
         Some(Bytes::from(out))
     }
@@ -284,12 +289,13 @@ impl EventLoop {
         batch: &crate::runtime::deliver::Batch,
         bits: u8,
     ) -> (CompressedRun, u64) {
-        let min = self.config.deflate_min_bytes;
+        let min = self.env.config.deflate_min_bytes;
         let deflater = self
+            .scratch
             .deflate
             .deflater
             .get_or_insert_with(|| Box::new(Deflater::new(false)));
-        let mut scratch = std::mem::take(&mut self.deflate.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch.deflate.scratch);
         let mut out = Vec::with_capacity(batch.bytes.len() / 2 + 16);
         let mut frames = Vec::with_capacity(batch.frames.len());
         let mut compressed = 0;
@@ -313,7 +319,7 @@ impl EventLoop {
             }
             frames.push((start as u32, (out.len() - start) as u32));
         }
-        self.deflate.scratch = trimmed(scratch);
+        self.scratch.deflate.scratch = trimmed(scratch);
         let run = CompressedRun {
             bytes: Bytes::from(out),
             frames,

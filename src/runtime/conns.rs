@@ -15,6 +15,8 @@ use crate::runtime::conn::Conn;
 pub(super) struct Conns {
     slab: Slab<Conn>,
     generation: u32,
+    /// Upgraded (WebSocket) connections not yet reaped: the `connections_open` gauge.
+    websockets_open: u64,
 }
 
 impl Conns {
@@ -62,6 +64,21 @@ impl Conns {
     /// Connections held.
     pub(super) fn len(&self) -> usize {
         self.slab.len()
+    }
+
+    /// A connection completed its upgrade.
+    pub(super) fn websocket_opened(&mut self) {
+        self.websockets_open += 1;
+    }
+
+    /// An upgraded connection was reaped.
+    pub(super) fn websocket_closed(&mut self) {
+        self.websockets_open = self.websockets_open.saturating_sub(1);
+    }
+
+    /// Upgraded connections not yet reaped.
+    pub(super) fn websockets_open(&self) -> u64 {
+        self.websockets_open
     }
 
     /// True when no connection is held.

@@ -92,23 +92,24 @@ impl EventLoop {
     pub(super) fn deliver_batch(&mut self, batch: &Batch) {
         let channel = &*batch.channel;
         if let Some(gap) = self
+            .channels
             .local
             .note_seqs(channel, batch.first_seq, batch.last_seq())
         {
             self.note_gap_for_all(channel, gap, batch.is_binary());
         }
-        if !self.throttles.is_empty() {
+        if !self.channels.throttles.is_empty() {
             self.throttle_batch(batch);
         }
         let me = self.id;
         let local_origins = self.local_origins_of(batch);
-        let policy = self.config.slow_consumer_for(channel);
-        let Some(subscribers) = self.local.subscribers(channel) else {
-            self.local_origins = local_origins;
+        let policy = self.env.config.slow_consumer_for(channel);
+        let Some(subscribers) = self.channels.local.subscribers(channel) else {
+            self.scratch.local_origins = local_origins;
             return;
         };
         let mut delivered = 0u64;
-        let mut compressed_subs = std::mem::take(&mut self.compressed_subs);
+        let mut compressed_subs = std::mem::take(&mut self.scratch.compressed_subs);
         for &cid in subscribers {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
@@ -131,31 +132,31 @@ impl EventLoop {
                     &mut Wire::Plain,
                     me,
                     conflate,
-                    &mut self.overflowed,
+                    &mut self.work.overflowed,
                 )
             } else {
-                push_run(conn, batch, None, &mut self.overflowed)
+                push_run(conn, batch, None, &mut self.work.overflowed)
             };
             if queued > 0 {
                 delivered += queued;
-                mark_dirty_once(conn, &mut self.dirty);
+                mark_dirty_once(conn, &mut self.work.dirty);
             }
         }
         if !compressed_subs.is_empty() {
             delivered += self.deliver_deflate(batch, &compressed_subs, &local_origins, policy);
             compressed_subs.clear();
         }
-        self.compressed_subs = compressed_subs;
-        self.local_origins = local_origins;
+        self.scratch.compressed_subs = compressed_subs;
+        self.scratch.local_origins = local_origins;
         self.metrics.add(Counter::MessagesDelivered, delivered);
         self.settle_overflow(batch, policy);
     }
 
     /// This loop's publishers in the run (usually none or one), found once per run rather
-    /// than scanned per subscriber (in `self.local_origins`' buffer, to be given back).
+    /// than scanned per subscriber (in `self.scratch.local_origins`' buffer, to be given back).
     fn local_origins_of(&mut self, batch: &Batch) -> Vec<ConnId> {
         let me = self.id;
-        let mut local_origins = std::mem::take(&mut self.local_origins);
+        let mut local_origins = std::mem::take(&mut self.scratch.local_origins);
         local_origins.clear();
         let local = batch
             .frames
@@ -206,13 +207,13 @@ impl EventLoop {
         own: bool,
         policy: SlowConsumerPolicy,
     ) -> u64 {
-        let (me, min) = (self.id, self.config.deflate_min_bytes);
-        let mut scratch = std::mem::take(&mut self.own_scratch);
+        let (me, min) = (self.id, self.env.config.deflate_min_bytes);
+        let mut scratch = std::mem::take(&mut self.scratch.own_scratch);
         let Some(conn) = self.conns.get_mut(cid) else {
             return 0;
         };
         let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
-        let overflowed = &mut self.overflowed;
+        let overflowed = &mut self.work.overflowed;
         let mut agreed = conn.deflate.take();
         let queued = match (agreed.as_mut().and_then(|d| d.own.as_mut()), shared) {
             (Some(ctx), _) => {
@@ -245,9 +246,9 @@ impl EventLoop {
             (None, run) => push_run(conn, batch, run, overflowed),
         };
         conn.deflate = agreed;
-        self.own_scratch = compression::trimmed(scratch);
+        self.scratch.own_scratch = compression::trimmed(scratch);
         if queued > 0 {
-            mark_dirty_once(conn, &mut self.dirty);
+            mark_dirty_once(conn, &mut self.work.dirty);
         }
         queued
     }
@@ -255,7 +256,7 @@ impl EventLoop {
     /// Applies the slow-consumer policy to the subscribers whose outbox was full, and tells
     /// conflated ones what was skipped.
     fn settle_overflow(&mut self, batch: &Batch, policy: SlowConsumerPolicy) {
-        let overflowed = std::mem::take(&mut self.overflowed);
+        let overflowed = std::mem::take(&mut self.work.overflowed);
         for &(cid, gap, what) in &overflowed {
             match (what, policy) {
                 (Overflow::Conflated, _) => {
@@ -273,8 +274,8 @@ impl EventLoop {
                 }
             }
         }
-        self.overflowed = overflowed;
-        self.overflowed.clear();
+        self.work.overflowed = overflowed;
+        self.work.overflowed.clear();
     }
 
     /// Conflation replaced `skipped` for `cid`: queue (or widen) the channel's one pending
@@ -310,6 +311,7 @@ impl EventLoop {
         self.metrics
             .add(Counter::DropMeshFull, gap.to - gap.from + 1);
         let ids: Vec<ConnId> = self
+            .channels
             .local
             .subscribers(channel)
             .map(|s| s.iter().copied().collect())
@@ -341,8 +343,8 @@ impl EventLoop {
 
     /// Handles up to `Config::inbox_msgs_per_turn_max` messages from other loops.
     pub(super) fn drain_inbox(&mut self) {
-        self.inbox_backlog = self.drain_cluster();
-        let per_turn_max = self.config.inbox_msgs_per_turn_max;
+        self.work.inbox_backlog = self.drain_cluster();
+        let per_turn_max = self.env.config.inbox_msgs_per_turn_max;
         let mut handled = 0;
         while handled < per_turn_max {
             let Some(msg) = self.mesh.try_recv() else {
@@ -352,7 +354,7 @@ impl EventLoop {
             self.on_loop_msg(msg);
         }
         self.flush_publishes();
-        self.inbox_backlog |= handled == per_turn_max;
+        self.work.inbox_backlog |= handled == per_turn_max;
         self.metrics
             .add(Counter::MeshMessagesReceived, handled as u64);
     }
@@ -417,7 +419,7 @@ impl EventLoop {
                 seq,
             } => self.on_epoch_reset(&channel, &epoch, seq),
             LoopMsg::Uninterest { channel, from } => {
-                self.owned.uninterest(&channel, from);
+                self.channels.owned.uninterest(&channel, from);
                 self.cluster_uninterest(&channel);
             }
         }
@@ -438,7 +440,7 @@ impl EventLoop {
             seq: *seq,
             epoch: epoch.as_deref(),
         });
-        let outcome = self.owned.subscribe(
+        let outcome = self.channels.owned.subscribe(
             &channel,
             origin.loop_id,
             since,

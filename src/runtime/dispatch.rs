@@ -22,20 +22,20 @@ use crate::session::{PeerClose, PongQueued};
 impl EventLoop {
     /// A complete text message on the relay endpoint: one JSON command.
     pub(super) fn on_text(&mut self, id: ConnId, text: &[u8]) {
-        let Some(mut commands) = self.commands.take() else {
+        let Some(mut commands) = self.scratch.commands.take() else {
             return;
         };
-        let max = self.config.channel_bytes_max;
+        let max = self.env.config.channel_bytes_max;
         match commands.decode(text, max) {
             Ok(command) => self.on_command(id, command),
             Err(e) => self.command_error(id, e),
         }
-        self.commands = Some(commands);
+        self.scratch.commands = Some(commands);
     }
 
     /// A complete binary message on the relay endpoint: a binary publish.
     pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
-        match crate::command::decode_binary(msg, self.config.channel_bytes_max) {
+        match crate::command::decode_binary(msg, self.env.config.channel_bytes_max) {
             Ok(BinaryPublish {
                 channel,
                 payload,
@@ -206,7 +206,7 @@ impl EventLoop {
     pub(super) fn on_close_frame(&mut self, id: ConnId, frame: Option<CloseFrame<'_>>) {
         let received = frame.map_or(code::NO_STATUS, |f| f.code);
         self.metrics.close_received(received);
-        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -222,7 +222,7 @@ impl EventLoop {
     pub(super) fn on_protocol_error(&mut self, id: ConnId, e: ProtocolError) {
         self.metrics.protocol_error(e.kind());
         self.warn_refused(e.kind(), "RFC 6455 violation, closing");
-        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
@@ -263,7 +263,7 @@ impl EventLoop {
         how: CloseHow,
         peer: PeerClose,
     ) {
-        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

@@ -24,11 +24,8 @@ use std::time::Duration;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::clock::Clock;
-use crate::command::CommandDecoder;
 use crate::conn_id::{ConnId, LoopId};
 use crate::metrics::{Gauges, LoopMetrics, LoopSnapshot, TopChannels};
-use crate::pubsub::snapshot::SnapshotLimits;
-use crate::pubsub::{ChannelRegistry, LocalIndex, RetentionConfig, SnapshotConfig};
 use crate::runtime::conn::Conn;
 use crate::runtime::mesh::Mesh;
 use crate::runtime::Shared;
@@ -53,75 +50,26 @@ const EVENTS_MAX: usize = 1024;
 /// Wheel size (slots); with the 10 ms default tick one revolution is 10 s.
 const TIMER_SLOTS: usize = 1024;
 
-/// Everything one loop owns.
+/// Everything one loop owns, in disjoint parts (`parts.rs`): at most 12 fields (issue 12).
 /// (Debug is implemented by hand: the command decoder's scratch buffers are not worth printing.)
 pub struct EventLoop {
     pub(super) id: LoopId,
-    pub(super) poll: Poll,
-    pub(super) listener: Option<mio::net::TcpListener>,
-    pub(super) metrics_listener: Option<mio::net::TcpListener>,
-    pub(super) accept_guard: super::accept_guard::AcceptGuard,
-    pub(super) conns: super::conns::Conns,
-    /// Upgraded (WebSocket) connections not yet reaped: the `connections_open` gauge.
-    pub(super) websockets_open: u64,
-    pub(super) local: LocalIndex,
-    pub(super) owned: ChannelRegistry,
-    pub(super) mesh: Mesh,
-    pub(super) timers: TimerWheel<ConnId>,
-    /// Throttled subscriptions and their timer wheel (`throttle.rs`).
-    pub(super) throttles: super::throttle::Throttles,
-    pub(super) fired: Vec<ConnId>,
-    pub(super) dirty: Vec<ConnId>,
-    pub(super) pending_reads: Vec<ConnId>,
-    pub(super) closed: Vec<ConnId>,
-    pub(super) overflowed: Vec<(
-        ConnId,
-        crate::pubsub::local::SeqGap,
-        super::deliver::Overflow,
-    )>,
-    pub(super) publishes: super::publish::PublishQueue,
-    /// Scratch: this loop's publishers in the run being delivered.
-    pub(super) local_origins: Vec<ConnId>,
-    pub(super) recv_buf: Vec<u8>,
-    /// The loop's permessage-deflate contexts (made on first use).
-    pub(super) deflate: super::compression::LoopDeflate,
-    /// Scratch: the permessage-deflate subscribers of the run being delivered.
-    pub(super) compressed_subs: Vec<ConnId>,
-    /// Scratch: compressed bytes of one message for a connection's own context.
-    pub(super) own_scratch: Vec<u8>,
-    pub(super) commands: Option<CommandDecoder>,
-    pub(super) metrics: LoopMetrics,
-    pub(super) warnings: crate::log_limit::LogLimiter,
-    pub(super) connect_bucket: crate::rate::TokenBucket,
-    pub(super) ip_buckets: crate::hash::FxHashMap<std::net::IpAddr, crate::rate::TokenBucket>,
-    pub(super) shared: Arc<Shared>,
-    /// This loop's view of the configuration: refreshed from `Shared::live` at the start of a
-    /// turn when a reload published a new one (one atomic load per turn otherwise).
-    pub(super) config: Arc<crate::config::Config>,
-    pub(super) config_generation: u64,
-    /// The sessions' timeouts, from `config`.
-    pub(super) timeouts: crate::session::Timeouts,
+    /// The loop's clock for this turn: one `now` per turn, read after `poll` returns.
     pub(super) now_ns: u64,
-    pub(super) next_snapshot_ns: u64,
-    pub(super) shutdown: Option<super::shutdown::Drain>,
-    pub(super) mesh_backlog: bool,
-    pub(super) inbox_backlog: bool,
-    /// Rooms with held publishes and their next ticks (`tick.rs`; empty without `--tick-for`).
-    pub(super) ticks: super::tick::Ticks,
-    /// Presence: members of owned channels, watchers on this loop (`presence.rs`).
-    pub(super) presence: super::presence::Presence,
+    pub(super) metrics: LoopMetrics,
+    /// The connection table (generation-checked).
+    pub(super) conns: super::conns::Conns,
+    /// The connections' deadlines (one entry per connection, at its session's next deadline).
+    pub(super) timers: TimerWheel<ConnId>,
+    pub(super) net: super::parts::Net,
+    pub(super) channels: super::parts::Channels,
+    /// Queues to and from the other loops.
+    pub(super) mesh: Mesh,
     /// Cluster mode's ends of the NATS bridge (`cluster.rs`); `None` without `--nats`.
     pub(super) cluster: Option<Box<super::cluster::LoopCluster>>,
-}
-
-/// This loop's share of the process-wide connection rate.
-fn connect_bucket(config: &crate::config::Config, now_ns: u64) -> crate::rate::TokenBucket {
-    let rate = config.connect_rate_per_s;
-    let share = match rate {
-        0 => 0,
-        r => (r / config.loops.max(1) as u64).max(1),
-    };
-    crate::rate::TokenBucket::new(share, share, now_ns)
+    pub(super) work: super::parts::Work,
+    pub(super) scratch: super::parts::Scratch,
+    pub(super) env: super::parts::LoopEnv,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -181,65 +129,21 @@ impl EventLoop {
         }
         let now_ns = Clock::now_ns();
         let cfg = &shared.config;
-        let retention = RetentionConfig {
-            history_size: cfg.history_size,
-            history_ttl_ns: cfg.history_ttl.as_nanos() as u64,
-            last_value: cfg.last_value,
-            idle_channels_max: cfg.idle_channels_max,
-            history_bytes_max: cfg.history_bytes_max / cfg.loops.max(1),
-        };
         let tick_ns = cfg.timer_tick.as_nanos().max(1) as u64;
         let epoch_prefix = format!("{}.{id}", shared.epoch_prefix);
         Ok(EventLoop {
             id,
-            poll,
-            listener: Some(listener),
-            metrics_listener,
-            accept_guard: super::accept_guard::AcceptGuard::new(),
-            conns: super::conns::Conns::default(),
-            websockets_open: 0,
-            local: LocalIndex::default(),
-            owned: ChannelRegistry::new(retention, epoch_prefix).with_snapshots(SnapshotConfig {
-                patterns: cfg.snapshot_patterns.clone(),
-                limits: SnapshotLimits {
-                    keys_max: cfg.snapshot_keys_max,
-                    bytes_max: cfg.snapshot_bytes_max,
-                },
-            }),
-            mesh,
-            timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
-            throttles: super::throttle::Throttles::new(cfg.throttle_keys_max),
-            fired: Vec::new(),
-            dirty: Vec::new(),
-            pending_reads: Vec::new(),
-            closed: Vec::new(),
-            overflowed: Vec::new(),
-            publishes: super::publish::PublishQueue::new(
-                cfg.publish_queue_len_max,
-                cfg.publish_queue_bytes_max,
-            ),
-            local_origins: Vec::new(),
-            recv_buf: vec![0; RECV_BUF_BYTES],
-            deflate: Default::default(),
-            compressed_subs: Vec::new(),
-            own_scratch: Vec::new(),
-            commands: Some(CommandDecoder::new()),
-            metrics: LoopMetrics::new(id),
-            warnings: crate::log_limit::LogLimiter::new(WARN_INTERVAL_NS),
-            connect_bucket: connect_bucket(&shared.config, now_ns),
-            ip_buckets: crate::hash::FxHashMap::default(),
-            config: Arc::new(shared.config.clone()),
-            config_generation: 0,
-            timeouts: super::liveness::timeouts(&shared.config),
-            shared,
             now_ns,
-            next_snapshot_ns: now_ns,
-            shutdown: None,
-            mesh_backlog: false,
-            inbox_backlog: false,
-            ticks: super::tick::Ticks::default(),
-            presence: super::presence::Presence::default(),
+            metrics: LoopMetrics::new(id),
+            conns: super::conns::Conns::default(),
+            timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
+            net: super::parts::Net::new(poll, (listener, metrics_listener), cfg, now_ns),
+            channels: super::parts::Channels::new(cfg, epoch_prefix),
+            mesh,
             cluster: cluster.map(super::cluster::LoopCluster::new),
+            work: super::parts::Work::default(),
+            scratch: super::parts::Scratch::new(RECV_BUF_BYTES),
+            env: super::parts::LoopEnv::new(shared.clone(), WARN_INTERVAL_NS, now_ns),
         })
     }
 
@@ -247,7 +151,7 @@ impl EventLoop {
     pub fn run(mut self) -> LoopSummary {
         let mut events = Events::with_capacity(EVENTS_MAX);
         loop {
-            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+            if let Err(e) = self.net.poll.poll(&mut events, self.poll_timeout()) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(loop_id = self.id, error = %e, "poll failed; loop stops");
                     break;
@@ -270,18 +174,20 @@ impl EventLoop {
     /// values that may change at run time differ from the start-up ones; what is derived from
     /// them here (the connect-rate bucket) is rebuilt.
     fn refresh_config(&mut self) {
-        let Some((config, generation)) = self.shared.live.newer_than(self.config_generation) else {
+        let Some((config, generation)) =
+            self.env.shared.live.newer_than(self.env.config_generation)
+        else {
             return;
         };
-        if config.connect_rate_per_s != self.config.connect_rate_per_s {
-            self.connect_bucket = connect_bucket(&config, self.now_ns);
+        if config.connect_rate_per_s != self.env.config.connect_rate_per_s {
+            self.net.connect_bucket = super::parts::connect_bucket(&config, self.now_ns);
         }
-        if config.connect_rate_per_ip_per_s != self.config.connect_rate_per_ip_per_s {
-            self.ip_buckets.clear();
+        if config.connect_rate_per_ip_per_s != self.env.config.connect_rate_per_ip_per_s {
+            self.net.ip_buckets.clear();
         }
-        self.timeouts = super::liveness::timeouts(&config);
-        self.config = config;
-        self.config_generation = generation;
+        self.env.timeouts = super::liveness::timeouts(&config);
+        self.env.config = config;
+        self.env.config_generation = generation;
     }
 
     /// The phases after readiness was taken from `poll`.
@@ -290,6 +196,7 @@ impl EventLoop {
         self.read_pending();
         self.drain_inbox();
         if self
+            .channels
             .ticks
             .next_due_ns()
             .is_some_and(|due| due <= self.now_ns)
@@ -297,6 +204,7 @@ impl EventLoop {
             self.fire_ticks();
         }
         if self
+            .channels
             .presence
             .next_due_ns()
             .is_some_and(|due| due <= self.now_ns)
@@ -308,16 +216,16 @@ impl EventLoop {
         self.check_shutdown();
         self.flush_dirty();
         self.reap_closed();
-        if !self.dirty.is_empty() {
+        if !self.work.dirty.is_empty() {
             // Reaping told watchers of the leaves (presence): flushed before the next poll.
             self.flush_dirty();
         }
-        self.mesh_backlog = self.mesh.retry_overflow();
+        self.work.mesh_backlog = self.mesh.retry_overflow();
         self.wake_bridge();
         let woken = self.mesh.wake_peers();
         self.metrics
             .add(crate::metrics::Counter::MeshWakeups, u64::from(woken));
-        if self.now_ns >= self.next_snapshot_ns {
+        if self.now_ns >= self.env.next_snapshot_ns {
             self.export_snapshot();
         }
     }
@@ -353,23 +261,26 @@ impl EventLoop {
     /// How long `poll` may sleep: until the next timer, the next metrics snapshot, or not at
     /// all when work is left over from this turn.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.pending_reads.is_empty() || self.inbox_backlog {
+        if !self.work.pending_reads.is_empty() || self.work.inbox_backlog {
             return Some(Duration::ZERO);
         }
-        let mut deadline = self.next_snapshot_ns;
+        let mut deadline = self.env.next_snapshot_ns;
         if let Some(t) = self.timers.next_deadline_ns() {
             deadline = deadline.min(t);
         }
-        for due in [self.ticks.next_due_ns(), self.presence.next_due_ns()] {
+        for due in [
+            self.channels.ticks.next_due_ns(),
+            self.channels.presence.next_due_ns(),
+        ] {
             deadline = deadline.min(due.unwrap_or(u64::MAX));
         }
-        if let Some(t) = self.throttles.next_deadline_ns() {
+        if let Some(t) = self.channels.throttles.next_deadline_ns() {
             deadline = deadline.min(t);
         }
-        if self.mesh_backlog {
+        if self.work.mesh_backlog {
             deadline = deadline.min(self.now_ns + 1_000_000);
         }
-        if let Some(t) = self.accept_guard.retry_at_ns() {
+        if let Some(t) = self.net.accept_guard.retry_at_ns() {
             deadline = deadline.min(t);
         }
         let now = Clock::now_ns();
@@ -383,7 +294,7 @@ impl EventLoop {
 
     /// Logs a refused input of `kind`, rate-limited per kind (never a line per bad frame).
     pub(super) fn warn_refused(&mut self, kind: &'static str, what: &str) {
-        if let Some(suppressed) = self.warnings.allow(kind, self.now_ns) {
+        if let Some(suppressed) = self.env.warnings.allow(kind, self.now_ns) {
             tracing::warn!(loop_id = self.id, kind, suppressed, "refused input: {what}");
         }
     }
@@ -393,7 +304,7 @@ impl EventLoop {
         if let Some(conn) = self.conn_mut(id) {
             if !conn.dirty {
                 conn.dirty = true;
-                self.dirty.push(id);
+                self.work.dirty.push(id);
             }
         }
     }
@@ -402,27 +313,29 @@ impl EventLoop {
     pub(super) fn mark_closed(&mut self, id: ConnId) {
         if let Some(conn) = self.conn_mut(id) {
             if conn.session.mark_closed() {
-                self.closed.push(id);
+                self.work.closed.push(id);
             }
         }
     }
 
     /// Sends the loop's metrics to the exporter (non-blocking; a full channel skips a beat).
     pub(super) fn export_snapshot(&mut self) {
-        let interval_ns = self.config.metrics_interval.as_nanos() as u64;
+        let interval_ns = self.env.config.metrics_interval.as_nanos() as u64;
         // The previous snapshot was taken at the previous deadline minus one interval.
         let window_ms =
-            (self.now_ns + interval_ns).saturating_sub(self.next_snapshot_ns) / 1_000_000;
-        self.next_snapshot_ns = self.now_ns + interval_ns;
+            (self.now_ns + interval_ns).saturating_sub(self.env.next_snapshot_ns) / 1_000_000;
+        self.env.next_snapshot_ns = self.now_ns + interval_ns;
         let mut top = TopChannels::default();
-        self.owned.sample_publishes(|channel, messages, seq| {
-            top.offer(channel, messages, seq, window_ms)
-        });
+        self.channels
+            .owned
+            .sample_publishes(|channel, messages, seq| {
+                top.offer(channel, messages, seq, window_ms)
+            });
         self.metrics.set_top_channels(top);
         let gauges = Gauges {
-            connections_open: self.websockets_open,
-            channels: self.local.channels() as u64,
-            subscriptions: self.local.subscriptions() as u64,
+            connections_open: self.conns.websockets_open(),
+            channels: self.channels.local.channels() as u64,
+            subscriptions: self.channels.local.subscriptions() as u64,
             outbox_bytes: self
                 .conns
                 .iter()
@@ -435,7 +348,7 @@ impl EventLoop {
         // A full channel means the exporter is behind: keep the interval's latency samples for
         // the next snapshot (counters are cumulative, nothing is lost).
         if let Err(crossbeam_channel::TrySendError::Full(snap)) =
-            self.shared.metrics_tx.try_send(snap)
+            self.env.shared.metrics_tx.try_send(snap)
         {
             self.metrics.reclaim_unsent(snap);
         }
@@ -444,7 +357,7 @@ impl EventLoop {
     fn summary(&self) -> LoopSummary {
         use crate::metrics::Counter;
         LoopSummary {
-            connections_closed: self.shutdown.as_ref().map_or(0, |d| d.closed_total),
+            connections_closed: self.env.shutdown.as_ref().map_or(0, |d| d.closed_total),
             messages_delivered: self.metrics.get(Counter::MessagesDelivered),
             messages_published: self.metrics.get(Counter::PublishedJson)
                 + self.metrics.get(Counter::PublishedBinary),

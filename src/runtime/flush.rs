@@ -34,15 +34,15 @@ impl EventLoop {
     /// Flushes every connection marked dirty this turn, including those a flush itself marks
     /// (a close queued while flushing is written in the same turn).
     pub(super) fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.work.dirty);
         while !dirty.is_empty() {
             for &id in &dirty {
                 self.flush(id);
             }
             dirty.clear();
-            std::mem::swap(&mut dirty, &mut self.dirty);
+            std::mem::swap(&mut dirty, &mut self.work.dirty);
         }
-        self.dirty = dirty;
+        self.work.dirty = dirty;
     }
 
     /// Writes `id`'s outbox now, as far as the socket takes it (also called mid-turn when a
@@ -58,7 +58,7 @@ impl EventLoop {
         ) {
             return;
         }
-        let timed = self.config.latency_metrics;
+        let timed = self.env.config.latency_metrics;
         let mut outcome = write_outbox(conn, &mut self.metrics, timed);
         if matches!(outcome, WriteOutcome::Drained) && conn.gaps_pending {
             // Caught up: tell it now what it missed, not when the next message comes (on a
@@ -95,6 +95,7 @@ impl EventLoop {
         };
         let token = Token(id.to_token_value());
         match self
+            .net
             .poll
             .registry()
             .reregister(&mut conn.stream, token, interest)
@@ -126,7 +127,7 @@ impl EventLoop {
     /// Shuts our write side and waits (bounded by the close timeout) for the peer's FIN, so that
     /// unread input does not make the kernel reset the connection and discard what we sent.
     pub(super) fn linger(&mut self, id: ConnId) {
-        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };

@@ -43,7 +43,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.head.extend_from_slice(&self.recv_buf[..n]);
+        conn.head.extend_from_slice(&self.scratch.recv_buf[..n]);
         if conn.admission == Admission::AwaitingProxyHeader && !self.take_proxy_header(id) {
             return;
         }
@@ -115,13 +115,13 @@ impl EventLoop {
         }
         if let Some(path) = http.filter(|_| !hs::wants_websocket(head)) {
             // Served on the relay port only when no separate metrics address is configured.
-            if self.config.metrics_addr.is_none() {
+            if self.env.config.metrics_addr.is_none() {
                 return Route::Http(path);
             }
         }
         match head.path {
             "/" | "/ws" => Route::Upgrade(Endpoint::Relay),
-            "/echo" if self.config.echo_enabled => Route::Upgrade(Endpoint::Echo),
+            "/echo" if self.env.config.echo_enabled => Route::Upgrade(Endpoint::Echo),
             _ => Route::NotFound,
         }
     }
@@ -149,7 +149,7 @@ impl EventLoop {
                 return false;
             }
         };
-        let cfg = &self.config;
+        let cfg = &self.env.config;
         let protocol = hs::select_protocol(upgrade.protocols, &cfg.subprotocols);
         let mut response = Vec::with_capacity(160);
         let accept = hs::accept_key(upgrade.key);
@@ -163,7 +163,7 @@ impl EventLoop {
         conn.deflate = deflate;
         conn.upgraded = true;
         conn.session.upgrade(endpoint, Bytes::from(response));
-        self.websockets_open += 1;
+        self.conns.websocket_opened();
         self.metrics.inc(Counter::HandshakesCompleted);
         if endpoint == Endpoint::Relay {
             self.send_connected(id);
@@ -193,7 +193,7 @@ impl EventLoop {
     /// Frames that arrived in the same read as the end of the request head.
     fn decode_leftover(&mut self, id: ConnId, leftover: &[u8]) {
         for chunk in leftover.chunks(RECV_BUF_BYTES) {
-            self.recv_buf[..chunk.len()].copy_from_slice(chunk);
+            self.scratch.recv_buf[..chunk.len()].copy_from_slice(chunk);
             self.decode(id, 0, chunk.len());
         }
     }
@@ -236,8 +236,10 @@ impl EventLoop {
         let mut body = String::new();
         let (counter, content_type, headers, bytes): (_, _, &[(&str, &str)], _) = match path {
             HttpPath::Metrics => {
-                self.shared.with_export(|e| e.render_prometheus(&mut body));
-                if let Some(cluster) = &self.shared.cluster {
+                self.env
+                    .shared
+                    .with_export(|e| e.render_prometheus(&mut body));
+                if let Some(cluster) = &self.env.shared.cluster {
                     cluster.render_prometheus(&mut body);
                 }
                 let content_type = crate::metrics::PROMETHEUS_CONTENT_TYPE;
@@ -249,13 +251,20 @@ impl EventLoop {
                     revision: crate::GIT_REVISION,
                     uptime_ms: self.now_ns / 1_000_000,
                 };
-                self.shared
+                self.env
+                    .shared
                     .with_export(|e| e.render_stats_json_with(&relay, &mut body));
                 let content_type = crate::metrics::STATS_JSON_CONTENT_TYPE;
                 (Counter::HttpStats, content_type, &[], body.as_bytes())
             }
             HttpPath::Healthz => {
-                if self.shared.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+                if self
+                    .env
+                    .shared
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| !c.is_ready())
+                {
                     // Cluster mode without a working NATS connection: not ready (503).
                     self.metrics.inc(Counter::HttpHealthz);
                     let body = b"not ready: NATS not connected\n";

@@ -15,7 +15,7 @@ use crate::session::{CloseStarted, Timeout, Timeouts};
 impl EventLoop {
     /// Fires every due wheel entry.
     pub(super) fn expire_timers(&mut self) {
-        let mut fired = std::mem::take(&mut self.fired);
+        let mut fired = std::mem::take(&mut self.work.fired);
         self.timers.expire(self.now_ns, &mut fired);
         for &id in &fired {
             if let Some(conn) = self.conn_mut(id) {
@@ -24,11 +24,11 @@ impl EventLoop {
             }
         }
         fired.clear();
-        self.fired = fired;
+        self.work.fired = fired;
     }
 
     fn on_timer(&mut self, id: ConnId) {
-        let (now_ns, t) = (self.now_ns, self.timeouts);
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let drain = (close_code::DRAINING, "server draining");
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -95,7 +95,7 @@ impl EventLoop {
     /// Arms the connection's wheel entry at its earliest deadline, if that is earlier than the
     /// armed one (a later armed entry would fire too late; an earlier one re-checks lazily).
     pub(super) fn rearm(&mut self, id: ConnId) {
-        let t = &self.timeouts;
+        let t = &self.env.timeouts;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };

@@ -25,6 +25,7 @@ mod handshake;
 pub mod listener;
 mod liveness;
 pub mod mesh;
+mod parts;
 mod reload;
 
 use reload::merge_reload;

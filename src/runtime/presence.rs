@@ -135,7 +135,7 @@ impl EventLoop {
     /// `"presence":true` on a subscribe: true when the channel keeps presence; otherwise the
     /// client is told (the subscription itself goes on).
     pub(super) fn presence_requested(&mut self, id: ConnId, channel: &str) -> bool {
-        if self.config.presence_for(channel) {
+        if self.env.config.presence_for(channel) {
             return true;
         }
         self.metrics.command_error("presence_off");
@@ -259,7 +259,10 @@ impl EventLoop {
             } => {
                 self.metrics.inc(Counter::PresenceLeaves);
                 if watched {
-                    self.presence.owned.watch(&channel, member.loop_id, false);
+                    self.channels
+                        .presence
+                        .owned
+                        .watch(&channel, member.loop_id, false);
                 }
                 self.presence_change(&channel, member, None);
             }
@@ -286,27 +289,35 @@ impl EventLoop {
     /// The owner's side of a join or leave: tell the watchers now, or hold it (storm bound).
     fn presence_change(&mut self, channel: &Arc<str>, member: ConnRef, desc: Option<Member>) {
         let mut counts = Counts::default();
-        let outcome = self
-            .presence
-            .owned
-            .change(channel, member, desc, self.now_ns, &mut counts);
+        let outcome =
+            self.channels
+                .presence
+                .owned
+                .change(channel, member, desc, self.now_ns, &mut counts);
         self.metrics
             .add(Counter::PresenceCoalesced, counts.coalesced);
         match outcome {
             Outcome::Tell(b) => self.broadcast_presence(channel, b),
             Outcome::Quiet => {}
-            Outcome::FlushAt(due) => self.presence.flushes.push(Reverse((due, channel.clone()))),
+            Outcome::FlushAt(due) => self
+                .channels
+                .presence
+                .flushes
+                .push(Reverse((due, channel.clone()))),
         }
-        self.presence.owned.forget_if_unused(channel);
+        self.channels.presence.owned.forget_if_unused(channel);
     }
 
     /// The owner answers with the list; a watcher is counted before the answer leaves.
     fn answer_list(&mut self, channel: Arc<str>, to: ConnRef, watch: bool, query: bool) {
         if watch {
-            self.presence.owned.watch(&channel, to.loop_id, true);
+            self.channels
+                .presence
+                .owned
+                .watch(&channel, to.loop_id, true);
         }
-        let list_max = self.config.presence_list_max;
-        let (bytes, capped) = self.presence.owned.list_frame(&channel, list_max);
+        let list_max = self.env.config.presence_list_max;
+        let (bytes, capped) = self.channels.presence.owned.list_frame(&channel, list_max);
         if capped {
             self.metrics.inc(Counter::PresenceListCapped);
         }
@@ -326,17 +337,18 @@ impl EventLoop {
 
     /// Ends the storm windows that are due: their held changes go out coalesced.
     pub(super) fn flush_presence(&mut self) {
-        while let Some(Reverse((due, channel))) = self.presence.flushes.peek().cloned() {
+        while let Some(Reverse((due, channel))) = self.channels.presence.flushes.peek().cloned() {
             if due > self.now_ns {
                 break;
             }
-            self.presence.flushes.pop();
+            self.channels.presence.flushes.pop();
             let mut counts = Counts::default();
-            let list_max = self.config.presence_list_max;
-            let told = self
-                .presence
-                .owned
-                .flush(&channel, list_max, self.now_ns, &mut counts);
+            let list_max = self.env.config.presence_list_max;
+            let told =
+                self.channels
+                    .presence
+                    .owned
+                    .flush(&channel, list_max, self.now_ns, &mut counts);
             if counts.list_instead {
                 self.metrics.inc(Counter::PresenceResync);
             }
@@ -378,7 +390,8 @@ impl EventLoop {
             return; // It left meanwhile: its leave tells the owner.
         }
         if watch {
-            self.presence
+            self.channels
+                .presence
                 .watchers
                 .entry(channel.clone())
                 .or_default()
@@ -390,13 +403,13 @@ impl EventLoop {
     /// Hands the same bytes to every local watcher of `channel`.
     fn tell_watchers(&mut self, channel: &str, bytes: &Bytes, frames: u32) {
         // Taken out while pushing (pushing needs the loop); closing a watcher only marks it.
-        let Some((key, watchers)) = self.presence.watchers.remove_entry(channel) else {
+        let Some((key, watchers)) = self.channels.presence.watchers.remove_entry(channel) else {
             return;
         };
         for &id in &watchers {
             self.push_presence(id, bytes.clone(), frames);
         }
-        self.presence.watchers.insert(key, watchers);
+        self.channels.presence.watchers.insert(key, watchers);
     }
 
     fn push_presence(&mut self, id: ConnId, bytes: Bytes, frames: u32) {
@@ -411,10 +424,10 @@ impl EventLoop {
     }
 
     fn forget_watcher(&mut self, channel: &str, id: ConnId) {
-        if let Some(set) = self.presence.watchers.get_mut(channel) {
+        if let Some(set) = self.channels.presence.watchers.get_mut(channel) {
             set.swap_remove(&id);
             if set.is_empty() {
-                self.presence.watchers.remove(channel);
+                self.channels.presence.watchers.remove(channel);
             }
         }
     }

@@ -256,20 +256,20 @@ impl EventLoop {
         meta: PublishMeta,
         ack: Option<&[u8]>,
     ) {
-        self.publishes.push(channel, body, key, meta, ack);
-        if self.publishes.is_full() {
+        self.channels.publishes.push(channel, body, key, meta, ack);
+        if self.channels.publishes.is_full() {
             self.flush_publishes();
         }
     }
 
     /// Numbers and sends every queued publish, run by run, in order.
     pub(super) fn flush_publishes(&mut self) {
-        if self.publishes.items.is_empty() {
+        if self.channels.publishes.items.is_empty() {
             return;
         }
         // Moved out for the flush (the handlers need the whole loop); an empty stand-in holds
         // its place and allocates nothing.
-        let mut queue = std::mem::replace(&mut self.publishes, PublishQueue::new(0, 0));
+        let mut queue = std::mem::replace(&mut self.channels.publishes, PublishQueue::new(0, 0));
         let mut start = 0;
         while start < queue.items.len() {
             // One allocation per run: the name is shared by the batch and the mesh messages.
@@ -284,7 +284,7 @@ impl EventLoop {
         queue.items.clear();
         queue.arena.clear();
         queue.acks_queued = 0;
-        self.publishes = queue;
+        self.channels.publishes = queue;
     }
 
     fn publish_run(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
@@ -340,12 +340,12 @@ impl EventLoop {
     /// The owner's part: number the run, encode it once into one buffer, retain it, and hand
     /// it to every interested loop (one mesh message per loop) and to local subscribers.
     fn publish_owned(&mut self, queue: &mut PublishQueue, channel: &Arc<str>, run: Range<usize>) {
-        if let Some(period) = self.config.tick_for(channel) {
+        if let Some(period) = self.env.config.tick_for(channel) {
             // A room: held until its tick (`tick.rs`), then numbered and sent as one batch.
             return self.hold_for_tick(queue, channel, run, period);
         }
         let count = run.len() as u64;
-        let Some(reserved) = self.owned.reserve(channel, count, self.now_ns) else {
+        let Some(reserved) = self.channels.owned.reserve(channel, count, self.now_ns) else {
             // Nobody subscribes and nothing is retained: it reaches no one, unnumbered.
             return self.send_acks(queue, channel, run, None);
         };
@@ -354,11 +354,12 @@ impl EventLoop {
         if reserved.snapshot {
             self.fold_into_snapshot(queue, channel, run, reserved.first_seq);
         }
-        if self.owned.retains() {
+        if self.channels.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
-            let evicted = self
-                .owned
-                .retain(channel, reserved.first_seq, frames, self.now_ns);
+            let evicted =
+                self.channels
+                    .owned
+                    .retain(channel, reserved.first_seq, frames, self.now_ns);
             self.metrics.add(Counter::HistoryEvicted, evicted);
         }
         let batch = Arc::new(batch);
@@ -397,7 +398,7 @@ impl EventLoop {
             binary: p.binary,
             delete: p.delete,
         });
-        let evicted = self.owned.snapshot(channel, updates);
+        let evicted = self.channels.owned.snapshot(channel, updates);
         self.metrics
             .add(Counter::SnapshotEvictedKeys, evicted.by_keys);
         self.metrics

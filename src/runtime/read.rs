@@ -32,7 +32,7 @@ pub(super) enum ReadOutcome {
 impl EventLoop {
     /// Reads connections whose budget ran out last turn.
     pub(super) fn read_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending_reads);
+        let pending = std::mem::take(&mut self.work.pending_reads);
         for id in pending {
             // To the end: a FIN may have been reported with the event that started this read.
             self.read_conn_to_end(id);
@@ -59,12 +59,12 @@ impl EventLoop {
             match self.read_once(id) {
                 ReadOutcome::Bytes(n) => {
                     self.on_bytes(id, n);
-                    if n < self.recv_buf.len() && !to_end {
+                    if n < self.scratch.recv_buf.len() && !to_end {
                         return;
                     }
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
-                        self.pending_reads.push(id);
+                        self.work.pending_reads.push(id);
                         return;
                     }
                 }
@@ -72,7 +72,7 @@ impl EventLoop {
                     self.on_bytes(id, n);
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
-                        self.pending_reads.push(id);
+                        self.work.pending_reads.push(id);
                         return;
                     }
                 }
@@ -91,7 +91,7 @@ impl EventLoop {
             return self.read_tls_once(id);
         }
         loop {
-            return match conn.stream.read(&mut self.recv_buf) {
+            return match conn.stream.read(&mut self.scratch.recv_buf) {
                 Ok(0) => ReadOutcome::Eof,
                 Ok(n) => {
                     conn.session.on_bytes_received(self.now_ns);
@@ -123,7 +123,7 @@ impl EventLoop {
     /// of `self` for the call so that frame handlers can use the whole loop.
     pub(super) fn decode(&mut self, id: ConnId, from: usize, to: usize) {
         let limits = DecoderLimits {
-            message_bytes_max: self.config.message_bytes_max,
+            message_bytes_max: self.env.config.message_bytes_max,
         };
         let Some(conn) = self.conn_mut(id) else {
             return;
@@ -132,12 +132,12 @@ impl EventLoop {
             &mut conn.session.decoder,
             Decoder::new(Role::Server, limits),
         );
-        let mut buf = std::mem::take(&mut self.recv_buf);
+        let mut buf = std::mem::take(&mut self.scratch.recv_buf);
         let result = match buf.get_mut(from..to) {
             Some(input) => decoder.feed(input, &mut |event: Event<'_>| self.on_event(id, event)),
             None => Ok(Feed::Drained),
         };
-        self.recv_buf = buf;
+        self.scratch.recv_buf = buf;
         if let Some(conn) = self.conn_mut(id) {
             conn.session.decoder = decoder;
         }

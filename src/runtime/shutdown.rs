@@ -28,15 +28,15 @@ pub struct Drain {
 impl EventLoop {
     /// Starts the shutdown once the process-wide state asks for it.
     pub(super) fn check_shutdown(&mut self) {
-        if self.shutdown.is_some() {
+        if self.env.shutdown.is_some() {
             return;
         }
-        match self.shared.shutdown_state() {
+        match self.env.shared.shutdown_state() {
             ShutdownState::Running => {}
             ShutdownState::Graceful => self.begin_shutdown(),
             ShutdownState::Immediate => {
                 self.begin_shutdown();
-                if let Some(d) = self.shutdown.as_mut() {
+                if let Some(d) = self.env.shutdown.as_mut() {
                     d.deadline_ns = 0;
                 }
             }
@@ -47,18 +47,18 @@ impl EventLoop {
         // Rooms' held messages go out before the closes (best effort for subscribers on other
         // loops, which may be closing already).
         self.tick_all_now();
-        let cfg = &self.config;
+        let cfg = &self.env.config;
         let drain_ns = cfg.drain_over.as_nanos() as u64;
         let grace_ns = cfg.shutdown_grace.as_nanos() as u64;
-        self.shutdown = Some(Drain {
+        self.env.shutdown = Some(Drain {
             deadline_ns: self.now_ns + drain_ns + grace_ns,
             closed_total: 0,
         });
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        if let Some(mut l) = self.net.listener.take() {
+            let _ = self.net.poll.registry().deregister(&mut l);
         }
-        if let Some(mut l) = self.metrics_listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        if let Some(mut l) = self.net.metrics_listener.take() {
+            let _ = self.net.poll.registry().deregister(&mut l);
         }
         let ids: Vec<ConnId> = self.conns.ids();
         let count = ids.len().max(1) as u64;
@@ -97,7 +97,7 @@ impl EventLoop {
     /// True when the loop may end: shutdown began and every connection is gone, or the grace
     /// period is over (then what is left is dropped).
     pub(super) fn shutdown_complete(&mut self) -> bool {
-        let Some(drain) = self.shutdown else {
+        let Some(drain) = self.env.shutdown else {
             return false;
         };
         if self.conns.is_empty() {
@@ -117,32 +117,32 @@ impl EventLoop {
     /// Removes connections that reached `Closed`: socket closed, subscriptions dropped, timer
     /// cancelled, counters updated.
     pub(super) fn reap_closed(&mut self) {
-        let closed = std::mem::take(&mut self.closed);
+        let closed = std::mem::take(&mut self.work.closed);
         for &id in &closed {
             let Some(mut conn) = self.conns.remove(id) else {
                 continue;
             };
             self.disarm(&conn);
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = self.net.poll.registry().deregister(&mut conn.stream);
             let subscriptions = std::mem::take(&mut conn.subscriptions);
             self.drop_subscriptions(id, subscriptions);
             if conn.upgraded {
-                self.websockets_open -= 1;
+                self.conns.websocket_closed();
             }
             if conn.admission == Admission::Counted {
                 self.release_ip(conn.peer_ip);
             }
             let reason = conn.session.close_reason().unwrap_or(CloseReason::IoError);
             self.metrics.inc(reason.counter());
-            self.shared.conns_open.fetch_sub(1, Ordering::Relaxed);
-            if let Some(d) = self.shutdown.as_mut() {
+            self.env.shared.conns_open.fetch_sub(1, Ordering::Relaxed);
+            if let Some(d) = self.env.shutdown.as_mut() {
                 d.closed_total += 1;
             }
         }
         let mut closed = closed;
         closed.clear();
-        if self.closed.is_empty() {
-            self.closed = closed;
+        if self.work.closed.is_empty() {
+            self.work.closed = closed;
         }
     }
 }

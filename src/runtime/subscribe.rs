@@ -37,7 +37,7 @@ impl EventLoop {
         since: Option<(u64, Option<Arc<str>>)>,
         options: SubscribeOptions,
     ) {
-        let max = self.config.subscriptions_per_connection_max;
+        let max = self.env.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
         if owner != self.id && !self.mesh.may_request_subscribe() {
             // Too many subscribe requests wait for other loops (a subscribe storm): refuse
@@ -77,7 +77,7 @@ impl EventLoop {
                 throttle_ms: options.throttle_ms,
             });
         }
-        self.local.begin_subscribe(channel);
+        self.channels.local.begin_subscribe(channel);
         if owner == self.id && self.cluster.is_some() {
             let origin = ConnRef {
                 loop_id: self.id,
@@ -91,7 +91,8 @@ impl EventLoop {
                 epoch: epoch.as_deref(),
             });
             let outcome =
-                self.owned
+                self.channels
+                    .owned
                     .subscribe(channel, self.id, since, self.now_ns, options.binary);
             self.on_subscribed(id, channel, outcome);
         } else {
@@ -125,10 +126,11 @@ impl EventLoop {
         let (seq, epoch) = (outcome.seq, &*outcome.epoch);
         match throttle_ms {
             None => {
-                self.local.complete_subscribe(channel, id, seq);
+                self.channels.local.complete_subscribe(channel, id, seq);
             }
             Some(ms) => {
-                self.local
+                self.channels
+                    .local
                     .complete_throttled_subscribe(channel, seq, was_pending);
                 if was_pending {
                     self.throttle_join(id, channel, ms, seq);
@@ -145,7 +147,7 @@ impl EventLoop {
                 throttle_ms,
             )
         });
-        if was_pending && self.config.presence_for(channel) {
+        if was_pending && self.env.config.presence_for(channel) {
             // Joins before an unsubscribe asked meanwhile, so that its leave has a join.
             self.presence_join(id, channel, watch);
         }
@@ -171,7 +173,7 @@ impl EventLoop {
 
     /// An answer for a connection that left or unsubscribed meanwhile.
     fn abandon_subscribe(&mut self, channel: &str) {
-        if self.local.abandon_subscribe(channel) {
+        if self.channels.local.abandon_subscribe(channel) {
             self.lose_interest(channel);
         }
     }
@@ -207,16 +209,16 @@ impl EventLoop {
     /// and out of the channel's members when it keeps presence.
     fn leave(&mut self, id: ConnId, sub: &Subscription) {
         let lost = match sub.throttle_ms {
-            None => self.local.remove(&sub.channel, id),
+            None => self.channels.local.remove(&sub.channel, id),
             Some(_) => {
                 self.throttle_leave(id, &sub.channel);
-                self.local.remove_throttled(&sub.channel)
+                self.channels.local.remove_throttled(&sub.channel)
             }
         };
         if lost {
             self.lose_interest(&sub.channel);
         }
-        if self.config.presence_for(&sub.channel) {
+        if self.env.config.presence_for(&sub.channel) {
             self.presence_leave(id, &sub.channel, sub.watch_presence);
         }
     }
@@ -225,7 +227,7 @@ impl EventLoop {
     fn lose_interest(&mut self, channel: &str) {
         let owner = owner_of(channel, self.mesh.loops());
         if owner == self.id {
-            self.owned.uninterest(channel, self.id);
+            self.channels.owned.uninterest(channel, self.id);
             self.cluster_uninterest(channel);
         } else {
             let from = self.id;

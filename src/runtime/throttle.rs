@@ -113,8 +113,9 @@ impl EventLoop {
     /// A throttled subscription starts after the owner's answer at `seq` (the replay, if any,
     /// covered everything up to it).
     pub(super) fn throttle_join(&mut self, id: ConnId, channel: &str, interval_ms: u32, seq: u64) {
-        let keys_max = self.throttles.keys_max;
+        let keys_max = self.channels.throttles.keys_max;
         let ch = self
+            .channels
             .throttles
             .channels
             .entry(Arc::from(channel))
@@ -136,17 +137,17 @@ impl EventLoop {
 
     /// A throttled subscription ends (unsubscribe or close).
     pub(super) fn throttle_leave(&mut self, id: ConnId, channel: &str) {
-        let Some(ch) = self.throttles.channels.get_mut(channel) else {
+        let Some(ch) = self.channels.throttles.channels.get_mut(channel) else {
             return;
         };
         if let Some(sub) = ch.subs.remove(&id) {
-            if let (Some(key), Some(wheel)) = (sub.armed, self.throttles.wheel.as_mut()) {
+            if let (Some(key), Some(wheel)) = (sub.armed, self.channels.throttles.wheel.as_mut()) {
                 wheel.cancel(key);
             }
         }
         ch.idle.retain(|&c| c != id);
         if ch.subs.is_empty() {
-            self.throttles.channels.remove(channel);
+            self.channels.throttles.channels.remove(channel);
         }
     }
 
@@ -154,6 +155,7 @@ impl EventLoop {
     /// subscribers of its channel, and wake the idle ones.
     pub(super) fn throttle_batch(&mut self, batch: &Batch) {
         let Some(channel) = self
+            .channels
             .throttles
             .channels
             .get_key_value(&*batch.channel)
@@ -161,7 +163,7 @@ impl EventLoop {
         else {
             return;
         };
-        let Some(ch) = self.throttles.channels.get_mut(&channel) else {
+        let Some(ch) = self.channels.throttles.channels.get_mut(&channel) else {
             return;
         };
         let mut evicted = 0;
@@ -186,6 +188,7 @@ impl EventLoop {
     fn throttle_wake(&mut self, channel: &Arc<str>, id: ConnId) {
         let now_ns = self.now_ns;
         let Some(sub) = self
+            .channels
             .throttles
             .channels
             .get(channel)
@@ -197,19 +200,20 @@ impl EventLoop {
             self.throttle_serve(channel, id);
         } else {
             let at = sub.next_allowed_ns;
-            self.throttles.arm(channel, id, at, now_ns);
+            self.channels.throttles.arm(channel, id, at, now_ns);
         }
     }
 
     /// Fires the due throttle timers.
     pub(super) fn expire_throttles(&mut self) {
-        let Some(wheel) = self.throttles.wheel.as_mut() else {
+        let Some(wheel) = self.channels.throttles.wheel.as_mut() else {
             return;
         };
-        let mut fired = std::mem::take(&mut self.throttles.fired);
+        let mut fired = std::mem::take(&mut self.channels.throttles.fired);
         wheel.expire(self.now_ns, &mut fired);
         for (id, channel) in fired.drain(..) {
             let Some(sub) = self
+                .channels
                 .throttles
                 .channels
                 .get_mut(&channel)
@@ -220,7 +224,7 @@ impl EventLoop {
             sub.armed = None;
             self.throttle_serve(&channel, id);
         }
-        self.throttles.fired = fired;
+        self.channels.throttles.fired = fired;
     }
 
     /// Sends the subscriber what changed since its last delivery; arms its next look one
@@ -228,7 +232,7 @@ impl EventLoop {
     fn throttle_serve(&mut self, channel: &Arc<str>, id: ConnId) {
         let now_ns = self.now_ns;
         let me = self.id;
-        let Some(ch) = self.throttles.channels.get_mut(channel) else {
+        let Some(ch) = self.channels.throttles.channels.get_mut(channel) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(id) else {
@@ -237,7 +241,7 @@ impl EventLoop {
         let (queued, blocked) = send_news(ch, conn, me);
         if queued > 0 && !conn.dirty {
             conn.dirty = true;
-            self.dirty.push(id);
+            self.work.dirty.push(id);
         }
         self.metrics.add(Counter::ThrottleDelivered, queued);
         self.metrics.add(Counter::MessagesDelivered, queued);
@@ -253,7 +257,7 @@ impl EventLoop {
             ch.idle.push(id);
             return;
         };
-        self.throttles.arm(channel, id, next, now_ns);
+        self.channels.throttles.arm(channel, id, next, now_ns);
     }
 }
 

@@ -116,10 +116,10 @@ impl EventLoop {
         let period_ns = period.as_nanos().max(1) as u64;
         let now_ns = self.now_ns;
         let (len_max, bytes_max) = (
-            self.config.publish_queue_len_max,
-            self.config.publish_queue_bytes_max,
+            self.env.config.publish_queue_len_max,
+            self.env.config.publish_queue_bytes_max,
         );
-        let ticks = &mut self.ticks;
+        let ticks = &mut self.channels.ticks;
         let room = ticks.rooms.entry(channel.clone()).or_insert_with(|| {
             let due_ns = next_tick_ns(now_ns, period_ns);
             ticks.schedule.push(Reverse((due_ns, channel.clone())));
@@ -138,13 +138,14 @@ impl EventLoop {
 
     /// Ticks every room that is due (called once per turn when something is held).
     pub(super) fn fire_ticks(&mut self) {
-        while let Some(Reverse((due_ns, channel))) = self.ticks.schedule.peek().cloned() {
+        while let Some(Reverse((due_ns, channel))) = self.channels.ticks.schedule.peek().cloned() {
             if due_ns > self.now_ns {
                 break;
             }
-            self.ticks.schedule.pop();
+            self.channels.ticks.schedule.pop();
             // A room ticked early (forced) has a new entry or none: skip stale ones.
             if self
+                .channels
                 .ticks
                 .rooms
                 .get(&channel)
@@ -157,17 +158,17 @@ impl EventLoop {
 
     /// Ticks every room now, whatever its schedule (shutdown).
     pub(super) fn tick_all_now(&mut self) {
-        let rooms: Vec<Arc<str>> = self.ticks.rooms.keys().cloned().collect();
+        let rooms: Vec<Arc<str>> = self.channels.ticks.rooms.keys().cloned().collect();
         for channel in &rooms {
             self.tick_room(channel);
         }
-        self.ticks.schedule.clear();
+        self.channels.ticks.schedule.clear();
     }
 
     /// Numbers a room's held publishes, acknowledges them, retains them, encodes the batch
     /// once and delivers it everywhere.
     fn tick_room(&mut self, channel: &Arc<str>) {
-        let Some(Room { mut held, .. }) = self.ticks.rooms.remove(channel) else {
+        let Some(Room { mut held, .. }) = self.channels.ticks.rooms.remove(channel) else {
             return;
         };
         let count = held.items().len();
@@ -175,26 +176,33 @@ impl EventLoop {
             self.publish_tick(&mut held, channel, count);
         }
         held.clear();
-        if self.ticks.spare.len() < SPARE_QUEUES_MAX {
-            self.ticks.spare.push(held);
+        if self.channels.ticks.spare.len() < SPARE_QUEUES_MAX {
+            self.channels.ticks.spare.push(held);
         }
     }
 
     fn publish_tick(&mut self, held: &mut PublishQueue, channel: &Arc<str>, count: usize) {
-        let Some(reserved) = self.owned.reserve(channel, count as u64, self.now_ns) else {
+        let Some(reserved) = self
+            .channels
+            .owned
+            .reserve(channel, count as u64, self.now_ns)
+        else {
             // Nobody subscribes and nothing is retained: it reaches no one, unnumbered.
             return self.send_acks(held, channel, 0..count, None);
         };
         let first_seq = reserved.first_seq;
         self.send_acks(held, channel, 0..count, Some(first_seq));
-        if self.owned.retains() {
+        if self.channels.owned.retains() {
             // Recovery and last value replay single messages, as on any channel.
             let run = encode_run(held, channel, 0..count, first_seq);
             let frames = (0..run.frames.len()).map(|i| run.prepared(i));
-            let evicted = self.owned.retain(channel, first_seq, frames, self.now_ns);
+            let evicted = self
+                .channels
+                .owned
+                .retain(channel, first_seq, frames, self.now_ns);
             self.metrics.add(Counter::HistoryEvicted, evicted);
         }
-        let limit = self.config.message_bytes_max;
+        let limit = self.env.config.message_bytes_max;
         let batch = Arc::new(encode_tick(held, channel, first_seq, limit));
         self.metrics.inc(Counter::TickBatches);
         self.metrics
@@ -216,19 +224,20 @@ impl EventLoop {
     pub(super) fn deliver_tick(&mut self, batch: &TickBatch) {
         let channel = &*batch.channel;
         if let Some(gap) = self
+            .channels
             .local
             .note_seqs(channel, batch.first_seq, batch.last_seq)
         {
             self.note_gap_for_all(channel, gap, batch.binary);
         }
-        let Some(subscribers) = self.local.subscribers(channel) else {
+        let Some(subscribers) = self.channels.local.subscribers(channel) else {
             return;
         };
         let range = SeqGap {
             from: batch.first_seq,
             to: batch.last_seq,
         };
-        let mut overflowed = std::mem::take(&mut self.overflowed);
+        let mut overflowed = std::mem::take(&mut self.work.overflowed);
         let mut delivered = 0;
         for &cid in subscribers {
             let Some(conn) = self.conns.get_mut(cid) else {
@@ -252,7 +261,7 @@ impl EventLoop {
                     delivered += batch.messages();
                     if !conn.dirty {
                         conn.dirty = true;
-                        self.dirty.push(cid);
+                        self.work.dirty.push(cid);
                     }
                 }
                 SendStatus::Full => overflowed.push((cid, range, Overflow::Data)),
@@ -260,12 +269,12 @@ impl EventLoop {
             }
         }
         self.metrics.add(Counter::MessagesDelivered, delivered);
-        let policy = self.config.slow_consumer_for(channel);
+        let policy = self.env.config.slow_consumer_for(channel);
         for &(cid, gap, what) in &overflowed {
             self.settle_tick_overflow(cid, batch, gap, what, policy);
         }
         overflowed.clear();
-        self.overflowed = overflowed;
+        self.work.overflowed = overflowed;
     }
 
     /// A subscriber that could not take a batch: the channel's slow-consumer policy (a batch

@@ -104,7 +104,12 @@ impl EventLoop {
         let Some(tls) = conn.tls.as_mut() else {
             return ReadOutcome::WouldBlock;
         };
-        let result = read_plaintext(tls, &conn.stream, &mut self.recv_buf, &mut self.metrics);
+        let result = read_plaintext(
+            tls,
+            &conn.stream,
+            &mut self.scratch.recv_buf,
+            &mut self.metrics,
+        );
         if !tls.handshaken && !tls.session.is_handshaking() {
             tls.handshaken = true;
             self.metrics.inc(Counter::TlsHandshakeOk);
