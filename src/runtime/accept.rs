@@ -15,7 +15,7 @@ use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::rate::TokenBucket;
 use crate::runtime::accept_guard::AcceptFailure;
-use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint};
+use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint, Flush, RateStanding};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::tls::TlsConn;
 use crate::session::{Session, SessionLimits};
@@ -160,10 +160,8 @@ impl EventLoop {
             name: None,
             subscriptions: Vec::new(),
             armed: None,
-            dirty: false,
-            wants_writable: false,
+            flush: Flush::Idle,
             gaps_pending: false,
-            upgraded: false,
             auth: AuthState::NotRequired,
             peer_ip: ip,
             admission: Admission::Uncounted,
@@ -172,7 +170,7 @@ impl EventLoop {
                 cfg.messages_per_s_max,
                 self.now_ns,
             ),
-            rate_warned: false,
+            rate: RateStanding::Within,
             deflate: None,
         });
         self.env.shared.conns_open.fetch_add(1, Ordering::Relaxed);

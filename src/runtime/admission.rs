@@ -23,6 +23,7 @@ use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::proto::handshake as hs;
 use crate::rate::TokenBucket;
+use crate::runtime::conn::RateStanding;
 use crate::runtime::conn::{Admission, CloseReason};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
@@ -198,12 +199,13 @@ impl EventLoop {
             return false;
         };
         if conn.msg_bucket.try_take(now_ns) {
-            if conn.rate_warned && conn.msg_bucket.is_full(now_ns) {
-                conn.rate_warned = false;
+            if conn.rate == RateStanding::Warned && conn.msg_bucket.is_full(now_ns) {
+                conn.rate = RateStanding::Within;
             }
             return true;
         }
-        let warned = std::mem::replace(&mut conn.rate_warned, true);
+        let warned =
+            std::mem::replace(&mut conn.rate, RateStanding::Warned) == RateStanding::Warned;
         self.metrics.command_error("rate_limited");
         if warned {
             conn_rate_close(self, id);

@@ -77,10 +77,8 @@ impl CloseReason {
 pub struct Subscription {
     /// Channel name.
     pub channel: Arc<str>,
-    /// Waiting for the owner's answer.
-    pub pending: bool,
-    /// Unsubscribe was asked while pending: answer both in order when the owner replies.
-    pub unsubscribe_when_answered: bool,
+    /// Answered by the channel's owner yet?
+    pub state: SubState,
     /// Epoch of the channel's numbering, from the owner's answer.
     pub epoch: Arc<str>,
     /// Seqs skipped for this connection and not told yet.
@@ -92,6 +90,67 @@ pub struct Subscription {
     pub watch_presence: bool,
     /// `throttle_ms` of a throttled subscription (served by `throttle.rs`, not the fan-out).
     pub throttle_ms: Option<u32>,
+}
+
+/// Where a subscription stands with the channel's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubState {
+    /// Waiting for the owner's answer (`subscribed` not sent yet).
+    Pending,
+    /// Unsubscribe was asked while pending: answer both in order when the owner replies.
+    PendingThenUnsubscribe,
+    /// Answered: deliveries flow.
+    Active,
+}
+
+/// Where a connection stands with the flush phase (`flush.rs`): in this turn's dirty list or
+/// not, registered for WRITABLE or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing queued this turn; READABLE interest only.
+    Idle,
+    /// In this turn's dirty list.
+    Dirty,
+    /// The socket was full: WRITABLE interest until the outbox drains.
+    Blocked,
+    /// Blocked, and in this turn's dirty list too.
+    BlockedDirty,
+}
+
+impl Flush {
+    /// Registered for WRITABLE (the socket is full).
+    pub fn is_blocked(self) -> bool {
+        matches!(self, Flush::Blocked | Flush::BlockedDirty)
+    }
+
+    /// Taken off the dirty list (the flush began).
+    fn undirtied(self) -> Self {
+        match self {
+            Flush::Dirty => Flush::Idle,
+            Flush::BlockedDirty => Flush::Blocked,
+            other => other,
+        }
+    }
+
+    /// With WRITABLE interest registered (`blocked`) or dropped.
+    pub fn with_blocked(self, blocked: bool) -> Self {
+        let dirty = matches!(self, Flush::Dirty | Flush::BlockedDirty);
+        match (blocked, dirty) {
+            (false, false) => Flush::Idle,
+            (false, true) => Flush::Dirty,
+            (true, false) => Flush::Blocked,
+            (true, true) => Flush::BlockedDirty,
+        }
+    }
+}
+
+/// Where a connection stands with its message rate (`--max-messages-per-s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateStanding {
+    /// Within its rate (or its bucket refilled since the warning).
+    Within,
+    /// It was told it is over its rate; the next excess closes it (4101).
+    Warned,
 }
 
 /// Seqs a subscriber skipped and has not been told of yet.
@@ -134,15 +193,12 @@ pub struct Conn {
     pub subscriptions: Vec<Subscription>,
     /// Its timer wheel entry, if armed.
     pub armed: Option<Armed>,
-    /// Queued in the loop's dirty list this turn.
-    pub dirty: bool,
-    /// Registered for WRITABLE (only while the outbox is not empty after a flush).
-    pub wants_writable: bool,
+    /// In this turn's dirty list, registered for WRITABLE (only while the outbox is not empty
+    /// after a flush).
+    pub flush: Flush,
     /// Some subscription has a gap not told yet (told before its next delivery, or as soon as
     /// the outbox has drained, whichever comes first).
     pub gaps_pending: bool,
-    /// The upgrade completed (counted in the `connections_open` gauge until reaped).
-    pub upgraded: bool,
     /// Authentication state (always `NotRequired` when auth is off).
     pub auth: AuthState,
     /// The client's address: the TCP peer's, or the one named by the PROXY header or a trusted
@@ -153,8 +209,8 @@ pub struct Conn {
     pub admission: Admission,
     /// Data messages this connection may still send (rate limit).
     pub msg_bucket: crate::rate::TokenBucket,
-    /// It was told it is over its message rate; the next excess closes it.
-    pub rate_warned: bool,
+    /// Whether it was told it is over its message rate.
+    pub rate: RateStanding,
     /// permessage-deflate, when negotiated (`compression.rs`); `None` otherwise.
     pub deflate: Option<Box<super::compression::ConnDeflate>>,
 }
@@ -235,6 +291,22 @@ impl Conn {
             self.name = Some(Arc::from(self.id_string(loop_id)));
         }
         self.name.clone().unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Puts the connection in this turn's dirty list, once (every path that queues output
+    /// calls this: the flush phase writes it before the next `poll`).
+    pub fn mark_dirty(&mut self, dirty: &mut Vec<ConnId>) {
+        self.flush = match self.flush {
+            Flush::Idle => Flush::Dirty,
+            Flush::Blocked => Flush::BlockedDirty,
+            Flush::Dirty | Flush::BlockedDirty => return,
+        };
+        dirty.push(self.id);
+    }
+
+    /// The flush of this turn began: off the dirty list.
+    pub fn take_dirty(&mut self) {
+        self.flush = self.flush.undirtied();
     }
 
     /// Records the close reason the first time only.

@@ -120,7 +120,7 @@ impl EventLoop {
                 continue;
             }
             let own = local_origins.contains(&cid);
-            let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
+            let conflate = policy == SlowConsumerPolicy::Conflate && conn.flush.is_blocked();
             // A run that does not fit as a whole goes message by message: what fits is queued
             // and only the rest meets the slow-consumer policy (a run is an optimisation and
             // must not change what a subscriber receives).
@@ -139,7 +139,7 @@ impl EventLoop {
             };
             if queued > 0 {
                 delivered += queued;
-                mark_dirty_once(conn, &mut self.work.dirty);
+                conn.mark_dirty(&mut self.work.dirty);
             }
         }
         if !compressed_subs.is_empty() {
@@ -212,7 +212,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(cid) else {
             return 0;
         };
-        let conflate = policy == SlowConsumerPolicy::Conflate && conn.wants_writable;
+        let conflate = policy == SlowConsumerPolicy::Conflate && conn.flush.is_blocked();
         let overflowed = &mut self.work.overflowed;
         let mut agreed = conn.deflate.take();
         let queued = match (agreed.as_mut().and_then(|d| d.own.as_mut()), shared) {
@@ -248,7 +248,7 @@ impl EventLoop {
         conn.deflate = agreed;
         self.scratch.own_scratch = compression::trimmed(scratch);
         if queued > 0 {
-            mark_dirty_once(conn, &mut self.work.dirty);
+            conn.mark_dirty(&mut self.work.dirty);
         }
         queued
     }
@@ -469,15 +469,6 @@ impl EventLoop {
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
         }
         sent
-    }
-}
-
-/// Puts `conn` on the loop's dirty list unless it is already there.
-#[inline]
-fn mark_dirty_once(conn: &mut Conn, dirty: &mut Vec<ConnId>) {
-    if !conn.dirty {
-        conn.dirty = true;
-        dirty.push(conn.id);
     }
 }
 

@@ -301,11 +301,8 @@ impl EventLoop {
 
     /// Notes that `id` has output to flush this turn.
     pub(super) fn mark_dirty(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn_mut(id) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.work.dirty.push(id);
-            }
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.mark_dirty(&mut self.work.dirty);
         }
     }
 

@@ -51,7 +51,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.dirty = false;
+        conn.take_dirty();
         if matches!(
             conn.session.phase(),
             Phase::Closed | Phase::Lingering { .. }
@@ -86,7 +86,7 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.wants_writable == want {
+        if conn.flush.is_blocked() == want {
             return;
         }
         let interest = match want {
@@ -100,7 +100,7 @@ impl EventLoop {
             .registry()
             .reregister(&mut conn.stream, token, interest)
         {
-            Ok(()) => conn.wants_writable = want,
+            Ok(()) => conn.flush = conn.flush.with_blocked(want),
             Err(_) => {
                 conn.set_close_reason(CloseReason::IoError);
                 self.mark_closed(id);

@@ -161,7 +161,6 @@ impl EventLoop {
             conn.session.decoder.allow_compressed();
         }
         conn.deflate = deflate;
-        conn.upgraded = true;
         conn.session.upgrade(endpoint, Bytes::from(response));
         self.conns.websocket_opened();
         self.metrics.inc(Counter::HandshakesCompleted);

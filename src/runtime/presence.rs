@@ -39,6 +39,7 @@ use crate::outbox::SendStatus;
 use crate::pubsub::owner_of;
 use crate::pubsub::presence::{Broadcast, Counts, Member, Outcome, PresenceTable};
 use crate::runtime::conn::AuthState;
+use crate::runtime::conn::SubState;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 
@@ -385,7 +386,7 @@ impl EventLoop {
         let watching = self
             .conn_mut(conn)
             .and_then(|c| c.subscription_mut(channel))
-            .is_some_and(|s| s.watch_presence && !s.pending);
+            .is_some_and(|s| s.watch_presence && s.state == SubState::Active);
         if watch && !watching {
             return; // It left meanwhile: its leave tells the owner.
         }

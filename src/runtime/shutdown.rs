@@ -126,7 +126,7 @@ impl EventLoop {
             let _ = self.net.poll.registry().deregister(&mut conn.stream);
             let subscriptions = std::mem::take(&mut conn.subscriptions);
             self.drop_subscriptions(id, subscriptions);
-            if conn.upgraded {
+            if conn.session.is_websocket() {
                 self.conns.websocket_closed();
             }
             if conn.admission == Admission::Counted {

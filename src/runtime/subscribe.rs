@@ -12,6 +12,7 @@ use crate::command as encode;
 use crate::conn_id::{ConnId, ConnRef};
 use crate::proto::frame::PreparedFrame;
 use crate::pubsub::{owner_of, Since, SubscribeOutcome};
+use crate::runtime::conn::SubState;
 use crate::runtime::conn::Subscription;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
@@ -57,7 +58,10 @@ impl EventLoop {
             return;
         };
         if let Some(sub) = conn.subscription_mut(channel) {
-            if watch && !std::mem::replace(&mut sub.watch_presence, true) && !sub.pending {
+            if watch
+                && !std::mem::replace(&mut sub.watch_presence, true)
+                && sub.state == SubState::Active
+            {
                 self.presence_watch(id, channel);
             }
         } else {
@@ -68,8 +72,7 @@ impl EventLoop {
             }
             conn.subscriptions.push(Subscription {
                 channel: Arc::from(channel),
-                pending: true,
-                unsubscribe_when_answered: false,
+                state: SubState::Pending,
                 epoch: Arc::from(""),
                 gap: None,
                 conflated_gap: None,
@@ -118,9 +121,10 @@ impl EventLoop {
         let Some(sub) = conn.subscription_mut(channel) else {
             return self.abandon_subscribe(channel);
         };
-        let was_pending = std::mem::replace(&mut sub.pending, false);
+        let prior = std::mem::replace(&mut sub.state, SubState::Active);
+        let was_pending = prior != SubState::Active;
         sub.epoch = outcome.epoch.clone();
-        let unsubscribe = sub.unsubscribe_when_answered;
+        let unsubscribe = prior == SubState::PendingThenUnsubscribe;
         let watch = sub.watch_presence;
         let throttle_ms = sub.throttle_ms;
         let (seq, epoch) = (outcome.seq, &*outcome.epoch);
@@ -184,8 +188,8 @@ impl EventLoop {
             return;
         };
         match conn.subscription_mut(channel) {
-            Some(sub) if sub.pending => {
-                sub.unsubscribe_when_answered = true;
+            Some(sub) if sub.state != SubState::Active => {
+                sub.state = SubState::PendingThenUnsubscribe;
                 return;
             }
             Some(_) => {
@@ -200,7 +204,7 @@ impl EventLoop {
 
     /// Removes every subscription of a closed connection.
     pub(super) fn drop_subscriptions(&mut self, id: ConnId, subscriptions: Vec<Subscription>) {
-        for sub in subscriptions.iter().filter(|s| !s.pending) {
+        for sub in subscriptions.iter().filter(|s| s.state == SubState::Active) {
             self.leave(id, sub);
         }
     }

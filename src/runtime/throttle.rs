@@ -239,9 +239,8 @@ impl EventLoop {
             return; // Closed: reaping drops the subscription.
         };
         let (queued, blocked) = send_news(ch, conn, me);
-        if queued > 0 && !conn.dirty {
-            conn.dirty = true;
-            self.work.dirty.push(id);
+        if queued > 0 {
+            conn.mark_dirty(&mut self.work.dirty);
         }
         self.metrics.add(Counter::ThrottleDelivered, queued);
         self.metrics.add(Counter::MessagesDelivered, queued);

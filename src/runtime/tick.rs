@@ -259,10 +259,7 @@ impl EventLoop {
             match status {
                 SendStatus::Queued => {
                     delivered += batch.messages();
-                    if !conn.dirty {
-                        conn.dirty = true;
-                        self.work.dirty.push(cid);
-                    }
+                    conn.mark_dirty(&mut self.work.dirty);
                 }
                 SendStatus::Full => overflowed.push((cid, range, Overflow::Data)),
                 SendStatus::Closed => overflowed.push((cid, range, Overflow::Closed)),

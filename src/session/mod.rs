@@ -162,6 +162,17 @@ pub struct Session {
     pub outbox: Outbox,
     liveness: Liveness,
     close_reason: Option<CloseReason>,
+    protocol: Protocol,
+}
+
+/// What the connection speaks: HTTP until the upgrade, WebSocket after it (counted in the
+/// `connections_open` gauge until reaped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The upgrade has not completed (or an HTTP request was answered).
+    Http,
+    /// The upgrade completed.
+    WebSocket,
 }
 
 /// What a pong for a received ping became.
@@ -202,6 +213,7 @@ impl Session {
                 ..Liveness::default()
             },
             close_reason: None,
+            protocol: Protocol::Http,
         }
     }
 
@@ -213,6 +225,11 @@ impl Session {
     /// True while WebSocket frames are processed (OPEN).
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
+    }
+
+    /// True once the upgrade completed (whatever the phase now).
+    pub fn is_websocket(&self) -> bool {
+        self.protocol == Protocol::WebSocket
     }
 
     /// The liveness deadlines.
@@ -249,6 +266,7 @@ impl Session {
     /// The upgrade succeeded: OPEN. `response` (the `101`) is written before anything else.
     pub fn upgrade(&mut self, endpoint: Endpoint, response: Bytes) {
         self.phase = Phase::Open;
+        self.protocol = Protocol::WebSocket;
         self.endpoint = endpoint;
         self.outbox.push_first(response);
     }
