@@ -373,23 +373,8 @@ impl EventLoop {
                 read_at_ns,
                 ack,
             } => {
-                self.record_hop(read_at_ns);
-                let (content, key, binary, delete) = match &body {
-                    PublishBody::Json {
-                        content,
-                        key,
-                        delete,
-                    } => (content, key.as_deref(), false, *delete),
-                    PublishBody::Binary(payload) => (payload, None, true, false),
-                };
-                let meta = PublishMeta {
-                    binary,
-                    delete,
-                    from,
-                    origin,
-                    read_at_ns,
-                };
-                self.queue_publish(&channel, content, key, meta, ack.as_deref());
+                let meta = (from, origin, read_at_ns);
+                self.on_forwarded_publish(&channel, &body, meta, ack.as_deref())
             }
             LoopMsg::Acks { channel, acks } => {
                 for ack in acks {
@@ -423,6 +408,33 @@ impl EventLoop {
                 self.cluster_uninterest(&channel);
             }
         }
+    }
+
+    /// A publish another loop read for a channel this loop owns: numbered here.
+    fn on_forwarded_publish(
+        &mut self,
+        channel: &Arc<str>,
+        body: &PublishBody,
+        (from, origin, read_at_ns): (Arc<str>, ConnRef, u64),
+        ack: Option<&[u8]>,
+    ) {
+        self.record_hop(read_at_ns);
+        let (content, key, binary, delete) = match body {
+            PublishBody::Json {
+                content,
+                key,
+                delete,
+            } => (content, key.as_deref(), false, *delete),
+            PublishBody::Binary(payload) => (payload, None, true, false),
+        };
+        let meta = PublishMeta {
+            binary,
+            delete,
+            from,
+            origin,
+            read_at_ns,
+        };
+        self.queue_publish(channel, content, key, meta, ack);
     }
 
     /// The owner's side of a subscribe from another loop.

@@ -222,63 +222,31 @@ impl EventLoop {
         if head.method != "GET" {
             let headers = [("Allow", "GET")];
             let body = b"method not allowed\n";
-            hs::encode_http_response(
-                &mut out,
-                405,
-                "Method Not Allowed",
-                "text/plain",
-                &headers,
-                body,
-            );
+            let status = (405, "Method Not Allowed");
+            hs::encode_http_response(&mut out, status.0, status.1, "text/plain", &headers, body);
+            return self.respond(id, out);
+        }
+        if matches!(path, HttpPath::Healthz) && !self.cluster_ready() {
+            // Cluster mode without a working NATS connection: not ready (503).
+            self.metrics.inc(Counter::HttpHealthz);
+            let body = b"not ready: NATS not connected\n";
+            let status = (503, "Service Unavailable");
+            hs::encode_http_response(&mut out, status.0, status.1, "text/plain", &[], body);
             return self.respond(id, out);
         }
         let mut body = String::new();
         let (counter, content_type, headers, bytes): (_, _, &[(&str, &str)], _) = match path {
             HttpPath::Metrics => {
-                self.env
-                    .shared
-                    .with_export(|e| e.render_prometheus(&mut body));
-                if let Some(cluster) = &self.env.shared.cluster {
-                    cluster.render_prometheus(&mut body);
-                }
+                self.render_metrics(&mut body);
                 let content_type = crate::metrics::PROMETHEUS_CONTENT_TYPE;
                 (Counter::HttpMetrics, content_type, &[], body.as_bytes())
             }
             HttpPath::Stats => {
-                let relay = RelayInfo {
-                    version: crate::VERSION,
-                    revision: crate::GIT_REVISION,
-                    uptime_ms: self.now_ns / 1_000_000,
-                };
-                self.env
-                    .shared
-                    .with_export(|e| e.render_stats_json_with(&relay, &mut body));
+                self.render_stats(&mut body);
                 let content_type = crate::metrics::STATS_JSON_CONTENT_TYPE;
                 (Counter::HttpStats, content_type, &[], body.as_bytes())
             }
-            HttpPath::Healthz => {
-                if self
-                    .env
-                    .shared
-                    .cluster
-                    .as_ref()
-                    .is_some_and(|c| !c.is_ready())
-                {
-                    // Cluster mode without a working NATS connection: not ready (503).
-                    self.metrics.inc(Counter::HttpHealthz);
-                    let body = b"not ready: NATS not connected\n";
-                    hs::encode_http_response(
-                        &mut out,
-                        503,
-                        "Service Unavailable",
-                        "text/plain",
-                        &[],
-                        body,
-                    );
-                    return self.respond(id, out);
-                }
-                (Counter::HttpHealthz, "text/plain", &[], b"ok\n".as_slice())
-            }
+            HttpPath::Healthz => (Counter::HttpHealthz, "text/plain", &[], b"ok\n".as_slice()),
             HttpPath::Asset(asset, counter) => {
                 (counter, asset.content_type, asset.headers, asset.body)
             }
@@ -286,6 +254,32 @@ impl EventLoop {
         self.metrics.inc(counter);
         hs::encode_http_response(&mut out, 200, "OK", content_type, headers, bytes);
         self.respond(id, out);
+    }
+
+    /// False in cluster mode while NATS is not connected (`/healthz` answers 503).
+    fn cluster_ready(&self) -> bool {
+        let cluster = self.env.shared.cluster.as_ref();
+        cluster.is_none_or(|c| c.is_ready())
+    }
+
+    /// The Prometheus page: the loops' metrics and, in cluster mode, the bridge's.
+    fn render_metrics(&self, body: &mut String) {
+        self.env.shared.with_export(|e| e.render_prometheus(body));
+        if let Some(cluster) = &self.env.shared.cluster {
+            cluster.render_prometheus(body);
+        }
+    }
+
+    /// The `/stats` JSON document.
+    fn render_stats(&self, body: &mut String) {
+        let relay = RelayInfo {
+            version: crate::VERSION,
+            revision: crate::GIT_REVISION,
+            uptime_ms: self.now_ns / 1_000_000,
+        };
+        self.env
+            .shared
+            .with_export(|e| e.render_stats_json_with(&relay, body));
     }
 
     /// Queues a complete HTTP response; the connection closes once it is written.

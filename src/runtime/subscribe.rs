@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::command as encode;
+use crate::conn_id::LoopId;
 use crate::conn_id::{ConnId, ConnRef};
 use crate::proto::frame::PreparedFrame;
 use crate::pubsub::{owner_of, Since, SubscribeOutcome};
@@ -38,7 +39,6 @@ impl EventLoop {
         since: Option<(u64, Option<Arc<str>>)>,
         options: SubscribeOptions,
     ) {
-        let max = self.env.config.subscriptions_per_connection_max;
         let owner = owner_of(channel, self.mesh.loops());
         if owner != self.id && !self.mesh.may_request_subscribe() {
             // Too many subscribe requests wait for other loops (a subscribe storm): refuse
@@ -54,8 +54,25 @@ impl EventLoop {
             return self.forbidden(id, channel);
         }
         let watch = options.presence && self.presence_requested(id, channel);
+        if self.record_subscription(id, channel, watch, options) {
+            self.channels.local.begin_subscribe(channel);
+            self.ask_owner(id, channel, owner, since, options);
+        }
+    }
+
+    /// Adds the pending subscription to the connection (or, subscribed already, starts the
+    /// presence watch it now asks for). False when refused (too many subscriptions, answered)
+    /// or when the connection is gone.
+    fn record_subscription(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        watch: bool,
+        options: SubscribeOptions,
+    ) -> bool {
+        let max = self.env.config.subscriptions_per_connection_max;
         let Some(conn) = self.conn_mut(id) else {
-            return;
+            return false;
         };
         if let Some(sub) = conn.subscription_mut(channel) {
             if watch
@@ -64,45 +81,44 @@ impl EventLoop {
             {
                 self.presence_watch(id, channel);
             }
-        } else {
-            if conn.subscriptions.len() >= max {
-                self.metrics.command_error("too_many_subscriptions");
-                let msg = "Too many subscriptions on this connection";
-                return self.reply(id, |out| encode::encode_error(out, msg));
-            }
-            conn.subscriptions.push(Subscription {
-                channel: Arc::from(channel),
-                state: SubState::Pending,
-                epoch: Arc::from(""),
-                gap: None,
-                conflated_gap: None,
-                watch_presence: watch,
-                throttle_ms: options.throttle_ms,
-            });
+            return true;
         }
-        self.channels.local.begin_subscribe(channel);
+        if conn.subscriptions.len() >= max {
+            self.metrics.command_error("too_many_subscriptions");
+            let msg = "Too many subscriptions on this connection";
+            self.reply(id, |out| encode::encode_error(out, msg));
+            return false;
+        }
+        conn.subscriptions.push(Subscription {
+            channel: Arc::from(channel),
+            state: SubState::Pending,
+            epoch: Arc::from(""),
+            gap: None,
+            conflated_gap: None,
+            watch_presence: watch,
+            throttle_ms: options.throttle_ms,
+        });
+        true
+    }
+
+    /// Asks the channel's owner (this loop, the cluster's stream, or another loop) for the
+    /// subscription's seq, epoch and replay; the answer comes to `on_subscribed`.
+    fn ask_owner(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        owner: LoopId,
+        since: Option<(u64, Option<Arc<str>>)>,
+        options: SubscribeOptions,
+    ) {
+        let origin = ConnRef {
+            loop_id: self.id,
+            conn: id,
+        };
         if owner == self.id && self.cluster.is_some() {
-            let origin = ConnRef {
-                loop_id: self.id,
-                conn: id,
-            };
             return self.cluster_subscribe(Arc::from(channel), origin, since);
         }
-        if owner == self.id {
-            let since = since.as_ref().map(|(seq, epoch)| Since {
-                seq: *seq,
-                epoch: epoch.as_deref(),
-            });
-            let outcome =
-                self.channels
-                    .owned
-                    .subscribe(channel, self.id, since, self.now_ns, options.binary);
-            self.on_subscribed(id, channel, outcome);
-        } else {
-            let origin = ConnRef {
-                loop_id: self.id,
-                conn: id,
-            };
+        if owner != self.id {
             let msg = LoopMsg::Subscribe {
                 channel: Arc::from(channel),
                 origin,
@@ -110,7 +126,16 @@ impl EventLoop {
                 binary_snapshot: options.binary,
             };
             self.mesh_send(owner, msg);
+            return;
         }
+        let since = since.as_ref().map(|(seq, epoch)| Since {
+            seq: *seq,
+            epoch: epoch.as_deref(),
+        });
+        let (now_ns, binary) = (self.now_ns, options.binary);
+        let owned = &mut self.channels.owned;
+        let outcome = owned.subscribe(channel, self.id, since, now_ns, binary);
+        self.on_subscribed(id, channel, outcome);
     }
 
     /// The owner's answer: `subscribed`, then the replay, then live deliveries.
