@@ -158,8 +158,12 @@ impl Harness {
         ControlFlow::Continue(())
     }
 
-    /// A delivery of `bytes` as one text frame (refused when closing or over budget).
+    /// A delivery of `bytes` as one binary frame (refused when closing or over budget). Only
+    /// an upgraded connection can have subscriptions, so nothing is delivered before.
     fn deliver(&mut self, bytes: &[u8]) {
+        if !self.session.is_websocket() {
+            return;
+        }
         let frame = wsrelay::proto::frame::PreparedFrame::new(OpCode::Binary, bytes);
         self.session
             .outbox
