@@ -3,8 +3,13 @@
 //! outboxes as `writev` would (gather + advance), per delivery.
 //!
 //! Run: `cargo bench --bench fanout`
+//!
+//! Instruction counts (deterministic, unlike criterion's timed loop): with
+//! `WSRELAY_BENCH_FIXED=1` the binary runs the fixed workloads of `fixed` once instead of
+//! criterion; run it under `valgrind --tool=callgrind` and read each `fixed::*` function's
+//! inclusive cost (docs/BENCHMARKS.md, "Instruction counts").
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use indexmap::IndexSet;
 use slab::Slab;
 use std::io::IoSlice;
@@ -82,5 +87,84 @@ fn drain_per_delivery(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fixed workloads for callgrind: each `#[inline(never)]` function is one measured step, and
+/// its inclusive instruction count divided by its operation count is the cost per operation.
+mod fixed {
+    use super::*;
+
+    /// Subscribers of the fixed workloads.
+    const CONNS: u32 = 1_000;
+    /// Publishes per measured round.
+    const ROUNDS: usize = 100;
+
+    pub fn run() {
+        let f = frame();
+        let (mut slab, set) = subscribers(CONNS);
+        first_push_per_conn(&mut slab, &set, &f);
+        drain_all(&mut slab);
+        for _ in 0..ROUNDS {
+            queue_1000(&mut slab, &set, &f);
+            drain_1000(&mut slab);
+        }
+        release_idle_1000(&mut slab);
+        std::hint::black_box(&slab);
+    }
+
+    /// 1,000 pushes into outboxes that never held anything (allocation included).
+    #[inline(never)]
+    fn first_push_per_conn(
+        slab: &mut Slab<Outbox>,
+        set: &IndexSet<(u32, u32), FxBuild>,
+        f: &bytes::Bytes,
+    ) {
+        queue(slab, set, f);
+    }
+
+    /// 1,000 pushes into outboxes that are in use (the steady fan-out step).
+    #[inline(never)]
+    fn queue_1000(slab: &mut Slab<Outbox>, set: &IndexSet<(u32, u32), FxBuild>, f: &bytes::Bytes) {
+        queue(slab, set, f);
+    }
+
+    fn queue(slab: &mut Slab<Outbox>, set: &IndexSet<(u32, u32), FxBuild>, f: &bytes::Bytes) {
+        for id in set.iter() {
+            if let Some(o) = slab.get_mut(id.0 as usize) {
+                o.push_data(f.clone(), 1);
+            }
+        }
+    }
+
+    /// 1,000 gathers + advances of one frame each (what a flush does around `writev`).
+    #[inline(never)]
+    fn drain_1000(slab: &mut Slab<Outbox>) {
+        drain_all(slab);
+    }
+
+    fn drain_all(slab: &mut Slab<Outbox>) {
+        for (_, o) in slab.iter_mut() {
+            let mut slices = [IoSlice::new(&[]); IO_SLICES_MAX];
+            let n = o.io_slices(&mut slices);
+            let total: usize = slices[..n].iter().map(|s| s.len()).sum();
+            o.advance(total, &mut |_, _, _| {});
+        }
+    }
+
+    /// 1,000 `release_idle` calls on drained outboxes.
+    #[inline(never)]
+    fn release_idle_1000(slab: &mut Slab<Outbox>) {
+        for (_, o) in slab.iter_mut() {
+            o.release_idle();
+        }
+    }
+}
+
 criterion_group!(benches, queue_to_n, drain_per_delivery);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("WSRELAY_BENCH_FIXED").is_some() {
+        fixed::run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,10 +1,14 @@
 //! Throughput of the RFC 6455 codec hot paths: decoding small masked text frames, encoding
 //! server frames, masking and UTF-8 validation.
+//!
+//! Instruction counts: with `WSRELAY_BENCH_FIXED=1` the binary runs the fixed decode
+//! workloads of `fixed` once instead of criterion, for `valgrind --tool=callgrind`
+//! (docs/BENCHMARKS.md, "Instruction counts").
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use wsrelay::proto::decoder::{Decoder, DecoderLimits, Event, Role};
 use wsrelay::proto::frame::{
     encode_client_frame, encode_server_frame, FrameBuilder, OpCode, PreparedFrame,
@@ -142,5 +146,60 @@ fn bench_utf8(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fixed workloads for callgrind: each `#[inline(never)]` function decodes 1,000 frames; its
+/// inclusive instruction count / 1,000 is the cost per frame.
+mod fixed {
+    use super::*;
+
+    /// Batches per measured function.
+    const BATCHES: usize = 10;
+
+    pub fn run() {
+        let wire = stream(Role::Server, OpCode::Text);
+        let mut decoder = Decoder::new(
+            Role::Server,
+            DecoderLimits {
+                message_bytes_max: 1 << 20,
+            },
+        );
+        for _ in 0..BATCHES {
+            whole_feeds_1000(&mut decoder, &mut wire.clone());
+        }
+        let frame_len = wire.len() / FRAMES_PER_BATCH;
+        for _ in 0..BATCHES {
+            split_feeds_1000(&mut decoder, &wire, frame_len);
+        }
+    }
+
+    /// 1,000 masked 100-byte text frames in one feed (the zero-copy path).
+    #[inline(never)]
+    fn whole_feeds_1000(decoder: &mut Decoder, input: &mut [u8]) {
+        black_box(decode_batch(decoder, input));
+    }
+
+    /// The same 1,000 frames, each fed in two pieces cut inside its payload (the buffered
+    /// path: header parsed, payload copied across feeds). Includes the copies of the pieces.
+    #[inline(never)]
+    fn split_feeds_1000(decoder: &mut Decoder, wire: &[u8], frame_len: usize) {
+        let mut piece = Vec::with_capacity(frame_len);
+        for frame in wire.chunks(frame_len) {
+            let (head, tail) = frame.split_at(frame_len / 2);
+            for part in [head, tail] {
+                piece.clear();
+                piece.extend_from_slice(part);
+                black_box(decode_batch(decoder, &mut piece));
+            }
+        }
+    }
+}
+
 criterion_group!(benches, bench_decode, bench_encode, bench_mask, bench_utf8);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os("WSRELAY_BENCH_FIXED").is_some() {
+        fixed::run();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -81,22 +81,27 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig {
-            nats_urls: Vec::new(),
-            shards: 8,
-            replicas: 1,
-            storage: NatsStorage::File,
-            node_name: None,
-            creds: None,
-            token: None,
-            wait: false,
-            command_queue_len_max: 65_536,
-            loop_queue_len_max: 65_536,
-            publish_queue_len_max: 10_000,
-            publish_batch_max: 1_000,
-            publish_retry_max: Duration::from_secs(15),
-        }
+        ClusterConfig::DEFAULT
     }
+}
+
+impl ClusterConfig {
+    /// The defaults (cluster mode off), as a constant for `Config`'s defaults table.
+    pub const DEFAULT: ClusterConfig = ClusterConfig {
+        nats_urls: Vec::new(),
+        shards: 8,
+        replicas: 1,
+        storage: NatsStorage::File,
+        node_name: None,
+        creds: None,
+        token: None,
+        wait: false,
+        command_queue_len_max: 65_536,
+        loop_queue_len_max: 65_536,
+        publish_queue_len_max: 10_000,
+        publish_batch_max: 1_000,
+        publish_retry_max: Duration::from_secs(15),
+    };
 }
 
 impl ClusterConfig {

@@ -5,7 +5,7 @@
 //! `cli.rs`, or by tests and the swarm directly), validated once, and then shared read-only by
 //! every event loop through an `Arc`. Nothing here touches sockets or threads.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,68 +225,77 @@ pub struct Config {
     pub cluster: ClusterConfig,
 }
 
+impl Config {
+    /// Every default, as a table, for a machine of one core (`Default` sets `loops` to the
+    /// cores available).
+    const DEFAULT_FOR_ONE_CORE: Config = Config {
+        listen_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080)),
+        loops: 1,
+        backlog: 1024,
+        message_bytes_max: 1 << 20,
+        channel_bytes_max: 128,
+        heartbeat_interval: Duration::from_millis(30_000),
+        heartbeat_timeout: Duration::from_millis(10_000),
+        handshake_timeout: Duration::from_secs(5),
+        close_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::ZERO,
+        shutdown_grace: Duration::from_secs(5),
+        drain_over: Duration::ZERO,
+        echo_enabled: false,
+        deflate_enabled: false,
+        deflate_min_bytes: 128,
+        deflate_contexts_max: 0,
+        subprotocols: Vec::new(),
+        outbox_bytes_max: 4 << 20,
+        control_bytes_max: 64 << 10,
+        slow_consumer: SlowConsumerPolicy::Close,
+        slow_consumer_rules: Vec::new(),
+        history_size: 0,
+        history_ttl: Duration::ZERO,
+        history_bytes_max: 256 << 20,
+        last_value: false,
+        snapshot_patterns: Vec::new(),
+        snapshot_keys_max: 10_000,
+        snapshot_bytes_max: 1_000_000,
+        throttle_keys_max: 10_000,
+        connections_max: 1_000_000,
+        subscriptions_per_connection_max: 1024,
+        mesh_inbox_len_max: 65_536,
+        inbox_msgs_per_turn_max: 4096,
+        publish_queue_len_max: 1024,
+        publish_queue_bytes_max: 1 << 20,
+        idle_channels_max: 100_000,
+        ip_buckets_max: 65_536,
+        timer_tick: Duration::from_millis(10),
+        metrics_interval: Duration::from_secs(1),
+        latency_metrics: true,
+        metrics_addr: None,
+        log_format: LogFormat::Text,
+        auth: None,
+        auth_timeout: Duration::from_secs(5),
+        auth_query_token: false,
+        auth_cookie: None,
+        connect_rate_per_s: 20_000,
+        connect_rate_per_ip_per_s: 2_000,
+        connections_per_ip_max: 20_000,
+        origins_allowed: Vec::new(),
+        messages_per_s_max: 0,
+        proxy_protocol: false,
+        tls: None,
+        trusted_proxies: Vec::new(),
+        forwarded_header: ForwardedHeader::XForwardedFor,
+        tick_rules: Vec::new(),
+        presence_patterns: Vec::new(),
+        presence_list_max: 1000,
+        cluster: ClusterConfig::DEFAULT,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            backlog: 1024,
-            message_bytes_max: 1 << 20,
-            channel_bytes_max: 128,
-            heartbeat_interval: Duration::from_millis(30_000),
-            heartbeat_timeout: Duration::from_millis(10_000),
-            handshake_timeout: Duration::from_secs(5),
-            close_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(5),
-            drain_over: Duration::ZERO,
-            echo_enabled: false,
-            deflate_enabled: false,
-            deflate_min_bytes: 128,
-            deflate_contexts_max: 0,
-            subprotocols: Vec::new(),
-            outbox_bytes_max: 4 << 20,
-            control_bytes_max: 64 << 10,
-            slow_consumer: SlowConsumerPolicy::Close,
-            slow_consumer_rules: Vec::new(),
-            history_size: 0,
-            history_ttl: Duration::ZERO,
-            history_bytes_max: 256 << 20,
-            last_value: false,
-            snapshot_patterns: Vec::new(),
-            snapshot_keys_max: 10_000,
-            snapshot_bytes_max: 1_000_000,
-            throttle_keys_max: 10_000,
-            connections_max: 1_000_000,
-            subscriptions_per_connection_max: 1024,
-            mesh_inbox_len_max: 65_536,
-            inbox_msgs_per_turn_max: 4096,
-            publish_queue_len_max: 1024,
-            publish_queue_bytes_max: 1 << 20,
-            idle_channels_max: 100_000,
-            ip_buckets_max: 65_536,
-            timer_tick: Duration::from_millis(10),
-            metrics_interval: Duration::from_secs(1),
-            latency_metrics: true,
-            metrics_addr: None,
-            log_format: LogFormat::Text,
-            auth: None,
-            auth_timeout: Duration::from_secs(5),
-            auth_query_token: false,
-            auth_cookie: None,
-            connect_rate_per_s: 20_000,
-            connect_rate_per_ip_per_s: 2_000,
-            connections_per_ip_max: 20_000,
-            origins_allowed: Vec::new(),
-            messages_per_s_max: 0,
-            proxy_protocol: false,
-            tls: None,
-            trusted_proxies: Vec::new(),
-            forwarded_header: ForwardedHeader::XForwardedFor,
-            tick_rules: Vec::new(),
-            presence_patterns: Vec::new(),
-            presence_list_max: 1000,
-            cluster: ClusterConfig::default(),
+            ..Config::DEFAULT_FOR_ONE_CORE
         }
     }
 }
@@ -335,10 +344,13 @@ impl Config {
     /// that no `now + duration` in nanoseconds can overflow.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_sizes()?;
+        self.validate_caps()?;
         self.validate_durations()?;
         self.validate_combinations()
     }
 
+    /// Threads, and the byte and entry budgets of messages, queues, history, snapshots and
+    /// throttles (what bounds memory).
     fn validate_sizes(&self) -> Result<(), ConfigError> {
         check(
             (1..=64).contains(&self.loops),
@@ -383,7 +395,11 @@ impl Config {
         check(
             (1..=1_000_000).contains(&self.throttle_keys_max),
             "throttle-max-keys must be 1 ..= 1,000,000",
-        )?;
+        )
+    }
+
+    /// Per-loop and per-connection caps, and the lengths of the rule lists.
+    fn validate_caps(&self) -> Result<(), ConfigError> {
         check(
             (16..=1 << 24).contains(&self.mesh_inbox_len_max),
             "mesh inbox must hold 16 ..= 16,777,216 messages",

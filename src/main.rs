@@ -3,6 +3,8 @@
 //! once), print a one-line summary.
 
 #![forbid(unsafe_code)]
+// Functions stay at most 60 lines (clippy.toml; issue 12).
+#![warn(clippy::too_many_lines)]
 
 mod cli;
 mod cli_cluster;

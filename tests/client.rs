@@ -303,6 +303,26 @@ fn subscribe_with(client: &mut Client, channel: &str, options: SubscribeOptions)
     wait_for(client, |e| matches!(e, Event::Subscribed { .. })).0
 }
 
+/// Subscribes (JSON) until the `subscribed` reply counts `want_seq` publishes (they are
+/// numbered before the subscribe only if they arrived first; at most 100 tries) and returns
+/// the snapshot that follows it.
+fn snapshot_at_seq(client: &mut Client, channel: &str, want_seq: u64) -> Event {
+    for _ in 0..100 {
+        let Event::Subscribed { seq, .. } =
+            subscribe_with(client, channel, SubscribeOptions::default())
+        else {
+            unreachable!()
+        };
+        let (event, _) = wait_for(client, |e| matches!(e, Event::Snapshot { .. }));
+        if seq == want_seq {
+            return event;
+        }
+        client.unsubscribe(channel).unwrap();
+        wait_for(client, |e| matches!(e, Event::Unsubscribed { .. }));
+    }
+    panic!("never saw the {want_seq} publishes");
+}
+
 #[test]
 fn snapshots_keyed_messages_and_throttle_reach_the_application() {
     let relay = common::start(Config {
@@ -318,25 +338,8 @@ fn snapshots_keyed_messages_and_throttle_reach_the_application() {
         .unwrap();
     publisher.publish_binary("board.c", b"\x01raw").unwrap();
     let (mut json, _) = self::publisher(addr);
-    // The publishes are numbered before the subscribe only if they arrived first: wait for
-    // a subscribe that sees all four.
-    let mut snapshot = None;
-    for _ in 0..100 {
-        let Event::Subscribed { seq, .. } =
-            subscribe_with(&mut json, "board.c", SubscribeOptions::default())
-        else {
-            unreachable!()
-        };
-        let (event, _) = wait_for(&mut json, |e| matches!(e, Event::Snapshot { .. }));
-        if seq == 4 {
-            snapshot = Some(event);
-            break;
-        }
-        json.unsubscribe("board.c").unwrap();
-        wait_for(&mut json, |e| matches!(e, Event::Unsubscribed { .. }));
-    }
-    let Some(Event::Snapshot { seq, entries, .. }) = snapshot else {
-        panic!("never saw the four publishes");
+    let Event::Snapshot { seq, entries, .. } = snapshot_at_seq(&mut json, "board.c", 4) else {
+        unreachable!()
     };
     assert_eq!(seq, 4);
     let b = SnapshotItem {

@@ -333,6 +333,34 @@ fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bound
     let mut publisher = Client::connect(addr);
     let pad = "x".repeat(PADDING);
     let before_kib = rss_kib();
+    publish_keyed_flood(&mut publisher, &mut fast, &keys, &pad);
+    let growth_kib = rss_kib().saturating_sub(before_kib);
+    assert!(growth_kib < 16 * 1024, "RSS grew by {growth_kib} KiB");
+    let ConflatedReception {
+        covered,
+        gaps,
+        latest,
+    } = read_conflated(&mut slow);
+    assert!(gaps > 0, "conflation happened and was told");
+    assert!(
+        covered[1..].iter().all(|c| *c),
+        "every seq delivered or reported"
+    );
+    // The freshest value of every key arrived.
+    let last_of = |k: usize| {
+        (1..=FLOOD_MESSAGES)
+            .rev()
+            .find(|i| (i % 3) as usize == k)
+            .unwrap()
+    };
+    for (k, name) in keys.iter().enumerate() {
+        assert_eq!(latest.get(*name), Some(&last_of(k)), "latest {name}");
+    }
+}
+
+/// Publishes `FLOOD_MESSAGES` on `px`, keyed by turns with `keys`; `fast` must receive every
+/// one, in order (checked every 20 messages).
+fn publish_keyed_flood(publisher: &mut Client, fast: &mut Client, keys: &[&str; 3], pad: &str) {
     for i in 1..=FLOOD_MESSAGES {
         let key = keys[(i % 3) as usize];
         let content = json!({"i": i, "k": key, "pad": pad});
@@ -343,8 +371,21 @@ fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bound
             }
         }
     }
-    let growth_kib = rss_kib().saturating_sub(before_kib);
-    assert!(growth_kib < 16 * 1024, "RSS grew by {growth_kib} KiB");
+}
+
+/// What the stalled subscriber of the conflate test received once it reads again.
+struct ConflatedReception {
+    /// By seq: delivered or reported in a gap.
+    covered: Vec<bool>,
+    /// Gap notices received.
+    gaps: u32,
+    /// Key → the `i` of the last delivery of that key.
+    latest: std::collections::BTreeMap<String, u64>,
+}
+
+/// Reads deliveries and gap notices until 300 ms of silence; seqs must increase and nothing
+/// else may arrive.
+fn read_conflated(slow: &mut Raw) -> ConflatedReception {
     let mut covered = vec![false; FLOOD_MESSAGES as usize + 1];
     let (mut last_seq, mut gaps) = (0u64, 0);
     let mut latest = std::collections::BTreeMap::new();
@@ -370,20 +411,10 @@ fn conflate_policy_keeps_the_latest_value_per_key_says_what_it_skipped_and_bound
             _ => panic!("unexpected {m}"),
         }
     }
-    assert!(gaps > 0, "conflation happened and was told");
-    assert!(
-        covered[1..].iter().all(|c| *c),
-        "every seq delivered or reported"
-    );
-    // The freshest value of every key arrived.
-    let last_of = |k: usize| {
-        (1..=FLOOD_MESSAGES)
-            .rev()
-            .find(|i| (i % 3) as usize == k)
-            .unwrap()
-    };
-    for (k, name) in keys.iter().enumerate() {
-        assert_eq!(latest.get(*name), Some(&last_of(k)), "latest {name}");
+    ConflatedReception {
+        covered,
+        gaps,
+        latest,
     }
 }
 

@@ -92,7 +92,29 @@ fn a_flood_past_the_descriptor_limit_is_answered_and_accepting_resumes_by_itself
     subscriber.subscribe("t");
     let mut publisher = Client::connect(addr);
 
-    // The flood: every connection sends its upgrade request and waits for an answer.
+    let (flood, refused) = flood_past_the_limit(addr);
+
+    // At the limit, established clients are still served.
+    publisher.publish("t", json!({"at": "limit"}));
+    let got = subscriber.recv();
+    assert_eq!(
+        (got["seq"].as_u64(), &got["content"]),
+        (Some(1), &json!({"at": "limit"}))
+    );
+
+    // The flood leaves. A new client is upgraded: it may first be told 503 (Retry-After)
+    // while the relay is still closing the flood's connections, but it is never left hanging
+    // (every read waits at most READ_TIMEOUT, then the test fails).
+    drop(flood);
+    let mut newcomer = upgrade_when_accepting_again(addr);
+    assert_eq!(newcomer.read_json()["type"], "connected");
+    assert_refusals_counted(addr, refused);
+}
+
+/// The flood: every connection sends its upgrade request and waits for an answer, which is a
+/// 101 for some and a 503 for the others. Returns the connections (still open) and how many
+/// were refused.
+fn flood_past_the_limit(addr: SocketAddr) -> (Vec<Raw>, usize) {
     let mut flood: Vec<Raw> = (0..FLOOD)
         .map(|_| {
             let mut raw = Raw::connect(addr);
@@ -113,21 +135,14 @@ fn a_flood_past_the_descriptor_limit_is_answered_and_accepting_resumes_by_itself
         upgraded > 0 && refused > 0,
         "{upgraded} upgraded, {refused} refused"
     );
+    (flood, refused)
+}
 
-    // At the limit, established clients are still served.
-    publisher.publish("t", json!({"at": "limit"}));
-    let got = subscriber.recv();
-    assert_eq!(
-        (got["seq"].as_u64(), &got["content"]),
-        (Some(1), &json!({"at": "limit"}))
-    );
-
-    // The flood leaves. A new client is upgraded: it may first be told 503 (Retry-After)
-    // while the relay is still closing the flood's connections, but it is never left hanging
-    // (every read waits at most READ_TIMEOUT, then the test fails).
-    drop(flood);
+/// Connects until an upgrade succeeds (at most 100 tries); every refusal before it must be a
+/// 503 with `Retry-After: 1`. Returns the upgraded connection.
+fn upgrade_when_accepting_again(addr: SocketAddr) -> Raw {
     let mut tries = 0;
-    let mut newcomer = loop {
+    loop {
         tries += 1;
         assert!(tries <= 100, "no upgrade after {tries} tries");
         let stream = TcpStream::connect(addr).expect("tcp connect");
@@ -141,10 +156,12 @@ fn a_flood_past_the_descriptor_limit_is_answered_and_accepting_resumes_by_itself
         assert!(head.starts_with("HTTP/1.1 503"), "{head}");
         assert!(head.contains("Retry-After: 1"), "{head}");
         std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(newcomer.read_json()["type"], "connected");
+    }
+}
 
-    // What happened is counted (the exporter's view lags by one snapshot: look until seen).
+/// What happened is counted: `refused` sheds and at least one EMFILE (the exporter's view
+/// lags by one snapshot: look until seen, bounded).
+fn assert_refusals_counted(addr: SocketAddr, refused: usize) {
     let counted = |metrics: &str, series: &str| -> u64 {
         metrics
             .lines()

@@ -18,68 +18,92 @@ type Samples = BTreeMap<String, f64>;
 /// every family has `# HELP` then `# TYPE` before its samples, names and labels are valid,
 /// values parse, counters end in `_total`, no series twice.
 fn parse_prometheus(text: &str) -> Samples {
-    let mut samples = Samples::new();
-    let mut typed: BTreeMap<String, String> = BTreeMap::new();
-    let mut last_help: Option<String> = None;
+    let mut exposition = Exposition::default();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            let name = rest.split(' ').next().unwrap();
-            assert!(valid_name(name), "bad name in HELP: {line}");
-            last_help = Some(name.to_string());
+            exposition.help(line, rest);
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert_eq!(
-                last_help.as_deref(),
-                Some(name),
-                "TYPE must follow its HELP: {line}"
-            );
-            assert!(
-                ["counter", "gauge", "summary", "histogram"].contains(&kind),
-                "{line}"
-            );
-            if kind == "counter" {
-                assert!(name.ends_with("_total"), "counter without _total: {name}");
-            }
-            assert!(
-                typed.insert(name.to_string(), kind.to_string()).is_none(),
-                "{name} twice"
-            );
+            exposition.type_line(line, rest);
         } else {
-            assert!(
-                !line.starts_with('#') && !line.is_empty(),
-                "unexpected line: {line:?}"
-            );
-            let (series, value) = line.rsplit_once(' ').expect("series value");
-            let name = series.split('{').next().unwrap();
-            assert!(valid_name(name), "bad sample name: {line}");
-            let family = typed
-                .keys()
-                .find(|f| {
-                    name == f.as_str()
-                        || name
-                            .strip_prefix(f.as_str())
-                            .is_some_and(|s| ["_sum", "_count"].contains(&s))
-                })
-                .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
-            assert!(!family.is_empty());
-            if let Some(labels) = series.strip_prefix(name) {
-                assert!(
-                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
-                    "{line}"
-                );
-            }
-            let v: f64 = match value {
-                "NaN" => f64::NAN,
-                "+Inf" => f64::INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
-            };
-            assert!(
-                samples.insert(series.to_string(), v).is_none(),
-                "series twice: {series}"
-            );
+            exposition.sample(line);
         }
     }
-    samples
+    exposition.samples
+}
+
+/// What `parse_prometheus` has read so far.
+#[derive(Default)]
+struct Exposition {
+    samples: Samples,
+    /// Family name → type.
+    typed: BTreeMap<String, String>,
+    last_help: Option<String>,
+}
+
+impl Exposition {
+    fn help(&mut self, line: &str, rest: &str) {
+        let name = rest.split(' ').next().unwrap();
+        assert!(valid_name(name), "bad name in HELP: {line}");
+        self.last_help = Some(name.to_string());
+    }
+
+    fn type_line(&mut self, line: &str, rest: &str) {
+        let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+        assert_eq!(
+            self.last_help.as_deref(),
+            Some(name),
+            "TYPE must follow its HELP: {line}"
+        );
+        assert!(
+            ["counter", "gauge", "summary", "histogram"].contains(&kind),
+            "{line}"
+        );
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter without _total: {name}");
+        }
+        assert!(
+            self.typed
+                .insert(name.to_string(), kind.to_string())
+                .is_none(),
+            "{name} twice"
+        );
+    }
+
+    fn sample(&mut self, line: &str) {
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "unexpected line: {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "bad sample name: {line}");
+        let family = self
+            .typed
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || name
+                        .strip_prefix(f.as_str())
+                        .is_some_and(|s| ["_sum", "_count"].contains(&s))
+            })
+            .unwrap_or_else(|| panic!("sample before its TYPE: {line}"));
+        assert!(!family.is_empty());
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+        }
+        let v: f64 = match value {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        assert!(
+            self.samples.insert(series.to_string(), v).is_none(),
+            "series twice: {series}"
+        );
+    }
 }
 
 fn valid_name(n: &str) -> bool {
@@ -112,10 +136,9 @@ fn wait_for(addr: SocketAddr, series: &str, want: f64) -> Samples {
     );
 }
 
-#[test]
-fn counters_equal_the_workload_and_stats_agree() {
-    let server = common::relay(2);
-    let addr = server.local_addr();
+/// The known workload: 6 subscribers of `m` over both loops, one publisher of 10 messages,
+/// every delivery received. Returns the clients (they stay connected) and the publisher.
+fn subscribe_and_publish_ten(addr: SocketAddr) -> (Vec<Client>, Client) {
     let mut subs = common::clients_on_every_loop(addr, 2, 6);
     for s in subs.iter_mut() {
         s.subscribe("m");
@@ -129,6 +152,14 @@ fn counters_equal_the_workload_and_stats_agree() {
             assert_eq!(s.recv()["content"], i);
         }
     }
+    (subs, publisher)
+}
+
+#[test]
+fn counters_equal_the_workload_and_stats_agree() {
+    let server = common::relay(2);
+    let addr = server.local_addr();
+    let (subs, _publisher) = subscribe_and_publish_ten(addr);
     let n = subs.len() as f64;
     let m = wait_for(addr, "wsrelay_messages_delivered_total", 10.0 * n);
     assert_eq!(
@@ -151,8 +182,13 @@ fn counters_equal_the_workload_and_stats_agree() {
         m["wsrelay_frames_received_total{opcode=\"text\"}"],
         n + 10.0
     );
-    // Socket syscalls: every upgrade needs at least one read and one write (the 101); no
-    // syscall moves less than a frame or a request here, so none can outnumber them.
+    assert_syscalls_bounded_by_frames(&m, n);
+    assert_stats_agree(addr, subs.len() as u64);
+}
+
+/// Socket syscalls: every upgrade (`n` + 1) needs at least one read and one write (the 101);
+/// no syscall moves less than a frame or a request here, so none can outnumber them.
+fn assert_syscalls_bounded_by_frames(m: &Samples, n: f64) {
     let family_sum = |prefix: &str| -> f64 {
         m.iter()
             .filter(|(k, _)| k.starts_with(prefix))
@@ -172,11 +208,13 @@ fn counters_equal_the_workload_and_stats_agree() {
         writes <= family_sum("wsrelay_frames_sent_total") + requests,
         "writes {writes}"
     );
+}
 
+/// `/stats` has the figures of the workload of `n` subscribers (plus the publisher).
+fn assert_stats_agree(addr: SocketAddr, n: u64) {
     let (status, body) = http_get(addr, "/stats");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let stats: Value = serde_json::from_str(&body).expect("stats is JSON");
-    let n = subs.len() as u64;
     assert_eq!(
         stats["counters"]["wsrelay_messages_delivered_total"],
         10 * n

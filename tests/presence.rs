@@ -151,31 +151,7 @@ fn counts_stay_exact_under_churn_from_two_loops() {
     let mut watcher = Client::connect(addr);
     watch(&mut watcher, "room.churn");
     let rounds = 40;
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            std::thread::spawn(move || {
-                let mut stay = Vec::new();
-                for r in 0..rounds {
-                    let mut c = Client::connect(addr);
-                    c.subscribe("room.churn");
-                    match r % 3 {
-                        0 => {
-                            c.send(json!({"type":"unsubscribe","channel":"room.churn"}));
-                            assert_eq!(c.recv()["type"], "unsubscribed");
-                        }
-                        1 => drop(c),
-                        _ => stay.push(c),
-                    }
-                }
-                let _ = w;
-                stay
-            })
-        })
-        .collect();
-    let stayed: Vec<Client> = workers
-        .into_iter()
-        .flat_map(|w| w.join().expect("worker"))
-        .collect();
+    let stayed = churn_from_four_threads(addr, rounds);
     let mut expected: BTreeSet<String> = stayed.iter().map(|c| c.id.clone()).collect();
     expected.insert(watcher.id.clone());
     // Counts are exact at once.
@@ -197,10 +173,46 @@ fn counts_stay_exact_under_churn_from_two_loops() {
     let list = asker.recv();
     assert_eq!(list["count"], expected.len());
     assert_eq!(ids(&list), expected);
-    // The watcher's view, rebuilt from its list and the changes, converges on the members
-    // (changes held by the storm bound arrive when their window ends).
+    converge_watcher_view(&mut watcher, &expected);
+    let joins = 1.0 + 4.0 * f64::from(rounds);
+    wait_metric(addr, "wsrelay_presence_events_total{event=\"join\"}", joins);
+}
+
+/// Four threads each join `room.churn` `rounds` times, and of every three joiners one
+/// unsubscribes, one disconnects and one stays. Returns the ones that stayed.
+fn churn_from_four_threads(addr: SocketAddr, rounds: u32) -> Vec<Client> {
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut stay = Vec::new();
+                for r in 0..rounds {
+                    let mut c = Client::connect(addr);
+                    c.subscribe("room.churn");
+                    match r % 3 {
+                        0 => {
+                            c.send(json!({"type":"unsubscribe","channel":"room.churn"}));
+                            assert_eq!(c.recv()["type"], "unsubscribed");
+                        }
+                        1 => drop(c),
+                        _ => stay.push(c),
+                    }
+                }
+                let _ = w;
+                stay
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect()
+}
+
+/// The watcher's view, rebuilt from its list and the changes, converges on the members
+/// (changes held by the storm bound arrive when their window ends); any other message fails.
+fn converge_watcher_view(watcher: &mut Client, expected: &BTreeSet<String>) {
     let mut view = BTreeSet::from([watcher.id.clone()]);
-    while view != expected {
+    while view != *expected {
         let m = watcher.recv();
         let id = m["member"]["id"].as_str().map(str::to_string);
         match (m["type"].as_str(), id) {
@@ -214,8 +226,6 @@ fn counts_stay_exact_under_churn_from_two_loops() {
             other => panic!("unexpected {other:?}: {m}"),
         }
     }
-    let joins = 1.0 + 4.0 * f64::from(rounds);
-    wait_metric(addr, "wsrelay_presence_events_total{event=\"join\"}", joins);
 }
 
 #[test]

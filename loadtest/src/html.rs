@@ -181,45 +181,59 @@ fn thresholds(html: &mut String, report: &Report) {
 }
 
 fn charts(html: &mut String, report: &Report, series: &SeriesReport) {
-    let n = series.len();
-    let per_second = |f: &dyn Fn(usize) -> Option<f64>| (0..n).map(f).collect::<Vec<_>>();
-    let second = |i: usize| series.series.seconds.get(i);
-    let sample = |i: usize| series.samples.get(i);
     html.push_str("<div class=\"charts\">");
+    latency_chart(html, series);
+    distribution_chart(html, report);
+    throughput_chart(html, series);
+    load_charts(html, series);
+    html.push_str("</div>");
+}
+
+/// One value per second of the run (`None` where there is none).
+fn per_second(series: &SeriesReport, f: impl Fn(usize) -> Option<f64>) -> Vec<Option<f64>> {
+    (0..series.len()).map(f).collect()
+}
+
+/// Latency percentiles per second, or a title saying the scenario does not record them.
+fn latency_chart(html: &mut String, series: &SeriesReport) {
     let latency = [
         Line {
             name: "p50",
-            values: per_second(&|i| series.latency_us(i, 0.5)),
+            values: per_second(series, |i| series.latency_us(i, 0.5)),
         },
         Line {
             name: "p99",
-            values: per_second(&|i| series.latency_us(i, 0.99)),
+            values: per_second(series, |i| series.latency_us(i, 0.99)),
         },
         Line {
             name: "p99.9",
-            values: per_second(&|i| series.latency_us(i, 0.999)),
+            values: per_second(series, |i| series.latency_us(i, 0.999)),
         },
     ];
     let recorded = latency.iter().any(|l| l.values.iter().any(Option::is_some));
-    let title = if recorded || n == 0 {
+    let title = if recorded || series.is_empty() {
         "Latency per second (µs, log scale)"
     } else {
         "Latency per second: not recorded by this scenario (echo and script record it)"
     };
     time_chart(html, "latency", title, &latency, true);
-    distribution_chart(html, report);
+}
+
+/// Messages sent and received, and errors, per second.
+fn throughput_chart(html: &mut String, series: &SeriesReport) {
+    let second = |i: usize| series.series.seconds.get(i);
     let throughput = [
         Line {
             name: "sent/s",
-            values: per_second(&|i| second(i).map(|s| s.sent_total as f64)),
+            values: per_second(series, |i| second(i).map(|s| s.sent_total as f64)),
         },
         Line {
             name: "received/s",
-            values: per_second(&|i| second(i).map(|s| s.received_total as f64)),
+            values: per_second(series, |i| second(i).map(|s| s.received_total as f64)),
         },
         Line {
             name: "errors/s",
-            values: per_second(&|i| second(i).map(|s| s.errors_total as f64)),
+            values: per_second(series, |i| second(i).map(|s| s.errors_total as f64)),
         },
     ];
     time_chart(
@@ -229,23 +243,27 @@ fn charts(html: &mut String, report: &Report, series: &SeriesReport) {
         &throughput,
         false,
     );
+}
+
+/// Connections open, and the CPU of the swarm and of the server, per second.
+fn load_charts(html: &mut String, series: &SeriesReport) {
+    let sample = |i: usize| series.samples.get(i);
     let conns = [Line {
         name: "connections open",
-        values: per_second(&|i| sample(i).map(|s| s.conns_open as f64)),
+        values: per_second(series, |i| sample(i).map(|s| s.conns_open as f64)),
     }];
     time_chart(html, "connections", "Connections open", &conns, false);
     let cpu = [
         Line {
             name: "swarm CPU %",
-            values: per_second(&|i| sample(i).map(|s| s.swarm_cpu_pct)),
+            values: per_second(series, |i| sample(i).map(|s| s.swarm_cpu_pct)),
         },
         Line {
             name: "server CPU %",
-            values: per_second(&|i| sample(i).and_then(|s| s.server_cpu_pct)),
+            values: per_second(series, |i| sample(i).and_then(|s| s.server_cpu_pct)),
         },
     ];
     time_chart(html, "cpu", "CPU (% of one core)", &cpu, false);
-    html.push_str("</div>");
 }
 
 /// A chart of values per second of the run.

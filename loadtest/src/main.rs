@@ -1,5 +1,8 @@
 //! `wsrelay-swarm`: parse the command line, run the scenario, print the report.
 
+// Functions stay at most 60 lines (clippy.toml; issue 12).
+#![warn(clippy::too_many_lines)]
+
 use clap::Parser;
 use loadtest::agent::controller::{run_controller, ControllerPlan};
 use loadtest::cli::{Action, Cli};
@@ -10,18 +13,7 @@ fn main() {
     let report_path = cli.command.report_path();
     match cli.command.into_action() {
         Action::Run(options) => match loadtest::run::run(*options) {
-            Ok(report) => {
-                if json {
-                    println!("{}", report.to_json());
-                } else {
-                    print!("{}", report.to_text());
-                }
-                if let Some(path) = report_path {
-                    if let Err(e) = std::fs::write(&path, loadtest::html::render(&report)) {
-                        fail(&format!("--report {}: {e}", path.display()));
-                    }
-                }
-            }
+            Ok(report) => print_run(&report, json, report_path),
             Err(e) => fail(&e.to_string()),
         },
         Action::Echo(args) => {
@@ -61,20 +53,46 @@ fn main() {
             deliveries,
             content_bytes,
         } => match loadtest::recv_bench::run(deliveries, content_bytes) {
-            Ok(bench) if json => println!(
-                "{{\"deliveries\":{},\"elapsed_s\":{:.4},\"frame_bytes\":{},\"deliveries_per_s\":{:.0}}}",
-                bench.deliveries, bench.elapsed_s, bench.frame_bytes, bench.per_s()
-            ),
-            Ok(bench) => println!(
-                "recv-bench: {} deliveries of {} bytes in {:.3} CPU-s on one thread: {:.2} M deliveries/s \
-                 (decode + UTF-8 + scan + gap check + histogram; no syscalls)",
-                bench.deliveries,
-                bench.frame_bytes,
-                bench.elapsed_s,
-                bench.per_s() / 1e6
-            ),
+            Ok(bench) => print_recv_bench(&bench, json),
             Err(e) => fail(&e.to_string()),
         },
+    }
+}
+
+/// Prints the report of `run` (JSON or text) and writes its HTML page to `--report`.
+fn print_run(
+    report: &loadtest::report::Report,
+    json: bool,
+    report_path: Option<std::path::PathBuf>,
+) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if let Some(path) = report_path {
+        if let Err(e) = std::fs::write(&path, loadtest::html::render(report)) {
+            fail(&format!("--report {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Prints the result of `recv-bench` (JSON or text).
+fn print_recv_bench(bench: &loadtest::recv_bench::RecvBench, json: bool) {
+    if json {
+        println!(
+            "{{\"deliveries\":{},\"elapsed_s\":{:.4},\"frame_bytes\":{},\"deliveries_per_s\":{:.0}}}",
+            bench.deliveries, bench.elapsed_s, bench.frame_bytes, bench.per_s()
+        );
+    } else {
+        println!(
+            "recv-bench: {} deliveries of {} bytes in {:.3} CPU-s on one thread: {:.2} M deliveries/s \
+             (decode + UTF-8 + scan + gap check + histogram; no syscalls)",
+            bench.deliveries,
+            bench.frame_bytes,
+            bench.elapsed_s,
+            bench.per_s() / 1e6
+        );
     }
 }
 

@@ -229,18 +229,8 @@ impl Report {
             ));
         }
         line(self.cpu_line());
-        if let Some(bytes) = self.server_bytes_per_conn() {
-            line(format!(
-                "  memory       server RSS {} → {} KiB: {:.0} bytes per connection{}",
-                self.server_rss_before_kib.unwrap_or(0),
-                self.server_rss_after_kib.unwrap_or(0),
-                bytes,
-                if self.server_in_process {
-                    " (in-process: includes the swarm's side)"
-                } else {
-                    ""
-                }
-            ));
+        if let Some(memory) = self.memory_line() {
+            line(memory);
         }
         if !s.errors.is_empty() || !s.close_codes.is_empty() {
             line(format!(
@@ -248,6 +238,29 @@ impl Report {
                 s.errors, s.close_codes
             ));
         }
+        self.outcome_lines(&mut line);
+        out
+    }
+
+    /// The server's memory per connection, when its RSS was read.
+    fn memory_line(&self) -> Option<String> {
+        let bytes = self.server_bytes_per_conn()?;
+        Some(format!(
+            "  memory       server RSS {} → {} KiB: {:.0} bytes per connection{}",
+            self.server_rss_before_kib.unwrap_or(0),
+            self.server_rss_after_kib.unwrap_or(0),
+            bytes,
+            if self.server_in_process {
+                " (in-process: includes the swarm's side)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// What the run adds to the swarm's figures: the descriptor-limit note, the scripted
+    /// scenario's messages, each agent's share, and the thresholds' verdicts.
+    fn outcome_lines(&self, line: &mut impl FnMut(String)) {
         if let Some(note) = &self.limit_note {
             line(format!("  LIMIT        {note}"));
         }
@@ -273,7 +286,6 @@ impl Report {
                 t.value
             ));
         }
-        out
     }
 
     fn traffic_lines(&self, line: &mut impl FnMut(String)) {

@@ -219,22 +219,7 @@ fn coordinate(
         .unwrap_or_else(ports_per_source)
         .max(1);
     let total_conns = options.plan.conns.len();
-    let tls = match (options.tls || targets.tls(), &options.tls_trust) {
-        (false, _) => None,
-        (true, None) => {
-            return Err(RunError::Tls(
-                "TLS needs --tls-ca FILE or --tls-insecure".into(),
-            ))
-        }
-        (true, Some(trust)) => {
-            let primary = targets.primary();
-            let host = primary
-                .host
-                .rsplit_once(':')
-                .map_or(primary.host.as_str(), |(h, _)| h);
-            Some(crate::tls::TlsClient::new(host, trust).map_err(RunError::Tls)?)
-        }
-    };
+    let tls = client_tls(options, &targets)?;
     let shared = Arc::new(Shared {
         tls,
         plan: options.plan.clone(),
@@ -251,29 +236,16 @@ fn coordinate(
     let timeline = Timeline::start(&shared);
     let start_ns = shared.control.start_ns.load(Ordering::Acquire);
     let mut sampler = Sampler::new(start_ns, probe, counters(&shared));
-    sleep_until(
-        timeline.window_start_ns,
-        &shared,
-        &mut progress,
-        &mut sampler,
+    let window = WindowCosts::measure(
+        probe,
+        (timeline.window_start_ns, timeline.window_end_ns),
+        |at_ns| sleep_until(at_ns, &shared, &mut progress, &mut sampler),
     );
-    let server_cpu_start = probe.cpu_s();
-    let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
-    sleep_until(timeline.window_end_ns, &shared, &mut progress, &mut sampler);
-    let server_cpu_end = probe.cpu_s();
-    let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
     let rss_after_kib = probe.rss_kib();
     let drain_s = drain(&shared, options.drain_max, &mut progress, &mut sampler);
     shared.control.stop.store(true, Ordering::Release);
     progress.finish();
     let stats = join_drivers(drivers);
-    // `/stats` is read in plain HTTP; over TLS it is not read (the report has no server
-    // latency then: run the relay with --metrics-bind to see it there).
-    let primary = shared.targets.primary();
-    let server_latency = match shared.tls.is_some() {
-        false => crate::server_stats::fetch(primary.addr, &primary.host),
-        true => None,
-    };
     Ok(Report {
         scenario: options.scenario.clone(),
         target: String::new(),
@@ -283,20 +255,84 @@ fn coordinate(
         warmup_s: options.settings.warmup_ns as f64 / 1e9,
         duration_s: options.settings.duration_ns as f64 / 1e9,
         drain_s,
-        server_cpu_window_s: server_cpu_start.zip(server_cpu_end).map(|(a, b)| b - a),
-        server_wait_window_s: waits_start.0.zip(waits_end.0).map(|(a, b)| b - a),
-        swarm_wait_window_s: waits_start.1.zip(waits_end.1).map(|(a, b)| b - a),
+        server_cpu_window_s: window.server_cpu_s,
+        server_wait_window_s: window.server_wait_s,
+        swarm_wait_window_s: window.swarm_wait_s,
         server_rss_before_kib: rss_before_kib,
         server_rss_after_kib: rss_after_kib,
         server_in_process: matches!(probe, ServerProbe::InProcess),
         limit_note: None,
         stats,
-        server_latency,
+        server_latency: server_latency(&shared),
         series: Some(sampler.into_report(None)),
         thresholds: Vec::new(),
         any: None,
         agents: Vec::new(),
     })
+}
+
+/// The TLS client of a run over TLS (`--tls` or a `wss://` target), for the primary target's
+/// host name; `None` in plain TCP.
+fn client_tls(
+    options: &RunOptions,
+    targets: &Targets,
+) -> Result<Option<crate::tls::TlsClient>, RunError> {
+    match (options.tls || targets.tls(), &options.tls_trust) {
+        (false, _) => Ok(None),
+        (true, None) => Err(RunError::Tls(
+            "TLS needs --tls-ca FILE or --tls-insecure".into(),
+        )),
+        (true, Some(trust)) => {
+            let primary = targets.primary();
+            let host = primary
+                .host
+                .rsplit_once(':')
+                .map_or(primary.host.as_str(), |(h, _)| h);
+            Ok(Some(
+                crate::tls::TlsClient::new(host, trust).map_err(RunError::Tls)?,
+            ))
+        }
+    }
+}
+
+/// `/stats` is read in plain HTTP; over TLS it is not read (the report has no server latency
+/// then: run the relay with --metrics-bind to see it there).
+fn server_latency(shared: &Shared) -> Option<crate::server_stats::ServerLatency> {
+    let primary = shared.targets.primary();
+    match shared.tls.is_some() {
+        false => crate::server_stats::fetch(primary.addr, &primary.host),
+        true => None,
+    }
+}
+
+/// What the measured window cost: server CPU, and run-queue waits of the server and of the
+/// swarm (each `None` where it cannot be read).
+pub(crate) struct WindowCosts {
+    pub(crate) server_cpu_s: Option<f64>,
+    pub(crate) server_wait_s: Option<f64>,
+    pub(crate) swarm_wait_s: Option<f64>,
+}
+
+impl WindowCosts {
+    /// Runs `run_until` to the window's start (ns), reads the counters, runs it to the
+    /// window's end and reads them again.
+    pub(crate) fn measure(
+        probe: ServerProbe,
+        (start_ns, end_ns): (u64, u64),
+        mut run_until: impl FnMut(u64),
+    ) -> WindowCosts {
+        run_until(start_ns);
+        let server_cpu_start = probe.cpu_s();
+        let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
+        run_until(end_ns);
+        let server_cpu_end = probe.cpu_s();
+        let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
+        WindowCosts {
+            server_cpu_s: server_cpu_start.zip(server_cpu_end).map(|(a, b)| b - a),
+            server_wait_s: waits_start.0.zip(waits_end.0).map(|(a, b)| b - a),
+            swarm_wait_s: waits_start.1.zip(waits_end.1).map(|(a, b)| b - a),
+        }
+    }
 }
 
 /// Seconds the swarm's driver threads waited for a CPU so far.

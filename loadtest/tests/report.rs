@@ -30,6 +30,36 @@ fn npm_ci(dir: &Path) {
     assert!(status.success(), "npm ci failed in {}", dir.display());
 }
 
+/// Runs a short `echo` (20 clients, 2,000 msg/s, 2.5 s, threshold `loss == 0`) that writes
+/// its HTML report to `html`; it must succeed. Returns its JSON report (stdout).
+fn run_echo_with_html_report(html: &Path) -> Vec<u8> {
+    let run = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args([
+            "echo",
+            "--connections",
+            "20",
+            "--rate",
+            "2000",
+            "--warmup",
+            "0s",
+            "--duration",
+            "2500ms",
+            "--threshold",
+            "loss == 0",
+            "--json",
+            "--report",
+        ])
+        .arg(html)
+        .output()
+        .expect("the swarm runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run.stdout
+}
+
 #[test]
 fn html_report_renders_in_headless_chromium() {
     if skip_browser() {
@@ -51,32 +81,9 @@ fn html_report_renders_in_headless_chromium() {
     let screenshot = out_dir.join("echo-report.png");
     let _ = std::fs::remove_file(&screenshot);
 
-    let run = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
-        .args([
-            "echo",
-            "--connections",
-            "20",
-            "--rate",
-            "2000",
-            "--warmup",
-            "0s",
-            "--duration",
-            "2500ms",
-            "--threshold",
-            "loss == 0",
-            "--json",
-            "--report",
-        ])
-        .arg(&html)
-        .output()
-        .expect("the swarm runs");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    std::fs::write(&json_path, &run.stdout).expect("json written");
-    let json: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    let stdout = run_echo_with_html_report(&html);
+    std::fs::write(&json_path, &stdout).expect("json written");
+    let json: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON report");
     assert_eq!(json["loss"], 0);
     assert_eq!(json["thresholds_pass"], true);
 

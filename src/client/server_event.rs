@@ -553,6 +553,19 @@ fn optional_bool(
     }
 }
 
+/// An optional unsigned member that must fit in 32 bits.
+fn optional_u32(
+    member: Option<Member<'_>>,
+    name: &'static str,
+) -> Result<Option<u32>, ServerEventError> {
+    match member {
+        None => Ok(None),
+        Some(m) => u32::try_from(unsigned(Some(m), name)?)
+            .map(Some)
+            .map_err(|_| ServerEventError::InvalidField(name)),
+    }
+}
+
 fn interpret<'a>(
     fields: &Fields<'a>,
     text: &'a str,
@@ -573,13 +586,7 @@ fn interpret<'a>(
             seq: unsigned(fields.seq, "seq")?,
             epoch: string(fields.epoch, "epoch")?,
             recovered: optional_bool(fields.recovered, "recovered")?,
-            throttle_ms: match fields.throttle_ms {
-                None => None,
-                Some(m) => Some(
-                    u32::try_from(unsigned(Some(m), "throttle_ms")?)
-                        .map_err(|_| ServerEventError::InvalidField("throttle_ms"))?,
-                ),
-            },
+            throttle_ms: optional_u32(fields.throttle_ms, "throttle_ms")?,
         },
         "snapshot" => ServerEvent::Snapshot {
             channel: string(fields.channel, "channel")?,
@@ -681,13 +688,10 @@ mod tests {
 
     type Encoder = fn(&mut Vec<u8>);
 
-    /// Paired assertion: the relay's batch and presence writers parse back to their fields.
+    /// Paired assertion: the relay's batch writer parses back to its fields.
     #[test]
-    fn parses_the_relays_batches_and_presence() {
-        use crate::command::{
-            batch_close, batch_entry, batch_open, binary_batch_entry, binary_batch_open,
-            encode_presence, encode_presence_change, MemberRef,
-        };
+    fn parses_the_relays_batches() {
+        use crate::command::{batch_close, batch_entry, batch_open};
         let mut parser = ServerEventParser::new();
         let mut out = Vec::new();
         batch_open(&mut out, "room.1");
@@ -709,6 +713,14 @@ mod tests {
             entries,
             [want(r#"{"a" : [1,"]"]}"#, 4, "x\"y"), want("null", 5, "z")]
         );
+    }
+
+    /// Paired assertion: the relay's presence writers (list, join/leave) parse back.
+    #[test]
+    fn parses_the_relays_presence_lists_and_changes() {
+        use crate::command::{encode_presence, encode_presence_change, MemberRef};
+        let mut parser = ServerEventParser::new();
+        let mut out = Vec::new();
         let alice = MemberRef {
             id: "0-1-1",
             sub: Some("alice"),
@@ -717,7 +729,6 @@ mod tests {
             id: "1-2-3",
             sub: None,
         };
-        out.clear();
         encode_presence(&mut out, "r", 9, [alice, anon].into_iter());
         let text = std::str::from_utf8(&out).unwrap();
         let ServerEvent::Presence { count, members, .. } = parser.parse(text).unwrap() else {
@@ -740,7 +751,13 @@ mod tests {
         assert!(!joined);
         let who = parser.members(&text[member.0..member.1]).unwrap();
         assert_eq!(who[0].id, "1-2-3");
-        out.clear();
+    }
+
+    /// Paired assertion: the relay's binary batch writer parses back; a truncated batch fails.
+    #[test]
+    fn parses_the_relays_binary_batches() {
+        use crate::command::{binary_batch_entry, binary_batch_open};
+        let mut out = Vec::new();
         binary_batch_open(&mut out, "r").unwrap();
         binary_batch_entry(&mut out, 7, "f", b"\x01");
         let Ok(BinaryEvent::Batch { entries, .. }) = parse_binary(&out) else {
@@ -803,11 +820,8 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_keyed_messages_and_throttled_subscribes_parse_back() {
-        use crate::command::{
-            encode_keyed_message, encode_snapshot, encode_subscribed_throttled, SnapshotEntry,
-            SnapshotHead,
-        };
+    fn snapshots_parse_back() {
+        use crate::command::{encode_snapshot, SnapshotEntry, SnapshotHead};
         let mut parser = ServerEventParser::new();
         let mut out = Vec::new();
         let entries = [
@@ -846,6 +860,12 @@ mod tests {
             (items[1].key.as_deref(), &items[1].content[..]),
             (None, &b"7"[..])
         );
+    }
+
+    #[test]
+    fn keyed_messages_and_throttled_subscribes_parse_back() {
+        use crate::command::{encode_keyed_message, encode_subscribed_throttled};
+        let mut parser = ServerEventParser::new();
         let mut out = Vec::new();
         encode_keyed_message(&mut out, ("b", b"1", "f", 5), Some("k"), true);
         let text = String::from_utf8(out).unwrap();

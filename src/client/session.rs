@@ -731,8 +731,10 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
             recovered,
             throttle_ms,
         },
-        // Handled by `text_event` (its entries need the parser).
-        ServerEvent::Snapshot { .. } => Event::UnknownText(String::new()),
+        ServerEvent::Snapshot { .. }
+        | ServerEvent::Batch { .. }
+        | ServerEvent::Presence { .. }
+        | ServerEvent::PresenceChange { .. } => owned_shell(event),
         ServerEvent::Unsubscribed { channel } => Event::Unsubscribed {
             channel: channel.to_owned(),
         },
@@ -763,6 +765,14 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
         ServerEvent::Error { message } => Event::ServerError {
             message: message.to_owned(),
         },
+    }
+}
+
+/// The owned event of a message that carries a nested list, with the list empty:
+/// `complete_nested` fills it from `nested_range`. A snapshot (and any other event) gives a
+/// placeholder: `text_event` builds snapshots whole, as their entries need the parser.
+fn owned_shell(event: ServerEvent<'_>) -> Event {
+    match event {
         ServerEvent::Batch { channel, .. } => Event::Batch {
             channel: channel.to_owned(),
             messages: Vec::new(),
@@ -781,6 +791,7 @@ fn owned_event(event: ServerEvent<'_>) -> Event {
                 false => Event::Leave { channel, member },
             }
         }
+        _ => Event::UnknownText(String::new()),
     }
 }
 

@@ -15,13 +15,21 @@ use bytes::Bytes;
 
 use crate::hash::FxHashMap;
 
-use super::{Budget, Entry, Outbox, SendStatus};
+use super::{Budget, Entry, Lanes, Outbox, SendStatus};
 
 /// Key → absolute position of its queued entry.
 #[derive(Debug, Default)]
 pub(super) struct Index {
     positions: FxHashMap<u64, u64>,
     tombstones: usize,
+}
+
+impl Index {
+    /// Approximate heap bytes: the box and the map's slots with their control bytes.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(u64, u64)>() + 1;
+        std::mem::size_of::<Index>() + self.positions.capacity() * slot
+    }
 }
 
 /// Slack of tombstones tolerated before compaction.
@@ -46,6 +54,35 @@ impl Outbox {
         key: u64,
         seq: u64,
     ) -> Conflated {
+        let data_bytes_max = self.data_bytes_max;
+        self.lanes_mut()
+            .push_conflated(bytes, read_at_ns, key, seq, data_bytes_max)
+    }
+
+    /// Queues a conflated notice (a `gap` notice under the conflate policy) outside the data
+    /// budget: at most one per key is ever queued, so notices are bounded by subscriptions.
+    /// Returns true when it replaced an unwritten notice for the same key.
+    pub fn push_conflated_notice(&mut self, bytes: Bytes, key: u64) -> bool {
+        self.lanes_mut().push_conflated_notice(bytes, key)
+    }
+
+    /// True when an entry for `key` is queued and not yet being written.
+    pub fn conflation_queued(&self, key: u64) -> bool {
+        self.lanes
+            .as_deref()
+            .is_some_and(|lanes| lanes.conflation_queued(key))
+    }
+}
+
+impl Lanes {
+    fn push_conflated(
+        &mut self,
+        bytes: Bytes,
+        read_at_ns: u64,
+        key: u64,
+        seq: u64,
+        data_bytes_max: usize,
+    ) -> Conflated {
         if self.closed {
             let status = SendStatus::Closed;
             return Conflated {
@@ -54,7 +91,7 @@ impl Outbox {
             };
         }
         let replaced_seq = self.tombstone(key);
-        if self.data_bytes + bytes.len() > self.data_bytes_max {
+        if self.data_bytes + bytes.len() > data_bytes_max {
             let status = SendStatus::Full;
             return Conflated {
                 status,
@@ -75,10 +112,7 @@ impl Outbox {
         }
     }
 
-    /// Queues a conflated notice (a `gap` notice under the conflate policy) outside the data
-    /// budget: at most one per key is ever queued, so notices are bounded by subscriptions.
-    /// Returns true when it replaced an unwritten notice for the same key.
-    pub fn push_conflated_notice(&mut self, bytes: Bytes, key: u64) -> bool {
+    fn push_conflated_notice(&mut self, bytes: Bytes, key: u64) -> bool {
         if self.closed {
             return false;
         }
@@ -93,8 +127,7 @@ impl Outbox {
         replaced
     }
 
-    /// True when an entry for `key` is queued and not yet being written.
-    pub fn conflation_queued(&self, key: u64) -> bool {
+    fn conflation_queued(&self, key: u64) -> bool {
         let Some(position) = self
             .conflation
             .as_ref()
@@ -207,12 +240,13 @@ mod tests {
             o.push_conflated(b("xx"), 1, seq % 3 + 1, seq);
         }
         assert_eq!(o.data_bytes(), 6);
+        let lanes = o.lanes.as_deref().expect("in use");
         assert!(
-            o.data.len() <= 3 + 3 + TOMBSTONES_SLACK,
+            lanes.data.len() <= 3 + 3 + TOMBSTONES_SLACK,
             "{} entries",
-            o.data.len()
+            lanes.data.len()
         );
-        assert!(o
+        assert!(lanes
             .conflation
             .as_ref()
             .is_some_and(|ix| ix.positions.len() <= 3 + TOMBSTONES_SLACK));

@@ -21,6 +21,10 @@
 //! of control kind) are limited by `control_bytes_max`; a client that never reads its replies
 //! (or floods pings) exhausts it, and the caller closes the connection (`SendStatus::Full`
 //! again).
+//!
+//! Memory: an outbox that holds nothing is a three-word handle; its lanes are boxed on the
+//! first push and freed by `release_idle` once everything was written (issue 12: an idle
+//! connection costs at most 256 bytes).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -74,16 +78,29 @@ struct Entry {
 pub const IO_SLICES_MAX: usize = 64;
 
 /// Bounded queue of frames for one connection.
+///
+/// Idle, it is a handle of three words (checked by `tests::idle_outbox_is_three_words`): the
+/// budgets, and a pointer to the lanes that is null until the first frame is queued. The lanes
+/// live in one box so that the thousands of connections that are subscribed to nothing cost no
+/// queue memory; `release_idle` frees the box once everything was written.
 #[derive(Debug)]
 pub struct Outbox {
+    /// Queues and counters; `None` until the first push and again after `release_idle` on a
+    /// drained, open outbox.
+    lanes: Option<Box<Lanes>>,
+    data_bytes_max: usize,
+    control_bytes_max: usize,
+}
+
+/// The lanes and their byte counts: everything an outbox holds while it has been in use.
+#[derive(Debug, Default)]
+struct Lanes {
     head: Option<Entry>,
     control: VecDeque<Entry>,
     data: VecDeque<Entry>,
     close: Option<Bytes>,
     data_bytes: usize,
     control_bytes: usize,
-    data_bytes_max: usize,
-    control_bytes_max: usize,
     closed: bool,
     /// Entries ever popped from the front of `data` (absolute position of `data[0]`).
     popped_total: u64,
@@ -95,53 +112,55 @@ impl Outbox {
     /// An empty outbox with the given budgets. Allocates nothing until a frame is queued.
     pub fn new(data_bytes_max: usize, control_bytes_max: usize) -> Self {
         Outbox {
-            head: None,
-            control: VecDeque::new(),
-            data: VecDeque::new(),
-            close: None,
-            data_bytes: 0,
-            control_bytes: 0,
+            lanes: None,
             data_bytes_max,
             control_bytes_max,
-            closed: false,
-            popped_total: 0,
-            conflation: None,
         }
     }
 
     /// Queues a delivery. `read_at_ns` timestamps the publish for the relay-latency histogram.
+    #[inline]
     pub fn push_data(&mut self, bytes: Bytes, read_at_ns: u64) -> SendStatus {
         self.push_data_n(bytes, read_at_ns, 1)
     }
 
     /// Queues `count` deliveries encoded back to back in `bytes` as one entry (all or none).
+    /// Inlined: it is the fan-out's per-subscriber step.
+    #[inline]
     pub fn push_data_n(&mut self, bytes: Bytes, read_at_ns: u64, count: u32) -> SendStatus {
-        if self.closed {
+        let data_bytes_max = self.data_bytes_max;
+        let lanes = self.lanes_mut();
+        if lanes.closed {
             return SendStatus::Closed;
         }
-        if self.data_bytes + bytes.len() > self.data_bytes_max {
+        if lanes.data_bytes + bytes.len() > data_bytes_max {
             return SendStatus::Full;
         }
-        self.data_bytes += bytes.len();
+        lanes.data_bytes += bytes.len();
         let mut entry = Entry::new(bytes, Budget::Data, read_at_ns);
         entry.count = count;
-        self.data.push_back(entry);
+        lanes.data.push_back(entry);
         SendStatus::Queued
     }
 
     /// True when a delivery of `len` bytes would be queued now (open and within budget).
+    #[inline]
     pub fn data_fits(&self, len: usize) -> bool {
-        !self.closed && self.data_bytes + len <= self.data_bytes_max
+        match self.lanes.as_deref() {
+            Some(lanes) => !lanes.closed && lanes.data_bytes + len <= self.data_bytes_max,
+            None => len <= self.data_bytes_max,
+        }
     }
 
     /// Queues a recovered (history) frame regardless of the data budget: replay is bounded by
     /// the history size, and refusing it would defeat recovery. Its bytes count as data.
     pub fn push_replay(&mut self, bytes: Bytes) -> SendStatus {
-        if self.closed {
+        let lanes = self.lanes_mut();
+        if lanes.closed {
             return SendStatus::Closed;
         }
-        self.data_bytes += bytes.len();
-        self.data.push_back(Entry::new(bytes, Budget::Data, 0));
+        lanes.data_bytes += bytes.len();
+        lanes.data.push_back(Entry::new(bytes, Budget::Data, 0));
         SendStatus::Queued
     }
 
@@ -159,11 +178,12 @@ impl Outbox {
     /// response of the upgrade (a client may pipeline frames behind its request, and a close
     /// caused by one of them must still follow the 101 on the wire). Only on an empty outbox.
     pub fn push_first(&mut self, bytes: Bytes) -> SendStatus {
-        if self.head.is_some() || self.closed {
+        let lanes = self.lanes_mut();
+        if lanes.head.is_some() || lanes.closed {
             debug_assert!(false, "push_first on a used outbox");
             return SendStatus::Closed;
         }
-        self.head = Some(Entry::control(bytes));
+        lanes.head = Some(Entry::control(bytes));
         SendStatus::Queued
     }
 
@@ -177,62 +197,70 @@ impl Outbox {
     /// Queues the close frame after everything already queued (graceful: shutdown, drain).
     /// Nothing is accepted afterwards.
     pub fn close_after_queued(&mut self, close_frame: Bytes) {
-        if !self.closed {
-            self.closed = true;
-            self.close = Some(close_frame);
-        }
+        self.lanes_mut().close_after_queued(close_frame);
     }
 
     /// Discards queued data and replies (except a partly written frame, which must be finished
     /// to keep the stream well-framed) and queues the close frame next. Returns how many
     /// deliveries were discarded, for the drop counter.
     pub fn close_now(&mut self, close_frame: Bytes) -> usize {
-        let dropped = self
+        let lanes = self.lanes_mut();
+        let dropped = lanes
             .data
             .iter()
             .filter(|e| e.budget == Budget::Data)
             .count();
-        self.popped_total += self.data.len() as u64;
-        self.data.clear();
-        self.conflation = None;
-        self.control.clear();
-        self.data_bytes = 0;
-        self.control_bytes = 0;
-        self.closed = false;
-        self.close_after_queued(close_frame);
+        lanes.popped_total += lanes.data.len() as u64;
+        lanes.data.clear();
+        lanes.conflation = None;
+        lanes.control.clear();
+        lanes.data_bytes = 0;
+        lanes.control_bytes = 0;
+        lanes.closed = false;
+        lanes.close_after_queued(close_frame);
         dropped
     }
 
     /// True once a close frame was queued: data is no longer accepted.
     pub fn is_closing(&self) -> bool {
-        self.closed
+        self.lanes.as_deref().is_some_and(|lanes| lanes.closed)
     }
 
     /// True when nothing at all is waiting to be written.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.head.is_none()
-            && self.control.is_empty()
-            && self.data.is_empty()
-            && self.close.is_none()
+        self.lanes.as_deref().is_none_or(Lanes::is_empty)
     }
 
     /// True when the close frame has been completely written.
     pub fn close_written(&self) -> bool {
-        self.closed && self.is_empty()
+        self.is_closing() && self.is_empty()
     }
 
     /// Bytes queued in both lanes (the metrics gauge `outbox_bytes`).
     pub fn queued_bytes(&self) -> usize {
-        self.data_bytes + self.control_bytes
+        self.lanes
+            .as_deref()
+            .map_or(0, |lanes| lanes.data_bytes + lanes.control_bytes)
     }
 
     /// Bytes of deliveries queued (the slow-consumer budget's use).
     pub fn data_bytes(&self) -> usize {
-        self.data_bytes
+        self.lanes.as_deref().map_or(0, |lanes| lanes.data_bytes)
+    }
+
+    /// Heap bytes held by the outbox itself: the lanes' box, the queues' capacity and the
+    /// conflation index (the queued frames' bytes are shared `Bytes`, counted by
+    /// `queued_bytes`). 0 for an outbox that holds nothing.
+    pub fn heap_bytes(&self) -> usize {
+        self.lanes.as_deref().map_or(0, Lanes::heap_bytes)
     }
 
     /// Fills `slices` with the frames to write next, in lane order. Returns how many.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>; IO_SLICES_MAX]) -> usize {
+        let Some(lanes) = self.lanes.as_deref() else {
+            return 0;
+        };
         let mut n = 0;
         let mut put = |b: &'a [u8]| {
             if n < IO_SLICES_MAX && !b.is_empty() {
@@ -240,14 +268,15 @@ impl Outbox {
                 n += 1;
             }
         };
-        if let Some(h) = &self.head {
+        if let Some(h) = &lanes.head {
             put(&h.bytes);
         }
-        self.control
+        lanes
+            .control
             .iter()
-            .chain(&self.data)
+            .chain(&lanes.data)
             .for_each(|e| put(&e.bytes));
-        if let Some(c) = &self.close {
+        if let Some(c) = &lanes.close {
             put(c);
         }
         n
@@ -257,8 +286,12 @@ impl Outbox {
     /// for every frame written completely, with its first byte (FIN and opcode, RFC 6455 §5.2)
     /// and, for deliveries, the `read_at_ns` of its publish (0 otherwise).
     pub fn advance(&mut self, mut written: usize, on_written: &mut impl FnMut(u8, u64, u32)) {
+        let Some(lanes) = self.lanes.as_deref_mut() else {
+            debug_assert!(written == 0, "advance past the queued bytes");
+            return;
+        };
         while written > 0 {
-            let Some(mut entry) = self.take_next() else {
+            let Some(mut entry) = lanes.take_next() else {
                 debug_assert!(false, "advance past the queued bytes");
                 return;
             };
@@ -268,13 +301,86 @@ impl Outbox {
             }
             if written < len {
                 entry.bytes.advance(written);
-                self.head = Some(entry);
+                lanes.head = Some(entry);
                 return;
             }
             written -= len;
             on_written(entry.first_byte, entry.read_at_ns, entry.count);
         }
-        self.trim_tombstones();
+        lanes.trim_tombstones();
+    }
+
+    /// Gives the outbox's memory back to the allocator when it holds nothing (an idle
+    /// connection should cost its handle and nothing more): a drained, open outbox frees its
+    /// lanes' box; otherwise each empty queue frees its capacity. Busy connections keep their
+    /// capacity: the caller calls this only for connections that went quiet.
+    pub fn release_idle(&mut self) {
+        let Some(lanes) = self.lanes.as_deref_mut() else {
+            return;
+        };
+        if lanes.is_empty() && !lanes.closed {
+            // Nothing queued, nothing partly written, no close pending: the counters are all
+            // zero and the conflation positions refer to nothing.
+            self.lanes = None;
+            return;
+        }
+        if lanes.control.is_empty() && lanes.control.capacity() > 0 {
+            lanes.control = VecDeque::new();
+        }
+        if lanes.data.is_empty() && lanes.data.capacity() > 0 {
+            lanes.data = VecDeque::new();
+            lanes.conflation = None;
+        }
+    }
+
+    /// Queues a control frame against the control budget: among the deliveries (`ordered`)
+    /// or in the control lane that overtakes them.
+    fn queue_control(&mut self, bytes: Bytes, ordered: bool) -> SendStatus {
+        let control_bytes_max = self.control_bytes_max;
+        let lanes = self.lanes_mut();
+        if lanes.closed {
+            return SendStatus::Closed;
+        }
+        if lanes.control_bytes + bytes.len() > control_bytes_max {
+            return SendStatus::Full;
+        }
+        lanes.control_bytes += bytes.len();
+        let lane = if ordered {
+            &mut lanes.data
+        } else {
+            &mut lanes.control
+        };
+        lane.push_back(Entry::control(bytes));
+        SendStatus::Queued
+    }
+
+    /// The lanes, allocated on first use.
+    #[inline]
+    fn lanes_mut(&mut self) -> &mut Lanes {
+        self.lanes.get_or_insert_with(Lanes::boxed)
+    }
+}
+
+impl Lanes {
+    /// New empty lanes in their box (out of line: once per idle-to-busy transition).
+    #[cold]
+    #[inline(never)]
+    fn boxed() -> Box<Lanes> {
+        Box::default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_none()
+            && self.control.is_empty()
+            && self.data.is_empty()
+            && self.close.is_none()
+    }
+
+    fn close_after_queued(&mut self, close_frame: Bytes) {
+        if !self.closed {
+            self.closed = true;
+            self.close = Some(close_frame);
+        }
     }
 
     /// Removes the next frame in write order, releasing its budget.
@@ -297,36 +403,13 @@ impl Outbox {
         self.close.take().map(Entry::control)
     }
 
-    /// Gives the lanes' memory back to the allocator when they are empty (an idle connection
-    /// should cost its struct and nothing more). Busy connections keep their capacity: the
-    /// caller calls this only for connections that went quiet.
-    pub fn release_idle(&mut self) {
-        if self.control.is_empty() && self.control.capacity() > 0 {
-            self.control = VecDeque::new();
-        }
-        if self.data.is_empty() && self.data.capacity() > 0 {
-            self.data = VecDeque::new();
-            self.conflation = None;
-        }
-    }
-
-    /// Queues a control frame against the control budget: among the deliveries (`ordered`)
-    /// or in the control lane that overtakes them.
-    fn queue_control(&mut self, bytes: Bytes, ordered: bool) -> SendStatus {
-        if self.closed {
-            return SendStatus::Closed;
-        }
-        if self.control_bytes + bytes.len() > self.control_bytes_max {
-            return SendStatus::Full;
-        }
-        self.control_bytes += bytes.len();
-        let lane = if ordered {
-            &mut self.data
-        } else {
-            &mut self.control
-        };
-        lane.push_back(Entry::control(bytes));
-        SendStatus::Queued
+    fn heap_bytes(&self) -> usize {
+        let entries = self.control.capacity() + self.data.capacity();
+        let index = self
+            .conflation
+            .as_deref()
+            .map_or(0, conflate::Index::heap_bytes);
+        std::mem::size_of::<Lanes>() + entries * std::mem::size_of::<Entry>() + index
     }
 }
 
@@ -363,6 +446,79 @@ pub(crate) mod tests {
     /// A static frame (test helper shared with `conflate`).
     pub(crate) fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
+    }
+
+    /// Issue 12 (≤ 256 bytes per idle connection): an idle outbox is a pointer and the two
+    /// budgets (`usize`: the data budget may exceed 4 GiB, `QUEUE_BYTES_MAX`), no more.
+    #[test]
+    fn idle_outbox_is_three_words() {
+        assert!(std::mem::size_of::<Outbox>() <= 3 * std::mem::size_of::<usize>());
+        assert_eq!(Outbox::new(1024, 1024).heap_bytes(), 0);
+    }
+
+    #[test]
+    fn a_drained_outbox_releases_its_heap_and_works_again() {
+        let mut o = Outbox::new(1024, 1024);
+        o.push_data(b("AAAA"), 1);
+        o.push_control(b("c"));
+        assert!(o.heap_bytes() > 0);
+        o.release_idle();
+        assert!(o.heap_bytes() > 0, "released while frames are queued");
+        o.advance(5, &mut |_, _, _| {});
+        assert!(o.is_empty());
+        o.release_idle();
+        assert_eq!(o.heap_bytes(), 0);
+        assert_eq!((o.queued_bytes(), o.data_bytes()), (0, 0));
+        assert_eq!(o.push_data(b("BB"), 1), SendStatus::Queued);
+        assert_eq!(gather(&o), b"BB");
+        assert_eq!(o.queued_bytes(), 2);
+    }
+
+    #[test]
+    fn a_partly_written_frame_keeps_the_lanes() {
+        let mut o = Outbox::new(1024, 1024);
+        o.push_data(b("AAAA"), 1);
+        o.advance(1, &mut |_, _, _| {});
+        o.release_idle();
+        assert!(o.heap_bytes() > 0);
+        assert_eq!(gather(&o), b"AAA");
+    }
+
+    #[test]
+    fn a_written_close_is_remembered_after_release_idle() {
+        let mut o = Outbox::new(1024, 1024);
+        o.close_after_queued(b("X"));
+        o.advance(1, &mut |_, _, _| {});
+        o.release_idle();
+        assert!(o.close_written());
+        assert_eq!(o.push_data(b("A"), 1), SendStatus::Closed);
+        assert!(!o.data_fits(1));
+    }
+
+    #[test]
+    fn a_fresh_outbox_applies_its_budgets() {
+        let o = Outbox::new(4, 4);
+        assert!(o.data_fits(4) && !o.data_fits(5));
+        assert!(!o.is_closing() && o.is_empty() && !o.close_written());
+        let mut o = Outbox::new(4, 4);
+        assert_eq!(o.push_control(b("ccccc")), SendStatus::Full);
+        assert_eq!(o.push_data(b("AAAAA"), 1), SendStatus::Full);
+        o.advance(0, &mut |_, _, _| {});
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn release_after_conflation_restarts_positions() {
+        let mut o = Outbox::new(1024, 1024);
+        o.push_conflated(b("A1"), 1, 7, 1);
+        o.advance(2, &mut |_, _, _| {});
+        o.release_idle();
+        assert_eq!(o.heap_bytes(), 0);
+        assert_eq!(o.push_conflated(b("A2"), 1, 7, 2).replaced_seq, None);
+        assert!(o.conflation_queued(7));
+        let r = o.push_conflated(b("A3"), 1, 7, 3);
+        assert_eq!(r.replaced_seq, Some(2));
+        assert_eq!(gather(&o), b"A3");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! Owns: per-connection parse state (a partial header of at most 14 bytes, the frame in
 //! progress, the reassembly buffer of a fragmented message, the UTF-8 carry of a text message).
+//! All of it lives in a box (`Partial`) allocated by the first frame that is split across feeds
+//! or fragmented; between frames on the zero-copy path the decoder is a 24-byte handle with no
+//! heap (issue 12: an idle connection costs at most 256 bytes).
 //! May not touch: sockets, clocks, writing replies (the caller answers pings and closes).
 //!
 //! Invariants:
@@ -11,7 +14,8 @@
 //! - `message` holds the data of the message in progress (at most
 //!   `DecoderLimits::message_bytes_max`), then, while a control frame split across feeds is
 //!   being received, that control frame's payload (at most 125 bytes, §5.5). It is released
-//!   when a message completes if its capacity grew beyond `MESSAGE_RETAIN_BYTES_MAX`.
+//!   when a message completes if its capacity grew beyond `MESSAGE_RETAIN_BYTES_MAX` (with
+//!   the whole `Partial` box), and by `release_idle_buffer` when it holds nothing.
 //! - Fail fast: every rule is checked on the first byte that can violate it (header bits as
 //!   they arrive, the announced length before any payload is buffered, UTF-8 per piece).
 //! - After an error the decoder is poisoned: every later feed returns the same error.
@@ -161,39 +165,64 @@ const STATE_IDLE: State = State::Header {
     len: 0,
 };
 
-/// The streaming frame decoder of one connection (64 bytes on 64-bit targets, no allocation until a frame
-/// is split across feeds or a message is fragmented).
+/// The streaming frame decoder of one connection (24 bytes on 64-bit targets, checked by
+/// `tests::idle_decoder_is_three_words`; no allocation until a frame is split across feeds or a
+/// message is fragmented).
 #[derive(Debug)]
 pub struct Decoder {
+    /// State between feeds; `None` while no frame or message is in progress and nothing is
+    /// retained (the zero-copy path never allocates it).
+    partial: Option<Box<Partial>>,
+    limits: DecoderLimits,
+    role: Role,
+    /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
+    compression: bool,
+    /// Set by the first error; returned by every later feed.
+    poisoned: Option<ProtocolError>,
+}
+
+/// What a frame split across feeds or a fragmented message needs kept between feeds.
+#[derive(Debug)]
+struct Partial {
     /// Reassembly buffer; see the module invariants.
     message: Vec<u8>,
-    limits: DecoderLimits,
     state: State,
     /// Type of the data message in progress (fragmented, or a single frame split across
     /// feeds); `None` between messages.
     message_kind: Option<MessageKind>,
     utf8: Utf8Validator,
-    role: Role,
-    /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
-    compression: bool,
     /// The message in progress is compressed (its bytes are not UTF-8 checked here).
     message_compressed: bool,
-    /// Set by the first error; returned by every later feed.
-    poisoned: Option<ProtocolError>,
+}
+
+impl Partial {
+    /// A fresh box (out of line: once per idle-to-buffering transition).
+    #[cold]
+    #[inline(never)]
+    fn boxed() -> Box<Partial> {
+        Box::new(Partial {
+            message: Vec::new(),
+            state: STATE_IDLE,
+            message_kind: None,
+            utf8: Utf8Validator::new(),
+            message_compressed: false,
+        })
+    }
+
+    /// True when nothing is in progress: no header bytes, no payload, no message.
+    fn is_between_messages(&self) -> bool {
+        matches!(self.state, State::Header { len: 0, .. }) && self.message_kind.is_none()
+    }
 }
 
 impl Decoder {
     /// A decoder at the start of a frame stream.
     pub fn new(role: Role, limits: DecoderLimits) -> Self {
         Self {
-            message: Vec::new(),
+            partial: None,
             limits,
-            state: STATE_IDLE,
-            message_kind: None,
-            utf8: Utf8Validator::new(),
             role,
             compression: false,
-            message_compressed: false,
             poisoned: None,
         }
     }
@@ -226,23 +255,56 @@ impl Decoder {
         result
     }
 
-    /// Bytes of heap memory held by this decoder (for metrics and memory limits).
+    /// Bytes of heap memory held by this decoder (for metrics and memory limits): the
+    /// reassembly buffer's capacity and the box that holds it.
     pub fn buffered_bytes(&self) -> usize {
-        self.message.capacity()
+        self.partial.as_deref().map_or(0, |partial| {
+            std::mem::size_of::<Partial>() + partial.message.capacity()
+        })
     }
 
-    /// Frees the reassembly buffer if it holds no data (e.g. when a connection goes idle).
+    /// Frees the reassembly buffer if it holds no data (e.g. when a connection goes idle), and
+    /// the whole partial state when no frame or message is in progress.
     pub fn release_idle_buffer(&mut self) {
-        if self.message.is_empty() {
-            self.message = Vec::new();
+        let Some(partial) = self.partial.as_deref_mut() else {
+            return;
+        };
+        if !partial.message.is_empty() {
+            return;
+        }
+        if partial.is_between_messages() {
+            self.partial = None;
+        } else {
+            partial.message = Vec::new();
         }
     }
 
     /// Records the first error and frees the buffer: a poisoned decoder holds no memory.
     fn poison(&mut self, error: ProtocolError) {
         self.poisoned = Some(error);
-        self.message = Vec::new();
-        self.state = STATE_IDLE;
+        self.partial = None;
+    }
+
+    /// The partial state, allocated on first use.
+    #[inline]
+    fn partial_mut(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Partial::boxed)
+    }
+
+    /// Type of the data message in progress, if any.
+    #[inline]
+    fn message_kind(&self) -> Option<MessageKind> {
+        self.partial
+            .as_deref()
+            .and_then(|partial| partial.message_kind)
+    }
+
+    /// Bytes of the data message reassembled so far.
+    #[inline]
+    fn message_len(&self) -> usize {
+        self.partial
+            .as_deref()
+            .map_or(0, |partial| partial.message.len())
     }
 
     /// The decode loop: alternates header and payload steps until the input is used up.
@@ -252,12 +314,19 @@ impl Decoder {
     {
         let mut pos = 0;
         while pos < input.len() {
-            let flow = match self.state {
-                State::Header { .. } => match self.take_header(input, &mut pos)? {
+            let in_payload = match self.partial.as_deref() {
+                Some(Partial {
+                    state: State::Payload(frame),
+                    ..
+                }) => Some(*frame),
+                _ => None,
+            };
+            let flow = match in_payload {
+                None => match self.take_header(input, &mut pos)? {
                     Some(header) => self.begin_frame(header, input, &mut pos, on_event)?,
                     None => ControlFlow::Continue(()),
                 },
-                State::Payload(frame) => self.continue_payload(frame, input, &mut pos, on_event)?,
+                Some(frame) => self.continue_payload(frame, input, &mut pos, on_event)?,
             };
             if flow.is_break() {
                 return Ok(Feed::Stopped {
@@ -275,11 +344,15 @@ impl Decoder {
         input: &[u8],
         pos: &mut usize,
     ) -> Result<Option<FrameHeader>, ProtocolError> {
-        let State::Header { mut buf, len } = self.state else {
-            return Ok(None);
+        let (mut buf, buffered) = match self.partial.as_deref() {
+            None => ([0; CLIENT_HEADER_BYTES_MAX], 0),
+            Some(Partial {
+                state: State::Header { buf, len },
+                ..
+            }) => (*buf, usize::from(*len)),
+            Some(_) => return Ok(None),
         };
         let available = input.get(*pos..).unwrap_or_default();
-        let buffered = usize::from(len);
         if buffered == 0 {
             // Fast path: the header is parsed straight from the input.
             if let Some(header) = self.parse_header(available)? {
@@ -293,12 +366,14 @@ impl Decoder {
             Some(header) => {
                 // Only the header's own bytes are consumed; the rest is payload.
                 *pos += header.header_len - buffered;
-                self.state = STATE_IDLE;
+                if let Some(partial) = self.partial.as_deref_mut() {
+                    partial.state = STATE_IDLE;
+                }
                 Ok(Some(header))
             }
             None => {
                 *pos += copied;
-                self.state = State::Header {
+                self.partial_mut().state = State::Header {
                     buf,
                     len: (buffered + copied) as u8,
                 };
@@ -365,7 +440,7 @@ impl Decoder {
                 true,
             ),
             // §5.4: a continuation frame only follows a non-final data frame.
-            OpCode::Continuation => match self.message_kind {
+            OpCode::Continuation => match self.message_kind() {
                 Some(kind) => (FrameKind::Data(kind), false),
                 None => return Err(ProtocolError::ContinuationWithoutStart),
             },
@@ -398,7 +473,7 @@ impl Decoder {
     /// §5.4: a new data message may not start inside a fragmented one.
     #[inline]
     fn start_message(&self, kind: MessageKind) -> Result<MessageKind, ProtocolError> {
-        match self.message_kind {
+        match self.message_kind() {
             Some(_) => Err(ProtocolError::DataFrameInsideFragmentedMessage),
             None => Ok(kind),
         }
@@ -426,7 +501,7 @@ impl Decoder {
             FrameKind::Data(_) => self
                 .limits
                 .message_bytes_max
-                .saturating_sub(self.message.len()),
+                .saturating_sub(self.message_len()),
         };
         if payload_len > limit as u64 {
             return Err(ProtocolError::MessageTooBig);
@@ -462,17 +537,18 @@ impl Decoder {
 
     /// Records the start of a buffered frame and returns its progress state.
     fn enter_frame(&mut self, header: FrameHeader) -> FrameInProgress {
+        let partial = self.partial_mut();
         if let (FrameKind::Data(kind), true) = (header.kind, header.starts_message) {
-            self.message_kind = Some(kind);
-            self.message_compressed = header.compressed;
-            self.utf8.reset();
+            partial.message_kind = Some(kind);
+            partial.message_compressed = header.compressed;
+            partial.utf8.reset();
         }
         FrameInProgress {
             fin: header.fin,
             kind: header.kind,
             mask: header.mask,
             remaining_bytes: header.payload_len,
-            control_start: self.message.len(),
+            control_start: partial.message.len(),
         }
     }
 
@@ -488,6 +564,7 @@ impl Decoder {
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
+        let partial = self.partial_mut();
         let available = input.get_mut(*pos..).unwrap_or_default();
         let take = available
             .len()
@@ -495,12 +572,13 @@ impl Decoder {
         let chunk = &mut available[..take];
         *pos += take;
         frame.remaining_bytes -= take as u64;
-        if frame.kind == FrameKind::Data(MessageKind::Text) && !self.message_compressed {
+        if frame.kind == FrameKind::Data(MessageKind::Text) && !partial.message_compressed {
             // §8.1: fail fast on the first invalid byte, even mid-frame. ASCII needs no
             // validation unless it would end a multi-byte sequence carried from before.
             let ascii = unmask_check_ascii(chunk, frame.mask);
-            if !(ascii && self.utf8.is_char_boundary()) {
-                self.utf8
+            if !(ascii && partial.utf8.is_char_boundary()) {
+                partial
+                    .utf8
                     .feed(chunk)
                     .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
@@ -508,12 +586,12 @@ impl Decoder {
             apply_mask(chunk, key, 0);
         }
         frame.mask = frame.mask.map(|key| rotate_key(key, take));
-        self.message.extend_from_slice(chunk);
+        partial.message.extend_from_slice(chunk);
         if frame.remaining_bytes > 0 {
-            self.state = State::Payload(frame);
+            partial.state = State::Payload(frame);
             return Ok(ControlFlow::Continue(()));
         }
-        self.state = STATE_IDLE;
+        partial.state = STATE_IDLE;
         self.finish_frame(frame, on_event)
     }
 
@@ -528,9 +606,10 @@ impl Decoder {
     {
         match frame.kind {
             FrameKind::Control(kind) => {
-                let payload = self.message.get(frame.control_start..).unwrap_or_default();
+                let message = &mut self.partial_mut().message;
+                let payload = message.get(frame.control_start..).unwrap_or_default();
                 let flow = on_event(control_event(kind, payload)?);
-                self.message.truncate(frame.control_start);
+                message.truncate(frame.control_start);
                 Ok(flow)
             }
             FrameKind::Data(_) if !frame.fin => Ok(ControlFlow::Continue(())),
@@ -547,20 +626,25 @@ impl Decoder {
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,
     {
-        self.message_kind = None;
-        let event = match (kind, std::mem::take(&mut self.message_compressed)) {
-            (MessageKind::Text, true) => Event::CompressedText(&self.message),
-            (MessageKind::Binary, true) => Event::CompressedBinary(&self.message),
+        let partial = self.partial_mut();
+        partial.message_kind = None;
+        let event = match (kind, std::mem::take(&mut partial.message_compressed)) {
+            (MessageKind::Text, true) => Event::CompressedText(&partial.message),
+            (MessageKind::Binary, true) => Event::CompressedBinary(&partial.message),
             (MessageKind::Text, false) => {
-                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                Event::Text(&self.message)
+                partial
+                    .utf8
+                    .finish()
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                Event::Text(&partial.message)
             }
-            (MessageKind::Binary, false) => Event::Binary(&self.message),
+            (MessageKind::Binary, false) => Event::Binary(&partial.message),
         };
         let flow = on_event(event);
-        self.message.clear();
-        if self.message.capacity() > MESSAGE_RETAIN_BYTES_MAX {
-            self.message = Vec::new();
+        partial.message.clear();
+        if partial.message.capacity() > MESSAGE_RETAIN_BYTES_MAX {
+            // Between messages (the frame's state was reset before delivery): nothing to keep.
+            self.partial = None;
         }
         Ok(flow)
     }

@@ -113,6 +113,8 @@ impl EventLoop {
         }
     }
 
+    // issue 12: split by the Session refactor
+    #[allow(clippy::too_many_lines)]
     fn add_conn(
         &mut self,
         mut stream: TcpStream,

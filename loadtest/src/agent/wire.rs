@@ -143,58 +143,11 @@ impl AgentResult {
 
     /// Decodes what `to_json` produced (received data: every field checked).
     pub fn from_json(value: &Value) -> Result<AgentResult, String> {
-        let mut stats = ThreadStats::default();
-        for name in COUNTERS {
-            let v = value["counters"][name]
-                .as_u64()
-                .ok_or_else(|| format!("result: counters.{name} is missing"))?;
-            if let Some(field) = counter_mut(&mut stats, name) {
-                *field = v;
-            }
-        }
-        if let Some(errors) = value["errors"].as_object() {
-            for (kind, n) in errors {
-                stats.errors.insert(kind.clone(), n.as_u64().unwrap_or(0));
-            }
-        }
-        if let Some(codes) = value["close_codes"].as_object() {
-            for (code, n) in codes {
-                if let Ok(code) = code.parse::<u16>() {
-                    stats.close_codes.insert(code, n.as_u64().unwrap_or(0));
-                }
-            }
-        }
-        stats.cpu_window_s = value["cpu_window_s"].as_f64().unwrap_or(0.0);
-        stats.latency_ns = merge_into(stats.latency_ns, histogram_from(value, "latency_ns")?);
-        stats.connect_us = merge_into(stats.connect_us, histogram_from(value, "connect_us")?);
-        stats.send_lag_ns = merge_into(stats.send_lag_ns, histogram_from(value, "send_lag_ns")?);
-        let mut series = Series::default();
-        for second in value["seconds"].as_array().into_iter().flatten() {
-            series.seconds.push(Second {
-                sent_total: second["sent"].as_u64().unwrap_or(0),
-                received_total: second["received"].as_u64().unwrap_or(0),
-                errors_total: second["errors"].as_u64().unwrap_or(0),
-                latency_ns: merge_into(
-                    Second::default().latency_ns,
-                    histogram_from(second, "latency_ns")?,
-                ),
-            });
-        }
-        let samples = value["samples"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| Sample {
-                conns_open: s[0].as_u64().unwrap_or(0),
-                swarm_cpu_pct: s[1].as_f64().unwrap_or(0.0),
-                server_cpu_pct: s[2].as_f64(),
-            })
-            .collect();
         let engine = |i: usize| value["engine"][i].as_u64().unwrap_or(0);
         Ok(AgentResult {
-            stats,
-            series,
-            samples,
+            stats: stats_from_json(value)?,
+            series: series_from_json(value)?,
+            samples: samples_from_json(value),
             counters: AnyCounters {
                 unmatched_total: engine(0),
                 reactions_total: engine(1),
@@ -206,6 +159,67 @@ impl AgentResult {
             conns_planned: value["conns_planned"].as_u64().unwrap_or(0),
         })
     }
+}
+
+/// The counters, errors, close codes, CPU and histograms of a result (`counters.*` required).
+fn stats_from_json(value: &Value) -> Result<ThreadStats, String> {
+    let mut stats = ThreadStats::default();
+    for name in COUNTERS {
+        let v = value["counters"][name]
+            .as_u64()
+            .ok_or_else(|| format!("result: counters.{name} is missing"))?;
+        if let Some(field) = counter_mut(&mut stats, name) {
+            *field = v;
+        }
+    }
+    if let Some(errors) = value["errors"].as_object() {
+        for (kind, n) in errors {
+            stats.errors.insert(kind.clone(), n.as_u64().unwrap_or(0));
+        }
+    }
+    if let Some(codes) = value["close_codes"].as_object() {
+        for (code, n) in codes {
+            if let Ok(code) = code.parse::<u16>() {
+                stats.close_codes.insert(code, n.as_u64().unwrap_or(0));
+            }
+        }
+    }
+    stats.cpu_window_s = value["cpu_window_s"].as_f64().unwrap_or(0.0);
+    stats.latency_ns = merge_into(stats.latency_ns, histogram_from(value, "latency_ns")?);
+    stats.connect_us = merge_into(stats.connect_us, histogram_from(value, "connect_us")?);
+    stats.send_lag_ns = merge_into(stats.send_lag_ns, histogram_from(value, "send_lag_ns")?);
+    Ok(stats)
+}
+
+/// The per-second series of a result.
+fn series_from_json(value: &Value) -> Result<Series, String> {
+    let mut series = Series::default();
+    for second in value["seconds"].as_array().into_iter().flatten() {
+        series.seconds.push(Second {
+            sent_total: second["sent"].as_u64().unwrap_or(0),
+            received_total: second["received"].as_u64().unwrap_or(0),
+            errors_total: second["errors"].as_u64().unwrap_or(0),
+            latency_ns: merge_into(
+                Second::default().latency_ns,
+                histogram_from(second, "latency_ns")?,
+            ),
+        });
+    }
+    Ok(series)
+}
+
+/// The per-second samples (connections open, CPU) of a result.
+fn samples_from_json(value: &Value) -> Vec<Sample> {
+    value["samples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| Sample {
+            conns_open: s[0].as_u64().unwrap_or(0),
+            swarm_cpu_pct: s[1].as_f64().unwrap_or(0.0),
+            server_cpu_pct: s[2].as_f64(),
+        })
+        .collect()
 }
 
 /// `decoded` added into an empty histogram of the swarm's bounds (so later merges line up).

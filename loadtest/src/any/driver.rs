@@ -18,7 +18,7 @@ use slab::Slab;
 use wsrelay::proto::frame::{encode_client_frame, OpCode};
 
 use crate::any::conn::{AnyCounters, Client, Ctx, End, Phase};
-use crate::any::scenario::{Payload, Stage};
+use crate::any::scenario::{Group, Payload, Stage};
 pub use crate::any::shared::{AnyControl, AnySettings, AnyShared, DriverResult};
 use crate::driver::connect;
 use crate::payload::{PublishTemplate, FIXED_TEST_MASK};
@@ -64,6 +64,50 @@ struct GroupSlots {
     fixed: Option<Vec<u8>>,
 }
 
+impl GroupSlots {
+    /// Driver `index`'s share of `group` (whose first client has run index `offset`), with
+    /// its periodic payload prepared.
+    fn new(group: &Group, offset: u32, settings: &AnySettings, index: usize) -> GroupSlots {
+        let owned: Vec<u32> = (0..group.clients_max)
+            .filter(|k| settings.owns(u64::from(offset + k), index))
+            .collect();
+        let (stamped, fixed) = prepared_payload(group.periodic.as_ref().map(|p| &p.payload));
+        GroupSlots {
+            offset,
+            keys: vec![None; owned.len()],
+            owned,
+            opened: 0,
+            stamped,
+            fixed,
+        }
+    }
+}
+
+/// A periodic payload made ready to send: a template to stamp, or a whole masked frame.
+fn prepared_payload(payload: Option<&Payload>) -> (Option<PublishTemplate>, Option<Vec<u8>>) {
+    match payload {
+        Some(Payload::Stamped {
+            bytes,
+            binary: false,
+        }) => (Some(PublishTemplate::echo_json(*bytes)), None),
+        Some(Payload::Stamped {
+            bytes,
+            binary: true,
+        }) => (Some(PublishTemplate::echo_binary(*bytes)), None),
+        Some(Payload::Fixed { bytes, binary }) => {
+            let opcode = if *binary {
+                OpCode::Binary
+            } else {
+                OpCode::Text
+            };
+            let mut frame = Vec::new();
+            encode_client_frame(&mut frame, true, opcode, bytes, FIXED_TEST_MASK);
+            (None, Some(frame))
+        }
+        _ => (None, None),
+    }
+}
+
 /// One driver thread.
 #[derive(Debug)]
 pub struct AnyDriver {
@@ -102,41 +146,7 @@ impl AnyDriver {
             .groups
             .iter()
             .zip(offsets)
-            .map(|(group, offset)| {
-                let offset = offset as u32;
-                let owned: Vec<u32> = (0..group.clients_max)
-                    .filter(|k| settings.owns(u64::from(offset + k), index))
-                    .collect();
-                let (stamped, fixed) = match group.periodic.as_ref().map(|p| &p.payload) {
-                    Some(Payload::Stamped {
-                        bytes,
-                        binary: false,
-                    }) => (Some(PublishTemplate::echo_json(*bytes)), None),
-                    Some(Payload::Stamped {
-                        bytes,
-                        binary: true,
-                    }) => (Some(PublishTemplate::echo_binary(*bytes)), None),
-                    Some(Payload::Fixed { bytes, binary }) => {
-                        let opcode = if *binary {
-                            OpCode::Binary
-                        } else {
-                            OpCode::Text
-                        };
-                        let mut frame = Vec::new();
-                        encode_client_frame(&mut frame, true, opcode, bytes, FIXED_TEST_MASK);
-                        (None, Some(frame))
-                    }
-                    _ => (None, None),
-                };
-                GroupSlots {
-                    offset,
-                    keys: vec![None; owned.len()],
-                    owned,
-                    opened: 0,
-                    stamped,
-                    fixed,
-                }
-            })
+            .map(|(group, offset)| GroupSlots::new(group, offset as u32, settings, index))
             .collect();
         Ok(AnyDriver {
             poll: Poll::new()?,

@@ -17,7 +17,7 @@ use crate::any::conn::AnyCounters;
 use crate::any::driver::{AnyControl, AnyDriver, AnySettings, AnyShared, DriverResult};
 use crate::any::scenario::Scenario;
 use crate::report::Report;
-use crate::run::{swarm_run_queue_wait_s, RunError, ServerProbe};
+use crate::run::{RunError, ServerProbe, WindowCosts};
 use crate::sampler::{Counters, Sampler};
 use crate::series::Series;
 use crate::stats::ThreadStats;
@@ -65,27 +65,21 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
     let drivers = spawn(&shared)?;
     let setup_s = wait_for_setup(&shared, options.setup_timeout);
     let scenario = &shared.scenario;
-    let start_ns = match &options.gate {
-        None => sys::now_ns() + START_DELAY_NS,
-        Some(gate) => match wait_for_start(gate, setup_s, options.setup_timeout) {
-            Ok(start_ns) => start_ns,
-            Err(e) => {
-                shared.control.stop.store(true, Ordering::Release);
-                let _ = join(drivers, 0);
-                return Err(RunError::Cancelled(e));
-            }
-        },
+    let start_ns = match start_time(&options, setup_s) {
+        Ok(start_ns) => start_ns,
+        Err(e) => {
+            shared.control.stop.store(true, Ordering::Release);
+            let _ = join(drivers, 0);
+            return Err(RunError::Cancelled(e));
+        }
     };
     shared.control.start_ns.store(start_ns, Ordering::Release);
     let window_start_ns = start_ns + scenario.warmup_ns;
     let window_end_ns = window_start_ns + scenario.duration_ns;
     let mut sampler = Sampler::new(start_ns, probe, Counters::default());
-    run_until(window_start_ns, &shared, &mut sampler);
-    let server_cpu_start = probe.cpu_s();
-    let waits_start = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
-    run_until(window_end_ns, &shared, &mut sampler);
-    let server_cpu_end = probe.cpu_s();
-    let waits_end = (probe.run_queue_wait_s(), swarm_run_queue_wait_s());
+    let window = WindowCosts::measure(probe, (window_start_ns, window_end_ns), |at_ns| {
+        run_until(at_ns, &shared, &mut sampler)
+    });
     let drain_s = drain(&shared, &mut sampler, scenario.drain_ns);
     shared.control.stop.store(true, Ordering::Release);
     let (stats, series, counters) = join(drivers, start_ns);
@@ -93,16 +87,14 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         scenario: scenario.name.clone(),
         target: options.target_label.clone(),
         threads: options.settings.threads,
-        conns_planned: (0..scenario.clients_total())
-            .filter(|&c| options.settings.in_shard(c))
-            .count() as u64,
+        conns_planned: clients_in_shard(scenario, &options.settings),
         setup_s,
         warmup_s: scenario.warmup_ns as f64 / 1e9,
         duration_s: scenario.duration_ns as f64 / 1e9,
         drain_s,
-        server_cpu_window_s: server_cpu_start.zip(server_cpu_end).map(|(a, b)| b - a),
-        server_wait_window_s: waits_start.0.zip(waits_end.0).map(|(a, b)| b - a),
-        swarm_wait_window_s: waits_start.1.zip(waits_end.1).map(|(a, b)| b - a),
+        server_cpu_window_s: window.server_cpu_s,
+        server_wait_window_s: window.server_wait_s,
+        swarm_wait_window_s: window.swarm_wait_s,
         server_rss_before_kib: None,
         server_rss_after_kib: probe.rss_kib(),
         server_in_process: matches!(probe, ServerProbe::InProcess),
@@ -120,6 +112,22 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         .map(|t| t.check(&report))
         .collect();
     Ok(report)
+}
+
+/// When the run starts (ns): after a short delay, or, for an agent, when the controller says
+/// (`Err` when it cancels or does not answer).
+fn start_time(options: &AnyOptions, setup_s: f64) -> Result<u64, String> {
+    match &options.gate {
+        None => Ok(sys::now_ns() + START_DELAY_NS),
+        Some(gate) => wait_for_start(gate, setup_s, options.setup_timeout),
+    }
+}
+
+/// The scenario's clients this process drives (its shard).
+fn clients_in_shard(scenario: &Scenario, settings: &AnySettings) -> u64 {
+    (0..scenario.clients_total())
+        .filter(|&c| settings.in_shard(c))
+        .count() as u64
 }
 
 fn spawn(shared: &Arc<AnyShared>) -> Result<Vec<JoinHandle<DriverResult>>, RunError> {

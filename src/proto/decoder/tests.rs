@@ -76,11 +76,67 @@ fn text(s: &str) -> Owned {
     Owned::Text(s.as_bytes().to_vec())
 }
 
+/// Issue 12 (≤ 256 bytes per idle connection): a pointer to the partial state, the `usize`
+/// message limit (public `DecoderLimits`), and the role, compression and poison bytes.
 #[test]
-fn decoder_is_small() {
+fn idle_decoder_is_three_words() {
     let size = std::mem::size_of::<Decoder>();
-    println!("size_of::<Decoder>() = {size}");
-    assert!(size <= 96, "{size}");
+    assert!(size <= 3 * std::mem::size_of::<usize>(), "{size}");
+}
+
+fn server_decoder() -> Decoder {
+    Decoder::new(
+        Role::Server,
+        DecoderLimits {
+            message_bytes_max: LIMIT,
+        },
+    )
+}
+
+/// Feeds one piece; returns the events.
+fn feed_piece(decoder: &mut Decoder, piece: &[u8]) -> Vec<Owned> {
+    let mut events = Vec::new();
+    let mut piece = piece.to_vec();
+    let result = decoder.feed(&mut piece, |event| {
+        events.push(own(event));
+        ControlFlow::Continue(())
+    });
+    assert_eq!(result, Ok(Feed::Drained));
+    events
+}
+
+#[test]
+fn a_split_frame_allocates_and_release_frees_everything_between_messages() {
+    let mut decoder = server_decoder();
+    let wire = frame(Role::Server, true, OpCode::Text, b"hello");
+    let (head, tail) = wire.split_at(8);
+    assert_eq!(feed_piece(&mut decoder, head), vec![]);
+    assert!(decoder.buffered_bytes() > 0);
+    decoder.release_idle_buffer();
+    assert!(decoder.buffered_bytes() > 0, "released mid-frame");
+    assert_eq!(feed_piece(&mut decoder, tail), vec![text("hello")]);
+    assert!(
+        decoder.buffered_bytes() > 0,
+        "small buffer retained between messages"
+    );
+    decoder.release_idle_buffer();
+    assert_eq!(decoder.buffered_bytes(), 0);
+    assert_eq!(feed_piece(&mut decoder, &wire), vec![text("hello")]);
+    assert_eq!(decoder.buffered_bytes(), 0);
+}
+
+#[test]
+fn release_keeps_a_partial_header_and_a_fragmented_message() {
+    let mut decoder = server_decoder();
+    let mut wire = frame(Role::Server, false, OpCode::Text, b"");
+    wire.extend(frame(Role::Server, true, OpCode::Continuation, b"ab"));
+    let (first, rest) = wire.split_at(6);
+    assert_eq!(feed_piece(&mut decoder, first), vec![]);
+    decoder.release_idle_buffer();
+    let (header_start, rest) = rest.split_at(3);
+    assert_eq!(feed_piece(&mut decoder, header_start), vec![]);
+    decoder.release_idle_buffer();
+    assert_eq!(feed_piece(&mut decoder, rest), vec![text("ab")]);
 }
 
 #[test]

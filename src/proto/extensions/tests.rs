@@ -23,9 +23,16 @@ fn plain_offer_is_answered_without_takeover_in_shared_mode() {
     );
 }
 
+/// Checks the answer to each one-field offer of `cases` (offer, policy, expected answer).
+fn assert_answers(cases: &[(&str, ServerPolicy, Option<&str>)]) {
+    for (offer, policy, expected) in cases {
+        assert_eq!(answer(&[offer], *policy).as_deref(), *expected, "{offer}");
+    }
+}
+
 #[test]
-fn every_parameter_combination() {
-    let cases: &[(&str, ServerPolicy, Option<&str>)] = &[
+fn every_accepted_parameter_combination() {
+    assert_answers(&[
         (
             "permessage-deflate; client_max_window_bits",
             SHARED,
@@ -62,15 +69,41 @@ fn every_parameter_combination() {
             TAKEOVER,
             Some("permessage-deflate; server_max_window_bits=15"),
         ),
-        // Declined (RFC 7692 §5): unknown parameter, invalid values, repeats.
+    ]);
+}
+
+/// Declined (RFC 7692 §5): unknown parameter, invalid values, repeats.
+#[test]
+fn every_declined_offer() {
+    assert_answers(&[
         ("permessage-deflate; foo", SHARED, None),
         ("permessage-deflate; server_max_window_bits", SHARED, None),
         ("permessage-deflate; server_max_window_bits=7", SHARED, None),
-        ("permessage-deflate; server_max_window_bits=16", SHARED, None),
-        ("permessage-deflate; server_max_window_bits=010", SHARED, None),
-        ("permessage-deflate; client_max_window_bits=0x9", SHARED, None),
-        ("permessage-deflate; server_no_context_takeover=1", SHARED, None),
-        ("permessage-deflate; client_no_context_takeover=true", SHARED, None),
+        (
+            "permessage-deflate; server_max_window_bits=16",
+            SHARED,
+            None,
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=010",
+            SHARED,
+            None,
+        ),
+        (
+            "permessage-deflate; client_max_window_bits=0x9",
+            SHARED,
+            None,
+        ),
+        (
+            "permessage-deflate; server_no_context_takeover=1",
+            SHARED,
+            None,
+        ),
+        (
+            "permessage-deflate; client_no_context_takeover=true",
+            SHARED,
+            None,
+        ),
         (
             "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
             SHARED,
@@ -82,7 +115,12 @@ fn every_parameter_combination() {
             None,
         ),
         ("x-webkit-deflate-frame", SHARED, None),
-        // The first acceptable offer wins.
+    ]);
+}
+
+#[test]
+fn the_first_acceptable_offer_wins() {
+    assert_answers(&[
         (
             "permessage-deflate; server_max_window_bits=20, permessage-deflate; server_max_window_bits=10",
             SHARED,
@@ -93,10 +131,7 @@ fn every_parameter_combination() {
             TAKEOVER,
             Some("permessage-deflate; client_no_context_takeover"),
         ),
-    ];
-    for (offer, policy, expected) in cases {
-        assert_eq!(answer(&[offer], *policy).as_deref(), *expected, "{offer}");
-    }
+    ]);
 }
 
 #[test]

@@ -90,85 +90,91 @@ fn accepts_case_insensitive_names_and_comma_lists() {
     );
 }
 
+/// Checks that each request head of `cases` is refused with its error.
+fn assert_rejections(cases: Vec<(String, HandshakeError)>) {
+    for (text, error) in cases {
+        assert_eq!(validate(&text), Err(error), "{text:?}");
+    }
+}
+
+/// The valid request with the field `name` replaced by `by` (or removed).
+fn request_with(name: &str, by: Option<&str>) -> String {
+    request("GET / HTTP/1.1", &with(name, by))
+}
+
 #[test]
-fn rejections_table() {
-    let cases: Vec<(String, HandshakeError)> = vec![
+fn rejections_of_the_request_line() {
+    assert_rejections(vec![
         (
             request("POST / HTTP/1.1", &VALID),
             HandshakeError::MethodNotGet,
         ),
         (request("GET / HTTP/1.0", &VALID), HandshakeError::NotHttp11),
         (
-            request("GET / HTTP/1.1", &with("Host", None)),
-            HandshakeError::MissingHost,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Upgrade", None)),
-            HandshakeError::MissingUpgrade,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Upgrade", Some("Upgrade: h2c"))),
-            HandshakeError::MissingUpgrade,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Connection", None)),
-            HandshakeError::MissingConnectionUpgrade,
-        ),
-        (
-            request(
-                "GET / HTTP/1.1",
-                &with("Connection", Some("Connection: keep-alive")),
-            ),
-            HandshakeError::MissingConnectionUpgrade,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Sec-WebSocket-Key", None)),
-            HandshakeError::MissingKey,
-        ),
-        (
-            request(
-                "GET / HTTP/1.1",
-                &with(
-                    "Sec-WebSocket-Key",
-                    Some("Sec-WebSocket-Key: dGhlIHNhbXBsZQ=="),
-                ),
-            ),
-            HandshakeError::InvalidKey,
-        ),
-        (
-            request(
-                "GET / HTTP/1.1",
-                &with(
-                    "Sec-WebSocket-Key",
-                    Some("Sec-WebSocket-Key: !GhlIHNhbXBsZSBub25jZQ=="),
-                ),
-            ),
-            HandshakeError::InvalidKey,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Sec-WebSocket-Version", None)),
-            HandshakeError::UnsupportedVersion,
-        ),
-        (
-            request(
-                "GET / HTTP/1.1",
-                &with("Sec-WebSocket-Version", Some("Sec-WebSocket-Version: 8")),
-            ),
-            HandshakeError::UnsupportedVersion,
-        ),
-        (
-            request("GET / HTTP/1.1", &with("Host", Some("Host: a\r\nHost: b"))),
-            HandshakeError::DuplicateHeader,
-        ),
-        (
             "GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(),
             HandshakeError::Malformed,
         ),
         ("GET /\r\n\r\n".to_owned(), HandshakeError::Malformed),
-    ];
-    for (text, error) in cases {
-        assert_eq!(validate(&text), Err(error), "{text:?}");
-    }
+    ]);
+}
+
+#[test]
+fn rejections_of_the_upgrade_headers() {
+    assert_rejections(vec![
+        (request_with("Host", None), HandshakeError::MissingHost),
+        (
+            request_with("Upgrade", None),
+            HandshakeError::MissingUpgrade,
+        ),
+        (
+            request_with("Upgrade", Some("Upgrade: h2c")),
+            HandshakeError::MissingUpgrade,
+        ),
+        (
+            request_with("Connection", None),
+            HandshakeError::MissingConnectionUpgrade,
+        ),
+        (
+            request_with("Connection", Some("Connection: keep-alive")),
+            HandshakeError::MissingConnectionUpgrade,
+        ),
+        (
+            request_with("Host", Some("Host: a\r\nHost: b")),
+            HandshakeError::DuplicateHeader,
+        ),
+    ]);
+}
+
+#[test]
+fn rejections_of_the_key_and_version() {
+    assert_rejections(vec![
+        (
+            request_with("Sec-WebSocket-Key", None),
+            HandshakeError::MissingKey,
+        ),
+        (
+            request_with(
+                "Sec-WebSocket-Key",
+                Some("Sec-WebSocket-Key: dGhlIHNhbXBsZQ=="),
+            ),
+            HandshakeError::InvalidKey,
+        ),
+        (
+            request_with(
+                "Sec-WebSocket-Key",
+                Some("Sec-WebSocket-Key: !GhlIHNhbXBsZSBub25jZQ=="),
+            ),
+            HandshakeError::InvalidKey,
+        ),
+        (
+            request_with("Sec-WebSocket-Version", None),
+            HandshakeError::UnsupportedVersion,
+        ),
+        (
+            request_with("Sec-WebSocket-Version", Some("Sec-WebSocket-Version: 8")),
+            HandshakeError::UnsupportedVersion,
+        ),
+    ]);
 }
 
 #[test]
