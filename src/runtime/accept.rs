@@ -113,8 +113,6 @@ impl EventLoop {
         }
     }
 
-    // issue 12: split by the Session refactor
-    #[allow(clippy::too_many_lines)]
     fn add_conn(
         &mut self,
         mut stream: TcpStream,

@@ -359,8 +359,6 @@ impl EventLoop {
             .add(Counter::MeshMessagesReceived, handled as u64);
     }
 
-    // issue 12: split by the Session refactor
-    #[allow(clippy::too_many_lines)]
     fn on_loop_msg(&mut self, msg: LoopMsg) {
         if !matches!(msg, LoopMsg::Publish { .. }) {
             // Publishes queued from earlier messages are numbered before anything else.

@@ -112,8 +112,6 @@ pub struct LoopParts {
 
 impl EventLoop {
     /// Builds a loop and registers its listeners.
-    // issue 12: split by the Session refactor
-    #[allow(clippy::too_many_lines)]
     pub fn new(parts: LoopParts, shared: Arc<Shared>) -> io::Result<Self> {
         let LoopParts {
             id,

@@ -32,8 +32,6 @@ pub(super) struct SubscribeOptions {
 impl EventLoop {
     /// `{"type":"subscribe"}`: ask the owner for the seq, epoch and replay; the connection gets
     /// deliveries once the answer is in (`on_subscribed`).
-    // issue 12: split by the Session refactor
-    #[allow(clippy::too_many_lines)]
     pub(super) fn subscribe(
         &mut self,
         id: ConnId,
