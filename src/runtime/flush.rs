@@ -113,9 +113,10 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if conn.subscriptions.is_empty() {
-            // Nothing will be delivered to it: don't keep queue capacity around (100k idle
-            // connections must stay cheap). Subscribers release theirs when they go silent.
+        if conn.subscriptions.is_empty() && conn.name.is_none() {
+            // Nothing will be delivered to it and it never published: don't keep its queue
+            // around (100k idle connections must stay cheap). Subscribers and publishers (acks
+            // and errors come back on every publish) give theirs back when they go silent.
             conn.session.outbox.release_idle();
         }
         // RFC 6455 §7.1.1: once both close frames were exchanged the server closes TCP first.
