@@ -46,13 +46,15 @@ const CLUSTER_MSGS_PER_TURN_MAX: usize = 4096;
 /// One loop's cluster state.
 #[derive(Debug)]
 pub(super) struct LoopCluster {
-    port: LoopPort,
+    pub(super) port: LoopPort,
     waiting: FxHashMap<Arc<str>, Vec<Waiter>>,
     /// Channels whose `Watch` did not fit the command queue: sent again next turn.
     watch_retry: Vec<Arc<str>>,
     fetches: FxHashMap<u64, Fetch>,
     next_ticket: u64,
     wake: bool,
+    /// Presence across relays (`cluster_presence.rs`).
+    pub(super) presence: super::cluster_presence::ClusterPresence,
 }
 
 impl LoopCluster {
@@ -64,7 +66,13 @@ impl LoopCluster {
             fetches: FxHashMap::default(),
             next_ticket: 0,
             wake: false,
+            presence: Default::default(),
         })
+    }
+
+    /// Wakes the bridge at the end of the turn.
+    pub(super) fn wake_bridge_later(&mut self) {
+        self.wake = true;
     }
 
     fn send(&mut self, cmd: BridgeCmd) -> bool {
@@ -74,6 +82,11 @@ impl LoopCluster {
 }
 
 impl EventLoop {
+    /// This relay's node name (cluster mode): the prefix of connection ids.
+    pub(super) fn cluster_node(&self) -> Option<Arc<str>> {
+        self.cluster.as_deref().map(|c| c.port.node.clone())
+    }
+
     /// Hands a run of publishes to the bridge, one command each (their order is kept: one
     /// queue per loop, FIFO). A full queue refuses the publish with `unavailable`.
     pub(super) fn cluster_publish(&mut self, items: Vec<PublishCmd>) {
@@ -274,6 +287,7 @@ impl EventLoop {
                 cluster.watch_retry.push(channel);
             }
         }
+        self.retry_presence_cmds();
         let mut handled = 0;
         while handled < CLUSTER_MSGS_PER_TURN_MAX {
             let Some(msg) = self
@@ -320,6 +334,17 @@ impl EventLoop {
             ClusterMsg::Failed { conn, ack, reason } => {
                 self.refuse_unavailable(conn, ack.as_deref(), reason)
             }
+            ClusterMsg::PresenceRemote {
+                channel,
+                gen,
+                changes,
+            } => self.on_presence_remote(channel, gen, changes),
+            ClusterMsg::PresenceReset {
+                channel,
+                gen,
+                members,
+                synced,
+            } => self.on_presence_reset(channel, gen, members, synced),
         }
     }
 

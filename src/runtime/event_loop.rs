@@ -235,7 +235,7 @@ impl EventLoop {
             mesh_backlog: false,
             inbox_backlog: false,
             ticks: super::tick::Ticks::default(),
-            presence: super::presence::Presence::default(),
+            presence: super::presence::Presence::new(cluster.is_some()),
             cluster: cluster.map(super::cluster::LoopCluster::new),
         })
     }

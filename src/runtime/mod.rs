@@ -13,6 +13,7 @@ mod admission;
 mod authn;
 mod client_addr;
 mod cluster;
+mod cluster_presence;
 pub mod compression;
 pub mod conn;
 mod conns;

@@ -1,0 +1,238 @@
+//! The market and game primitives in cluster mode (`--nats`), against real `nats-server`
+//! processes (docs/CLUSTER.md, "Presence across relays"): presence spanning two relays (the
+//! list, joins, leaves on disconnect, counts exact after churn, a killed relay's members
+//! leaving within the node timeout, a stopped relay's at once). Like `tests/cluster.rs`, they
+//! fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`. Presence across relays is
+//! eventually consistent: a watcher's view (its list, then joins and leaves) is followed until
+//! it matches; deadlines only stop a hung test.
+
+mod common;
+#[path = "cluster/harness.rs"]
+mod harness;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::Client;
+use harness::{nats_bin, NatsNode, RelayProc, TempDir};
+use serde_json::{json, Value};
+
+/// How long a view may take to settle before the test fails (the node timeout is 3 s).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(20);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const PRESENCE: [&str; 2] = ["--presence-for", "room.*"];
+
+/// One NATS server and two relays with presence on `room.*`.
+fn pair(tag: &str) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &PRESENCE);
+    let b = RelayProc::start(&dir.0, "b", &urls, &PRESENCE);
+    Some((dir, nats, a, b))
+}
+
+fn connect(addr: SocketAddr) -> Client {
+    let c = Client::connect(addr);
+    c.ws.get_ref()
+        .set_read_timeout(Some(SETTLE_DEADLINE))
+        .expect("read timeout");
+    c
+}
+
+/// A member (plain subscribe).
+fn member(addr: SocketAddr, channel: &str) -> Client {
+    let mut c = connect(addr);
+    c.subscribe(channel);
+    c
+}
+
+/// A watcher: subscribes with `"presence":true`; returns it and its view from the list.
+fn watcher(addr: SocketAddr, channel: &str) -> (Client, BTreeSet<String>) {
+    let mut c = connect(addr);
+    c.send(json!({"type":"subscribe","channel":channel,"presence":true}));
+    assert_eq!(c.recv()["type"], "subscribed");
+    let list = c.recv();
+    let view = list_ids(&list, channel);
+    (c, view)
+}
+
+/// The ids of a `presence` list, checking that its count is exact (no cap in these tests).
+fn list_ids(list: &Value, channel: &str) -> BTreeSet<String> {
+    assert_eq!((&list["type"], &list["channel"]), (&json!("presence"), &json!(channel)), "{list}");
+    let ids: BTreeSet<String> = list["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(list["count"].as_u64(), Some(ids.len() as u64), "{list}");
+    ids
+}
+
+/// Follows a watcher's joins and leaves until its view is `want`.
+fn settle(c: &mut Client, channel: &str, view: &mut BTreeSet<String>, want: &BTreeSet<String>) {
+    let until = Instant::now() + SETTLE_DEADLINE;
+    while view != want {
+        assert!(Instant::now() < until, "view {view:?}, want {want:?}");
+        let v = c.recv();
+        if v["channel"] != channel {
+            continue;
+        }
+        let id = v["member"]["id"].as_str().unwrap_or_default().to_string();
+        match v["type"].as_str() {
+            Some("join") => assert!(view.insert(id), "joined twice: {v}"),
+            Some("leave") => assert!(view.remove(&id), "left without a join: {v}"),
+            Some("presence") => *view = list_ids(&v, channel),
+            _ => {}
+        }
+    }
+}
+
+/// `{"type":"presence"}` from `c`, asked until its list is `want` (a relay that does not
+/// follow the channel yet syncs first; the members' joins may still be on their way).
+fn query_until(c: &mut Client, channel: &str, want: &BTreeSet<String>) {
+    let until = Instant::now() + SETTLE_DEADLINE;
+    loop {
+        c.send(json!({"type":"presence","channel":channel}));
+        let ids = loop {
+            let v = c.recv();
+            if v["type"] == "presence" && v["channel"] == channel {
+                break list_ids(&v, channel);
+            }
+        };
+        if &ids == want {
+            return;
+        }
+        assert!(Instant::now() < until, "list {ids:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn presence_spans_relays_list_joins_and_leaves_on_disconnect() {
+    let _serial = serial();
+    let Some((_dir, _nats, a, b)) = pair("presence") else {
+        return;
+    };
+    let m1 = member(a.addr, "room.1");
+    assert!(m1.id.starts_with("a.") && m1.id.contains('/'), "cluster-wide id: {}", m1.id);
+    let (mut w, mut view) = watcher(b.addr, "room.1");
+    let want = set(&[&m1.id, &w.id]);
+    settle(&mut w, "room.1", &mut view, &want);
+    // Relay b follows the channel now: a new watcher's list is complete at once.
+    let (w2, list) = watcher(b.addr, "room.1");
+    assert_eq!(list, set(&[&m1.id, &w.id, &w2.id]));
+    settle(&mut w, "room.1", &mut view, &list);
+    // A join on a reaches b's watchers; a disconnect on a is a leave there.
+    let m2 = member(a.addr, "room.1");
+    let want = set(&[&m1.id, &m2.id, &w.id, &w2.id]);
+    settle(&mut w, "room.1", &mut view, &want);
+    drop(m1);
+    let want = set(&[&m2.id, &w.id, &w2.id]);
+    settle(&mut w, "room.1", &mut view, &want);
+    // The other way: a watcher on a sees b's members.
+    let (mut wa, mut view_a) = watcher(a.addr, "room.1");
+    let all = set(&[&m2.id, &w.id, &w2.id, &wa.id]);
+    settle(&mut wa, "room.1", &mut view_a, &all);
+    settle(&mut w, "room.1", &mut view, &all);
+    // Unsubscribing leaves too.
+    let mut w2 = w2;
+    w2.send(json!({"type":"unsubscribe","channel":"room.1"}));
+    let rest = set(&[&m2.id, &w.id, &wa.id]);
+    settle(&mut w, "room.1", &mut view, &rest);
+    settle(&mut wa, "room.1", &mut view_a, &rest);
+    // A relay that does not follow a channel syncs before answering a query.
+    let m3 = member(a.addr, "room.2");
+    let mut probe = connect(b.addr);
+    query_until(&mut probe, "room.2", &set(&[&m3.id]));
+    query_until(&mut probe, "room.1", &rest);
+}
+
+#[test]
+fn presence_counts_are_exact_on_both_relays_after_churn() {
+    let _serial = serial();
+    let Some((_dir, _nats, a, b)) = pair("presencechurn") else {
+        return;
+    };
+    let channel = "room.churn";
+    let (mut wa, mut view_a) = watcher(a.addr, channel);
+    let (mut wb, mut view_b) = watcher(b.addr, channel);
+    let mut on_a: Vec<Client> = (0..12).map(|_| member(a.addr, channel)).collect();
+    let mut on_b: Vec<Client> = (0..12).map(|_| member(b.addr, channel)).collect();
+    // Churn: disconnects, unsubscribes and new joins on both relays, interleaved.
+    for round in 0..4 {
+        drop(on_a.remove(round));
+        drop(on_b.remove(round + 1));
+        on_a[round]
+            .send(json!({"type":"unsubscribe","channel":channel}));
+        let gone = on_a.remove(round);
+        on_b.push(member(b.addr, channel));
+        on_a.push(member(a.addr, channel));
+        drop(gone);
+    }
+    let mut want: BTreeSet<String> = on_a.iter().chain(&on_b).map(|c| c.id.clone()).collect();
+    want.insert(wa.id.clone());
+    want.insert(wb.id.clone());
+    settle(&mut wa, channel, &mut view_a, &want);
+    settle(&mut wb, channel, &mut view_b, &want);
+    // The lists agree with the views, with exact counts, on both relays.
+    let mut pa = connect(a.addr);
+    let mut pb = connect(b.addr);
+    query_until(&mut pa, channel, &want);
+    query_until(&mut pb, channel, &want);
+    assert_eq!(want.len(), 2 + (12 - 4) + 12);
+}
+
+#[test]
+fn a_killed_relays_members_leave_within_the_node_timeout() {
+    let _serial = serial();
+    let Some((_dir, _nats, mut a, b)) = pair("presencekill") else {
+        return;
+    };
+    let channel = "room.k";
+    let m1 = member(a.addr, channel);
+    let m2 = member(a.addr, channel);
+    let (mut w, mut view) = watcher(b.addr, channel);
+    let want = set(&[&m1.id, &m2.id, &w.id]);
+    settle(&mut w, channel, &mut view, &want);
+    let killed = Instant::now();
+    a.kill();
+    let want = set(&[&w.id]);
+    settle(&mut w, channel, &mut view, &want);
+    let took = killed.elapsed();
+    eprintln!("presence: a killed relay's members left after {took:?}");
+    let mut probe = connect(b.addr);
+    query_until(&mut probe, channel, &set(&[&w.id]));
+}
+
+#[test]
+fn a_stopped_relays_members_leave_at_once() {
+    let _serial = serial();
+    let Some((_dir, _nats, mut a, b)) = pair("presencebye") else {
+        return;
+    };
+    let channel = "room.bye";
+    let m1 = member(a.addr, channel);
+    let (mut w, mut view) = watcher(b.addr, channel);
+    let want = set(&[&m1.id, &w.id]);
+    settle(&mut w, channel, &mut view, &want);
+    let stopped = Instant::now();
+    a.terminate();
+    let want = set(&[&w.id]);
+    settle(&mut w, channel, &mut view, &want);
+    eprintln!("presence: a stopped relay's members left after {:?}", stopped.elapsed());
+    drop(m1);
+}
