@@ -585,7 +585,11 @@ mod tests {
         let refused = |c: &Config| c.validate().map_err(|e| e.0).err().unwrap_or_default();
         let mut ticks = c.clone();
         ticks.tick_rules = vec![(room.clone(), Duration::from_millis(50))];
-        assert!(refused(&ticks).contains("not available with --nats"), "{}", refused(&ticks));
+        assert!(
+            refused(&ticks).contains("not available with --nats"),
+            "{}",
+            refused(&ticks)
+        );
         let mut snapshots = c.clone();
         snapshots.snapshot_patterns = vec![room];
         assert!(refused(&snapshots).contains("not available with --nats"));

@@ -67,7 +67,11 @@ fn watcher(addr: SocketAddr, channel: &str) -> (Client, BTreeSet<String>) {
 
 /// The ids of a `presence` list, checking that its count is exact (no cap in these tests).
 fn list_ids(list: &Value, channel: &str) -> BTreeSet<String> {
-    assert_eq!((&list["type"], &list["channel"]), (&json!("presence"), &json!(channel)), "{list}");
+    assert_eq!(
+        (&list["type"], &list["channel"]),
+        (&json!("presence"), &json!(channel)),
+        "{list}"
+    );
     let ids: BTreeSet<String> = list["members"]
         .as_array()
         .expect("members")
@@ -128,7 +132,11 @@ fn presence_spans_relays_list_joins_and_leaves_on_disconnect() {
         return;
     };
     let m1 = member(a.addr, "room.1");
-    assert!(m1.id.starts_with("a.") && m1.id.contains('/'), "cluster-wide id: {}", m1.id);
+    assert!(
+        m1.id.starts_with("a.") && m1.id.contains('/'),
+        "cluster-wide id: {}",
+        m1.id
+    );
     let (mut w, mut view) = watcher(b.addr, "room.1");
     let want = set(&[&m1.id, &w.id]);
     settle(&mut w, "room.1", &mut view, &want);
@@ -176,8 +184,7 @@ fn presence_counts_are_exact_on_both_relays_after_churn() {
     for round in 0..4 {
         drop(on_a.remove(round));
         drop(on_b.remove(round + 1));
-        on_a[round]
-            .send(json!({"type":"unsubscribe","channel":channel}));
+        on_a[round].send(json!({"type":"unsubscribe","channel":channel}));
         let gone = on_a.remove(round);
         on_b.push(member(b.addr, channel));
         on_a.push(member(a.addr, channel));
@@ -216,6 +223,11 @@ fn a_killed_relays_members_leave_within_the_node_timeout() {
     eprintln!("presence: a killed relay's members left after {took:?}");
     let mut probe = connect(b.addr);
     query_until(&mut probe, channel, &set(&[&w.id]));
+    assert_eq!(
+        b.metric("wsrelay_cluster_presence_nodes_expired_total"),
+        1.0
+    );
+    assert_eq!(b.metric("wsrelay_cluster_presence_nodes "), 0.0);
 }
 
 #[test]
@@ -233,6 +245,13 @@ fn a_stopped_relays_members_leave_at_once() {
     a.terminate();
     let want = set(&[&w.id]);
     settle(&mut w, channel, &mut view, &want);
-    eprintln!("presence: a stopped relay's members left after {:?}", stopped.elapsed());
+    eprintln!(
+        "presence: a stopped relay's members left after {:?}",
+        stopped.elapsed()
+    );
     drop(m1);
+    assert_eq!(
+        b.metric("wsrelay_cluster_presence_nodes_expired_total"),
+        0.0
+    );
 }

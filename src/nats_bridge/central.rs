@@ -224,6 +224,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
             c.shards,
             max_payload.saturating_sub(16 * 1024),
             presence_tx,
+            setup.stats.clone(),
         )
     });
     let mut b = Bridge {

@@ -46,7 +46,8 @@ use tokio::sync::mpsc;
 use super::central::Bridge;
 use super::publish::{header, header_u64};
 use crate::clock::Clock;
-use crate::cluster::{subject, ClusterMsg};
+use crate::cluster::stats::Stat;
+use crate::cluster::{subject, ClusterMsg, ClusterStats};
 use crate::conn_id::LoopId;
 use crate::pubsub::presence::Member;
 
@@ -63,6 +64,9 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 const OUT_QUEUE_LEN_MAX: usize = 65_536;
 /// Incoming presence messages waiting for the central task.
 pub(super) const IN_QUEUE_LEN_MAX: usize = 65_536;
+/// Expired relays remembered (a relay heard again after it expired here is asked for its
+/// lists); beyond, the set is cleared.
+const EXPIRED_MAX: usize = 1024;
 /// Longest member id or subject taken from the network.
 const FIELD_BYTES_MAX: usize = 1024;
 
@@ -127,6 +131,9 @@ impl Drop for Chan {
 /// The bridge's presence state (present only with `--presence-for`).
 pub(super) struct PresenceNet {
     node: Arc<str>,
+    stats: Arc<ClusterStats>,
+    /// Relays expired here (bounded by `EXPIRED_MAX`): heard again, their lists are asked.
+    expired: HashSet<Arc<str>>,
     shards: u32,
     payload_max: usize,
     out: mpsc::Sender<(String, HeaderMap, Bytes)>,
@@ -151,6 +158,7 @@ impl PresenceNet {
         shards: u32,
         payload_max: usize,
         events: mpsc::Sender<PresenceEvent>,
+        stats: Arc<ClusterStats>,
     ) -> Self {
         let (out, mut out_rx) = mpsc::channel::<(String, HeaderMap, Bytes)>(OUT_QUEUE_LEN_MAX);
         let c = client.clone();
@@ -178,6 +186,8 @@ impl PresenceNet {
         let now = Clock::now_ns();
         PresenceNet {
             node: Arc::from(node),
+            stats,
+            expired: HashSet::new(),
             shards,
             payload_max,
             out,
@@ -201,7 +211,11 @@ impl PresenceNet {
 
     /// Queues a message; `false` when the queue is full.
     fn send(&self, subject: String, h: HeaderMap, payload: Bytes) -> bool {
-        self.out.try_send((subject, h, payload)).is_ok()
+        let sent = self.out.try_send((subject, h, payload)).is_ok();
+        if !sent {
+            self.stats.inc(Stat::PresenceSendDrops);
+        }
+        sent
     }
 
     fn heartbeat(&mut self, op: &str) {
@@ -212,7 +226,9 @@ impl PresenceNet {
     /// The bye, sent when the relay stops (the others drop its members at once).
     pub(super) async fn bye(&self, client: &async_nats::Client) {
         let h = self.headers("B");
-        let _ = client.publish_with_headers(HEARTBEATS, h, Bytes::new()).await;
+        let _ = client
+            .publish_with_headers(HEARTBEATS, h, Bytes::new())
+            .await;
         let _ = client.flush().await;
     }
 
@@ -338,6 +354,57 @@ fn decode(payload: &[u8]) -> Option<(&str, Vec<Member>)> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some((channel, members))
+}
+
+/// A relay's join or leave. Returns true when one of its changes was lost before it (its
+/// list must be asked again).
+fn apply_delta(
+    r: &mut Remote,
+    joined: bool,
+    g: u64,
+    prev: u64,
+    members: Vec<Member>,
+    changes: &mut Vec<(bool, Member)>,
+) -> bool {
+    if prev == 0 && r.last != 0 {
+        // Its state of the channel is new: it had no member before.
+        let old = std::mem::take(&mut r.members);
+        diff(&old, &IndexMap::new(), changes);
+    }
+    let lost = prev != 0 && prev != r.last;
+    r.last = g;
+    for m in members {
+        let applied = match joined {
+            true => r.members.insert(m.id.clone(), m.clone()).is_none(),
+            false => r.members.swap_remove(&m.id).is_some(),
+        };
+        if applied {
+            changes.push((joined, m));
+        }
+    }
+    lost
+}
+
+/// A part of a relay's full list (`first`: it starts one; `end`: it completes it).
+fn apply_list(
+    r: &mut Remote,
+    first: bool,
+    end: bool,
+    g: u64,
+    members: Vec<Member>,
+    changes: &mut Vec<(bool, Member)>,
+) {
+    let incoming = match first {
+        true => r.incoming.insert(IndexMap::new()),
+        false => r.incoming.get_or_insert_with(IndexMap::new),
+    };
+    incoming.extend(members.into_iter().map(|m| (m.id.clone(), m)));
+    if end {
+        let new = r.incoming.take().unwrap_or_default();
+        diff(&r.members, &new, changes);
+        r.members = new;
+        r.last = g;
+    }
 }
 
 /// The difference from `old` to `new`, as (joined, member) changes.
@@ -468,6 +535,8 @@ impl Bridge {
             p.check_sync(&channel);
         }
         p.flush_dirty(&mut self.out);
+        self.stats
+            .set_presence(p.nodes.len() as u64, p.chans.len() as u64);
     }
 
     /// After a reconnect or a slow-consumer event: nobody expires for a while, our lists go
@@ -545,8 +614,16 @@ impl PresenceNet {
         match op.as_str() {
             "H" => {
                 let now = Clock::now_ns();
-                if self.nodes.insert(node, now).is_none() {
-                    self.heartbeat("H"); // A new relay: it learns of us at once.
+                if self.nodes.insert(node.clone(), now).is_some() {
+                    return;
+                }
+                self.heartbeat("H"); // A new relay: it learns of us at once.
+                if self.expired.remove(&node) {
+                    // Expired here while alive (it was slow, or cut off): its lists again.
+                    let channels: Vec<Arc<str>> = self.chans.keys().cloned().collect();
+                    for channel in channels {
+                        self.request_sync(&channel, Some(&node));
+                    }
                 }
             }
             "B" => self.forget_node(&node),
@@ -583,50 +660,23 @@ impl PresenceNet {
         };
         let r = c.remote.entry(node.clone()).or_default();
         let mut changes = Vec::new();
-        let mut resync = false;
-        match op.as_str() {
-            "J" | "L" => {
-                if prev == 0 && r.last != 0 {
-                    // Its state of the channel is new: it had no member before.
-                    let old = std::mem::take(&mut r.members);
-                    diff(&old, &IndexMap::new(), &mut changes);
-                }
-                resync = prev != 0 && prev != r.last;
-                r.last = g;
-                for m in members {
-                    let id = m.id.clone();
-                    let applied = match op == "J" {
-                        true => r.members.insert(id, m.clone()).is_none(),
-                        false => r.members.swap_remove(&id).is_some(),
-                    };
-                    if applied {
-                        changes.push((op == "J", m));
-                    }
-                }
-            }
+        let resync = match op.as_str() {
+            "J" | "L" => apply_delta(r, op == "J", g, prev, members, &mut changes),
             "F" | "A" => {
-                let incoming = match op == "F" {
-                    true => r.incoming.insert(IndexMap::new()),
-                    false => r.incoming.get_or_insert_with(IndexMap::new),
-                };
-                incoming.extend(members.into_iter().map(|m| (m.id.clone(), m)));
-                if end {
-                    let new = r.incoming.take().unwrap_or_default();
-                    diff(&r.members, &new, &mut changes);
-                    r.members = new;
-                    r.last = g;
-                    if let Some((_, answered)) = c.sync.as_mut() {
-                        answered.insert(node.clone());
-                    }
+                apply_list(r, op == "F", end, g, members, &mut changes);
+                if let Some((_, answered)) = c.sync.as_mut().filter(|_| end) {
+                    answered.insert(node.clone());
                 }
+                false
             }
             _ => return,
-        }
+        };
         if c.sync.is_none() && !c.reset {
             c.changes.extend(changes);
             self.dirty.insert(channel.clone());
         }
         if resync {
+            self.stats.inc(Stat::PresenceResyncs);
             self.request_sync(channel, Some(&node));
         }
         if end {
@@ -648,6 +698,9 @@ impl PresenceNet {
         let all = self.nodes.keys().all(|n| answered.contains(n));
         let timed_out = now >= started + SYNC_TIMEOUT.as_nanos() as u64;
         if (all && discovered) || timed_out {
+            if timed_out && !all {
+                self.stats.inc(Stat::PresenceSyncTimeouts);
+            }
             c.sync = None;
             c.reset = true;
             c.changes.clear();
@@ -667,6 +720,11 @@ impl PresenceNet {
             .collect();
         for node in gone {
             tracing::info!(%node, "cluster: relay not heard for {NODE_TIMEOUT:?}; its presence members leave");
+            self.stats.inc(Stat::PresenceNodesExpired);
+            if self.expired.len() >= EXPIRED_MAX {
+                self.expired.clear();
+            }
+            self.expired.insert(node.clone());
             self.forget_node(&node);
         }
     }
@@ -728,6 +786,7 @@ impl PresenceNet {
                 Ok(()) => c.reset = false,
                 Err(_) => {
                     // The owner's queue is full: it gets the full set once there is room.
+                    self.stats.inc(Stat::PresenceOwnerResets);
                     c.changes.clear();
                     c.reset = true;
                     self.dirty.insert(channel);
@@ -745,8 +804,20 @@ mod tests {
     fn members_round_trip_and_bad_payloads_are_refused() {
         let mut p = Vec::new();
         put(&mut p, b"room.1");
-        put_member(&mut p, &Member { id: Arc::from("a.x/0-1-1"), sub: None });
-        put_member(&mut p, &Member { id: Arc::from("a.x/0-2-1"), sub: Some(Arc::from("alice")) });
+        put_member(
+            &mut p,
+            &Member {
+                id: Arc::from("a.x/0-1-1"),
+                sub: None,
+            },
+        );
+        put_member(
+            &mut p,
+            &Member {
+                id: Arc::from("a.x/0-2-1"),
+                sub: Some(Arc::from("alice")),
+            },
+        );
         let (channel, members) = decode(&p).expect("decodes");
         assert_eq!(channel, "room.1");
         assert_eq!(members.len(), 2);
