@@ -1,7 +1,9 @@
 //! The market and game primitives in cluster mode (`--nats`), against real `nats-server`
-//! processes (docs/CLUSTER.md, "Presence across relays"): presence spanning two relays (the
-//! list, joins, leaves on disconnect, counts exact after churn, a killed relay's members
-//! leaving within the node timeout, a stopped relay's at once). Like `tests/cluster.rs`, they
+//! processes (docs/CLUSTER.md, "Presence across relays", "Room ticks across relays"): presence
+//! spanning two relays (the list, joins, leaves on disconnect, counts exact after churn, a
+//! killed relay's members leaving within the node timeout, a stopped relay's at once), and
+//! room ticks on both relays (batch frames only, JSON and binary, contiguous seqs, the same
+//! frames for every member on one relay, acks, the subscribe seam). Like `tests/cluster.rs`, they
 //! fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`. Presence across relays is
 //! eventually consistent: a watcher's view (its list, then joins and leaves) is followed until
 //! it matches; deadlines only stop a hung test.
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::Client;
 use harness::{nats_bin, NatsNode, RelayProc, TempDir};
 use serde_json::{json, Value};
+use tungstenite::Message;
 
 /// How long a view may take to settle before the test fails (the node timeout is 3 s).
 const SETTLE_DEADLINE: Duration = Duration::from_secs(20);
@@ -254,4 +257,162 @@ fn a_stopped_relays_members_leave_at_once() {
         b.metric("wsrelay_cluster_presence_nodes_expired_total"),
         0.0
     );
+}
+
+/// One message of a batch as a subscriber saw it: (seq, from, content).
+type Seen = (u64, String, String);
+
+/// Reads batch frames (JSON or binary) until `last` seq; returns the frames' raw bytes and
+/// every entry. Any other data frame is a failure (a room delivers batches only).
+fn read_batches(c: &mut Client, channel: &str, last: u64) -> (Vec<Vec<u8>>, Vec<Seen>) {
+    let (mut frames, mut seen) = (Vec::new(), Vec::<Seen>::new());
+    while seen.last().is_none_or(|e| e.0 < last) {
+        match c.ws.read().expect("a batch") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "subscribed" {
+                    // The epoch the first writer minted (docs/CLUSTER.md): not a delivery.
+                    assert_eq!(
+                        (&v["seq"], &v["channel"]),
+                        (&json!(0), &json!(channel)),
+                        "{v}"
+                    );
+                    continue;
+                }
+                assert_eq!(
+                    (&v["type"], &v["channel"]),
+                    (&json!("batch"), &json!(channel)),
+                    "{v}"
+                );
+                for m in v["messages"].as_array().expect("messages") {
+                    let from = m["from"].as_str().expect("from").to_string();
+                    seen.push((
+                        m["seq"].as_u64().expect("seq"),
+                        from,
+                        m["content"].to_string(),
+                    ));
+                }
+                frames.push(t.as_bytes().to_vec());
+            }
+            Message::Binary(b) => {
+                let (ch, entries) = parse_binary_batch(&b);
+                assert_eq!(ch, channel);
+                for (seq, from, payload) in entries {
+                    seen.push((seq, from, format!("bin:{payload:?}")));
+                }
+                frames.push(b.to_vec());
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (frames, seen)
+}
+
+/// `[0x03][L][channel]` + `[seq u64][F u16][from][N u32][payload]`*.
+fn parse_binary_batch(b: &[u8]) -> (String, Vec<(u64, String, Vec<u8>)>) {
+    assert_eq!(b[0], 0x03, "op");
+    let l = usize::from(b[1]);
+    let channel = String::from_utf8(b[2..2 + l].to_vec()).expect("channel");
+    let mut rest = &b[2 + l..];
+    let mut entries = Vec::new();
+    while !rest.is_empty() {
+        let seq = u64::from_be_bytes(rest[..8].try_into().expect("seq"));
+        let f = usize::from(u16::from_be_bytes(rest[8..10].try_into().expect("F")));
+        let from = String::from_utf8(rest[10..10 + f].to_vec()).expect("from");
+        let at = 10 + f;
+        let n = u32::from_be_bytes(rest[at..at + 4].try_into().expect("N")) as usize;
+        entries.push((seq, from, rest[at + 4..at + 4 + n].to_vec()));
+        rest = &rest[at + 4 + n..];
+    }
+    (channel, entries)
+}
+
+/// The publishes of the tick test: `n` JSON ones with ids, then two binary ones.
+fn publish_room(p: &mut Client, channel: &str, n: u64) {
+    for i in 1..=n {
+        let id = format!("p{i}");
+        p.send(json!({"type":"message","channel":channel,"content":{"i":i},"id":id}));
+    }
+    for payload in [&b"\x00\x01"[..], b""] {
+        let mut msg = vec![0x01, channel.len() as u8];
+        msg.extend_from_slice(channel.as_bytes());
+        msg.extend_from_slice(payload);
+        p.ws.send(Message::binary(msg)).expect("binary publish");
+    }
+}
+
+fn expected_room(from: &str, n: u64) -> Vec<Seen> {
+    let mut want: Vec<Seen> = (1..=n)
+        .map(|i| (i, from.to_string(), json!({"i": i}).to_string()))
+        .collect();
+    want.push((n + 1, from.to_string(), "bin:[0, 1]".into()));
+    want.push((n + 2, from.to_string(), "bin:[]".into()));
+    want
+}
+
+#[test]
+fn room_ticks_batch_on_every_relay_with_acks_and_the_subscribe_seam() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("ticks");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let flags = ["--tick-for", "room.*=50", "--history-size", "1000"];
+    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    let channel = "room.t";
+    let mut on_a: Vec<Client> = (0..2).map(|_| member(a.addr, channel)).collect();
+    let mut on_b = member(b.addr, channel);
+    let mut p = connect(a.addr);
+    let n = 40;
+    publish_room(&mut p, channel, n);
+    // Acks as cluster publishes: once stored, with the seq the batches show.
+    for i in 1..=n {
+        let ack = loop {
+            let v = p.recv();
+            if v["type"] == "ack" {
+                break v;
+            }
+        };
+        assert_eq!(
+            ack,
+            json!({"type":"ack","id":format!("p{i}"),"channel":channel,"seq":i})
+        );
+    }
+    let want = expected_room(&p.id, n);
+    let (frames_a0, seen_a0) = read_batches(&mut on_a[0], channel, n + 2);
+    let (frames_a1, seen_a1) = read_batches(&mut on_a[1], channel, n + 2);
+    let (_, seen_b) = read_batches(&mut on_b, channel, n + 2);
+    assert_eq!(seen_a0, want);
+    assert_eq!(seen_a1, want);
+    assert_eq!(seen_b, want, "the other relay batches the same messages");
+    assert_eq!(
+        frames_a0, frames_a1,
+        "every member of a relay gets the same frames"
+    );
+    assert!(
+        frames_a0.len() < want.len(),
+        "{} frames for {} messages",
+        frames_a0.len(),
+        want.len()
+    );
+    // The seam: a subscriber joining now gets what follows its subscribed seq, in batches.
+    let mut late = connect(b.addr);
+    let at = late.subscribe(channel)["seq"].as_u64().expect("seq");
+    assert_eq!(at, n + 2);
+    publish_room(&mut p, channel, 3);
+    let (_, seen_late) = read_batches(&mut late, channel, at + 5);
+    assert_eq!(seen_late.first().map(|e| e.0), Some(at + 1));
+    assert_eq!(seen_late.len(), 5);
+    // Counted like single-node ticks (metrics are exported once per interval: waited for).
+    for relay in [&a, &b] {
+        let until = Instant::now() + SETTLE_DEADLINE;
+        while relay.metric("wsrelay_ticks_total{event=\"batch\"}") < 1.0 {
+            assert!(Instant::now() < until, "no tick batch counted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

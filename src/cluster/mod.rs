@@ -122,6 +122,8 @@ pub enum ClusterMsg {
         batch: Arc<Batch>,
         /// Their epoch.
         epoch: Arc<str>,
+        /// The publisher's public name (`Wsr-Name`), for room tick batches.
+        from: Option<Arc<str>>,
     },
     /// A recovery range (`None`: the stream no longer holds it).
     Fetched {

@@ -320,7 +320,7 @@ impl EventLoop {
                 seq,
                 frames,
             } => self.on_head(channel, epoch, seq, frames),
-            ClusterMsg::Live { batch, epoch } => self.on_live(batch, epoch),
+            ClusterMsg::Live { batch, epoch, from } => self.on_live(batch, epoch, from),
             ClusterMsg::Fetched {
                 channel,
                 ticket,
@@ -349,6 +349,8 @@ impl EventLoop {
     }
 
     fn on_head(&mut self, channel: Arc<str>, epoch: Arc<str>, seq: u64, frames: Vec<Bytes>) {
+        // Held room messages are older than this head: delivered first.
+        self.tick_live_room_if_held(&channel);
         let frames = frames.into_iter().map(PreparedFrame::from_wire).collect();
         let reset = self
             .owned
@@ -369,7 +371,16 @@ impl EventLoop {
 
     /// Numbered live messages: the registry takes the stream's numbering, retains them, and
     /// they are fanned out exactly as a run numbered on one node (`publish.rs`).
-    fn on_live(&mut self, batch: Arc<crate::runtime::Batch>, epoch: Arc<str>) {
+    fn on_live(
+        &mut self,
+        batch: Arc<crate::runtime::Batch>,
+        epoch: Arc<str>,
+        from: Option<Arc<str>>,
+    ) {
+        if let Some(period) = self.config.tick_for(&batch.channel) {
+            // A room (`--tick-for`): held until its tick (`cluster_tick.rs`).
+            return self.hold_live_for_tick(batch, epoch, from, period);
+        }
         let count = batch.frames.len() as u64;
         let Some((interest, changed, reset)) =
             self.owned
@@ -408,7 +419,7 @@ impl EventLoop {
     /// stream re-created): every subscriber, on every interested loop, gets a new
     /// `subscribed` with the new epoch and `recovered:false` before the first message of the
     /// new numbering (the mesh is FIFO: the notice travels ahead of that message's batch).
-    fn announce_epoch(
+    pub(super) fn announce_epoch(
         &mut self,
         channel: &Arc<str>,
         epoch: &Arc<str>,
