@@ -214,46 +214,23 @@ pub(super) struct Bridge {
 pub(super) async fn run(setup: Setup, conn: Conn) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (live_tx, mut live_rx) = mpsc::channel(LIVE_QUEUE_LEN_MAX);
-    let c = &setup.config.cluster;
-    let max_payload = conn.client.server_info().max_payload.max(64 * 1024);
     let (presence_tx, mut presence_rx) = mpsc::channel(super::presence::IN_QUEUE_LEN_MAX);
-    let presence = (!setup.config.presence_patterns.is_empty()).then(|| {
-        super::presence::PresenceNet::start(
-            &conn.client,
-            &setup.node,
-            c.shards,
-            max_payload.saturating_sub(16 * 1024),
-            presence_tx,
-            setup.stats.clone(),
-        )
-    });
-    let mut b = Bridge {
-        io: Io {
-            client: conn.client,
-            js: conn.js,
-            streams: conn.streams,
-            shards: c.shards,
-            done: done_tx,
-            live: live_tx,
-        },
-        cfg: Cfg {
-            node: setup.node.clone(),
-            batch_max: c.publish_batch_max,
-            queue_max: c.publish_queue_len_max,
-            retry_max_ns: c.publish_retry_max.as_nanos() as u64,
-            payload_budget: max_payload.saturating_sub(16 * 1024),
-            fetch_steps_max: setup.config.history_size.max(1) + 2,
-        },
-        stats: setup.stats.clone(),
-        out: Outs::new(&setup.loop_txs, &setup.wakers),
-        pubs: HashMap::new(),
-        lives: HashMap::new(),
-        next_gen: 0,
-        msg_counter: 0,
-        disconnected: false,
-        presence,
+    let Conn {
+        client,
+        js,
+        streams,
+        events,
+    } = conn;
+    let io = Io {
+        client,
+        js,
+        streams,
+        shards: setup.config.cluster.shards,
+        done: done_tx,
+        live: live_tx,
     };
-    let mut events = conn.events;
+    let mut b = new_bridge(&setup, io, presence_tx);
+    let mut events = events;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !setup.stop.load(Ordering::Acquire) {
@@ -288,6 +265,45 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
     }
     if let Some(p) = b.presence.as_ref() {
         p.bye(&b.io.client).await;
+    }
+}
+
+/// The bridge's state around its connection (and presence's, with `--presence-for`).
+fn new_bridge(
+    setup: &Setup,
+    io: Io,
+    presence_tx: mpsc::Sender<super::presence::PresenceEvent>,
+) -> Bridge {
+    let c = &setup.config.cluster;
+    let max_payload = io.client.server_info().max_payload.max(64 * 1024);
+    let presence = (!setup.config.presence_patterns.is_empty()).then(|| {
+        super::presence::PresenceNet::start(
+            &io.client,
+            &setup.node,
+            c.shards,
+            max_payload.saturating_sub(16 * 1024),
+            presence_tx,
+            setup.stats.clone(),
+        )
+    });
+    Bridge {
+        io,
+        cfg: Cfg {
+            node: setup.node.clone(),
+            batch_max: c.publish_batch_max,
+            queue_max: c.publish_queue_len_max,
+            retry_max_ns: c.publish_retry_max.as_nanos() as u64,
+            payload_budget: max_payload.saturating_sub(16 * 1024),
+            fetch_steps_max: setup.config.history_size.max(1) + 2,
+        },
+        stats: setup.stats.clone(),
+        out: Outs::new(&setup.loop_txs, &setup.wakers),
+        pubs: HashMap::new(),
+        lives: HashMap::new(),
+        next_gen: 0,
+        msg_counter: 0,
+        disconnected: false,
+        presence,
     }
 }
 

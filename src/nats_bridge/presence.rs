@@ -501,7 +501,9 @@ impl Bridge {
             PresenceEvent::Subscribed { channel, gen } => {
                 if p.chans.get(&channel).is_some_and(|c| c.gen == gen) {
                     if let Some(c) = p.chans.get_mut(&channel) {
+                        // (Again, if the first sync ended by its timeout before the SUB.)
                         c.sync = Some((Clock::now_ns(), HashSet::new()));
+                        p.syncing.insert(channel.clone());
                     }
                     p.request_sync(&channel, None);
                     p.check_sync(&channel);
