@@ -168,21 +168,7 @@ impl PresenceNet {
                 let _ = c.publish_with_headers(subject, h, payload).await;
             }
         });
-        let c = client.clone();
-        let tx = events.clone();
-        tokio::spawn(async move {
-            let (Ok(beats), Ok(syncs)) = (c.subscribe(HEARTBEATS).await, c.subscribe(SYNCS).await)
-            else {
-                tracing::error!("cluster: presence subscriptions failed");
-                return;
-            };
-            let mut both = futures_util::stream::select(beats, syncs);
-            while let Some(m) = both.next().await {
-                if tx.send(PresenceEvent::Global(m)).await.is_err() {
-                    return;
-                }
-            }
-        });
+        spawn_global_subs(client, node, events.clone());
         let now = Clock::now_ns();
         PresenceNet {
             node: Arc::from(node),
@@ -198,7 +184,7 @@ impl PresenceNet {
             syncing: HashSet::new(),
             counter: 0,
             started_ns: now,
-            next_beat_ns: now,
+            next_beat_ns: now + HEARTBEAT.as_nanos() as u64,
         }
     }
 
@@ -558,6 +544,36 @@ impl Bridge {
             p.request_sync(&channel, None);
         }
     }
+}
+
+/// Subscribes to heartbeats and sync requests, sends the first heartbeat once the server has
+/// the SUBs (the relays that answer it at once are heard: first syncs wait `DISCOVERY` for
+/// them), then forwards both to the central task.
+fn spawn_global_subs(client: &async_nats::Client, node: &str, events: mpsc::Sender<PresenceEvent>) {
+    let c = client.clone();
+    let tx = events;
+    let mut hello = HeaderMap::new();
+    hello.insert(NODE, node);
+    hello.insert(OP, "H");
+    tokio::spawn(async move {
+        let (Ok(beats), Ok(syncs)) = (c.subscribe(HEARTBEATS).await, c.subscribe(SYNCS).await)
+        else {
+            tracing::error!("cluster: presence subscriptions failed");
+            return;
+        };
+        // The first heartbeat once the server has our SUBs: the relays that answer it at
+        // once are heard (the first syncs wait `DISCOVERY` for them).
+        let _ = c.flush().await;
+        let _ = c
+            .publish_with_headers(HEARTBEATS, hello, Bytes::new())
+            .await;
+        let mut both = futures_util::stream::select(beats, syncs);
+        while let Some(m) = both.next().await {
+            if tx.send(PresenceEvent::Global(m)).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// SUB the channel subject, flush (the server has the SUB), tell the central task, forward.
