@@ -1,7 +1,8 @@
 //! The market and game primitives in cluster mode (`--nats`), against real `nats-server`
 //! processes (docs/CLUSTER.md, "Presence across relays", "Room ticks across relays"): presence
 //! spanning two relays (the list, joins, leaves on disconnect, counts exact after churn, a
-//! killed relay's members leaving within the node timeout, a stopped relay's at once), and
+//! killed relay's members leaving within the node timeout, a stopped relay's at once, across
+//! NATS routes with the authenticated subject), and
 //! room ticks on both relays (batch frames only, JSON and binary, contiguous seqs, the same
 //! frames for every member on one relay, acks, the subscribe seam). Like `tests/cluster.rs`, they
 //! fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`. Presence across relays is
@@ -415,4 +416,68 @@ fn room_ticks_batch_on_every_relay_with_acks_and_the_subscribe_seam() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Authenticates `c` as `sub` with an HS256 token (`SECRET`).
+fn authenticate(c: &mut Client, sub: &str) {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let exp = wsrelay::clock::Clock::unix_now_s() + 600;
+    let claims = json!({"sub": sub, "exp": exp, "channels": {"subscribe": ["room.*"]}});
+    let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
+    let token = encode(&Header::new(Algorithm::HS256), &claims, &key).expect("token");
+    c.send(json!({"type":"auth","token":token}));
+    assert_eq!(c.recv()["type"], "authenticated");
+}
+
+const SECRET: &str = "cluster-test-secret-0123456789abcdef";
+
+#[test]
+fn presence_crosses_nats_routes_with_the_authenticated_subject() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("presenceroutes");
+    let cluster = harness::NatsCluster::start(&bin, &dir.0);
+    let flags = [
+        "--presence-for",
+        "room.*",
+        "--auth-hs256-secret",
+        SECRET,
+        "--nats-replicas",
+        "3",
+    ];
+    // Relay a on n1 only, relay b on n3 only: every presence message crosses a route.
+    let a = RelayProc::start(&dir.0, "a", &[cluster.nodes[0].url()], &flags);
+    let b = RelayProc::start(&dir.0, "b", &[cluster.nodes[2].url()], &flags);
+    let channel = "room.r";
+    let mut alice = connect(a.addr);
+    authenticate(&mut alice, "alice");
+    alice.subscribe(channel);
+    let mut bob = connect(b.addr);
+    authenticate(&mut bob, "bob");
+    bob.send(json!({"type":"subscribe","channel":channel,"presence":true}));
+    assert_eq!(bob.recv()["type"], "subscribed");
+    let mut view = list_ids(&bob.recv(), channel);
+    let want = set(&[&alice.id, &bob.id]);
+    settle(&mut bob, channel, &mut view, &want);
+    bob.send(json!({"type":"presence","channel":channel}));
+    let list = loop {
+        let v = bob.recv();
+        if v["type"] == "presence" {
+            break v;
+        }
+    };
+    let mut members: Vec<Value> = list["members"].as_array().expect("members").clone();
+    members.sort_by_key(|m| m["sub"].to_string());
+    assert_eq!(
+        members,
+        [
+            json!({"id": alice.id, "sub": "alice"}),
+            json!({"id": bob.id, "sub": "bob"})
+        ]
+    );
+    drop(alice);
+    let want = set(&[&bob.id]);
+    settle(&mut bob, channel, &mut view, &want);
 }
