@@ -149,9 +149,14 @@ fn presence_spans_relays_list_joins_and_leaves_on_disconnect() {
     assert_eq!(list, set(&[&m1.id, &w.id, &w2.id]));
     settle(&mut w, "room.1", &mut view, &list);
     // A join on a reaches b's watchers; a disconnect on a is a leave there.
+    let joined = Instant::now();
     let m2 = member(a.addr, "room.1");
     let want = set(&[&m1.id, &m2.id, &w.id, &w2.id]);
     settle(&mut w, "room.1", &mut view, &want);
+    eprintln!(
+        "presence: subscribe on a to join seen on b: {:?} (connect included)",
+        joined.elapsed()
+    );
     drop(m1);
     let want = set(&[&m2.id, &w.id, &w2.id]);
     settle(&mut w, "room.1", &mut view, &want);
