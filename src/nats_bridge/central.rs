@@ -284,6 +284,7 @@ fn new_bridge(
             max_payload.saturating_sub(16 * 1024),
             presence_tx,
             setup.stats.clone(),
+            c.presence_timeout,
         )
     });
     Bridge {

@@ -14,8 +14,9 @@
 //! - `wsr.ps.<k>.<tok>` (every relay subscribes to `wsr.ps.>`): a sync request. Every relay
 //!   answers with its `F` list on the channel subject (empty when it has no member), so the
 //!   answer is ordered with its deltas.
-//! - `wsr.hb`: heartbeats (`H`, every `HEARTBEAT`; a relay hearing a new one answers at
-//!   once) and `B` (bye, on shutdown). A relay not heard for `NODE_TIMEOUT` is gone: its
+//! - `wsr.hb`: heartbeats (`H`, every third of `--nats-presence-timeout`; a relay hearing a
+//!   new one answers at once) and `B` (bye, on shutdown). A relay not heard for
+//!   `--nats-presence-timeout` (checked at each heartbeat) is gone: its
 //!   members leave every channel (the bound on a killed relay's members). While this relay
 //!   itself is disconnected nobody expires; after a reconnect (or a slow-consumer event) it
 //!   re-sends its lists and asks for everyone's.
@@ -51,10 +52,9 @@ use crate::cluster::{subject, ClusterMsg, ClusterStats};
 use crate::conn_id::LoopId;
 use crate::pubsub::presence::Member;
 
-/// How often a relay says it is alive.
-pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
-/// A relay not heard for this long is gone (its members leave).
-pub(super) const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Heartbeats per node timeout (`--nats-presence-timeout`): a relay is gone after missing
+/// about this many.
+const BEATS_PER_TIMEOUT: u32 = 3;
 /// After start-up, first syncs wait at least this long (other relays answer the first
 /// heartbeat at once: they are known by then).
 const DISCOVERY: Duration = Duration::from_millis(300);
@@ -148,6 +148,10 @@ pub(super) struct PresenceNet {
     counter: u64,
     started_ns: u64,
     next_beat_ns: u64,
+    /// A relay not heard for this long is gone (`--nats-presence-timeout`).
+    timeout: Duration,
+    /// How often this relay says it is alive.
+    beat: Duration,
 }
 
 impl PresenceNet {
@@ -159,7 +163,9 @@ impl PresenceNet {
         payload_max: usize,
         events: mpsc::Sender<PresenceEvent>,
         stats: Arc<ClusterStats>,
+        timeout: Duration,
     ) -> Self {
+        let beat = timeout / BEATS_PER_TIMEOUT;
         let (out, mut out_rx) = mpsc::channel::<(String, HeaderMap, Bytes)>(OUT_QUEUE_LEN_MAX);
         let c = client.clone();
         tokio::spawn(async move {
@@ -184,7 +190,9 @@ impl PresenceNet {
             syncing: HashSet::new(),
             counter: 0,
             started_ns: now,
-            next_beat_ns: now + HEARTBEAT.as_nanos() as u64,
+            next_beat_ns: now + beat.as_nanos() as u64,
+            timeout,
+            beat,
         }
     }
 
@@ -512,7 +520,7 @@ impl Bridge {
         };
         let now = Clock::now_ns();
         if now >= p.next_beat_ns {
-            p.next_beat_ns = now + HEARTBEAT.as_nanos() as u64;
+            p.next_beat_ns = now + p.beat.as_nanos() as u64;
             p.heartbeat("H");
             if connected {
                 p.expire(now);
@@ -727,9 +735,9 @@ impl PresenceNet {
         }
     }
 
-    /// Drops relays not heard for `NODE_TIMEOUT`.
+    /// Drops relays not heard for the node timeout.
     fn expire(&mut self, now: u64) {
-        let timeout = NODE_TIMEOUT.as_nanos() as u64;
+        let timeout = self.timeout.as_nanos() as u64;
         let gone: Vec<Arc<str>> = self
             .nodes
             .iter()
@@ -737,7 +745,7 @@ impl PresenceNet {
             .map(|(n, _)| n.clone())
             .collect();
         for node in gone {
-            tracing::info!(%node, "cluster: relay not heard for {NODE_TIMEOUT:?}; its presence members leave");
+            tracing::info!(%node, timeout = ?self.timeout, "cluster: relay not heard; its presence members leave");
             self.stats.inc(Stat::PresenceNodesExpired);
             if self.expired.len() >= EXPIRED_MAX {
                 self.expired.clear();
