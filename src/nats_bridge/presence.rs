@@ -31,8 +31,8 @@
 //! Bounds: outgoing messages go through one bounded queue (`OUT_QUEUE_LEN_MAX`) to one
 //! publishing task (order kept); when it is full the channel's list is re-sent later in
 //! full (`republish`). Incoming messages come through a bounded queue; ids and subjects from
-//! the network are length-checked; a full list is split into parts under the NATS payload
-//! limit.
+//! the network are length-checked, and at most `MEMBERS_PER_RELAY_MAX` members are kept per
+//! relay and channel; a full list is split into parts under the NATS payload limit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -67,6 +67,9 @@ pub(super) const IN_QUEUE_LEN_MAX: usize = 65_536;
 /// Expired relays remembered (a relay heard again after it expired here is asked for its
 /// lists); beyond, the set is cleared.
 const EXPIRED_MAX: usize = 1024;
+/// Members of one relay on one channel kept at most (beyond, its further joins and list
+/// entries are ignored: a relay's own limits keep it far below).
+const MEMBERS_PER_RELAY_MAX: usize = 1 << 20;
 /// Longest member id or subject taken from the network.
 const FIELD_BYTES_MAX: usize = 1024;
 
@@ -369,6 +372,7 @@ fn apply_delta(
     r.last = g;
     for m in members {
         let applied = match joined {
+            true if r.members.len() >= MEMBERS_PER_RELAY_MAX => false,
             true => r.members.insert(m.id.clone(), m.clone()).is_none(),
             false => r.members.swap_remove(&m.id).is_some(),
         };
@@ -392,7 +396,8 @@ fn apply_list(
         true => r.incoming.insert(IndexMap::new()),
         false => r.incoming.get_or_insert_with(IndexMap::new),
     };
-    incoming.extend(members.into_iter().map(|m| (m.id.clone(), m)));
+    let room = MEMBERS_PER_RELAY_MAX.saturating_sub(incoming.len());
+    incoming.extend(members.into_iter().take(room).map(|m| (m.id.clone(), m)));
     if end {
         let new = r.incoming.take().unwrap_or_default();
         diff(&r.members, &new, changes);
@@ -825,6 +830,42 @@ impl PresenceNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn m(id: &str) -> Member {
+        Member {
+            id: Arc::from(id),
+            sub: None,
+        }
+    }
+
+    fn ids(changes: &[(bool, Member)]) -> Vec<(bool, &str)> {
+        changes.iter().map(|(j, m)| (*j, &*m.id)).collect()
+    }
+
+    #[test]
+    fn deltas_and_lists_keep_a_relays_members_and_detect_a_lost_change() {
+        let mut r = Remote::default();
+        let mut out = Vec::new();
+        // Its first message on a fresh channel state: prev 0.
+        assert!(!apply_delta(&mut r, true, 5, 0, vec![m("x/1")], &mut out));
+        assert!(!apply_delta(&mut r, true, 9, 5, vec![m("x/2")], &mut out));
+        assert_eq!(ids(&out), [(true, "x/1"), (true, "x/2")]);
+        // Counter 12 came after 9 but said its previous was 10: one change was lost.
+        out.clear();
+        assert!(apply_delta(&mut r, false, 12, 10, vec![m("x/1")], &mut out));
+        assert_eq!(ids(&out), [(false, "x/1")]);
+        // The list asked again replaces the members: the difference is told.
+        out.clear();
+        apply_list(&mut r, true, false, 12, vec![m("x/2")], &mut out);
+        assert!(out.is_empty(), "a list in parts is applied at its end");
+        apply_list(&mut r, false, true, 12, vec![m("x/3")], &mut out);
+        assert_eq!(ids(&out), [(true, "x/3")]);
+        assert_eq!(r.last, 12);
+        // Its state of the channel was dropped and made again: what we held is gone.
+        out.clear();
+        assert!(!apply_delta(&mut r, true, 20, 0, vec![m("x/4")], &mut out));
+        assert_eq!(ids(&out), [(false, "x/2"), (false, "x/3"), (true, "x/4")]);
+    }
 
     #[test]
     fn members_round_trip_and_bad_payloads_are_refused() {
