@@ -13,7 +13,8 @@
 //!   change ends it; the epoch notice goes out between the two batches.
 //! - The entries come from the stored message bodies (`command::message_parts`,
 //!   `binary_message_payload`) and the publisher's name (`Wsr-Name`), so the frames are those
-//!   of one node. Ticks share the loop's schedule with single-node rooms (`Ticks`).
+//!   of one node. Ticks share the loop's schedule with single-node rooms (`Ticks`) and fall on
+//!   multiples of the period in wall-clock time, so relays on synchronised hosts tick together.
 //! - Bounded like a single-node room: at `publish_queue_len_max` messages or
 //!   `publish_queue_bytes_max` bytes held, the room ticks at once (`forced`, counted).
 //! - A channel without a tick rule never reaches this module (one `tick_for` per live batch,
@@ -23,6 +24,7 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::command as encode;
 use crate::metrics::Counter;
 use crate::runtime::event_loop::EventLoop;
@@ -63,7 +65,7 @@ impl EventLoop {
         let channel = batch.channel.clone();
         let ticks = &mut self.ticks;
         let room = ticks.live.entry(channel.clone()).or_insert_with(|| {
-            let due_ns = next_tick_ns(now_ns, period_ns);
+            let due_ns = next_wall_tick_ns(now_ns, period_ns, Clock::unix_at_epoch_ns());
             ticks.schedule.push(Reverse((due_ns, channel.clone())));
             LiveRoom {
                 due_ns,
@@ -146,6 +148,14 @@ impl EventLoop {
     }
 }
 
+/// The next tick after `now_ns` (loop clock) on a multiple of `period_ns` of wall-clock
+/// time (`unix_at_zero_ns`: the Unix time of the loop clock's zero): relays on hosts whose
+/// clocks are synchronised tick a room together.
+fn next_wall_tick_ns(now_ns: u64, period_ns: u64, unix_at_zero_ns: u64) -> u64 {
+    let phase = unix_at_zero_ns % period_ns;
+    next_tick_ns(now_ns + phase, period_ns) - phase
+}
+
 /// A batch entry from a stored message frame (an unmasked server frame: RFC 6455 §5.2 header,
 /// then the body as `runtime/cluster.rs` receives it). A body of another shape (not written by
 /// a relay) becomes a `null` JSON entry, so that seqs stay contiguous.
@@ -186,6 +196,19 @@ fn entry_of<'a>(frame: &'a [u8], name: Option<&'a str>, read_at_ns: u64) -> Entr
 mod tests {
     use super::*;
     use crate::cluster::envelope;
+
+    #[test]
+    fn ticks_fall_on_multiples_of_the_period_in_wall_clock_time() {
+        // Loop clock zero at Unix time 1_000_030: ticks every 50 at Unix 1_000_050, …
+        let zero = 1_000_030;
+        assert_eq!(next_wall_tick_ns(0, 50, zero), 20);
+        assert_eq!(next_wall_tick_ns(19, 50, zero), 20);
+        assert_eq!(next_wall_tick_ns(20, 50, zero), 70);
+        for now in [0, 7, 20, 69, 1234] {
+            assert_eq!((next_wall_tick_ns(now, 50, zero) + zero) % 50, 0);
+            assert!(next_wall_tick_ns(now, 50, zero) > now);
+        }
+    }
 
     #[test]
     fn entries_come_from_stored_frames() {
