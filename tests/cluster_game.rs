@@ -498,3 +498,57 @@ fn presence_crosses_nats_routes_with_the_authenticated_subject() {
     let want = set(&[&bob.id]);
     settle(&mut bob, channel, &mut view, &want);
 }
+
+#[test]
+fn presence_converges_when_the_bridge_to_loop_queue_overflows() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("presencequeue");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    // A 1-message bridge → loop queue: remote changes may be dropped and replaced by the full
+    // set (`presence_owner_resets_total`); the views must end exact either way.
+    let flags = ["--presence-for", "room.*", "--nats-loop-queue", "1"];
+    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    let channels = [
+        "room.q1", "room.q2", "room.q3", "room.q4", "room.q5", "room.q6",
+    ];
+    let mut watchers: Vec<(Client, BTreeSet<String>)> =
+        channels.iter().map(|ch| watcher(b.addr, ch)).collect();
+    // A burst: 60 connections subscribe at once, over the six channels.
+    let mut members: Vec<Client> = (0..60).map(|_| connect(a.addr)).collect();
+    for (i, c) in members.iter_mut().enumerate() {
+        c.send(json!({"type":"subscribe","channel":channels[i % channels.len()]}));
+    }
+    for c in &mut members {
+        assert_eq!(c.recv()["type"], "subscribed");
+    }
+    for (k, (w, view)) in watchers.iter_mut().enumerate() {
+        let mut want: BTreeSet<String> = members
+            .iter()
+            .skip(k)
+            .step_by(channels.len())
+            .map(|c| c.id.clone())
+            .collect();
+        want.insert(w.id.clone());
+        settle(w, channels[k], view, &want);
+    }
+    members.truncate(12); // 48 disconnects at once
+    for (k, (w, view)) in watchers.iter_mut().enumerate() {
+        let mut want: BTreeSet<String> = members
+            .iter()
+            .skip(k)
+            .step_by(channels.len())
+            .map(|c| c.id.clone())
+            .collect();
+        want.insert(w.id.clone());
+        settle(w, channels[k], view, &want);
+    }
+    eprintln!(
+        "presence: owner resets with a 1-message loop queue: {}",
+        b.metric("wsrelay_cluster_presence_owner_resets_total")
+    );
+}
