@@ -2,7 +2,8 @@
 //! processes (docs/CLUSTER.md, "Presence across relays", "Room ticks across relays"): presence
 //! spanning two relays (the list, joins, leaves on disconnect, counts exact after churn, a
 //! killed relay's members leaving within the node timeout, a stopped relay's at once, across
-//! NATS routes with the authenticated subject), and
+//! NATS routes with the authenticated subject, convergence when the bridge-to-loop queue
+//! overflows), and
 //! room ticks on both relays (batch frames only, JSON and binary, contiguous seqs, the same
 //! frames for every member on one relay, acks, the subscribe seam). Like `tests/cluster.rs`, they
 //! fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`. Presence across relays is
