@@ -53,6 +53,9 @@ pub struct ClusterArgs {
     /// Retry a publish this many ms (timeouts, elections) before answering `unavailable`.
     #[arg(long, default_value_t = DEFAULTS.publish_retry_max.as_millis() as u64)]
     nats_publish_retry: u64,
+    /// Presence across relays: ms without a heartbeat after which a relay's members leave.
+    #[arg(long, default_value_t = DEFAULTS.presence_timeout.as_millis() as u64)]
+    nats_presence_timeout: u64,
 }
 
 fn parse_storage(s: &str) -> Result<NatsStorage, String> {
@@ -81,6 +84,7 @@ impl ClusterArgs {
             publish_queue_len_max: self.nats_publish_queue,
             publish_batch_max: self.nats_publish_batch,
             publish_retry_max: Duration::from_millis(self.nats_publish_retry),
+            presence_timeout: Duration::from_millis(self.nats_presence_timeout),
         }
     }
 }
@@ -122,6 +126,8 @@ mod tests {
             "4",
             "--nats-publish-retry",
             "20000",
+            "--nats-presence-timeout",
+            "1500",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         let k = &c.cluster;
@@ -133,6 +139,7 @@ mod tests {
         assert_eq!(k.token.as_deref(), Some("s3cret"));
         assert_eq!(k.loop_queue_len_max, 4);
         assert_eq!(k.publish_retry_max, std::time::Duration::from_secs(20));
+        assert_eq!(k.presence_timeout, std::time::Duration::from_millis(1500));
     }
 
     #[test]
@@ -151,6 +158,13 @@ mod tests {
                 "/c",
             ],
             &["wsrelay", "--nats-storage", "disk"],
+            &[
+                "wsrelay",
+                "--nats",
+                "nats://x",
+                "--nats-presence-timeout",
+                "100",
+            ],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

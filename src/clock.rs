@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
+static UNIX_AT_EPOCH_NS: OnceLock<u64> = OnceLock::new();
 
 /// Reads the process-wide monotonic clock.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +23,18 @@ impl Clock {
         let epoch = *EPOCH.get_or_init(Instant::now);
         // u64 nanoseconds last 584 years.
         epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The Unix time (ns) of the monotonic clock's zero, read once: `now_ns() + this` is a
+    /// wall-clock time that never jumps afterwards. Cluster mode aligns room ticks on it, so
+    /// that relays on synchronised hosts tick together.
+    pub fn unix_at_epoch_ns() -> u64 {
+        *UNIX_AT_EPOCH_NS.get_or_init(|| {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            wall.saturating_sub(Clock::now_ns())
+        })
     }
 
     /// Seconds since the Unix epoch, for token expiry checks (wall clock, not monotonic).

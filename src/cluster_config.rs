@@ -77,6 +77,9 @@ pub struct ClusterConfig {
     /// How long a publish is retried (timeouts, no leader) before its publisher is told the
     /// outcome is unknown. Longer than a Raft election (4-9 s on nats-server 2.9).
     pub publish_retry_max: Duration,
+    /// Presence across relays (`--presence-for`): a relay not heard for this long is gone and
+    /// its members leave; relays heartbeat every third of it.
+    pub presence_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -101,6 +104,7 @@ impl ClusterConfig {
         publish_queue_len_max: 10_000,
         publish_batch_max: 1_000,
         publish_retry_max: Duration::from_secs(15),
+        presence_timeout: Duration::from_secs(3),
     };
 }
 
@@ -151,6 +155,11 @@ impl ClusterConfig {
             || self.publish_retry_max > Duration::from_secs(600)
         {
             return fail("nats-publish-retry must be 100 ms ..= 600 s");
+        }
+        if self.presence_timeout < Duration::from_millis(300)
+            || self.presence_timeout > Duration::from_secs(60)
+        {
+            return fail("nats-presence-timeout must be 300 ms ..= 60 s");
         }
         Ok(())
     }

@@ -488,15 +488,14 @@ impl Config {
              the TLS handshake; terminate TLS at the load balancer, or drop --proxy-protocol",
         )?;
         self.cluster.validate()?;
-        // Snapshots, ticks and presence are kept by a channel's owner loop; in cluster mode
-        // JetStream numbers the channel and no loop owns it, so they would silently not apply.
+        // Keyed snapshots are kept by a channel's owner loop; in cluster mode JetStream
+        // numbers the channel and the latest value per key must outlive the stream's history,
+        // which nothing keeps yet: refused rather than silently incomplete. Presence and room
+        // ticks work across relays (docs/CLUSTER.md).
         check(
-            !self.cluster.enabled()
-                || (self.snapshot_patterns.is_empty()
-                    && self.tick_rules.is_empty()
-                    && self.presence_patterns.is_empty()),
-            "snapshot-for, tick-for and presence-for work on a single node only (the channel's \
-             owner loop keeps them); they are not available with --nats yet",
+            !self.cluster.enabled() || self.snapshot_patterns.is_empty(),
+            "snapshot-for works on a single node only (the channel's owner loop keeps the \
+             latest message per key); it is not available with --nats yet",
         )?;
         if let Some(name) = &self.auth_cookie {
             check(
@@ -590,6 +589,22 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn cluster_mode_takes_presence_and_ticks_and_refuses_snapshots() {
+        let room = ChannelPattern::parse("room.*").expect("pattern");
+        let mut c = Config::default();
+        c.cluster.nats_urls = vec!["nats://127.0.0.1:4222".into()];
+        c.presence_patterns = vec![room.clone()];
+        assert_eq!(c.validate(), Ok(()));
+        let refused = |c: &Config| c.validate().map_err(|e| e.0).err().unwrap_or_default();
+        let mut ticks = c.clone();
+        ticks.tick_rules = vec![(room.clone(), Duration::from_millis(50))];
+        assert_eq!(ticks.validate(), Ok(()));
+        let mut snapshots = c.clone();
+        snapshots.snapshot_patterns = vec![room];
+        assert!(refused(&snapshots).contains("not available with --nats"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub const PREV: &str = "Wsr-Prev";
 pub const FROM: &str = "Wsr-From";
 /// Ingress wall-clock time, ns since the Unix epoch (fan-in lag).
 pub const TS: &str = "Wsr-Ts";
+/// The publisher's public name (the `from` clients see): a receiving relay that batches a
+/// room's messages per tick (`--tick-for`) needs it for binary messages, whose frames do not
+/// carry it.
+pub const NAME: &str = "Wsr-Name";
 /// Present (`1`) on binary messages.
 pub const BINARY: &str = "Wsr-Bin";
 /// The publishes' conflation `key` (a coalesced message has one key for all its frames).

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::pubsub::presence::Member;
 use crate::runtime::ack::Ack;
 use crate::runtime::Batch;
 pub use stats::ClusterStats;
@@ -59,6 +60,30 @@ pub enum BridgeCmd {
         /// Channel name.
         channel: Arc<str>,
     },
+    /// Presence (`--presence-for`): the owner loop keeps presence state for `channel`; the
+    /// bridge follows the other relays' members of it (`nats_bridge::presence`).
+    PresenceTrack {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The channel's owner loop.
+        owner: LoopId,
+        /// Echoed in what the bridge sends back (an older tracking's answers are ignored).
+        gen: u64,
+    },
+    /// No presence state for `channel` on this relay any more.
+    PresenceUntrack {
+        /// Channel name.
+        channel: Arc<str>,
+    },
+    /// A member of this relay joined or left `channel`: told to the other relays.
+    PresenceLocal {
+        /// Channel name.
+        channel: Arc<str>,
+        /// Joined (else left).
+        joined: bool,
+        /// The member (its id is cluster-wide: `<node>/<loop>-<slot>-<generation>`).
+        member: Member,
+    },
     /// Recovery from the stream: the frames with `after < seq <= upto` in `epoch`.
     Fetch {
         /// Channel name.
@@ -97,6 +122,8 @@ pub enum ClusterMsg {
         batch: Arc<Batch>,
         /// Their epoch.
         epoch: Arc<str>,
+        /// The publisher's public name (`Wsr-Name`), for room tick batches.
+        from: Option<Arc<str>>,
     },
     /// A recovery range (`None`: the stream no longer holds it).
     Fetched {
@@ -106,6 +133,27 @@ pub enum ClusterMsg {
         ticket: u64,
         /// The frames, oldest first.
         frames: Option<Vec<Bytes>>,
+    },
+    /// Members of other relays joined or left a tracked presence channel (in order).
+    PresenceRemote {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The `PresenceTrack` generation.
+        gen: u64,
+        /// (joined, member), oldest first.
+        changes: Vec<(bool, Member)>,
+    },
+    /// Every member of other relays of a tracked presence channel (after its first sync, or
+    /// after changes were dropped on a full loop queue): the owner takes the difference.
+    PresenceReset {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The `PresenceTrack` generation.
+        gen: u64,
+        /// The other relays' members.
+        members: Vec<Member>,
+        /// The first sync is over: lists waiting for it are answered.
+        synced: bool,
     },
     /// Publishes sequenced (JetStream acked) for publishers on this loop that asked.
     Acked {
@@ -139,6 +187,9 @@ pub struct LoopPort {
     pub rx: Receiver<ClusterMsg>,
     /// Shared counters.
     pub stats: Arc<ClusterStats>,
+    /// This relay's node name with its boot nonce (`<name>.<nonce>`): the prefix of
+    /// connection ids in cluster mode.
+    pub node: Arc<str>,
 }
 
 impl std::fmt::Debug for LoopPort {
@@ -156,5 +207,12 @@ impl LoopPort {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Queues a command (never blocks); a full queue hands it back.
+    pub fn try_send(&self, cmd: BridgeCmd) -> Result<(), BridgeCmd> {
+        self.cmd.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
     }
 }

@@ -51,9 +51,19 @@ pub enum Stat {
     PublishStalls,
     /// Stored messages whose seqs repeat delivered ones (a CAS the server did not enforce).
     NumberingConflicts,
+    /// Presence: relays not heard for the node timeout (their members left).
+    PresenceNodesExpired,
+    /// Presence: lost changes detected (a relay's counter jumped): its list asked again.
+    PresenceResyncs,
+    /// Presence: first syncs ended by their timeout (a relay heard alive did not answer).
+    PresenceSyncTimeouts,
+    /// Presence: changes for an owner loop dropped on its full queue (the full set follows).
+    PresenceOwnerResets,
+    /// Presence: outgoing messages dropped on the full publishing queue (re-sent in full).
+    PresenceSendDrops,
 }
 
-const STATS: usize = Stat::NumberingConflicts as usize + 1;
+const STATS: usize = Stat::PresenceSendDrops as usize + 1;
 
 /// Shared by the bridge (writer), the loops and `/metrics` (readers).
 #[derive(Debug)]
@@ -69,6 +79,10 @@ pub struct ClusterStats {
     queue_depth: AtomicU64,
     /// Longest publish stall seen, ms.
     stall_max_ms: AtomicU64,
+    /// Presence: other relays heard alive.
+    presence_nodes: AtomicU64,
+    /// Presence: channels followed across relays.
+    presence_channels: AtomicU64,
     ack_ns: Mutex<Histogram<u64>>,
     fanin_ns: Mutex<Histogram<u64>>,
 }
@@ -87,6 +101,8 @@ impl Default for ClusterStats {
             live_channels: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             stall_max_ms: AtomicU64::new(0),
+            presence_nodes: AtomicU64::new(0),
+            presence_channels: AtomicU64::new(0),
             ack_ns: Mutex::new(histogram()),
             fanin_ns: Mutex::new(histogram()),
         }
@@ -132,6 +148,12 @@ impl ClusterStats {
     /// Commands queued to the bridge.
     pub fn set_queue_depth(&self, n: u64) {
         self.queue_depth.store(n, Ordering::Relaxed);
+    }
+
+    /// Presence: relays heard alive and channels followed.
+    pub fn set_presence(&self, nodes: u64, channels: u64) {
+        self.presence_nodes.store(nodes, Ordering::Relaxed);
+        self.presence_channels.store(channels, Ordering::Relaxed);
     }
 
     /// A publish waited `ms` for a leader (keeps the longest).
@@ -219,6 +241,16 @@ impl ClusterStats {
                 "publish_stall_max_ms",
                 "longest wait for a stream leader, ms",
                 &self.stall_max_ms,
+            ),
+            (
+                "presence_nodes",
+                "other relays heard alive (presence)",
+                &self.presence_nodes,
+            ),
+            (
+                "presence_channels",
+                "presence channels followed across relays",
+                &self.presence_channels,
             ),
         ];
         for (name, help, value) in gauges {
@@ -309,6 +341,31 @@ const COUNTERS: &[(&str, &str, Stat)] = &[
         "numbering_conflicts_total",
         "stored messages repeating delivered seqs, skipped",
         Stat::NumberingConflicts,
+    ),
+    (
+        "presence_nodes_expired_total",
+        "relays not heard for the node timeout; their members left",
+        Stat::PresenceNodesExpired,
+    ),
+    (
+        "presence_resyncs_total",
+        "lost presence changes detected; the relay's list asked again",
+        Stat::PresenceResyncs,
+    ),
+    (
+        "presence_sync_timeouts_total",
+        "first presence syncs ended by their timeout",
+        Stat::PresenceSyncTimeouts,
+    ),
+    (
+        "presence_owner_resets_total",
+        "presence changes dropped on a full loop queue; the full set sent instead",
+        Stat::PresenceOwnerResets,
+    ),
+    (
+        "presence_send_drops_total",
+        "presence messages dropped on the full publishing queue; lists re-sent",
+        Stat::PresenceSendDrops,
     ),
 ];
 

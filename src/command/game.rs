@@ -85,6 +85,39 @@ pub fn binary_batch_entry_len(from: &str, payload: &[u8]) -> usize {
     BATCH_ENTRY_BINARY_FIXED + from.len().min(usize::from(u16::MAX)) + payload.len()
 }
 
+/// The parts of a JSON message frame's body `{"type":"message","channel":C,"content":V,
+/// "from":F,"seq":N}` (as `encode_message` writes it, without `key`) that a batch entry
+/// repeats: the verbatim content and the raw (still escaped) `from` string. `None` when the
+/// body is not of that shape. A JSON string cannot hold `,"content":` or `,"from":"` with bare
+/// quotes, so the first of the one and the last of the other are the separators.
+pub fn message_parts(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    const CONTENT: &[u8] = br#","content":"#;
+    const FROM: &[u8] = br#","from":""#;
+    const SEQ: &[u8] = br#"","seq":"#;
+    let rest = body.strip_prefix(br#"{"type":"message","channel":""#.as_slice())?;
+    let content_at = find(rest, CONTENT)? + CONTENT.len();
+    let rest = &rest[content_at..];
+    let from_at = rfind(rest, FROM)?;
+    let content = &rest[..from_at];
+    let tail = &rest[from_at + FROM.len()..];
+    let seq_at = rfind(tail, SEQ)?;
+    Some((content, &tail[..seq_at]))
+}
+
+/// The payload of a binary message frame's body `[0x01][L][channel][seq u64][payload]`.
+pub fn binary_message_payload(body: &[u8]) -> Option<&[u8]> {
+    let len = usize::from(*body.get(1)?);
+    body.get(2 + len + 8..)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
 /// A presence member as written in every presence message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberRef<'a> {
@@ -148,6 +181,20 @@ pub fn encode_presence_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_parts_find_the_verbatim_content_and_from() {
+        let mut body = Vec::new();
+        let content = br#"{"s":"\",\"from\":\"x","n":[1,2]}"#;
+        crate::command::encode_message(&mut body, "room:1\"", content, "a.x/0-1-1", 42);
+        let (c, from) = message_parts(&body).expect("parts");
+        assert_eq!((c, from), (content.as_slice(), b"a.x/0-1-1".as_slice()));
+        assert!(message_parts(b"{\"type\":\"gap\"}").is_none());
+        let mut bin = Vec::new();
+        crate::command::encode_binary_message(&mut bin, "room.1", 7, b"\x00\x01").expect("bin");
+        assert_eq!(binary_message_payload(&bin), Some(b"\x00\x01".as_slice()));
+        assert_eq!(binary_message_payload(&[1, 200]), None);
+    }
 
     #[test]
     fn json_batch_exact_bytes() {

@@ -51,8 +51,8 @@ pub use encode::{
 pub use error::CommandError;
 pub use game::{
     batch_close, batch_entry, batch_entry_len, batch_open, binary_batch_entry,
-    binary_batch_entry_len, binary_batch_open, encode_presence, encode_presence_change, MemberRef,
-    BATCH_JSON_FIXED, BINARY_OP_BATCH,
+    binary_batch_entry_len, binary_batch_open, binary_message_payload, encode_presence,
+    encode_presence_change, message_parts, MemberRef, BATCH_JSON_FIXED, BINARY_OP_BATCH,
 };
 pub use snapshot::{
     decode_binary_snapshot, encode_binary_snapshot, encode_snapshot, DecodedSnapshot,

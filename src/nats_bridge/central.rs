@@ -206,23 +206,89 @@ pub(super) struct Bridge {
     pub next_gen: u64,
     pub msg_counter: u64,
     pub disconnected: bool,
+    /// Presence across relays (`--presence-for`; `presence.rs`).
+    pub presence: Option<super::presence::PresenceNet>,
 }
 
 /// Serves until the relay stops.
 pub(super) async fn run(setup: Setup, conn: Conn) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let (live_tx, mut live_rx) = mpsc::channel(LIVE_QUEUE_LEN_MAX);
+    let (presence_tx, mut presence_rx) = mpsc::channel(super::presence::IN_QUEUE_LEN_MAX);
+    let Conn {
+        client,
+        js,
+        streams,
+        events,
+    } = conn;
+    let io = Io {
+        client,
+        js,
+        streams,
+        shards: setup.config.cluster.shards,
+        done: done_tx,
+        live: live_tx,
+    };
+    let mut b = new_bridge(&setup, io, presence_tx);
+    let mut events = events;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !setup.stop.load(Ordering::Acquire) {
+        tokio::select! {
+            _ = setup.notify.notified() => b.drain_cmds(&setup),
+            Some(d) = done_rx.recv() => b.on_done(d),
+            Some(ev) = live_rx.recv() => b.on_live_event(ev),
+            Some(e) = events.recv() => b.on_event(e),
+            Some(ev) = presence_rx.recv() => b.on_presence_event(ev),
+            _ = tick.tick() => {}
+        }
+        for _ in 0..BATCH_MAX {
+            match presence_rx.try_recv() {
+                Ok(ev) => b.on_presence_event(ev),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..BATCH_MAX {
+            match live_rx.try_recv() {
+                Ok(ev) => b.on_live_event(ev),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..BATCH_MAX {
+            match done_rx.try_recv() {
+                Ok(d) => b.on_done(d),
+                Err(_) => break,
+            }
+        }
+        b.presence_turn();
+        b.out.flush();
+    }
+    if let Some(p) = b.presence.as_ref() {
+        p.bye(&b.io.client).await;
+    }
+}
+
+/// The bridge's state around its connection (and presence's, with `--presence-for`).
+fn new_bridge(
+    setup: &Setup,
+    io: Io,
+    presence_tx: mpsc::Sender<super::presence::PresenceEvent>,
+) -> Bridge {
     let c = &setup.config.cluster;
-    let max_payload = conn.client.server_info().max_payload.max(64 * 1024);
-    let mut b = Bridge {
-        io: Io {
-            client: conn.client,
-            js: conn.js,
-            streams: conn.streams,
-            shards: c.shards,
-            done: done_tx,
-            live: live_tx,
-        },
+    let max_payload = io.client.server_info().max_payload.max(64 * 1024);
+    let presence = (!setup.config.presence_patterns.is_empty()).then(|| {
+        super::presence::PresenceNet::start(
+            &io.client,
+            &setup.node,
+            c.shards,
+            max_payload.saturating_sub(16 * 1024),
+            presence_tx,
+            setup.stats.clone(),
+            c.presence_timeout,
+        )
+    });
+    Bridge {
+        io,
         cfg: Cfg {
             node: setup.node.clone(),
             batch_max: c.publish_batch_max,
@@ -238,31 +304,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
         next_gen: 0,
         msg_counter: 0,
         disconnected: false,
-    };
-    let mut events = conn.events;
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !setup.stop.load(Ordering::Acquire) {
-        tokio::select! {
-            _ = setup.notify.notified() => b.drain_cmds(&setup),
-            Some(d) = done_rx.recv() => b.on_done(d),
-            Some(ev) = live_rx.recv() => b.on_live_event(ev),
-            Some(e) = events.recv() => b.on_event(e),
-            _ = tick.tick() => {}
-        }
-        for _ in 0..BATCH_MAX {
-            match live_rx.try_recv() {
-                Ok(ev) => b.on_live_event(ev),
-                Err(_) => break,
-            }
-        }
-        for _ in 0..BATCH_MAX {
-            match done_rx.try_recv() {
-                Ok(d) => b.on_done(d),
-                Err(_) => break,
-            }
-        }
-        b.out.flush();
+        presence,
     }
 }
 
@@ -283,6 +325,17 @@ impl Bridge {
                     upto,
                     epoch,
                 } => self.on_fetch(channel, owner, ticket, (after, upto), epoch),
+                BridgeCmd::PresenceTrack {
+                    channel,
+                    owner,
+                    gen,
+                } => self.on_presence_track(channel, owner, gen),
+                BridgeCmd::PresenceUntrack { channel } => self.on_presence_untrack(&channel),
+                BridgeCmd::PresenceLocal {
+                    channel,
+                    joined,
+                    member,
+                } => self.on_presence_local(&channel, joined, member),
             }
             if n == BATCH_MAX {
                 setup.notify.notify_one(); // the rest after the loops are served
@@ -337,6 +390,7 @@ impl Bridge {
                     self.stats.inc(Stat::Reconnects);
                     tracing::info!("cluster: reconnected to NATS; re-reading live heads");
                     self.resync_all();
+                    self.presence_resync();
                 }
             }
             Event::Disconnected => {
@@ -347,6 +401,7 @@ impl Bridge {
             Event::SlowConsumer(_) => {
                 self.stats.inc(Stat::SlowConsumer);
                 self.resync_all();
+                self.presence_resync();
             }
             other => tracing::info!("cluster: NATS event: {other}"),
         }

@@ -61,6 +61,7 @@ pub(super) struct LiveMsg {
     binary: bool,
     key: Option<String>,
     from: Option<String>,
+    name: Option<Arc<str>>,
     ts_ns: u64,
 }
 
@@ -78,6 +79,7 @@ impl LiveMsg {
             binary: header(h, env::BINARY).is_some(),
             key: header(h, env::KEY).map(str::to_string),
             from: header(h, env::FROM).map(str::to_string),
+            name: header(h, env::NAME).map(Arc::from),
             ts_ns: header_u64(h, env::TS).unwrap_or(0),
         })
     }
@@ -95,6 +97,7 @@ impl LiveMsg {
             binary: header(h, env::BINARY).is_some(),
             key: header(h, env::KEY).map(str::to_string),
             from: header(h, env::FROM).map(str::to_string),
+            name: header(h, env::NAME).map(Arc::from),
             ts_ns: 0,
         })
     }
@@ -364,6 +367,7 @@ impl Bridge {
         let out = ClusterMsg::Live {
             batch,
             epoch: msg.epoch.clone(),
+            from: msg.name.clone(),
         };
         if self.out.live(live.owner, out).is_err() {
             // The loop is behind: never wait for it. Retry from the stream shortly.

@@ -17,6 +17,7 @@ mod central;
 mod fetch;
 mod live;
 mod out;
+mod presence;
 mod publish;
 mod streams;
 
@@ -81,6 +82,8 @@ pub fn start(config: &Config, wakers: &[Arc<mio::Waker>]) -> io::Result<Started>
     let stats = Arc::new(ClusterStats::default());
     let mut loop_txs = Vec::new();
     let mut ports = Vec::new();
+    let node = node_name(c.node_name.as_deref());
+    let node_arc: Arc<str> = Arc::from(node.as_str());
     for _ in wakers {
         let (tx, rx) = crossbeam_channel::bounded(c.loop_queue_len_max);
         loop_txs.push(tx);
@@ -90,9 +93,9 @@ pub fn start(config: &Config, wakers: &[Arc<mio::Waker>]) -> io::Result<Started>
             wake: Arc::new(move || n.notify_one()),
             rx,
             stats: stats.clone(),
+            node: node_arc.clone(),
         });
     }
-    let node = node_name(c.node_name.as_deref());
     let setup = Setup {
         config: config.clone(),
         node,

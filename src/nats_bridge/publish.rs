@@ -498,6 +498,7 @@ fn publish_message(fl: &InFlight, node: &str) -> PublishMessage {
     h.insert(env::TS, ts.to_string().as_str());
     if let Some(first) = fl.items.first() {
         h.insert(env::FROM, env::from_header(node, first.origin).as_str());
+        h.insert(env::NAME, &*first.from);
         if first.binary {
             h.insert(env::BINARY, "1");
         }

@@ -4,7 +4,10 @@
 //! on). Sans-IO: the loop passes `now_ns` and sends the encoded frames this returns.
 //!
 //! Owns: per channel, the members (connection → id and subject), how many watchers (members
-//! that asked `"presence":true`) each loop has, and the join/leave storm bound.
+//! that asked `"presence":true`) each loop has, and the join/leave storm bound. In cluster
+//! mode (`--nats`) also the members other relays reported (`MemberKey::Remote`, fed by the
+//! NATS bridge), whether the channel's first sync with the other relays is over, and the list
+//! answers waiting for it (`pending`).
 //!
 //! Storm bound (per channel): the first `CHANGES_PER_WINDOW_MAX` changes of each
 //! `WINDOW_NS` window are told at once, one frame each. Beyond that, changes are held until
@@ -29,6 +32,20 @@ pub const WINDOW_NS: u64 = 100_000_000;
 /// Changes of one channel told one by one per window before the rest is held.
 pub const CHANGES_PER_WINDOW_MAX: u32 = 32;
 
+/// Who a member is, to the owner: a connection of this relay, or (cluster mode) a member
+/// another relay reported, by its cluster-wide id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MemberKey {
+    /// A connection of this relay.
+    Local(ConnRef),
+    /// A member of another relay (its id names the relay).
+    Remote(Arc<str>),
+}
+
+/// A list answer the owner gives once the channel is synced: who asked, whether it starts
+/// watching, whether it answers a `Query`.
+pub type PendingList = (ConnRef, bool, bool);
+
 /// A member as the owner keeps it.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -50,18 +67,29 @@ impl Member {
 /// One channel's presence.
 #[derive(Debug, Default)]
 struct Channel {
-    members: IndexMap<ConnRef, Member, FxBuild>,
+    members: IndexMap<MemberKey, Member, FxBuild>,
+    /// Members that are connections of this relay.
+    local: usize,
     /// Watchers per loop (index: loop id).
     watchers: Vec<u32>,
     window_start_ns: u64,
     window_changes: u32,
     /// Changes held in this window: member → (joined, member).
-    held: IndexMap<ConnRef, (bool, Member), FxBuild>,
+    held: IndexMap<MemberKey, (bool, Member), FxBuild>,
+    /// The members of other relays are known (always, on one node).
+    synced: bool,
+    /// Lists to answer once synced.
+    pending: Vec<PendingList>,
 }
 
 impl Channel {
+    /// Nothing of this relay's own is left (remote members go with the channel: nobody here
+    /// is told about them any more).
     fn is_unused(&self) -> bool {
-        self.members.is_empty() && self.held.is_empty() && self.watchers.iter().all(|&n| n == 0)
+        self.local == 0
+            && self.held.is_empty()
+            && self.pending.is_empty()
+            && self.watchers.iter().all(|&n| n == 0)
     }
 
     fn watcher_mask(&self) -> u64 {
@@ -111,6 +139,8 @@ pub struct Counts {
 #[derive(Debug, Default)]
 pub struct PresenceTable {
     channels: FxHashMap<Arc<str>, Channel>,
+    /// Cluster mode: a new channel is not synced until the bridge says so.
+    clustered: bool,
 }
 
 impl PresenceTable {
@@ -119,24 +149,95 @@ impl PresenceTable {
         self.channels.get(channel).map_or(0, |c| c.members.len())
     }
 
+    /// A table for cluster mode: channels wait for their first sync before answering lists.
+    pub fn clustered() -> Self {
+        PresenceTable {
+            channels: FxHashMap::default(),
+            clustered: true,
+        }
+    }
+
+    /// True when `channel` has presence state here.
+    pub fn has(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// True when lists of `channel` can be answered now (cluster mode: after its first sync).
+    pub fn is_synced(&self, channel: &str) -> bool {
+        match self.channels.get(channel) {
+            Some(c) => c.synced,
+            None => !self.clustered,
+        }
+    }
+
+    /// Keeps a list answer until the channel is synced.
+    pub fn defer_list(&mut self, channel: &str, pending: PendingList) {
+        self.channel_mut(channel).pending.push(pending);
+    }
+
+    /// A deferred list answer for `conn` dropped (it left first). True when there was one.
+    pub fn drop_pending(&mut self, channel: &str, conn: ConnRef) -> bool {
+        let Some(c) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let before = c.pending.len();
+        c.pending.retain(|(to, watch, _)| !(*to == conn && *watch));
+        c.pending.len() != before
+    }
+
+    /// The channel is synced: the lists waiting for it, to answer now.
+    pub fn set_synced(&mut self, channel: &str) -> Vec<PendingList> {
+        match self.channels.get_mut(channel) {
+            Some(c) => {
+                c.synced = true;
+                std::mem::take(&mut c.pending)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// A member's description.
+    pub fn member(&self, channel: &str, key: &MemberKey) -> Option<Member> {
+        self.channels.get(channel)?.members.get(key).cloned()
+    }
+
+    /// The members of other relays.
+    pub fn remote_members(&self, channel: &str) -> Vec<Member> {
+        let Some(c) = self.channels.get(channel) else {
+            return Vec::new();
+        };
+        c.members
+            .iter()
+            .filter(|(k, _)| matches!(k, MemberKey::Remote(_)))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
     /// A member joins (`joined` is its description) or leaves (`None`).
     pub fn change(
         &mut self,
         channel: &str,
-        member: ConnRef,
+        member: MemberKey,
         joined: Option<Member>,
         now_ns: u64,
         counts: &mut Counts,
     ) -> Outcome {
         let c = self.channel_mut(channel);
+        let local = matches!(member, MemberKey::Local(_));
         let member = match joined {
             Some(m) => {
-                c.members.insert(member, m.clone());
+                if c.members.insert(member.clone(), m.clone()).is_some() {
+                    return Outcome::Quiet; // already a member (a repeated remote join)
+                }
+                c.local += usize::from(local);
                 (true, member, m)
             }
             None => match c.members.swap_remove(&member) {
-                Some(m) => (false, member, m),
-                None => return Outcome::Quiet, // never joined (a bug upstream)
+                Some(m) => {
+                    c.local -= usize::from(local);
+                    (false, member, m)
+                }
+                None => return Outcome::Quiet, // not a member (a bug upstream, or remote)
             },
         };
         let first = c.window_changes == 0 && c.held.is_empty();
@@ -250,7 +351,11 @@ impl PresenceTable {
 
     fn channel_mut(&mut self, channel: &str) -> &mut Channel {
         if !self.channels.contains_key(channel) {
-            self.channels.insert(Arc::from(channel), Channel::default());
+            let c = Channel {
+                synced: !self.clustered,
+                ..Channel::default()
+            };
+            self.channels.insert(Arc::from(channel), c);
         }
         // Inserted above; `entry` would need an owned key on every change.
         self.channels
@@ -267,7 +372,7 @@ fn change_frame(channel: &str, joined: bool, member: MemberRef<'_>) -> Bytes {
 
 fn changes_frames(
     channel: &str,
-    held: &IndexMap<ConnRef, (bool, Member), FxBuild>,
+    held: &IndexMap<MemberKey, (bool, Member), FxBuild>,
     loops: u64,
 ) -> Broadcast {
     let mut wire = Vec::new();
@@ -286,11 +391,11 @@ mod tests {
     use super::*;
     use crate::conn_id::ConnId;
 
-    fn who(n: u32) -> (ConnRef, Member) {
-        let conn = ConnRef {
+    fn who(n: u32) -> (MemberKey, Member) {
+        let conn = MemberKey::Local(ConnRef {
             loop_id: 0,
             conn: ConnId::new(n, 0),
-        };
+        });
         let member = Member {
             id: Arc::from(format!("0-{n}-0")),
             sub: None,
@@ -304,12 +409,12 @@ mod tests {
         let mut counts = Counts::default();
         let (a, ma) = who(1);
         assert!(matches!(
-            t.change("r", a, Some(ma), 0, &mut counts),
+            t.change("r", a.clone(), Some(ma), 0, &mut counts),
             Outcome::Quiet
         ));
         t.watch("r", 1, true);
         let (b, mb) = who(2);
-        let Outcome::Tell(told) = t.change("r", b, Some(mb), 0, &mut counts) else {
+        let Outcome::Tell(told) = t.change("r", b.clone(), Some(mb), 0, &mut counts) else {
             panic!("a watcher is told at once");
         };
         assert_eq!((told.loops, told.frames), (0b10, 1));
@@ -334,11 +439,11 @@ mod tests {
         t.watch("r", 0, true);
         for n in 0..CHANGES_PER_WINDOW_MAX {
             let (c, m) = who(n);
-            let told = t.change("r", c, Some(m), 5, &mut counts);
+            let told = t.change("r", c.clone(), Some(m), 5, &mut counts);
             assert!(matches!(told, Outcome::Tell(_)));
         }
         let (c, m) = who(1000);
-        let held = t.change("r", c, Some(m), 6, &mut counts);
+        let held = t.change("r", c.clone(), Some(m), 6, &mut counts);
         assert!(matches!(held, Outcome::FlushAt(due) if due == 5 + WINDOW_NS));
         let cancelled = t.change("r", c, None, 7, &mut counts);
         assert!(matches!(cancelled, Outcome::Quiet));

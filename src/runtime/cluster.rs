@@ -46,13 +46,15 @@ const CLUSTER_MSGS_PER_TURN_MAX: usize = 4096;
 /// One loop's cluster state.
 #[derive(Debug)]
 pub(super) struct LoopCluster {
-    port: LoopPort,
+    pub(super) port: LoopPort,
     waiting: FxHashMap<Arc<str>, Vec<Waiter>>,
     /// Channels whose `Watch` did not fit the command queue: sent again next turn.
     watch_retry: Vec<Arc<str>>,
     fetches: FxHashMap<u64, Fetch>,
     next_ticket: u64,
     wake: bool,
+    /// Presence across relays (`cluster_presence.rs`).
+    pub(super) presence: super::cluster_presence::ClusterPresence,
 }
 
 impl LoopCluster {
@@ -64,7 +66,13 @@ impl LoopCluster {
             fetches: FxHashMap::default(),
             next_ticket: 0,
             wake: false,
+            presence: Default::default(),
         })
+    }
+
+    /// Wakes the bridge at the end of the turn.
+    pub(super) fn wake_bridge_later(&mut self) {
+        self.wake = true;
     }
 
     fn send(&mut self, cmd: BridgeCmd) -> bool {
@@ -74,6 +82,11 @@ impl LoopCluster {
 }
 
 impl EventLoop {
+    /// This relay's node name (cluster mode): the prefix of connection ids.
+    pub(super) fn cluster_node(&self) -> Option<Arc<str>> {
+        self.cluster.as_deref().map(|c| c.port.node.clone())
+    }
+
     /// Hands a run of publishes to the bridge, one command each (their order is kept: one
     /// queue per loop, FIFO). A full queue refuses the publish with `unavailable`.
     pub(super) fn cluster_publish(&mut self, items: Vec<PublishCmd>) {
@@ -280,6 +293,7 @@ impl EventLoop {
                 cluster.watch_retry.push(channel);
             }
         }
+        self.retry_presence_cmds();
         let mut handled = 0;
         while handled < CLUSTER_MSGS_PER_TURN_MAX {
             let Some(msg) = self
@@ -312,7 +326,7 @@ impl EventLoop {
                 seq,
                 frames,
             } => self.on_head(channel, epoch, seq, frames),
-            ClusterMsg::Live { batch, epoch } => self.on_live(batch, epoch),
+            ClusterMsg::Live { batch, epoch, from } => self.on_live(batch, epoch, from),
             ClusterMsg::Fetched {
                 channel,
                 ticket,
@@ -326,10 +340,23 @@ impl EventLoop {
             ClusterMsg::Failed { conn, ack, reason } => {
                 self.refuse_unavailable(conn, ack.as_deref(), reason)
             }
+            ClusterMsg::PresenceRemote {
+                channel,
+                gen,
+                changes,
+            } => self.on_presence_remote(channel, gen, changes),
+            ClusterMsg::PresenceReset {
+                channel,
+                gen,
+                members,
+                synced,
+            } => self.on_presence_reset(channel, gen, members, synced),
         }
     }
 
     fn on_head(&mut self, channel: Arc<str>, epoch: Arc<str>, seq: u64, frames: Vec<Bytes>) {
+        // Held room messages are older than this head: delivered first.
+        self.tick_live_room_if_held(&channel);
         let frames = frames.into_iter().map(PreparedFrame::from_wire).collect();
         let reset = self
             .channels
@@ -351,7 +378,16 @@ impl EventLoop {
 
     /// Numbered live messages: the registry takes the stream's numbering, retains them, and
     /// they are fanned out exactly as a run numbered on one node (`publish.rs`).
-    fn on_live(&mut self, batch: Arc<crate::runtime::Batch>, epoch: Arc<str>) {
+    fn on_live(
+        &mut self,
+        batch: Arc<crate::runtime::Batch>,
+        epoch: Arc<str>,
+        from: Option<Arc<str>>,
+    ) {
+        if let Some(period) = self.env.config.tick_for(&batch.channel) {
+            // A room (`--tick-for`): held until its tick (`cluster_tick.rs`).
+            return self.hold_live_for_tick(batch, epoch, from, period);
+        }
         let count = batch.frames.len() as u64;
         let Some((interest, changed, reset)) =
             self.channels
@@ -392,7 +428,7 @@ impl EventLoop {
     /// stream re-created): every subscriber, on every interested loop, gets a new
     /// `subscribed` with the new epoch and `recovered:false` before the first message of the
     /// new numbering (the mesh is FIFO: the notice travels ahead of that message's batch).
-    fn announce_epoch(
+    pub(super) fn announce_epoch(
         &mut self,
         channel: &Arc<str>,
         epoch: &Arc<str>,

@@ -280,15 +280,20 @@ impl Conn {
         Some(self.subscriptions.swap_remove(pos))
     }
 
-    /// The opaque connection id, `<loop>-<slot>-<generation>` (never an address).
-    pub fn id_string(&self, loop_id: usize) -> String {
-        format!("{loop_id}-{}", self.id)
+    /// The opaque connection id, `<loop>-<slot>-<generation>` (never an address); in cluster
+    /// mode `<node>/<loop>-<slot>-<generation>` (`node`: the relay's name and boot nonce), so
+    /// that ids are unique across relays.
+    pub fn id_string(&self, node: Option<&str>, loop_id: usize) -> String {
+        match node {
+            None => format!("{loop_id}-{}", self.id),
+            Some(node) => format!("{node}/{loop_id}-{}", self.id),
+        }
     }
 
     /// The public name used as `from`, made once.
-    pub fn name(&mut self, loop_id: usize) -> Arc<str> {
+    pub fn name(&mut self, node: Option<&str>, loop_id: usize) -> Arc<str> {
         if self.name.is_none() {
-            self.name = Some(Arc::from(self.id_string(loop_id)));
+            self.name = Some(Arc::from(self.id_string(node, loop_id)));
         }
         self.name.clone().unwrap_or_else(|| Arc::from(""))
     }

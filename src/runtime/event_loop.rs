@@ -138,7 +138,7 @@ impl EventLoop {
             conns: super::conns::Conns::default(),
             timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
             net: super::parts::Net::new(poll, (listener, metrics_listener), cfg, now_ns),
-            channels: super::parts::Channels::new(cfg, epoch_prefix),
+            channels: super::parts::Channels::new(cfg, epoch_prefix, cluster.is_some()),
             mesh,
             cluster: cluster.map(super::cluster::LoopCluster::new),
             work: super::parts::Work::default(),

@@ -177,11 +177,12 @@ impl EventLoop {
     /// told to the client itself only.
     fn send_connected(&mut self, id: ConnId) {
         let loop_id = self.id;
+        let node = self.cluster_node();
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         let mut frame = FrameBuilder::new(OpCode::Text, 64);
-        let id_string = conn.id_string(loop_id);
+        let id_string = conn.id_string(node.as_deref(), loop_id);
         let addr = conn.peer_ip.to_string();
         frame.append_with(|out| encode::encode_connected(out, &id_string, &addr));
         conn.session

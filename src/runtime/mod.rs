@@ -13,6 +13,8 @@ mod admission;
 mod authn;
 mod client_addr;
 mod cluster;
+mod cluster_presence;
+mod cluster_tick;
 pub mod compression;
 pub mod conn;
 mod conns;

@@ -135,8 +135,9 @@ pub(super) fn connect_bucket(config: &Config, now_ns: u64) -> TokenBucket {
 }
 
 impl Channels {
-    /// The pub/sub state of loop `id` (its epochs are prefixed with `epoch_prefix.id`).
-    pub(super) fn new(cfg: &Config, epoch_prefix: String) -> Self {
+    /// The pub/sub state of loop `id` (its epochs are prefixed with `epoch_prefix.id`);
+    /// `cluster`: presence also follows the other relays (`--nats`).
+    pub(super) fn new(cfg: &Config, epoch_prefix: String, cluster: bool) -> Self {
         let retention = RetentionConfig {
             history_size: cfg.history_size,
             history_ttl_ns: cfg.history_ttl.as_nanos() as u64,
@@ -160,7 +161,7 @@ impl Channels {
             ),
             throttles: super::throttle::Throttles::new(cfg.throttle_keys_max),
             ticks: super::tick::Ticks::default(),
-            presence: super::presence::Presence::default(),
+            presence: super::presence::Presence::new(cluster),
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::hash::{FxBuild, FxHashMap};
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
 use crate::pubsub::owner_of;
-use crate::pubsub::presence::{Broadcast, Counts, Member, Outcome, PresenceTable};
+use crate::pubsub::presence::{Broadcast, Counts, Member, MemberKey, Outcome, PresenceTable};
 use crate::runtime::conn::AuthState;
 use crate::runtime::conn::SubState;
 use crate::runtime::event_loop::EventLoop;
@@ -120,12 +120,24 @@ impl PresenceMsg {
 /// windows to flush.
 #[derive(Debug, Default)]
 pub(super) struct Presence {
-    owned: PresenceTable,
+    pub(super) owned: PresenceTable,
     watchers: FxHashMap<Arc<str>, IndexSet<ConnId, FxBuild>>,
     flushes: BinaryHeap<Reverse<(u64, Arc<str>)>>,
 }
 
 impl Presence {
+    /// A loop's presence state; `clustered`: cluster mode (lists wait for a channel's sync
+    /// with the other relays, `cluster_presence.rs`).
+    pub(super) fn new(clustered: bool) -> Self {
+        Presence {
+            owned: match clustered {
+                true => PresenceTable::clustered(),
+                false => PresenceTable::default(),
+            },
+            ..Presence::default()
+        }
+    }
+
     /// When the next storm window ends (`None`: nothing held).
     pub(super) fn next_due_ns(&self) -> Option<u64> {
         self.flushes.peek().map(|Reverse((due, _))| *due)
@@ -148,11 +160,12 @@ impl EventLoop {
     /// A subscription to a presence channel was answered: the connection joins.
     pub(super) fn presence_join(&mut self, id: ConnId, channel: &str, watch: bool) {
         let loop_id = self.id;
+        let node = self.cluster_node();
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         let desc = Member {
-            id: Arc::from(conn.id_string(loop_id)),
+            id: Arc::from(conn.id_string(node.as_deref(), loop_id)),
             sub: auth_subject(&conn.auth),
         };
         let member = ConnRef { loop_id, conn: id };
@@ -248,7 +261,13 @@ impl EventLoop {
                 watch,
             } => {
                 self.metrics.inc(Counter::PresenceJoins);
-                self.presence_change(&channel, member, Some(desc));
+                let told = self.cluster.is_some().then(|| desc.clone());
+                self.presence_change(&channel, MemberKey::Local(member), Some(desc));
+                // Cluster mode: tracked before the join is told to the other relays.
+                self.presence_track_sync(&channel);
+                if let Some(desc) = told {
+                    self.presence_tell_cluster(&channel, true, desc);
+                }
                 if watch {
                     self.answer_list(channel, member, true, false);
                 }
@@ -259,13 +278,21 @@ impl EventLoop {
                 watched,
             } => {
                 self.metrics.inc(Counter::PresenceLeaves);
-                if watched {
-                    self.channels
-                        .presence
-                        .owned
-                        .watch(&channel, member.loop_id, false);
+                let owned = &mut self.channels.presence.owned;
+                // A watcher whose list waits for the channel's sync was not counted yet.
+                if watched && !owned.drop_pending(&channel, member) {
+                    owned.watch(&channel, member.loop_id, false);
                 }
-                self.presence_change(&channel, member, None);
+                let key = MemberKey::Local(member);
+                let told = match self.cluster.is_some() {
+                    true => self.channels.presence.owned.member(&channel, &key),
+                    false => None,
+                };
+                self.presence_change(&channel, key, None);
+                if let Some(desc) = told {
+                    self.presence_tell_cluster(&channel, false, desc);
+                }
+                self.presence_track_sync(&channel);
             }
             PresenceMsg::Query {
                 channel,
@@ -288,7 +315,12 @@ impl EventLoop {
     }
 
     /// The owner's side of a join or leave: tell the watchers now, or hold it (storm bound).
-    fn presence_change(&mut self, channel: &Arc<str>, member: ConnRef, desc: Option<Member>) {
+    pub(super) fn presence_change(
+        &mut self,
+        channel: &Arc<str>,
+        member: MemberKey,
+        desc: Option<Member>,
+    ) {
         let mut counts = Counts::default();
         let outcome =
             self.channels
@@ -309,8 +341,21 @@ impl EventLoop {
         self.channels.presence.owned.forget_if_unused(channel);
     }
 
-    /// The owner answers with the list; a watcher is counted before the answer leaves.
+    /// The owner answers with the list; a watcher is counted before the answer leaves. In
+    /// cluster mode a channel's first list waits for its sync with the other relays.
     fn answer_list(&mut self, channel: Arc<str>, to: ConnRef, watch: bool, query: bool) {
+        if !self.channels.presence.owned.is_synced(&channel) {
+            self.channels
+                .presence
+                .owned
+                .defer_list(&channel, (to, watch, query));
+            return self.presence_track_sync(&channel);
+        }
+        self.send_list(channel, to, watch, query);
+    }
+
+    /// Sends the list now (counting a new watcher first).
+    pub(super) fn send_list(&mut self, channel: Arc<str>, to: ConnRef, watch: bool, query: bool) {
         if watch {
             self.channels
                 .presence
@@ -359,6 +404,7 @@ impl EventLoop {
             if let Some(b) = told {
                 self.broadcast_presence(&channel, b);
             }
+            self.presence_track_sync(&channel);
         }
     }
 

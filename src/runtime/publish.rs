@@ -225,13 +225,14 @@ impl EventLoop {
         ack: Option<&[u8]>,
     ) {
         let loop_id = self.id;
+        let node = self.cluster_node();
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
         if !conn.auth.may_publish(channel) {
             return self.forbidden_publish(id, channel, ack);
         }
-        let from = conn.name(loop_id);
+        let from = conn.name(node.as_deref(), loop_id);
         let origin = ConnRef { loop_id, conn: id };
         let (body, binary, delete) = match msg {
             Published::Json { content, delete } => (content, false, delete),

@@ -83,8 +83,10 @@ struct Room {
 #[derive(Debug, Default)]
 pub(super) struct Ticks {
     rooms: FxHashMap<Arc<str>, Room>,
-    /// (due, channel) of every room in `rooms`; exactly one entry per room.
-    schedule: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    /// Cluster mode: rooms holding live messages from the stream (`cluster_tick.rs`).
+    pub(super) live: FxHashMap<Arc<str>, super::cluster_tick::LiveRoom>,
+    /// (due, channel) of every room in `rooms` and `live`; exactly one entry per room.
+    pub(super) schedule: BinaryHeap<Reverse<(u64, Arc<str>)>>,
     /// Empty queues kept for reuse (their arenas stay warm), at most `SPARE_QUEUES_MAX`.
     spare: Vec<PublishQueue>,
 }
@@ -100,7 +102,7 @@ impl Ticks {
 }
 
 /// The next multiple of `period_ns` after `now_ns`.
-fn next_tick_ns(now_ns: u64, period_ns: u64) -> u64 {
+pub(super) fn next_tick_ns(now_ns: u64, period_ns: u64) -> u64 {
     (now_ns / period_ns + 1) * period_ns
 }
 
@@ -152,6 +154,14 @@ impl EventLoop {
                 .is_some_and(|r| r.due_ns == due_ns)
             {
                 self.tick_room(&channel);
+            } else if self
+                .channels
+                .ticks
+                .live
+                .get(&channel)
+                .is_some_and(|r| r.due_ns == due_ns)
+            {
+                self.tick_live_room(&channel);
             }
         }
     }
@@ -161,6 +171,10 @@ impl EventLoop {
         let rooms: Vec<Arc<str>> = self.channels.ticks.rooms.keys().cloned().collect();
         for channel in &rooms {
             self.tick_room(channel);
+        }
+        let live: Vec<Arc<str>> = self.channels.ticks.live.keys().cloned().collect();
+        for channel in &live {
+            self.tick_live_room(channel);
         }
         self.channels.ticks.schedule.clear();
     }
@@ -203,19 +217,27 @@ impl EventLoop {
             self.metrics.add(Counter::HistoryEvicted, evicted);
         }
         let limit = self.env.config.message_bytes_max;
-        let batch = Arc::new(encode_tick(held, channel, first_seq, limit));
+        let batch = encode_tick(held, channel, first_seq, limit);
+        self.send_tick_batch(batch, reserved.interest);
+    }
+
+    /// Hands a tick's batch (encoded once) to every interested loop, this one directly.
+    pub(super) fn send_tick_batch(&mut self, batch: TickBatch, interest: u64) {
+        let batch = Arc::new(batch);
         self.metrics.inc(Counter::TickBatches);
-        self.metrics
-            .add(Counter::TickSplits, u64::from(batch.frames - 1));
+        self.metrics.add(
+            Counter::TickSplits,
+            u64::from(batch.frames.saturating_sub(1)),
+        );
         let me = 1u64 << self.id;
-        let mut others = reserved.interest & !me;
+        let mut others = interest & !me;
         while others != 0 {
             let to = others.trailing_zeros() as LoopId;
             others &= others - 1;
             let batch = batch.clone();
             self.mesh_send(to, LoopMsg::Tick { batch });
         }
-        if reserved.interest & me != 0 {
+        if interest & me != 0 {
             self.deliver_tick(&batch);
         }
     }
@@ -298,21 +320,54 @@ impl EventLoop {
     }
 }
 
-/// Encodes held publishes (seqs from `first_seq`) as batch frames, back to back: a new frame
-/// starts when the encoding changes (JSON ↔ binary) or when the next entry would take the
-/// frame's payload over `limit` (a single entry over it still goes, alone).
+/// One message of a tick's batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry<'a> {
+    /// A binary message.
+    pub binary: bool,
+    /// The JSON content (verbatim) or the binary payload.
+    pub body: &'a [u8],
+    /// The publisher's public name.
+    pub from: &'a str,
+    /// When it was read (or received from the stream, in cluster mode).
+    pub read_at_ns: u64,
+}
+
+/// Encodes held publishes (seqs from `first_seq`) as batch frames (`encode_entries`).
 fn encode_tick(held: &PublishQueue, channel: &Arc<str>, first_seq: u64, limit: usize) -> TickBatch {
-    let items = held.items();
-    let mut wire = Vec::with_capacity(held_bytes_hint(held, channel));
+    let entries: Vec<Entry<'_>> = held
+        .items()
+        .iter()
+        .map(|p| Entry {
+            binary: p.is_binary(),
+            body: p.body(held),
+            from: p.from(),
+            read_at_ns: p.read_at_ns(),
+        })
+        .collect();
+    encode_entries(&entries, channel, first_seq, limit)
+}
+
+/// Encodes a tick's messages (seqs from `first_seq`) as batch frames, back to back: a new
+/// frame starts when the encoding changes (JSON ↔ binary) or when the next entry would take
+/// the frame's payload over `limit` (a single entry over it still goes, alone).
+pub(super) fn encode_entries(
+    items: &[Entry<'_>],
+    channel: &Arc<str>,
+    first_seq: u64,
+    limit: usize,
+) -> TickBatch {
+    let hint: usize = items.iter().map(|e| e.body.len() + e.from.len() + 64).sum();
+    let mut wire = Vec::with_capacity(hint + channel.len() + 64);
     let mut payload = Vec::new();
     let mut frames = 0u32;
     let mut open: Option<bool> = None; // the open frame's encoding: Some(binary)
     let mut entries = 0usize;
     for (i, p) in items.iter().enumerate() {
-        let (binary, body) = (p.is_binary(), p.body(held));
+        let (binary, body) = (p.binary, p.body);
         let entry_len = match binary {
-            true => encode::binary_batch_entry_len(p.from(), body),
-            false => encode::batch_entry_len(body, p.from()),
+            true => encode::binary_batch_entry_len(p.from, body),
+            false => encode::batch_entry_len(body, p.from),
         };
         let full = entries > 0 && payload.len() + entry_len + 2 > limit;
         if open.is_some_and(|b| b != binary) || full {
@@ -332,8 +387,8 @@ fn encode_tick(held: &PublishQueue, channel: &Arc<str>, first_seq: u64, limit: u
         }
         let seq = first_seq + i as u64;
         match binary {
-            true => encode::binary_batch_entry(&mut payload, seq, p.from(), body),
-            false => encode::batch_entry(&mut payload, entries == 0, body, seq, p.from()),
+            true => encode::binary_batch_entry(&mut payload, seq, p.from, body),
+            false => encode::batch_entry(&mut payload, entries == 0, body, seq, p.from),
         }
         entries += 1;
     }
@@ -344,8 +399,8 @@ fn encode_tick(held: &PublishQueue, channel: &Arc<str>, first_seq: u64, limit: u
         last_seq: first_seq + items.len().saturating_sub(1) as u64,
         bytes: Bytes::from(wire),
         frames,
-        binary: items.first().is_some_and(|p| p.is_binary()),
-        read_at_ns: items.iter().map(|p| p.read_at_ns()).min().unwrap_or(0),
+        binary: items.first().is_some_and(|p| p.binary),
+        read_at_ns: items.iter().map(|p| p.read_at_ns).min().unwrap_or(0),
     }
 }
 
@@ -368,16 +423,6 @@ fn close_frame(wire: &mut Vec<u8>, payload: &mut Vec<u8>, open: Option<bool>, fr
     wire.extend_from_slice(payload);
     payload.clear();
     *frames += 1;
-}
-
-/// About the size of a tick's encoding (one allocation in the common case).
-fn held_bytes_hint(held: &PublishQueue, channel: &str) -> usize {
-    let entries: usize = held
-        .items()
-        .iter()
-        .map(|p| p.body(held).len() + p.from().len() + 64)
-        .sum();
-    entries + channel.len() + 64
 }
 
 #[cfg(test)]

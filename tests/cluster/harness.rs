@@ -435,6 +435,14 @@ impl RelayProc {
         }
     }
 
+    /// SIGTERM (a graceful stop), then waits for the process to end.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, "-TERM");
+            let _ = c.wait();
+        }
+    }
+
     /// Starts again (same flags, same port).
     pub fn restart(&mut self) {
         self.kill();

@@ -90,9 +90,13 @@ impl Client {
         assert_eq!(v, json!({"type": "pong"}));
     }
 
-    /// The loop that holds this connection (ids are `<loop>-<slot>-<generation>`).
+    /// The loop that holds this connection (ids are `<loop>-<slot>-<generation>`, after
+    /// `<node>/` in cluster mode).
     pub fn loop_id(&self) -> usize {
         self.id
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
             .split('-')
             .next()
             .and_then(|s| s.parse().ok())
