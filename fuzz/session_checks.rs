@@ -126,10 +126,8 @@ impl Harness {
     fn on_event(&mut self, event: Event<'_>) -> ControlFlow<()> {
         let open = self.session.is_open();
         match event {
-            Event::Text(p) | Event::Binary(p) if open => {
-                let frame = wsrelay::proto::frame::PreparedFrame::new(OpCode::Text, p);
-                self.session.outbox.push_data(frame.into_bytes(), 0);
-            }
+            Event::Text(p) if open => self.echo(OpCode::Text, p),
+            Event::Binary(p) if open => self.echo(OpCode::Binary, p),
             Event::Ping(p) if open => {
                 if let PongQueued::Full(pong) = self.session.queue_pong(p) {
                     self.write(usize::MAX);
@@ -156,6 +154,12 @@ impl Harness {
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+
+    /// The echo endpoint: the message back with its opcode.
+    fn echo(&mut self, opcode: OpCode, payload: &[u8]) {
+        let frame = wsrelay::proto::frame::PreparedFrame::new(opcode, payload);
+        self.session.outbox.push_data(frame.into_bytes(), 0);
     }
 
     /// A delivery of `bytes` as one binary frame (refused when closing or over budget). Only
