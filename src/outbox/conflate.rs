@@ -54,7 +54,7 @@ impl Outbox {
         key: u64,
         seq: u64,
     ) -> Conflated {
-        let data_bytes_max = self.data_bytes_max;
+        let data_bytes_max = self.data_bytes_max as usize;
         self.lanes_mut()
             .push_conflated(bytes, read_at_ns, key, seq, data_bytes_max)
     }

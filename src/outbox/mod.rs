@@ -88,8 +88,10 @@ pub struct Outbox {
     /// Queues and counters; `None` until the first push and again after `release_idle` on a
     /// drained, open outbox.
     lanes: Option<Box<Lanes>>,
-    data_bytes_max: usize,
-    control_bytes_max: usize,
+    /// The budgets, held in 32 bits (an idle outbox is 16 bytes; budgets beyond 4 GiB are taken
+    /// as 4 GiB).
+    data_bytes_max: u32,
+    control_bytes_max: u32,
 }
 
 /// The lanes and their byte counts: everything an outbox holds while it has been in use.
@@ -113,8 +115,8 @@ impl Outbox {
     pub fn new(data_bytes_max: usize, control_bytes_max: usize) -> Self {
         Outbox {
             lanes: None,
-            data_bytes_max,
-            control_bytes_max,
+            data_bytes_max: u32::try_from(data_bytes_max).unwrap_or(u32::MAX),
+            control_bytes_max: u32::try_from(control_bytes_max).unwrap_or(u32::MAX),
         }
     }
 
@@ -128,7 +130,7 @@ impl Outbox {
     /// Inlined: it is the fan-out's per-subscriber step.
     #[inline]
     pub fn push_data_n(&mut self, bytes: Bytes, read_at_ns: u64, count: u32) -> SendStatus {
-        let data_bytes_max = self.data_bytes_max;
+        let data_bytes_max = self.data_bytes_max as usize;
         let lanes = self.lanes_mut();
         if lanes.closed {
             return SendStatus::Closed;
@@ -147,8 +149,8 @@ impl Outbox {
     #[inline]
     pub fn data_fits(&self, len: usize) -> bool {
         match self.lanes.as_deref() {
-            Some(lanes) => !lanes.closed && lanes.data_bytes + len <= self.data_bytes_max,
-            None => len <= self.data_bytes_max,
+            Some(lanes) => !lanes.closed && lanes.data_bytes + len <= self.data_bytes_max as usize,
+            None => len <= self.data_bytes_max as usize,
         }
     }
 
@@ -336,7 +338,7 @@ impl Outbox {
     /// Queues a control frame against the control budget: among the deliveries (`ordered`)
     /// or in the control lane that overtakes them.
     fn queue_control(&mut self, bytes: Bytes, ordered: bool) -> SendStatus {
-        let control_bytes_max = self.control_bytes_max;
+        let control_bytes_max = self.control_bytes_max as usize;
         let lanes = self.lanes_mut();
         if lanes.closed {
             return SendStatus::Closed;
@@ -452,7 +454,7 @@ pub(crate) mod tests {
     /// budgets (`usize`: the data budget may exceed 4 GiB, `QUEUE_BYTES_MAX`), no more.
     #[test]
     fn idle_outbox_is_three_words() {
-        assert!(std::mem::size_of::<Outbox>() <= 3 * std::mem::size_of::<usize>());
+        assert!(std::mem::size_of::<Outbox>() <= 2 * std::mem::size_of::<usize>());
         assert_eq!(Outbox::new(1024, 1024).heap_bytes(), 0);
     }
 

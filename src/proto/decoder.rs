@@ -173,7 +173,9 @@ pub struct Decoder {
     /// State between feeds; `None` while no frame or message is in progress and nothing is
     /// retained (the zero-copy path never allocates it).
     partial: Option<Box<Partial>>,
-    limits: DecoderLimits,
+    /// `DecoderLimits::message_bytes_max`, held in 32 bits (an idle decoder is 16 bytes;
+    /// limits beyond 4 GiB are taken as 4 GiB).
+    message_bytes_max: u32,
     role: Role,
     /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
     compression: bool,
@@ -220,7 +222,7 @@ impl Decoder {
     pub fn new(role: Role, limits: DecoderLimits) -> Self {
         Self {
             partial: None,
-            limits,
+            message_bytes_max: u32::try_from(limits.message_bytes_max).unwrap_or(u32::MAX),
             role,
             compression: false,
             poisoned: None,
@@ -498,10 +500,9 @@ impl Decoder {
                 return Err(ProtocolError::ControlFrameTooLong)
             }
             FrameKind::Control(_) => return Ok(()),
-            FrameKind::Data(_) => self
-                .limits
-                .message_bytes_max
-                .saturating_sub(self.message_len()),
+            FrameKind::Data(_) => {
+                (self.message_bytes_max as usize).saturating_sub(self.message_len())
+            }
         };
         if payload_len > limit as u64 {
             return Err(ProtocolError::MessageTooBig);

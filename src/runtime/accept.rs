@@ -13,9 +13,8 @@ use mio::{Interest, Token};
 
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
-use crate::rate::TokenBucket;
 use crate::runtime::accept_guard::AcceptFailure;
-use crate::runtime::conn::{Admission, AuthState, Conn, Endpoint, Flush, RateStanding};
+use crate::runtime::conn::{Admission, Armed, Conn, Endpoint, Flush};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::tls::TlsConn;
 use crate::session::{Session, SessionLimits};
@@ -156,21 +155,14 @@ impl EventLoop {
             tls,
             id,
             session: Session::new(self.now_ns, endpoint, limits, &self.env.timeouts),
-            head: Vec::new(),
-            name: None,
+            head: None,
             subscriptions: Vec::new(),
-            armed: None,
+            armed: Armed::Not,
             flush: Flush::Idle,
             gaps_pending: false,
-            auth: AuthState::NotRequired,
             peer_ip: ip,
             admission: Admission::Uncounted,
-            msg_bucket: TokenBucket::new(
-                cfg.messages_per_s_max,
-                cfg.messages_per_s_max,
-                self.now_ns,
-            ),
-            rate: RateStanding::Within,
+            extras: None,
             deflate: None,
         });
         self.env.shared.conns_open.fetch_add(1, Ordering::Relaxed);

@@ -194,18 +194,25 @@ impl EventLoop {
     /// gets an error; an excess while already warned closes with 4101. The warning is lifted
     /// once the bucket is full again.
     pub(super) fn take_message_token(&mut self, id: ConnId) -> bool {
-        let now_ns = self.now_ns;
+        let (now_ns, rate_per_s) = (self.now_ns, self.env.config.messages_per_s_max);
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
-        if conn.msg_bucket.try_take(now_ns) {
-            if conn.rate == RateStanding::Warned && conn.msg_bucket.is_full(now_ns) {
-                conn.rate = RateStanding::Within;
+        if rate_per_s == 0 {
+            return true; // No limit (a reload to 0 lifts it for every connection).
+        }
+        // The bucket is made on the first message (with the rate then in force).
+        let (bucket, standing) = conn.extras_mut().rate.get_or_insert_with(|| {
+            let bucket = TokenBucket::new(rate_per_s, rate_per_s, now_ns);
+            (bucket, RateStanding::Within)
+        });
+        if bucket.try_take(now_ns) {
+            if *standing == RateStanding::Warned && bucket.is_full(now_ns) {
+                *standing = RateStanding::Within;
             }
             return true;
         }
-        let warned =
-            std::mem::replace(&mut conn.rate, RateStanding::Warned) == RateStanding::Warned;
+        let warned = std::mem::replace(standing, RateStanding::Warned) == RateStanding::Warned;
         self.metrics.command_error("rate_limited");
         if warned {
             conn_rate_close(self, id);

@@ -53,7 +53,7 @@ impl EventLoop {
         let Some(token) = token else {
             let deadline = self.now_ns + self.env.config.auth_timeout.as_nanos() as u64;
             if let Some(conn) = self.conn_mut(id) {
-                conn.auth = AuthState::Pending;
+                conn.extras_mut().auth = AuthState::Pending;
                 conn.session.set_auth_deadline(deadline);
             }
             return UpgradeAuth::Proceed;
@@ -90,7 +90,10 @@ impl EventLoop {
             let msg = "Authentication is not configured on this server";
             return self.reply(id, |out| encode::encode_error(out, msg));
         };
-        if !matches!(self.conn_mut(id).map(|c| &c.auth), Some(AuthState::Pending)) {
+        if !matches!(
+            self.conn_mut(id).map(|c| c.auth()),
+            Some(AuthState::Pending)
+        ) {
             self.metrics.command_error("already_authenticated");
             return self.reply(id, |out| encode::encode_error(out, "Already authenticated"));
         }
@@ -121,8 +124,9 @@ impl EventLoop {
             self.now_ns + left_s.saturating_mul(1_000_000_000)
         });
         if let Some(conn) = self.conn_mut(id) {
-            conn.name = Some(Arc::from(grant.sub.as_str()));
-            conn.auth = AuthState::Granted(Box::new(grant));
+            let extras = conn.extras_mut();
+            extras.name = Some(Arc::from(grant.sub.as_str()));
+            extras.auth = AuthState::Granted(Box::new(grant));
             conn.session.set_auth_deadline(expiry_ns);
         }
         self.rearm(id);
@@ -132,7 +136,7 @@ impl EventLoop {
     pub(super) fn on_auth_deadline(&mut self, id: ConnId) {
         self.metrics.inc(Counter::TimerAuth);
         let pending = match self.conn_mut(id) {
-            Some(conn) => matches!(conn.auth, AuthState::Pending),
+            Some(conn) => matches!(conn.auth(), AuthState::Pending),
             None => return,
         };
         if pending {
@@ -154,7 +158,10 @@ impl EventLoop {
     /// True when the connection may run commands other than `auth` and `ping`; otherwise
     /// answers with an error.
     pub(super) fn require_auth(&mut self, id: ConnId) -> bool {
-        if !matches!(self.conn_mut(id).map(|c| &c.auth), Some(AuthState::Pending)) {
+        if !matches!(
+            self.conn_mut(id).map(|c| c.auth()),
+            Some(AuthState::Pending)
+        ) {
             return true;
         }
         self.metrics.command_error("unauthenticated");

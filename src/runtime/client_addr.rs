@@ -57,14 +57,15 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
-        let header = match proxy_header::parse(&conn.head) {
+        let header = match proxy_header::parse(conn.head_mut()) {
             Ok(Decode::Partial) => return false,
             Err(e) => {
                 self.refuse_proxy_header(id, e);
                 return false;
             }
             Ok(Decode::Complete(header, used)) => {
-                conn.head.drain(..used.min(conn.head.len()));
+                let head = conn.head_mut();
+                head.drain(..used.min(head.len()));
                 header
             }
         };
@@ -95,7 +96,7 @@ impl EventLoop {
         };
         let peer = conn.peer_ip;
         conn.set_close_reason(CloseReason::ProxyHeader);
-        conn.head = Vec::new();
+        conn.head = None;
         self.warn_refused(e.kind(), &format!("{e} from {peer}; connection dropped"));
         self.linger(id);
     }

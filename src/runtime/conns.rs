@@ -34,7 +34,8 @@ impl Conns {
     /// past 4 billion connections on one loop.
     pub(super) fn next_id(&mut self) -> Option<ConnId> {
         let slot = u32::try_from(self.slab.vacant_key()).ok()?;
-        self.generation = self.generation.wrapping_add(1);
+        // Generation 0 is never given (see `ConnId`).
+        self.generation = self.generation.checked_add(1).unwrap_or(1);
         Some(ConnId::new(slot, self.generation))
     }
 

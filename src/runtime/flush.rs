@@ -113,7 +113,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if conn.subscriptions.is_empty() && conn.name.is_none() {
+        if conn.subscriptions.is_empty() && !conn.has_name() {
             // Nothing will be delivered to it and it never published: don't keep its queue
             // around (100k idle connections must stay cheap). Subscribers and publishers (acks
             // and errors come back on every publish) give theirs back when they go silent.

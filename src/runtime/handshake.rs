@@ -43,7 +43,8 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.head.extend_from_slice(&self.scratch.recv_buf[..n]);
+        conn.head_mut()
+            .extend_from_slice(&self.scratch.recv_buf[..n]);
         if conn.admission == Admission::AwaitingProxyHeader && !self.take_proxy_header(id) {
             return;
         }
@@ -58,11 +59,11 @@ impl EventLoop {
         else {
             return;
         };
-        let head_buf = std::mem::take(&mut conn.head);
+        let head_buf = conn.take_head();
         match hs::parse_request_head(&head_buf) {
             Ok(Decode::Partial) if head_buf.len() <= REQUEST_HEAD_BYTES_MAX => {
                 if let Some(conn) = self.conn_mut(id) {
-                    conn.head = head_buf;
+                    conn.head = Some(Box::new(head_buf));
                 }
             }
             Ok(Decode::Partial) => self.refuse(id, HandshakeError::HeadTooLarge),

@@ -5,6 +5,8 @@
 //! Deadlines that move later do not touch the wheel: when the entry fires, the session
 //! re-checks and the entry is re-armed at the next deadline (the lazy re-check of the design).
 
+use std::num::NonZeroU64;
+
 use crate::close_code;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
@@ -19,7 +21,7 @@ impl EventLoop {
         self.timers.expire(self.now_ns, &mut fired);
         for &id in &fired {
             if let Some(conn) = self.conn_mut(id) {
-                conn.armed = None;
+                conn.armed = Armed::Not;
                 self.on_timer(id);
             }
         }
@@ -99,31 +101,24 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(next) = conn.session.next_deadline(t) else {
+        let Some(next) = conn.session.next_deadline(t).and_then(NonZeroU64::new) else {
             return;
         };
         match conn.armed {
-            Some(armed) if armed.at_ns <= next => {}
-            Some(armed) => {
-                self.timers.cancel(armed.key);
-                conn.armed = Some(arm(&mut self.timers, next, id));
+            Armed::At(_, at_ns) if at_ns <= next => {}
+            Armed::At(key, _) => {
+                self.timers.cancel(key);
+                conn.armed = Armed::At(self.timers.insert(next.get(), id), next);
             }
-            None => conn.armed = Some(arm(&mut self.timers, next, id)),
+            Armed::Not => conn.armed = Armed::At(self.timers.insert(next.get(), id), next),
         }
     }
 
     /// Removes a reaped connection's wheel entry.
     pub(super) fn disarm(&mut self, conn: &Conn) {
-        if let Some(armed) = conn.armed {
-            self.timers.cancel(armed.key);
+        if let Armed::At(key, _) = conn.armed {
+            self.timers.cancel(key);
         }
-    }
-}
-
-fn arm(timers: &mut crate::timer::TimerWheel<ConnId>, at_ns: u64, id: ConnId) -> Armed {
-    Armed {
-        key: timers.insert(at_ns, id),
-        at_ns,
     }
 }
 

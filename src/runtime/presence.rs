@@ -166,7 +166,7 @@ impl EventLoop {
         };
         let desc = Member {
             id: Arc::from(conn.id_string(node.as_deref(), loop_id)),
-            sub: auth_subject(&conn.auth),
+            sub: auth_subject(conn.auth()),
         };
         let member = ConnRef { loop_id, conn: id };
         let channel = Arc::from(channel);
@@ -221,7 +221,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if !conn.auth.may_subscribe(channel) {
+        if !conn.auth().may_subscribe(channel) {
             return self.forbidden(id, channel);
         }
         if !self.presence_requested(id, channel) {

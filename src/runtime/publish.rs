@@ -229,7 +229,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if !conn.auth.may_publish(channel) {
+        if !conn.auth().may_publish(channel) {
             return self.forbidden_publish(id, channel, ack);
         }
         let from = conn.name(node.as_deref(), loop_id);

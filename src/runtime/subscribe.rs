@@ -50,7 +50,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if !conn.auth.may_subscribe(channel) {
+        if !conn.auth().may_subscribe(channel) {
             return self.forbidden(id, channel);
         }
         let watch = options.presence && self.presence_requested(id, channel);
