@@ -1,5 +1,5 @@
 //! Cluster-mode metrics (docs/CLUSTER.md, "Metrics"): counters and gauges the bridge thread
-//! updates (atomics), two HDR histograms it records into (a mutex taken by the bridge per
+//! updates (atomics), three HDR histograms it records into (a mutex taken by the bridge per
 //! record and by `/metrics` per scrape: never by a loop), and the NATS connection state
 //! `/healthz` reports. No per-channel label (unbounded cardinality).
 
@@ -51,9 +51,17 @@ pub enum Stat {
     PublishStalls,
     /// Stored messages whose seqs repeat delivered ones (a CAS the server did not enforce).
     NumberingConflicts,
+    /// async-nats `LameDuckMode` events (the server asked its clients to move).
+    EventLameDuck,
+    /// async-nats `Disconnected` events (lost, or left for a lame-duck move).
+    EventDisconnected,
+    /// async-nats `ServerError` events.
+    EventServerError,
+    /// async-nats `ClientError` events (a failed connection attempt, among others).
+    EventClientError,
 }
 
-const STATS: usize = Stat::NumberingConflicts as usize + 1;
+const STATS: usize = Stat::EventClientError as usize + 1;
 
 /// Shared by the bridge (writer), the loops and `/metrics` (readers).
 #[derive(Debug)]
@@ -71,6 +79,7 @@ pub struct ClusterStats {
     stall_max_ms: AtomicU64,
     ack_ns: Mutex<Histogram<u64>>,
     fanin_ns: Mutex<Histogram<u64>>,
+    direct_get_ns: Mutex<Histogram<u64>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -89,6 +98,7 @@ impl Default for ClusterStats {
             stall_max_ms: AtomicU64::new(0),
             ack_ns: Mutex::new(histogram()),
             fanin_ns: Mutex::new(histogram()),
+            direct_get_ns: Mutex::new(histogram()),
         }
     }
 }
@@ -153,6 +163,13 @@ impl ClusterStats {
         }
     }
 
+    /// One direct get's round trip (head reads, repairs, successor checks, recovery).
+    pub fn record_direct_get_ns(&self, ns: u64) {
+        if let Ok(mut h) = self.direct_get_ns.lock() {
+            h.saturating_record(ns.max(1_000));
+        }
+    }
+
     /// The 50th, 90th and 99th percentile of publish → ack in ns, and the count.
     pub fn ack_quantiles_ns(&self) -> (u64, u64, u64, u64) {
         self.ack_ns.lock().map_or((0, 0, 0, 0), |h| {
@@ -181,6 +198,12 @@ impl ClusterStats {
             "Wsr-Ts to bridge receive",
             &self.fanin_ns,
         );
+        render_summary(
+            out,
+            "direct_get_seconds",
+            "direct get round trip (head reads, repairs, recovery reads)",
+            &self.direct_get_ns,
+        );
     }
 
     fn render_counters(&self, out: &mut String) {
@@ -194,6 +217,12 @@ impl ClusterStats {
         let _ = writeln!(out, "# TYPE {name} counter");
         for (reason, stat) in FAILURES {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", self.get(*stat));
+        }
+        let name = "wsrelay_cluster_nats_events_total";
+        let _ = writeln!(out, "# HELP {name} async-nats connection events");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (event, stat) in EVENTS {
+            let _ = writeln!(out, "{name}{{event=\"{event}\"}} {}", self.get(*stat));
         }
     }
 
@@ -318,6 +347,14 @@ const FAILURES: &[(&str, Stat)] = &[
     ("channel_queue_full", Stat::FailChannelQueueFull),
     ("outcome_unknown", Stat::FailOutcomeUnknown),
     ("rejected", Stat::FailRejected),
+];
+
+/// `nats_events_total{event}` values.
+const EVENTS: &[(&str, Stat)] = &[
+    ("lame_duck", Stat::EventLameDuck),
+    ("disconnected", Stat::EventDisconnected),
+    ("server_error", Stat::EventServerError),
+    ("client_error", Stat::EventClientError),
 ];
 
 /// A histogram as a Prometheus summary (quantiles, sum, count).

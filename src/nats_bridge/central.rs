@@ -17,6 +17,7 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::direct::Store;
 use super::out::Outs;
 use super::Setup;
 use crate::cluster::stats::Stat;
@@ -133,6 +134,8 @@ pub(super) enum Done {
         gen: u64,
         result: HeadRead,
     },
+    /// A lame-duck reconnect was asked (`false`: no other server to go to).
+    LameDuckSwitch(bool),
     /// A recovery range.
     Fetched {
         channel: Arc<str>,
@@ -162,15 +165,17 @@ pub(super) struct Io {
     pub js: Context,
     pub streams: Vec<Stream>,
     pub shards: u32,
+    pub stats: Arc<ClusterStats>,
     pub done: mpsc::UnboundedSender<Done>,
     pub live: mpsc::Sender<LiveEvent>,
 }
 
 impl Io {
-    /// The stream of `channel`.
-    pub fn stream(&self, channel: &str) -> Option<Stream> {
+    /// The stream of `channel`, for (timed) direct gets.
+    pub fn stream(&self, channel: &str) -> Option<Store> {
         let k = subject::shard_of(channel, self.shards) as usize;
-        self.streams.get(k).cloned()
+        let stream = self.streams.get(k)?.clone();
+        Some(Store::new(stream, self.stats.clone()))
     }
 
     /// Runs `fut` on the runtime and sends its result to the central task.
@@ -206,6 +211,7 @@ pub(super) struct Bridge {
     pub next_gen: u64,
     pub msg_counter: u64,
     pub disconnected: bool,
+    pub lame: super::lame_duck::LameDuck,
 }
 
 /// Serves until the relay stops.
@@ -220,6 +226,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
             js: conn.js,
             streams: conn.streams,
             shards: c.shards,
+            stats: setup.stats.clone(),
             done: done_tx,
             live: live_tx,
         },
@@ -238,6 +245,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
         next_gen: 0,
         msg_counter: 0,
         disconnected: false,
+        lame: super::lame_duck::LameDuck::Off,
     };
     let mut events = conn.events;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -248,7 +256,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
             Some(d) = done_rx.recv() => b.on_done(d),
             Some(ev) = live_rx.recv() => b.on_live_event(ev),
             Some(e) = events.recv() => b.on_event(e),
-            _ = tick.tick() => {}
+            _ = tick.tick() => b.lame_duck_tick(),
         }
         for _ in 0..BATCH_MAX {
             match live_rx.try_recv() {
@@ -313,6 +321,7 @@ impl Bridge {
                 gen,
                 result,
             } => self.on_resync_head(&channel, gen, result),
+            Done::LameDuckSwitch(asked) => self.on_lame_duck_switch(asked),
             Done::Fetched {
                 channel,
                 owner,
@@ -338,15 +347,26 @@ impl Bridge {
                     tracing::info!("cluster: reconnected to NATS; re-reading live heads");
                     self.resync_all();
                 }
+                self.lame_duck_connected();
             }
             Event::Disconnected => {
                 self.stats.set_connected(false);
+                self.stats.inc(Stat::EventDisconnected);
                 self.disconnected = true;
                 tracing::warn!("cluster: disconnected from NATS");
             }
             Event::SlowConsumer(_) => {
                 self.stats.inc(Stat::SlowConsumer);
                 self.resync_all();
+            }
+            Event::LameDuckMode => self.on_lame_duck(),
+            Event::ServerError(e) => {
+                self.stats.inc(Stat::EventServerError);
+                tracing::warn!("cluster: NATS server error: {e}");
+            }
+            Event::ClientError(e) => {
+                self.stats.inc(Stat::EventClientError);
+                tracing::warn!("cluster: NATS client error: {e}");
             }
             other => tracing::info!("cluster: NATS event: {other}"),
         }
