@@ -12,7 +12,8 @@ starts is killed by PID at the end of each run.
     loadtest/cluster_bench.py leaderkill  # (c) 3 nats-servers R3, SIGKILL the stream leader
 
 Environment: WSRELAY_BIN (target/release/wsrelay), SWARM_BIN (target/release/wsrelay-swarm),
-NATS_SERVER_BIN (/usr/sbin/nats-server), BENCH_ROUNDS (latency: 2).
+NATS_SERVER_BIN (/usr/sbin/nats-server), BENCH_ROUNDS (latency: 2), BENCH_SUBSCRIBERS
+(latency: 1000, coalesce: 10, leaderkill: 100), BENCH_RATE (coalesce: 50000, leaderkill: 500).
 """
 
 import json
@@ -135,7 +136,8 @@ def start_relay(procs, name, urls, extra=()):
 def metrics(port):
     out = {}
     for line in http(port, "/metrics").splitlines():
-        if line.startswith("wsrelay_cluster_") and not line.startswith("#"):
+        if line.startswith(("wsrelay_cluster_", "wsrelay_messages_", "wsrelay_frames_",
+                            "wsrelay_queue_drops", "wsrelay_command_errors")):
             k, _, v = line.rpartition(" ")
             try:
                 out[k] = float(v)
@@ -156,7 +158,7 @@ def summary(rep):
     keys = ("sent", "sent_per_s", "expected", "received", "delivered_per_s", "loss",
             "gap_messages", "reordered", "gap_notices", "errors", "latency_us", "send_lag_us",
             "server_cpu_s", "server_run_queue_wait_s", "swarm_cpu_s", "swarm_run_queue_wait_s",
-            "publish_skipped", "connections")
+            "publish_skipped", "connections", "close_codes")
     return {k: rep.get(k) for k in keys}
 
 
@@ -167,7 +169,7 @@ def delta(before, after):
             and "quantile" not in k and v != before.get(k, 0.0)}
 
 
-def latency_run(cluster, rounds_note):
+def latency_run(cluster, rounds_note, subscribers):
     procs = Procs()
     try:
         pids = {}
@@ -186,11 +188,12 @@ def latency_run(cluster, rounds_note):
         cpu0 = {k: cpu_s(v) for k, v in pids.items()}
         m0 = metrics(pa)
         load = loadavg()
-        rep, cmd = swarm(urls + ["--publishers", "1", "--subscribers", "1000", "--channels", "1",
-                                 "--size", "100", "--rate", "1000", "--warmup", "2s",
+        rep, cmd = swarm(urls + ["--publishers", "1", "--subscribers", str(subscribers),
+                                 "--channels", "1", "--size", "100", "--rate", "1000", "--warmup", "2s",
                                  "--duration", "10s", "--drain", "5s"], pids["a"])
         cpu = {k: round(cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
-        return {"run": "cluster" if cluster else "single", "loadavg": load, "cmd": cmd,
+        return {"run": ("cluster" if cluster else "single") + f", {subscribers} subscribers",
+                "loadavg": load, "cmd": cmd,
                 **summary(rep), "cpu_s_over_run": cpu, "relay_a_metrics": delta(m0, metrics(pa)),
                 "note": rounds_note}
     finally:
@@ -205,7 +208,7 @@ def coalesce_run(subscribers, rate):
         b, pb = start_relay(procs, "b", [nats[0][1]], ["--history-size", "1000"])
         pids = {"nats": nats[0][0].pid, "a": a.pid, "b": b.pid}
         cpu0 = {k: cpu_s(v) for k, v in pids.items()}
-        m0 = metrics(pa)
+        m0, mb0 = metrics(pa), metrics(pb)
         load = loadavg()
         rep, cmd = swarm(["--url", f"ws://127.0.0.1:{pa}/", "--url", f"ws://127.0.0.1:{pb}/",
                           "--publish-url", f"ws://127.0.0.1:{pa}/", "--publishers", "1",
@@ -214,9 +217,11 @@ def coalesce_run(subscribers, rate):
                           "--drain", "10s"], pids["a"])
         cpu = {k: round(cpu_s(v) - cpu0[k], 2) for k, v in pids.items()}
         m1 = metrics(pa)
+        varz = json.loads(http(nats[0][2], "/varz") or "{}")
         return {"run": f"coalesce {rate}/s, {subscribers} subscribers", "loadavg": load,
                 "cmd": cmd, **summary(rep), "cpu_s_over_run": cpu,
-                "relay_a_metrics": delta(m0, m1),
+                "relay_a_metrics": delta(m0, m1), "relay_b_metrics": delta(mb0, metrics(pb)),
+                "nats_slow_consumers": varz.get("slow_consumers"),
                 "ack_quantiles_s": {k: v for k, v in m1.items() if "publish_ack_seconds{" in k}}
     finally:
         procs.stop()
@@ -279,9 +284,10 @@ def leaderkill_run(rate, subscribers):
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "latency"
     if what == "latency":
+        subs = int(os.environ.get("BENCH_SUBSCRIBERS", "1000"))
         for r in range(int(os.environ.get("BENCH_ROUNDS", "2"))):
             for cluster in (False, True):
-                print(json.dumps(latency_run(cluster, f"round {r + 1}")), flush=True)
+                print(json.dumps(latency_run(cluster, f"round {r + 1}", subs)), flush=True)
     elif what == "coalesce":
         rate = int(os.environ.get("BENCH_RATE", "50000"))
         subs = int(os.environ.get("BENCH_SUBSCRIBERS", "10"))
