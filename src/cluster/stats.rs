@@ -372,3 +372,28 @@ fn render_summary(out: &mut String, name: &str, help: &str, h: &Mutex<Histogram<
     let _ = writeln!(out, "wsrelay_cluster_{name}_sum {sum}");
     let _ = writeln!(out, "wsrelay_cluster_{name}_count {}", h.len());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_gets_and_connection_events_are_rendered() {
+        let stats = ClusterStats::default();
+        stats.record_direct_get_ns(250_000);
+        stats.record_direct_get_ns(750_000);
+        stats.inc(Stat::EventLameDuck);
+        let mut out = String::new();
+        stats.render_prometheus(&mut out);
+        assert!(out.contains("# TYPE wsrelay_cluster_direct_get_seconds summary\n"));
+        assert!(out.contains("\nwsrelay_cluster_direct_get_seconds_count 2\n"));
+        assert!(out.contains("\nwsrelay_cluster_nats_events_total{event=\"lame_duck\"} 1\n"));
+        assert!(out.contains("\nwsrelay_cluster_nats_events_total{event=\"disconnected\"} 0\n"));
+        let sum = out
+            .lines()
+            .find_map(|l| l.strip_prefix("wsrelay_cluster_direct_get_seconds_sum "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("sum");
+        assert!((sum - 0.001).abs() < 1e-5, "{sum}");
+    }
+}
