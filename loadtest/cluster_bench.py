@@ -13,7 +13,8 @@ starts is killed by PID at the end of each run.
 
 Environment: WSRELAY_BIN (target/release/wsrelay), SWARM_BIN (target/release/wsrelay-swarm),
 NATS_SERVER_BIN (/usr/sbin/nats-server), BENCH_ROUNDS (latency: 2), BENCH_SUBSCRIBERS
-(latency: 1000, coalesce: 10, leaderkill: 100), BENCH_RATE (coalesce: 50000, leaderkill: 500).
+(latency: 1000, coalesce: 10, leaderkill: 100), BENCH_RATE (coalesce: 50000, leaderkill: 500),
+BENCH_RELAY_EXTRA (more relay flags, e.g. "--nats-publish-queue 100000").
 """
 
 import json
@@ -122,7 +123,8 @@ def start_relay(procs, name, urls, extra=()):
             "--node-name", name]
     for u in urls:
         args += ["--nats", u]
-    p = procs.start(args + list(extra), f"{name}.log")
+    extra = list(extra) + os.environ.get("BENCH_RELAY_EXTRA", "").split()
+    p = procs.start(args + extra, f"{name}.log")
     deadline = time.time() + 30
     while time.time() < deadline:
         if http(port, "/healthz") .startswith("ok"):
