@@ -645,6 +645,123 @@ fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
     assert_contiguous(&read_n(&mut sub_a, channel, 5), n + 1, n + 5);
 }
 
+/// Reads `channel` up to seq `last` (gap notices fail); returns the longest wait between two
+/// deliveries (recorded, never asserted).
+fn read_timed(c: &mut Client, channel: &str, last: u64) -> Duration {
+    c.ws.get_mut()
+        .set_read_timeout(Some(harness::ELECTION_DEADLINE))
+        .expect("timeout");
+    let (mut next, mut at, mut widest) = (1, Instant::now(), Duration::ZERO);
+    while next <= last {
+        let v = c.recv();
+        match v["type"].as_str() {
+            Some("message") if v["channel"] == channel => {
+                let seq = v["seq"].as_u64().expect("seq");
+                assert_eq!(seq, next, "silent hole or reorder before {seq}");
+                widest = widest.max(at.elapsed());
+                at = Instant::now();
+                next = seq + 1;
+            }
+            Some("gap") => panic!("gap notice: {v}"),
+            _ => {}
+        }
+    }
+    widest
+}
+
+#[test]
+fn a_lame_duck_server_is_left_before_it_closes_with_no_gap_and_no_lost_publish() {
+    let _serial = serial();
+    let Some((dir, cluster)) = three_nodes("lameduck") else {
+        return;
+    };
+    let urls = cluster.urls();
+    let a = RelayProc::start(&dir.0, "a", &urls, &R3);
+    let b = RelayProc::start(&dir.0, "b", &urls, &R3);
+    cluster.wait_streams_led(8);
+    let channel = "lameduck";
+    let (mut sub_a, mut sub_b) = (connect(a.addr), connect(b.addr));
+    subscribe(&mut sub_a, channel, None);
+    subscribe(&mut sub_b, channel, None);
+    let n = 400;
+    // Read while the publisher writes: the widest wait between deliveries is the move's cost.
+    let readers = [sub_a, sub_b].map(|mut s| {
+        std::thread::spawn(move || {
+            let widest = read_timed(&mut s, channel, n);
+            (s, widest)
+        })
+    });
+    let addr = a.addr;
+    // The publisher is on relay a, the relay that has to move.
+    let writer =
+        std::thread::spawn(move || publish_steady(addr, channel, n, Duration::from_millis(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    let server = cluster.server_of("a").expect("relay a is connected");
+    cluster.lame_duck(server);
+    eprintln!("n{} (relay a's server) in lame-duck mode", server + 1);
+    let acks = writer.join().expect("writer");
+    assert_eq!(acks.len() as u64, n, "every publish acked");
+    let seqs: std::collections::BTreeSet<u64> = acks.values().copied().collect();
+    assert_eq!(seqs, (1..=n).collect(), "acked seqs are 1..=n, once each");
+    let [ra, rb] = readers.map(|r| r.join().expect("reader"));
+    let ((mut sub_a, widest_a), (mut sub_b, widest_b)) = (ra, rb);
+    // The server closes its clients only after its 60 s grace period (harness): relay a
+    // left it on its own, on the lame-duck notice.
+    let until = Instant::now() + harness::ELECTION_DEADLINE;
+    while cluster.server_of("a") == Some(server) {
+        assert!(
+            Instant::now() < until,
+            "relay a still on the lame-duck server"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let event = "wsrelay_cluster_nats_events_total{event=\"lame_duck\"}";
+    assert!(a.metric(event) >= 1.0, "lame-duck event counted");
+    assert!(a.metric("wsrelay_cluster_nats_reconnects_total") >= 1.0);
+    assert_eq!(a.metric("wsrelay_cluster_gaps_announced_total"), 0.0);
+    eprintln!(
+        "lame duck: widest delivery wait on a {widest_a:?}, on b {widest_b:?}; a: stall max {} ms, \
+         retries {}, gaps detected {} repaired {}",
+        a.metric("wsrelay_cluster_publish_stall_max_ms"),
+        a.metric("wsrelay_cluster_publish_retries_total"),
+        a.metric("wsrelay_cluster_gaps_detected_total"),
+        a.metric("wsrelay_cluster_gaps_repaired_total"),
+    );
+    // Still live after the move.
+    publish_range(a.addr, channel, n..n + 5);
+    assert_contiguous(&read_n(&mut sub_a, channel, 5), n + 1, n + 5);
+    assert_contiguous(&read_n(&mut sub_b, channel, 5), n + 1, n + 5);
+}
+
+#[test]
+fn a_lame_duck_server_with_nowhere_else_to_go_keeps_its_relay() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("lameduck1");
+    let port = harness::free_port();
+    let nats = NatsNode::single_with(&bin, &dir.0, port, "lame_duck_grace_period: 60s");
+    let a = RelayProc::start(&dir.0, "a", &[nats.url()], &["--history-size", "100"]);
+    let channel = "alone";
+    let mut sub = connect(a.addr);
+    subscribe(&mut sub, channel, None);
+    publish_range(a.addr, channel, 0..5);
+    nats.lame_duck(&bin);
+    let event = "wsrelay_cluster_nats_events_total{event=\"lame_duck\"}";
+    let until = Instant::now() + harness::ELECTION_DEADLINE;
+    while a.metric(event) < 1.0 {
+        assert!(Instant::now() < until, "lame-duck event counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    publish_range(a.addr, channel, 5..10);
+    assert_contiguous(&read_n(&mut sub, channel, 10), 1, 10);
+    // The only server known: the relay kept its connection (no disconnect, no reconnect).
+    let disconnected = "wsrelay_cluster_nats_events_total{event=\"disconnected\"}";
+    assert_eq!(a.metric(disconnected), 0.0);
+    assert_eq!(a.metric("wsrelay_cluster_nats_reconnects_total"), 0.0);
+}
+
 #[test]
 fn a_subscribe_racing_a_publisher_on_another_server_starts_at_head_plus_one() {
     let _serial = serial();
@@ -749,6 +866,54 @@ fn a_killed_relays_clients_recover_on_another_relay() {
     assert_contiguous(&read_n(&mut again, x, 10), 11, 20);
     // B's own channel was unaffected.
     assert_contiguous(&read_n(&mut client_b, y, 10), 11, 20);
+}
+
+#[test]
+fn direct_get_latency_is_exported_after_a_recovery_from_the_stream() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("directget");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
+    let channel = "dget";
+    let mut client = connect(a.addr);
+    subscribe(&mut client, channel, None);
+    // One publish per round trip: 20 stored messages (no coalescing).
+    for i in 0..20 {
+        publish_range(a.addr, channel, i..i + 1);
+    }
+    assert_contiguous(&read_n(&mut client, channel, 20), 1, 20);
+    let epoch = subscribe(&mut connect(a.addr), channel, None)["epoch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = b.metric("wsrelay_cluster_direct_get_seconds_count");
+    // B never had the channel: the recovery walks the stream back from seq 20 to 11.
+    let mut again = connect(b.addr);
+    let v = subscribe(&mut again, channel, Some((10, &epoch)));
+    assert_eq!(
+        (v["recovered"].clone(), v["seq"].clone()),
+        (json!(true), json!(20)),
+        "{v}"
+    );
+    assert_contiguous(&read_n(&mut again, channel, 10), 11, 20);
+    assert_eq!(b.metric("wsrelay_cluster_recoveries_stream_total"), 1.0);
+    let text = b.metrics();
+    for line in [
+        "# TYPE wsrelay_cluster_direct_get_seconds summary",
+        "wsrelay_cluster_direct_get_seconds{quantile=\"0.99\"} ",
+    ] {
+        assert!(text.contains(line), "{line} in /metrics");
+    }
+    // The walk: the head, then one get per stored message down to seq 11.
+    let count = b.metric("wsrelay_cluster_direct_get_seconds_count");
+    assert!(count >= before + 10.0, "{before} then {count} direct gets");
+    assert!(b.metric("wsrelay_cluster_direct_get_seconds_sum") > 0.0);
+    assert!(b.metric("wsrelay_cluster_direct_get_seconds{quantile=\"0.5\"}") > 0.0);
 }
 
 #[test]

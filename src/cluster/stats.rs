@@ -1,5 +1,5 @@
 //! Cluster-mode metrics (docs/CLUSTER.md, "Metrics"): counters and gauges the bridge thread
-//! updates (atomics), two HDR histograms it records into (a mutex taken by the bridge per
+//! updates (atomics), three HDR histograms it records into (a mutex taken by the bridge per
 //! record and by `/metrics` per scrape: never by a loop), and the NATS connection state
 //! `/healthz` reports. No per-channel label (unbounded cardinality).
 
@@ -61,9 +61,17 @@ pub enum Stat {
     PresenceOwnerResets,
     /// Presence: outgoing messages dropped on the full publishing queue (re-sent in full).
     PresenceSendDrops,
+    /// async-nats `LameDuckMode` events (the server asked its clients to move).
+    EventLameDuck,
+    /// async-nats `Disconnected` events (lost, or left for a lame-duck move).
+    EventDisconnected,
+    /// async-nats `ServerError` events.
+    EventServerError,
+    /// async-nats `ClientError` events (a failed connection attempt, among others).
+    EventClientError,
 }
 
-const STATS: usize = Stat::PresenceSendDrops as usize + 1;
+const STATS: usize = Stat::EventClientError as usize + 1;
 
 /// Shared by the bridge (writer), the loops and `/metrics` (readers).
 #[derive(Debug)]
@@ -85,6 +93,7 @@ pub struct ClusterStats {
     presence_channels: AtomicU64,
     ack_ns: Mutex<Histogram<u64>>,
     fanin_ns: Mutex<Histogram<u64>>,
+    direct_get_ns: Mutex<Histogram<u64>>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -105,6 +114,7 @@ impl Default for ClusterStats {
             presence_channels: AtomicU64::new(0),
             ack_ns: Mutex::new(histogram()),
             fanin_ns: Mutex::new(histogram()),
+            direct_get_ns: Mutex::new(histogram()),
         }
     }
 }
@@ -175,6 +185,13 @@ impl ClusterStats {
         }
     }
 
+    /// One direct get's round trip (head reads, repairs, successor checks, recovery).
+    pub fn record_direct_get_ns(&self, ns: u64) {
+        if let Ok(mut h) = self.direct_get_ns.lock() {
+            h.saturating_record(ns.max(1_000));
+        }
+    }
+
     /// The 50th, 90th and 99th percentile of publish → ack in ns, and the count.
     pub fn ack_quantiles_ns(&self) -> (u64, u64, u64, u64) {
         self.ack_ns.lock().map_or((0, 0, 0, 0), |h| {
@@ -203,6 +220,12 @@ impl ClusterStats {
             "Wsr-Ts to bridge receive",
             &self.fanin_ns,
         );
+        render_summary(
+            out,
+            "direct_get_seconds",
+            "direct get round trip (head reads, repairs, recovery reads)",
+            &self.direct_get_ns,
+        );
     }
 
     fn render_counters(&self, out: &mut String) {
@@ -216,6 +239,12 @@ impl ClusterStats {
         let _ = writeln!(out, "# TYPE {name} counter");
         for (reason, stat) in FAILURES {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", self.get(*stat));
+        }
+        let name = "wsrelay_cluster_nats_events_total";
+        let _ = writeln!(out, "# HELP {name} async-nats connection events");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (event, stat) in EVENTS {
+            let _ = writeln!(out, "{name}{{event=\"{event}\"}} {}", self.get(*stat));
         }
     }
 
@@ -377,6 +406,14 @@ const FAILURES: &[(&str, Stat)] = &[
     ("rejected", Stat::FailRejected),
 ];
 
+/// `nats_events_total{event}` values.
+const EVENTS: &[(&str, Stat)] = &[
+    ("lame_duck", Stat::EventLameDuck),
+    ("disconnected", Stat::EventDisconnected),
+    ("server_error", Stat::EventServerError),
+    ("client_error", Stat::EventClientError),
+];
+
 /// A histogram as a Prometheus summary (quantiles, sum, count).
 fn render_summary(out: &mut String, name: &str, help: &str, h: &Mutex<Histogram<u64>>) {
     let Ok(h) = h.lock() else {
@@ -391,4 +428,29 @@ fn render_summary(out: &mut String, name: &str, help: &str, h: &Mutex<Histogram<
     let sum = h.mean() * h.len() as f64 / 1e9;
     let _ = writeln!(out, "wsrelay_cluster_{name}_sum {sum}");
     let _ = writeln!(out, "wsrelay_cluster_{name}_count {}", h.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_gets_and_connection_events_are_rendered() {
+        let stats = ClusterStats::default();
+        stats.record_direct_get_ns(250_000);
+        stats.record_direct_get_ns(750_000);
+        stats.inc(Stat::EventLameDuck);
+        let mut out = String::new();
+        stats.render_prometheus(&mut out);
+        assert!(out.contains("# TYPE wsrelay_cluster_direct_get_seconds summary\n"));
+        assert!(out.contains("\nwsrelay_cluster_direct_get_seconds_count 2\n"));
+        assert!(out.contains("\nwsrelay_cluster_nats_events_total{event=\"lame_duck\"} 1\n"));
+        assert!(out.contains("\nwsrelay_cluster_nats_events_total{event=\"disconnected\"} 0\n"));
+        let sum = out
+            .lines()
+            .find_map(|l| l.strip_prefix("wsrelay_cluster_direct_get_seconds_sum "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("sum");
+        assert!((sum - 0.001).abs() < 1e-5, "{sum}");
+    }
 }

@@ -17,6 +17,7 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::direct::Store;
 use super::out::Outs;
 use super::Setup;
 use crate::cluster::stats::Stat;
@@ -133,6 +134,8 @@ pub(super) enum Done {
         gen: u64,
         result: HeadRead,
     },
+    /// A lame-duck reconnect was asked (`false`: no other server to go to).
+    LameDuckSwitch(bool),
     /// A recovery range.
     Fetched {
         channel: Arc<str>,
@@ -162,15 +165,17 @@ pub(super) struct Io {
     pub js: Context,
     pub streams: Vec<Stream>,
     pub shards: u32,
+    pub stats: Arc<ClusterStats>,
     pub done: mpsc::UnboundedSender<Done>,
     pub live: mpsc::Sender<LiveEvent>,
 }
 
 impl Io {
-    /// The stream of `channel`.
-    pub fn stream(&self, channel: &str) -> Option<Stream> {
+    /// The stream of `channel`, for (timed) direct gets.
+    pub fn stream(&self, channel: &str) -> Option<Store> {
         let k = subject::shard_of(channel, self.shards) as usize;
-        self.streams.get(k).cloned()
+        let stream = self.streams.get(k)?.clone();
+        Some(Store::new(stream, self.stats.clone()))
     }
 
     /// Runs `fut` on the runtime and sends its result to the central task.
@@ -208,6 +213,8 @@ pub(super) struct Bridge {
     pub disconnected: bool,
     /// Presence across relays (`--presence-for`; `presence.rs`).
     pub presence: Option<super::presence::PresenceNet>,
+    /// Leaving a lame-duck server (`lame_duck.rs`).
+    pub lame: super::lame_duck::LameDuck,
 }
 
 /// Serves until the relay stops.
@@ -226,6 +233,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
         js,
         streams,
         shards: setup.config.cluster.shards,
+        stats: setup.stats.clone(),
         done: done_tx,
         live: live_tx,
     };
@@ -240,7 +248,7 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
             Some(ev) = live_rx.recv() => b.on_live_event(ev),
             Some(e) = events.recv() => b.on_event(e),
             Some(ev) = presence_rx.recv() => b.on_presence_event(ev),
-            _ = tick.tick() => {}
+            _ = tick.tick() => b.lame_duck_tick(),
         }
         for _ in 0..BATCH_MAX {
             match presence_rx.try_recv() {
@@ -305,6 +313,7 @@ fn new_bridge(
         msg_counter: 0,
         disconnected: false,
         presence,
+        lame: super::lame_duck::LameDuck::Off,
     }
 }
 
@@ -366,6 +375,7 @@ impl Bridge {
                 gen,
                 result,
             } => self.on_resync_head(&channel, gen, result),
+            Done::LameDuckSwitch(asked) => self.on_lame_duck_switch(asked),
             Done::Fetched {
                 channel,
                 owner,
@@ -392,9 +402,11 @@ impl Bridge {
                     self.resync_all();
                     self.presence_resync();
                 }
+                self.lame_duck_connected();
             }
             Event::Disconnected => {
                 self.stats.set_connected(false);
+                self.stats.inc(Stat::EventDisconnected);
                 self.disconnected = true;
                 tracing::warn!("cluster: disconnected from NATS");
             }
@@ -402,6 +414,15 @@ impl Bridge {
                 self.stats.inc(Stat::SlowConsumer);
                 self.resync_all();
                 self.presence_resync();
+            }
+            Event::LameDuckMode => self.on_lame_duck(),
+            Event::ServerError(e) => {
+                self.stats.inc(Stat::EventServerError);
+                tracing::warn!("cluster: NATS server error: {e}");
+            }
+            Event::ClientError(e) => {
+                self.stats.inc(Stat::EventClientError);
+                tracing::warn!("cluster: NATS client error: {e}");
             }
             other => tracing::info!("cluster: NATS event: {other}"),
         }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::central::{Bridge, Done};
+use super::direct::Store;
 use super::live::LiveMsg;
-use super::publish::found;
 use crate::cluster::envelope as env;
 use crate::cluster::subject;
 use crate::conn_id::LoopId;
@@ -48,12 +48,9 @@ impl Bridge {
 }
 
 /// One direct get by stream sequence, asked again when a lagging follower answers 404.
-async fn get(
-    stream: &async_nats::jetstream::stream::Stream,
-    sseq: u64,
-) -> Option<async_nats::jetstream::message::StreamMessage> {
+async fn get(stream: &Store, sseq: u64) -> Option<async_nats::jetstream::message::StreamMessage> {
     for attempt in 0..3u64 {
-        match found(stream.direct_get(sseq).await) {
+        match stream.at(sseq).await {
             Ok(Some(m)) => return Some(m),
             Ok(None) | Err(_) => tokio::time::sleep(Duration::from_millis(10 << attempt)).await,
         }
@@ -62,14 +59,14 @@ async fn get(
 }
 
 async fn walk_back(
-    stream: &async_nats::jetstream::stream::Stream,
+    stream: &Store,
     subject: &str,
     (after, upto): (u64, u64),
     epoch: &str,
     steps_max: usize,
 ) -> Option<Vec<Bytes>> {
     // Start from the channel's last stored message.
-    let head = found(stream.direct_get_last_for_subject(subject).await).ok()??;
+    let head = stream.last(subject).await.ok()??;
     let mut msg = LiveMsg::from_stream(&head)?;
     let mut parts: Vec<(u64, bool, Vec<Bytes>)> = Vec::new();
     for _ in 0..steps_max {

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::central::{Bridge, Done, HeadRead, LiveEvent, LiveKind};
-use super::publish::{found, head_of, header, header_u64, Head};
+use super::direct::Store;
+use super::publish::{head_of, header, header_u64, Head};
 use crate::clock::Clock;
 use crate::cluster::envelope::{self as env, BatchMeta};
 use crate::cluster::stats::Stat;
@@ -419,11 +420,7 @@ impl Bridge {
             let mut misses = 0;
             let mut complete = true;
             while cur + 1 < until && msgs.len() < REPAIR_STEPS_MAX {
-                match found(
-                    stream
-                        .direct_get_next_for_subject(subject.clone(), Some(cur + 1))
-                        .await,
-                ) {
+                match stream.next(&subject, cur + 1).await {
                     Ok(Some(m)) if m.sequence < until => {
                         cur = m.sequence;
                         msgs.push(m);
@@ -568,10 +565,10 @@ fn hold_back(live: &mut Live, msg: LiveMsg, stats: &crate::cluster::ClusterStats
 }
 
 /// The channel's last message (`None`: empty), asked again a few times if unanswered.
-async fn read_head(stream: &async_nats::jetstream::stream::Stream, subject: &str) -> HeadRead {
+async fn read_head(stream: &Store, subject: &str) -> HeadRead {
     let mut last = Err(String::new());
     for attempt in 0..3u64 {
-        last = found(stream.direct_get_last_for_subject(subject).await);
+        last = stream.last(subject).await;
         if last.is_ok() {
             return last;
         }

@@ -5,7 +5,8 @@
 //!
 //! Owns: the NATS connection, the K streams (`streams.rs`), the per-channel publishers (CAS
 //! numbering, coalescing, retries: `publish.rs`), the per-channel live subscriptions with
-//! their continuity check and repair (`live.rs`), recovery reads (`fetch.rs`), and the
+//! their continuity check and repair (`live.rs`), recovery reads (`fetch.rs`), the timed direct gets all of them use (`direct.rs`), the move away from a server in
+//! lame-duck mode (`lame_duck.rs`), and the
 //! queues to the loops (`out.rs`).
 //!
 //! Rules: the bridge never blocks a loop (loops `try_send` into a bounded queue) and a loop
@@ -14,7 +15,9 @@
 //! whose results come back to it as messages, so no state is shared or locked.
 
 mod central;
+mod direct;
 mod fetch;
+mod lame_duck;
 mod live;
 mod out;
 mod presence;

@@ -108,6 +108,11 @@ impl Publisher {
     fn idle(&self) -> bool {
         self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head
     }
+
+    /// Publishes queued, none in flight (held during a lame-duck move).
+    pub(super) fn waiting(&self) -> bool {
+        !self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head
+    }
 }
 
 impl Bridge {
@@ -126,12 +131,19 @@ impl Bridge {
         self.pump(&channel);
     }
 
-    /// Starts the next batch if none is in flight.
-    fn pump(&mut self, channel: &Arc<str>) {
+    /// Batches on their way (or head reads for one).
+    pub(super) fn batches_in_flight(&self) -> usize {
+        let busy = |p: &&Publisher| p.inflight.is_some() || p.reading_head;
+        self.pubs.values().filter(busy).count()
+    }
+
+    /// Starts the next batch if none is in flight (and no lame-duck move holds them).
+    pub(super) fn pump(&mut self, channel: &Arc<str>) {
+        let hold = self.holds_publishes();
         let Some(p) = self.pubs.get_mut(channel) else {
             return;
         };
-        if p.inflight.is_some() || p.reading_head || p.fifo.is_empty() {
+        if p.inflight.is_some() || p.reading_head || p.fifo.is_empty() || hold {
             if p.idle() && self.pubs.len() > 100_000 {
                 self.pubs.remove(channel); // Bounded: forget idle heads beyond 100k channels.
             }
@@ -177,19 +189,11 @@ impl Bridge {
             .map_or(0, |f| f.prev);
         self.io.spawn(async move {
             if successor_of {
-                let r = stream
-                    .direct_get_next_for_subject(subject, Some(after + 1))
-                    .await;
-                return Done::Successor {
-                    channel,
-                    result: found(r),
-                };
+                let result = stream.next(&subject, after + 1).await;
+                return Done::Successor { channel, result };
             }
-            let r = stream.direct_get_last_for_subject(subject).await;
-            Done::PubHead {
-                channel,
-                result: found(r),
-            }
+            let result = stream.last(&subject).await;
+            Done::PubHead { channel, result }
         });
     }
 
@@ -274,7 +278,7 @@ impl Bridge {
         io.spawn(async move {
             tokio::time::sleep(delay).await;
             let result = match stream {
-                Some(s) => found(s.direct_get_last_for_subject(subject).await),
+                Some(s) => s.last(&subject).await,
                 None => Err("no stream".into()),
             };
             Done::PubHead {
@@ -511,19 +515,4 @@ fn publish_message(fl: &InFlight, node: &str) -> PublishMessage {
         .headers(h)
         .message_id(&fl.msg_id)
         .expected_last_subject_sequence(fl.prev)
-}
-
-/// A direct get's answer: the message, `None` for 404, or the error.
-pub(super) fn found(
-    r: Result<
-        async_nats::jetstream::message::StreamMessage,
-        async_nats::jetstream::stream::DirectGetError,
-    >,
-) -> HeadRead {
-    use async_nats::jetstream::stream::DirectGetErrorKind;
-    match r {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if matches!(e.kind(), DirectGetErrorKind::NotFound) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
 }

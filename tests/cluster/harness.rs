@@ -150,6 +150,18 @@ impl NatsNode {
         }
     }
 
+    /// `nats-server --signal ldm=<pid>`: lame-duck mode (stops accepting clients, tells the
+    /// connected ones, closes them after `lame_duck_grace_period`).
+    pub fn lame_duck(&self, bin: &Path) {
+        let pid = self.child.as_ref().expect("server runs").id();
+        let status = Command::new(bin)
+            .arg("--signal")
+            .arg(format!("ldm={pid}"))
+            .status()
+            .expect("nats-server --signal");
+        assert!(status.success(), "nats-server --signal ldm={pid}: {status}");
+    }
+
     /// Starts again on the same configuration and store.
     pub fn restart(&mut self, bin: &Path) {
         self.kill();
@@ -220,6 +232,7 @@ impl NatsCluster {
             let body = format!(
                 "server_name: n{n}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{http}\n\
                  jetstream {{ store_dir: \"{store}\", max_memory_store: 256MB, max_file_store: 1GB }}\n\
+                 lame_duck_grace_period: 60s\nlame_duck_duration: 120s\n\
                  cluster {{\n  name: wsr\n  listen: 127.0.0.1:{route}\n  routes: [ {routes} ]\n}}\n",
                 n = i + 1,
                 store = dir.join(format!("n{}", i + 1)).display(),
@@ -320,6 +333,12 @@ impl NatsCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("the cluster did not report 3 peers and {streams} stream leaders");
+    }
+
+    /// Puts server `i` into lame-duck mode (its clients are closed only after 60 s: a
+    /// test's relay that moves before did so on its own).
+    pub fn lame_duck(&self, i: usize) {
+        self.nodes[i].lame_duck(&self.bin);
     }
 
     pub fn restart(&mut self, i: usize) {
