@@ -36,12 +36,17 @@ const PRESENCE: [&str; 2] = ["--presence-for", "room.*"];
 
 /// One NATS server and two relays with presence on `room.*`.
 fn pair(tag: &str) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
+    pair_with(tag, &PRESENCE)
+}
+
+/// One NATS server and two relays started with `flags`.
+fn pair_with(tag: &str, flags: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
     let bin = nats_bin()?;
     let dir = TempDir::new(tag);
     let nats = NatsNode::single(&bin, &dir.0);
     let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &PRESENCE);
-    let b = RelayProc::start(&dir.0, "b", &urls, &PRESENCE);
+    let a = RelayProc::start(&dir.0, "a", &urls, flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, flags);
     Some((dir, nats, a, b))
 }
 
@@ -216,12 +221,6 @@ fn presence_counts_are_exact_on_both_relays_after_churn() {
 #[test]
 fn a_killed_relays_members_leave_after_the_node_timeout() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
-        return;
-    };
-    let dir = TempDir::new("presencekill");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
     // A shorter node timeout than the default 3 s (heartbeats every 500 ms).
     let flags = [
         "--presence-for",
@@ -229,8 +228,9 @@ fn a_killed_relays_members_leave_after_the_node_timeout() {
         "--nats-presence-timeout",
         "1500",
     ];
-    let mut a = RelayProc::start(&dir.0, "a", &urls, &flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    let Some((_dir, _nats, mut a, b)) = pair_with("presencekill", &flags) else {
+        return;
+    };
     let channel = "room.k";
     let m1 = member(a.addr, channel);
     let m2 = member(a.addr, channel);
@@ -373,15 +373,10 @@ fn expected_room(from: &str, n: u64) -> Vec<Seen> {
 #[test]
 fn room_ticks_batch_on_every_relay_with_acks_and_the_subscribe_seam() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let flags = ["--tick-for", "room.*=50", "--history-size", "1000"];
+    let Some((_dir, _nats, a, b)) = pair_with("ticks", &flags) else {
         return;
     };
-    let dir = TempDir::new("ticks");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let flags = ["--tick-for", "room.*=50", "--history-size", "1000"];
-    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
     let channel = "room.t";
     let mut on_a: Vec<Client> = (0..2).map(|_| member(a.addr, channel)).collect();
     let mut on_b = member(b.addr, channel);
@@ -503,17 +498,12 @@ fn presence_crosses_nats_routes_with_the_authenticated_subject() {
 #[test]
 fn presence_converges_when_the_bridge_to_loop_queue_overflows() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
-        return;
-    };
-    let dir = TempDir::new("presencequeue");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
     // A 1-message bridge → loop queue: remote changes may be dropped and replaced by the full
     // set (`presence_owner_resets_total`); the views must end exact either way.
     let flags = ["--presence-for", "room.*", "--nats-loop-queue", "1"];
-    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    let Some((_dir, _nats, a, b)) = pair_with("presencequeue", &flags) else {
+        return;
+    };
     let channels = [
         "room.q1", "room.q2", "room.q3", "room.q4", "room.q5", "room.q6",
     ];
