@@ -1038,3 +1038,44 @@ fn an_authenticated_nats_needs_the_token() {
     publish_range(a.addr, "auth.ok", 0..2);
     assert_contiguous(&read_n(&mut s, "auth.ok", 2), 1, 2);
 }
+
+#[test]
+fn keyed_publishes_carry_key_and_delete_to_other_relays_as_on_one_node() {
+    let _serial = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("keyed");
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, &[]);
+    let b = RelayProc::start(&dir.0, "b", &urls, &[]);
+    let channel = "book.k";
+    let mut on_b = connect(b.addr);
+    subscribe(&mut on_b, channel, None);
+    let mut publisher = connect(a.addr);
+    let publishes = [
+        json!({"type": "message", "channel": channel, "content": {"px": 1}, "key": "BTC"}),
+        json!({"type": "message", "channel": channel, "content": null, "key": "BTC", "delete": true}),
+        json!({"type": "message", "channel": channel, "content": {"px": 2}}),
+    ];
+    for p in publishes {
+        publisher.send(p);
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let v = on_b.recv();
+        if v["type"] == "message" {
+            got.push((v["seq"].clone(), v["key"].clone(), v["delete"].clone()));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (json!(1), json!("BTC"), Value::Null),
+            (json!(2), json!("BTC"), json!(true)),
+            (json!(3), Value::Null, Value::Null),
+        ],
+        "key and delete as single-node deliveries carry them (docs/PROTOCOL.md)"
+    );
+}

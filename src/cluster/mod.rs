@@ -30,8 +30,10 @@ pub struct PublishCmd {
     pub channel: Arc<str>,
     /// The raw JSON `content`, or the binary payload.
     pub body: Bytes,
-    /// Conflation key (JSON publishes only).
+    /// Conflation key (JSON publishes only), carried in the delivery as on one node.
     pub key: Option<Arc<str>>,
+    /// `"delete":true`, carried in the delivery as on one node.
+    pub delete: bool,
     /// A binary publish.
     pub binary: bool,
     /// Publisher's public name (`from`).

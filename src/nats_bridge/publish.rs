@@ -478,7 +478,11 @@ fn number(fl: &mut InFlight, head: &Head, channel: &Arc<str>) {
                 // Channel names are at most 255 bytes (config validation): cannot fail.
                 let _ = crate::command::encode_binary_message(&mut out, channel, seq, &cmd.body);
             } else {
-                crate::command::encode_message(&mut out, channel, &cmd.body, &cmd.from, seq);
+                // The same body as one node's (`runtime/publish.rs`): a keyed publish's
+                // delivery carries its `key` (and `"delete":true`).
+                let message = (&**channel, &cmd.body[..], &*cmd.from, seq);
+                let key = cmd.key.as_deref();
+                crate::command::encode_keyed_message(&mut out, message, key, cmd.delete);
             }
             out
         })

@@ -96,6 +96,7 @@ impl Pending {
             channel: channel.clone(),
             body: Bytes::copy_from_slice(queue.bytes_at(&self.body)),
             key: self.key.as_ref().map(|k| Arc::from(queue.str_at(k))),
+            delete: self.delete,
             binary: self.binary,
             from: self.from.clone(),
             origin: self.origin,
