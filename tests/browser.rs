@@ -178,3 +178,11 @@ fn status_page_in_chromium_shows_the_figures_of_stats() {
     }
     run_node(&["test/e2e/status.e2e.mjs"], true);
 }
+
+#[test]
+fn market_primitives_in_chromium_snapshot_seam_binary_snapshot_and_throttle() {
+    if skip_requested() {
+        return;
+    }
+    run_node(&["test/e2e/market.e2e.mjs"], true);
+}

@@ -239,7 +239,7 @@ export async function clientPage(browser, relay) {
     window.log = (name, client) => {
       window.clients[name] = client;
       const events = (window.events[name] = []);
-      for (const type of ['open', 'close', 'state', 'message', 'batch', 'gap', 'subscribed', 'presence', 'join', 'leave', 'authenticated', 'error']) {
+      for (const type of ['open', 'close', 'state', 'message', 'batch', 'snapshot', 'gap', 'subscribed', 'presence', 'join', 'leave', 'authenticated', 'error']) {
         client.on(type, (detail) => {
           const copy = { ...detail };
           if (copy.content instanceof ArrayBuffer) copy.content = { bytes: [...new Uint8Array(copy.content)] };
