@@ -309,8 +309,11 @@ pub const HISTORY_SIZE_MAX: usize = 1_000_000;
 /// `{"type":"message","channel":…,"content":…,"seq":…,"from":…}` with a channel of at most 255
 /// bytes and a `from` of at most 256 bytes, both JSON-escaped (at most 6 bytes per byte).
 pub const DELIVERY_ENVELOPE_BYTES_MAX: usize = 4096;
-/// Largest byte budget of a queue or of the history: 16 GiB.
+/// Largest byte budget of the history: 16 GiB.
 pub const QUEUE_BYTES_MAX: usize = 16 << 30;
+/// Largest per-connection outbox budget: 4 GiB - 1 (the outbox holds its budgets in 32 bits,
+/// which keeps an idle connection small; issue 12).
+pub const OUTBOX_BYTES_MAX: usize = u32::MAX as usize;
 /// Shortest and longest room tick period (`--tick-for`).
 pub const TICK_PERIOD_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(60);
@@ -369,8 +372,8 @@ impl Config {
             "max-channel-length must be 1..=255 (binary frames carry it in one byte)",
         )?;
         check(
-            (1024..=QUEUE_BYTES_MAX).contains(&self.outbox_bytes_max),
-            "max-queued-bytes must be 1024 ..= 16 GiB",
+            (1024..=OUTBOX_BYTES_MAX).contains(&self.outbox_bytes_max),
+            "max-queued-bytes must be 1024 ..= 4 GiB - 1 (per connection)",
         )?;
         check(
             (1024..=1 << 30).contains(&self.control_bytes_max),
@@ -589,6 +592,24 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_outbox_budget_beyond_32_bits_is_refused_not_clamped() {
+        let at_max = Config {
+            outbox_bytes_max: OUTBOX_BYTES_MAX,
+            ..Config::default()
+        };
+        assert_eq!(at_max.validate(), Ok(()));
+        let beyond = Config {
+            outbox_bytes_max: OUTBOX_BYTES_MAX + 1,
+            ..Config::default()
+        };
+        let refused = beyond.validate().map_err(|e| e.0).err().unwrap_or_default();
+        assert!(
+            refused.contains("max-queued-bytes must be 1024 ..= 4 GiB - 1"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub const IO_SLICES_MAX: usize = 64;
 
 /// Bounded queue of frames for one connection.
 ///
-/// Idle, it is a handle of three words (checked by `tests::idle_outbox_is_three_words`): the
+/// Idle, it is a handle of two words (checked by `tests::idle_outbox_is_two_words`): the
 /// budgets, and a pointer to the lanes that is null until the first frame is queued. The lanes
 /// live in one box so that the thousands of connections that are subscribed to nothing cost no
 /// queue memory; `release_idle` frees the box once everything was written.
@@ -451,9 +451,9 @@ pub(crate) mod tests {
     }
 
     /// Issue 12 (≤ 256 bytes per idle connection): an idle outbox is a pointer and the two
-    /// budgets (`usize`: the data budget may exceed 4 GiB, `QUEUE_BYTES_MAX`), no more.
+    /// budgets (32 bits each: `config::OUTBOX_BYTES_MAX`), no more.
     #[test]
-    fn idle_outbox_is_three_words() {
+    fn idle_outbox_is_two_words() {
         assert!(std::mem::size_of::<Outbox>() <= 2 * std::mem::size_of::<usize>());
         assert_eq!(Outbox::new(1024, 1024).heap_bytes(), 0);
     }

@@ -165,8 +165,8 @@ const STATE_IDLE: State = State::Header {
     len: 0,
 };
 
-/// The streaming frame decoder of one connection (24 bytes on 64-bit targets, checked by
-/// `tests::idle_decoder_is_three_words`; no allocation until a frame is split across feeds or a
+/// The streaming frame decoder of one connection (16 bytes on 64-bit targets, checked by
+/// `tests::idle_decoder_is_two_words`; no allocation until a frame is split across feeds or a
 /// message is fragmented).
 #[derive(Debug)]
 pub struct Decoder {

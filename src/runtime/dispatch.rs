@@ -227,6 +227,8 @@ impl EventLoop {
             return;
         };
         let started = conn.session.fail(now_ns, &e, &t);
+        // Flushed this turn even when our close was already out: TCP closes once it is written.
+        self.mark_dirty(id);
         self.close_started(id, started);
     }
 
