@@ -106,6 +106,8 @@ struct Lanes {
     closed: bool,
     /// Entries ever popped from the front of `data` (absolute position of `data[0]`).
     popped_total: u64,
+    /// Bytes ever written from this outbox (a slow reader's progress).
+    written_total: u64,
     /// Conflation index, allocated by the first conflated push.
     conflation: Option<Box<conflate::Index>>,
 }
@@ -246,6 +248,12 @@ impl Outbox {
             .map_or(0, |lanes| lanes.data_bytes + lanes.control_bytes)
     }
 
+    /// Bytes written since the outbox was last idle (its lanes' box was made): a write
+    /// in progress is seen by this moving.
+    pub fn written_total(&self) -> u64 {
+        self.lanes.as_deref().map_or(0, |lanes| lanes.written_total)
+    }
+
     /// Bytes of deliveries queued (the slow-consumer budget's use).
     pub fn data_bytes(&self) -> usize {
         self.lanes.as_deref().map_or(0, |lanes| lanes.data_bytes)
@@ -292,6 +300,7 @@ impl Outbox {
             debug_assert!(written == 0, "advance past the queued bytes");
             return;
         };
+        lanes.written_total += written as u64;
         while written > 0 {
             let Some(mut entry) = lanes.take_next() else {
                 debug_assert!(false, "advance past the queued bytes");

@@ -286,10 +286,12 @@ impl EventLoop {
 
     /// Queues a complete HTTP response; the connection closes once it is written.
     pub(super) fn respond(&mut self, id: ConnId, response: Vec<u8>) {
+        let (now_ns, t) = (self.now_ns, self.env.timeouts);
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        conn.session.respond(Bytes::from(response));
+        conn.session.respond(now_ns, Bytes::from(response), &t);
         self.mark_dirty(id);
+        self.rearm(id);
     }
 }

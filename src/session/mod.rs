@@ -46,10 +46,16 @@ pub enum Phase {
         /// Whether the peer's close frame is still awaited.
         peer: PeerClose,
     },
-    /// An HTTP response (error status or `/metrics`) is being written; then TCP closes.
+    /// An HTTP response (error status or `/metrics`) is being written; then TCP closes. A
+    /// response that makes no progress for a handshake timeout is dropped: a client that asks
+    /// and never reads cannot hold the connection forever.
     Responding {
         /// Whether the peer's FIN was read (then the response is finished and TCP closed).
         input: Input,
+        /// Check for progress at this time.
+        deadline_ns: u64,
+        /// The outbox's `written_total` at the last check (low 32 bits: moved means progress).
+        written: u32,
     },
     /// Our last bytes are written and our write side is shut; reading until the peer's FIN so
     /// that the kernel does not reset the connection and lose those bytes (lingering close).
@@ -258,7 +264,8 @@ impl Session {
             self.phase,
             Phase::Closed
                 | Phase::Responding {
-                    input: Input::Ended
+                    input: Input::Ended,
+                    ..
                 }
         )
     }
@@ -274,10 +281,14 @@ impl Session {
     /// Answers an HTTP request: the response is the last thing written, whatever its size (a
     /// large /metrics page is not refused by the control budget meant for WebSocket replies);
     /// TCP closes once it is out.
-    pub fn respond(&mut self, response: Bytes) {
-        self.phase = Phase::Responding { input: Input::Open };
+    pub fn respond(&mut self, now_ns: u64, response: Bytes, t: &Timeouts) {
         self.set_close_reason(CloseReason::HttpDone);
         self.outbox.close_after_queued(response);
+        self.phase = Phase::Responding {
+            input: Input::Open,
+            deadline_ns: now_ns + t.handshake_ns,
+            written: self.outbox.written_total() as u32,
+        };
     }
 
     /// Sets (or clears, with 0) the authentication deadline.
@@ -317,9 +328,15 @@ impl Session {
     /// The peer's FIN. Returns what the loop must do.
     pub fn on_eof(&mut self) -> AfterEof {
         match self.phase {
-            Phase::Responding { .. } => {
+            Phase::Responding {
+                deadline_ns,
+                written,
+                ..
+            } => {
                 self.phase = Phase::Responding {
                     input: Input::Ended,
+                    deadline_ns,
+                    written,
                 };
                 return AfterEof::FinishResponse;
             }
@@ -347,7 +364,8 @@ impl Session {
         matches!(
             self.phase,
             Phase::Responding {
-                input: Input::Ended
+                input: Input::Ended,
+                ..
             }
         )
     }

@@ -293,11 +293,11 @@ fn the_auth_deadline_is_reported_once() {
 fn an_http_response_finishes_even_after_the_peers_fin() {
     let t = timeouts();
     let mut s = Session::new(0, Endpoint::Http, LIMITS, &t);
-    s.respond(Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"));
+    s.respond(7, Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"), &t);
     assert_eq!(
         s.next_deadline(&t),
-        None,
-        "a response is not bounded by the handshake"
+        Some(7 + 5_000 * MS),
+        "progress is checked"
     );
     assert_eq!(s.on_eof(), AfterEof::FinishResponse);
     assert!(!s.reads_allowed());
@@ -350,4 +350,25 @@ fn a_connection_that_keeps_talking_is_never_idle() {
         assert_eq!(s.next_deadline(&t), Some(now + 1_000 * MS));
     }
     assert!(s.is_open());
+}
+
+#[test]
+fn an_http_response_that_is_not_read_is_dropped_one_that_progresses_is_not() {
+    let t = timeouts();
+    let response = Bytes::from(vec![b'x'; 10_000]);
+    // Read slowly: 1,000 bytes per check, always some progress.
+    let mut slow = Session::new(0, Endpoint::Http, LIMITS, &t);
+    slow.respond(0, response.clone(), &t);
+    let mut now = 0;
+    for _ in 0..5 {
+        now = slow.next_deadline(&t).expect("a progress check");
+        slow.outbox.advance(1_000, &mut |_, _, _| {});
+        assert_eq!(slow.handle_timeout(now, &t, DRAIN), Timeout::Nothing);
+    }
+    assert_eq!(slow.next_deadline(&t), Some(now + 5_000 * MS));
+    // Never read: dropped at the first check.
+    let mut stuck = Session::new(0, Endpoint::Http, LIMITS, &t);
+    stuck.respond(0, response, &t);
+    let due = stuck.handle_timeout(5_000 * MS, &t, DRAIN);
+    assert_eq!(due, Timeout::Terminate(CloseReason::HttpDone));
 }

@@ -66,6 +66,23 @@ impl Session {
                 let reason = self.close_reason.unwrap_or(CloseReason::CloseTimeout);
                 self.terminate(reason)
             }
+            Phase::Responding {
+                input,
+                deadline_ns,
+                written,
+            } if now_ns >= deadline_ns => {
+                let now_written = self.outbox.written_total() as u32; // Low bits: a change.
+                if now_written == written {
+                    // Nothing written since the last check: the client does not read.
+                    return self.terminate(CloseReason::HttpDone);
+                }
+                self.phase = Phase::Responding {
+                    input,
+                    deadline_ns: now_ns + t.handshake_ns,
+                    written: now_written,
+                };
+                Timeout::Nothing
+            }
             Phase::Open => self.open_timeout(now_ns, t, drain_close),
             _ => Timeout::Nothing,
         }
@@ -137,6 +154,7 @@ impl Session {
         let deadline = match self.phase {
             Phase::Handshaking { deadline_ns }
             | Phase::Closing { deadline_ns, .. }
+            | Phase::Responding { deadline_ns, .. }
             | Phase::Lingering { deadline_ns } => deadline_ns,
             Phase::Open => [
                 self.heartbeat_deadline(t),
@@ -151,7 +169,7 @@ impl Session {
             .filter(|&d| d != 0)
             .min()
             .unwrap_or(0),
-            Phase::Responding { .. } | Phase::Closed => 0,
+            Phase::Closed => 0,
         };
         (deadline != 0).then_some(deadline)
     }
