@@ -227,14 +227,9 @@ fn two_writers_on_two_relays_share_one_order_and_lose_no_acked_publish() {
     let _serial = serial();
     // One server (R1): nats-server 2.9.10 does not enforce the per-subject CAS between
     // concurrent publishes on a replicated (R3) stream (docs/CLUSTER.md, "Not guaranteed").
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _nats, a, b)) = r1_pair("writers", &["--history-size", "1000"]) else {
         return;
     };
-    let dir = TempDir::new("writers");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
     let channel = "two.writers";
     let mut sub_a = connect(a.addr);
     let mut sub_b = connect(b.addr);
@@ -545,6 +540,17 @@ fn read_accounted(c: &mut Client, channel: &str, last: u64) -> (Vec<u64>, Vec<(u
 }
 
 /// A 3-server JetStream cluster and `--nats-replicas 3` relays on all its URLs.
+/// One nats-server (R1 streams) and two relays started with `flags`.
+fn r1_pair(tag: &str, flags: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, flags);
+    Some((dir, nats, a, b))
+}
+
 fn three_nodes(tag: &str) -> Option<(TempDir, harness::NatsCluster)> {
     let bin = nats_bin()?;
     let dir = TempDir::new(tag);
@@ -829,14 +835,9 @@ fn a_nats_node_restarted_on_its_store_rejoins() {
 #[test]
 fn a_killed_relays_clients_recover_on_another_relay() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _nats, mut a, b)) = r1_pair("relaykill", &["--history-size", "1000"]) else {
         return;
     };
-    let dir = TempDir::new("relaykill");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let mut a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
     let (x, y) = ("on.a", "on.b");
     let mut client_a = connect(a.addr);
     let epoch_probe = subscribe(&mut client_a, x, None);
@@ -871,14 +872,9 @@ fn a_killed_relays_clients_recover_on_another_relay() {
 #[test]
 fn direct_get_latency_is_exported_after_a_recovery_from_the_stream() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _nats, a, b)) = r1_pair("directget", &["--history-size", "1000"]) else {
         return;
     };
-    let dir = TempDir::new("directget");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &["--history-size", "1000"]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &["--history-size", "1000"]);
     let channel = "dget";
     let mut client = connect(a.addr);
     subscribe(&mut client, channel, None);
@@ -971,14 +967,9 @@ fn read_binary(c: &mut Client) -> Vec<u8> {
 #[test]
 fn binary_publishes_are_acked_once_stored_and_reach_the_other_relay() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _nats, a, b)) = r1_pair("binary", &[]) else {
         return;
     };
-    let dir = TempDir::new("binary");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &[]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &[]);
     let channel = b"bin.room";
     let mut sub = connect(b.addr);
     subscribe(&mut sub, "bin.room", None);
@@ -1042,14 +1033,9 @@ fn an_authenticated_nats_needs_the_token() {
 #[test]
 fn keyed_publishes_carry_key_and_delete_to_other_relays_as_on_one_node() {
     let _serial = serial();
-    let Some(bin) = nats_bin() else {
+    let Some((_dir, _nats, a, b)) = r1_pair("keyed", &[]) else {
         return;
     };
-    let dir = TempDir::new("keyed");
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, &[]);
-    let b = RelayProc::start(&dir.0, "b", &urls, &[]);
     let channel = "book.k";
     let mut on_b = connect(b.addr);
     subscribe(&mut on_b, channel, None);
