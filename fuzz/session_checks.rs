@@ -1,7 +1,7 @@
 //! The properties of the `session` fuzz target, shared with `tests/fuzz_regressions.rs` (both
 //! include this file with `#[path]`): one server connection (`wsrelay::session::Session`)
 //! driven through its whole life by fuzzer-chosen operations: client bytes in arbitrary chunks
-//! (decoded by its own decoder, control frames handed to the session as the event loop does),
+//! (decoded by the session's `read_frame` one frame at a time, as the event loop does),
 //! deliveries, partial socket writes, clock advances that fire deadlines, the peer's FIN, a
 //! graceful close, a drain and an authentication deadline.
 //!
@@ -22,7 +22,8 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use wsrelay::proto::{Decoder, DecoderLimits, Event, OpCode, Role};
 use wsrelay::session::{
-    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, Session, SessionLimits, Timeout, Timeouts,
+    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, ReadStep, Received, Session,
+    SessionLimits, Span, Timeout, Timeouts,
 };
 
 const MS: u64 = 1_000_000;
@@ -106,52 +107,58 @@ impl Harness {
             return;
         }
         let mut input = bytes.to_vec();
-        let mut decoder = std::mem::replace(
-            &mut self.session.decoder,
-            Decoder::new(
-                Role::Server,
-                DecoderLimits {
-                    message_bytes_max: 0,
-                },
-            ),
-        );
-        let result = decoder.feed(&mut input, |event| self.on_event(event));
-        self.session.decoder = decoder;
-        if let Err(e) = result {
-            self.session.fail(self.now_ns, &e, &TIMEOUTS);
+        let mut assembled = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            let step =
+                self.session
+                    .read_frame(self.now_ns, &mut input[at..], &mut assembled, &TIMEOUTS);
+            let (consumed, received) = match step {
+                ReadStep::Frame { consumed, received } => (consumed, received),
+                ReadStep::Drained => return,
+                ReadStep::Failed(e) => {
+                    self.session.fail(self.now_ns, &e, &TIMEOUTS);
+                    return;
+                }
+            };
+            let payload = match &received {
+                Received::Message {
+                    span: Span::Input(r),
+                    ..
+                } => input[at + r.start..at + r.end].to_vec(),
+                Received::Message {
+                    span: Span::Assembled,
+                    ..
+                } => assembled.clone(),
+                _ => Vec::new(),
+            };
+            at += consumed;
+            if self.on_received(received, &payload).is_break() {
+                return;
+            }
         }
     }
 
-    /// What the event loop does with each decoded frame (echo endpoint for data).
-    fn on_event(&mut self, event: Event<'_>) -> ControlFlow<()> {
-        let open = self.session.is_open();
-        match event {
-            Event::Text(p) if open => self.echo(OpCode::Text, p),
-            Event::Binary(p) if open => self.echo(OpCode::Binary, p),
-            Event::Ping(p) if open => {
-                if let PongQueued::Full(pong) = self.session.queue_pong(p) {
-                    self.write(usize::MAX);
-                    if let PongQueued::Full(_) = self.session.retry_pong(pong) {
-                        let close = (Some(1008), "too many pings");
-                        let how = CloseHow::AfterQueued;
-                        self.session.start_close(
-                            self.now_ns,
-                            close,
-                            how,
-                            PeerClose::NotAwaited,
-                            &TIMEOUTS,
-                        );
-                    }
+    /// What the event loop does with each frame the session returns (echo endpoint for data).
+    fn on_received(&mut self, received: Received, payload: &[u8]) -> ControlFlow<()> {
+        match received {
+            Received::Message { opcode, .. } => self.echo(opcode, payload),
+            Received::Ping(PongQueued::Full(pong)) => {
+                self.write(usize::MAX);
+                if let PongQueued::Full(_) = self.session.retry_pong(pong) {
+                    let close = (Some(1008), "too many pings");
+                    let how = CloseHow::AfterQueued;
+                    self.session.start_close(
+                        self.now_ns,
+                        close,
+                        how,
+                        PeerClose::NotAwaited,
+                        &TIMEOUTS,
+                    );
                 }
             }
-            Event::Pong(_) => {
-                self.session.on_pong(self.now_ns);
-            }
-            Event::Close(frame) => {
-                self.session.on_close_frame(self.now_ns, frame, &TIMEOUTS);
-                return ControlFlow::Break(());
-            }
-            _ => {}
+            Received::Close { .. } => return ControlFlow::Break(()),
+            Received::Ping(_) | Received::Pong { .. } | Received::Ignored => {}
         }
         ControlFlow::Continue(())
     }

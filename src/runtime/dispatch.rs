@@ -10,7 +10,7 @@ use crate::command::{self as encode, BinaryPublish, Command, CommandError};
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
-use crate::proto::close::{code, CloseFrame};
+use crate::proto::close::code;
 use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::proto::ProtocolError;
 use crate::runtime::conn::CloseReason;
@@ -163,16 +163,11 @@ impl EventLoop {
         }
     }
 
-    /// RFC 6455 §5.5.2-3: a ping is answered with a pong carrying the same payload, one pong
-    /// per ping. When the control budget is full (many pings in one read), the queued pongs
-    /// are written at once and the pong queued again; only a peer that does not read its
-    /// pongs (the socket is full too) is closed with 1008, rather than pongs silently
-    /// coalesced.
-    pub(super) fn send_pong(&mut self, id: ConnId, payload: &[u8]) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        let mut queued = conn.session.queue_pong(payload);
+    /// RFC 6455 §5.5.2-3: the session queued one pong per ping, with its payload. When the
+    /// control budget is full (many pings in one read), the queued pongs are written at once
+    /// and the pong queued again; only a peer that does not read its pongs (the socket is full
+    /// too) is closed with 1008, rather than pongs silently coalesced.
+    pub(super) fn on_pong_queued(&mut self, id: ConnId, mut queued: PongQueued) {
         if let PongQueued::Full(pong) = queued {
             self.flush(id);
             queued = match self.conn_mut(id) {
@@ -199,20 +194,6 @@ impl EventLoop {
         // Nothing more is processed from a peer that floods: no reply is awaited.
         let close = (Some(code::POLICY), "too many pings");
         self.start_close_awaiting(id, close, CloseHow::AfterQueued, PeerClose::NotAwaited);
-    }
-
-    /// The peer's close frame (RFC 6455 §5.5.1): echoed unless we already sent ours, then TCP
-    /// closes once ours is written (the server closes TCP first, §7.1.1).
-    pub(super) fn on_close_frame(&mut self, id: ConnId, frame: Option<CloseFrame<'_>>) {
-        let received = frame.map_or(code::NO_STATUS, |f| f.code);
-        self.metrics.close_received(received);
-        let (now_ns, t) = (self.now_ns, self.env.timeouts);
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        let started = conn.session.on_close_frame(now_ns, frame, &t);
-        self.mark_dirty(id);
-        self.close_started(id, started);
     }
 
     /// A framing violation: close with the rule's code (1002, 1007 or 1009) and drop TCP once

@@ -159,7 +159,7 @@ impl EventLoop {
             return false;
         };
         if deflate.is_some() {
-            conn.session.decoder.allow_compressed();
+            conn.session.allow_compressed();
         }
         conn.deflate = deflate;
         conn.session.upgrade(endpoint, Bytes::from(response));

@@ -70,12 +70,8 @@ impl EventLoop {
     }
 
     /// A pong: the heartbeat round trip is over.
-    pub(super) fn on_pong(&mut self, id: ConnId) {
-        let now_ns = self.now_ns;
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if let Some(rtt_ns) = conn.session.on_pong(now_ns) {
+    pub(super) fn on_heartbeat_answered(&mut self, id: ConnId, rtt_ns: Option<u64>) {
+        if let Some(rtt_ns) = rtt_ns {
             self.metrics.record_heartbeat_rtt_ns(rtt_ns);
             // The armed entry is at the pong deadline; the next ping is due sooner.
             self.rearm(id);

@@ -76,6 +76,9 @@ pub(super) struct Work {
 pub(super) struct Scratch {
     /// The receive buffer shared by all connections (uSockets' idea).
     pub(super) recv_buf: Vec<u8>,
+    /// A fragmented message, copied out of the session's decoder for the loop to act on
+    /// (single-frame messages are read in place from `recv_buf`).
+    pub(super) assembled: Vec<u8>,
     /// This loop's publishers in the run being delivered.
     pub(super) local_origins: Vec<ConnId>,
     /// The permessage-deflate subscribers of the run being delivered.
@@ -170,6 +173,7 @@ impl Scratch {
     pub(super) fn new(recv_buf_bytes: usize) -> Self {
         Scratch {
             recv_buf: vec![0; recv_buf_bytes],
+            assembled: Vec::new(),
             local_origins: Vec::new(),
             compressed_subs: Vec::new(),
             own_scratch: Vec::new(),

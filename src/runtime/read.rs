@@ -11,11 +11,15 @@ use std::ops::ControlFlow;
 
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
-use crate::proto::decoder::{Decoder, DecoderLimits, Event, Feed, Role};
+use crate::proto::close::code;
 use crate::proto::frame::OpCode;
 use crate::runtime::conn::{CloseReason, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, READ_BYTES_PER_TURN_MAX};
-use crate::session::AfterEof;
+use crate::session::{AfterEof, ReadStep, Received, Span};
+
+/// A reassembled (fragmented) message buffer larger than this is freed after use rather than
+/// kept for the next one: one huge message must not pin its memory for the loop's lifetime.
+const ASSEMBLED_RETAIN_BYTES_MAX: usize = 64 * 1024;
 
 /// What one `read` call gave.
 pub(super) enum ReadOutcome {
@@ -119,85 +123,85 @@ impl EventLoop {
         }
     }
 
-    /// Decodes `recv_buf[from..to]` as client frames. The decoder and the buffer are moved out
-    /// of `self` for the call so that frame handlers can use the whole loop.
+    /// Decodes `recv_buf[from..to]` as client frames, one frame per step: the session answers
+    /// pings and the close handshake itself and returns each data message, which the loop acts
+    /// on with its whole state. The buffers are moved out of `self` for the call.
     pub(super) fn decode(&mut self, id: ConnId, from: usize, to: usize) {
-        let limits = DecoderLimits {
-            message_bytes_max: self.env.config.message_bytes_max,
-        };
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        let mut decoder = std::mem::replace(
-            &mut conn.session.decoder,
-            Decoder::new(Role::Server, limits),
-        );
         let mut buf = std::mem::take(&mut self.scratch.recv_buf);
-        let result = match buf.get_mut(from..to) {
-            Some(input) => decoder.feed(input, &mut |event: Event<'_>| self.on_event(id, event)),
-            None => Ok(Feed::Drained),
-        };
-        self.scratch.recv_buf = buf;
-        if let Some(conn) = self.conn_mut(id) {
-            conn.session.decoder = decoder;
+        let mut assembled = std::mem::take(&mut self.scratch.assembled);
+        let mut at = from;
+        let mut failed = None;
+        while at < to {
+            let (now_ns, t) = (self.now_ns, self.env.timeouts);
+            let (Some(conn), Some(input)) = (self.conns.get_mut(id), buf.get_mut(at..to)) else {
+                break;
+            };
+            let (consumed, received) =
+                match conn.session.read_frame(now_ns, input, &mut assembled, &t) {
+                    ReadStep::Frame { consumed, received } => (consumed, received),
+                    ReadStep::Drained => break,
+                    ReadStep::Failed(error) => {
+                        failed = Some(error);
+                        break;
+                    }
+                };
+            let payload = match &received {
+                Received::Message {
+                    span: Span::Input(r),
+                    ..
+                } => buf.get(at + r.start..at + r.end),
+                Received::Message {
+                    span: Span::Assembled,
+                    ..
+                } => Some(&assembled[..]),
+                _ => None,
+            };
+            at += consumed;
+            if self
+                .on_received(id, received, payload.unwrap_or_default())
+                .is_break()
+            {
+                break;
+            }
         }
-        // The publishes of this input are numbered and fanned out as runs, now.
+        self.scratch.recv_buf = buf;
+        assembled.clear();
+        if assembled.capacity() <= ASSEMBLED_RETAIN_BYTES_MAX {
+            self.scratch.assembled = assembled;
+        }
+        // The publishes of this input are numbered and fanned out as runs, now: before the
+        // close of a protocol error, so that what the frames before it earned goes out first.
         self.flush_publishes();
-        if let Err(e) = result {
-            self.on_protocol_error(id, e);
+        if let Some(error) = failed {
+            self.on_protocol_error(id, error);
         }
     }
 
-    /// One complete message or control frame from the client.
-    fn on_event(&mut self, id: ConnId, event: Event<'_>) -> ControlFlow<()> {
-        let Some(conn) = self.conn_mut(id) else {
-            return ControlFlow::Break(());
-        };
-        let (open, endpoint) = (conn.session.is_open(), conn.session.endpoint);
-        match event {
-            // RFC 6455 §5.5.1: after sending a close frame, data is no longer processed.
-            Event::Text(_)
-            | Event::Binary(_)
-            | Event::Ping(_)
-            | Event::CompressedText(_)
-            | Event::CompressedBinary(_)
-                if !open => {}
-            Event::Text(_)
-            | Event::Binary(_)
-            | Event::CompressedText(_)
-            | Event::CompressedBinary(_)
-                if !self.take_message_token(id) => {}
-            Event::Text(payload) => {
-                self.metrics.inc(Counter::FramesReceivedText);
-                match endpoint {
-                    Endpoint::Echo => self.echo(id, OpCode::Text, payload),
-                    _ => self.on_text(id, payload),
-                }
-            }
-            Event::Binary(payload) => {
-                self.metrics.inc(Counter::FramesReceivedBinary);
-                match endpoint {
-                    Endpoint::Echo => self.echo(id, OpCode::Binary, payload),
-                    _ => self.on_binary(id, payload),
-                }
-            }
-            Event::CompressedText(payload) => {
-                return self.inflate_message(id, payload, OpCode::Text)
-            }
-            Event::CompressedBinary(payload) => {
-                return self.inflate_message(id, payload, OpCode::Binary)
-            }
-            Event::Ping(payload) => {
+    /// One frame as the session handled it: a data message is acted on (echo, command,
+    /// publish), the rest is counted and its output scheduled.
+    fn on_received(&mut self, id: ConnId, received: Received, payload: &[u8]) -> ControlFlow<()> {
+        match received {
+            Received::Message { .. } if !self.take_message_token(id) => {}
+            Received::Message {
+                opcode,
+                compressed: true,
+                ..
+            } => return self.inflate_message(id, payload, opcode),
+            Received::Message { opcode, .. } => self.on_data_message(id, opcode, payload),
+            Received::Ignored => {}
+            Received::Ping(queued) => {
                 self.metrics.inc(Counter::FramesReceivedPing);
-                self.send_pong(id, payload);
+                self.on_pong_queued(id, queued);
             }
-            Event::Pong(_) => {
+            Received::Pong { rtt_ns } => {
                 self.metrics.inc(Counter::FramesReceivedPong);
-                self.on_pong(id);
+                self.on_heartbeat_answered(id, rtt_ns);
             }
-            Event::Close(frame) => {
+            Received::Close { code, started } => {
                 self.metrics.inc(Counter::FramesReceivedClose);
-                self.on_close_frame(id, frame);
+                self.metrics.close_received(code.unwrap_or(code::NO_STATUS));
+                self.mark_dirty(id);
+                self.close_started(id, started);
                 return ControlFlow::Break(());
             }
         }

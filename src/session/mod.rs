@@ -3,8 +3,9 @@
 //! outbox, the liveness deadlines (handshake, heartbeat, idle, close handshake, lingering close,
 //! drain, authentication) and the close handshake.
 //!
-//! Inputs are method calls carrying `now` (nanoseconds on the loop's monotonic clock): bytes
-//! arrived, a ping/pong/close frame was decoded, a deadline passed, the outbox drained.
+//! Inputs are method calls carrying `now` (nanoseconds on the loop's monotonic clock): client
+//! bytes (`read_frame`, one frame per call: it answers pings and the close handshake itself and
+//! returns each data message to the loop), a deadline passed, the outbox drained.
 //! Outputs are what it queued in its outbox (written by the loop) and the returned outcome
 //! (what the loop must do: count, close the socket, re-arm the timer at `next_deadline`).
 //!
@@ -14,6 +15,7 @@
 //! tested with a fake clock and exact bytes (`tests.rs`) and fuzzed (`fuzz/fuzz_targets/session.rs`).
 
 mod close;
+mod input;
 mod timeouts;
 
 #[cfg(test)]
@@ -26,6 +28,7 @@ use crate::proto::decoder::{Decoder, DecoderLimits, Role};
 use crate::proto::frame::{OpCode, PreparedFrame};
 
 pub use close::{CloseHow, CloseStarted, PeerClose};
+pub use input::{ReadStep, Received, Span};
 pub use timeouts::{Timeout, Timeouts};
 
 /// Lifecycle of a connection (RFC 6455 §4 and §7: CONNECTING → OPEN → CLOSING → CLOSED), each
@@ -162,8 +165,8 @@ pub struct Session {
     phase: Phase,
     /// What the connection is for (set at the upgrade).
     pub endpoint: Endpoint,
-    /// Frame decoder (client frames, server role).
-    pub decoder: Decoder,
+    /// Frame decoder (client frames, server role); fed only through `read_frame`.
+    decoder: Decoder,
     /// Outgoing frames.
     pub outbox: Outbox,
     liveness: Liveness,
@@ -289,6 +292,12 @@ impl Session {
             deadline_ns: now_ns + t.handshake_ns,
             written: self.outbox.written_total() as u32,
         };
+    }
+
+    /// permessage-deflate was negotiated at the upgrade (RFC 7692 §6): RSV1 may be set on the
+    /// first frame of data messages, which `read_frame` then returns as compressed.
+    pub fn allow_compressed(&mut self) {
+        self.decoder.allow_compressed();
     }
 
     /// Sets (or clears, with 0) the authentication deadline.
