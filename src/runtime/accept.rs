@@ -162,7 +162,6 @@ impl EventLoop {
             gaps_pending: false,
             peer_ip: ip,
             admission: Admission::Uncounted,
-            extras: None,
             deflate: None,
         });
         self.env.shared.conns_open.fetch_add(1, Ordering::Relaxed);

@@ -202,7 +202,7 @@ impl EventLoop {
             return true; // No limit (a reload to 0 lifts it for every connection).
         }
         // The bucket is made on the first message (with the rate then in force).
-        let (bucket, standing) = conn.extras_mut().rate.get_or_insert_with(|| {
+        let (bucket, standing) = conn.session.extras_mut().rate.get_or_insert_with(|| {
             let bucket = TokenBucket::new(rate_per_s, rate_per_s, now_ns);
             (bucket, RateStanding::Within)
         });

@@ -1,14 +1,14 @@
-//! Authentication on the loop: the `auth` message, the optional `token` query parameter, the
-//! auth timeout and token expiry, and the permission checks on subscribe and publish. The
-//! token checks themselves are in `crate::auth` (sans-IO).
+//! Authentication on the loop: the `auth` message, the optional `token` query parameter and
+//! cookie, the auth timeout and token expiry, and the answers to refused requests. The token
+//! checks themselves are in `crate::auth`, the connection's auth state and the gate every
+//! request passes (pending: only `auth` and `ping`; granted: per channel) in the session
+//! (`session/identity.rs`, `session/requests.rs`), all sans-IO.
 //!
 //! Policy: when a verifier is configured every connection must authenticate. Until it does,
 //! only `auth` and `ping` are accepted (anything else gets an error and changes nothing). A bad
 //! token closes with 4001, no token within `auth_timeout` closes with 4008, and a token that
 //! expires while connected closes with 4001: do-not-reconnect codes, because retrying with the
 //! same token cannot succeed (the client library mints a fresh one before reconnecting).
-
-use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::close_code;
@@ -19,6 +19,7 @@ use crate::proto::handshake as hs;
 use crate::runtime::conn::{AuthState, CloseReason};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
+use crate::session::Refusal;
 
 /// Outcome of checking a connection at upgrade time.
 pub(super) enum UpgradeAuth {
@@ -53,8 +54,7 @@ impl EventLoop {
         let Some(token) = token else {
             let deadline = self.now_ns + self.env.config.auth_timeout.as_nanos() as u64;
             if let Some(conn) = self.conn_mut(id) {
-                conn.extras_mut().auth = AuthState::Pending;
-                conn.session.set_auth_deadline(deadline);
+                conn.session.await_auth(deadline);
             }
             return UpgradeAuth::Proceed;
         };
@@ -124,10 +124,7 @@ impl EventLoop {
             self.now_ns + left_s.saturating_mul(1_000_000_000)
         });
         if let Some(conn) = self.conn_mut(id) {
-            let extras = conn.extras_mut();
-            extras.name = Some(Arc::from(grant.sub.as_str()));
-            extras.auth = AuthState::Granted(Box::new(grant));
-            conn.session.set_auth_deadline(expiry_ns);
+            conn.session.grant(grant, expiry_ns);
         }
         self.rearm(id);
     }
@@ -155,20 +152,19 @@ impl EventLoop {
         self.start_close(id, Some(code), text, CloseHow::DiscardQueued);
     }
 
-    /// True when the connection may run commands other than `auth` and `ping`; otherwise
-    /// answers with an error.
-    pub(super) fn require_auth(&mut self, id: ConnId) -> bool {
-        if !matches!(
-            self.conn_mut(id).map(|c| c.auth()),
-            Some(AuthState::Pending)
-        ) {
-            return true;
+    /// Answers a request the session's gate refused (`{"type":"error"}`, counted); the
+    /// connection stays open.
+    pub(super) fn refuse_request(&mut self, id: ConnId, refusal: Refusal<'_>) {
+        match refusal {
+            Refusal::Unauthenticated => {
+                self.metrics.command_error("unauthenticated");
+                self.warn_refused("unauthenticated", "command before auth");
+                let msg = "Unauthorized: send {\"type\":\"auth\",\"token\":...} first";
+                self.reply(id, |out| encode::encode_error(out, msg));
+            }
+            Refusal::SubscribeForbidden(channel) => self.forbidden(id, channel),
+            Refusal::PublishForbidden(channel, ack) => self.forbidden_publish(id, channel, ack),
         }
-        self.metrics.command_error("unauthenticated");
-        self.warn_refused("unauthenticated", "command before auth");
-        let msg = "Unauthorized: send {\"type\":\"auth\",\"token\":...} first";
-        self.reply(id, |out| encode::encode_error(out, msg));
-        false
     }
 
     /// Answers `forbidden: <channel>` and counts it.

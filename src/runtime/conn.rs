@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 
-use crate::auth::Grant;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::pubsub::local::SeqGap;
 use crate::session::Session;
-pub use crate::session::{CloseReason, Endpoint, Phase};
+pub use crate::session::{AuthState, CloseReason, Endpoint, Extras, Phase, RateStanding};
 use crate::timer::TimerKey;
 
 impl CloseReason {
@@ -144,15 +143,6 @@ impl Flush {
     }
 }
 
-/// Where a connection stands with its message rate (`--max-messages-per-s`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RateStanding {
-    /// Within its rate (or its bucket refilled since the warning).
-    Within,
-    /// It was told it is over its rate; the next excess closes it (4101).
-    Warned,
-}
-
 /// Seqs a subscriber skipped and has not been told of yet.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingGap {
@@ -170,23 +160,6 @@ pub enum Armed {
     /// The wheel entry and its deadline (never 0: the niche keeps `Armed` at 16 bytes).
     At(TimerKey, std::num::NonZeroU64),
 }
-
-/// Per-connection state most connections never use, boxed on first use so that an idle
-/// connection stays small (issue 12: at most 256 bytes).
-#[derive(Debug)]
-pub struct Extras {
-    /// Public name (`from` in deliveries): the token's `sub`, or the connection id, made on
-    /// the first publish (most connections never publish: they should not pay for it).
-    pub name: Option<Arc<str>>,
-    /// Authentication state (`NotRequired` when auth is off).
-    pub auth: AuthState,
-    /// `--max-messages-per-s`: the bucket of data messages it may still send, and whether it
-    /// was told it is over its rate (made on its first message while a rate is configured).
-    pub rate: Option<(crate::rate::TokenBucket, RateStanding)>,
-}
-
-/// The auth state of a connection without extras.
-static NOT_REQUIRED: AuthState = AuthState::NotRequired;
 
 /// One connection.
 #[derive(Debug)]
@@ -220,9 +193,6 @@ pub struct Conn {
     pub peer_ip: std::net::IpAddr,
     /// Where the connection stands with its address and the connection limits.
     pub admission: Admission,
-    /// What only some connections need (a publisher's name, a token's grant, a message-rate
-    /// bucket), boxed when first needed.
-    pub extras: Option<Box<Extras>>,
     /// permessage-deflate, when negotiated (`compression.rs`); `None` otherwise.
     pub deflate: Option<Box<super::compression::ConnDeflate>>,
 }
@@ -242,37 +212,6 @@ pub enum Admission {
     /// Not counted: admitted without a per-IP limit, refused, or not subject to the limits
     /// (the metrics listener).
     Uncounted,
-}
-
-/// Where a connection stands with authentication.
-#[derive(Debug)]
-pub enum AuthState {
-    /// Authentication is off: everything is allowed.
-    NotRequired,
-    /// Waiting for `{"type":"auth"}`; only `auth` and `ping` are accepted.
-    Pending,
-    /// Authenticated: the token's subject and permissions.
-    Granted(Box<Grant>),
-}
-
-impl AuthState {
-    /// May this connection subscribe to `channel`?
-    pub fn may_subscribe(&self, channel: &str) -> bool {
-        match self {
-            AuthState::NotRequired => true,
-            AuthState::Pending => false,
-            AuthState::Granted(g) => g.subscribe.allows(channel),
-        }
-    }
-
-    /// May this connection publish to `channel`?
-    pub fn may_publish(&self, channel: &str) -> bool {
-        match self {
-            AuthState::NotRequired => true,
-            AuthState::Pending => false,
-            AuthState::Granted(g) => g.publish.allows(channel),
-        }
-    }
 }
 
 impl Conn {
@@ -302,36 +241,25 @@ impl Conn {
         }
     }
 
-    /// The public name used as `from`, made once.
+    /// The public name used as `from`: the token's subject, or the connection id (made once,
+    /// on the first publish).
     pub fn name(&mut self, node: Option<&str>, loop_id: usize) -> Arc<str> {
-        let id_string = match self.extras.as_ref().and_then(|e| e.name.as_ref()) {
-            Some(name) => return name.clone(),
-            None => self.id_string(node, loop_id),
-        };
-        let name: Arc<str> = Arc::from(id_string);
-        self.extras_mut().name = Some(name.clone());
+        if let Some(name) = self.session.name() {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(self.id_string(node, loop_id));
+        self.session.extras_mut().name = Some(name.clone());
         name
     }
 
     /// True once it has a public name (it published, or a token named it).
     pub fn has_name(&self) -> bool {
-        self.extras.as_ref().is_some_and(|e| e.name.is_some())
+        self.session.name().is_some()
     }
 
     /// Its authentication state.
     pub fn auth(&self) -> &AuthState {
-        self.extras.as_ref().map_or(&NOT_REQUIRED, |e| &e.auth)
-    }
-
-    /// The extras, made on first use.
-    pub fn extras_mut(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_with(|| {
-            Box::new(Extras {
-                name: None,
-                auth: AuthState::NotRequired,
-                rate: None,
-            })
-        })
+        self.session.auth()
     }
 
     /// The buffered handshake input (made on first use).

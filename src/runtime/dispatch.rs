@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::close_code;
-use crate::command::{self as encode, BinaryPublish, Command, CommandError};
+use crate::command::{self as encode, CommandError};
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
@@ -15,9 +15,9 @@ use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
 use crate::proto::ProtocolError;
 use crate::runtime::conn::CloseReason;
 use crate::runtime::event_loop::EventLoop;
-use crate::runtime::subscribe::SubscribeOptions;
 pub(super) use crate::session::CloseHow;
-use crate::session::{PeerClose, PongQueued};
+pub(super) use crate::session::Published;
+use crate::session::{PeerClose, PongQueued, Request};
 
 impl EventLoop {
     /// A complete text message on the relay endpoint: one JSON command.
@@ -27,7 +27,7 @@ impl EventLoop {
         };
         let max = self.env.config.channel_bytes_max;
         match commands.decode(text, max) {
-            Ok(command) => self.on_command(id, command),
+            Ok(command) => self.on_request(id, Request::from(command)),
             Err(e) => self.command_error(id, e),
         }
         self.scratch.commands = Some(commands);
@@ -36,66 +36,54 @@ impl EventLoop {
     /// A complete binary message on the relay endpoint: a binary publish.
     pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
         match crate::command::decode_binary(msg, self.env.config.channel_bytes_max) {
-            Ok(BinaryPublish {
-                channel,
-                payload,
-                id: ack,
-            }) => {
-                if !self.require_auth(id) {
-                    return;
-                }
-                self.metrics.inc(Counter::PublishedBinary);
-                self.publish(id, channel, Published::Binary(payload), None, ack);
-            }
+            Ok(publish) => self.on_request(id, Request::from(publish)),
             Err(e) => self.command_error(id, e),
         }
     }
 
-    fn on_command(&mut self, id: ConnId, command: Command<'_>) {
-        let gated = !matches!(command, Command::Auth { .. } | Command::Ping);
-        if gated && !self.require_auth(id) {
-            return;
+    /// A request that the connection's session lets through is routed; a refused one is
+    /// answered with its error.
+    fn on_request(&mut self, id: ConnId, request: Request<'_>) {
+        let verdict = match self.conn_mut(id) {
+            Some(conn) => conn.session.authorize(&request),
+            None => return,
+        };
+        if let Err(refusal) = verdict {
+            return self.refuse_request(id, refusal);
         }
         if matches!(
-            command,
-            Command::Subscribe { .. } | Command::Unsubscribe { .. }
+            request,
+            Request::Subscribe { .. } | Request::Unsubscribe { .. }
         ) {
             // Keep the connection's order: its earlier publishes are numbered first.
             self.flush_publishes();
         }
-        match command {
-            Command::Subscribe {
+        match request {
+            Request::Subscribe {
                 channel,
                 since,
                 epoch,
-                throttle_ms,
-                binary,
-                presence,
+                options,
             } => {
                 let since = since.map(|s| (s, epoch.map(Arc::from)));
-                let options = SubscribeOptions {
-                    throttle_ms,
-                    binary,
-                    presence,
-                };
                 self.subscribe(id, channel, since, options)
             }
-            Command::Presence { channel } => self.presence_query(id, channel),
-            Command::Unsubscribe { channel } => self.unsubscribe(id, channel),
-            Command::Publish {
+            Request::Presence { channel } => self.presence_query(id, channel),
+            Request::Unsubscribe { channel } => self.unsubscribe(id, channel),
+            Request::Publish {
                 channel,
-                content,
+                message,
                 key,
-                id: ack,
-                delete,
+                ack,
             } => {
-                self.metrics.inc(Counter::PublishedJson);
-                let ack = ack.map(str::as_bytes);
-                let msg = Published::Json { content, delete };
-                self.publish(id, channel, msg, key, ack);
+                self.metrics.inc(match message {
+                    Published::Json { .. } => Counter::PublishedJson,
+                    Published::Binary(_) => Counter::PublishedBinary,
+                });
+                self.publish(id, channel, message, key, ack);
             }
-            Command::Ping => self.reply(id, encode::encode_pong),
-            Command::Auth { token } => self.on_auth(id, token),
+            Request::Ping => self.reply(id, encode::encode_pong),
+            Request::Auth { token } => self.on_auth(id, token),
         }
     }
 
@@ -253,18 +241,4 @@ impl EventLoop {
         let started = conn.session.start_close(now_ns, close, how, peer, &t);
         self.close_started(id, started);
     }
-}
-
-/// A publish as read from the client, borrowed from the receive buffer.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Published<'a> {
-    /// Raw JSON content; `delete`: remove its key from the channel's snapshot.
-    Json {
-        /// The verbatim JSON value.
-        content: &'a [u8],
-        /// `"delete":true`.
-        delete: bool,
-    },
-    /// Binary payload.
-    Binary(&'a [u8]),
 }

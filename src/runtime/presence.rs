@@ -218,12 +218,7 @@ impl EventLoop {
 
     /// `{"type":"presence","channel":C}`: the list, once.
     pub(super) fn presence_query(&mut self, id: ConnId, channel: &str) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if !conn.auth().may_subscribe(channel) {
-            return self.forbidden(id, channel);
-        }
+        // The session's gate allowed the channel (`Session::authorize`).
         if !self.presence_requested(id, channel) {
             return;
         }

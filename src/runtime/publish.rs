@@ -230,9 +230,6 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if !conn.auth().may_publish(channel) {
-            return self.forbidden_publish(id, channel, ack);
-        }
         let from = conn.name(node.as_deref(), loop_id);
         let origin = ConnRef { loop_id, conn: id };
         let (body, binary, delete) = match msg {

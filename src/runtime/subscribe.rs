@@ -18,16 +18,7 @@ use crate::runtime::conn::Subscription;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 
-/// What a subscribe asks for besides its channel and recovery position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct SubscribeOptions {
-    /// `throttle_ms`: the latest value per key at most every this many ms (`throttle.rs`).
-    pub throttle_ms: Option<u32>,
-    /// `"binary":true`: a snapshot comes as a binary frame.
-    pub binary: bool,
-    /// `"presence":true`: also the member list, then joins and leaves (`presence.rs`).
-    pub presence: bool,
-}
+pub(super) use crate::session::SubscribeOptions;
 
 impl EventLoop {
     /// `{"type":"subscribe"}`: ask the owner for the seq, epoch and replay; the connection gets
@@ -47,12 +38,7 @@ impl EventLoop {
             let msg = "Relay busy: too many subscriptions in progress, retry";
             return self.reply(id, |out| encode::encode_error(out, msg));
         }
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if !conn.auth().may_subscribe(channel) {
-            return self.forbidden(id, channel);
-        }
+        // The session's gate allowed the channel (`Session::authorize`).
         let watch = options.presence && self.presence_requested(id, channel);
         if self.record_subscription(id, channel, watch, options) {
             self.channels.local.begin_subscribe(channel);

@@ -9,13 +9,17 @@
 //! Outputs are what it queued in its outbox (written by the loop) and the returned outcome
 //! (what the loop must do: count, close the socket, re-arm the timer at `next_deadline`).
 //!
-//! Owns: `Phase`, the `Decoder`, the `Outbox`, the `Liveness` deadlines and the close reason.
+//! Owns: `Phase`, the `Decoder`, the `Outbox`, the `Liveness` deadlines, the close reason, the
+//! peer's identity (authentication state and grant, public name, rate standing) and the gate
+//! of its commands (`requests.rs`: what a request needs, refused with the error it gets).
 //! May not touch: sockets, the timer wheel, the clock, metrics, other connections, the pub/sub
-//! index or the JSON protocol (all the event loop's, `runtime/`). Every behaviour here is
+//! index, routing (all the event loop's, `runtime/`). Every behaviour here is
 //! tested with a fake clock and exact bytes (`tests.rs`) and fuzzed (`fuzz/fuzz_targets/session.rs`).
 
 mod close;
+mod identity;
 mod input;
+mod requests;
 mod timeouts;
 
 #[cfg(test)]
@@ -28,7 +32,9 @@ use crate::proto::decoder::{Decoder, DecoderLimits, Role};
 use crate::proto::frame::{OpCode, PreparedFrame};
 
 pub use close::{CloseHow, CloseStarted, PeerClose};
+pub use identity::{AuthState, Extras, RateStanding};
 pub use input::{ReadStep, Received, Span};
+pub use requests::{Published, Refusal, Request, SubscribeOptions};
 pub use timeouts::{Timeout, Timeouts};
 
 /// Lifecycle of a connection (RFC 6455 §4 and §7: CONNECTING → OPEN → CLOSING → CLOSED), each
@@ -172,6 +178,9 @@ pub struct Session {
     liveness: Liveness,
     close_reason: Option<CloseReason>,
     protocol: Protocol,
+    /// Authentication state and grant, public name, rate standing (`identity.rs`), boxed on
+    /// first use.
+    extras: Option<Box<Extras>>,
 }
 
 /// What the connection speaks: HTTP until the upgrade, WebSocket after it (counted in the
@@ -223,6 +232,7 @@ impl Session {
             },
             close_reason: None,
             protocol: Protocol::Http,
+            extras: None,
         }
     }
 
