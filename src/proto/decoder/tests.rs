@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::proto::close::encode_close_payload;
+use crate::proto::frame::OpCode;
 use crate::proto::frame::{encode_client_frame, encode_server_frame};
 use proptest::prelude::*;
 
