@@ -119,6 +119,8 @@ impl Ctx<'_> {
 pub struct Client {
     /// The socket.
     pub stream: TcpStream,
+    /// `wss://`: the TLS session the bytes go through (`None`: plain TCP).
+    pub tls: Option<Box<rustls::ClientConnection>>,
     /// Taken out while it feeds events to the rest of the client.
     decoder: Option<Decoder>,
     handshake: Option<Box<(Vec<u8>, String)>>,
@@ -143,7 +145,12 @@ pub struct Client {
 
 impl Client {
     /// A client whose TCP connect was just started.
-    pub fn new(stream: TcpStream, ids: (u32, u32, u32), group: &Group, now_ns: u64) -> Client {
+    pub fn new(
+        (stream, tls): (TcpStream, Option<Box<rustls::ClientConnection>>),
+        ids: (u32, u32, u32),
+        group: &Group,
+        now_ns: u64,
+    ) -> Client {
         let pending = match group.periodic.as_ref().map(|p| &p.matching) {
             Some(Matching::Order) => Pending::Order(VecDeque::new()),
             Some(Matching::Key(_)) => Pending::Keys(HashMap::new()),
@@ -151,6 +158,7 @@ impl Client {
         };
         Client {
             stream,
+            tls,
             decoder: Some(Decoder::new(Role::Client, limits())),
             handshake: None,
             phase: Phase::Connecting,
@@ -517,8 +525,16 @@ impl Client {
         self.schedule = None;
     }
 
+    /// Something is waiting to be written: queued bytes, or TLS records.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     /// Writes queued bytes until done or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            return crate::conn::flush_tls(tls, &mut self.stream, &mut self.out);
+        }
         let mut written = 0;
         while written < self.out.len() {
             match self.stream.write(&self.out[written..]) {
