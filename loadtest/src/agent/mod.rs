@@ -249,3 +249,31 @@ fn prepare(request: &Value, allow_remote: bool) -> Result<Prepared, String> {
     prepared.options.settings.shard = shard;
     Ok(prepared)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remote target needs --allow-remote from the controller AND the agent. Preparing
+    /// connects nowhere (192.0.2.1 is TEST-NET-1, RFC 5737).
+    #[test]
+    fn a_remote_target_needs_both_sides_to_allow_it() {
+        let request = |allow: bool| {
+            let mut args = vec!["--url", "ws://192.0.2.1:9/echo", "--duration", "1s"];
+            if allow {
+                args.push("--allow-remote");
+            }
+            json!({"command": "echo", "args": args, "shard": [0, 1]})
+        };
+        let err = |r: Result<Prepared, String>| r.err().unwrap_or_default();
+        let e = err(prepare(&request(true), false));
+        assert!(
+            e.starts_with("this agent was started without --allow-remote"),
+            "{e}"
+        );
+        let e = err(prepare(&request(false), true));
+        assert!(e.contains("pass --allow-remote"), "{e}");
+        assert!(!e.contains("this agent"), "{e}");
+        assert!(prepare(&request(true), true).is_ok());
+    }
+}
