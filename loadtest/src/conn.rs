@@ -318,7 +318,7 @@ impl Conn {
 
 /// Hands `out` to rustls (bounded by its 64 KiB buffer: the rest stays in `out`), then writes
 /// its records until done or the socket is full.
-fn flush_tls(
+pub(crate) fn flush_tls(
     tls: &mut rustls::ClientConnection,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,

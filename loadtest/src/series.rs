@@ -144,7 +144,9 @@ impl SeriesReport {
     pub fn to_json(&self) -> Value {
         let n = self.len();
         let second = |i: usize| self.series.seconds.get(i);
-        let sample = |i: usize| self.samples.get(i).copied().unwrap_or_default();
+        // A second without a sample (before the first, after the sampler stopped) is null,
+        // as the HTML report draws a gap there: it was not measured, it was not 0.
+        let sample = |i: usize| self.samples.get(i).copied();
         let round = |v: f64| (v * 10.0).round() / 10.0;
         let quantiles = |q: f64| -> Vec<Value> {
             (0..n)
@@ -162,9 +164,9 @@ impl SeriesReport {
             "latency_p50_us": quantiles(0.5),
             "latency_p99_us": quantiles(0.99),
             "latency_p999_us": quantiles(0.999),
-            "conns_open": (0..n).map(|i| sample(i).conns_open).collect::<Vec<_>>(),
-            "swarm_cpu_pct": (0..n).map(|i| round(sample(i).swarm_cpu_pct)).collect::<Vec<_>>(),
-            "server_cpu_pct": (0..n).map(|i| sample(i).server_cpu_pct.map(round)).collect::<Vec<_>>(),
+            "conns_open": (0..n).map(|i| sample(i).map(|s| s.conns_open)).collect::<Vec<_>>(),
+            "swarm_cpu_pct": (0..n).map(|i| sample(i).map(|s| round(s.swarm_cpu_pct))).collect::<Vec<_>>(),
+            "server_cpu_pct": (0..n).map(|i| sample(i).and_then(|s| s.server_cpu_pct).map(round)).collect::<Vec<_>>(),
         })
     }
 }
@@ -211,6 +213,10 @@ mod tests {
         assert_eq!(v["received"], json!([0, 1, 1]));
         assert_eq!(v["latency_p50_us"][0], Value::Null);
         assert_eq!(v["latency_p50_us"][2], json!(5.0));
+        // Two samples for three seconds: the third second was not sampled, so it is null.
+        assert_eq!(v["conns_open"], json!([0, 0, null]));
+        assert_eq!(v["swarm_cpu_pct"], json!([0.0, 0.0, null]));
+        assert_eq!(v["server_cpu_pct"], json!([null, null, null]));
     }
 
     #[test]

@@ -85,6 +85,20 @@ impl Target {
         })
     }
 
+    /// The URL again (`ws://` or `wss://`, host, path).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.host, self.path)
+    }
+
+    /// The host without the port (the TLS server name): `127.0.0.1`, `localhost`, `[::1]`.
+    pub fn host_name(&self) -> &str {
+        match self.host.rsplit_once(':') {
+            Some((name, port)) if !port.contains(']') => name,
+            _ => &self.host,
+        }
+    }
+
     /// The target of an in-process relay listening on `addr`.
     pub fn local(addr: SocketAddr) -> Target {
         Target {
@@ -144,7 +158,16 @@ mod tests {
         assert_eq!(t.host, "127.0.0.1:8080");
         let t = Target::parse("ws://127.3.4.5:9/ws?x=1", false).unwrap();
         assert_eq!(t.path, "/ws?x=1");
-        assert!(Target::parse("ws://[::1]:9", false).is_ok());
+        assert!(Target::parse("ws://[::1]:9", false).is_ok_and(|t| t.host_name() == "[::1]"));
+        assert_eq!(
+            Target::parse("wss://[::1]", false).unwrap().host_name(),
+            "[::1]"
+        );
+        let t = Target::parse("wss://localhost:9/p", false).unwrap();
+        assert_eq!(
+            (t.host_name(), t.url().as_str()),
+            ("localhost", "wss://localhost:9/p")
+        );
         assert_eq!(
             Target::parse("ws://127.0.0.1", false).unwrap().addr.port(),
             80

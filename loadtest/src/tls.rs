@@ -25,6 +25,9 @@ pub enum Trust {
     Insecure,
 }
 
+/// The TLS clients of a run against any server: by group, then by URL (`None`: plain `ws://`).
+pub type TlsClients = Vec<Vec<Option<TlsClient>>>;
+
 /// The client side of the swarm's TLS: configuration and server name.
 #[derive(Debug, Clone)]
 pub struct TlsClient {

@@ -2,10 +2,13 @@
 //! binary) and a controller split one echo run, start it together and produce one report
 //! whose counts are the sums of the agents'.
 //!
-//! Fails when `nats-server` is missing, unless `WSRELAY_SKIP_NATS=1`. Every process started
+//! nats-server is `$NATS_SERVER_BIN`, by default `/usr/sbin/nats-server` (Debian's package;
+//! off a non-root PATH), as in tests/cluster/harness.rs. Fails when it is missing, unless
+//! `WSRELAY_SKIP_NATS=1`. Every process started
 //! here is killed by its PID when the test ends, also on failure (`Killed` guards).
 
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,14 +29,36 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn start_nats() -> (Killed, String) {
+/// The nats-server binary, or `None` when the tests are to be skipped (explicitly).
+fn nats_bin() -> Option<PathBuf> {
+    let bin = PathBuf::from(
+        std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into()),
+    );
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var("WSRELAY_SKIP_NATS").is_ok_and(|v| v == "1") {
+        eprintln!(
+            "skipping: {} missing and WSRELAY_SKIP_NATS=1",
+            bin.display()
+        );
+        return None;
+    }
+    panic!(
+        "{} not found: apt-get install -y nats-server, set NATS_SERVER_BIN, or set \
+         WSRELAY_SKIP_NATS=1 to skip agent mode",
+        bin.display()
+    );
+}
+
+fn start_nats(bin: &PathBuf) -> (Killed, String) {
     let port = free_port();
-    let child = Command::new("nats-server")
+    let child = Command::new(bin)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("nats-server starts (apt-get install -y nats-server, or set WSRELAY_SKIP_NATS=1)");
+        .expect("nats-server starts");
     let guard = Killed(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -60,40 +85,31 @@ fn sum(agents: &[Value], key: &str) -> u64 {
     agents.iter().map(|a| a[key].as_u64().expect(key)).sum()
 }
 
+/// The controller: 10 connections at 1,000 messages/s for 300 ms on 2 agents, JSON report.
+fn run_echo_controller(nats: &str, url: &str) -> std::process::Output {
+    let flags = "--agents 2 --connections 10 --rate 1000 --warmup 0s --duration 300ms --json";
+    Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args(["echo", "--nats", nats, "--url", url])
+        .args(flags.split(' '))
+        // The echo server runs in this test's process, on the controller's machine.
+        .args(["--server-pid", &std::process::id().to_string()])
+        .output()
+        .expect("the controller runs")
+}
+
 #[test]
 fn two_agents_and_a_controller_merge_one_report() {
-    if std::env::var("WSRELAY_SKIP_NATS").is_ok_and(|v| v == "1") {
-        eprintln!("WSRELAY_SKIP_NATS=1: agent mode is not tested");
+    let Some(bin) = nats_bin() else {
         return;
-    }
-    let (_nats_guard, nats) = start_nats();
+    };
+    let (_nats_guard, nats) = start_nats(&bin);
     let mut config = wsrelay::Config::loopback_for_tests(1);
     config.echo_enabled = true;
     let relay = wsrelay::Server::start(config).expect("relay starts");
     let url = format!("ws://{}/echo", relay.local_addr());
     let _agents = [start_agent(&nats, "agent-a"), start_agent(&nats, "agent-b")];
 
-    let output = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
-        .args([
-            "echo",
-            "--nats",
-            &nats,
-            "--agents",
-            "2",
-            "--url",
-            &url,
-            "--connections",
-            "10",
-            "--rate",
-            "1000",
-            "--warmup",
-            "0s",
-            "--duration",
-            "300ms",
-            "--json",
-        ])
-        .output()
-        .expect("the controller runs");
+    let output = run_echo_controller(&nats, &url);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "controller failed: {stderr}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
@@ -120,4 +136,80 @@ fn two_agents_and_a_controller_merge_one_report() {
     assert_eq!(report["loss"], 0, "{report}");
     assert_eq!(report["latency_us"]["samples"], 300, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    // The controller measured the server's CPU over the window (the agents cannot see its
+    // process). The run is shorter than a second: no per-second sample, null, not 0.
+    assert!(
+        report["server_cpu_s"].as_f64().is_some_and(|s| s >= 0.0),
+        "{report}"
+    );
+    assert_eq!(
+        report["series"]["conns_open"],
+        serde_json::json!([null]),
+        "{report}"
+    );
+}
+
+/// `--server-pid` with `--nats` names a process on the controller's machine: one that does not
+/// exist here is refused before any agent is asked (no NATS needed). 4194305 is above the
+/// largest pid Linux hands out (pid_max ≤ 2^22).
+#[test]
+fn a_controller_refuses_a_server_pid_it_cannot_see() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args([
+            "echo",
+            "--nats",
+            "nats://127.0.0.1:9",
+            "--url",
+            "ws://127.0.0.1:9/echo",
+        ])
+        .args(["--server-pid", "4194305"])
+        .output()
+        .expect("the controller runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--server-pid 4194305: no such process on this machine"),
+        "{stderr}"
+    );
+}
+
+/// A remote target runs only when the controller AND the agent allow it: an agent started
+/// without --allow-remote refuses the run that a controller with --allow-remote sends, and the
+/// controller reports why (exit status 2). A controller without the flag refuses it before
+/// asking any agent. (192.0.2.1 is TEST-NET-1, RFC 5737: nothing is connected to.)
+#[test]
+fn an_agent_refuses_a_remote_target_unless_it_allows_remote_itself() {
+    let remote = ["--url", "ws://192.0.2.1:9/echo", "--duration", "1s"];
+    let output = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args(["echo", "--nats", "nats://127.0.0.1:9"])
+        .args(remote)
+        .output()
+        .expect("the controller runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not a loopback address; pass --allow-remote"),
+        "{stderr}"
+    );
+
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let (_nats_guard, nats) = start_nats(&bin);
+    let _agent = start_agent(&nats, "agent-local");
+    let output = Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args(["echo", "--nats", &nats, "--allow-remote"])
+        .args(remote)
+        .output()
+        .expect("the controller runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("agent agent-local: this agent was started without --allow-remote"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("192.0.2.1 is not a loopback address"),
+        "{stderr}"
+    );
 }

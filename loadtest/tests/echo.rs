@@ -131,3 +131,20 @@ fn echo_payload_file_is_sent_verbatim_and_matched_in_order() {
     assert_exact(&report, 3);
     assert_eq!(report.stats.sent_window, 3 * 20, "{}", report.to_text());
 }
+
+/// A non-loopback `--url` without --allow-remote: exit status 2 and the reason, no report.
+/// (192.0.2.1 is TEST-NET-1, RFC 5737: nothing would answer there anyway.)
+#[test]
+fn echo_refuses_a_remote_url_without_allow_remote() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .args(["echo", "--url", "ws://192.0.2.1:9/echo", "--duration", "1s"])
+        .output()
+        .expect("the swarm runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("192.0.2.1 is not a loopback address; pass --allow-remote"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no report: {:?}", output.stdout);
+}

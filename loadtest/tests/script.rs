@@ -30,10 +30,17 @@ struct Seen {
     subscribes: u64,
     requests: u64,
     pongs: u64,
+    /// `t` of every request that had one (`{{now_ns}}`), in arrival order.
+    now_values: Vec<u64>,
+    /// Requests whose `t` was lower than the previous one on the same connection.
+    now_decreased: u64,
+    /// `r` of every request that had one (`{{random_int(a,b)}}`).
+    randoms: Vec<i64>,
 }
 
 /// The JSON API: `login` → `logged_in`, `subscribe` → `subscribed` then a `ping` push,
-/// `req` → `reply` with the same id, `pong` counted.
+/// `req` → `reply` with the same id (its `t` and `r` recorded), `reqp` → a `ping` push then
+/// the `reply`, `pong` counted.
 struct ApiServer {
     addr: std::net::SocketAddr,
     seen: Arc<Mutex<Seen>>,
@@ -125,11 +132,13 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
         s.open_now += 1;
         s.open_max = s.open_max.max(s.open_now);
     }
+    let mut last_now = 0;
     while let Ok(message) = ws.read() {
         let Message::Text(text) = message else {
             continue;
         };
         let request: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+        record_variables(&request, &mut last_now, seen);
         let replies = answer(&request, seen);
         if replies.first().is_some_and(|r| r["type"] == "close_me") {
             let _ = ws.close(None);
@@ -142,6 +151,21 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
         }
     }
     seen.lock().expect("lock").open_now -= 1;
+}
+
+/// Records the `t` (`{{now_ns}}`) and `r` (`{{random_int}}`) a request carries.
+fn record_variables(request: &Value, last_now: &mut u64, seen: &Mutex<Seen>) {
+    let mut s = seen.lock().expect("lock");
+    if let Some(t) = request["t"].as_u64() {
+        if t < *last_now {
+            s.now_decreased += 1;
+        }
+        *last_now = t;
+        s.now_values.push(t);
+    }
+    if let Some(r) = request["r"].as_i64() {
+        s.randoms.push(r);
+    }
 }
 
 fn answer(request: &Value, seen: &Mutex<Seen>) -> Vec<Value> {
@@ -160,7 +184,15 @@ fn answer(request: &Value, seen: &Mutex<Seen>) -> Vec<Value> {
         }
         Some("req") => {
             s.requests += 1;
-            vec![json!({"type": "reply", "ok": true, "id": request["id"]})]
+            // `re` repeats the id under a key only replies have (for regex matching).
+            vec![json!({"type": "reply", "ok": true, "id": request["id"], "re": request["id"]})]
+        }
+        Some("reqp") => {
+            s.requests += 1;
+            vec![
+                json!({"type": "ping", "id": 7}),
+                json!({"type": "reply", "ok": true, "id": request["id"]}),
+            ]
         }
         Some("pong") if request["id"] == 7 => {
             s.pongs += 1;
@@ -424,4 +456,144 @@ wait_for = {{ pointer = "/type", equals = "never" }}
         Some(&3),
         "{text}"
     );
+}
+
+/// `{{now_ns}}` and `{{random_int(a,b)}}` as the server receives them; replies matched by a
+/// regex; a reaction chosen by a regex `when` that sends `{{recv(/id)}}` (the message is parsed
+/// as JSON for it even though no pointer looked at it).
+#[test]
+fn now_ns_and_random_int_reach_the_server_and_regexes_match() {
+    let server = ApiServer::start();
+    let dir = scenario_dir("variables");
+    let scenario = format!(
+        r#"
+warmup = "0s"
+duration = "300ms"
+[[group]]
+url = "ws://{addr}/api"
+clients = 6
+[[group.on_open]]
+send = '{{"type":"subscribe","topic":"news"}}'
+wait_for = {{ regex = '"topic":"(\w+)"', equals = "news" }}
+[group.send]
+rate = 50
+template = '{{"type":"req","id":{{{{seq}}}},"t":{{{{now_ns}}}},"r":{{{{random_int(3,9)}}}}}}'
+match = {{ regex = '"re":(\d+)', equals = "{{{{seq}}}}" }}
+[[group.on_message]]
+when = {{ regex = '"type":"(ping)"', equals = "ping" }}
+send = '{{"type":"pong","id":{{{{recv(/id)}}}}}}'
+"#,
+        addr = server.addr
+    );
+    let path = dir.join("variables.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let before_ns = loadtest::sys::now_ns();
+    let report = run_script(&path);
+    let after_ns = loadtest::sys::now_ns();
+    let seen = server.finish();
+    let s = &report.stats;
+    let text = report.to_text();
+
+    // Regex matching closes every request: exact counts as with a JSON pointer.
+    assert_eq!(s.conns_ready, 6, "{text}");
+    assert_eq!(s.sent_window, 6 * 15, "{text}");
+    assert_eq!(s.received_window, s.sent_window, "{text}");
+    assert_eq!(s.received_total, s.sent_total, "{text}");
+    assert_eq!(report.loss(), 0, "{text}");
+    assert!(s.errors.is_empty(), "{text}");
+    // Every ping was answered with its id (a regex `when` plus recv(/id)).
+    assert_eq!(seen.pongs, 6, "{seen:?}");
+    let any = report.any.expect("engine counters");
+    assert_eq!((any.reactions_total, any.unmatched_total), (6, 0), "{text}");
+
+    // {{now_ns}}: the swarm's clock (ns, monotonic) at rendering: inside the run, never going
+    // back on a connection, and moving over the run.
+    assert_eq!(seen.now_values.len() as u64, s.sent_total, "{seen:?}");
+    for &t in &seen.now_values {
+        assert!(
+            (before_ns..=after_ns).contains(&t),
+            "{t} not in {before_ns}..={after_ns}"
+        );
+    }
+    assert_eq!(seen.now_decreased, 0, "{seen:?}");
+    let (low, high) = (seen.now_values.iter().min(), seen.now_values.iter().max());
+    assert!(low < high, "now_ns never moved: {seen:?}");
+
+    // {{random_int(3,9)}}: inside [3, 9], and not one value repeated.
+    assert_eq!(seen.randoms.len() as u64, s.sent_total, "{seen:?}");
+    assert!(
+        seen.randoms.iter().all(|r| (3..=9).contains(r)),
+        "{:?}",
+        seen.randoms
+    );
+    let distinct: BTreeSet<i64> = seen.randoms.iter().copied().collect();
+    assert!(distinct.len() > 1, "{:?}", seen.randoms);
+}
+
+/// Matching in order: the server pushes a `ping` before each reply. The push is claimed by a
+/// reaction, so it is not taken for the reply: the reply that follows closes the measurement.
+#[test]
+fn in_order_matching_skips_pushes_that_a_reaction_claims() {
+    let server = ApiServer::start();
+    let dir = scenario_dir("order-push");
+    let scenario = format!(
+        r#"
+warmup = "0s"
+duration = "300ms"
+[[group]]
+url = "ws://{addr}/api"
+clients = 4
+[group.send]
+rate = 50
+template = '{{"type":"reqp","id":{{{{seq}}}}}}'
+match = "order"
+[[group.on_message]]
+when = {{ pointer = "/type", equals = "ping" }}
+send = '{{"type":"pong","id":{{{{recv(/id)}}}}}}'
+"#,
+        addr = server.addr
+    );
+    let path = dir.join("order-push.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let report = run_script(&path);
+    let seen = server.finish();
+    let s = &report.stats;
+    let text = report.to_text();
+    assert_eq!(s.sent_window, 4 * 15, "{text}");
+    assert_eq!(seen.requests, s.sent_total, "{seen:?}");
+    assert_eq!(s.received_window, s.sent_window, "{text}");
+    assert_eq!(s.received_total, s.sent_total, "{text}");
+    assert_eq!(report.loss(), 0, "{text}");
+    let any = report.any.expect("engine counters");
+    // One pong per push, and no reply left over (a push taken for a reply would leave one).
+    assert_eq!(any.reactions_total, s.sent_total, "{text}");
+    assert_eq!(seen.pongs, s.sent_total, "{seen:?}");
+    assert_eq!(any.unmatched_total, 0, "{text}");
+    assert!(s.errors.is_empty(), "{text}");
+}
+
+/// A non-loopback target without --allow-remote: the real binary refuses the scenario with
+/// exit status 2 and says why, before connecting anywhere. (192.0.2.1 is TEST-NET-1, RFC 5737.)
+#[test]
+fn a_remote_target_is_refused_without_allow_remote() {
+    let dir = scenario_dir("remote");
+    let path = dir.join("remote.toml");
+    std::fs::write(
+        &path,
+        "duration = \"1s\"\n[[group]]\nname = \"far\"\nurl = \"ws://192.0.2.1:9/\"\nclients = 1\n",
+    )
+    .expect("scenario");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay-swarm"))
+        .arg("script")
+        .arg(&path)
+        .output()
+        .expect("the swarm runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("group[0] (far).url"), "{stderr}");
+    assert!(
+        stderr.contains("192.0.2.1 is not a loopback address; pass --allow-remote"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "no report: {:?}", output.stdout);
 }

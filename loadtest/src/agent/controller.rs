@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::agent::nats::Nats;
+use crate::agent::server_cpu::{self, ServerCpu, ServerCpuProbe, Times};
 use crate::agent::wire::AgentResult;
 use crate::agent::PREFIX;
 use crate::any::args::{parse_thresholds, EchoArgs, ScriptArgs};
@@ -21,6 +22,7 @@ use crate::report::Report;
 use crate::series::{Sample, Series, SeriesReport};
 use crate::stats::ThreadStats;
 use crate::sys;
+use crate::target::Target;
 
 /// Round trips per agent to measure its clock offset.
 const CLOCK_PROBES: usize = 7;
@@ -57,6 +59,8 @@ pub struct ControllerPlan {
     pub warmup_s: f64,
     /// Measured window seconds.
     pub duration_s: f64,
+    /// `--server-pid`: a process on the controller's machine whose CPU the controller reads.
+    pub server_pid: Option<u32>,
 }
 
 impl ControllerPlan {
@@ -67,6 +71,8 @@ impl ControllerPlan {
             .clone()
             .ok_or("agent mode needs --url (agents load one server)")?;
         let common = &args.common;
+        // Refused here, before any agent is asked (each agent checks again on its own).
+        Target::parse(&url, common.allow_remote).map_err(|e| format!("--url {url}: {e}"))?;
         Ok(ControllerPlan {
             command: "echo".into(),
             args: forwarded_args(raw, None),
@@ -76,6 +82,7 @@ impl ControllerPlan {
             target_label: url,
             warmup_s: args.warmup.as_secs_f64(),
             duration_s: args.duration.as_secs_f64(),
+            server_pid: checked_server_pid(common.server_pid)?,
         })
     }
 
@@ -99,8 +106,15 @@ impl ControllerPlan {
             target_label: scenario.name.clone(),
             warmup_s: scenario.warmup_ns as f64 / 1e9,
             duration_s: scenario.duration_ns as f64 / 1e9,
+            server_pid: checked_server_pid(args.common.server_pid)?,
         })
     }
+}
+
+/// `--server-pid` in controller mode: it must name a process the controller can read.
+fn checked_server_pid(pid: Option<u32>) -> Result<Option<u32>, String> {
+    pid.map(|pid| server_cpu::check(pid).map(|()| pid))
+        .transpose()
 }
 
 /// Added to a run's bound for messages, joins and the start lead.
@@ -203,8 +217,36 @@ pub fn run_controller(
             &json!({"start_at_unix_ns": agent_start}),
         )?;
     }
+    let probe = plan.server_pid.map(|pid| {
+        let times = Times {
+            start_unix_ns: start_at_ns,
+            warmup_ns: (plan.warmup_s * 1e9) as u64,
+            duration_ns: (plan.duration_s * 1e9) as u64,
+        };
+        ServerCpuProbe::start(pid, times)
+    });
     let results = collect(&mut nats, &inbox, &names, "result", plan.run_bound)?;
-    merge(plan, &names, &clocks, &results, setup_s)
+    let mut report = merge(plan, &names, &clocks, &results, setup_s)?;
+    if let Some(probe) = probe {
+        add_server_cpu(&mut report, &probe.finish());
+    }
+    Ok(report)
+}
+
+/// The server CPU the controller measured, into the merged report (per second where the
+/// agents sampled that second too).
+fn add_server_cpu(report: &mut Report, cpu: &ServerCpu) {
+    report.server_cpu_window_s = cpu.window_s;
+    if let Some(series) = report.series.as_mut() {
+        fill_server_cpu(&mut series.samples, &cpu.per_second_pct);
+    }
+}
+
+/// Seconds beyond the agents' samples stay unsampled (null), not made up.
+fn fill_server_cpu(samples: &mut [Sample], per_second_pct: &[f64]) {
+    for (sample, pct) in samples.iter_mut().zip(per_second_pct) {
+        sample.server_cpu_pct = Some(*pct);
+    }
 }
 
 fn publish(
@@ -463,5 +505,13 @@ mod tests {
         assert_eq!(threads_per_agent(&["--threads".into(), "3".into()]), 3);
         assert_eq!(threads_per_agent(&["--threads=2".into()]), 2);
         assert_eq!(threads_per_agent(&[]), 1);
+    }
+
+    #[test]
+    fn server_cpu_fills_the_seconds_the_agents_sampled() {
+        let mut samples = vec![Sample::default(); 2];
+        fill_server_cpu(&mut samples, &[40.0, 60.0, 80.0]);
+        let pct: Vec<Option<f64>> = samples.iter().map(|s| s.server_cpu_pct).collect();
+        assert_eq!(pct, [Some(40.0), Some(60.0)]);
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod controller;
 pub mod nats;
+pub mod server_cpu;
 pub mod wire;
 
 use std::sync::mpsc;
@@ -46,6 +47,11 @@ pub struct AgentArgs {
     /// Exit after this many runs (default: serve until stopped).
     #[arg(long)]
     pub max_runs: Option<u32>,
+    /// Accept runs whose target is not loopback (the controller must ask for it too with its
+    /// own --allow-remote). Without it this agent loads 127.0.0.0/8 and ::1 only, whatever a
+    /// message on NATS asks.
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// Serves runs until `max_runs` (or forever); `Err` ends the agent with a message.
@@ -82,7 +88,7 @@ pub fn run_agent(args: &AgentArgs) -> Result<(), String> {
             ),
             Some("prepare") => {
                 runs += 1;
-                serve_run(&mut nats, &name, &msg, &reply)
+                serve_run(&mut nats, (&name, args.allow_remote), &msg, &reply)
             }
             _ => Ok(()),
         };
@@ -109,7 +115,12 @@ fn default_name() -> String {
 
 /// Prepares, waits for the start, runs, and answers on `reply`: ready, then the result (or an
 /// error at any point).
-fn serve_run(nats: &mut Nats, name: &str, msg: &Msg, reply: &str) -> std::io::Result<()> {
+fn serve_run(
+    nats: &mut Nats,
+    (name, allow_remote): (&str, bool),
+    msg: &Msg,
+    reply: &str,
+) -> std::io::Result<()> {
     let answer =
         |nats: &mut Nats, value: Value| nats.publish(reply, None, value.to_string().as_bytes());
     let error = |e: String| json!({"type": "error", "agent": name, "error": e});
@@ -117,7 +128,7 @@ fn serve_run(nats: &mut Nats, name: &str, msg: &Msg, reply: &str) -> std::io::Re
         Ok(v) => v,
         Err(e) => return answer(nats, error(format!("prepare: not JSON: {e}"))),
     };
-    let prepared = match prepare(&request) {
+    let prepared = match prepare(&request, allow_remote) {
         Ok(p) => p,
         Err(e) => return answer(nats, error(e)),
     };
@@ -187,8 +198,10 @@ fn run_for_result(prepared: Prepared) -> Result<Value, String> {
     })
 }
 
-/// The run a controller's `prepare` asks for (checked like a command line).
-fn prepare(request: &Value) -> Result<Prepared, String> {
+/// The run a controller's `prepare` asks for (checked like a command line). A remote target
+/// needs `--allow-remote` from the controller AND this agent's own `allow_remote`: the
+/// controller's word alone (anyone who can publish on the NATS server) is not enough.
+fn prepare(request: &Value, allow_remote: bool) -> Result<Prepared, String> {
     let command = request["command"].as_str().unwrap_or("");
     let args: Vec<String> = request["args"]
         .as_array()
@@ -210,17 +223,57 @@ fn prepare(request: &Value) -> Result<Prepared, String> {
         argv.push("controller-scenario.toml".into());
     }
     let cli = Cli::try_parse_from(&argv).map_err(|e| format!("prepare: {e}"))?;
+    let refused = |asked: bool| {
+        move |e: String| match asked && !allow_remote {
+            true => format!("this agent was started without --allow-remote: {e}"),
+            false => e,
+        }
+    };
     let mut prepared = match cli.command.into_action() {
-        Action::Echo(a) if a.url.is_some() => a.prepare()?,
+        Action::Echo(mut a) if a.url.is_some() => {
+            let asked = a.common.allow_remote;
+            a.common.allow_remote &= allow_remote;
+            a.prepare().map_err(refused(asked))?
+        }
         Action::Echo(_) => return Err("agents need --url (no in-process server)".into()),
-        Action::Script(a) => {
+        Action::Script(mut a) => {
             let text = request["scenario"]
                 .as_str()
                 .ok_or("prepare: scenario is missing")?;
-            a.prepare_text(text)?
+            let asked = a.common.allow_remote;
+            a.common.allow_remote &= allow_remote;
+            a.prepare_text(text).map_err(refused(asked))?
         }
         _ => return Err(format!("prepare: {command:?} cannot run on agents")),
     };
     prepared.options.settings.shard = shard;
     Ok(prepared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remote target needs --allow-remote from the controller AND the agent. Preparing
+    /// connects nowhere (192.0.2.1 is TEST-NET-1, RFC 5737).
+    #[test]
+    fn a_remote_target_needs_both_sides_to_allow_it() {
+        let request = |allow: bool| {
+            let mut args = vec!["--url", "ws://192.0.2.1:9/echo", "--duration", "1s"];
+            if allow {
+                args.push("--allow-remote");
+            }
+            json!({"command": "echo", "args": args, "shard": [0, 1]})
+        };
+        let err = |r: Result<Prepared, String>| r.err().unwrap_or_default();
+        let e = err(prepare(&request(true), false));
+        assert!(
+            e.starts_with("this agent was started without --allow-remote"),
+            "{e}"
+        );
+        let e = err(prepare(&request(false), true));
+        assert!(e.contains("pass --allow-remote"), "{e}");
+        assert!(!e.contains("this agent"), "{e}");
+        assert!(prepare(&request(true), true).is_ok());
+    }
 }

@@ -19,6 +19,7 @@ use crate::run::ServerProbe;
 use crate::scan::BINARY_STAMP_BYTES;
 use crate::schedule::Rate;
 use crate::target::Target;
+use crate::tls::{TlsClient, TlsClients, Trust};
 
 /// Largest `--payload-file`.
 const PAYLOAD_FILE_BYTES_MAX: u64 = 1 << 20;
@@ -58,6 +59,12 @@ pub struct AnyCommon {
     /// Agents to wait for (controller mode).
     #[arg(long, default_value_t = 1, requires = "nats")]
     pub agents: u32,
+    /// `wss://` targets: trust the server certificates these CAs signed (PEM file).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// `wss://` targets: do not verify the server's certificate (self-signed, loopback only).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
 }
 
 /// How echo replies are matched to what was sent.
@@ -167,7 +174,7 @@ impl EchoArgs {
         };
         let scenario = self.scenario(target)?;
         Ok(Prepared {
-            options: options(scenario, &self.common, probe, label),
+            options: options(scenario, &self.common, probe, label)?,
             relay,
         })
     }
@@ -264,13 +271,13 @@ impl ScriptArgs {
         let label = scenario
             .groups
             .iter()
-            .flat_map(|g| g.urls.iter().map(|t| format!("ws://{}{}", t.host, t.path)))
+            .flat_map(|g| g.urls.iter().map(Target::url))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect::<Vec<_>>()
             .join(" ");
         Ok(Prepared {
-            options: options(scenario, &self.common, probe, label),
+            options: options(scenario, &self.common, probe, label)?,
             relay: None,
         })
     }
@@ -281,8 +288,9 @@ fn options(
     common: &AnyCommon,
     probe: ServerProbe,
     label: String,
-) -> AnyOptions {
-    AnyOptions {
+) -> Result<AnyOptions, String> {
+    Ok(AnyOptions {
+        tls: tls_clients(&scenario, common)?,
         scenario,
         settings: AnySettings {
             threads: common.threads.max(1),
@@ -294,7 +302,34 @@ fn options(
         setup_timeout: common.setup_timeout,
         target_label: label,
         gate: None,
-    }
+    })
+}
+
+/// The TLS client of every `wss://` target (by group, then by URL; `None`: plain `ws://`),
+/// made once here so that a bad CA file or a missing trust flag stops the run before it
+/// starts.
+fn tls_clients(scenario: &Scenario, common: &AnyCommon) -> Result<TlsClients, String> {
+    let trust = match (&common.tls_ca, common.tls_insecure) {
+        (Some(path), _) => Some(Trust::CaFile(path.clone())),
+        (None, true) => Some(Trust::Insecure),
+        (None, false) => None,
+    };
+    let client = |target: &Target| match (target.tls, &trust) {
+        (false, _) => Ok(None),
+        (true, None) => Err(format!(
+            "{}: wss:// needs --tls-ca FILE (the CA that signed the server's certificate) or \
+             --tls-insecure (a self-signed certificate on loopback)",
+            target.url()
+        )),
+        (true, Some(trust)) => TlsClient::new(target.host_name(), trust)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", target.url())),
+    };
+    scenario
+        .groups
+        .iter()
+        .map(|g| g.urls.iter().map(client).collect())
+        .collect()
 }
 
 /// Parses `--threshold` rules.

@@ -119,6 +119,8 @@ impl Ctx<'_> {
 pub struct Client {
     /// The socket.
     pub stream: TcpStream,
+    /// `wss://`: the TLS session the bytes go through (`None`: plain TCP).
+    pub tls: Option<Box<rustls::ClientConnection>>,
     /// Taken out while it feeds events to the rest of the client.
     decoder: Option<Decoder>,
     handshake: Option<Box<(Vec<u8>, String)>>,
@@ -143,7 +145,12 @@ pub struct Client {
 
 impl Client {
     /// A client whose TCP connect was just started.
-    pub fn new(stream: TcpStream, ids: (u32, u32, u32), group: &Group, now_ns: u64) -> Client {
+    pub fn new(
+        (stream, tls): (TcpStream, Option<Box<rustls::ClientConnection>>),
+        ids: (u32, u32, u32),
+        group: &Group,
+        now_ns: u64,
+    ) -> Client {
         let pending = match group.periodic.as_ref().map(|p| &p.matching) {
             Some(Matching::Order) => Pending::Order(VecDeque::new()),
             Some(Matching::Key(_)) => Pending::Keys(HashMap::new()),
@@ -151,6 +158,7 @@ impl Client {
         };
         Client {
             stream,
+            tls,
             decoder: Some(Decoder::new(Role::Client, limits())),
             handshake: None,
             phase: Phase::Connecting,
@@ -294,7 +302,13 @@ impl Client {
                 }
             }
         }
-        let mut handled = self.match_reply(bytes, binary, &mut parsed, ctx);
+        // In order, a reply is any message nothing else claims: a push that `sent_at` or a
+        // reaction recognises (a heartbeat, a ping) is not taken for the oldest reply.
+        let in_order = matches!(
+            ctx.group.periodic.as_ref().map(|p| &p.matching),
+            Some(Matching::Order)
+        );
+        let mut handled = !in_order && self.match_reply(bytes, binary, &mut parsed, ctx);
         if let Some(extract) = &ctx.group.sent_at {
             if let Some(sent_at_ns) = extract
                 .find(bytes, &mut parsed)
@@ -304,23 +318,42 @@ impl Client {
                 handled = true;
             }
         }
-        for reaction in &ctx.group.reactions {
-            if self.matches(&reaction.when, bytes, &mut parsed, ctx) {
-                handled = true;
-                if self.out.len() >= PUBLISH_QUEUE_BYTES_MAX {
-                    // A server that sends but does not read cannot grow the queue.
-                    ctx.error("reaction_skipped_queue_full");
-                    continue;
-                }
-                let recv = parsed.as_ref().and_then(Option::as_ref);
-                let recv = recv.cloned();
-                self.send_message(&reaction.send, 0, recv.as_ref(), ctx);
-                ctx.counters.reactions_total += 1;
-            }
+        handled |= self.react(bytes, &mut parsed, ctx);
+        if in_order && !handled {
+            handled = self.match_reply(bytes, binary, &mut parsed, ctx);
         }
         if !handled {
             ctx.counters.unmatched_total += 1;
         }
+    }
+
+    /// Runs every reaction whose `when` matches `bytes`; returns whether any did.
+    fn react(
+        &mut self,
+        bytes: &[u8],
+        parsed: &mut Option<Option<Value>>,
+        ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let mut handled = false;
+        for reaction in &ctx.group.reactions {
+            if !self.matches(&reaction.when, bytes, parsed, ctx) {
+                continue;
+            }
+            handled = true;
+            if self.out.len() >= PUBLISH_QUEUE_BYTES_MAX {
+                // A server that sends but does not read cannot grow the queue.
+                ctx.error("reaction_skipped_queue_full");
+                continue;
+            }
+            if reaction.send.template.uses_recv() {
+                // A regex `when` leaves the message unparsed; `recv()` needs it as JSON.
+                parsed.get_or_insert_with(|| serde_json::from_slice(bytes).ok());
+            }
+            let recv = parsed.as_ref().and_then(Option::as_ref).cloned();
+            self.send_message(&reaction.send, 0, recv.as_ref(), ctx);
+            ctx.counters.reactions_total += 1;
+        }
+        handled
     }
 
     fn matches(
@@ -492,8 +525,16 @@ impl Client {
         self.schedule = None;
     }
 
+    /// Something is waiting to be written: queued bytes, or TLS records.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     /// Writes queued bytes until done or the socket is full.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            return crate::conn::flush_tls(tls, &mut self.stream, &mut self.out);
+        }
         let mut written = 0;
         while written < self.out.len() {
             match self.stream.write(&self.out[written..]) {

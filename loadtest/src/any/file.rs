@@ -171,6 +171,7 @@ pub fn parse(text: &str, base_dir: &Path, allow_remote: bool) -> Result<Scenario
         (None, 0) => duration("duration", None, "5s")?,
         (None, stages_ns) => stages_ns.saturating_sub(warmup_ns),
     };
+    check_window_covers_stages(warmup_ns, duration_ns, stages_ns)?;
     if duration_ns == 0 {
         return Err("duration: the measured window is empty (warmup covers the stages?)".into());
     }
@@ -188,6 +189,30 @@ pub fn parse(text: &str, base_dir: &Path, allow_remote: bool) -> Result<Scenario
         drain_ns,
         thresholds,
     })
+}
+
+/// The run ends after warm-up + duration (+ drain): a shorter window than the stages would
+/// cut them off silently (their hold and ramp-down never run), so it is refused.
+fn check_window_covers_stages(
+    warmup_ns: u64,
+    duration_ns: u64,
+    stages_ns: u64,
+) -> Result<(), String> {
+    let run_ns = warmup_ns.saturating_add(duration_ns);
+    if run_ns >= stages_ns {
+        return Ok(());
+    }
+    let s = |ns: u64| format!("{:.3}s", ns as f64 / 1e9);
+    Err(format!(
+        "duration: warmup {} + duration {} ends the run {} before the stages end ({} in all): \
+         the later stages would never run; leave duration out (the window is then the stages' \
+         length minus warmup) or make it at least {}",
+        s(warmup_ns),
+        s(duration_ns),
+        s(stages_ns - run_ns),
+        s(stages_ns),
+        s(stages_ns.saturating_sub(warmup_ns)),
+    ))
 }
 
 /// What checking a group needs.
@@ -349,9 +374,19 @@ impl Build<'_> {
             .equals
             .as_deref()
             .ok_or_else(|| format!("{key}: equals is missing"))?;
+        let equals = self.template(&format!("{key}.equals"), equals)?;
+        if let Some(variable) = equals.fresh_variable() {
+            // `equals` is rendered again when a message is compared: a fresh random number
+            // or clock reading there never equals the one that was sent.
+            return Err(format!(
+                "{key}.equals: {{{{{variable}}}}} takes a new value each time it is compared, \
+                 so it can never reliably equal what a message carries (a match on it never \
+                 succeeds); use {{{{seq}}}}, {{{{client}}}} or a literal"
+            ));
+        }
         Ok(Expect {
             extract: self.extract(key, e)?,
-            equals: self.template(&format!("{key}.equals"), equals)?,
+            equals,
         })
     }
 
@@ -475,6 +510,27 @@ mod tests {
         let s = parse(text, Path::new("."), false).unwrap();
         assert_eq!(s.groups[0].clients_max, 10);
         assert_eq!(s.duration_ns, 3_500_000_000);
+        // An explicit duration must cover the stages (with the warm-up), not cut them off.
+        let with = |top: &str| format!("{top}\n{text}");
+        let e = parse(&with("duration = \"1s\""), Path::new("."), false).unwrap_err();
+        assert!(
+            e.contains("duration:") && e.contains("never run") && e.contains("at least 3.500s"),
+            "{e}"
+        );
+        let e = parse(
+            &with("warmup = \"1s\"\nduration = \"2s\""),
+            Path::new("."),
+            false,
+        );
+        assert!(e.unwrap_err().contains("at least 2.500s"));
+        let s = parse(
+            &with("warmup = \"1s\"\nduration = \"2500ms\""),
+            Path::new("."),
+            false,
+        );
+        assert_eq!(s.unwrap().duration_ns, 2_500_000_000);
+        let s = parse(&with("duration = \"10s\""), Path::new("."), false);
+        assert_eq!(s.unwrap().duration_ns, 10_000_000_000);
     }
 
     #[test]
@@ -502,6 +558,15 @@ mod tests {
         );
         assert!(e.contains("thresholds[0]"), "{e}");
         assert!(parse_err("duration = \"1s\"").contains("no [[group]]"));
+        let e = parse_err(
+            "[[group]]\nurl = \"ws://127.0.0.1:9/\"\nclients = 1\n[group.send]\nrate = 1\ntemplate = '{\"r\":{{random_int(1,9)}}}'\nmatch = { pointer = \"/r\", equals = \"{{random_int(1,9)}}\" }\n",
+        );
+        assert!(
+            e.contains("send.match.equals")
+                && e.contains("{{random_int}}")
+                && e.contains("never succeeds"),
+            "{e}"
+        );
     }
 }
 

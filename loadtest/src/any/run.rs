@@ -51,6 +51,8 @@ pub struct AnyOptions {
     pub target_label: String,
     /// Agent mode: wait for the controller's start.
     pub gate: Option<StartGate>,
+    /// TLS of each `wss://` target (by group, then URL).
+    pub tls: crate::tls::TlsClients,
 }
 
 /// Runs `options` to its end and checks its thresholds.
@@ -61,6 +63,7 @@ pub fn run_any(options: AnyOptions) -> Result<Report, RunError> {
         scenario: options.scenario.clone(),
         settings: options.settings.clone(),
         control: AnyControl::default(),
+        tls: options.tls.clone(),
     });
     let drivers = spawn(&shared)?;
     let setup_s = wait_for_setup(&shared, options.setup_timeout);

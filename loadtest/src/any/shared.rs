@@ -67,6 +67,8 @@ pub struct AnyShared {
     pub settings: AnySettings,
     /// Coordination.
     pub control: AnyControl,
+    /// TLS of each `wss://` target (by group, then URL; `None`: plain).
+    pub tls: crate::tls::TlsClients,
 }
 
 /// What a driver returns.

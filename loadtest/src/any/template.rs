@@ -92,6 +92,17 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Recv(_)))
     }
 
+    /// The first variable whose value changes at every rendering (`now_ns`, `random_int`):
+    /// an `equals` using one is rendered afresh when compared, so it can never match what
+    /// was sent.
+    pub fn fresh_variable(&self) -> Option<&'static str> {
+        self.parts.iter().find_map(|p| match p {
+            Part::NowNs => Some("now_ns"),
+            Part::RandomInt { .. } => Some("random_int"),
+            _ => None,
+        })
+    }
+
     /// Appends the rendering to `out`.
     pub fn render(&self, out: &mut String, vars: &mut Vars<'_>) {
         for part in &self.parts {
