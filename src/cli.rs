@@ -26,7 +26,15 @@ fn ms(d: Duration) -> u64 {
 
 /// wsrelay: a WebSocket pub/sub relay.
 #[derive(Debug, Parser)]
-#[command(name = "wsrelay", version = wsrelay::VERSION_WITH_REVISION, about, long_about = None)]
+// `args_conflicts_with_subcommands`: `wsrelay --config F serve ...` is a usage error, not a
+// `serve` that silently ignores the flags written before it.
+#[command(
+    name = "wsrelay",
+    version = wsrelay::VERSION_WITH_REVISION,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

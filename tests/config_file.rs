@@ -92,6 +92,30 @@ fn flags_beat_environment_beat_file_beat_defaults() {
 }
 
 #[test]
+fn flags_before_serve_are_a_usage_error_and_serve_takes_its_own() {
+    let file = write("serve.toml", "heartbeat-interval = 1000\n");
+    let f = file.to_str().expect("utf-8 path");
+    // Flags written before `serve` used to be dropped silently (the file with them).
+    let mixed = wsrelay(&["--config", f, "serve", "--port", "0"], &[]);
+    let stderr = text(&mixed.stderr);
+    assert_eq!(mixed.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the subcommand 'serve' cannot be used with '--config"),
+        "{stderr}"
+    );
+    let after = start_line(
+        &["serve", "--config", f, "--bind", "127.0.0.1", "--port", "0"],
+        &[],
+    );
+    assert!(after.contains("heartbeat 1000 ms"), "{after}");
+    let by_env = start_line(
+        &["serve", "--bind", "127.0.0.1", "--port", "0"],
+        &[("WS_CONFIG", f)],
+    );
+    assert!(by_env.contains("heartbeat 1000 ms"), "{by_env}");
+}
+
+#[test]
 fn config_check_prints_the_effective_configuration_with_sources() {
     let file = write(
         "check.toml",
