@@ -216,7 +216,10 @@ fn the_default_file_is_complete_and_checks_clean() {
     let flags: Vec<&str> = help
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("--"))
-        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter_map(|w| {
+            w.split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .next()
+        })
         .filter(|w| !w.is_empty() && *w != "config" && *w != "help")
         .collect();
     assert!(flags.len() >= 40, "{flags:?}");
