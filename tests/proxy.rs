@@ -30,6 +30,10 @@ fn v1(source: &str) -> Vec<u8> {
     format!("PROXY TCP4 {source} 10.0.0.5 40000 443\r\n").into_bytes()
 }
 
+fn v1_tcp6(source: &str) -> Vec<u8> {
+    format!("PROXY TCP6 {source} 2001:db8::1 40000 443\r\n").into_bytes()
+}
+
 /// A v2 header: signature, version 2 + `command`, `fam`, length, `payload`.
 fn v2(command: u8, fam: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -117,11 +121,16 @@ fn proxy_v1_addresses_are_what_the_per_ip_limit_counts() {
     );
     let (_c, status) = upgrade_after(addr, &v1("192.0.2.1"), "");
     assert_eq!(status, FULL, "the same client is over its limit of 1");
-    wait_for(&server, "wsrelay_proxy_headers_total{result=\"v1\"}", 3.0);
+    let (mut d, status) = upgrade_after(addr, &v1_tcp6("2001:db8::7"), "");
+    assert_eq!(status, OK, "a TCP6 client is a new address");
+    assert_eq!(d.read_json()["addr"], "2001:db8::7");
+    let (_e, status) = upgrade_after(addr, &v1_tcp6("2001:db8::7"), "");
+    assert_eq!(status, FULL, "the same TCP6 client is over its limit of 1");
+    wait_for(&server, "wsrelay_proxy_headers_total{result=\"v1\"}", 5.0);
     wait_for(
         &server,
         "wsrelay_handshakes_rejected_total{status=\"503\"}",
-        1.0,
+        2.0,
     );
 }
 
