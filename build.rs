@@ -35,7 +35,10 @@ fn main() {
     println!("cargo:rerun-if-env-changed=WSRELAY_GIT_REVISION");
     let hex = |r: &String| !r.is_empty() && r.bytes().all(|b| b.is_ascii_hexdigit());
     let given = std::env::var("WSRELAY_GIT_REVISION").ok();
-    if let Some(r) = given.as_ref().filter(|r| !hex(r) && !r.is_empty() && *r != "unknown") {
+    if let Some(r) = given
+        .as_ref()
+        .filter(|r| !hex(r) && !r.is_empty() && *r != "unknown")
+    {
         println!("cargo:warning=WSRELAY_GIT_REVISION={r:?} is not a hex commit hash: ignored");
     }
     let revision = given
