@@ -2,7 +2,9 @@
 //! (`git rev-parse --short HEAD`), shown by `wsrelay --version` and `/stats`. Without git or
 //! without a repository (a source tarball) it is `unknown`: the build never fails for it. A
 //! build without `.git` that knows its revision (deploy/Dockerfile) sets it in the
-//! environment variable `WSRELAY_GIT_REVISION`, which wins.
+//! environment variable `WSRELAY_GIT_REVISION`, which wins. A revision is a commit hash in hex
+//! (`git rev-parse --short HEAD` or the full hash): a given value that is not (a tag such as
+//! `v1.2`) is ignored with a build warning, and git's answer or `unknown` is used instead.
 //!
 //! Reruns only when HEAD moves: the `HEAD` file of the git directory (in a worktree `.git` is
 //! a file that points elsewhere, so the directory is asked from git) and the ref file HEAD
@@ -31,11 +33,17 @@ fn rerun_if_exists(path: &Path) {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=WSRELAY_GIT_REVISION");
+    let hex = |r: &String| !r.is_empty() && r.bytes().all(|b| b.is_ascii_hexdigit());
     let given = std::env::var("WSRELAY_GIT_REVISION").ok();
-    let given = given.filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if let Some(r) = given
+        .as_ref()
+        .filter(|r| !hex(r) && !r.is_empty() && *r != "unknown")
+    {
+        println!("cargo:warning=WSRELAY_GIT_REVISION={r:?} is not a hex commit hash: ignored");
+    }
     let revision = given
-        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
-        .filter(|r| r.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(hex)
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]).filter(hex))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=WSRELAY_GIT_REVISION={revision}");
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::sync::{Arc, LazyLock};
 
 use wsrelay::auth::{AuthConfig, AuthConfigError, ChannelPattern, Verifier};
@@ -26,7 +26,15 @@ fn ms(d: Duration) -> u64 {
 
 /// wsrelay: a WebSocket pub/sub relay.
 #[derive(Debug, Parser)]
-#[command(name = "wsrelay", version = wsrelay::VERSION_WITH_REVISION, about, long_about = None)]
+// `args_conflicts_with_subcommands`: `wsrelay --config F serve ...` is a usage error, not a
+// `serve` that silently ignores the flags written before it.
+#[command(
+    name = "wsrelay",
+    version = wsrelay::VERSION_WITH_REVISION,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -202,10 +210,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ms(DEFAULTS.drain_over))]
     drain_over: u64,
     /// Serve /echo (conformance endpoint).
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     echo: bool,
     /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     deflate: bool,
     /// Messages shorter than this many bytes go uncompressed.
     #[arg(long, default_value_t = DEFAULTS.deflate_min_bytes)]
@@ -246,7 +254,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULTS.history_bytes_max)]
     history_max_bytes: usize,
     /// Send each new subscriber the channel's latest message.
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     last_value: bool,
     /// Keep the latest message per key of matching channels; new subscribers get a snapshot
     /// of them (PATTERN, repeatable, e.g. 'board.*').
@@ -287,7 +295,7 @@ pub struct ServeArgs {
     #[arg(long)]
     metrics_bind: Option<SocketAddr>,
     /// Do not time deliveries (relay-latency histogram stays empty); for measuring its cost.
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     no_latency_metrics: bool,
     /// Metrics snapshot interval, ms.
     #[arg(long, default_value_t = ms(DEFAULTS.metrics_interval))]
@@ -324,14 +332,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ms(DEFAULTS.auth_timeout))]
     auth_timeout: u64,
     /// Also accept `?token=` in the URL (less safe: URLs end up in logs).
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     auth_query_token: bool,
     /// Also take the token from this cookie of the upgrade request (needs --allowed-origin).
     #[arg(long)]
     auth_cookie: Option<String>,
     /// Require a PROXY protocol v1/v2 header on every relay connection and take the client
     /// address from it (only for a port that nothing but the load balancer can reach).
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     proxy_protocol: bool,
     /// Take the client address from the forwarding header of peers in this range, CIDR or
     /// address (repeatable); others' forwarding headers are ignored.
@@ -581,5 +589,39 @@ mod tests {
         assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
         let bad = Cli::try_parse_from(["wsrelay", "--trusted-proxy", "10.0.0.1/8"]);
         assert!(bad.is_err());
+    }
+
+    /// The configuration `action` gives for `args` (after the file, if any).
+    fn config_of(args: &[&str]) -> Config {
+        let argv = args.iter().map(OsString::from).collect();
+        match action(argv) {
+            Ok(Action::Serve(serve)) => serve.to_config().unwrap_or_else(|e| panic!("{e}")),
+            Ok(Action::Print(p)) => panic!("printed {p}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_turns_off_a_switch_the_file_turns_on() {
+        let path = std::env::temp_dir().join(format!("wsrelay-switch-{}.toml", std::process::id()));
+        std::fs::write(&path, "echo = true\ndeflate = true\n").unwrap_or_else(|e| panic!("{e}"));
+        let f = path.to_str().unwrap_or_else(|| panic!("utf-8 path"));
+        let from_file = config_of(&["wsrelay", "--config", f]);
+        assert!(from_file.echo_enabled && from_file.deflate_enabled);
+        let off = config_of(&["wsrelay", "--config", f, "--echo=false", "--deflate=false"]);
+        assert!(!off.echo_enabled && !off.deflate_enabled);
+        let on = config_of(&[
+            "wsrelay",
+            "serve",
+            "--config",
+            f,
+            "--echo",
+            "--deflate=true",
+        ]);
+        assert!(on.echo_enabled && on.deflate_enabled);
+        let _ = std::fs::remove_file(&path);
+        assert!(parse(&["wsrelay", "--echo"]).echo_enabled);
+        assert!(!parse(&["wsrelay", "--echo=false"]).echo_enabled);
+        assert!(Cli::try_parse_from(["wsrelay", "--echo=maybe"]).is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgAction, Args};
 use wsrelay::cluster_config::NatsStorage;
 use wsrelay::config::ClusterConfig;
 
@@ -36,7 +36,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "WS_NATS_TOKEN", hide_env_values = true)]
     nats_token: Option<String>,
     /// Wait for NATS at start-up (not ready on /healthz meanwhile) instead of exiting.
-    #[arg(long)]
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false, default_missing_value = "true")]
     nats_wait: bool,
     /// Loop → NATS bridge command queue; full: publishes get `unavailable`.
     #[arg(long, default_value_t = DEFAULTS.command_queue_len_max)]

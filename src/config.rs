@@ -503,7 +503,8 @@ impl Config {
         if let Some(name) = &self.auth_cookie {
             check(
                 self.auth.is_some(),
-                "auth-cookie needs a token verifier (--auth-hs256-secret or --auth-rs256-public-key)",
+                "auth-cookie needs a token verifier (--auth-hs256-secret, --auth-rs256-public-key \
+                 or --auth-jwks-file)",
             )?;
             check(
                 !self.origins_allowed.is_empty(),

@@ -14,6 +14,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use clap::builder::PossibleValue;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -21,6 +22,16 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 const FILE_BYTES_MAX: u64 = 1 << 20;
 /// Flags printed as `<redacted>` by `config check`.
 const SECRET_KEYS: &[&str] = &["auth-hs256-secret", "nats-token"];
+
+/// A switch: `--X` sets it, `--X=false` clears it (so a flag can undo a file's `X = true`).
+fn is_switch(arg: &Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::SetTrue)
+        || arg
+            .get_possible_values()
+            .iter()
+            .map(PossibleValue::get_name)
+            .eq(["true", "false"])
+}
 
 /// Flags that are not configuration.
 fn is_config_key(arg: &Arg) -> bool {
@@ -61,18 +72,11 @@ pub fn flags_from_file(
         ) {
             continue; // Flags and environment win over the file.
         }
-        match arg.get_action() {
-            ArgAction::SetTrue => {
-                if values.first().is_some_and(|v| v == "true") {
-                    flags.push(OsString::from(format!("--{key}")));
-                }
-            }
-            _ => flags.extend(
-                values
-                    .iter()
-                    .map(|v| OsString::from(format!("--{key}={v}"))),
-            ),
-        }
+        flags.extend(
+            values
+                .iter()
+                .map(|v| OsString::from(format!("--{key}={v}"))),
+        );
     }
     Ok(flags)
 }
@@ -118,8 +122,8 @@ fn values_of(arg: &Arg, value: &toml::Value) -> Result<Vec<String>, String> {
         )),
     };
     match (arg.get_action(), value) {
-        (ArgAction::SetTrue, toml::Value::Boolean(b)) => Ok(vec![b.to_string()]),
-        (ArgAction::SetTrue, other) => Err(format!(
+        (_, toml::Value::Boolean(b)) if is_switch(arg) => Ok(vec![b.to_string()]),
+        (_, other) if is_switch(arg) => Err(format!(
             "expected true or false, found {}",
             other.type_str()
         )),
@@ -136,7 +140,7 @@ fn check_value(arg: &Arg, value: &str) -> Result<(), String> {
     let Some(long) = arg.get_long() else {
         return Ok(());
     };
-    if matches!(arg.get_action(), ArgAction::SetTrue) {
+    if is_switch(arg) {
         return Ok(());
     }
     let probe = Command::new("wsrelay").arg(arg.clone().env(None::<&str>));
@@ -172,7 +176,7 @@ pub fn effective(cmd: &Command, matches: &ArgMatches) -> String {
             .map(|vs| vs.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let value = match arg.get_action() {
-            ArgAction::SetTrue => matches.get_flag(id).to_string(),
+            _ if is_switch(arg) => matches.get_flag(id).to_string(),
             _ if raw.is_empty() => {
                 let _ = writeln!(out, "# {key} is not set");
                 continue;
@@ -211,7 +215,7 @@ pub fn default_file(cmd: &Command) -> String {
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
         let line = match (arg.get_action(), defaults.first()) {
-            (ArgAction::SetTrue, _) => format!("{key} = false"),
+            _ if is_switch(arg) => format!("{key} = false"),
             (ArgAction::Append, _) => format!("# {key} = []"),
             (_, Some(d)) => format!("{key} = {}", toml_scalar(d)),
             (_, None) => format!("# {key} = (not set)"),

@@ -30,6 +30,7 @@ fn start_line(args: &[&str], env: &[(&str, &str)]) -> String {
     cmd.args(args)
         .env_remove("WS_PORT")
         .env_remove("WS_CONFIG")
+        .env_remove("WS_HEARTBEAT_INTERVAL")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -51,42 +52,67 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn flags_beat_environment_beat_file_beat_defaults() {
-    // Port 1 needs privileges the test does not have: if the file's port won, start fails.
-    let file = write("precedence.toml", "port = 1\nmax-message-size = 2048\n");
+    // One key set in all three places, its effective value printed in the start-up line.
+    let file = write(
+        "precedence.toml",
+        "heartbeat-interval = 1000\nmax-message-size = 2048\n",
+    );
     let f = file.to_str().expect("utf-8 path");
-    let by_flag = start_line(&["--config", f, "--bind", "127.0.0.1", "--port", "0"], &[]);
-    assert!(
-        by_flag.contains("listening on ws://127.0.0.1:"),
-        "{by_flag}"
+    let local = ["--config", f, "--bind", "127.0.0.1", "--port", "0"];
+    let env = [("WS_HEARTBEAT_INTERVAL", "2000")];
+    let all_three = start_line(
+        &[&local[..], &["--heartbeat-interval", "3000"][..]].concat(),
+        &env,
     );
     assert!(
-        by_flag.contains("max message 2048 B"),
-        "file over default: {by_flag}"
+        all_three.contains("heartbeat 3000 ms"),
+        "flag over env: {all_three}"
     );
-    let by_env = start_line(&["--config", f, "--bind", "127.0.0.1"], &[("WS_PORT", "0")]);
-    assert!(by_env.contains("listening on ws://127.0.0.1:"), "{by_env}");
-    let env_file = start_line(&["--bind", "127.0.0.1", "--port", "0"], &[("WS_CONFIG", f)]);
+    let env_and_file = start_line(&local, &env);
     assert!(
-        env_file.contains("max message 2048 B"),
+        env_and_file.contains("heartbeat 2000 ms"),
+        "env over file: {env_and_file}"
+    );
+    let file_only = start_line(&local, &[]);
+    assert!(
+        file_only.contains("heartbeat 1000 ms"),
+        "file over default: {file_only}"
+    );
+    assert!(file_only.contains("max message 2048 B"), "{file_only}");
+    let defaults = start_line(&local[2..], &[]);
+    assert!(
+        defaults.contains("heartbeat 30000 ms") && defaults.contains("max message 1048576 B"),
+        "defaults: {defaults}"
+    );
+    let env_file = start_line(&local[2..], &[("WS_CONFIG", f)]);
+    assert!(
+        env_file.contains("heartbeat 1000 ms"),
         "WS_CONFIG: {env_file}"
     );
-    let flag_over_file = start_line(
-        &[
-            "--config",
-            f,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--max-message-size",
-            "4096",
-        ],
+}
+
+#[test]
+fn flags_before_serve_are_a_usage_error_and_serve_takes_its_own() {
+    let file = write("serve.toml", "heartbeat-interval = 1000\n");
+    let f = file.to_str().expect("utf-8 path");
+    // Flags written before `serve` used to be dropped silently (the file with them).
+    let mixed = wsrelay(&["--config", f, "serve", "--port", "0"], &[]);
+    let stderr = text(&mixed.stderr);
+    assert_eq!(mixed.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the subcommand 'serve' cannot be used with '--config"),
+        "{stderr}"
+    );
+    let after = start_line(
+        &["serve", "--config", f, "--bind", "127.0.0.1", "--port", "0"],
         &[],
     );
-    assert!(
-        flag_over_file.contains("max message 4096 B"),
-        "{flag_over_file}"
+    assert!(after.contains("heartbeat 1000 ms"), "{after}");
+    let by_env = start_line(
+        &["serve", "--bind", "127.0.0.1", "--port", "0"],
+        &[("WS_CONFIG", f)],
     );
+    assert!(by_env.contains("heartbeat 1000 ms"), "{by_env}");
 }
 
 #[test]
@@ -190,7 +216,10 @@ fn the_default_file_is_complete_and_checks_clean() {
     let flags: Vec<&str> = help
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("--"))
-        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter_map(|w| {
+            w.split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .next()
+        })
         .filter(|w| !w.is_empty() && *w != "config" && *w != "help")
         .collect();
     assert!(flags.len() >= 40, "{flags:?}");

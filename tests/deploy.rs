@@ -224,7 +224,7 @@ fn the_alerting_rules_are_well_formed() {
     let rules: Vec<&Rule> = file.groups.iter().flat_map(|g| &g.rules).collect();
     assert!(file.groups.iter().all(|g| !g.name.is_empty()));
     assert!(rules.len() >= 10, "{}", rules.len());
-    for rule in rules {
+    for rule in &rules {
         assert!(names.insert(rule.alert.clone()), "{} twice", rule.alert);
         assert!(rule.alert.starts_with("Wsrelay"), "{}", rule.alert);
         let expr = &rule.expr;
@@ -253,6 +253,18 @@ fn the_alerting_rules_are_well_formed() {
             assert!(text.is_some_and(|t| !t.is_empty()), "{} {key}", rule.alert);
         }
     }
+    // docs/OPERATIONS.md tells operators to alert on refused reloads: the rule ships.
+    let reload = rules
+        .iter()
+        .find(|r| r.alert == "WsrelayConfigReloadFailed")
+        .expect("WsrelayConfigReloadFailed");
+    assert!(
+        reload
+            .expr
+            .contains("wsrelay_config_reloads_total{result=\"error\"}"),
+        "{}",
+        reload.expr
+    );
 }
 
 #[test]

@@ -30,6 +30,10 @@ fn v1(source: &str) -> Vec<u8> {
     format!("PROXY TCP4 {source} 10.0.0.5 40000 443\r\n").into_bytes()
 }
 
+fn v1_tcp6(source: &str) -> Vec<u8> {
+    format!("PROXY TCP6 {source} 2001:db8::1 40000 443\r\n").into_bytes()
+}
+
 /// A v2 header: signature, version 2 + `command`, `fam`, length, `payload`.
 fn v2(command: u8, fam: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -117,11 +121,16 @@ fn proxy_v1_addresses_are_what_the_per_ip_limit_counts() {
     );
     let (_c, status) = upgrade_after(addr, &v1("192.0.2.1"), "");
     assert_eq!(status, FULL, "the same client is over its limit of 1");
-    wait_for(&server, "wsrelay_proxy_headers_total{result=\"v1\"}", 3.0);
+    let (mut d, status) = upgrade_after(addr, &v1_tcp6("2001:db8::7"), "");
+    assert_eq!(status, OK, "a TCP6 client is a new address");
+    assert_eq!(d.read_json()["addr"], "2001:db8::7");
+    let (_e, status) = upgrade_after(addr, &v1_tcp6("2001:db8::7"), "");
+    assert_eq!(status, FULL, "the same TCP6 client is over its limit of 1");
+    wait_for(&server, "wsrelay_proxy_headers_total{result=\"v1\"}", 5.0);
     wait_for(
         &server,
         "wsrelay_handshakes_rejected_total{status=\"503\"}",
-        1.0,
+        2.0,
     );
 }
 
@@ -308,4 +317,60 @@ fn a_trusted_address_from_the_proxy_header_makes_the_forwarding_header_count() {
     assert_eq!(status, FULL, "10.1.1.1 already holds its one connection");
     let (_e, status) = upgrade_after(addr, &from_l7, "Forwarded: for=203.0.113.1\r\n");
     assert_eq!(status, FULL);
+}
+
+/// A relay with one loop (connections are accepted in the order they were made) that requires
+/// the PROXY header, with the process-wide limits `connections_max` and `connect_rate_per_s`.
+fn process_limited_relay(connections_max: usize, connect_rate_per_s: u64) -> ServerHandle {
+    common::start(Config {
+        proxy_protocol: true,
+        connections_max,
+        connect_rate_per_s,
+        metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Config::loopback_for_tests(1)
+    })
+}
+
+/// The status line a connection that sends nothing is answered with.
+fn silent_answer(addr: SocketAddr) -> String {
+    let mut raw = Raw::connect(addr);
+    raw.read_head()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn with_proxy_protocol_the_process_wide_limits_apply_at_accept() {
+    // Connections that never send their header no longer escape --max-connections: the third
+    // is answered 503 before it sends a byte.
+    let server = process_limited_relay(2, 0);
+    let addr = server.local_addr();
+    let _silent = [Raw::connect(addr), Raw::connect(addr)];
+    assert_eq!(silent_answer(addr), FULL);
+    wait_for(
+        &server,
+        "wsrelay_connections_closed_total{reason=\"server_full\"}",
+        1.0,
+    );
+    // Nor --connect-rate: 1 per second, the second within that second is refused at once.
+    let server = process_limited_relay(100, 1);
+    let addr = server.local_addr();
+    let _first = Raw::connect(addr);
+    assert_eq!(silent_answer(addr), "HTTP/1.1 503 Service Unavailable");
+    wait_for(
+        &server,
+        "wsrelay_connections_closed_total{reason=\"rate_limited\"}",
+        1.0,
+    );
+    // A connection within the limits still waits for its header, and its address is counted.
+    let server = process_limited_relay(2, 0);
+    let (mut a, status) = upgrade_after(server.local_addr(), &v1("192.0.2.1"), "");
+    assert_eq!(status, OK);
+    assert_eq!(a.read_json()["addr"], "192.0.2.1");
+    assert_eq!(
+        sample(&server, "wsrelay_proxy_headers_total{result=\"missing\"}"),
+        Some(0.0)
+    );
 }

@@ -1,6 +1,7 @@
 //! Reloading the configuration file on SIGHUP, against the real binary: origins and limits
-//! change for new connections while open connections stay; a bad file changes nothing; both
-//! are logged and counted in `wsrelay_config_reloads_total{result}`.
+//! change for new connections while open connections stay; the log level and per-channel
+//! slow-consumer rules change live; a bad file changes nothing; both are logged and counted
+//! in `wsrelay_config_reloads_total{result}`.
 
 mod common;
 
@@ -167,6 +168,127 @@ fn a_bad_file_on_sighup_changes_nothing() {
         );
     }
     assert!(relay.logged("configuration reload refused, nothing changed"));
+}
+
+#[test]
+fn sighup_changes_the_log_level() {
+    let file = config_file(
+        "level.toml",
+        "log-level = \"info\"\nmetrics-interval = 20\n",
+    );
+    let config = file.to_str().expect("utf-8 path");
+    // No RUST_LOG: it is the environment of --log-level and would win over the file.
+    let relay = Relay(RelayProcess::start_with_rust_log(
+        ["--config", config],
+        "ws",
+        None,
+    ));
+    let info_line = "configuration reloaded; changed: [";
+    // Lowered to warn: the reload's own info line is no longer written...
+    std::fs::write(&file, "log-level = \"warn\"\nmetrics-interval = 20\n").expect("rewrite");
+    relay.hup_and_wait("ok", 1);
+    relay.hup_and_wait("ok", 2);
+    // ...raised to info again: it is, and names the change.
+    std::fs::write(&file, "log-level = \"info\"\nmetrics-interval = 20\n").expect("rewrite");
+    relay.hup_and_wait("ok", 3);
+    assert!(relay.logged("configuration reloaded; changed: [log-level]"));
+    assert_eq!(
+        relay.count_logged(info_line),
+        1,
+        "only the reload at info was logged at info: the two at warn were not"
+    );
+}
+
+/// A subscriber to `channel` that stops reading: a small receive buffer, never read.
+fn stalled_subscriber(addr: SocketAddr, channel: &str) -> Raw {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    socket.connect(&addr.into()).expect("tcp connect");
+    let stream: std::net::TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(common::READ_TIMEOUT))
+        .expect("timeout");
+    let (status, mut raw) = upgrade(Raw::from_stream(stream), "https://any.example");
+    assert_eq!(status, OK);
+    let cmd = json!({"type": "subscribe", "channel": channel}).to_string();
+    raw.send(&masked_frame(0x81, cmd.as_bytes()));
+    assert_eq!(raw.read_json()["type"], "subscribed");
+    raw
+}
+
+/// Most 1 KB messages published at a stalled subscriber: 30 MB, far beyond its 64 KiB outbox
+/// and the socket buffers (the same bound as tests/data_plane.rs).
+const FLOOD_MESSAGES: u64 = 30_000;
+/// Counted when the close policy acts (the connection is counted closed only after the close
+/// handshake, which the stalled subscriber delays).
+const SLOW_CLOSED: &str = "wsrelay_queue_drops_total{reason=\"slow_consumer_close\"} ";
+
+/// Publishes 1 KB messages on `channel` until the close policy has acted (checked
+/// every 1000 messages), at most `FLOOD_MESSAGES`; returns whether it did.
+fn flood_until_slow_close(addr: SocketAddr, channel: &str) -> bool {
+    let mut publisher = common::Client::connect(addr);
+    let pad = "x".repeat(1000);
+    for i in 1..=FLOOD_MESSAGES {
+        publisher.publish(channel, json!({"i": i, "pad": pad}));
+        if i % 1000 == 0 {
+            publisher.ping();
+            let (_, metrics) = common::http_get(addr, "/metrics");
+            let acted = metrics
+                .lines()
+                .filter_map(|l| l.strip_prefix(SLOW_CLOSED))
+                .any(|n| n != "0");
+            if acted {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn sighup_changes_the_per_channel_slow_consumer_rules() {
+    let limits = "max-queued-bytes = 65536\nmax-message-size = 16384\nclose-timeout = 60000\n\
+                  slow-consumer = \"drop\"\nmetrics-interval = 20\n";
+    let file = config_file(
+        "rules.toml",
+        &format!("{limits}slow-consumer-for = [\"md.*=drop\"]\n"),
+    );
+    let relay = Relay::start(&file);
+    std::fs::write(
+        &file,
+        format!("{limits}slow-consumer-for = [\"md.*=close\", \"chat.*=conflate\"]\n"),
+    )
+    .expect("rewrite config");
+    relay.hup_and_wait("ok", 1);
+    assert!(relay.logged(
+        "configuration reloaded; changed: [slow-consumer-for]; need a restart (kept as they were): []"
+    ));
+    // Before the reload a stalled subscriber of md.* had its deliveries dropped; now it is
+    // closed with 4100 once its outbox is full.
+    let mut slow = stalled_subscriber(relay.addr, "md.a");
+    assert!(
+        flood_until_slow_close(relay.addr, "md.a"),
+        "the stalled subscriber was never closed"
+    );
+    let mut next = 1;
+    loop {
+        let frame = slow
+            .read_frame_within(Duration::from_secs(5))
+            .expect("frames, then a close frame");
+        match frame.opcode {
+            1 => {
+                let m: serde_json::Value = serde_json::from_slice(&frame.payload).expect("json");
+                assert_eq!(
+                    m["seq"], next,
+                    "a prefix of the stream, in order, no gap notice"
+                );
+                next += 1;
+            }
+            8 => break assert_eq!(frame.close_code(), Some(4100)),
+            op => panic!("unexpected opcode {op}"),
+        }
+    }
 }
 
 /// A JWK Set with one HS256 key.

@@ -9,10 +9,14 @@
 //! first. Open connections per IP are counted process-wide in one map behind a mutex that is
 //! touched once per admitted and once per closed connection, never per message.
 //!
-//! The source IP is the client address (`client_addr.rs`): the TCP peer's, or the one a PROXY
-//! header or a trusted proxy's forwarding header names. The limits are checked once, as soon
-//! as that address is final; a connection counted in the per-IP map is released exactly once,
-//! when it is reaped (`Admission::Counted`).
+//! The process-wide limits (`--connect-rate`, `--max-connections`) do not depend on the
+//! client's address: they are checked once, at accept, for every relay connection, so that a
+//! connection whose address comes later (a PROXY header, a trusted proxy's request head) is
+//! bounded from its first moment, not only by the handshake timeout. The per-IP limits use the
+//! client address (`client_addr.rs`): the TCP peer's, or the one a PROXY header or a trusted
+//! proxy's forwarding header names; they are checked once, as soon as that address is final.
+//! A connection counted in the per-IP map is released exactly once, when it is reaped
+//! (`Admission::Counted`).
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -38,15 +42,41 @@ enum Refusal {
 }
 
 impl EventLoop {
+    /// Checks a relay connection just accepted against the process-wide limits (new
+    /// connections per second, open connections); refuses it with 503 if over one. Returns
+    /// true when it may go on (to its PROXY header, its request head, or `admit`).
+    pub(super) fn admit_process_wide(&mut self, id: ConnId) -> bool {
+        let Some(peer) = self.conn_mut(id).map(|c| c.peer_ip) else {
+            return false;
+        };
+        let refusal = if !self.net.connect_bucket.try_take(self.now_ns) {
+            let retry_after_s = self.net.connect_bucket.retry_after_s();
+            Some(Refusal::RateLimited { retry_after_s })
+        } else if self.env.shared.conns_open.load(Ordering::Relaxed)
+            > self.env.config.connections_max
+        {
+            Some(Refusal::Full)
+        } else {
+            None
+        };
+        match refusal {
+            None => true,
+            Some(refusal) => {
+                self.refuse_admission(id, peer, refusal);
+                false
+            }
+        }
+    }
+
     /// Checks a connection whose client address is now final (`client_addr.rs`) against the
-    /// connection limits; refuses it with 503 if over one. Returns true when admitted.
+    /// per-IP limits; refuses it with 503 if over one. Returns true when admitted.
     pub(super) fn admit(&mut self, id: ConnId) -> bool {
         let Some(ip) = self.conn_mut(id).map(|c| c.peer_ip) else {
             return false;
         };
-        let outcome = match self.check_rates(ip) {
+        let outcome = match self.check_ip_rate(ip) {
             Some(refusal) => Err(refusal),
-            None => self.check_counts(ip),
+            None => self.check_ip_count(ip),
         };
         let admission = match outcome {
             Ok(true) => Admission::Counted,
@@ -64,12 +94,8 @@ impl EventLoop {
         }
     }
 
-    fn check_rates(&mut self, ip: IpAddr) -> Option<Refusal> {
+    fn check_ip_rate(&mut self, ip: IpAddr) -> Option<Refusal> {
         let now_ns = self.now_ns;
-        if !self.net.connect_bucket.try_take(now_ns) {
-            let retry_after_s = self.net.connect_bucket.retry_after_s();
-            return Some(Refusal::RateLimited { retry_after_s });
-        }
         let per_ip_rate = self.per_loop_share(self.env.config.connect_rate_per_ip_per_s);
         if per_ip_rate == 0 {
             return None;
@@ -95,14 +121,10 @@ impl EventLoop {
         }
     }
 
-    /// The open-connection limits. `Ok(true)` when `ip` was counted in the per-IP map (then it
-    /// must be released exactly once: `release_ip` when the connection is reaped).
-    fn check_counts(&mut self, ip: IpAddr) -> Result<bool, Refusal> {
-        let cfg = &self.env.config;
-        if self.env.shared.conns_open.load(Ordering::Relaxed) > cfg.connections_max {
-            return Err(Refusal::Full);
-        }
-        let per_ip_max = cfg.connections_per_ip_max;
+    /// The per-IP open-connection limit. `Ok(true)` when `ip` was counted in the per-IP map
+    /// (then it must be released exactly once: `release_ip` when the connection is reaped).
+    fn check_ip_count(&mut self, ip: IpAddr) -> Result<bool, Refusal> {
+        let per_ip_max = self.env.config.connections_per_ip_max;
         if per_ip_max == 0 {
             return Ok(false);
         }

@@ -4,9 +4,10 @@
 //! Owns: the order of the first steps of a relay connection: with `--proxy-protocol` the PROXY
 //! header (`proto::proxy_header`) must come first and names the client; when the address so
 //! far belongs to a `--trusted-proxy`, the request head's forwarding header names the client
-//! (`proto::forwarded`, rightmost untrusted hop). As soon as the address is final the
-//! connection limits of `admission.rs` apply to it, once. Everything here happens once per
-//! connection, before the upgrade; nothing per message.
+//! (`proto::forwarded`, rightmost untrusted hop). The process-wide limits of `admission.rs`
+//! apply at accept, before any of this; as soon as the address is final the per-IP limits
+//! apply to it, once. Everything here happens once per connection, before the upgrade;
+//! nothing per message.
 //!
 //! A missing or malformed PROXY header drops the connection without an answer (the peer is a
 //! proxy, and the bytes may not even be HTTP; HAProxy's `proxy-protocol.txt` §2.1: "abort the
@@ -25,8 +26,12 @@ use crate::runtime::conn::{Admission, CloseReason, Endpoint};
 use crate::runtime::event_loop::EventLoop;
 
 impl EventLoop {
-    /// A relay connection was just accepted: await its PROXY header, or settle its address.
+    /// A relay connection was just accepted: the process-wide limits, then await its PROXY
+    /// header, or settle its address.
     pub(super) fn start_relay_conn(&mut self, id: ConnId) {
+        if !self.admit_process_wide(id) {
+            return;
+        }
         if self.env.config.proxy_protocol {
             if let Some(conn) = self.conn_mut(id) {
                 conn.admission = Admission::AwaitingProxyHeader;

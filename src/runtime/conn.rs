@@ -198,8 +198,9 @@ pub struct Conn {
 }
 
 /// Where a relay connection stands with its client address and the connection limits
-/// (`admission.rs`). The limits are applied once, when the address is final: at accept, after
-/// the PROXY header, or after the request head of a trusted proxy.
+/// (`admission.rs`). The per-IP limits are applied once, when the address is final: at accept,
+/// after the PROXY header, or after the request head of a trusted proxy (the process-wide ones
+/// always at accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// `--proxy-protocol`: the PROXY header has not been read yet.

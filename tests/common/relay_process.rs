@@ -32,11 +32,26 @@ impl RelayProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        Self::start_with_rust_log(args, scheme, Some("info"))
+    }
+
+    /// As `start`, with `RUST_LOG` set to `rust_log`, or removed for `None` (the level then
+    /// comes from `--log-level` or the file; it must let the "listening" line through).
+    pub fn start_with_rust_log<I, S>(args: I, scheme: &str, rust_log: Option<&str>) -> RelayProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wsrelay"));
+        command
             .args(args)
             .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "2"])
-            .env_remove("WS_CONFIG")
-            .env("RUST_LOG", "info")
+            .env_remove("WS_CONFIG");
+        match rust_log {
+            Some(level) => command.env("RUST_LOG", level),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -86,5 +101,11 @@ impl RelayProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
         false
+    }
+
+    /// How many lines logged so far contain `needle` (no waiting: wait with `logged` first).
+    pub fn count_logged(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().filter(|l| l.contains(needle)).count()
     }
 }
