@@ -155,7 +155,7 @@ enum Needs {
 
 /// Runs `program ARGS` (`node` or `npm`) in `clients/js` with the relay binary's path and
 /// asserts exit status 0, printing the output on failure (and its `screenshot:` lines always).
-fn run_in_js_dir(program: &str, args: &[&str], needs: Needs) {
+fn run_in_js_dir(program: &str, args: &[&str], needs: Needs, env: &[(&str, &str)]) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     require("node");
     require(program);
@@ -166,6 +166,7 @@ fn run_in_js_dir(program: &str, args: &[&str], needs: Needs) {
         .env("WSRELAY_BIN", env!("CARGO_BIN_EXE_wsrelay"))
         .env("WSRELAY_ARTIFACTS", env!("CARGO_TARGET_TMPDIR"))
         .env("WSRELAY_VERSION", env!("CARGO_PKG_VERSION"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -196,7 +197,7 @@ fn run_in_js_dir(program: &str, args: &[&str], needs: Needs) {
 /// Runs `node ARGS` in `clients/js` (see [`run_in_js_dir`]); `browser`: with Chromium.
 fn run_node(args: &[&str], browser: bool) {
     let needs = if browser { Needs::Browser } else { Needs::Node };
-    run_in_js_dir("node", args, needs);
+    run_in_js_dir("node", args, needs, &[]);
 }
 
 /// TypeScript strict on `dist/client.js` (its JSDoc) and on a usage file against
@@ -206,7 +207,7 @@ fn js_client_types_pass_typescript_strict() {
     if skip_requested() {
         return;
     }
-    run_in_js_dir("npm", &["run", "check"], Needs::Modules);
+    run_in_js_dir("npm", &["run", "check"], Needs::Modules, &[]);
 }
 
 #[test]
@@ -230,6 +231,41 @@ fn js_client_in_chromium_against_the_relay_binary() {
         return;
     }
     run_node(&["test/e2e/client.e2e.mjs"], true);
+}
+
+/// Debian's nats-server (`NATS_SERVER_BIN` overrides; /usr/sbin is off a non-root PATH), or
+/// `None` when it is missing and `WSRELAY_SKIP_NATS=1` says to skip (as tests/cluster.rs).
+fn nats_server_bin() -> Option<String> {
+    let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+    if Path::new(&bin).exists() {
+        return Some(bin);
+    }
+    if std::env::var("WSRELAY_SKIP_NATS").is_ok_and(|v| v == "1") {
+        eprintln!("{bin} missing and WSRELAY_SKIP_NATS=1: cluster browser test skipped");
+        return None;
+    }
+    panic!(
+        "{bin} not found: apt-get install -y nats-server (as .ci/run does), set NATS_SERVER_BIN, \
+         or set WSRELAY_SKIP_NATS=1 to skip"
+    );
+}
+
+/// Cluster mode (one nats-server, two relays): the page's relay is SIGKILLed while publishes
+/// go on through the other, then restarted on its port; the page recovers every seq once.
+#[test]
+fn js_client_in_chromium_recovers_with_no_loss_across_a_relay_restart_in_cluster_mode() {
+    if skip_requested() {
+        return;
+    }
+    let Some(nats) = nats_server_bin() else {
+        return;
+    };
+    run_in_js_dir(
+        "node",
+        &["test/e2e/cluster.e2e.mjs"],
+        Needs::Browser,
+        &[("NATS_SERVER_BIN", &nats)],
+    );
 }
 
 #[test]
