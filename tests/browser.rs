@@ -233,6 +233,47 @@ fn js_client_in_chromium_against_the_relay_binary() {
     run_node(&["test/e2e/client.e2e.mjs"], true);
 }
 
+/// `(major, minor)` of `node --version` (`v20.20.2` → `(20, 20)`).
+fn node_version() -> (u32, u32) {
+    let output = Command::new("node")
+        .arg("--version")
+        .output()
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    let mut next = || parts.next().and_then(|p| p.parse().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("unexpected `node --version`: {text:?}"),
+    }
+}
+
+/// The client in Node against the relay binary: with the `ws` package as its `WebSocket`
+/// option (Node 18-21), and with the runtime's own WebSocket where it has one (Node >= 22, or
+/// 20.10+ with `--experimental-websocket`), which the script is then told to require.
+#[test]
+fn js_client_in_node_against_the_relay_binary() {
+    if skip_requested() {
+        return;
+    }
+    require("node");
+    let (major, minor) = node_version();
+    let flag_needed = major == 21 || (major == 20 && minor >= 10);
+    let has_websocket = major >= 22 || flag_needed;
+    let mut args = Vec::new();
+    if flag_needed {
+        args.push("--experimental-websocket");
+    }
+    args.push("test/e2e/node.e2e.mjs");
+    let expect = if has_websocket { "1" } else { "0" };
+    run_in_js_dir(
+        "node",
+        &args,
+        Needs::Modules,
+        &[("WSRELAY_EXPECT_RUNTIME_WEBSOCKET", expect)],
+    );
+}
+
 /// Debian's nats-server (`NATS_SERVER_BIN` overrides; /usr/sbin is off a non-root PATH), or
 /// `None` when it is missing and `WSRELAY_SKIP_NATS=1` says to skip (as tests/cluster.rs).
 fn nats_server_bin() -> Option<String> {

@@ -1,4 +1,5 @@
-// wsrelay browser and Node (>= 18) client. One dependency-free ES module.
+// wsrelay browser and Node client (Node >= 22, or >= 18 given a WebSocket constructor such as
+// the ws package's). One dependency-free ES module.
 //
 // This file is the source and the shipped module at once (JavaScript with JSDoc types; the
 // hand-written dist/client.d.ts declares the same API), so the copy the relay serves at
@@ -212,6 +213,9 @@ export class RelayClient {
    * @param {import('./client.js').RelayClientOptions} [options] see client.d.ts, README.md
    */
   constructor(url, options = {}) {
+    if (typeof (options.WebSocket ?? globalThis.WebSocket) !== 'function') {
+      throw new TypeError('no WebSocket in this runtime: pass options.WebSocket (Node < 22: the ws package)');
+    }
     this.url = url;
     /** @type {typeof DEFAULTS & import('./client.js').RelayClientOptions} */
     this.options = {

@@ -489,3 +489,19 @@ test('parseBinary reads a binary snapshot and refuses it truncated', () => {
   assert.deepEqual([...new Uint8Array(snap.entries[1].content)], [0xde, 0xad]);
   for (let len = 0; len < bytes.length; len++) assert.equal(parseBinary(bytes.slice(0, len).buffer), null, `len ${len}`);
 });
+
+test('without a WebSocket constructor the client throws at once, saying what to pass', () => {
+  const runtime = Object.getOwnPropertyDescriptor(globalThis, 'WebSocket');
+  try {
+    // Node 18-21 without a flag: there is no globalThis.WebSocket.
+    Object.defineProperty(globalThis, 'WebSocket', { value: undefined, configurable: true, writable: true });
+    assert.throws(() => new RelayClient('ws://127.0.0.1:1/'), {
+      name: 'TypeError',
+      message: 'no WebSocket in this runtime: pass options.WebSocket (Node < 22: the ws package)',
+    });
+    assert.throws(() => new RelayClient('ws://127.0.0.1:1/', { WebSocket: 42 }), TypeError);
+  } finally {
+    if (runtime) Object.defineProperty(globalThis, 'WebSocket', runtime);
+    else delete globalThis.WebSocket;
+  }
+});
