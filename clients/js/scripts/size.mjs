@@ -25,7 +25,7 @@ const gz = (bytes) => gzipSync(bytes, { level: 9 }).length;
 const n = (x) => x.toLocaleString('en-US');
 console.log(`esbuild ${version}, node ${process.version}, zlib ${process.versions.zlib}`);
 console.log('');
-console.log('| form | bytes | gzip -9 |');
+console.log('| form | bytes | gzip (level 9) |');
 console.log('|---|---|---|');
 console.log(`| \`dist/client.js\` as served at /client.js (JSDoc included) | ${n(served.length)} | ${n(gz(served))} |`);
 console.log(`| minified (\`esbuild --minify --format=esm --target=es2020\`) | ${n(minified.length)} | ${n(gz(minified))} |`);
