@@ -34,7 +34,11 @@ export interface RelayClientOptions {
   acks?: boolean;
   /** ms to wait for an ack before rejecting. Default 10000. */
   ackTimeout?: number;
-  /** WebSocket constructor; default `globalThis.WebSocket`. */
+  /**
+   * WebSocket constructor; default `globalThis.WebSocket` (browsers, Node >= 22, Node 20.10+
+   * with `--experimental-websocket`). Node 18-21: e.g. the `ws` package's `WebSocket`. The
+   * RelayClient constructor throws a TypeError when there is none.
+   */
   WebSocket?: new (url: string) => WebSocket;
   /** Uniform random in [0, 1) for the jitter; default Math.random. */
   random?: () => number;

@@ -1,4 +1,5 @@
-// wsrelay browser and Node (>= 18) client. One dependency-free ES module.
+// wsrelay browser and Node client (Node >= 22, or >= 18 given a WebSocket constructor such as
+// the ws package's). One dependency-free ES module.
 //
 // This file is the source and the shipped module at once (JavaScript with JSDoc types; the
 // hand-written dist/client.d.ts declares the same API), so the copy the relay serves at
@@ -38,12 +39,18 @@ export function backoffDelay(n, backoff, random = Math.random) {
   return floor + Math.floor(random() * backoff.jitter);
 }
 
-/** @param {string} channel */
+/**
+ * The fields a subscribe message carries besides `type` and `channel` (resent on reconnect).
+ * @typedef {{throttle_ms?: number, binary?: boolean, presence?: boolean}} SubscribeFields
+ */
+
 /**
  * The subscribe fields of `options`, checked.
- * @param {{throttleMs?: number, binary?: boolean}} options
+ * @param {import('./client.js').SubscribeOptions} options
+ * @returns {SubscribeFields}
  */
 function subscribeFields(options) {
+  /** @type {SubscribeFields} */
   const fields = {};
   if (options.throttleMs !== undefined) {
     const t = options.throttleMs;
@@ -55,6 +62,7 @@ function subscribeFields(options) {
   return fields;
 }
 
+/** @param {unknown} channel */
 function checkChannel(channel) {
   if (typeof channel !== 'string' || !CHANNEL_RE.test(channel)) {
     throw new TypeError(`invalid channel name: ${channel}`);
@@ -92,11 +100,13 @@ function batchEntries(buffer, at) {
 /**
  * Parses a binary server message: a delivery `[1][L][channel][seq u64][payload]`, a gap
  * notice `[2][L][channel][from u64][to u64]` or a room tick's batch
- * `[3][L][channel]` + `[seq u64][F u16][from][N u32][payload]`*. Returns null when malformed.
+ * `[3][L][channel]` + `[seq u64][F u16][from][N u32][payload]`*, or a binary snapshot (op 5,
+ * below). Returns null when malformed.
  * @param {ArrayBuffer} buffer
  * @returns {{type: 'message', channel: string, seq: number, payload: ArrayBuffer}
  *   | {type: 'gap', channel: string, from: number, to: number}
  *   | {type: 'batch', channel: string, messages: {seq: number, from: string, payload: ArrayBuffer}[]}
+ *   | {type: 'snapshot', channel: string, seq: number, epoch: string, entries: import('./client.js').SnapshotEntry[]}
  *   | null}
  */
 export function parseBinary(buffer) {
@@ -127,9 +137,11 @@ export function parseBinary(buffer) {
  * K 0: no key). Returns null when truncated.
  * @param {ArrayBuffer} buffer @param {Uint8Array} bytes @param {DataView} view
  * @param {string} channel @param {number} at
+ * @returns {{type: 'snapshot', channel: string, seq: number, epoch: string, entries: import('./client.js').SnapshotEntry[]} | null}
  */
 function parseBinarySnapshot(buffer, bytes, view, channel, at) {
   const text = new TextDecoder();
+  /** @param {number} n */
   const need = (n) => at + n <= bytes.length;
   if (!need(9)) return null;
   const seq = readU64(view, at);
@@ -201,6 +213,9 @@ export class RelayClient {
    * @param {import('./client.js').RelayClientOptions} [options] see client.d.ts, README.md
    */
   constructor(url, options = {}) {
+    if (typeof (options.WebSocket ?? globalThis.WebSocket) !== 'function') {
+      throw new TypeError('no WebSocket in this runtime: pass options.WebSocket (Node < 22: the ws package)');
+    }
     this.url = url;
     /** @type {typeof DEFAULTS & import('./client.js').RelayClientOptions} */
     this.options = {
@@ -217,7 +232,7 @@ export class RelayClient {
     this.attempts = 0;
     /** @type {Map<string, {seq: number | null, epoch: string | null, presence?: boolean}>} */
     this._channels = new Map();
-    /** @type {Map<string, {throttle_ms?: number, binary?: boolean}>} subscribe options, resent on reconnect */
+    /** @type {Map<string, SubscribeFields>} subscribe options, resent on reconnect */
     this._subOptions = new Map();
     /** @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
@@ -256,7 +271,7 @@ export class RelayClient {
    * presence on the relay): also `presence` (the members), then `join` and `leave` events, a
    * fresh list after every reconnect. Subscribing again with `presence: true` adds presence.
    * @param {string} channel
-   * @param {{throttleMs?: number, binary?: boolean, presence?: boolean}} [options]
+   * @param {import('./client.js').SubscribeOptions} [options]
    */
   subscribe(channel, options = {}) {
     checkChannel(channel);
@@ -306,7 +321,7 @@ export class RelayClient {
    * relay's ack. Rejects when not open, or with acks on an error, on close or after `ackTimeout`.
    * @param {string} channel
    * @param {unknown} content
-   * @param {{key?: string}} [extra] `key`: conflation key
+   * @param {{key?: string, delete?: boolean}} [extra] `key`: snapshot, throttle and conflation key; `delete`: removes the key from the snapshot
    */
   publish(channel, content, extra = {}) {
     try {
@@ -567,7 +582,7 @@ export class RelayClient {
   /**
    * A keyed snapshot: the latest message per key up to `seq`; live messages follow from
    * `seq + 1`, so the position moves to `seq`.
-   * @param {{channel: string, seq: number, epoch: string, entries: Array<object>}} msg
+   * @param {{channel: string, seq: number, epoch: string, entries: {key?: string | null, content: unknown, seq: number, binary?: boolean}[]}} msg
    */
   _snapshot(msg) {
     const pos = this._channels.get(msg.channel);

@@ -1,10 +1,11 @@
-// End-to-end harness: the real relay binary (WSRELAY_BIN), a TCP proxy the tests control, and
-// Debian's Chromium driven by playwright-core. Everything listens on 127.0.0.1 only; every
-// process started here is killed by its PID when the test process exits, also on failure.
+// End-to-end harness: the real relay binary (WSRELAY_BIN), a TCP proxy the tests control,
+// Debian's nats-server for cluster mode, and Debian's Chromium driven by playwright-core.
+// Everything listens on 127.0.0.1 only; every process started here is killed by its PID when
+// the test process exits, also on failure, and every directory it made is removed.
 
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -16,10 +17,13 @@ import { chromium } from 'playwright-core';
 const RELAY_BIN = process.env.WSRELAY_BIN;
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-/** Relay processes alive, killed on exit whatever happens. */
+/** Relay and nats-server processes alive, killed on exit whatever happens. */
 const children = new Set();
+/** Directories to remove on exit (nats-server stores). */
+const scratch = new Set();
 const killAll = () => {
   for (const child of children) child.kill('SIGKILL');
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 };
 process.on('exit', killAll);
 for (const signal of ['SIGTERM', 'SIGINT']) {
@@ -67,6 +71,56 @@ export function startRelay(args = [], port = 0) {
     });
     child.on('exit', (code) => reject(new Error(`relay exited (${code}) before listening:\n${log.join('\n')}`)));
     child.on('error', reject);
+  });
+}
+
+/**
+ * The nats-server binary: `NATS_SERVER_BIN`, else Debian's `/usr/sbin/nats-server` (off a
+ * non-root PATH), else `nats-server` on the PATH.
+ */
+export function natsServerBin() {
+  if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
+  if (existsSync('/usr/sbin/nats-server')) return '/usr/sbin/nats-server';
+  return 'nats-server';
+}
+
+/**
+ * Starts one nats-server with JetStream on a random loopback port (`-p -1`: the server picks
+ * it, so no port race) with a fresh store directory, and resolves once it is ready, with
+ * `{url, pid, kill()}`. Killed by PID and its store removed when the test process exits.
+ */
+export function startNats() {
+  const store = mkdtempSync(path.join(os.tmpdir(), 'wsrelay-e2e-nats-'));
+  scratch.add(store);
+  const child = spawn(natsServerBin(), ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', store], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  const log = [];
+  let port = null;
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stderr });
+    lines.on('line', (line) => {
+      log.push(line);
+      const found = /Listening for client connections on 127\.0\.0\.1:(\d+)/.exec(line);
+      if (found) port = Number(found[1]);
+      if (port !== null && /Server is ready/.test(line)) {
+        resolve({
+          url: `nats://127.0.0.1:${port}`,
+          pid: child.pid,
+          log,
+          kill: () =>
+            new Promise((done) => {
+              if (child.exitCode !== null || child.signalCode !== null) return done();
+              child.once('exit', () => done());
+              child.kill('SIGKILL');
+            }),
+        });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`nats-server exited (${code}) before ready:\n${log.join('\n')}`)));
+    child.on('error', (error) => reject(new Error(`${natsServerBin()}: ${error.message} (apt-get install -y nats-server)`)));
   });
 }
 
