@@ -29,7 +29,7 @@ const LIMITS: SessionLimits = SessionLimits {
 const DRAIN: (u16, &str) = (4200, "server draining");
 
 /// Everything the session queued, as the socket would receive it.
-fn written(s: &mut Session) -> Vec<u8> {
+pub(super) fn written(s: &mut Session) -> Vec<u8> {
     let mut out = Vec::new();
     while !s.outbox.is_empty() {
         let mut slices = [std::io::IoSlice::new(&[]); crate::outbox::IO_SLICES_MAX];

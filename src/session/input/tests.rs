@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::super::tests::written;
 use super::super::{Endpoint, Session, SessionLimits, Timeouts};
 use super::*;
 
@@ -35,22 +36,6 @@ fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![b0, 0x80 | payload.len() as u8];
     out.extend_from_slice(&KEY);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
-    out
-}
-
-/// Everything queued in the outbox, as the socket would receive it.
-fn written(s: &mut Session) -> Vec<u8> {
-    let mut out = Vec::new();
-    while !s.outbox.is_empty() {
-        let mut slices = [std::io::IoSlice::new(&[]); crate::outbox::IO_SLICES_MAX];
-        let n = s.outbox.io_slices(&mut slices);
-        let chunk: Vec<u8> = slices[..n]
-            .iter()
-            .flat_map(|sl| sl.iter().copied())
-            .collect();
-        out.extend_from_slice(&chunk);
-        s.outbox.advance(chunk.len(), &mut |_, _, _| {});
-    }
     out
 }
 
