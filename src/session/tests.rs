@@ -10,7 +10,7 @@ use crate::proto::ProtocolError;
 
 const MS: u64 = 1_000_000;
 
-fn timeouts() -> Timeouts {
+pub(super) fn timeouts() -> Timeouts {
     Timeouts {
         handshake_ns: 5_000 * MS,
         heartbeat_interval_ns: 30_000 * MS,

@@ -3,22 +3,12 @@
 
 use bytes::Bytes;
 
-use super::super::tests::written;
-use super::super::{Endpoint, Session, SessionLimits, Timeouts};
+use super::super::tests::{timeouts, written};
+use super::super::{Endpoint, Session, SessionLimits};
 use super::*;
 
 const MS: u64 = 1_000_000;
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
-
-fn timeouts() -> Timeouts {
-    Timeouts {
-        handshake_ns: 5_000 * MS,
-        heartbeat_interval_ns: 30_000 * MS,
-        heartbeat_timeout_ns: 10_000 * MS,
-        idle_ns: 0,
-        close_ns: 2_000 * MS,
-    }
-}
 
 fn open_session() -> Session {
     let limits = SessionLimits {
