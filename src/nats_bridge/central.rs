@@ -80,12 +80,24 @@ pub(super) async fn connect(setup: &Setup) -> Result<Conn, String> {
         .build(client.clone());
     let streams = super::streams::ensure(&js, &setup.config).await?;
     setup.stats.set_connected(true);
+    note_server(&setup.stats, &client);
     Ok(Conn {
         client,
         js,
         streams,
         events,
     })
+}
+
+/// Records the server of the current connection (its INFO) for `/stats`.
+fn note_server(stats: &ClusterStats, client: &Client) {
+    let info = client.server_info();
+    stats.set_server(crate::cluster::stats::NatsServer {
+        name: info.server_name,
+        version: info.version,
+        host: info.host,
+        port: info.port,
+    });
 }
 
 /// async-nats's backoff (2^(n-1) ms up to 4 s) with jitter, so relays do not reconnect in
@@ -396,6 +408,7 @@ impl Bridge {
         match e {
             Event::Connected => {
                 self.stats.set_connected(true);
+                note_server(&self.stats, &self.io.client);
                 if std::mem::take(&mut self.disconnected) {
                     self.stats.inc(Stat::Reconnects);
                     tracing::info!("cluster: reconnected to NATS; re-reading live heads");
