@@ -9,7 +9,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -22,6 +24,39 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
+
+/**
+ * A JetStream nats-server on a random loopback port with a fresh store (NATS_SERVER_BIN, else
+ * /usr/sbin/nats-server, as tests/cluster.rs); `null` only when it is missing and
+ * WSRELAY_SKIP_NATS=1. `kill()` SIGKILLs it and removes the store.
+ */
+function startNats() {
+  const bin = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
+  if (!existsSync(bin)) {
+    if (process.env.WSRELAY_SKIP_NATS === '1') return null;
+    throw new Error(`${bin} is missing (apt-get install nats-server, or WSRELAY_SKIP_NATS=1)`);
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wsrelay-status-nats-'));
+  const child = spawn(bin, ['-a', '127.0.0.1', '-p', '-1', '-js', '-sd', dir, '-n', 'status-n1'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const kill = () => new Promise((done) => {
+    const gone = () => { rmSync(dir, { recursive: true, force: true }); done(); };
+    if (child.exitCode !== null || child.signalCode !== null) return gone();
+    child.once('exit', gone);
+    child.kill('SIGKILL');
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { kill(); reject(new Error('nats-server did not listen in 10 s')); }, 10000);
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      const found = /Listening for client connections on [^\s]+:(\d+)/.exec(line);
+      if (!found) return;
+      clearTimeout(timer);
+      resolve({ url: `nats://127.0.0.1:${found[1]}`, port: Number(found[1]), kill });
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`nats-server exited (${code})`)); });
+  });
+}
 
 /** The relay's version: WSRELAY_VERSION, or the [package] version of the repository's Cargo.toml. */
 function expectedVersion() {
@@ -187,5 +222,64 @@ test('the status page shows the /stats figures, live, with charts', async () => 
     await status.close();
     await load.close();
     await relay.kill();
+  }
+});
+
+test('in cluster mode the page shows the node\'s NATS state as /stats has it', async (t) => {
+  const nats = await startNats();
+  if (!nats) return t.skip('nats-server missing and WSRELAY_SKIP_NATS=1');
+  let relay;
+  let page;
+  let status;
+  try {
+    relay = await startRelay(['--metrics-interval', '250', '--nats', nats.url, '--node-name', 'status-a']);
+    page = await clientPage(browser, relay);
+    // Three acknowledged publishes: stored by JetStream, publish → ack latency measured.
+    const seqs = await page.evaluate(async (url) => {
+      const c = new window.wsrelay.RelayClient(url, { acks: true, ackTimeout: 10000 });
+      await new Promise((open) => c.on('open', open));
+      const acks = [];
+      for (let n = 0; n < 3; n++) acks.push((await c.publish('status.cluster', { n })).seq);
+      c.close();
+      return acks;
+    }, relay.url);
+    assert.deepEqual(seqs, [1, 2, 3]);
+
+    status = await browser.context.newPage();
+    await status.goto(`${relay.http}/status`);
+    await until(status, () => window.wsrelayStatus.renders >= 2);
+    let mismatch = 'not compared yet';
+    let now;
+    for (let i = 0; i < 100 && mismatch; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const fresh = await stats(relay);
+      now = await readPage(status);
+      assertPathsExist(now.figures, fresh, '/stats');
+      mismatch = null;
+      for (const [p, fmt, text] of now.figures) {
+        if (p === 'relay.uptime_ms') continue;
+        const want = FORMAT[fmt](get(fresh, p));
+        if (text !== want) mismatch = `${p}: page ${text}, /stats ${want}`;
+      }
+    }
+    assert.equal(mismatch, null);
+    assert.equal(now.clusterHidden, false);
+    const shown = Object.fromEntries(now.figures.map(([p, , text]) => [p, text]));
+    assert.match(shown['cluster.node'], /^status-a\./);
+    assert.equal(shown['cluster.nats_connected'], 'yes');
+    assert.match(shown['cluster.nats_server'], new RegExp(`^status-n1 \\S+ \\(127\\.0\\.0\\.1:${nats.port}\\)$`));
+    assert.equal(shown['cluster.counters.wsrelay_cluster_published_total'], '3');
+    assert.match(shown['cluster.latency.publish_ack.p99_ns'], /^\d+\.\d µs$/);
+    await status.setViewportSize({ width: 1280, height: 1100 });
+    const dir = path.join(process.env.WSRELAY_ARTIFACTS ?? os.tmpdir(), 'status-page');
+    mkdirSync(dir, { recursive: true });
+    const shot = path.join(dir, 'status-cluster.png');
+    await status.screenshot({ path: shot, fullPage: true });
+    console.log(`screenshot: ${shot}`);
+  } finally {
+    await status?.close();
+    await page?.close();
+    await relay?.kill();
+    await nats.kill();
   }
 });
