@@ -612,6 +612,25 @@ fn stream_leader_sigkill_stalls_then_resumes_with_no_silent_hole() {
     eprintln!("publish stall on the leader kill: {stall_ms} ms (recorded, not asserted)");
 }
 
+/// `/stats` of a relay whose NATS server (`killed`) was lost: connected again, to another
+/// server (its INFO is read just after the reconnection), one reconnection counted.
+fn assert_stats_moved_away(relay: &RelayProc, killed: &str) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let node = relay.stats()["cluster"].clone();
+        let port = node["nats_server"]["port"].to_string();
+        let moved = node["nats_server"]["port"].is_u64() && !killed.ends_with(&format!(":{port}"));
+        if moved || Instant::now() > until {
+            assert!(moved, "{node} still names {killed}");
+            assert_eq!(node["nats_connected"], true, "{node}");
+            let reconnects = &node["counters"]["wsrelay_cluster_nats_reconnects_total"];
+            assert!(reconnects.as_u64() >= Some(1), "{node}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
     let _serial = serial();
@@ -646,6 +665,7 @@ fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
         assert!(Instant::now() < until, "relay a reconnected");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_stats_moved_away(&a, &cluster.nodes[server].url());
     // Still live after the reconnect.
     publish_range(b.addr, channel, n..n + 5);
     assert_contiguous(&read_n(&mut sub_a, channel, 5), n + 1, n + 5);

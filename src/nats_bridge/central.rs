@@ -100,6 +100,17 @@ fn note_server(stats: &ClusterStats, client: &Client) {
     });
 }
 
+/// [`note_server`] now and again shortly: async-nats sends `Connected` before it publishes
+/// the new connection's INFO, so the first read may still be the previous server's.
+fn note_server_soon(stats: &Arc<ClusterStats>, client: &Client) {
+    note_server(stats, client);
+    let (stats, client) = (stats.clone(), client.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        note_server(&stats, &client);
+    });
+}
+
 /// async-nats's backoff (2^(n-1) ms up to 4 s) with jitter, so relays do not reconnect in
 /// step after a server loss.
 fn reconnect_delay(attempts: usize) -> Duration {
@@ -408,7 +419,7 @@ impl Bridge {
         match e {
             Event::Connected => {
                 self.stats.set_connected(true);
-                note_server(&self.stats, &self.io.client);
+                note_server_soon(&self.stats, &self.io.client);
                 if std::mem::take(&mut self.disconnected) {
                     self.stats.inc(Stat::Reconnects);
                     tracing::info!("cluster: reconnected to NATS; re-reading live heads");
