@@ -612,6 +612,25 @@ fn stream_leader_sigkill_stalls_then_resumes_with_no_silent_hole() {
     eprintln!("publish stall on the leader kill: {stall_ms} ms (recorded, not asserted)");
 }
 
+/// `/stats` of a relay whose NATS server (`killed`) was lost: connected again, to another
+/// server (its INFO is read just after the reconnection), one reconnection counted.
+fn assert_stats_moved_away(relay: &RelayProc, killed: &str) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let node = relay.stats()["cluster"].clone();
+        let port = node["nats_server"]["port"].to_string();
+        let moved = node["nats_server"]["port"].is_u64() && !killed.ends_with(&format!(":{port}"));
+        if moved || Instant::now() > until {
+            assert!(moved, "{node} still names {killed}");
+            assert_eq!(node["nats_connected"], true, "{node}");
+            let reconnects = &node["counters"]["wsrelay_cluster_nats_reconnects_total"];
+            assert!(reconnects.as_u64() >= Some(1), "{node}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
     let _serial = serial();
@@ -646,6 +665,7 @@ fn killing_the_relays_nats_server_reconnects_resubscribes_and_repairs() {
         assert!(Instant::now() < until, "relay a reconnected");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_stats_moved_away(&a, &cluster.nodes[server].url());
     // Still live after the reconnect.
     publish_range(b.addr, channel, n..n + 5);
     assert_contiguous(&read_n(&mut sub_a, channel, 5), n + 1, n + 5);
@@ -1064,4 +1084,104 @@ fn keyed_publishes_carry_key_and_delete_to_other_relays_as_on_one_node() {
         ],
         "key and delete as single-node deliveries carry them (docs/PROTOCOL.md)"
     );
+}
+
+/// The `data-path`s of the status page's cluster section (`cluster.…`).
+fn status_page_cluster_paths() -> Vec<String> {
+    let html = include_str!("../src/web/status.html");
+    html.split("data-path=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|p| p.starts_with("cluster."))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value at a dotted path; `None` when a key is missing (`null` is a value).
+fn at<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// `/stats`'s `cluster` member of a relay just connected to `nats`: its node, the connection,
+/// the server, nothing reconnected yet.
+fn assert_connected_identity(cluster: &Value, node_prefix: &str, nats: &NatsNode) {
+    assert!(
+        cluster["node"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(node_prefix)),
+        "{cluster}"
+    );
+    assert_eq!(cluster["nats_connected"], true, "{cluster}");
+    assert_eq!(cluster["ready"], true);
+    let port = nats
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        cluster["nats_server"]["port"].to_string(),
+        port,
+        "{cluster}"
+    );
+    assert!(cluster["nats_server"]["version"]
+        .as_str()
+        .is_some_and(|v| !v.is_empty()));
+    assert_eq!(cluster["gauges"]["wsrelay_cluster_nats_connected"], 1);
+    assert_eq!(
+        cluster["counters"]["wsrelay_cluster_nats_reconnects_total"],
+        0
+    );
+}
+
+#[test]
+fn stats_has_the_nodes_nats_state_and_its_figures_move() {
+    let _serial = serial();
+    let Some((_dir, nats, a, _b)) = r1_pair("statsnode", &[]) else {
+        return;
+    };
+    let before = a.stats();
+    let cluster = &before["cluster"];
+    assert_connected_identity(cluster, "a.", &nats);
+    let published =
+        |v: &Value| v["cluster"]["counters"]["wsrelay_cluster_published_total"].as_u64();
+    let acks = |v: &Value| v["cluster"]["latency"]["publish_ack"]["count"].as_u64();
+    // Every figure the status page shows exists (a misspelt path would render "–").
+    let paths = status_page_cluster_paths();
+    assert!(paths.len() >= 10, "{paths:?}");
+    for path in &paths {
+        assert!(
+            at(&before, path).is_some(),
+            "{path} missing from /stats: {cluster}"
+        );
+    }
+
+    let mut publisher = connect(a.addr);
+    let acked = publish_acked(&mut publisher, "statsnode", 0..3);
+    assert_eq!(acked.len(), 3);
+    let after = a.stats();
+    assert_eq!(
+        published(&after),
+        published(&before).map(|n| n + 3),
+        "{}",
+        after["cluster"]
+    );
+    assert!(
+        acks(&after) >= acks(&before).map(|n| n + 1),
+        "{}",
+        after["cluster"]
+    );
+    let p99 = &after["cluster"]["latency"]["publish_ack"]["p99_ns"];
+    assert!(p99.as_u64().is_some_and(|ns| ns > 0), "{p99}");
+    // After a publish every figure of the page has a value.
+    for path in &paths {
+        assert!(
+            at(&after, path).is_some_and(|v| !v.is_null()),
+            "{path}: {}",
+            after["cluster"]
+        );
+    }
+    // The same figures as /metrics.
+    let metric = a.metric("wsrelay_cluster_published_total");
+    assert_eq!(published(&after).map(|n| n as f64), Some(metric));
 }

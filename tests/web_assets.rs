@@ -73,6 +73,21 @@ fn status_page_is_self_contained_html() {
         body.contains("fetch('stats'"),
         "polls /stats relative to itself"
     );
+    // No /favicon.ico request (a counted 404 on every page load).
+    assert!(body.contains("<link rel=\"icon\" href=\"data:,\">"));
+    let (_, _, stats) = get(server.local_addr(), "GET", "/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(
+        stats["counters"]["wsrelay_handshakes_rejected_total"]
+            .as_object()
+            .map(|o| o
+                .values()
+                .filter_map(serde_json::Value::as_u64)
+                .sum::<u64>()),
+        Some(0)
+    );
+    // Without --nats there is no cluster member (the page hides its section).
+    assert!(stats.get("cluster").is_none());
 }
 
 #[test]
@@ -123,6 +138,21 @@ fn stats_reports_version_uptime_and_busiest_channels() {
     assert_eq!(last["relay"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(last["relay"]["revision"], wsrelay::GIT_REVISION);
     assert!(last["relay"]["uptime_ms"].is_u64());
+    // The windowed relay latency (last 5 minutes) next to the cumulative one: the 5
+    // deliveries were absorbed moments ago, so both hold them.
+    let window = &last["latency"]["relay_window"];
+    assert_eq!(window["window_s"], 300, "{window}");
+    assert_eq!(
+        window["count"], last["latency"]["relay"]["count"],
+        "{window}"
+    );
+    assert!(window["count"].as_u64().is_some_and(|n| n >= 5), "{window}");
+    for key in ["p50_ns", "p99_ns", "p999_ns", "max_ns"] {
+        assert!(
+            window[key].as_u64().is_some_and(|ns| ns > 0),
+            "{key}: {window}"
+        );
+    }
     let top = &last["channels"]["top"][0];
     assert_eq!(
         (&top["channel"], &top["seq"]),

@@ -1,13 +1,16 @@
 //! Cluster-mode metrics (docs/CLUSTER.md, "Metrics"): counters and gauges the bridge thread
 //! updates (atomics), three HDR histograms it records into (a mutex taken by the bridge per
 //! record and by `/metrics` per scrape: never by a loop), and the NATS connection state
-//! `/healthz` reports. No per-channel label (unbounded cardinality).
+//! `/healthz` reports, and the node's identity (its name, the NATS server it is connected to)
+//! that `/stats` shows in its `cluster` member. No per-channel label (unbounded cardinality).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
+
+use crate::metrics::stats_json::write_json_string;
 
 /// The counters, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,30 @@ pub struct ClusterStats {
     ack_ns: Mutex<Histogram<u64>>,
     fanin_ns: Mutex<Histogram<u64>>,
     direct_get_ns: Mutex<Histogram<u64>>,
+    /// Node name and NATS server (set at start and on every (re)connection; read by `/stats`).
+    identity: Mutex<Identity>,
+}
+
+/// Who this relay is in the cluster, and whom it talks to.
+#[derive(Debug, Default, Clone)]
+struct Identity {
+    /// `<name>.<boot nonce>`.
+    node: String,
+    /// The NATS server of the current (or last) connection.
+    server: Option<NatsServer>,
+}
+
+/// The NATS server a relay is connected to, as that server describes itself (INFO).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NatsServer {
+    /// `server_name`.
+    pub name: String,
+    /// `version`.
+    pub version: String,
+    /// `host` (the address it listens on, as configured on the server).
+    pub host: String,
+    /// `port`.
+    pub port: u16,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -115,6 +142,7 @@ impl Default for ClusterStats {
             ack_ns: Mutex::new(histogram()),
             fanin_ns: Mutex::new(histogram()),
             direct_get_ns: Mutex::new(histogram()),
+            identity: Mutex::new(Identity::default()),
         }
     }
 }
@@ -148,6 +176,20 @@ impl ClusterStats {
     /// Connected and serving (`/healthz`).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) == 1 && self.connected.load(Ordering::Relaxed) == 1
+    }
+
+    /// This relay's node name (`<name>.<nonce>`), shown by `/stats`.
+    pub fn set_node(&self, node: &str) {
+        if let Ok(mut id) = self.identity.lock() {
+            id.node = node.to_string();
+        }
+    }
+
+    /// The NATS server of the current connection, shown by `/stats`.
+    pub fn set_server(&self, server: NatsServer) {
+        if let Ok(mut id) = self.identity.lock() {
+            id.server = Some(server);
+        }
     }
 
     /// Live subscriptions held.
@@ -208,24 +250,9 @@ impl ClusterStats {
     pub fn render_prometheus(&self, out: &mut String) {
         self.render_counters(out);
         self.render_gauges(out);
-        render_summary(
-            out,
-            "publish_ack_seconds",
-            "relay send to PubAck, per attempt",
-            &self.ack_ns,
-        );
-        render_summary(
-            out,
-            "fanin_lag_seconds",
-            "Wsr-Ts to bridge receive",
-            &self.fanin_ns,
-        );
-        render_summary(
-            out,
-            "direct_get_seconds",
-            "direct get round trip (head reads, repairs, recovery reads)",
-            &self.direct_get_ns,
-        );
+        for (_, name, help, h) in self.summaries() {
+            render_summary(out, name, help, h);
+        }
     }
 
     fn render_counters(&self, out: &mut String) {
@@ -248,8 +275,9 @@ impl ClusterStats {
         }
     }
 
-    fn render_gauges(&self, out: &mut String) {
-        let gauges = [
+    /// The gauges: name (after `wsrelay_cluster_`), help, value.
+    fn gauges(&self) -> [(&'static str, &'static str, &AtomicU64); 7] {
+        [
             (
                 "nats_connected",
                 "1 while the NATS connection is up",
@@ -281,8 +309,11 @@ impl ClusterStats {
                 "presence channels followed across relays",
                 &self.presence_channels,
             ),
-        ];
-        for (name, help, value) in gauges {
+        ]
+    }
+
+    fn render_gauges(&self, out: &mut String) {
+        for (name, help, value) in self.gauges() {
             let _ = writeln!(out, "# HELP wsrelay_cluster_{name} {help}");
             let _ = writeln!(out, "# TYPE wsrelay_cluster_{name} gauge");
             let _ = writeln!(
@@ -290,6 +321,141 @@ impl ClusterStats {
                 "wsrelay_cluster_{name} {}",
                 value.load(Ordering::Relaxed)
             );
+        }
+    }
+
+    /// The histograms: `/stats` key, family name (after `wsrelay_cluster_`), help, histogram.
+    fn summaries(
+        &self,
+    ) -> [(
+        &'static str,
+        &'static str,
+        &'static str,
+        &Mutex<Histogram<u64>>,
+    ); 3] {
+        [
+            (
+                "publish_ack",
+                "publish_ack_seconds",
+                "relay send to PubAck, per attempt",
+                &self.ack_ns,
+            ),
+            (
+                "fanin_lag",
+                "fanin_lag_seconds",
+                "Wsr-Ts to bridge receive",
+                &self.fanin_ns,
+            ),
+            (
+                "direct_get",
+                "direct_get_seconds",
+                "direct get round trip (head reads, repairs, recovery reads)",
+                &self.direct_get_ns,
+            ),
+        ]
+    }
+
+    /// Writes the `cluster` member of `/stats` (a JSON object; layout in docs/CLUSTER.md,
+    /// "Metrics"): the node's identity and NATS state, then the `/metrics` figures under the
+    /// same names. Quantiles and the mean are `null` while a histogram is empty.
+    pub fn write_stats_json(&self, out: &mut String) {
+        let identity = self
+            .identity
+            .lock()
+            .map(|id| id.clone())
+            .unwrap_or_default();
+        out.push_str("{\"node\":");
+        write_json_string(&identity.node, out);
+        let connected = self.connected.load(Ordering::Relaxed) == 1;
+        let _ = write!(out, ",\"nats_connected\":{connected}");
+        let _ = write!(out, ",\"ready\":{}", self.is_ready());
+        out.push_str(",\"nats_server\":");
+        match &identity.server {
+            Some(server) => write_server(server, out),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"counters\":{");
+        let mut first = true;
+        for (name, _, stat) in COUNTERS {
+            write_key(&mut first, &format!("wsrelay_cluster_{name}"), out);
+            let _ = write!(out, "{}", self.get(*stat));
+        }
+        for (family, labeled) in [
+            ("publish_failures_total", FAILURES),
+            ("nats_events_total", EVENTS),
+        ] {
+            write_key(&mut first, &format!("wsrelay_cluster_{family}"), out);
+            let mut inner = true;
+            out.push('{');
+            for (label, stat) in labeled {
+                write_key(&mut inner, label, out);
+                let _ = write!(out, "{}", self.get(*stat));
+            }
+            out.push('}');
+        }
+        out.push_str("},\"gauges\":{");
+        let mut first = true;
+        for (name, _, value) in self.gauges() {
+            write_key(&mut first, &format!("wsrelay_cluster_{name}"), out);
+            let _ = write!(out, "{}", value.load(Ordering::Relaxed));
+        }
+        out.push_str("},\"latency\":{");
+        let mut first = true;
+        for (key, _, _, h) in self.summaries() {
+            write_key(&mut first, key, out);
+            write_summary_json(h, out);
+        }
+        out.push_str("}}");
+    }
+}
+
+/// `,"key":` (no comma before the first key of an object).
+fn write_key(first: &mut bool, key: &str, out: &mut String) {
+    if !std::mem::take(first) {
+        out.push(',');
+    }
+    write_json_string(key, out);
+    out.push(':');
+}
+
+fn write_server(server: &NatsServer, out: &mut String) {
+    out.push_str("{\"name\":");
+    write_json_string(&server.name, out);
+    out.push_str(",\"version\":");
+    write_json_string(&server.version, out);
+    out.push_str(",\"host\":");
+    write_json_string(&server.host, out);
+    let _ = write!(out, ",\"port\":{}}}", server.port);
+}
+
+/// `{"count":..,"sum_ns":..,"p50_ns":..,"p90_ns":..,"p99_ns":..,"p999_ns":..,"mean_ns":..}`.
+fn write_summary_json(h: &Mutex<Histogram<u64>>, out: &mut String) {
+    let Ok(h) = h.lock() else {
+        out.push_str("null");
+        return;
+    };
+    let count = h.len();
+    let sum = (h.mean() * count as f64).round() as u64;
+    let _ = write!(out, "{{\"count\":{count},\"sum_ns\":{sum}");
+    for (key, q) in [
+        ("p50_ns", 0.5),
+        ("p90_ns", 0.9),
+        ("p99_ns", 0.99),
+        ("p999_ns", 0.999),
+    ] {
+        match count {
+            0 => {
+                let _ = write!(out, ",\"{key}\":null");
+            }
+            _ => {
+                let _ = write!(out, ",\"{key}\":{}", h.value_at_quantile(q));
+            }
+        }
+    }
+    match count {
+        0 => out.push_str(",\"mean_ns\":null}"),
+        _ => {
+            let _ = write!(out, ",\"mean_ns\":{:.1}}}", h.mean());
         }
     }
 }
@@ -452,5 +618,84 @@ mod tests {
             .and_then(|v| v.parse::<f64>().ok())
             .expect("sum");
         assert!((sum - 0.001).abs() < 1e-5, "{sum}");
+    }
+
+    #[test]
+    fn stats_json_has_identity_state_and_the_metrics_figures() {
+        let stats = ClusterStats::default();
+        let mut out = String::new();
+        stats.write_stats_json(&mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v["nats_server"], serde_json::Value::Null, "{out}");
+        assert_eq!(
+            v["latency"]["publish_ack"]["p99_ns"],
+            serde_json::Value::Null
+        );
+        stats.set_node("a\".x1");
+        stats.set_server(NatsServer {
+            name: "n1".into(),
+            version: "2.10.0".into(),
+            host: "127.0.0.1".into(),
+            port: 4222,
+        });
+        stats.set_connected(true);
+        stats.set_ready(true);
+        stats.set_presence(2, 5);
+        stats.add(Stat::Published, 3);
+        stats.inc(Stat::FailRejected);
+        stats.inc(Stat::EventDisconnected);
+        stats.record_ack_ns(2_000_000);
+        let mut out = String::new();
+        stats.write_stats_json(&mut out);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v["node"], "a\".x1", "{out}");
+        assert_eq!(
+            (v["nats_connected"].clone(), v["ready"].clone()),
+            (true.into(), true.into())
+        );
+        let server = serde_json::json!({"name": "n1", "version": "2.10.0", "host": "127.0.0.1", "port": 4222});
+        assert_eq!(v["nats_server"], server);
+        let counters = &v["counters"];
+        assert_eq!(counters["wsrelay_cluster_published_total"], 3);
+        assert_eq!(
+            counters["wsrelay_cluster_publish_failures_total"]["rejected"],
+            1
+        );
+        assert_eq!(
+            counters["wsrelay_cluster_nats_events_total"]["disconnected"],
+            1
+        );
+        assert_eq!(v["gauges"]["wsrelay_cluster_presence_nodes"], 2);
+        assert_eq!(v["gauges"]["wsrelay_cluster_nats_connected"], 1);
+        let ack = &v["latency"]["publish_ack"];
+        assert_eq!(ack["count"], 1);
+        let p99 = ack["p99_ns"].as_u64().unwrap_or_default();
+        assert!((2_000_000..=2_002_000).contains(&p99), "{ack}");
+        assert_same_as_prometheus(&stats, &v);
+    }
+
+    /// Every unlabeled `/metrics` sample has the same value in the JSON.
+    fn assert_same_as_prometheus(stats: &ClusterStats, v: &serde_json::Value) {
+        let counters = &v["counters"];
+        let mut text = String::new();
+        stats.render_prometheus(&mut text);
+        let mut compared = 0;
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains('{'))
+        {
+            let (name, value) = line.split_once(' ').unwrap_or_default();
+            let json = counters[name].as_u64().or(v["gauges"][name].as_u64());
+            if name.ends_with("_sum") || name.ends_with("_count") {
+                continue;
+            }
+            assert_eq!(
+                json.map(|n| n.to_string()).as_deref(),
+                Some(value),
+                "{name}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, COUNTERS.len() + 7);
     }
 }

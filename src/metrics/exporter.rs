@@ -2,13 +2,15 @@
 //! `/metrics` and `/stats` handlers.
 //!
 //! Owns: the latest cumulative counters and gauges of each loop, the cumulative latency
-//! histograms of all loops, the exporter thread.
+//! histograms of all loops, the windowed relay latency (the last minutes, [`LatencyWindow`]),
+//! the exporter thread.
 //! May not touch: the loops' [`LoopMetrics`](super::LoopMetrics); it only receives snapshots.
 //!
 //! Invariants:
 //! - Per-loop counters are replaced, never added (snapshots are cumulative); totals are summed
 //!   at read time, so a dropped snapshot delays counts but never loses or double-counts them.
-//! - Interval histograms are added exactly once into the cumulative ones.
+//! - Interval histograms are added exactly once into the cumulative ones (and the relay
+//!   latency's once into the window's slot of the moment they are absorbed).
 //! - Bounded: at most [`LOOPS_MAX`] loops are tracked; snapshots from other ids are counted as
 //!   rejected and discarded.
 //! - Locking happens only here and in HTTP handlers (cold paths), never on a loop's hot path.
@@ -17,10 +19,12 @@ use super::channels::TopChannels;
 use super::counters::{CloseCodeCounts, Counter, LabeledCounts};
 use super::latency::{Latency, LatencySet, LatencySummary};
 use super::snapshot::{Gauges, LoopCounters, LoopSnapshot};
+use super::window::LatencyWindow;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Upper bound on loop ids the exporter tracks (policy: reject, count in `snapshots_rejected`).
 pub const LOOPS_MAX: usize = 1024;
@@ -57,6 +61,10 @@ impl LoopState {
 pub struct Exporter {
     loops: Vec<Option<LoopState>>,
     latency: LatencySet,
+    /// Relay latency of the last minutes, by time of absorption.
+    relay_window: LatencyWindow,
+    /// The window's clock: when the exporter was made.
+    started: Instant,
     snapshots_absorbed: u64,
     snapshots_rejected: u64,
     config_reloads: ConfigReloads,
@@ -90,6 +98,10 @@ pub struct ExportView {
     pub loops: Vec<LoopView>,
     /// Cumulative latency summaries, indexed by [`Latency::index`].
     pub latency: [LatencySummary; Latency::COUNT],
+    /// Relay latency over the last `window_s` seconds (the ring's slots still inside).
+    pub relay_window: LatencySummary,
+    /// Length of the relay latency window, seconds.
+    pub window_s: u64,
     /// Snapshots merged since start.
     pub snapshots_absorbed: u64,
     /// Snapshots discarded (loop id out of range).
@@ -117,6 +129,8 @@ impl Exporter {
         Exporter {
             loops: vec![None; loops.min(LOOPS_MAX)],
             latency: LatencySet::new(),
+            relay_window: LatencyWindow::default(),
+            started: Instant::now(),
             snapshots_absorbed: 0,
             snapshots_rejected: 0,
             config_reloads: ConfigReloads::default(),
@@ -158,8 +172,21 @@ impl Exporter {
             }
         };
         self.latency.merge(&interval_latency);
+        let now_ns = self.clock_ns();
+        self.relay_window
+            .record(now_ns, interval_latency.get(Latency::Relay));
         self.snapshots_absorbed += 1;
         interval_latency
+    }
+
+    /// Nanoseconds since the exporter was made (the window's clock).
+    fn clock_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Relay latency over the window ending now.
+    pub fn relay_window_summary(&self) -> LatencySummary {
+        self.relay_window.summary(self.clock_ns())
     }
 
     /// The slot of `loop_id`, growing the table up to [`LOOPS_MAX`].
@@ -216,6 +243,8 @@ impl Exporter {
             gauges_total,
             loops: self.loop_views(),
             latency: self.latency.summaries(),
+            relay_window: self.relay_window_summary(),
+            window_s: self.relay_window.window_s(),
             snapshots_absorbed: self.snapshots_absorbed,
             snapshots_rejected: self.snapshots_rejected,
             top_channels: TopChannels::merge(self.reported().map(|s| &s.top_channels)),
@@ -381,6 +410,27 @@ mod tests {
         assert_eq!((relay.count, relay.sum_ns), (200, 20_100));
         // Quantiles come from the merged data, not from either loop alone.
         assert_eq!(relay.quantiles_ns, Some([100, 180, 198, 200, 200]));
+    }
+
+    #[test]
+    fn the_relay_window_holds_the_absorbed_relay_samples_only() {
+        let (mut a, mut b) = two_loops();
+        a.record_heartbeat_rtt_ns(9);
+        let mut exporter = Exporter::new(2);
+        exporter.absorb(a.snapshot());
+        exporter.absorb(b.snapshot());
+        let view = exporter.view();
+        // Both intervals were absorbed within the window: all 200 relay samples.
+        assert_eq!(
+            (view.relay_window.count, view.relay_window.sum_ns),
+            (200, 20_100)
+        );
+        assert_eq!(view.window_s, 300);
+        let q = view.relay_window.quantiles_ns.unwrap_or_default();
+        assert_eq!((q[0], q[4]), (100, 200));
+        // An empty interval adds nothing; the window is not the cumulative set.
+        exporter.absorb(a.snapshot());
+        assert_eq!(exporter.relay_window_summary().count, 200);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! - Recording never panics and never fails: values are clamped to [`LATENCY_HIGHEST_NS`]
 //!   (so a clock jump cannot poison a histogram), and the exact sum uses the clamped value so
 //!   `_sum` and the quantiles describe the same samples.
-//! - All histograms share one configuration, so merging (`Histogram::add`) cannot fail in
-//!   practice; a fallback path still handles it without panicking.
+//! - All histograms share one range (the windowed ring's are coarser: fewer significant
+//!   digits), so merging (`Histogram::add`) cannot fail in practice; a fallback path still
+//!   handles it without panicking.
 
 use super::counters::{Family, MetricKind};
 use hdrhistogram::Histogram;
@@ -112,6 +113,20 @@ impl LatencyHistogram {
             Histogram::new_with_bounds(LATENCY_LOWEST_NS, LATENCY_HIGHEST_NS, LATENCY_SIGFIGS)
                 // Constant, valid bounds (high >= 2 * low, sigfig <= 5); a unit test builds it.
                 .expect("constant histogram bounds are valid");
+        LatencyHistogram {
+            histogram,
+            sum_ns: 0,
+        }
+    }
+
+    /// An empty histogram of the same range at
+    /// [`WINDOW_SIGFIGS`](super::window::WINDOW_SIGFIGS) significant digits (~30 KiB), for
+    /// the windowed ring; merging a full-precision one into it re-records each bucket.
+    pub fn coarse() -> Self {
+        let sigfigs = super::window::WINDOW_SIGFIGS;
+        let histogram = Histogram::new_with_bounds(LATENCY_LOWEST_NS, LATENCY_HIGHEST_NS, sigfigs)
+            // Constant, valid bounds; a unit test of the window builds it.
+            .expect("constant histogram bounds are valid");
         LatencyHistogram {
             histogram,
             sum_ns: 0,

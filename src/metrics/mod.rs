@@ -28,6 +28,7 @@ pub mod latency;
 pub mod prometheus;
 pub mod snapshot;
 pub mod stats_json;
+pub mod window;
 
 #[cfg(test)]
 mod text_format_check;
@@ -42,3 +43,4 @@ pub use latency::{Latency, LatencySet, LatencySummary};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use snapshot::{Gauge, Gauges, LoopMetrics, LoopSnapshot};
 pub use stats_json::STATS_JSON_CONTENT_TYPE;
+pub use window::LatencyWindow;

@@ -11,12 +11,18 @@
 //!  "gauges":{"wsrelay_connections_open":12,...},
 //!  "loops":[{"loop":0,"snapshots":4,"gauges":{...}},...],
 //!  "latency":{"relay":{"count":2,"sum_ns":13845,"p50_ns":1500,"p90_ns":12351,
-//!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...},
+//!                      "p99_ns":12351,"p999_ns":12351,"max_ns":12351,"mean_ns":6922.5},...,
+//!             "relay_window":{"count":2,...,"mean_ns":6922.5,"window_s":300}},
 //!  "exporter":{"snapshots_absorbed":8,"snapshots_rejected":0},
 //!  "channels":{"top":[{"channel":"md.BTC","messages":40,"seq":1234,"window_ms":1000},...]},
-//!  "relay":{"version":"0.1.0","revision":"a954611","uptime_ms":5021}}
+//!  "relay":{"version":"0.1.0","revision":"a954611","uptime_ms":5021},
+//!  "cluster":{...}}
 //! ```
-//! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does).
+//! `relay` is present when the caller passes [`RelayInfo`] (the `/stats` handler does);
+//! `cluster` only in cluster mode (`--nats`), added by the handler with [`append_member`] and
+//! written by `ClusterStats::write_stats_json` (docs/CLUSTER.md, "Metrics").
+//! `latency.relay_window` is the relay latency of the last `window_s` seconds (the exporter's
+//! ring, 2 significant digits); the others are cumulative since start.
 //! Labeled families are objects keyed by label value. Quantiles and the mean are `null` when a
 //! latency has no samples (JSON has no NaN).
 
@@ -226,6 +232,11 @@ fn write_latencies(view: &ExportView, out: &mut String) -> fmt::Result {
     for kind in Latency::ALL {
         write_latency(&view.latency[kind.index()], object.key(kind.json_key()))?;
     }
+    let window = object.key("relay_window");
+    write_latency(&view.relay_window, window)?;
+    // `{...}` → `{...,"window_s":300}`.
+    window.pop();
+    write!(window, ",\"window_s\":{}}}", view.window_s)?;
     object.close();
     Ok(())
 }
@@ -248,8 +259,24 @@ fn write_latency(summary: &LatencySummary, out: &mut String) -> fmt::Result {
     Ok(())
 }
 
+/// Adds the member `"key":value` to the complete JSON object in `doc` (its closing `}` is
+/// replaced), `value` written by `write`: how other modules add to `/stats` (cluster mode's
+/// `cluster` member) without this module knowing their figures.
+pub fn append_member(doc: &mut String, key: &str, write: impl FnOnce(&mut String)) {
+    if doc.ends_with('}') {
+        doc.pop();
+        if !doc.ends_with('{') {
+            doc.push(',');
+        }
+        write_json_string(key, doc);
+        doc.push(':');
+        write(doc);
+        doc.push('}');
+    }
+}
+
 /// Writes `text` as a JSON string (RFC 8259 §7: quote, backslash and controls escaped).
-fn write_json_string(text: &str, out: &mut String) {
+pub fn write_json_string(text: &str, out: &mut String) {
     out.push('"');
     for ch in text.chars() {
         match ch {
@@ -392,6 +419,21 @@ mod tests {
             (Some(0), true)
         );
         assert!(rtt["mean_ns"].is_null());
+        // The window holds the same four samples (absorbed just now).
+        let window = &s["latency"]["relay_window"];
+        assert_eq!(
+            (window["count"].as_u64(), window["sum_ns"].as_u64()),
+            (Some(4), Some(1_006_000))
+        );
+        // At 2 significant digits: the upper bound of 2 µs's bucket.
+        let p50 = crate::metrics::latency::LatencyHistogram::coarse()
+            .histogram()
+            .highest_equivalent(2_000);
+        assert_eq!(
+            (window["p50_ns"].as_u64(), window["window_s"].as_u64()),
+            (Some(p50), Some(300))
+        );
+        assert!(window["p999_ns"].as_u64().is_some_and(|ns| ns >= 1_000_000));
     }
 
     /// Every Prometheus sample has the same value in the JSON document.
@@ -465,6 +507,17 @@ mod tests {
         // Empty summaries: NaN in Prometheus, null in JSON.
         let seconds = json[key].as_f64().map_or(f64::NAN, |ns| ns / 1e9);
         Some(Some(seconds))
+    }
+
+    #[test]
+    fn members_are_appended_to_a_complete_object() {
+        let mut doc = String::from("{}");
+        append_member(&mut doc, "a", |out| out.push('1'));
+        append_member(&mut doc, "b\"", |out| out.push_str("{}"));
+        assert_eq!(doc, "{\"a\":1,\"b\\\"\":{}}");
+        let mut broken = String::from("{\"a\":");
+        append_member(&mut broken, "b", |out| out.push('2'));
+        assert_eq!(broken, "{\"a\":", "not an object: left alone");
     }
 
     #[test]

@@ -80,12 +80,35 @@ pub(super) async fn connect(setup: &Setup) -> Result<Conn, String> {
         .build(client.clone());
     let streams = super::streams::ensure(&js, &setup.config).await?;
     setup.stats.set_connected(true);
+    note_server(&setup.stats, &client);
     Ok(Conn {
         client,
         js,
         streams,
         events,
     })
+}
+
+/// Records the server of the current connection (its INFO) for `/stats`.
+fn note_server(stats: &ClusterStats, client: &Client) {
+    let info = client.server_info();
+    stats.set_server(crate::cluster::stats::NatsServer {
+        name: info.server_name,
+        version: info.version,
+        host: info.host,
+        port: info.port,
+    });
+}
+
+/// [`note_server`] now and again shortly: async-nats sends `Connected` before it publishes
+/// the new connection's INFO, so the first read may still be the previous server's.
+fn note_server_soon(stats: &Arc<ClusterStats>, client: &Client) {
+    note_server(stats, client);
+    let (stats, client) = (stats.clone(), client.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        note_server(&stats, &client);
+    });
 }
 
 /// async-nats's backoff (2^(n-1) ms up to 4 s) with jitter, so relays do not reconnect in
@@ -396,6 +419,7 @@ impl Bridge {
         match e {
             Event::Connected => {
                 self.stats.set_connected(true);
+                note_server_soon(&self.stats, &self.io.client);
                 if std::mem::take(&mut self.disconnected) {
                     self.stats.inc(Stat::Reconnects);
                     tracing::info!("cluster: reconnected to NATS; re-reading live heads");

@@ -86,6 +86,7 @@ pub fn start(config: &Config, wakers: &[Arc<mio::Waker>]) -> io::Result<Started>
     let mut loop_txs = Vec::new();
     let mut ports = Vec::new();
     let node = node_name(c.node_name.as_deref());
+    stats.set_node(&node);
     let node_arc: Arc<str> = Arc::from(node.as_str());
     for _ in wakers {
         let (tx, rx) = crossbeam_channel::bounded(c.loop_queue_len_max);

@@ -272,7 +272,7 @@ impl EventLoop {
         }
     }
 
-    /// The `/stats` JSON document.
+    /// The `/stats` JSON document (with the `cluster` member in cluster mode).
     fn render_stats(&self, body: &mut String) {
         let relay = RelayInfo {
             version: crate::VERSION,
@@ -282,6 +282,11 @@ impl EventLoop {
         self.env
             .shared
             .with_export(|e| e.render_stats_json_with(&relay, body));
+        if let Some(cluster) = &self.env.shared.cluster {
+            crate::metrics::stats_json::append_member(body, "cluster", |out| {
+                cluster.write_stats_json(out);
+            });
+        }
     }
 
     /// Queues a complete HTTP response; the connection closes once it is written.

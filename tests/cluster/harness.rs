@@ -480,6 +480,12 @@ impl RelayProc {
         http_get_body(self.addr.port(), "/metrics").unwrap_or_default()
     }
 
+    /// `/stats` of the relay, parsed (`Null` when unreachable or not JSON).
+    pub fn stats(&self) -> serde_json::Value {
+        let body = http_get_body(self.addr.port(), "/stats").unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
     /// One metric's value (first sample whose line starts with `name`).
     pub fn metric(&self, name: &str) -> f64 {
         self.metrics()
