@@ -7,8 +7,13 @@
 //! - A loop never blocks on another: `try_send` only. When a peer's queue is full the message
 //!   waits in this loop's bounded per-peer overflow queue (FIFO order is kept: nothing is sent
 //!   directly while older messages wait) and is retried on the next turns. When the overflow is
-//!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`);
-//!   the receiving loop notices the seq jump and sends `gap` notices to its subscribers.
+//!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`).
+//! - A dropped `Deliver` is reported to the peer, promptly, even when its channel then goes
+//!   quiet: its seqs are recorded per (peer, channel), merged into one range, and sent as a
+//!   small `Gap` message once the peer's overflow has drained (never dropped; bounded by one
+//!   entry per channel this loop owns). A later `Deliver` of the channel that reaches the peer
+//!   clears the record instead: the receiving loop sees the seq jump itself. Either way its
+//!   subscribers get a `gap` notice for exactly the seqs they missed.
 //! - Every kind of message is bounded. Data (publish, deliver) and `Uninterest` are dropped
 //!   beyond the overflow bound (a lost `Uninterest` leaves a stale interest bit at the owner:
 //!   the loop gets deliveries for a channel nobody there reads, and ignores them, until the
@@ -29,6 +34,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::hash::FxHashMap;
+use crate::pubsub::local::SeqGap;
 use crate::pubsub::SubscribeOutcome;
 
 /// What a publish carries to the channel's owner loop.
@@ -114,6 +121,17 @@ pub enum LoopMsg {
         /// The seq before the new numbering's next message.
         seq: u64,
     },
+    /// The owner dropped the deliveries `gap` of `channel` for the receiving loop (its
+    /// overflow was full) and has sent no later delivery of the channel since: the receiver
+    /// tells its subscribers without waiting for the channel's next message.
+    Gap {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The seqs that never arrived.
+        gap: SeqGap,
+        /// The dropped deliveries were binary frames (the notice uses the same encoding).
+        binary: bool,
+    },
     /// The sending loop has no subscriber of `channel` any more.
     Uninterest {
         /// Channel name.
@@ -152,6 +170,15 @@ pub struct Mesh {
     wake_mask: u64,
     /// Subscribe requests sent to owners and not answered yet.
     subscribes_in_flight: usize,
+    /// Per peer: channel → deliveries dropped for it and not reported yet (module rules).
+    dropped: Vec<FxHashMap<Arc<str>, DroppedRun>>,
+}
+
+/// Deliveries of one channel dropped for one peer, merged into one range.
+#[derive(Debug, Clone, Copy)]
+struct DroppedRun {
+    gap: SeqGap,
+    binary: bool,
 }
 
 impl Mesh {
@@ -163,7 +190,9 @@ impl Mesh {
         overflow_len_max: usize,
     ) -> Self {
         let overflow = peers.iter().map(|_| VecDeque::new()).collect();
+        let dropped = peers.iter().map(|_| FxHashMap::default()).collect();
         Mesh {
+            dropped,
             me,
             peers,
             inbox,
@@ -195,24 +224,65 @@ impl Mesh {
         if request {
             self.subscribes_in_flight += 1;
         }
+        // Only when a drop for this peer is unreported (rare): no work on the common path.
+        let clears = match (&msg, self.dropped.get(to)) {
+            (LoopMsg::Deliver { batch }, Some(d)) if !d.is_empty() => Some(batch.channel.clone()),
+            _ => None,
+        };
         let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
             return MeshSend::Dropped;
         };
-        if overflow.is_empty() {
-            match peer.tx.try_send(msg) {
+        let refused = match overflow.is_empty() {
+            true => match peer.tx.try_send(msg) {
                 Ok(()) => {
                     self.wake_mask |= 1 << to;
-                    return MeshSend::Accepted;
+                    None
                 }
                 Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                    return park(overflow, m, self.overflow_len_max);
+                    park(overflow, m, self.overflow_len_max)
                 }
+            },
+            false => park(overflow, msg, self.overflow_len_max),
+        };
+        match refused {
+            None => {
+                if let Some(channel) = clears {
+                    // A later delivery reaches the peer: it sees the seq jump itself.
+                    self.dropped[to].remove(&channel);
+                }
+                MeshSend::Accepted
+            }
+            Some(msg) => {
+                self.note_dropped(to, &msg);
+                MeshSend::Dropped
             }
         }
-        park(overflow, msg, self.overflow_len_max)
     }
 
-    /// Retries parked messages in order; returns true while some still wait.
+    /// Records a dropped `Deliver` for `to`, merged with the channel's earlier unreported drops
+    /// (consecutive: any delivery accepted in between cleared the record).
+    fn note_dropped(&mut self, to: LoopId, msg: &LoopMsg) {
+        let (LoopMsg::Deliver { batch }, Some(dropped)) = (msg, self.dropped.get_mut(to)) else {
+            return;
+        };
+        let gap = SeqGap {
+            from: batch.first_seq,
+            to: batch.last_seq(),
+        };
+        dropped
+            .entry(batch.channel.clone())
+            .and_modify(|run| {
+                run.gap.from = run.gap.from.min(gap.from);
+                run.gap.to = run.gap.to.max(gap.to);
+            })
+            .or_insert(DroppedRun {
+                gap,
+                binary: batch.is_binary(),
+            });
+    }
+
+    /// Retries parked messages in order, then reports unreported drops to peers whose
+    /// overflow has drained; returns true while something still waits.
     pub fn retry_overflow(&mut self) -> bool {
         let mut waiting = false;
         for (to, queue) in self.overflow.iter_mut().enumerate() {
@@ -224,6 +294,16 @@ impl Mesh {
                         waiting = true;
                         break;
                     }
+                }
+            }
+            if queue.is_empty() && !self.dropped[to].is_empty() {
+                match send_gaps(&self.peers[to], &mut self.dropped[to]) {
+                    GapsSent::None => waiting = true,
+                    GapsSent::Some => {
+                        self.wake_mask |= 1 << to;
+                        waiting = true;
+                    }
+                    GapsSent::All => self.wake_mask |= 1 << to,
                 }
             }
         }
@@ -271,10 +351,43 @@ impl Mesh {
     }
 }
 
+/// How many unreported drops `send_gaps` got into a peer's inbox.
+enum GapsSent {
+    None,
+    Some,
+    All,
+}
+
+/// Sends one `Gap` per channel with unreported drops, until the peer's inbox is full.
+fn send_gaps(peer: &PeerHandle, dropped: &mut FxHashMap<Arc<str>, DroppedRun>) -> GapsSent {
+    let mut sent = GapsSent::None;
+    while let Some(channel) = dropped.keys().next().cloned() {
+        let Some(run) = dropped.remove(&channel) else {
+            break;
+        };
+        let msg = LoopMsg::Gap {
+            channel,
+            gap: run.gap,
+            binary: run.binary,
+        };
+        match peer.tx.try_send(msg) {
+            Ok(()) => sent = GapsSent::Some,
+            Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                if let LoopMsg::Gap { channel, .. } = m {
+                    dropped.insert(channel, run);
+                }
+                return sent;
+            }
+        }
+    }
+    GapsSent::All
+}
+
 /// Parks a message for a full peer. Data and `Uninterest` are dropped beyond `len_max`;
 /// subscribe requests and answers are bounded by the in-flight limit instead and must arrive,
 /// or a subscriber would wait forever for its `subscribed` (see the module rules).
-fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend {
+/// Returns the message when it is dropped.
+fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> Option<LoopMsg> {
     let droppable = matches!(
         msg,
         LoopMsg::Publish { .. }
@@ -283,8 +396,8 @@ fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend
             | LoopMsg::Uninterest { .. }
     ) || matches!(&msg, LoopMsg::Presence(p) if p.droppable());
     if droppable && queue.len() >= len_max {
-        return MeshSend::Dropped;
+        return Some(msg);
     }
     queue.push_back(msg);
-    MeshSend::Accepted
+    None
 }
