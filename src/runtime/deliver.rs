@@ -505,6 +505,10 @@ impl EventLoop {
             MeshSend::Accepted => self.metrics.inc(Counter::MeshMessagesSent),
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
         }
+        let merged = self.mesh.take_merged();
+        if merged != 0 {
+            self.metrics.add(Counter::DropMeshMerged, merged);
+        }
         sent
     }
 }
