@@ -88,6 +88,73 @@ fn recovery_beyond_retention_answers_recovered_false_with_the_current_seq() {
     assert_eq!(late.recv()["seq"], 11);
 }
 
+const BUDGET_MESSAGES: u64 = 150;
+
+/// The process-wide history byte budget (`--history-max-bytes`, here its 1 MiB minimum): two
+/// channels retain 2.4 MB of 8 KB messages, far below their length limit (1,000 each), so the
+/// budget evicts the oldest messages of either channel. A client recovering from the start
+/// of a channel gets `recovered:false`; one recovering the last message gets it replayed; the
+/// evictions are counted on /metrics.
+#[test]
+fn the_history_byte_budget_evicts_the_oldest_and_recent_history_still_replays() {
+    let config = Config {
+        history_size: 1000,
+        history_bytes_max: 1 << 20,
+        ..Config::loopback_for_tests(1)
+    };
+    let server = common::start(config);
+    let addr = server.local_addr();
+    let mut watcher = Client::connect(addr);
+    let epochs: Vec<String> = ["h.a", "h.b"]
+        .iter()
+        .map(|c| watcher.subscribe(c)["epoch"].as_str().unwrap().to_string())
+        .collect();
+    let mut publisher = Client::connect(addr);
+    let pad = "x".repeat(8000);
+    for i in 1..=BUDGET_MESSAGES {
+        for channel in ["h.a", "h.b"] {
+            publisher.publish(channel, json!({"i": i, "pad": pad}));
+        }
+        for _ in 0..2 {
+            assert_eq!(watcher.recv()["seq"], i);
+        }
+    }
+    let mut early = Client::connect(addr);
+    early.send(json!({"type": "subscribe", "channel": "h.a", "since": 0, "epoch": epochs[0]}));
+    let reply = early.recv();
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["seq"].as_u64()),
+        (Some(false), Some(BUDGET_MESSAGES)),
+        "the oldest messages were evicted: {reply}"
+    );
+    let mut recent = Client::connect(addr);
+    let since = BUDGET_MESSAGES - 1;
+    recent.send(json!({"type": "subscribe", "channel": "h.b", "since": since, "epoch": epochs[1]}));
+    let reply = recent.recv();
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let m = recent.recv();
+    assert_eq!(
+        (m["seq"].as_u64(), m["content"]["i"].as_u64()),
+        (Some(BUDGET_MESSAGES), Some(BUDGET_MESSAGES))
+    );
+    // The counters reach /metrics at the next aggregation: poll (bounded), no sleep threshold.
+    let evicted = (0..200)
+        .map(|_| {
+            let (_, body) = common::http_get(addr, "/metrics");
+            let n = body.lines().find_map(|l| {
+                l.strip_prefix("wsrelay_history_evicted_total ")?
+                    .parse::<f64>()
+                    .ok()
+            });
+            if n.unwrap_or(0.0) == 0.0 {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            n.unwrap_or(0.0)
+        })
+        .find(|&n| n > 0.0);
+    assert!(evicted.is_some(), "wsrelay_history_evicted_total > 0");
+}
+
 #[test]
 fn recovery_with_a_stale_epoch_is_refused() {
     let server = common::start(with_history(100));
