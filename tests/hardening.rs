@@ -254,6 +254,8 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "1"])
         .env("RUST_LOG", "info")
+        // NO_COLOR would turn colour off by itself: the pipe alone must do it.
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
