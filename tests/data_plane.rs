@@ -364,6 +364,31 @@ fn raw_client_with_loop(addr: SocketAddr) -> (Raw, usize) {
     (raw, loop_id)
 }
 
+/// Clients land on loops by the kernel's hashing: a publisher on loop 0 and 32 subscribers of
+/// `channel` on loop 1 (the first one observes, the others are a ballast never read).
+fn publisher_on_0_subscribers_on_1(addr: SocketAddr, channel: &str) -> (Raw, Vec<Raw>) {
+    let mut publisher = None;
+    let mut on_loop_1: Vec<Raw> = Vec::new();
+    for _ in 0..400 {
+        if publisher.is_some() && on_loop_1.len() >= 32 {
+            break;
+        }
+        match raw_client_with_loop(addr) {
+            (raw, 0) if publisher.is_none() => publisher = Some(raw),
+            (raw, 1) if on_loop_1.len() < 32 => on_loop_1.push(raw),
+            _ => {}
+        }
+    }
+    let publisher = publisher.expect("a client on loop 0");
+    assert_eq!(on_loop_1.len(), 32, "clients on loop 1");
+    let subscribe = json!({"type": "subscribe", "channel": channel}).to_string();
+    for raw in &mut on_loop_1 {
+        raw.send(&masked_frame(0x81, subscribe.as_bytes()));
+        assert_eq!(raw.read_json()["type"], "subscribed");
+    }
+    (publisher, on_loop_1)
+}
+
 const MESH_BURST: u64 = 2000;
 const MESH_ROUNDS_MAX: u64 = 5;
 
@@ -388,27 +413,7 @@ fn mesh_overflow_drops_are_reported_to_the_other_loop_without_more_traffic() {
         .map(|i| format!("mesh.{i}"))
         .find(|c| owner_of(c, 2) == 0)
         .unwrap();
-    // Clients land on loops by the kernel's hashing: keep a publisher on the owner loop (0),
-    // an observer and a ballast of never-read subscribers on loop 1.
-    let mut publisher = None;
-    let mut on_loop_1: Vec<Raw> = Vec::new();
-    for _ in 0..400 {
-        if publisher.is_some() && on_loop_1.len() >= 32 {
-            break;
-        }
-        match raw_client_with_loop(addr) {
-            (raw, 0) if publisher.is_none() => publisher = Some(raw),
-            (raw, 1) if on_loop_1.len() < 32 => on_loop_1.push(raw),
-            _ => {}
-        }
-    }
-    let mut publisher = publisher.expect("a client on loop 0");
-    assert_eq!(on_loop_1.len(), 32, "clients on loop 1");
-    let subscribe = json!({"type": "subscribe", "channel": channel}).to_string();
-    for raw in &mut on_loop_1 {
-        raw.send(&masked_frame(0x81, subscribe.as_bytes()));
-        assert_eq!(raw.read_json()["type"], "subscribed");
-    }
+    let (mut publisher, mut on_loop_1) = publisher_on_0_subscribers_on_1(addr, &channel);
     let observer = &mut on_loop_1[0];
     let mut tracker = GapTracker::default();
     let mut tail_dropped = false;
