@@ -44,6 +44,9 @@ pub struct ClusterArgs {
     /// NATS bridge → loop queue; full: dropped and repaired from the stream.
     #[arg(long, default_value_t = DEFAULTS.loop_queue_len_max)]
     nats_loop_queue: usize,
+    /// NATS bridge messages a loop handles per turn before its sockets (fairness).
+    #[arg(long, default_value_t = DEFAULTS.loop_msgs_per_turn_max)]
+    nats_loop_msgs_per_turn: usize,
     /// Publishes waiting per channel while one is in flight; beyond: `unavailable`.
     #[arg(long, default_value_t = DEFAULTS.publish_queue_len_max)]
     nats_publish_queue: usize,
@@ -81,6 +84,7 @@ impl ClusterArgs {
             wait: self.nats_wait,
             command_queue_len_max: self.nats_command_queue,
             loop_queue_len_max: self.nats_loop_queue,
+            loop_msgs_per_turn_max: self.nats_loop_msgs_per_turn,
             publish_queue_len_max: self.nats_publish_queue,
             publish_batch_max: self.nats_publish_batch,
             publish_retry_max: Duration::from_millis(self.nats_publish_retry),
@@ -124,6 +128,8 @@ mod tests {
             "--nats-wait",
             "--nats-loop-queue",
             "4",
+            "--nats-loop-msgs-per-turn",
+            "64",
             "--nats-publish-retry",
             "20000",
             "--nats-presence-timeout",
@@ -138,6 +144,7 @@ mod tests {
         assert_eq!(k.node_name.as_deref(), Some("relay-a"));
         assert_eq!(k.token.as_deref(), Some("s3cret"));
         assert_eq!(k.loop_queue_len_max, 4);
+        assert_eq!(k.loop_msgs_per_turn_max, 64);
         assert_eq!(k.publish_retry_max, std::time::Duration::from_secs(20));
         assert_eq!(k.presence_timeout, std::time::Duration::from_millis(1500));
     }
@@ -148,6 +155,13 @@ mod tests {
             &["wsrelay", "--nats", "nats://x", "--nats-replicas", "2"][..],
             &["wsrelay", "--nats", "nats://x", "--nats-shards", "0"],
             &["wsrelay", "--nats", "nats://x", "--node-name", "a.b"],
+            &[
+                "wsrelay",
+                "--nats",
+                "nats://x",
+                "--nats-loop-msgs-per-turn",
+                "0",
+            ],
             &[
                 "wsrelay",
                 "--nats",

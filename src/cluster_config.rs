@@ -70,6 +70,9 @@ pub struct ClusterConfig {
     /// Bridge → each loop queue. Full: the message is dropped, counted, and the channel is
     /// repaired from the stream (the bridge never blocks).
     pub loop_queue_len_max: usize,
+    /// Bridge messages one loop handles per turn before its sockets get their turn again
+    /// (fairness; the rest is handled next turn, without sleeping).
+    pub loop_msgs_per_turn_max: usize,
     /// Publishes waiting per channel while one batch is in flight. Beyond: `unavailable`.
     pub publish_queue_len_max: usize,
     /// Frames coalesced into one JetStream message at most.
@@ -101,6 +104,7 @@ impl ClusterConfig {
         wait: false,
         command_queue_len_max: 65_536,
         loop_queue_len_max: 65_536,
+        loop_msgs_per_turn_max: 4096,
         publish_queue_len_max: 10_000,
         publish_batch_max: 1_000,
         publish_retry_max: Duration::from_secs(15),
@@ -145,11 +149,14 @@ impl ClusterConfig {
         let queues = [
             self.command_queue_len_max,
             self.loop_queue_len_max,
+            self.loop_msgs_per_turn_max,
             self.publish_queue_len_max,
             self.publish_batch_max,
         ];
         if queues.iter().any(|&q| !(1..=1 << 24).contains(&q)) {
-            return fail("nats queue sizes and the batch size must be 1..=16,777,216");
+            return fail(
+                "nats queue sizes, messages per turn and the batch size must be 1..=16,777,216",
+            );
         }
         if self.publish_retry_max < Duration::from_millis(100)
             || self.publish_retry_max > Duration::from_secs(600)

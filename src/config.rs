@@ -21,7 +21,7 @@ pub enum SlowConsumerPolicy {
     /// `since`). The default: the client learns at once and recovery fills the hole exactly.
     Close,
     /// Drop the newest frames for that connection and send a `gap` notice before the next
-    /// delivery on the channel.
+    /// delivery on the channel, or once its outbox has drained, whichever comes first.
     Drop,
     /// Keep only the newest not-yet-written message per channel (or per channel and `key`) for
     /// that connection, and send a `gap` notice for what was skipped.

@@ -1,4 +1,5 @@
-//! Log output of the binary: text or JSON lines on stderr, colour only on a terminal, and a
+//! Log output of the binary: text or JSON lines on stderr, colour only on a terminal (and not
+//! with `NO_COLOR` set, <https://no-color.org>), and a
 //! level (an `EnvFilter` directive such as `info` or `wsrelay=debug,warn`) that a configuration
 //! reload can change while the relay runs.
 
@@ -31,10 +32,18 @@ pub fn parse(directive: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(directive).map_err(|e| format!("log-level {directive:?}: {e}"))
 }
 
+/// Colour codes only for a terminal (a log file or journald gets plain text), and not when the
+/// user set `NO_COLOR` to a non-empty value (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber; returns the handle that changes its level.
 pub fn init(format: LogFormat, filter: EnvFilter, directive: &str) -> LogLevel {
-    // Colour codes only for a terminal: a log file or journald gets plain text.
-    let ansi = std::io::stderr().is_terminal();
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     let set: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync> = match format {
         LogFormat::Text => {
             let builder = tracing_subscriber::fmt()
@@ -61,5 +70,19 @@ pub fn init(format: LogFormat, filter: EnvFilter, directive: &str) -> LogLevel {
     LogLevel {
         set,
         current: std::sync::Mutex::new(directive.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{masked_frame, Client, Raw};
 use serde_json::{json, Value};
 use wsrelay::config::SlowConsumerPolicy;
+use wsrelay::pubsub::owner_of;
 use wsrelay::Config;
 
 fn with_history(size: usize) -> Config {
@@ -85,6 +86,73 @@ fn recovery_beyond_retention_answers_recovered_false_with_the_current_seq() {
     // Nothing is replayed: the next message is live.
     publisher.publish("r", json!(11));
     assert_eq!(late.recv()["seq"], 11);
+}
+
+const BUDGET_MESSAGES: u64 = 150;
+
+/// The process-wide history byte budget (`--history-max-bytes`, here its 1 MiB minimum): two
+/// channels retain 2.4 MB of 8 KB messages, far below their length limit (1,000 each), so the
+/// budget evicts the oldest messages of either channel. A client recovering from the start
+/// of a channel gets `recovered:false`; one recovering the last message gets it replayed; the
+/// evictions are counted on /metrics.
+#[test]
+fn the_history_byte_budget_evicts_the_oldest_and_recent_history_still_replays() {
+    let config = Config {
+        history_size: 1000,
+        history_bytes_max: 1 << 20,
+        ..Config::loopback_for_tests(1)
+    };
+    let server = common::start(config);
+    let addr = server.local_addr();
+    let mut watcher = Client::connect(addr);
+    let epochs: Vec<String> = ["h.a", "h.b"]
+        .iter()
+        .map(|c| watcher.subscribe(c)["epoch"].as_str().unwrap().to_string())
+        .collect();
+    let mut publisher = Client::connect(addr);
+    let pad = "x".repeat(8000);
+    for i in 1..=BUDGET_MESSAGES {
+        for channel in ["h.a", "h.b"] {
+            publisher.publish(channel, json!({"i": i, "pad": pad}));
+        }
+        for _ in 0..2 {
+            assert_eq!(watcher.recv()["seq"], i);
+        }
+    }
+    let mut early = Client::connect(addr);
+    early.send(json!({"type": "subscribe", "channel": "h.a", "since": 0, "epoch": epochs[0]}));
+    let reply = early.recv();
+    assert_eq!(
+        (reply["recovered"].as_bool(), reply["seq"].as_u64()),
+        (Some(false), Some(BUDGET_MESSAGES)),
+        "the oldest messages were evicted: {reply}"
+    );
+    let mut recent = Client::connect(addr);
+    let since = BUDGET_MESSAGES - 1;
+    recent.send(json!({"type": "subscribe", "channel": "h.b", "since": since, "epoch": epochs[1]}));
+    let reply = recent.recv();
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let m = recent.recv();
+    assert_eq!(
+        (m["seq"].as_u64(), m["content"]["i"].as_u64()),
+        (Some(BUDGET_MESSAGES), Some(BUDGET_MESSAGES))
+    );
+    // The counters reach /metrics at the next aggregation: poll (bounded), no sleep threshold.
+    let evicted = (0..200)
+        .map(|_| {
+            let (_, body) = common::http_get(addr, "/metrics");
+            let n = body.lines().find_map(|l| {
+                l.strip_prefix("wsrelay_history_evicted_total ")?
+                    .parse::<f64>()
+                    .ok()
+            });
+            if n.unwrap_or(0.0) == 0.0 {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            n.unwrap_or(0.0)
+        })
+        .find(|&n| n > 0.0);
+    assert!(evicted.is_some(), "wsrelay_history_evicted_total > 0");
 }
 
 #[test]
@@ -282,6 +350,107 @@ fn drop_policy_tells_a_drained_subscriber_of_its_gap_without_more_traffic() {
     assert!(tracker.gaps > 0, "the tail was dropped and reported");
     assert!(
         slow.read_frame_within(Duration::from_millis(300)).is_none(),
+        "nothing after the last notice"
+    );
+}
+
+/// A raw client upgraded on `/`, with the loop that holds it (ids are `<loop>-<slot>-<gen>`).
+fn raw_client_with_loop(addr: SocketAddr) -> (Raw, usize) {
+    let mut raw = Raw::upgraded(addr, "/");
+    let hello = raw.read_json();
+    assert_eq!(hello["type"], "connected");
+    let id = hello["id"].as_str().unwrap().to_string();
+    let loop_id = id.split('-').next().unwrap().parse().unwrap();
+    (raw, loop_id)
+}
+
+/// Clients land on loops by the kernel's hashing: a publisher on loop 0 and 32 subscribers of
+/// `channel` on loop 1 (the first one observes, the others are a ballast never read).
+fn publisher_on_0_subscribers_on_1(addr: SocketAddr, channel: &str) -> (Raw, Vec<Raw>) {
+    let mut publisher = None;
+    let mut on_loop_1: Vec<Raw> = Vec::new();
+    for _ in 0..400 {
+        if publisher.is_some() && on_loop_1.len() >= 32 {
+            break;
+        }
+        match raw_client_with_loop(addr) {
+            (raw, 0) if publisher.is_none() => publisher = Some(raw),
+            (raw, 1) if on_loop_1.len() < 32 => on_loop_1.push(raw),
+            _ => {}
+        }
+    }
+    let publisher = publisher.expect("a client on loop 0");
+    assert_eq!(on_loop_1.len(), 32, "clients on loop 1");
+    let subscribe = json!({"type": "subscribe", "channel": channel}).to_string();
+    for raw in &mut on_loop_1 {
+        raw.send(&masked_frame(0x81, subscribe.as_bytes()));
+        assert_eq!(raw.read_json()["type"], "subscribed");
+    }
+    (publisher, on_loop_1)
+}
+
+const MESH_BURST: u64 = 2000;
+const MESH_ROUNDS_MAX: u64 = 5;
+
+/// Mesh overflow: 2 loops and the smallest mesh inbox (16, and 16 parked). Each publish is
+/// numbered on its own (one mesh message each) and the other loop takes one message per turn
+/// and delivers it to many subscribers, so a burst published on the owner loop overflows the
+/// mesh and deliveries for the other loop are dropped. The subscriber there must learn of
+/// exactly the seqs it missed, also when the dropped tail of a burst is followed by silence:
+/// before the fix it was told only with the channel's next message (the read times out).
+#[test]
+fn mesh_overflow_drops_are_reported_to_the_other_loop_without_more_traffic() {
+    let _serial = flood_guard();
+    let config = Config {
+        mesh_inbox_len_max: 16,
+        publish_queue_len_max: 1,
+        inbox_msgs_per_turn_max: 1,
+        ..Config::loopback_for_tests(2)
+    };
+    let server = common::start(config);
+    let addr = server.local_addr();
+    let channel = (0..)
+        .map(|i| format!("mesh.{i}"))
+        .find(|c| owner_of(c, 2) == 0)
+        .unwrap();
+    let (mut publisher, mut on_loop_1) = publisher_on_0_subscribers_on_1(addr, &channel);
+    let observer = &mut on_loop_1[0];
+    let mut tracker = GapTracker::default();
+    let mut tail_dropped = false;
+    for round in 0..MESH_ROUNDS_MAX {
+        // The whole burst in one write, then silence on the channel.
+        let mut burst = Vec::new();
+        for i in 1..=MESH_BURST {
+            let publish = json!({"type": "message", "channel": channel, "content": i});
+            burst.extend(masked_frame(0x81, publish.to_string().as_bytes()));
+        }
+        publisher.send(&burst);
+        let last = (round + 1) * MESH_BURST;
+        // Every read waits at most READ_TIMEOUT: an unreported dropped tail fails here.
+        let mut last_was_gap = false;
+        while tracker.expected <= last {
+            let m = observer.read_json();
+            tracker.see(&m);
+            last_was_gap = m["type"] == "gap";
+        }
+        assert_eq!(
+            tracker.expected,
+            last + 1,
+            "every seq delivered or reported"
+        );
+        if last_was_gap {
+            tail_dropped = true;
+            break;
+        }
+    }
+    assert!(
+        tracker.gaps > 0 && tail_dropped,
+        "a dropped tail was reported"
+    );
+    assert!(
+        observer
+            .read_frame_within(Duration::from_millis(300))
+            .is_none(),
         "nothing after the last notice"
     );
 }

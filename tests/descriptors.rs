@@ -1,7 +1,8 @@
 //! Descriptor exhaustion, against the real binary under a low `RLIMIT_NOFILE` (set by the
 //! shell's `ulimit` before `exec`): a flood past the limit gets answers (101 while descriptors
 //! last, then 503 with `Retry-After`), never silence; established clients keep receiving; once
-//! the flood is gone a new client is upgraded without anyone else knocking first.
+//! the flood is gone (the open-connection gauge is back to what it was before), the first new
+//! client is upgraded: nobody has to knock first.
 
 mod common;
 
@@ -91,6 +92,9 @@ fn a_flood_past_the_descriptor_limit_is_answered_and_accepting_resumes_by_itself
     let mut subscriber = Client::connect(addr);
     subscriber.subscribe("t");
     let mut publisher = Client::connect(addr);
+    // The baseline: the subscriber and the publisher.
+    let baseline = 2;
+    wait_for_open_connections(addr, baseline);
 
     let (flood, refused) = flood_past_the_limit(addr);
 
@@ -102,13 +106,51 @@ fn a_flood_past_the_descriptor_limit_is_answered_and_accepting_resumes_by_itself
         (Some(1), &json!({"at": "limit"}))
     );
 
-    // The flood leaves. A new client is upgraded: it may first be told 503 (Retry-After)
-    // while the relay is still closing the flood's connections, but it is never left hanging
-    // (every read waits at most READ_TIMEOUT, then the test fails).
+    // The flood leaves. Once the relay has closed its connections (the open-connection gauge
+    // is back to its baseline: polled, bounded, no sleep threshold), the FIRST new client is
+    // upgraded: accepting resumed by itself, nobody had to knock first.
     drop(flood);
-    let mut newcomer = upgrade_when_accepting_again(addr);
+    wait_for_open_connections(addr, baseline);
+    let mut newcomer = Raw::connect(addr);
+    newcomer.send(common::upgrade_request("/").as_bytes());
+    let head = newcomer.read_head();
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "first client after the flood: {head}"
+    );
     assert_eq!(newcomer.read_json()["type"], "connected");
     assert_refusals_counted(addr, refused);
+}
+
+/// The `wsrelay_connections_open` gauge, or `None` when the scrape was refused (a 503 or a
+/// reset while the relay is at its descriptor limit).
+fn open_connections(addr: SocketAddr) -> Option<u64> {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(common::READ_TIMEOUT)).ok()?;
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut all = String::new();
+    stream.read_to_string(&mut all).ok()?;
+    if !all.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    all.lines()
+        .find_map(|l| l.strip_prefix("wsrelay_connections_open ")?.parse().ok())
+}
+
+/// Scrapes until the gauge reads `want` (at most 500 scrapes, 20 ms apart: the exporter's
+/// view lags by one snapshot).
+fn wait_for_open_connections(addr: SocketAddr, want: u64) {
+    let mut last = None;
+    for _ in 0..500 {
+        last = open_connections(addr);
+        if last == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("open connections never back to {want}: last scrape {last:?}");
 }
 
 /// The flood: every connection sends its upgrade request and waits for an answer, which is a
@@ -136,27 +178,6 @@ fn flood_past_the_limit(addr: SocketAddr) -> (Vec<Raw>, usize) {
         "{upgraded} upgraded, {refused} refused"
     );
     (flood, refused)
-}
-
-/// Connects until an upgrade succeeds (at most 100 tries); every refusal before it must be a
-/// 503 with `Retry-After: 1`. Returns the upgraded connection.
-fn upgrade_when_accepting_again(addr: SocketAddr) -> Raw {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        assert!(tries <= 100, "no upgrade after {tries} tries");
-        let stream = TcpStream::connect(addr).expect("tcp connect");
-        stream.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
-        let mut raw = Raw::from_stream(stream);
-        raw.send(common::upgrade_request("/").as_bytes());
-        let head = raw.read_head();
-        if head.starts_with("HTTP/1.1 101") {
-            break raw;
-        }
-        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-        assert!(head.contains("Retry-After: 1"), "{head}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// What happened is counted: `refused` sheds and at least one EMFILE (the exporter's view

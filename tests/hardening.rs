@@ -194,6 +194,41 @@ fn a_publish_of_the_largest_accepted_size_reaches_a_subscriber_with_the_smallest
     assert_eq!(got["content"].as_str().map(str::len), Some(content.len()));
 }
 
+/// At the smallest outbox validation allows (one largest message + 4 KiB), two echoes of the
+/// largest message sent in one write are both echoed: the second does not fit beside the
+/// first, so the relay writes the first out (the client reads) before queueing it, as it does
+/// for pongs. Before, it closed the connection 4100 although the client read everything.
+#[test]
+fn two_largest_echoes_in_one_write_are_both_echoed_at_the_smallest_outbox() {
+    const LARGEST: usize = 16 * 1024;
+    let config = Config {
+        echo_enabled: true,
+        message_bytes_max: LARGEST,
+        ..Config::loopback_for_tests(1)
+    };
+    let server = common::start(Config {
+        outbox_bytes_max: config.outbox_bytes_needed(),
+        ..config
+    });
+    let mut raw = Raw::upgraded(server.local_addr(), "/echo");
+    let payloads = [vec![b'a'; LARGEST], vec![b'b'; LARGEST]];
+    let both = [
+        masked_frame(0x82, &payloads[0]),
+        masked_frame(0x82, &payloads[1]),
+    ]
+    .concat();
+    raw.send(&both);
+    for payload in &payloads {
+        let f = raw.read_frame();
+        assert_eq!(
+            (f.opcode, f.payload.len()),
+            (2, LARGEST),
+            "an echo, not a close"
+        );
+        assert_eq!(&f.payload, payload);
+    }
+}
+
 #[test]
 fn an_outbox_that_cannot_hold_one_message_is_refused_at_start_with_status_2() {
     let (code, stderr) = run_to_exit(&["--max-message-size", "67108864"]);
@@ -254,6 +289,8 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsrelay"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--threads", "1"])
         .env("RUST_LOG", "info")
+        // NO_COLOR would turn colour off by itself: the pipe alone must do it.
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -469,6 +469,8 @@ define_counters! {
     DropNotOpen => QUEUE_DROPS ["not_open"],
     /// Cross-loop mesh queue was full.
     DropMeshFull => QUEUE_DROPS ["mesh_full"],
+    /// Parked cross-loop message removed or cancelled by a newer one (`runtime/mesh.rs`).
+    DropMeshMerged => QUEUE_DROPS ["mesh_merged"],
     /// Deliveries discarded because the subscriber was closed for the `close` policy.
     DropSlowConsumerClose => QUEUE_DROPS ["slow_consumer_close"],
     /// Message pushed to another loop's mesh inbox.

@@ -155,6 +155,15 @@ impl LocalIndex {
         })
     }
 
+    /// The owner reports `gap` dropped for this loop: returns the part after the last seq seen
+    /// (what no delivery and no earlier jump covered), and moves the last seq past the gap.
+    pub fn note_dropped(&mut self, channel: &str, gap: SeqGap) -> Option<SeqGap> {
+        let c = self.channels.get_mut(channel)?;
+        let from = gap.from.max(c.last_seq + 1);
+        c.last_seq = c.last_seq.max(gap.to);
+        (from <= gap.to).then_some(SeqGap { from, to: gap.to })
+    }
+
     /// The channel's numbering restarted (cluster mode: a new epoch): the next seq expected
     /// is `seq + 1`.
     pub fn reset_seq(&mut self, channel: &str, seq: u64) {
@@ -235,6 +244,23 @@ mod tests {
         assert_eq!(ix.note_seqs("a", 4, 4), None);
         assert_eq!(ix.note_seqs("a", 7, 9), Some(SeqGap { from: 5, to: 6 }));
         assert_eq!(ix.note_seqs("a", 10, 10), None);
+    }
+
+    #[test]
+    fn a_reported_drop_is_trimmed_to_what_was_not_seen_and_not_reported_twice() {
+        let mut ix = LocalIndex::default();
+        ix.begin_subscribe("a");
+        ix.complete_subscribe("a", id(1), 3);
+        assert_eq!(ix.note_seqs("a", 4, 5), None);
+        let gap = SeqGap { from: 2, to: 8 };
+        assert_eq!(ix.note_dropped("a", gap), Some(SeqGap { from: 6, to: 8 }));
+        assert_eq!(ix.note_dropped("a", gap), None, "already reported");
+        assert_eq!(
+            ix.note_seqs("a", 9, 9),
+            None,
+            "the next run follows the gap"
+        );
+        assert_eq!(ix.note_dropped("b", gap), None, "no interest");
     }
 
     #[test]

@@ -40,9 +40,6 @@ struct Fetch {
     upto: u64,
 }
 
-/// Most bridge messages handled per turn (the rest next turn, without sleeping).
-const CLUSTER_MSGS_PER_TURN_MAX: usize = 4096;
-
 /// One loop's cluster state.
 #[derive(Debug)]
 pub(super) struct LoopCluster {
@@ -294,8 +291,10 @@ impl EventLoop {
             }
         }
         self.retry_presence_cmds();
+        // `--nats-loop-msgs-per-turn`: the rest next turn, without sleeping.
+        let per_turn_max = self.env.config.cluster.loop_msgs_per_turn_max;
         let mut handled = 0;
-        while handled < CLUSTER_MSGS_PER_TURN_MAX {
+        while handled < per_turn_max {
             let Some(msg) = self
                 .cluster
                 .as_deref()
@@ -306,7 +305,7 @@ impl EventLoop {
             handled += 1;
             self.on_cluster_msg(msg);
         }
-        handled == CLUSTER_MSGS_PER_TURN_MAX
+        handled == per_turn_max
     }
 
     /// Wakes the bridge once per turn if commands were queued.

@@ -58,7 +58,8 @@ pub struct FrameMeta {
 }
 
 impl Batch {
-    fn last_seq(&self) -> u64 {
+    /// Seq of the last message.
+    pub(super) fn last_seq(&self) -> u64 {
         self.first_seq + self.frames.len().saturating_sub(1) as u64
     }
 
@@ -79,7 +80,8 @@ impl Batch {
         self.frames.first().map_or(0, |f| f.read_at_ns)
     }
 
-    fn is_binary(&self) -> bool {
+    /// The run is binary frames.
+    pub(super) fn is_binary(&self) -> bool {
         self.bytes
             .first()
             .is_some_and(|b| b & 0x0f == OpCode::Binary.as_u8())
@@ -341,6 +343,24 @@ impl EventLoop {
         conn.gaps_pending = true;
     }
 
+    /// The owner dropped `gap` of `channel` for this loop and sent nothing of it since: every
+    /// local subscriber is marked dirty so that it is told once its outbox has drained
+    /// (`flush.rs`), without waiting for the channel's next message.
+    fn on_mesh_gap(&mut self, channel: &str, gap: SeqGap, binary: bool) {
+        let Some(gap) = self.channels.local.note_dropped(channel, gap) else {
+            return;
+        };
+        self.note_gap_for_all(channel, gap, binary);
+        let Some(subscribers) = self.channels.local.subscribers(channel) else {
+            return;
+        };
+        for &cid in subscribers {
+            if let Some(conn) = self.conns.get_mut(cid) {
+                conn.mark_dirty(&mut self.work.dirty);
+            }
+        }
+    }
+
     /// Handles up to `Config::inbox_msgs_per_turn_max` messages from other loops.
     pub(super) fn drain_inbox(&mut self) {
         self.work.inbox_backlog = self.drain_cluster();
@@ -403,6 +423,11 @@ impl EventLoop {
                 epoch,
                 seq,
             } => self.on_epoch_reset(&channel, &epoch, seq),
+            LoopMsg::Gap {
+                channel,
+                gap,
+                binary,
+            } => self.on_mesh_gap(&channel, gap, binary),
             LoopMsg::Uninterest { channel, from } => {
                 self.channels.owned.uninterest(&channel, from);
                 self.cluster_uninterest(&channel);
@@ -479,6 +504,10 @@ impl EventLoop {
         match sent {
             MeshSend::Accepted => self.metrics.inc(Counter::MeshMessagesSent),
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
+        }
+        let merged = self.mesh.take_merged();
+        if merged != 0 {
+            self.metrics.add(Counter::DropMeshMerged, merged);
         }
         sent
     }

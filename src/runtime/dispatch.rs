@@ -137,13 +137,21 @@ impl EventLoop {
             Some(bytes) => PreparedFrame::from_wire(bytes),
             None => PreparedFrame::new(opcode, payload),
         };
+        let bytes = frame.into_bytes();
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        // The echo endpoint is a conformance target: a message up to the size limit (1 MiB by
-        // default) fits the data budget (4 MiB); a client that sends faster than it reads is
-        // closed as a slow consumer like any other.
-        let status = conn.session.outbox.push_data(frame.into_bytes(), 0);
+        // The echo endpoint is a conformance target: one message of the largest size fits the
+        // data budget (config validation). When it does not fit beside what is queued (several
+        // large messages in one read), what is queued is written first, as for pongs; only a
+        // client whose socket is full too is closed as a slow consumer.
+        if !conn.session.outbox.data_fits(bytes.len()) {
+            self.flush(id);
+        }
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        let status = conn.session.outbox.push_data(bytes, 0);
         match status {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => {}

@@ -1,9 +1,11 @@
 //! Flush phase: write every dirty connection's outbox with vectored writes, and move
 //! connections whose last bytes are out to their next phase.
 //!
-//! One `sendmsg` per connection per turn gathers up to `IO_SLICES_MAX` queued frames (uWS's
-//! "cork"). A short write means the socket buffer is full: the connection registers for
-//! WRITABLE and is flushed again when the kernel says so. WRITABLE interest is held only while
+//! Each `sendmsg` gathers up to `IO_SLICES_MAX` queued frames (uWS's "cork"); a connection is
+//! written until its outbox is empty or the socket is full, so one turn may take several
+//! `sendmsg` calls for a connection with more queued than one call gathers. A short write
+//! means the socket buffer is full: the connection registers for WRITABLE and is flushed again
+//! when the kernel says so. WRITABLE interest is held only while
 //! the outbox is not empty, so idle connections cost no wakeups.
 
 use std::io::{self, IoSlice};

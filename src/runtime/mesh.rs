@@ -7,17 +7,35 @@
 //! - A loop never blocks on another: `try_send` only. When a peer's queue is full the message
 //!   waits in this loop's bounded per-peer overflow queue (FIFO order is kept: nothing is sent
 //!   directly while older messages wait) and is retried on the next turns. When the overflow is
-//!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`);
-//!   the receiving loop notices the seq jump and sends `gap` notices to its subscribers.
-//! - Every kind of message is bounded. Data (publish, deliver) and `Uninterest` are dropped
-//!   beyond the overflow bound (a lost `Uninterest` leaves a stale interest bit at the owner:
-//!   the loop gets deliveries for a channel nobody there reads, and ignores them, until the
-//!   channel's next unsubscribe). Subscribe requests are bounded at the source: a loop has at
-//!   most `overflow_len_max` of them in flight (beyond, the client gets an error at once), so
-//!   the owners' `Subscribed` answers, one per request, are bounded by the same number and are
-//!   never dropped (a subscriber must not wait forever for its `subscribed`). Likewise `Acks`:
-//!   at most one per publish the owner accepted, never dropped (a publisher waiting for its
-//!   acknowledgement gets it, or an error when its publish was the one dropped).
+//!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`).
+//! - A dropped `Deliver` is reported to the peer, promptly, even when its channel then goes
+//!   quiet: its seqs are recorded per (peer, channel), merged into one range, and sent as a
+//!   small `Gap` message once the peer's overflow has drained (never dropped; bounded by one
+//!   entry per channel this loop owns). A later `Deliver` of the channel that reaches the peer
+//!   clears the record instead: the receiving loop sees the seq jump itself. Either way its
+//!   subscribers get a `gap` notice for exactly the seqs they missed.
+//! - Every kind of message is bounded while parked, each by a named policy:
+//!   - data (`Publish`, `Deliver`, `Tick`, presence `Changes`) and `Uninterest`: dropped
+//!     beyond `overflow_len_max` parked (a lost `Uninterest` leaves a stale interest bit at the
+//!     owner: the loop gets deliveries for a channel nobody there reads, and ignores them,
+//!     until the channel's next unsubscribe);
+//!   - requests (`Subscribe`, presence `Query`): at most `overflow_len_max` in flight from one
+//!     loop (beyond, the client gets an error at once), so their answers (`Subscribed`, a
+//!     presence `List` answering a query) are bounded by the same number and never dropped (a
+//!     subscriber must not wait forever for its `subscribed`);
+//!   - `Acks`: at most `overflow_len_max` publishes asking for an acknowledgement in flight
+//!     from one loop to the owners (beyond, the publish is refused at once with an error, as
+//!     when it is dropped), so the owners' acknowledgements are bounded by the same number
+//!     and never dropped (a publisher gets its acknowledgement or an error);
+//!   - `EpochReset`: a newer one of a channel supersedes a parked older one, which is removed
+//!     with the channel's deliveries parked after it (old numbering; the new `subscribed`
+//!     says `recovered:false`): at most one per channel;
+//!   - presence `Join`/`Leave`: a `Leave` cancels the member's parked `Join` (the owner never
+//!     needs to hear of either), so at most a `Leave` and a `Join` per presence membership of
+//!     this loop; a presence `List` that is not a query's answer follows one `Join` each;
+//!   - `Gap`: never parked (kept merged per channel, see below).
+//!
+//!   Removed and cancelled messages are counted (`queue_drops_total{reason="mesh_merged"}`).
 //! - One wake per peer per turn: peers are noted in a 64-bit mask while working and woken once
 //!   in `wake_peers` (an eventfd write costs a syscall).
 //! - Messages are data, never closures; one message per peer loop, never per subscriber.
@@ -29,7 +47,10 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::conn_id::{ConnId, ConnRef, LoopId};
+use crate::hash::FxHashMap;
+use crate::pubsub::local::SeqGap;
 use crate::pubsub::SubscribeOutcome;
+use crate::runtime::presence::PresenceMsg;
 
 /// What a publish carries to the channel's owner loop.
 #[derive(Debug, Clone)]
@@ -114,6 +135,17 @@ pub enum LoopMsg {
         /// The seq before the new numbering's next message.
         seq: u64,
     },
+    /// The owner dropped the deliveries `gap` of `channel` for the receiving loop (its
+    /// overflow was full) and has sent no later delivery of the channel since: the receiver
+    /// tells its subscribers without waiting for the channel's next message.
+    Gap {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The seqs that never arrived.
+        gap: SeqGap,
+        /// The dropped deliveries were binary frames (the notice uses the same encoding).
+        binary: bool,
+    },
     /// The sending loop has no subscriber of `channel` any more.
     Uninterest {
         /// Channel name.
@@ -152,6 +184,19 @@ pub struct Mesh {
     wake_mask: u64,
     /// Subscribe requests sent to owners and not answered yet.
     subscribes_in_flight: usize,
+    /// Per peer: channel → deliveries dropped for it and not reported yet (module rules).
+    dropped: Vec<FxHashMap<Arc<str>, DroppedRun>>,
+    /// Publishes asking for an acknowledgement sent to owners and not acknowledged yet.
+    acks_in_flight: usize,
+    /// Parked messages removed or cancelled by a newer one since the last `take_merged`.
+    merged: u64,
+}
+
+/// Deliveries of one channel dropped for one peer, merged into one range.
+#[derive(Debug, Clone, Copy)]
+struct DroppedRun {
+    gap: SeqGap,
+    binary: bool,
 }
 
 impl Mesh {
@@ -163,7 +208,9 @@ impl Mesh {
         overflow_len_max: usize,
     ) -> Self {
         let overflow = peers.iter().map(|_| VecDeque::new()).collect();
+        let dropped = peers.iter().map(|_| FxHashMap::default()).collect();
         Mesh {
+            dropped,
             me,
             peers,
             inbox,
@@ -171,6 +218,8 @@ impl Mesh {
             overflow_len_max,
             wake_mask: 0,
             subscribes_in_flight: 0,
+            acks_in_flight: 0,
+            merged: 0,
         }
     }
 
@@ -195,24 +244,70 @@ impl Mesh {
         if request {
             self.subscribes_in_flight += 1;
         }
+        let wants_ack = matches!(msg, LoopMsg::Publish { ack: Some(_), .. });
+        if wants_ack && self.acks_in_flight >= self.overflow_len_max {
+            return MeshSend::Dropped;
+        }
+        // Only when a drop for this peer is unreported (rare): no work on the common path.
+        let clears = match (&msg, self.dropped.get(to)) {
+            (LoopMsg::Deliver { batch }, Some(d)) if !d.is_empty() => Some(batch.channel.clone()),
+            _ => None,
+        };
         let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
             return MeshSend::Dropped;
         };
-        if overflow.is_empty() {
-            match peer.tx.try_send(msg) {
+        let refused = match overflow.is_empty() {
+            true => match peer.tx.try_send(msg) {
                 Ok(()) => {
                     self.wake_mask |= 1 << to;
-                    return MeshSend::Accepted;
+                    None
                 }
                 Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                    return park(overflow, m, self.overflow_len_max);
+                    park(overflow, m, self.overflow_len_max, &mut self.merged)
                 }
+            },
+            false => park(overflow, msg, self.overflow_len_max, &mut self.merged),
+        };
+        match refused {
+            None => {
+                self.acks_in_flight += usize::from(wants_ack);
+                if let Some(channel) = clears {
+                    // A later delivery reaches the peer: it sees the seq jump itself.
+                    self.dropped[to].remove(&channel);
+                }
+                MeshSend::Accepted
+            }
+            Some(msg) => {
+                self.note_dropped(to, &msg);
+                MeshSend::Dropped
             }
         }
-        park(overflow, msg, self.overflow_len_max)
     }
 
-    /// Retries parked messages in order; returns true while some still wait.
+    /// Records a dropped `Deliver` for `to`, merged with the channel's earlier unreported drops
+    /// (consecutive: any delivery accepted in between cleared the record).
+    fn note_dropped(&mut self, to: LoopId, msg: &LoopMsg) {
+        let (LoopMsg::Deliver { batch }, Some(dropped)) = (msg, self.dropped.get_mut(to)) else {
+            return;
+        };
+        let gap = SeqGap {
+            from: batch.first_seq,
+            to: batch.last_seq(),
+        };
+        dropped
+            .entry(batch.channel.clone())
+            .and_modify(|run| {
+                run.gap.from = run.gap.from.min(gap.from);
+                run.gap.to = run.gap.to.max(gap.to);
+            })
+            .or_insert(DroppedRun {
+                gap,
+                binary: batch.is_binary(),
+            });
+    }
+
+    /// Retries parked messages in order, then reports unreported drops to peers whose
+    /// overflow has drained; returns true while something still waits.
     pub fn retry_overflow(&mut self) -> bool {
         let mut waiting = false;
         for (to, queue) in self.overflow.iter_mut().enumerate() {
@@ -224,6 +319,16 @@ impl Mesh {
                         waiting = true;
                         break;
                     }
+                }
+            }
+            if queue.is_empty() && !self.dropped[to].is_empty() {
+                match send_gaps(&self.peers[to], &mut self.dropped[to]) {
+                    GapsSent::None => waiting = true,
+                    GapsSent::Some => {
+                        self.wake_mask |= 1 << to;
+                        waiting = true;
+                    }
+                    GapsSent::All => self.wake_mask |= 1 << to,
                 }
             }
         }
@@ -241,7 +346,15 @@ impl Mesh {
         if answer {
             self.subscribes_in_flight = self.subscribes_in_flight.saturating_sub(1);
         }
+        if let LoopMsg::Acks { acks, .. } = &msg {
+            self.acks_in_flight = self.acks_in_flight.saturating_sub(acks.len());
+        }
         Some(msg)
+    }
+
+    /// Parked messages removed or cancelled by a newer one since the last call (counted).
+    pub fn take_merged(&mut self) -> u64 {
+        std::mem::take(&mut self.merged)
     }
 
     /// Messages waiting in this loop's inbox.
@@ -271,10 +384,46 @@ impl Mesh {
     }
 }
 
-/// Parks a message for a full peer. Data and `Uninterest` are dropped beyond `len_max`;
-/// subscribe requests and answers are bounded by the in-flight limit instead and must arrive,
-/// or a subscriber would wait forever for its `subscribed` (see the module rules).
-fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend {
+/// How many unreported drops `send_gaps` got into a peer's inbox.
+enum GapsSent {
+    None,
+    Some,
+    All,
+}
+
+/// Sends one `Gap` per channel with unreported drops, until the peer's inbox is full.
+fn send_gaps(peer: &PeerHandle, dropped: &mut FxHashMap<Arc<str>, DroppedRun>) -> GapsSent {
+    let mut sent = GapsSent::None;
+    while let Some(channel) = dropped.keys().next().cloned() {
+        let Some(run) = dropped.remove(&channel) else {
+            break;
+        };
+        let msg = LoopMsg::Gap {
+            channel,
+            gap: run.gap,
+            binary: run.binary,
+        };
+        match peer.tx.try_send(msg) {
+            Ok(()) => sent = GapsSent::Some,
+            Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                if let LoopMsg::Gap { channel, .. } = m {
+                    dropped.insert(channel, run);
+                }
+                return sent;
+            }
+        }
+    }
+    GapsSent::All
+}
+
+/// Parks a message for a full peer, by the policy of its kind (see the module rules).
+/// Returns the message when it is dropped; `merged` counts parked messages it replaced.
+fn park(
+    queue: &mut VecDeque<LoopMsg>,
+    msg: LoopMsg,
+    len_max: usize,
+    merged: &mut u64,
+) -> Option<LoopMsg> {
     let droppable = matches!(
         msg,
         LoopMsg::Publish { .. }
@@ -283,8 +432,336 @@ fn park(queue: &mut VecDeque<LoopMsg>, msg: LoopMsg, len_max: usize) -> MeshSend
             | LoopMsg::Uninterest { .. }
     ) || matches!(&msg, LoopMsg::Presence(p) if p.droppable());
     if droppable && queue.len() >= len_max {
-        return MeshSend::Dropped;
+        return Some(msg);
+    }
+    match &msg {
+        LoopMsg::Presence(PresenceMsg::Leave {
+            channel, member, ..
+        }) => {
+            let join = queue.iter().rposition(|m| {
+                matches!(m, LoopMsg::Presence(PresenceMsg::Join { channel: c, member: j, .. })
+                    if c == channel && j == member)
+            });
+            if let Some(i) = join {
+                queue.remove(i);
+                *merged += 2;
+                return None;
+            }
+        }
+        LoopMsg::EpochReset { channel, .. } => supersede_epoch(queue, channel, merged),
+        _ => {}
     }
     queue.push_back(msg);
-    MeshSend::Accepted
+    None
+}
+
+/// Removes the parked `EpochReset` of `channel`, if any, and the channel's deliveries parked
+/// after it (numbered in the epoch a newer reset replaces).
+fn supersede_epoch(queue: &mut VecDeque<LoopMsg>, channel: &Arc<str>, merged: &mut u64) {
+    let of_channel = |m: &LoopMsg, resets: bool| match m {
+        LoopMsg::EpochReset { channel: c, .. } => c == channel,
+        LoopMsg::Deliver { batch } => !resets && batch.channel == *channel,
+        _ => false,
+    };
+    let Some(older) = queue.iter().rposition(|m| of_channel(m, true)) else {
+        return;
+    };
+    let before = queue.len();
+    let mut i = 0;
+    queue.retain(|m| {
+        let keep = i < older || !of_channel(m, false);
+        i += 1;
+        keep
+    });
+    *merged += (before - queue.len()) as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::presence::Member;
+    use crate::runtime::deliver::Batch;
+    use crossbeam_channel::bounded;
+
+    const LEN_MAX: usize = 16;
+
+    /// Loop 0's side of a 2-loop mesh whose peer (loop 1) has a full inbox of one message.
+    struct FullPeer {
+        mesh: Mesh,
+        own_tx: Sender<LoopMsg>,
+        peer_rx: Receiver<LoopMsg>,
+        _poll: mio::Poll,
+    }
+
+    fn full_peer() -> FullPeer {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (own_tx, own_rx) = bounded(LEN_MAX);
+        let (peer_tx, peer_rx) = bounded(1);
+        let peers = vec![
+            PeerHandle {
+                tx: own_tx.clone(),
+                waker: waker.clone(),
+            },
+            PeerHandle { tx: peer_tx, waker },
+        ];
+        let mut mesh = Mesh::new(0, peers, own_rx, LEN_MAX);
+        assert_eq!(mesh.send(1, uninterest("fill")), MeshSend::Accepted);
+        FullPeer {
+            mesh,
+            own_tx,
+            peer_rx,
+            _poll: poll,
+        }
+    }
+
+    impl FullPeer {
+        fn parked(&self) -> usize {
+            self.mesh.overflow[1].len()
+        }
+
+        /// Sends `n` messages made by `make`; returns how many were accepted.
+        fn send_n(&mut self, n: usize, make: impl Fn(usize) -> LoopMsg) -> usize {
+            (0..n)
+                .filter(|&i| self.mesh.send(1, make(i)) == MeshSend::Accepted)
+                .count()
+        }
+
+        /// Everything the peer receives while it reads until nothing more comes.
+        fn drain_peer(&mut self) -> Vec<LoopMsg> {
+            let mut got = Vec::new();
+            loop {
+                while let Ok(m) = self.peer_rx.try_recv() {
+                    got.push(m);
+                }
+                if !self.mesh.retry_overflow() && self.peer_rx.is_empty() {
+                    return got;
+                }
+            }
+        }
+    }
+
+    fn uninterest(channel: &str) -> LoopMsg {
+        LoopMsg::Uninterest {
+            channel: Arc::from(channel),
+            from: 0,
+        }
+    }
+
+    fn conn(i: usize) -> ConnRef {
+        ConnRef {
+            loop_id: 0,
+            conn: ConnId::new(i as u32, 1),
+        }
+    }
+
+    fn publish(i: usize, ack: bool) -> LoopMsg {
+        LoopMsg::Publish {
+            channel: Arc::from("a"),
+            from: Arc::from("p"),
+            origin: conn(i),
+            body: PublishBody::Binary(Bytes::new()),
+            read_at_ns: 0,
+            ack: ack.then(|| Box::from(&b"id"[..])),
+        }
+    }
+
+    fn deliver(channel: &str, first_seq: u64, len: usize) -> LoopMsg {
+        let frames = (0..len)
+            .map(|_| crate::runtime::deliver::FrameMeta {
+                start: 0,
+                len: 0,
+                origin: None,
+                read_at_ns: 0,
+                conflation_key: 0,
+            })
+            .collect();
+        LoopMsg::Deliver {
+            batch: Arc::new(Batch {
+                channel: Arc::from(channel),
+                first_seq,
+                bytes: Bytes::new(),
+                frames,
+                compressed: Default::default(),
+            }),
+        }
+    }
+
+    fn epoch_reset(seq: u64) -> LoopMsg {
+        LoopMsg::EpochReset {
+            channel: Arc::from("a"),
+            epoch: Arc::from(format!("e{seq}")),
+            seq,
+        }
+    }
+
+    fn join(i: usize) -> LoopMsg {
+        LoopMsg::Presence(PresenceMsg::Join {
+            channel: Arc::from("room"),
+            member: conn(i),
+            desc: Member {
+                id: Arc::from(format!("0-{i}-1")),
+                sub: None,
+            },
+            watch: true,
+        })
+    }
+
+    fn leave(i: usize) -> LoopMsg {
+        LoopMsg::Presence(PresenceMsg::Leave {
+            channel: Arc::from("room"),
+            member: conn(i),
+            watched: true,
+        })
+    }
+
+    #[test]
+    fn data_and_uninterest_are_dropped_beyond_the_bound() {
+        let kinds: [&dyn Fn(usize) -> LoopMsg; 4] = [
+            &|i| publish(i, false),
+            &|i| deliver("a", i as u64 + 1, 1),
+            &|_| uninterest("a"),
+            &|_| {
+                LoopMsg::Presence(PresenceMsg::Changes {
+                    channel: Arc::from("room"),
+                    bytes: Bytes::new(),
+                    frames: 1,
+                })
+            },
+        ];
+        for make in kinds {
+            let mut p = full_peer();
+            assert_eq!(p.send_n(2 * LEN_MAX, make), LEN_MAX);
+            assert_eq!(p.parked(), LEN_MAX);
+        }
+    }
+
+    #[test]
+    fn requests_and_acknowledged_publishes_are_capped_in_flight_at_the_source() {
+        let mut p = full_peer();
+        for _ in 0..LEN_MAX {
+            assert!(p.mesh.may_request_subscribe());
+            let msg = LoopMsg::Presence(PresenceMsg::Query {
+                channel: Arc::from("room"),
+                conn: conn(0),
+                watch: false,
+            });
+            assert_eq!(p.mesh.send(1, msg), MeshSend::Accepted);
+        }
+        assert!(
+            !p.mesh.may_request_subscribe(),
+            "answers stay within the cap"
+        );
+
+        let mut p = full_peer();
+        assert_eq!(p.send_n(2 * LEN_MAX, |i| publish(i, true)), LEN_MAX);
+        assert_eq!(p.parked(), LEN_MAX, "the owners' acks are bounded alike");
+        let acks = (0..2)
+            .map(|i| crate::runtime::ack::Ack {
+                conn: conn(i).conn,
+                id: Box::from(&b"id"[..]),
+                seq: Some(i as u64 + 1),
+                binary: false,
+            })
+            .collect();
+        let channel = Arc::from("a");
+        p.own_tx.send(LoopMsg::Acks { channel, acks }).unwrap();
+        assert!(p.mesh.try_recv().is_some());
+        assert_eq!(p.drain_peer().len(), 1 + LEN_MAX, "the peer has room again");
+        assert_eq!(
+            p.send_n(3, |i| publish(i, true)),
+            2,
+            "two were acknowledged"
+        );
+        assert_eq!(p.mesh.send(1, publish(0, false)), MeshSend::Accepted);
+    }
+
+    #[test]
+    fn a_newer_epoch_reset_supersedes_the_parked_one_and_its_deliveries() {
+        let mut p = full_peer();
+        assert_eq!(p.mesh.send(1, deliver("a", 1, 1)), MeshSend::Accepted);
+        assert_eq!(p.mesh.send(1, deliver("b", 1, 1)), MeshSend::Accepted);
+        for seq in 0..2 * LEN_MAX as u64 {
+            assert_eq!(p.mesh.send(1, epoch_reset(seq * 10)), MeshSend::Accepted);
+            p.mesh.send(1, deliver("a", seq * 10 + 1, 1));
+        }
+        // The deliveries before the first reset, the newest reset and its delivery.
+        assert_eq!(p.parked(), 4);
+        assert!(p.mesh.take_merged() > 0, "counted");
+        let got = p.drain_peer();
+        let seqs: Vec<(String, u64)> = got
+            .iter()
+            .filter_map(|m| match m {
+                LoopMsg::Deliver { batch } => Some((batch.channel.to_string(), batch.first_seq)),
+                LoopMsg::EpochReset { seq, .. } => Some(("reset".into(), *seq)),
+                _ => None,
+            })
+            .collect();
+        let last = (2 * LEN_MAX as u64 - 1) * 10;
+        let expected = [("a", 1), ("b", 1), ("reset", last), ("a", last + 1)];
+        let expected: Vec<(String, u64)> = expected.iter().map(|&(c, s)| (c.into(), s)).collect();
+        assert_eq!(seqs, expected);
+    }
+
+    #[test]
+    fn a_leave_cancels_the_parked_join_of_its_member() {
+        let mut p = full_peer();
+        for i in 0..2 * LEN_MAX {
+            assert_eq!(p.mesh.send(1, join(i)), MeshSend::Accepted);
+            assert_eq!(p.mesh.send(1, leave(i)), MeshSend::Accepted);
+        }
+        assert_eq!(p.parked(), 0);
+        assert_eq!(p.mesh.take_merged(), 4 * LEN_MAX as u64);
+        // One membership: at most its Leave and a new Join stay parked.
+        for _ in 0..2 * LEN_MAX {
+            p.mesh.send(1, join(7));
+            p.mesh.send(1, leave(7));
+        }
+        p.mesh.send(1, leave(8));
+        p.mesh.send(1, join(8));
+        assert_eq!(p.parked(), 2, "a leave whose join was delivered is kept");
+    }
+
+    #[test]
+    fn dropped_deliveries_are_reported_merged_once_the_overflow_drains() {
+        let mut p = full_peer();
+        for seq in 1..=LEN_MAX as u64 {
+            assert_eq!(p.mesh.send(1, deliver("a", seq, 1)), MeshSend::Accepted);
+        }
+        assert_eq!(p.mesh.send(1, deliver("a", 17, 2)), MeshSend::Dropped);
+        assert_eq!(p.mesh.send(1, deliver("a", 19, 3)), MeshSend::Dropped);
+        assert_eq!(p.mesh.send(1, deliver("b", 5, 1)), MeshSend::Dropped);
+        let got = p.drain_peer();
+        assert_eq!(
+            got.len(),
+            1 + LEN_MAX + 2,
+            "the filler, the parked, two gaps"
+        );
+        let mut gaps: Vec<(String, u64, u64)> = got
+            .iter()
+            .filter_map(|m| match m {
+                LoopMsg::Gap { channel, gap, .. } => Some((channel.to_string(), gap.from, gap.to)),
+                _ => None,
+            })
+            .collect();
+        gaps.sort();
+        assert_eq!(gaps, [("a".into(), 17, 21), ("b".into(), 5, 5)]);
+    }
+
+    #[test]
+    fn a_later_delivery_that_reaches_the_peer_clears_the_record() {
+        let mut p = full_peer();
+        for seq in 1..=LEN_MAX as u64 {
+            p.mesh.send(1, deliver("a", seq, 1));
+        }
+        assert_eq!(p.mesh.send(1, deliver("a", 17, 1)), MeshSend::Dropped);
+        while p.peer_rx.try_recv().is_ok() {}
+        assert!(p.mesh.retry_overflow(), "one parked still waits");
+        assert_eq!(p.mesh.send(1, deliver("a", 18, 1)), MeshSend::Accepted);
+        let got = p.drain_peer();
+        assert!(
+            got.iter().all(|m| !matches!(m, LoopMsg::Gap { .. })),
+            "the receiver sees the jump from 16 to 18 itself"
+        );
+    }
 }

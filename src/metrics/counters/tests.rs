@@ -12,7 +12,7 @@ fn every_counter_has_metadata_matching_its_family_shape() {
         assert!(family.name.ends_with("_total"), "{}", family.name);
         assert_eq!(family.label_key.is_some(), c.label_value().is_some());
     }
-    assert_eq!(Counter::COUNT, 107);
+    assert_eq!(Counter::COUNT, 108);
 }
 
 #[test]
