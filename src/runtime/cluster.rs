@@ -468,7 +468,10 @@ impl EventLoop {
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         for id in ids {
-            let Some(sub) = self.conn_mut(id).and_then(|c| c.subscription_mut(channel)) else {
+            let Some(sub) = self
+                .conn_mut(id)
+                .and_then(|c| c.session.subscriptions.get_mut(channel))
+            else {
                 continue;
             };
             sub.epoch = epoch.clone();

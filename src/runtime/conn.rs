@@ -1,10 +1,11 @@
-//! One client connection as the event loop holds it.
+//! One client connection as the event loop holds it: its slot in the loop's table.
 //!
-//! Owns: the socket, the connection's lifecycle phase, its frame decoder and outbox, its
-//! subscriptions and its liveness deadlines. The phase is explicit (issue: CONNECTING → OPEN →
-//! CLOSING → CLOSED) and nothing is queued for a connection that is not `Open`: the outbox
-//! refuses data once a close frame is queued, and a `Closed` connection is reaped at the end of
-//! the turn without another write.
+//! Owns: the socket (and TLS session), the connection's `Session` (its protocol state: phase,
+//! decoder, outbox, deadlines, identity, subscriptions), the handshake input, the loop's marks
+//! (timer wheel entry, dirty/blocked flush state), its client address and admission, and its
+//! permessage-deflate contexts. Nothing is queued for a connection that is not `Open`: the
+//! outbox refuses data once a close frame is queued, and a `Closed` connection is reaped at the
+//! end of the turn without another write.
 
 use std::sync::Arc;
 
@@ -12,9 +13,12 @@ use mio::net::TcpStream;
 
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
-use crate::pubsub::local::SeqGap;
+
 use crate::session::Session;
-pub use crate::session::{AuthState, CloseReason, Endpoint, Extras, Phase, RateStanding};
+pub use crate::session::{
+    AuthState, CloseReason, Endpoint, Extras, PendingGap, Phase, RateStanding, SubState,
+    Subscription,
+};
 use crate::timer::TimerKey;
 
 impl CloseReason {
@@ -71,37 +75,6 @@ impl CloseReason {
     }
 }
 
-/// A subscription of this connection.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    /// Channel name.
-    pub channel: Arc<str>,
-    /// Answered by the channel's owner yet?
-    pub state: SubState,
-    /// Epoch of the channel's numbering, from the owner's answer.
-    pub epoch: Arc<str>,
-    /// Seqs skipped for this connection and not told yet.
-    pub gap: Option<PendingGap>,
-    /// Under `conflate`: the range of the last conflated gap notice queued.
-    pub conflated_gap: Option<SeqGap>,
-    /// It asked for presence (`"presence":true` on a `--presence-for` channel): it gets the
-    /// member list and the joins and leaves (`presence.rs`).
-    pub watch_presence: bool,
-    /// `throttle_ms` of a throttled subscription (served by `throttle.rs`, not the fan-out).
-    pub throttle_ms: Option<u32>,
-}
-
-/// Where a subscription stands with the channel's owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubState {
-    /// Waiting for the owner's answer (`subscribed` not sent yet).
-    Pending,
-    /// Unsubscribe was asked while pending: answer both in order when the owner replies.
-    PendingThenUnsubscribe,
-    /// Answered: deliveries flow.
-    Active,
-}
-
 /// Where a connection stands with the flush phase (`flush.rs`): in this turn's dirty list or
 /// not, registered for WRITABLE or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,15 +116,6 @@ impl Flush {
     }
 }
 
-/// Seqs a subscriber skipped and has not been told of yet.
-#[derive(Debug, Clone, Copy)]
-pub struct PendingGap {
-    /// The skipped seqs (a range: later skips widen it).
-    pub range: SeqGap,
-    /// Tell it in binary (the skipped deliveries were binary frames) rather than JSON.
-    pub binary: bool,
-}
-
 /// The connection's entry on the loop's timer wheel, armed at its session's next deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Armed {
@@ -171,22 +135,18 @@ pub struct Conn {
     pub tls: Option<Box<crate::runtime::tls::TlsConn>>,
     /// Its handle on this loop.
     pub id: ConnId,
-    /// The RFC 6455 state machine: phase, decoder, outbox, deadlines, close handshake.
+    /// The protocol state machine: phase, decoder, outbox, deadlines, close handshake,
+    /// identity, subscriptions (`session/`).
     pub session: Session,
     /// The input while handshaking: the PROXY header when one is awaited (bounded by
     /// `proxy_header::V2_BYTES_MAX`), then the request head (`REQUEST_HEAD_BYTES_MAX`); boxed
     /// (one pointer) and freed once the handshake is over.
     pub head: Option<Box<Vec<u8>>>,
-    /// Channels subscribed or being subscribed.
-    pub subscriptions: Vec<Subscription>,
     /// Its timer wheel entry, if armed.
     pub armed: Armed,
     /// In this turn's dirty list, registered for WRITABLE (only while the outbox is not empty
     /// after a flush).
     pub flush: Flush,
-    /// Some subscription has a gap not told yet (told before its next delivery, or as soon as
-    /// the outbox has drained, whichever comes first).
-    pub gaps_pending: bool,
     /// The client's address: the TCP peer's, or the one named by the PROXY header or a trusted
     /// proxy's forwarding header once read (for the per-IP limits and logs; never shown to
     /// other clients).
@@ -216,22 +176,6 @@ pub enum Admission {
 }
 
 impl Conn {
-    /// The subscription to `channel`, if any.
-    pub fn subscription_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
-        self.subscriptions
-            .iter_mut()
-            .find(|s| &*s.channel == channel)
-    }
-
-    /// Removes the subscription to `channel`; returns it.
-    pub fn take_subscription(&mut self, channel: &str) -> Option<Subscription> {
-        let pos = self
-            .subscriptions
-            .iter()
-            .position(|s| &*s.channel == channel)?;
-        Some(self.subscriptions.swap_remove(pos))
-    }
-
     /// The opaque connection id, `<loop>-<slot>-<generation>` (never an address); in cluster
     /// mode `<node>/<loop>-<slot>-<generation>` (`node`: the relay's name and boot nonce), so
     /// that ids are unique across relays.
@@ -310,6 +254,8 @@ mod size_tests {
             std::mem::size_of::<crate::session::Session>()
         );
         assert!(conn <= 208, "{conn}");
-        assert!(std::mem::size_of::<crate::session::Session>() <= 112);
+        // The session holds the protocol state, the identity box and the subscriptions (moved
+        // from `Conn`, which did not grow).
+        assert!(std::mem::size_of::<crate::session::Session>() <= 120);
     }
 }

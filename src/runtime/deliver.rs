@@ -10,20 +10,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::command as encode;
 use crate::config::SlowConsumerPolicy;
 use crate::conn_id::{ConnId, ConnRef, LoopId};
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
 use crate::proto::deflate::Deflater;
-use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
+use crate::proto::frame::{OpCode, PreparedFrame};
 use crate::pubsub::local::SeqGap;
 use crate::pubsub::Since;
 use crate::runtime::compression::{self, CompressedRun, CompressedVariants};
-use crate::runtime::conn::{Conn, PendingGap};
+use crate::runtime::conn::Conn;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
 use crate::runtime::publish::PublishMeta;
+use crate::session::encode_gap_notice;
 
 /// A run of consecutive messages of one channel, numbered from `first_seq` and encoded once,
 /// back to back, into `bytes`. Shared read-only by every loop that delivers it.
@@ -288,7 +288,7 @@ impl EventLoop {
         };
         let key = notice_key(&batch.channel);
         let still_queued = conn.session.outbox.conflation_queued(key);
-        let Some(sub) = conn.subscription_mut(&batch.channel) else {
+        let Some(sub) = conn.session.subscriptions.get_mut(&batch.channel) else {
             return;
         };
         let gap = match (sub.conflated_gap, still_queued) {
@@ -326,21 +326,9 @@ impl EventLoop {
     /// Records that `cid` skipped `gap` on `channel`; told before its next delivery there, or
     /// when its outbox has drained (`flush.rs`), whichever comes first.
     pub(super) fn note_gap(&mut self, cid: ConnId, channel: &str, gap: SeqGap, binary: bool) {
-        let Some(conn) = self.conn_mut(cid) else {
-            return;
-        };
-        let Some(sub) = conn.subscription_mut(channel) else {
-            return;
-        };
-        let range = match sub.gap {
-            Some(g) => SeqGap {
-                from: g.range.from.min(gap.from),
-                to: g.range.to.max(gap.to),
-            },
-            None => gap,
-        };
-        sub.gap = Some(PendingGap { range, binary });
-        conn.gaps_pending = true;
+        if let Some(conn) = self.conn_mut(cid) {
+            conn.session.note_gap(channel, gap, binary);
+        }
     }
 
     /// The owner dropped `gap` of `channel` for this loop and sent nothing of it since: every
@@ -542,8 +530,11 @@ fn push_run(
     let bytes = compressed.map_or(&batch.bytes, |run| &run.bytes);
     let fits = conn.session.outbox.data_fits(bytes.len());
     if fits
-        && conn.gaps_pending
-        && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
+        && conn.session.gaps_untold()
+        && conn
+            .session
+            .queue_gap_notice(&batch.channel, batch.is_binary())
+            == SendStatus::Full
     {
         overflowed.push((conn.id, gap, Overflow::Control));
         return 0;
@@ -670,8 +661,11 @@ fn push_one_by_one(
             // an incompressible message): what fits plain fits compressed.
             let fits = conn.session.outbox.data_fits(batch.frames[i].len as usize);
             if fits
-                && conn.gaps_pending
-                && queue_gap_notice(conn, &batch.channel, batch.is_binary()) == SendStatus::Full
+                && conn.session.gaps_untold()
+                && conn
+                    .session
+                    .queue_gap_notice(&batch.channel, batch.is_binary())
+                    == SendStatus::Full
             {
                 overflowed.push((conn.id, one, Overflow::Control));
                 return queued;
@@ -696,58 +690,4 @@ fn notice_key(channel: &str) -> u64 {
     "gap notice".hash(&mut h);
     channel.hash(&mut h);
     (h.finish() & !1) | 2
-}
-
-/// A gap notice in JSON or binary.
-fn encode_gap_notice(channel: &str, gap: SeqGap, binary: bool) -> PreparedFrame {
-    if binary {
-        let mut f = FrameBuilder::new(OpCode::Binary, 2 + channel.len() + 16);
-        // Channel names are at most 255 bytes (config validation), so this cannot fail.
-        let encoded =
-            f.append_with(|out| encode::encode_binary_gap(out, channel, gap.from, gap.to));
-        debug_assert!(encoded.is_ok());
-        f.finish()
-    } else {
-        let mut f = FrameBuilder::new(OpCode::Text, 64 + channel.len());
-        f.append_with(|out| encode::encode_gap(out, channel, gap.from, gap.to));
-        f.finish()
-    }
-}
-
-/// Queues the gap notice of `channel` for `conn`, if it has one, right before the next
-/// delivery (the client learns of the skip before the next message), in the delivery's
-/// encoding: JSON before a text frame, binary before a binary one.
-pub(super) fn queue_gap_notice(conn: &mut Conn, channel: &str, binary: bool) -> SendStatus {
-    let Some(gap) = conn.subscription_mut(channel).and_then(|s| s.gap.take()) else {
-        return SendStatus::Queued;
-    };
-    conn.gaps_pending = conn.subscriptions.iter().any(|s| s.gap.is_some());
-    let notice = encode_gap_notice(channel, gap.range, binary);
-    conn.session
-        .outbox
-        .push_ordered_control(notice.into_bytes())
-}
-
-/// Queues every pending gap notice of `conn`, each in the encoding of the deliveries it
-/// missed: called when its outbox has drained, so that a subscriber that caught up learns of
-/// what it missed without waiting for the next message on a quiet channel. `Full` when the
-/// control budget cannot take them (the caller closes the connection).
-pub(super) fn queue_pending_gap_notices(conn: &mut Conn) -> SendStatus {
-    conn.gaps_pending = false;
-    let mut status = SendStatus::Queued;
-    for sub in &mut conn.subscriptions {
-        let Some(gap) = sub.gap.take() else {
-            continue;
-        };
-        let notice = encode_gap_notice(&sub.channel, gap.range, gap.binary);
-        match conn
-            .session
-            .outbox
-            .push_ordered_control(notice.into_bytes())
-        {
-            SendStatus::Queued => {}
-            other => status = other,
-        }
-    }
-    status
 }

@@ -18,7 +18,7 @@ use crate::conn_id::ConnId;
 use crate::metrics::{Counter, LoopMetrics};
 use crate::outbox::{Outbox, SendStatus, IO_SLICES_MAX};
 use crate::runtime::conn::{CloseReason, Conn, Phase};
-use crate::runtime::deliver::queue_pending_gap_notices;
+
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::tls::write_outbox_tls;
 
@@ -62,10 +62,10 @@ impl EventLoop {
         }
         let timed = self.env.config.latency_metrics;
         let mut outcome = write_outbox(conn, &mut self.metrics, timed);
-        if matches!(outcome, WriteOutcome::Drained) && conn.gaps_pending {
+        if matches!(outcome, WriteOutcome::Drained) && conn.session.gaps_untold() {
             // Caught up: tell it now what it missed, not when the next message comes (on a
             // quiet channel that may be minutes away, and its screen would look current).
-            if queue_pending_gap_notices(conn) == SendStatus::Full {
+            if conn.session.queue_pending_gap_notices() == SendStatus::Full {
                 return self.close_slow_consumer(id);
             }
             outcome = write_outbox(conn, &mut self.metrics, timed);
@@ -115,7 +115,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        if conn.subscriptions.is_empty() && !conn.has_name() {
+        if conn.session.subscriptions.is_empty() && !conn.has_name() {
             // Nothing will be delivered to it and it never published: don't keep its queue
             // around (100k idle connections must stay cheap). Subscribers and publishers (acks
             // and errors come back on every publish) give theirs back when they go silent.

@@ -426,7 +426,7 @@ impl EventLoop {
     fn on_presence_list(&mut self, channel: &Arc<str>, conn: ConnId, bytes: Bytes, watch: bool) {
         let watching = self
             .conn_mut(conn)
-            .and_then(|c| c.subscription_mut(channel))
+            .and_then(|c| c.session.subscriptions.get_mut(channel))
             .is_some_and(|s| s.watch_presence && s.state == SubState::Active);
         if watch && !watching {
             return; // It left meanwhile: its leave tells the owner.

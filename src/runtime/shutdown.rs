@@ -124,7 +124,7 @@ impl EventLoop {
             };
             self.disarm(&conn);
             let _ = self.net.poll.registry().deregister(&mut conn.stream);
-            let subscriptions = std::mem::take(&mut conn.subscriptions);
+            let subscriptions = conn.session.take_subscriptions();
             self.drop_subscriptions(id, subscriptions);
             if conn.session.is_websocket() {
                 self.conns.websocket_closed();

@@ -60,7 +60,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return false;
         };
-        if let Some(sub) = conn.subscription_mut(channel) {
+        if let Some(sub) = conn.session.subscriptions.get_mut(channel) {
             if watch
                 && !std::mem::replace(&mut sub.watch_presence, true)
                 && sub.state == SubState::Active
@@ -69,13 +69,13 @@ impl EventLoop {
             }
             return true;
         }
-        if conn.subscriptions.len() >= max {
+        if conn.session.subscriptions.len() >= max {
             self.metrics.command_error("too_many_subscriptions");
             let msg = "Too many subscriptions on this connection";
             self.reply(id, |out| encode::encode_error(out, msg));
             return false;
         }
-        conn.subscriptions.push(Subscription {
+        conn.session.subscriptions.push(Subscription {
             channel: Arc::from(channel),
             state: SubState::Pending,
             epoch: Arc::from(""),
@@ -129,7 +129,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return self.abandon_subscribe(channel);
         };
-        let Some(sub) = conn.subscription_mut(channel) else {
+        let Some(sub) = conn.session.subscriptions.get_mut(channel) else {
             return self.abandon_subscribe(channel);
         };
         let prior = std::mem::replace(&mut sub.state, SubState::Active);
@@ -198,13 +198,13 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        match conn.subscription_mut(channel) {
+        match conn.session.subscriptions.get_mut(channel) {
             Some(sub) if sub.state != SubState::Active => {
                 sub.state = SubState::PendingThenUnsubscribe;
                 return;
             }
             Some(_) => {
-                if let Some(sub) = conn.take_subscription(channel) {
+                if let Some(sub) = conn.session.subscriptions.take(channel) {
                     self.leave(id, &sub);
                 }
             }

@@ -39,7 +39,7 @@ use crate::metrics::Counter;
 use crate::outbox::SendStatus;
 use crate::proto::frame::{encode_header, OpCode, CLIENT_HEADER_BYTES_MAX};
 use crate::pubsub::local::SeqGap;
-use crate::runtime::deliver::{queue_gap_notice, Overflow};
+use crate::runtime::deliver::Overflow;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 use crate::runtime::publish::{encode_run, PublishQueue};
@@ -267,8 +267,8 @@ impl EventLoop {
             };
             let fits = conn.session.outbox.data_fits(batch.bytes.len());
             if fits
-                && conn.gaps_pending
-                && queue_gap_notice(conn, channel, batch.binary) == SendStatus::Full
+                && conn.session.gaps_untold()
+                && conn.session.queue_gap_notice(channel, batch.binary) == SendStatus::Full
             {
                 overflowed.push((cid, range, Overflow::Control));
                 continue;

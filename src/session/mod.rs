@@ -10,8 +10,9 @@
 //! (what the loop must do: count, close the socket, re-arm the timer at `next_deadline`).
 //!
 //! Owns: `Phase`, the `Decoder`, the `Outbox`, the `Liveness` deadlines, the close reason, the
-//! peer's identity (authentication state and grant, public name, rate standing) and the gate
-//! of its commands (`requests.rs`: what a request needs, refused with the error it gets).
+//! peer's identity (authentication state and grant, public name, rate standing), the gate
+//! of its commands (`requests.rs`: what a request needs, refused with the error it gets) and
+//! its subscriptions with their untold gaps and gap notices (`subscriptions.rs`).
 //! May not touch: sockets, the timer wheel, the clock, metrics, other connections, the pub/sub
 //! index, routing (all the event loop's, `runtime/`). Every behaviour here is
 //! tested with a fake clock and exact bytes (`tests.rs`) and fuzzed (`fuzz/fuzz_targets/session.rs`).
@@ -20,6 +21,7 @@ mod close;
 mod identity;
 mod input;
 mod requests;
+mod subscriptions;
 mod timeouts;
 
 #[cfg(test)]
@@ -35,6 +37,7 @@ pub use close::{CloseHow, CloseStarted, PeerClose};
 pub use identity::{AuthState, Extras, RateStanding};
 pub use input::{ReadStep, Received, Span};
 pub use requests::{Published, Refusal, Request, SubscribeOptions};
+pub use subscriptions::{encode_gap_notice, PendingGap, SubState, Subscription, Subscriptions};
 pub use timeouts::{Timeout, Timeouts};
 
 /// Lifecycle of a connection (RFC 6455 §4 and §7: CONNECTING → OPEN → CLOSING → CLOSED), each
@@ -181,6 +184,10 @@ pub struct Session {
     /// Authentication state and grant, public name, rate standing (`identity.rs`), boxed on
     /// first use.
     extras: Option<Box<Extras>>,
+    /// Channels subscribed or being subscribed (`subscriptions.rs`).
+    pub subscriptions: Subscriptions,
+    /// Whether some subscription has a gap not told yet.
+    untold_gaps: subscriptions::Untold,
 }
 
 /// What the connection speaks: HTTP until the upgrade, WebSocket after it (counted in the
@@ -233,6 +240,8 @@ impl Session {
             close_reason: None,
             protocol: Protocol::Http,
             extras: None,
+            subscriptions: Subscriptions::default(),
+            untold_gaps: subscriptions::Untold::Nothing,
         }
     }
 
