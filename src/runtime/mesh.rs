@@ -13,7 +13,9 @@
 //!   small `Gap` message once the peer's overflow has drained (never dropped; bounded by one
 //!   entry per channel this loop owns). A later `Deliver` of the channel that reaches the peer
 //!   clears the record instead: the receiving loop sees the seq jump itself. Either way its
-//!   subscribers get a `gap` notice for exactly the seqs they missed.
+//!   subscribers get a `gap` notice for exactly the seqs they missed. An `EpochReset` of the
+//!   channel clears it too (its subscribers are told `recovered:false` for the new epoch; a
+//!   gap in the old numbering would be misread in the new one).
 //! - Every kind of message is bounded while parked, each by a named policy:
 //!   - data (`Publish`, `Deliver`, `Tick`, presence `Changes`) and `Uninterest`: dropped
 //!     beyond `overflow_len_max` parked (a lost `Uninterest` leaves a stale interest bit at the
@@ -251,6 +253,9 @@ impl Mesh {
         // Only when a drop for this peer is unreported (rare): no work on the common path.
         let clears = match (&msg, self.dropped.get(to)) {
             (LoopMsg::Deliver { batch }, Some(d)) if !d.is_empty() => Some(batch.channel.clone()),
+            (LoopMsg::EpochReset { channel, .. }, Some(d)) if !d.is_empty() => {
+                Some(channel.clone())
+            }
             _ => None,
         };
         let (Some(peer), Some(overflow)) = (self.peers.get(to), self.overflow.get_mut(to)) else {
@@ -272,7 +277,8 @@ impl Mesh {
             None => {
                 self.acks_in_flight += usize::from(wants_ack);
                 if let Some(channel) = clears {
-                    // A later delivery reaches the peer: it sees the seq jump itself.
+                    // A later delivery reaches the peer: it sees the seq jump itself. Or a new
+                    // epoch (`recovered:false`) makes the old numbering's gaps moot.
                     self.dropped[to].remove(&channel);
                 }
                 MeshSend::Accepted
@@ -762,6 +768,18 @@ mod tests {
         assert!(
             got.iter().all(|m| !matches!(m, LoopMsg::Gap { .. })),
             "the receiver sees the jump from 16 to 18 itself"
+        );
+
+        let mut p = full_peer();
+        for seq in 1..=LEN_MAX as u64 {
+            p.mesh.send(1, deliver("a", seq, 1));
+        }
+        assert_eq!(p.mesh.send(1, deliver("a", 17, 1)), MeshSend::Dropped);
+        assert_eq!(p.mesh.send(1, epoch_reset(0)), MeshSend::Accepted);
+        let got = p.drain_peer();
+        assert!(
+            got.iter().all(|m| !matches!(m, LoopMsg::Gap { .. })),
+            "a new epoch: no gap in the old numbering"
         );
     }
 }
