@@ -8,7 +8,7 @@
 //!   waits in this loop's bounded per-peer overflow queue (FIFO order is kept: nothing is sent
 //!   directly while older messages wait) and is retried on the next turns. When the overflow is
 //!   full too, the message is dropped and counted (`queue_drops_total{reason="mesh_full"}`).
-//! - A dropped `Deliver` is reported to the peer, promptly, even when its channel then goes
+//! - A dropped `Deliver` (or room `Tick` batch) is reported to the peer, promptly, even when its channel then goes
 //!   quiet: its seqs are recorded per (peer, channel), merged into one range, and sent as a
 //!   small `Gap` message once the peer's overflow has drained (never dropped; bounded by one
 //!   entry per channel this loop owns). A later `Deliver` of the channel that reaches the peer
@@ -252,7 +252,9 @@ impl Mesh {
         }
         // Only when a drop for this peer is unreported (rare): no work on the common path.
         let clears = match (&msg, self.dropped.get(to)) {
-            (LoopMsg::Deliver { batch }, Some(d)) if !d.is_empty() => Some(batch.channel.clone()),
+            (LoopMsg::Deliver { .. } | LoopMsg::Tick { .. }, Some(d)) if !d.is_empty() => {
+                numbered_run(&msg).map(|(channel, ..)| channel.clone())
+            }
             (LoopMsg::EpochReset { channel, .. }, Some(d)) if !d.is_empty() => {
                 Some(channel.clone())
             }
@@ -290,26 +292,21 @@ impl Mesh {
         }
     }
 
-    /// Records a dropped `Deliver` for `to`, merged with the channel's earlier unreported drops
-    /// (consecutive: any delivery accepted in between cleared the record).
+    /// Records a dropped `Deliver` or room `Tick` for `to`, merged with the channel's earlier
+    /// unreported drops (consecutive: any delivery accepted in between cleared the record).
     fn note_dropped(&mut self, to: LoopId, msg: &LoopMsg) {
-        let (LoopMsg::Deliver { batch }, Some(dropped)) = (msg, self.dropped.get_mut(to)) else {
+        let (Some((channel, gap, binary)), Some(dropped)) =
+            (numbered_run(msg), self.dropped.get_mut(to))
+        else {
             return;
         };
-        let gap = SeqGap {
-            from: batch.first_seq,
-            to: batch.last_seq(),
-        };
         dropped
-            .entry(batch.channel.clone())
+            .entry(channel.clone())
             .and_modify(|run| {
                 run.gap.from = run.gap.from.min(gap.from);
                 run.gap.to = run.gap.to.max(gap.to);
             })
-            .or_insert(DroppedRun {
-                gap,
-                binary: batch.is_binary(),
-            });
+            .or_insert(DroppedRun { gap, binary });
     }
 
     /// Retries parked messages in order, then reports unreported drops to peers whose
@@ -395,6 +392,30 @@ enum GapsSent {
     None,
     Some,
     All,
+}
+
+/// The channel, seqs and encoding of a message that carries numbered deliveries (a fan-out run
+/// or a room's tick batch): what a receiver misses when it is dropped.
+fn numbered_run(msg: &LoopMsg) -> Option<(&Arc<str>, SeqGap, bool)> {
+    match msg {
+        LoopMsg::Deliver { batch } => Some((
+            &batch.channel,
+            SeqGap {
+                from: batch.first_seq,
+                to: batch.last_seq(),
+            },
+            batch.is_binary(),
+        )),
+        LoopMsg::Tick { batch } => Some((
+            &batch.channel,
+            SeqGap {
+                from: batch.first_seq,
+                to: batch.last_seq,
+            },
+            batch.binary,
+        )),
+        _ => None,
+    }
 }
 
 /// Sends one `Gap` per channel with unreported drops, until the peer's inbox is full.
@@ -752,6 +773,58 @@ mod tests {
             .collect();
         gaps.sort();
         assert_eq!(gaps, [("a".into(), 17, 21), ("b".into(), 5, 5)]);
+    }
+
+    fn tick(channel: &str, first_seq: u64, last_seq: u64) -> LoopMsg {
+        LoopMsg::Tick {
+            batch: Arc::new(crate::runtime::tick::TickBatch {
+                channel: Arc::from(channel),
+                first_seq,
+                last_seq,
+                bytes: Bytes::new(),
+                frames: 1,
+                binary: true,
+                read_at_ns: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn dropped_tick_batches_are_reported_like_deliveries() {
+        let mut p = full_peer();
+        for seq in 1..=LEN_MAX as u64 {
+            assert_eq!(p.mesh.send(1, tick("room", seq, seq)), MeshSend::Accepted);
+        }
+        assert_eq!(p.mesh.send(1, tick("room", 17, 20)), MeshSend::Dropped);
+        assert_eq!(p.mesh.send(1, tick("room", 21, 22)), MeshSend::Dropped);
+        let gaps: Vec<(String, u64, u64, bool)> = p
+            .drain_peer()
+            .iter()
+            .filter_map(|m| match m {
+                LoopMsg::Gap {
+                    channel,
+                    gap,
+                    binary,
+                } => Some((channel.to_string(), gap.from, gap.to, *binary)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gaps, [("room".into(), 17, 22, true)], "one binary notice");
+
+        let mut p = full_peer();
+        for seq in 1..=LEN_MAX as u64 {
+            p.mesh.send(1, tick("room", seq, seq));
+        }
+        assert_eq!(p.mesh.send(1, tick("room", 17, 17)), MeshSend::Dropped);
+        while p.peer_rx.try_recv().is_ok() {}
+        assert!(p.mesh.retry_overflow());
+        assert_eq!(p.mesh.send(1, tick("room", 18, 18)), MeshSend::Accepted);
+        assert!(
+            p.drain_peer()
+                .iter()
+                .all(|m| !matches!(m, LoopMsg::Gap { .. })),
+            "a later tick that reaches the peer clears the record"
+        );
     }
 
     #[test]
