@@ -1,5 +1,5 @@
 //! Who the peer is and what it may do: its authentication state and grant, its public name,
-//! its message-rate standing. Boxed on first use (most connections never authenticate by
+//! its message-rate standing, and the two rare deadlines (authentication, drain). Boxed on first use (most connections never authenticate by
 //! message, never publish, have no rate configured): an idle connection pays one pointer.
 
 use std::sync::Arc;
@@ -60,6 +60,10 @@ pub struct Extras {
     /// `--max-messages-per-s`: the bucket of data messages it may still send, and whether it
     /// was told it is over its rate (made on its first message while a rate is configured).
     pub rate: Option<(crate::rate::TokenBucket, RateStanding)>,
+    /// Authentication deadline: the `auth` message (pending) or the token's expiry (0: none).
+    pub auth_deadline_ns: u64,
+    /// Graceful drain: close this connection at this time (0: none).
+    pub drain_at_ns: u64,
 }
 
 /// The auth state of a connection without extras.
@@ -78,8 +82,32 @@ impl Session {
                 name: None,
                 auth: AuthState::NotRequired,
                 rate: None,
+                auth_deadline_ns: 0,
+                drain_at_ns: 0,
             })
         })
+    }
+
+    /// The authentication deadline (0: none).
+    pub fn auth_deadline_ns(&self) -> u64 {
+        self.extras.as_ref().map_or(0, |e| e.auth_deadline_ns)
+    }
+
+    /// When the graceful drain closes it (0: not draining).
+    pub fn drain_at_ns(&self) -> u64 {
+        self.extras.as_ref().map_or(0, |e| e.drain_at_ns)
+    }
+
+    /// Sets (or clears, with 0) the authentication deadline.
+    pub fn set_auth_deadline(&mut self, at_ns: u64) {
+        if at_ns != 0 || self.extras.is_some() {
+            self.extras_mut().auth_deadline_ns = at_ns;
+        }
+    }
+
+    /// Schedules the graceful drain's close of this connection at `at_ns` (open connections).
+    pub fn drain_at(&mut self, at_ns: u64) {
+        self.extras_mut().drain_at_ns = at_ns.max(1);
     }
 
     /// Its public name, if it has one yet (it published, or a token named it).

@@ -151,10 +151,6 @@ pub struct Liveness {
     pub last_rx_ns: u64,
     /// When our unanswered heartbeat ping was sent (0: none outstanding).
     pub ping_sent_ns: u64,
-    /// Graceful drain: close this connection at this time (0: none).
-    pub drain_at_ns: u64,
-    /// Authentication deadline: the `auth` message (pending) or the token's expiry (0: none).
-    pub auth_deadline_ns: u64,
 }
 
 /// Sizes a new session is built with.
@@ -317,16 +313,6 @@ impl Session {
     /// first frame of data messages, which `read_frame` then returns as compressed.
     pub fn allow_compressed(&mut self) {
         self.decoder.allow_compressed();
-    }
-
-    /// Sets (or clears, with 0) the authentication deadline.
-    pub fn set_auth_deadline(&mut self, at_ns: u64) {
-        self.liveness.auth_deadline_ns = at_ns;
-    }
-
-    /// Schedules the graceful drain's close of this connection at `at_ns` (open connections).
-    pub fn drain_at(&mut self, at_ns: u64) {
-        self.liveness.drain_at_ns = at_ns.max(1);
     }
 
     /// RFC 6455 §5.5.2-3: a ping is answered with a pong carrying the same payload, one pong

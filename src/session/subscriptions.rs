@@ -69,40 +69,57 @@ pub(super) enum Untold {
 /// kept beside it in the session, where it packs with the other one-byte fields.)
 #[derive(Debug, Default)]
 pub struct Subscriptions {
-    list: Vec<Subscription>,
+    /// Boxed, and only while there is one: a connection that subscribes to nothing pays one
+    /// pointer (issue 12: at most 256 bytes per idle connection).
+    list: Option<Box<Vec<Subscription>>>,
 }
 
 impl Subscriptions {
     /// The subscription to `channel`, if any.
     pub fn get_mut(&mut self, channel: &str) -> Option<&mut Subscription> {
-        self.list.iter_mut().find(|s| &*s.channel == channel)
+        self.list
+            .as_mut()?
+            .iter_mut()
+            .find(|s| &*s.channel == channel)
     }
 
     /// Removes the subscription to `channel`; returns it.
     pub fn take(&mut self, channel: &str) -> Option<Subscription> {
-        let pos = self.list.iter().position(|s| &*s.channel == channel)?;
-        Some(self.list.swap_remove(pos))
+        let list = self.list.as_mut()?;
+        let pos = list.iter().position(|s| &*s.channel == channel)?;
+        let sub = list.swap_remove(pos);
+        if list.is_empty() {
+            self.list = None;
+        }
+        Some(sub)
     }
 
     /// Adds a subscription (the caller checked the per-connection limit).
     pub fn push(&mut self, subscription: Subscription) {
-        self.list.push(subscription);
+        self.list
+            .get_or_insert_with(Default::default)
+            .push(subscription);
     }
 
     /// How many.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.list.as_ref().map_or(0, |l| l.len())
     }
 
     /// None at all.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_none()
     }
 
     /// Takes the untold gap of `channel`, if any; returns it and whether others remain.
     fn take_gap(&mut self, channel: &str) -> Option<(PendingGap, bool)> {
         let gap = self.get_mut(channel).and_then(|s| s.gap.take())?;
-        Some((gap, self.list.iter().any(|s| s.gap.is_some())))
+        let others = self
+            .list
+            .iter()
+            .flat_map(|l| l.iter())
+            .any(|s| s.gap.is_some());
+        Some((gap, others))
     }
 }
 
@@ -110,7 +127,7 @@ impl Session {
     /// All subscriptions, taken out (the connection is being reaped).
     pub fn take_subscriptions(&mut self) -> Vec<Subscription> {
         self.untold_gaps = Untold::Nothing;
-        std::mem::take(&mut self.subscriptions.list)
+        self.subscriptions.list.take().map_or_else(Vec::new, |l| *l)
     }
 
     /// True when some subscription has a gap its subscriber was not told of yet.
@@ -155,7 +172,12 @@ impl Session {
     pub fn queue_pending_gap_notices(&mut self) -> SendStatus {
         self.untold_gaps = Untold::Nothing;
         let mut status = SendStatus::Queued;
-        for sub in &mut self.subscriptions.list {
+        for sub in self
+            .subscriptions
+            .list
+            .iter_mut()
+            .flat_map(|l| l.iter_mut())
+        {
             let Some(gap) = sub.gap.take() else {
                 continue;
             };

@@ -27,6 +27,12 @@ pub struct Timeouts {
     pub close_ns: u64,
 }
 
+/// A deadline kept in the session's extras (few connections have one).
+enum RareDeadline {
+    Drain,
+    Auth,
+}
+
 /// What a passed deadline did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timeout {
@@ -94,18 +100,10 @@ impl Session {
     }
 
     fn open_timeout(&mut self, now_ns: u64, t: &Timeouts, drain_close: (u16, &str)) -> Timeout {
+        if let Some(due) = self.take_rare_deadline(now_ns) {
+            return self.on_rare_deadline(now_ns, due, t, drain_close);
+        }
         let l = &mut self.liveness;
-        if l.drain_at_ns != 0 && now_ns >= l.drain_at_ns {
-            l.drain_at_ns = 0;
-            self.set_close_reason(CloseReason::Shutdown);
-            let close = (Some(drain_close.0), drain_close.1);
-            let how = CloseHow::AfterQueued;
-            return Timeout::Drained(self.start_close(now_ns, close, how, PeerClose::Awaited, t));
-        }
-        if l.auth_deadline_ns != 0 && now_ns >= l.auth_deadline_ns {
-            l.auth_deadline_ns = 0;
-            return Timeout::AuthDeadline;
-        }
         if l.ping_sent_ns != 0 && l.last_rx_ns > l.ping_sent_ns {
             l.ping_sent_ns = 0; // Something arrived after the ping: alive.
         }
@@ -136,6 +134,38 @@ impl Session {
         }
     }
 
+    /// The drain or authentication deadline that passed, cleared (drain first).
+    fn take_rare_deadline(&mut self, now_ns: u64) -> Option<RareDeadline> {
+        let e = self.extras.as_deref_mut()?;
+        if e.drain_at_ns != 0 && now_ns >= e.drain_at_ns {
+            e.drain_at_ns = 0;
+            return Some(RareDeadline::Drain);
+        }
+        if e.auth_deadline_ns != 0 && now_ns >= e.auth_deadline_ns {
+            e.auth_deadline_ns = 0;
+            return Some(RareDeadline::Auth);
+        }
+        None
+    }
+
+    fn on_rare_deadline(
+        &mut self,
+        now_ns: u64,
+        due: RareDeadline,
+        t: &Timeouts,
+        drain_close: (u16, &str),
+    ) -> Timeout {
+        match due {
+            RareDeadline::Drain => {
+                self.set_close_reason(CloseReason::Shutdown);
+                let close = (Some(drain_close.0), drain_close.1);
+                let how = CloseHow::AfterQueued;
+                Timeout::Drained(self.start_close(now_ns, close, how, PeerClose::Awaited, t))
+            }
+            RareDeadline::Auth => Timeout::AuthDeadline,
+        }
+    }
+
     /// RFC 6455 §5.5.2: a ping to a silent connection; the payload is free, we send none.
     fn queue_heartbeat_ping(&mut self, now_ns: u64) -> Timeout {
         // `0` means "no ping out": a ping at time 0 (a fake clock's start) is recorded at 1 ns.
@@ -162,8 +192,8 @@ impl Session {
                     0 => 0,
                     idle => l.last_rx_ns + idle,
                 },
-                l.drain_at_ns,
-                l.auth_deadline_ns,
+                self.drain_at_ns(),
+                self.auth_deadline_ns(),
             ]
             .into_iter()
             .filter(|&d| d != 0)

@@ -68,7 +68,7 @@ fn without_auth_configured_everything_passes() {
 fn while_auth_is_pending_only_auth_and_ping_pass() {
     let mut s = session();
     s.await_auth(5_000);
-    assert_eq!(s.liveness().auth_deadline_ns, 5_000);
+    assert_eq!(s.auth_deadline_ns(), 5_000);
     assert_eq!(s.authorize(&Request::Ping), Ok(()));
     assert_eq!(s.authorize(&Request::Auth { token: "t" }), Ok(()));
     let refused = Err(Refusal::Unauthenticated);
@@ -90,11 +90,7 @@ fn a_grant_names_the_connection_sets_its_expiry_and_decides_per_channel() {
     };
     s.grant(grant, 9_000);
     assert_eq!(s.name().map(|n| &**n), Some("alice"));
-    assert_eq!(
-        s.liveness().auth_deadline_ns,
-        9_000,
-        "closed when the token expires"
-    );
+    assert_eq!(s.auth_deadline_ns(), 9_000, "closed when the token expires");
     assert_eq!(s.authorize(&subscribe("md.eurusd")), Ok(()));
     assert_eq!(
         s.authorize(&subscribe("room.7")),
