@@ -71,7 +71,10 @@ pub(super) enum Untold {
 pub struct Subscriptions {
     /// Boxed, and only while there is one: a connection that subscribes to nothing pays one
     /// pointer (issue 12: at most 256 bytes per idle connection).
-    #[allow(clippy::box_collection, reason = "8 bytes per idle connection instead of 24")]
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes per idle connection instead of 24"
+    )]
     list: Option<Box<Vec<Subscription>>>,
 }
 
