@@ -52,6 +52,12 @@ use crate::cluster::{subject, ClusterMsg, ClusterStats};
 use crate::conn_id::LoopId;
 use crate::pubsub::presence::Member;
 
+mod members;
+mod wire;
+
+use members::{apply_delta, apply_list, diff};
+use wire::{channel_subject, decode, put, put_member};
+
 /// Heartbeats per node timeout (`--nats-presence-timeout`): a relay is gone after missing
 /// about this many.
 const BEATS_PER_TIMEOUT: u32 = 3;
@@ -282,146 +288,6 @@ impl PresenceNet {
         );
         let _ = self.send(subj, h, Bytes::from(payload));
     }
-}
-
-/// The channel subject of `channel`.
-fn channel_subject(channel: &str, shards: u32) -> String {
-    format!(
-        "wsr.p.{}.{}",
-        subject::shard_of(channel, shards),
-        subject::escape(channel)
-    )
-}
-
-fn put(out: &mut Vec<u8>, field: &[u8]) {
-    out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-    out.extend_from_slice(field);
-}
-
-/// A member: its id, then its subject (`0`: none; `1` and the subject).
-fn put_member(out: &mut Vec<u8>, m: &Member) {
-    put(out, m.id.as_bytes());
-    match &m.sub {
-        None => put(out, b"0"),
-        Some(s) => {
-            let mut field = Vec::with_capacity(1 + s.len());
-            field.push(b'1');
-            field.extend_from_slice(s.as_bytes());
-            put(out, &field);
-        }
-    }
-}
-
-/// The fields of a payload (`None`: malformed or a field too long).
-fn fields(payload: &[u8]) -> Option<Vec<&str>> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < payload.len() {
-        let len_bytes: [u8; 4] = payload.get(at..at + 4)?.try_into().ok()?;
-        let len = u32::from_be_bytes(len_bytes) as usize;
-        if len > FIELD_BYTES_MAX + 1 {
-            return None;
-        }
-        let field = payload.get(at + 4..at + 4 + len)?;
-        out.push(std::str::from_utf8(field).ok()?);
-        at += 4 + len;
-    }
-    Some(out)
-}
-
-/// The channel and members of a payload.
-fn decode(payload: &[u8]) -> Option<(&str, Vec<Member>)> {
-    let f = fields(payload)?;
-    let (channel, rest) = f.split_first()?;
-    if rest.len() % 2 != 0 {
-        return None;
-    }
-    let members = rest
-        .chunks(2)
-        .map(|pair| {
-            let sub = match pair[1].strip_prefix('1') {
-                Some(s) => Some(Arc::from(s)),
-                None if pair[1] == "0" => None,
-                None => return None,
-            };
-            Some(Member {
-                id: Arc::from(pair[0]),
-                sub,
-            })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some((channel, members))
-}
-
-/// A relay's join or leave. Returns true when one of its changes was lost before it (its
-/// list must be asked again).
-fn apply_delta(
-    r: &mut Remote,
-    joined: bool,
-    g: u64,
-    prev: u64,
-    members: Vec<Member>,
-    changes: &mut Vec<(bool, Member)>,
-) -> bool {
-    if prev == 0 && r.last != 0 {
-        // Its state of the channel is new: it had no member before.
-        let old = std::mem::take(&mut r.members);
-        diff(&old, &IndexMap::new(), changes);
-    }
-    let lost = prev != 0 && prev != r.last;
-    r.last = g;
-    for m in members {
-        let applied = match joined {
-            true if r.members.len() >= MEMBERS_PER_RELAY_MAX => false,
-            true => r.members.insert(m.id.clone(), m.clone()).is_none(),
-            false => r.members.swap_remove(&m.id).is_some(),
-        };
-        if applied {
-            changes.push((joined, m));
-        }
-    }
-    lost
-}
-
-/// A part of a relay's full list (`first`: it starts one; `end`: it completes it).
-fn apply_list(
-    r: &mut Remote,
-    first: bool,
-    end: bool,
-    g: u64,
-    members: Vec<Member>,
-    changes: &mut Vec<(bool, Member)>,
-) {
-    let incoming = match first {
-        true => r.incoming.insert(IndexMap::new()),
-        false => r.incoming.get_or_insert_with(IndexMap::new),
-    };
-    let room = MEMBERS_PER_RELAY_MAX.saturating_sub(incoming.len());
-    incoming.extend(members.into_iter().take(room).map(|m| (m.id.clone(), m)));
-    if end {
-        let new = r.incoming.take().unwrap_or_default();
-        diff(&r.members, &new, changes);
-        r.members = new;
-        r.last = g;
-    }
-}
-
-/// The difference from `old` to `new`, as (joined, member) changes.
-fn diff(
-    old: &IndexMap<Arc<str>, Member>,
-    new: &IndexMap<Arc<str>, Member>,
-    out: &mut Vec<(bool, Member)>,
-) {
-    out.extend(
-        old.iter()
-            .filter(|(id, _)| !new.contains_key(*id))
-            .map(|(_, m)| (false, m.clone())),
-    );
-    out.extend(
-        new.iter()
-            .filter(|(id, _)| !old.contains_key(*id))
-            .map(|(_, m)| (true, m.clone())),
-    );
 }
 
 impl Bridge {
@@ -828,75 +694,4 @@ impl PresenceNet {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(id: &str) -> Member {
-        Member {
-            id: Arc::from(id),
-            sub: None,
-        }
-    }
-
-    fn ids(changes: &[(bool, Member)]) -> Vec<(bool, &str)> {
-        changes.iter().map(|(j, m)| (*j, &*m.id)).collect()
-    }
-
-    #[test]
-    fn deltas_and_lists_keep_a_relays_members_and_detect_a_lost_change() {
-        let mut r = Remote::default();
-        let mut out = Vec::new();
-        // Its first message on a fresh channel state: prev 0.
-        assert!(!apply_delta(&mut r, true, 5, 0, vec![m("x/1")], &mut out));
-        assert!(!apply_delta(&mut r, true, 9, 5, vec![m("x/2")], &mut out));
-        assert_eq!(ids(&out), [(true, "x/1"), (true, "x/2")]);
-        // Counter 12 came after 9 but said its previous was 10: one change was lost.
-        out.clear();
-        assert!(apply_delta(&mut r, false, 12, 10, vec![m("x/1")], &mut out));
-        assert_eq!(ids(&out), [(false, "x/1")]);
-        // The list asked again replaces the members: the difference is told.
-        out.clear();
-        apply_list(&mut r, true, false, 12, vec![m("x/2")], &mut out);
-        assert!(out.is_empty(), "a list in parts is applied at its end");
-        apply_list(&mut r, false, true, 12, vec![m("x/3")], &mut out);
-        assert_eq!(ids(&out), [(true, "x/3")]);
-        assert_eq!(r.last, 12);
-        // Its state of the channel was dropped and made again: what we held is gone.
-        out.clear();
-        assert!(!apply_delta(&mut r, true, 20, 0, vec![m("x/4")], &mut out));
-        assert_eq!(ids(&out), [(false, "x/2"), (false, "x/3"), (true, "x/4")]);
-    }
-
-    #[test]
-    fn members_round_trip_and_bad_payloads_are_refused() {
-        let mut p = Vec::new();
-        put(&mut p, b"room.1");
-        put_member(
-            &mut p,
-            &Member {
-                id: Arc::from("a.x/0-1-1"),
-                sub: None,
-            },
-        );
-        put_member(
-            &mut p,
-            &Member {
-                id: Arc::from("a.x/0-2-1"),
-                sub: Some(Arc::from("alice")),
-            },
-        );
-        let (channel, members) = decode(&p).expect("decodes");
-        assert_eq!(channel, "room.1");
-        assert_eq!(members.len(), 2);
-        assert_eq!(members[1].sub.as_deref(), Some("alice"));
-        assert!(members[0].sub.is_none());
-        assert!(decode(&p[..p.len() - 1]).is_none(), "truncated");
-        let mut odd = Vec::new();
-        put(&mut odd, b"room.1");
-        put(&mut odd, b"only-an-id");
-        assert!(decode(&odd).is_none(), "an id without its subject");
-        let mut long = Vec::new();
-        put(&mut long, &vec![b'x'; FIELD_BYTES_MAX + 2]);
-        assert!(decode(&long).is_none(), "over the field limit");
-    }
-}
+mod tests;
