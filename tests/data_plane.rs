@@ -453,6 +453,32 @@ fn mesh_overflow_drops_are_reported_to_the_other_loop_without_more_traffic() {
             .is_none(),
         "nothing after the last notice"
     );
+    // Counted once, in messages: what the subscribers on loop 1 were told they missed.
+    let missed = tracker.expected - 1 - tracker.delivered;
+    let mesh_full = r#"wsrelay_queue_drops_total{reason="mesh_full"} "#;
+    assert_eq!(
+        counter_reaching(addr, mesh_full, missed as f64),
+        missed as f64
+    );
+}
+
+/// The value of the counter line starting with `prefix` once it reaches `want` (counters
+/// reach /metrics at the next aggregation: polled, bounded, no sleep threshold), else the
+/// last value seen.
+fn counter_reaching(addr: std::net::SocketAddr, prefix: &str, want: f64) -> f64 {
+    let mut last = 0.0;
+    for _ in 0..200 {
+        let (_, body) = common::http_get(addr, "/metrics");
+        last = body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix)?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if last == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    last
 }
 
 /// Checks that deliveries and gap notices together cover every seq exactly once, in order.

@@ -308,7 +308,8 @@ impl EventLoop {
             .push_conflated_notice(notice.into_bytes(), key);
     }
 
-    /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped).
+    /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped): counted
+    /// here, in messages, once per loop (the sender does not count numbered deliveries).
     pub(super) fn note_gap_for_all(&mut self, channel: &str, gap: SeqGap, binary: bool) {
         self.metrics
             .add(Counter::DropMeshFull, gap.to - gap.from + 1);
@@ -486,11 +487,15 @@ impl EventLoop {
         self.metrics.record_cross_loop_latency_ns(hop_ns);
     }
 
-    /// Sends to another loop; a drop is counted (and later seen as a seq gap by the receiver).
+    /// Sends to another loop. A dropped message is counted once: numbered deliveries (a run or
+    /// a tick batch) by the receiver, in messages, when it learns of the gap (a seq jump or a
+    /// `Gap` report); anything else here, one per message.
     pub(super) fn mesh_send(&mut self, to: LoopId, msg: LoopMsg) -> MeshSend {
+        let numbered = matches!(msg, LoopMsg::Deliver { .. } | LoopMsg::Tick { .. });
         let sent = self.mesh.send(to, msg);
         match sent {
             MeshSend::Accepted => self.metrics.inc(Counter::MeshMessagesSent),
+            MeshSend::Dropped if numbered => {}
             MeshSend::Dropped => self.metrics.inc(Counter::DropMeshFull),
         }
         let merged = self.mesh.take_merged();
