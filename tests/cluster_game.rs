@@ -517,29 +517,26 @@ fn presence_converges_when_the_bridge_to_loop_queue_overflows() {
     for c in &mut members {
         assert_eq!(c.recv()["type"], "subscribed");
     }
-    for (k, (w, view)) in watchers.iter_mut().enumerate() {
-        let mut want: BTreeSet<String> = members
-            .iter()
-            .skip(k)
-            .step_by(channels.len())
-            .map(|c| c.id.clone())
-            .collect();
-        want.insert(w.id.clone());
-        settle(w, channels[k], view, &want);
-    }
+    settle_all(&mut watchers, &members, &channels);
     members.truncate(12); // 48 disconnects at once
-    for (k, (w, view)) in watchers.iter_mut().enumerate() {
-        let mut want: BTreeSet<String> = members
-            .iter()
-            .skip(k)
-            .step_by(channels.len())
-            .map(|c| c.id.clone())
-            .collect();
-        want.insert(w.id.clone());
-        settle(w, channels[k], view, &want);
-    }
+    settle_all(&mut watchers, &members, &channels);
     eprintln!(
         "presence: owner resets with a 1-message loop queue: {}",
         b.metric("wsrelay_cluster_presence_owner_resets_total")
     );
+}
+
+/// Every watcher (one per channel, member `k` of the burst on channel `k mod n`) settles on
+/// exactly its channel's members plus itself.
+fn settle_all(watchers: &mut [(Client, BTreeSet<String>)], members: &[Client], channels: &[&str]) {
+    for (k, (w, view)) in watchers.iter_mut().enumerate() {
+        let mut want: BTreeSet<String> = members
+            .iter()
+            .skip(k)
+            .step_by(channels.len())
+            .map(|c| c.id.clone())
+            .collect();
+        want.insert(w.id.clone());
+        settle(w, channels[k], view, &want);
+    }
 }
