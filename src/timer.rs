@@ -174,6 +174,14 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    /// Reserves room for `timers` armed timers up front (virtual memory: pages become resident
+    /// as entries are used), so that a storm of new timers never reallocates and copies the
+    /// entry table on the loop's turn, nor leaves the old tables resident in the heap.
+    pub fn with_capacity(mut self, timers: usize) -> Self {
+        self.entries.reserve_exact(timers.min(self.timers_max));
+        self
+    }
+
     /// Lowers the number of timers this wheel may hold at once (clamped to [`TIMERS_MAX`]).
     pub fn with_timers_max(mut self, timers_max: usize) -> Self {
         self.timers_max = timers_max.min(TIMERS_MAX);

@@ -218,6 +218,9 @@ pub struct LoopMetrics {
     spare_latency: Option<LatencySet>,
     /// Busiest channels of the current interval, moved into the next snapshot.
     top_channels: TopChannels,
+    /// Sets the exporter emptied and sent back (`exporter::spawn_exporter_recycling`), taken
+    /// by the next snapshot when there is no spare.
+    recycled: Option<crossbeam_channel::Receiver<LatencySet>>,
 }
 
 impl LoopMetrics {
@@ -231,7 +234,19 @@ impl LoopMetrics {
             latency: LatencySet::new(),
             spare_latency: None,
             top_channels: TopChannels::default(),
+            recycled: None,
         }
+    }
+
+    /// Takes the exporter's emptied sets from `recycled` (the other end of one of the senders
+    /// given to `spawn_exporter_recycling`), so that snapshots swap the same few sets
+    /// forever. Why it matters beyond the copy: each set is about 650 KiB, allocated with
+    /// `mmap`; freeing one on the exporter thread every interval made glibc raise its mmap
+    /// and trim thresholds, after which freed heap memory stayed resident (about 45 bytes
+    /// per idle connection at 15,000; docs/BENCHMARKS.md "Idle memory").
+    pub fn with_recycling(mut self, recycled: crossbeam_channel::Receiver<LatencySet>) -> Self {
+        self.recycled = Some(recycled);
+        self
     }
 
     /// Increments `c` if there is one (for the `Counter::frame_sent`-style lookups).
@@ -316,7 +331,7 @@ impl LoopMetrics {
     pub fn snapshot(&mut self) -> LoopSnapshot {
         let seq = self.seq;
         self.seq += 1;
-        let empty = self.spare_latency.take().unwrap_or_default();
+        let empty = self.take_spare().unwrap_or_default();
         LoopSnapshot {
             loop_id: self.loop_id,
             seq,
@@ -325,6 +340,18 @@ impl LoopMetrics {
             interval_latency: std::mem::replace(&mut self.latency, empty),
             top_channels: std::mem::take(&mut self.top_channels),
         }
+    }
+
+    /// The spare set, else one the exporter sent back (emptied there; reset here if not).
+    fn take_spare(&mut self) -> Option<LatencySet> {
+        if let Some(spare) = self.spare_latency.take() {
+            return Some(spare);
+        }
+        let mut set = self.recycled.as_ref()?.try_recv().ok()?;
+        if !set.is_empty() {
+            set.reset();
+        }
+        Some(set)
     }
 
     /// Sets the busiest channels of the interval ending with the next snapshot.
@@ -453,6 +480,24 @@ mod tests {
         let relay = next.get(Latency::Relay);
         assert_eq!((relay.count(), relay.sum_ns()), (1, 20));
         // ...which, having recorded nothing since, must come back without the old samples.
+        assert!(m.snapshot().interval_latency.is_empty());
+    }
+
+    #[test]
+    fn sets_sent_back_through_the_channel_are_taken_and_emptied() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut m = LoopMetrics::new(0).with_recycling(rx);
+        m.record_relay_latency_ns(10);
+        let mut returned = m.snapshot().interval_latency;
+        // A set the exporter failed to reset still comes back empty.
+        returned.get_mut(Latency::CrossLoop).record(99);
+        tx.try_send(returned).expect("room for one");
+        m.record_relay_latency_ns(20);
+        let next = m.snapshot().interval_latency;
+        assert_eq!(next.get(Latency::Relay).sum_ns(), 20);
+        // The snapshot took the returned set: the channel has room again.
+        tx.try_send(next).expect("the loop took the first set");
+        assert!(m.snapshot().interval_latency.is_empty());
         assert!(m.snapshot().interval_latency.is_empty());
     }
 

@@ -49,6 +49,11 @@ const WARN_INTERVAL_NS: u64 = 10_000_000_000;
 const EVENTS_MAX: usize = 1024;
 /// Wheel size (slots); with the 10 ms default tick one revolution is 10 s.
 const TIMER_SLOTS: usize = 1024;
+/// Connection slots (and timer entries) each loop reserves at start-up, capped by
+/// `--max-connections`: about 11.5 MiB of address space for the slab and 2 MiB for the wheel,
+/// resident only as connections arrive (see `Conns::with_capacity`). Past it the tables grow
+/// by doubling; at that size glibc moves them with `mremap` instead of copying.
+const CONNS_RESERVED_MAX: usize = 65_536;
 
 /// Everything one loop owns, in disjoint parts (`parts.rs`): at most 12 fields (issue 12).
 /// (Debug is implemented by hand: the command decoder's scratch buffers are not worth printing.)
@@ -108,6 +113,8 @@ pub struct LoopParts {
     pub mesh: Mesh,
     /// Its ends of the NATS bridge (cluster mode).
     pub cluster: Option<crate::cluster::LoopPort>,
+    /// Latency sets the metrics exporter emptied and sends back for reuse.
+    pub metrics_recycle: Option<crossbeam_channel::Receiver<crate::metrics::LatencySet>>,
 }
 
 impl EventLoop {
@@ -120,6 +127,7 @@ impl EventLoop {
             mut metrics_listener,
             mesh,
             cluster,
+            metrics_recycle,
         } = parts;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -131,12 +139,16 @@ impl EventLoop {
         let cfg = &shared.config;
         let tick_ns = cfg.timer_tick.as_nanos().max(1) as u64;
         let epoch_prefix = format!("{}.{id}", shared.epoch_prefix);
+        let conns_reserved = cfg.connections_max.min(CONNS_RESERVED_MAX);
         Ok(EventLoop {
             id,
             now_ns,
-            metrics: LoopMetrics::new(id),
-            conns: super::conns::Conns::default(),
-            timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns),
+            metrics: match metrics_recycle {
+                Some(rx) => LoopMetrics::new(id).with_recycling(rx),
+                None => LoopMetrics::new(id),
+            },
+            conns: super::conns::Conns::with_capacity(conns_reserved),
+            timers: TimerWheel::new(tick_ns, TIMER_SLOTS, now_ns).with_capacity(conns_reserved),
             net: super::parts::Net::new(poll, (listener, metrics_listener), cfg, now_ns),
             channels: super::parts::Channels::new(cfg, epoch_prefix, cluster.is_some()),
             mesh,

@@ -163,7 +163,16 @@ impl Server {
         }
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
         let export: SharedExport = crate::metrics::new_shared_export(config.loops);
-        let exporter = crate::metrics::spawn_exporter(metrics_rx, export.clone())?;
+        // One emptied latency set in flight back to each loop is enough: a loop takes it at
+        // its next snapshot, before the exporter can return the set that snapshot carries.
+        let mut recycle = Vec::with_capacity(parts.len());
+        for part in parts.iter_mut() {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            recycle.push(tx);
+            part.metrics_recycle = Some(rx);
+        }
+        let exporter =
+            crate::metrics::spawn_exporter_recycling(metrics_rx, export.clone(), recycle)?;
         let shared = Arc::new(Shared {
             metrics_tx,
             export,
@@ -232,6 +241,7 @@ fn wire_loops(
             },
             mesh: Mesh::new(id, peers.clone(), inbox, config.mesh_inbox_len_max),
             cluster: None,
+            metrics_recycle: None,
         })
         .collect();
     Ok((parts, wakers))
