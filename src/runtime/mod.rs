@@ -161,18 +161,7 @@ impl Server {
         for (part, port) in parts.iter_mut().zip(ports) {
             part.cluster = Some(port);
         }
-        let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
-        let export: SharedExport = crate::metrics::new_shared_export(config.loops);
-        // One emptied latency set in flight back to each loop is enough: a loop takes it at
-        // its next snapshot, before the exporter can return the set that snapshot carries.
-        let mut recycle = Vec::with_capacity(parts.len());
-        for part in parts.iter_mut() {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            recycle.push(tx);
-            part.metrics_recycle = Some(rx);
-        }
-        let exporter =
-            crate::metrics::spawn_exporter_recycling(metrics_rx, export.clone(), recycle)?;
+        let (metrics_tx, export, exporter) = start_exporter(&config, &mut parts)?;
         let shared = Arc::new(Shared {
             metrics_tx,
             export,
@@ -205,6 +194,26 @@ impl Server {
             bridge,
         })
     }
+}
+
+/// Starts the metrics exporter thread and gives each loop its end of the channel that
+/// returns emptied latency sets to it.
+fn start_exporter(
+    config: &Config,
+    parts: &mut [LoopParts],
+) -> io::Result<(Sender<LoopSnapshot>, SharedExport, JoinHandle<()>)> {
+    let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(config.loops * 4);
+    let export: SharedExport = crate::metrics::new_shared_export(config.loops);
+    // One emptied latency set in flight back to each loop is enough: a loop takes it at its
+    // next snapshot, before the exporter can return the set that snapshot carries.
+    let mut recycle = Vec::with_capacity(parts.len());
+    for part in parts.iter_mut() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        recycle.push(tx);
+        part.metrics_recycle = Some(rx);
+    }
+    let exporter = crate::metrics::spawn_exporter_recycling(metrics_rx, export.clone(), recycle)?;
+    Ok((metrics_tx, export, exporter))
 }
 
 /// Creates every loop's poll, waker and inbox before any loop runs.
