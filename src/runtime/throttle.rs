@@ -276,8 +276,7 @@ fn send_news(ch: &mut ThrottledChannel, conn: &mut Conn, me: LoopId) -> (u64, bo
         if slot.origin != Some(own) {
             match conn
                 .session
-                .outbox
-                .push_data(slot.frame.clone(), slot.read_at_ns)
+                .handle_delivery(slot.frame.clone(), slot.read_at_ns)
             {
                 SendStatus::Queued => queued += 1,
                 SendStatus::Full | SendStatus::Closed => return (queued, true),

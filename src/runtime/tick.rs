@@ -265,7 +265,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
-            let fits = conn.session.outbox.data_fits(batch.bytes.len());
+            let fits = conn.session.delivery_fits(batch.bytes.len());
             if fits
                 && conn.session.gaps_untold()
                 && conn.session.queue_gap_notice(channel, batch.binary) == SendStatus::Full
@@ -273,11 +273,9 @@ impl EventLoop {
                 overflowed.push((cid, range, Overflow::Control));
                 continue;
             }
-            let status = conn.session.outbox.push_data_n(
-                batch.bytes.clone(),
-                batch.read_at_ns,
-                batch.frames,
-            );
+            let status =
+                conn.session
+                    .handle_delivery_n(batch.bytes.clone(), batch.read_at_ns, batch.frames);
             match status {
                 SendStatus::Queued => {
                     delivered += batch.messages();

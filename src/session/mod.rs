@@ -18,8 +18,11 @@
 //! tested with a fake clock and exact bytes (`tests.rs`) and fuzzed (`fuzz/fuzz_targets/session.rs`).
 
 mod close;
+mod delivery;
 mod identity;
+mod inflate;
 mod input;
+mod reply;
 mod requests;
 mod subscriptions;
 mod timeouts;
@@ -35,8 +38,10 @@ use crate::proto::frame::{OpCode, PreparedFrame};
 
 pub use close::{CloseHow, CloseStarted, PeerClose};
 pub use identity::{AuthState, Extras, RateStanding};
+pub use inflate::{InflateFailure, LoopInflate};
 pub use input::{ReadStep, Received, Span};
-pub use requests::{Published, Refusal, Request, SubscribeOptions};
+pub use reply::Reply;
+pub use requests::{Published, Refusal, Refused, Request, SubscribeOptions};
 pub use subscriptions::{encode_gap_notice, PendingGap, SubState, Subscription, Subscriptions};
 pub use timeouts::{Timeout, Timeouts};
 
