@@ -32,73 +32,75 @@ fn text(body: &str) -> Vec<u8> {
     frame
 }
 
+/// Every reply but errors and binary acks, with its JSON text.
+const PROTOCOL_REPLIES: [(Reply<'static>, &str); 9] = [
+    (
+        Reply::Connected {
+            id: "0-1-7",
+            addr: "10.0.0.1",
+        },
+        r#"{"type":"connected","id":"0-1-7","addr":"10.0.0.1"}"#,
+    ),
+    (
+        Reply::Subscribed {
+            channel: "md.x",
+            seq: 12,
+            epoch: "e.1",
+            recovered: Some(true),
+            throttle_ms: None,
+        },
+        r#"{"type":"subscribed","channel":"md.x","seq":12,"epoch":"e.1","recovered":true}"#,
+    ),
+    (
+        Reply::Subscribed {
+            channel: "md.x",
+            seq: 0,
+            epoch: "e",
+            recovered: None,
+            throttle_ms: Some(100),
+        },
+        r#"{"type":"subscribed","channel":"md.x","seq":0,"epoch":"e","throttle_ms":100}"#,
+    ),
+    (
+        Reply::EpochReset {
+            channel: "c",
+            seq: 9,
+            epoch: "e2",
+        },
+        r#"{"type":"subscribed","channel":"c","seq":9,"epoch":"e2","recovered":false}"#,
+    ),
+    (
+        Reply::Unsubscribed { channel: "c" },
+        r#"{"type":"unsubscribed","channel":"c"}"#,
+    ),
+    (Reply::Pong, r#"{"type":"pong"}"#),
+    (
+        Reply::Ack {
+            channel: "c",
+            id: b"a1",
+            seq: Some(5),
+            binary: false,
+        },
+        r#"{"type":"ack","id":"a1","channel":"c","seq":5}"#,
+    ),
+    (
+        Reply::Ack {
+            channel: "c",
+            id: b"a1",
+            seq: None,
+            binary: false,
+        },
+        r#"{"type":"ack","id":"a1","channel":"c","seq":null}"#,
+    ),
+    (
+        Reply::Authenticated { sub: "alice" },
+        r#"{"type":"authenticated","sub":"alice"}"#,
+    ),
+];
+
 #[test]
 fn protocol_replies_have_their_exact_bytes() {
-    let cases: [(Reply<'_>, &str); 9] = [
-        (
-            Reply::Connected {
-                id: "0-1-7",
-                addr: "10.0.0.1",
-            },
-            r#"{"type":"connected","id":"0-1-7","addr":"10.0.0.1"}"#,
-        ),
-        (
-            Reply::Subscribed {
-                channel: "md.x",
-                seq: 12,
-                epoch: "e.1",
-                recovered: Some(true),
-                throttle_ms: None,
-            },
-            r#"{"type":"subscribed","channel":"md.x","seq":12,"epoch":"e.1","recovered":true}"#,
-        ),
-        (
-            Reply::Subscribed {
-                channel: "md.x",
-                seq: 0,
-                epoch: "e",
-                recovered: None,
-                throttle_ms: Some(100),
-            },
-            r#"{"type":"subscribed","channel":"md.x","seq":0,"epoch":"e","throttle_ms":100}"#,
-        ),
-        (
-            Reply::EpochReset {
-                channel: "c",
-                seq: 9,
-                epoch: "e2",
-            },
-            r#"{"type":"subscribed","channel":"c","seq":9,"epoch":"e2","recovered":false}"#,
-        ),
-        (
-            Reply::Unsubscribed { channel: "c" },
-            r#"{"type":"unsubscribed","channel":"c"}"#,
-        ),
-        (Reply::Pong, r#"{"type":"pong"}"#),
-        (
-            Reply::Ack {
-                channel: "c",
-                id: b"a1",
-                seq: Some(5),
-                binary: false,
-            },
-            r#"{"type":"ack","id":"a1","channel":"c","seq":5}"#,
-        ),
-        (
-            Reply::Ack {
-                channel: "c",
-                id: b"a1",
-                seq: None,
-                binary: false,
-            },
-            r#"{"type":"ack","id":"a1","channel":"c","seq":null}"#,
-        ),
-        (
-            Reply::Authenticated { sub: "alice" },
-            r#"{"type":"authenticated","sub":"alice"}"#,
-        ),
-    ];
-    for (reply, body) in cases {
+    for (reply, body) in PROTOCOL_REPLIES {
         assert_eq!(bytes_of(reply), text(body), "{reply:?}");
     }
 }
@@ -125,78 +127,80 @@ fn a_binary_publish_is_acknowledged_in_binary() {
     assert_eq!(bytes_of(not_numbered), expected, "seq 0: not numbered");
 }
 
+/// Every error reply but `Unsequenced` (longer than a one-byte length), with its JSON text.
+const ERRORS: [(Reply<'static>, &str); 13] = [
+    (
+        Reply::Invalid(CommandError::UnknownType),
+        r#"{"type":"error","message":"Unknown type"}"#,
+    ),
+    (
+        Reply::Unauthenticated,
+        r#"{"type":"error","message":"Unauthorized: send {\"type\":\"auth\",\"token\":...} first"}"#,
+    ),
+    (
+        Reply::Forbidden {
+            channel: "room.7",
+            ack: None,
+        },
+        r#"{"type":"error","message":"forbidden: room.7"}"#,
+    ),
+    (
+        Reply::Forbidden {
+            channel: "room.7",
+            ack: Some(b"p1"),
+        },
+        r#"{"type":"error","message":"forbidden: room.7","id":"p1"}"#,
+    ),
+    (
+        Reply::Forbidden {
+            channel: "room.7",
+            ack: Some(b"\xff"),
+        },
+        r#"{"type":"error","message":"forbidden: room.7"}"#,
+    ),
+    (
+        Reply::Busy,
+        r#"{"type":"error","message":"Relay busy: too many subscriptions in progress, retry"}"#,
+    ),
+    (
+        Reply::TooManySubscriptions,
+        r#"{"type":"error","message":"Too many subscriptions on this connection"}"#,
+    ),
+    (
+        Reply::PresenceOff { channel: "c" },
+        r#"{"type":"error","message":"Presence is not enabled on channel: c"}"#,
+    ),
+    (
+        Reply::AuthNotConfigured,
+        r#"{"type":"error","message":"Authentication is not configured on this server"}"#,
+    ),
+    (
+        Reply::AlreadyAuthenticated,
+        r#"{"type":"error","message":"Already authenticated"}"#,
+    ),
+    (
+        Reply::RateLimited,
+        r#"{"type":"error","message":"Rate limited: slow down"}"#,
+    ),
+    (
+        Reply::Unavailable {
+            reason: "the relay is overloaded",
+            ack: Some(b"x"),
+        },
+        r#"{"type":"error","code":"unavailable","message":"unavailable: the relay is overloaded; retry","id":"x"}"#,
+    ),
+    (
+        Reply::Unavailable {
+            reason: "r",
+            ack: None,
+        },
+        r#"{"type":"error","code":"unavailable","message":"unavailable: r; retry"}"#,
+    ),
+];
+
 #[test]
 fn errors_have_their_exact_bytes() {
-    let cases: [(Reply<'_>, &str); 13] = [
-        (
-            Reply::Invalid(CommandError::UnknownType),
-            r#"{"type":"error","message":"Unknown type"}"#,
-        ),
-        (
-            Reply::Unauthenticated,
-            r#"{"type":"error","message":"Unauthorized: send {\"type\":\"auth\",\"token\":...} first"}"#,
-        ),
-        (
-            Reply::Forbidden {
-                channel: "room.7",
-                ack: None,
-            },
-            r#"{"type":"error","message":"forbidden: room.7"}"#,
-        ),
-        (
-            Reply::Forbidden {
-                channel: "room.7",
-                ack: Some(b"p1"),
-            },
-            r#"{"type":"error","message":"forbidden: room.7","id":"p1"}"#,
-        ),
-        (
-            Reply::Forbidden {
-                channel: "room.7",
-                ack: Some(b"\xff"),
-            },
-            r#"{"type":"error","message":"forbidden: room.7"}"#,
-        ),
-        (
-            Reply::Busy,
-            r#"{"type":"error","message":"Relay busy: too many subscriptions in progress, retry"}"#,
-        ),
-        (
-            Reply::TooManySubscriptions,
-            r#"{"type":"error","message":"Too many subscriptions on this connection"}"#,
-        ),
-        (
-            Reply::PresenceOff { channel: "c" },
-            r#"{"type":"error","message":"Presence is not enabled on channel: c"}"#,
-        ),
-        (
-            Reply::AuthNotConfigured,
-            r#"{"type":"error","message":"Authentication is not configured on this server"}"#,
-        ),
-        (
-            Reply::AlreadyAuthenticated,
-            r#"{"type":"error","message":"Already authenticated"}"#,
-        ),
-        (
-            Reply::RateLimited,
-            r#"{"type":"error","message":"Rate limited: slow down"}"#,
-        ),
-        (
-            Reply::Unavailable {
-                reason: "the relay is overloaded",
-                ack: Some(b"x"),
-            },
-            r#"{"type":"error","code":"unavailable","message":"unavailable: the relay is overloaded; retry","id":"x"}"#,
-        ),
-        (
-            Reply::Unavailable {
-                reason: "r",
-                ack: None,
-            },
-            r#"{"type":"error","code":"unavailable","message":"unavailable: r; retry"}"#,
-        ),
-    ];
-    for (reply, body) in cases {
+    for (reply, body) in ERRORS {
         assert_eq!(bytes_of(reply), text(body), "{reply:?}");
     }
 }
