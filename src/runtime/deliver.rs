@@ -5,6 +5,10 @@
 //! The path of one publish (see ARCHITECTURE.md): read loop → owner loop (numbers the run,
 //! encodes it once, `publish.rs`) → every interested loop (one mesh message each) → each
 //! subscriber's outbox (a `Bytes` handle clone of the whole run, no copy) → `sendmsg`.
+//!
+//! Each subscriber is handed the shared frames through its session (`handle_delivery`,
+//! `handle_delivery_n`, `handle_conflated_delivery`: inlined, exactly the outbox's own step);
+//! gap notices, conflated or not, are encoded by the session. Nothing here encodes JSON.
 
 use std::sync::Arc;
 

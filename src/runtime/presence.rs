@@ -23,6 +23,10 @@
 //! data (dropped and counted when the mesh is full, like deliveries). Presence messages go to
 //! the data lane of a watcher's outbox; a watcher whose outbox is full is closed as a slow
 //! consumer (4100: on reconnect it gets a fresh list).
+//!
+//! Lists and changes are encoded ONCE by the owner (`pubsub::presence`) and shared by every
+//! watcher (`Session::handle_delivery_n`); the per-connection errors of a presence request
+//! (`presence_off`, `busy`) are `session::Reply`s encoded by the session.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -7,7 +7,8 @@
 //! (`pubsub::throttle::Latest`, updated once per message whatever the number of subscribers)
 //! and each throttled subscriber's state (interval, the last seq it was sent, when it may next
 //! be sent something, its timer); the loop's throttle timer wheel.
-//! May not touch: sockets (the flush phase writes what is queued here), other loops.
+//! May not touch: sockets (the flush phase writes what is queued here), other loops; a
+//! subscriber's outbox other than through `Session::handle_delivery` (the shared frame).
 //!
 //! Schedule, per subscriber: "idle" (nothing new since its last delivery: no timer, listed in
 //! the channel's `idle`) or "armed" (a timer at the time it may next be sent something). A

@@ -22,6 +22,11 @@
 //!   a batch per publisher would defeat encode-once.
 //! - A channel without a tick rule never reaches this module: one `is_empty` test per run of
 //!   publishes when no rule is configured, one pattern walk per run otherwise.
+//!
+//! Encodes frames ONCE for many subscribers (encode-once is an invariant): these are not
+//! per-connection replies and stay here; a batch is shared by the whole room; every reply to one connection is a `session::Reply`
+//! encoded by its session, and each subscriber gets the shared frame through
+//! `Session::handle_delivery`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
