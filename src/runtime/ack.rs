@@ -90,7 +90,6 @@ impl EventLoop {
         self.reply(conn, ack);
     }
 
-    /// A publish with an acknowledgement id refused by the token's permissions.
     /// A publish with an acknowledgement id that could not reach its channel's owner (the
     /// mesh was full): it was not numbered and will not be; the publisher may retry.
     pub(super) fn refuse_unsequenced(&mut self, conn: ConnId, id: &[u8]) {

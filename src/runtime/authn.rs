@@ -1,8 +1,8 @@
 //! Authentication on the loop: the `auth` message, the optional `token` query parameter and
-//! cookie, the auth timeout and token expiry. The token
-//! checks themselves are in `crate::auth`, the connection's auth state and the gate every
-//! request passes (pending: only `auth` and `ping`; granted: per channel) in the session
-//! (`session/identity.rs`, `session/requests.rs`), all sans-IO.
+//! cookie, the auth timeout and token expiry. The token checks themselves are in
+//! `crate::auth`; the connection's auth state, the gate every request passes (pending: only
+//! `auth` and `ping`; granted: per channel) and the answers to refused requests are in the
+//! session (`session/identity.rs`, `session/requests.rs`, `session/reply.rs`), all sans-IO.
 //!
 //! Policy: when a verifier is configured every connection must authenticate. Until it does,
 //! only `auth` and `ping` are accepted (anything else gets an error and changes nothing). A bad
