@@ -1,8 +1,9 @@
 //! The properties of the `session` fuzz target, shared with `tests/fuzz_regressions.rs` (both
 //! include this file with `#[path]`): one server connection (`wsrelay::session::Session`)
 //! driven through its whole life by fuzzer-chosen operations: client bytes in arbitrary chunks
-//! (decoded by the session's `read_frame` one frame at a time, as the event loop does),
-//! deliveries, partial socket writes, clock advances that fire deadlines, the peer's FIN, a
+//! (decoded by the session's `read_frame` one frame at a time, as the event loop does; each
+//! data message is also read as a relay request, `read_request`, and answered with its
+//! `Reply`, refusals answered by the session itself), deliveries (`handle_delivery`), partial socket writes, clock advances that fire deadlines, the peer's FIN, a
 //! graceful close, a drain and an authentication deadline.
 //!
 //! Checked for every input:
@@ -20,10 +21,11 @@
 use std::ops::ControlFlow;
 
 use bytes::Bytes;
+use wsrelay::command::CommandDecoder;
 use wsrelay::proto::{Decoder, DecoderLimits, Event, OpCode, Role};
 use wsrelay::session::{
-    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, ReadStep, Received, Session,
-    SessionLimits, Span, Timeout, Timeouts,
+    AfterEof, CloseHow, Endpoint, PeerClose, PongQueued, ReadStep, Received, Reply, Request,
+    Session, SessionLimits, Span, Timeout, Timeouts,
 };
 
 const MS: u64 = 1_000_000;
@@ -48,6 +50,8 @@ struct Harness {
     /// Bytes written to the peer so far.
     wire: Vec<u8>,
     closed: bool,
+    /// The loop's command decoder, lent to the session per message.
+    decoder: CommandDecoder,
 }
 
 /// Runs the operations of `data` on a fresh session and checks the properties.
@@ -57,6 +61,7 @@ pub fn check_session(data: &[u8]) {
         now_ns: 0,
         wire: Vec::new(),
         closed: false,
+        decoder: CommandDecoder::new(),
     };
     let mut ops = data;
     while let [op, arg, rest @ ..] = ops {
@@ -142,7 +147,10 @@ impl Harness {
     /// What the event loop does with each frame the session returns (echo endpoint for data).
     fn on_received(&mut self, received: Received, payload: &[u8]) -> ControlFlow<()> {
         match received {
-            Received::Message { opcode, .. } => self.echo(opcode, payload),
+            Received::Message { opcode, .. } => {
+                self.request(opcode, payload);
+                self.echo(opcode, payload)
+            }
             Received::Ping(PongQueued::Full(pong)) => {
                 self.write(usize::MAX);
                 if let PongQueued::Full(_) = self.session.retry_pong(pong) {
@@ -163,10 +171,42 @@ impl Harness {
         ControlFlow::Continue(())
     }
 
+    /// The relay endpoint: the message read as a request and answered as the loop would
+    /// (a refusal was answered by the session).
+    fn request(&mut self, opcode: OpCode, payload: &[u8]) {
+        let read = self
+            .session
+            .read_request(opcode, payload, &mut self.decoder, 128);
+        let reply = match read {
+            Ok(Request::Ping) => Reply::Pong,
+            Ok(Request::Subscribe { channel, since, .. }) => Reply::Subscribed {
+                channel,
+                seq: since.unwrap_or(0),
+                epoch: "e",
+                recovered: since.map(|_| true),
+                throttle_ms: None,
+            },
+            Ok(Request::Unsubscribe { channel }) => Reply::Unsubscribed { channel },
+            Ok(Request::Publish {
+                channel,
+                ack: Some(id),
+                message,
+                ..
+            }) => Reply::Ack {
+                channel,
+                id,
+                seq: Some(1),
+                binary: matches!(message, wsrelay::session::Published::Binary(_)),
+            },
+            Ok(_) | Err(_) => return,
+        };
+        let _ = self.session.reply(reply);
+    }
+
     /// The echo endpoint: the message back with its opcode.
     fn echo(&mut self, opcode: OpCode, payload: &[u8]) {
         let frame = wsrelay::proto::frame::PreparedFrame::new(opcode, payload);
-        self.session.outbox.push_data(frame.into_bytes(), 0);
+        let _ = self.session.handle_delivery(frame.into_bytes(), 0);
     }
 
     /// A delivery of `bytes` as one binary frame (refused when closing or over budget). Only
@@ -176,9 +216,9 @@ impl Harness {
             return;
         }
         let frame = wsrelay::proto::frame::PreparedFrame::new(OpCode::Binary, bytes);
-        self.session
-            .outbox
-            .push_data(frame.into_bytes(), self.now_ns);
+        let _ = self
+            .session
+            .handle_delivery(frame.into_bytes(), self.now_ns);
     }
 
     /// The socket takes up to `max` bytes; then the drained-outbox rules apply.

@@ -13,12 +13,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::command as encode;
 use crate::conn_id::{ConnId, LoopId};
-use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
 use crate::runtime::publish::PublishQueue;
+use crate::session::Reply;
 
 /// One acknowledgement travelling back to the publisher's loop.
 #[derive(Debug)]
@@ -82,40 +81,18 @@ impl EventLoop {
         seq: Option<u64>,
         binary: bool,
     ) {
-        if binary {
-            let mut frame = FrameBuilder::new(OpCode::Binary, 2 + channel.len() + id.len() + 9);
-            let encoded = frame
-                .append_with(|out| encode::encode_binary_ack(out, channel, id, seq.unwrap_or(0)));
-            if encoded.is_ok() {
-                self.queue_control(conn, frame.finish().into_bytes(), false);
-            }
-            return;
-        }
-        // JSON ids were decoded from a JSON string: UTF-8.
-        let id = std::str::from_utf8(id).unwrap_or_default();
-        self.reply(conn, |out| encode::encode_ack(out, id, channel, seq));
-    }
-
-    /// A publish with an acknowledgement id refused by the token's permissions.
-    pub(super) fn forbidden_publish(&mut self, conn: ConnId, channel: &str, ack: Option<&[u8]>) {
-        let Some(id) = ack.and_then(|a| std::str::from_utf8(a).ok()) else {
-            return self.forbidden(conn, channel);
+        let ack = Reply::Ack {
+            channel,
+            id,
+            seq,
+            binary,
         };
-        self.metrics.command_error("forbidden");
-        self.warn_refused("forbidden", "channel not permitted by the token");
-        let msg = format!("forbidden: {channel}");
-        self.reply(conn, |out| encode::encode_error_with_id(out, &msg, id));
+        self.reply(conn, ack);
     }
 
     /// A publish with an acknowledgement id that could not reach its channel's owner (the
     /// mesh was full): it was not numbered and will not be; the publisher may retry.
     pub(super) fn refuse_unsequenced(&mut self, conn: ConnId, id: &[u8]) {
-        let msg = "unavailable: the relay is overloaded, the message was not sequenced; retry";
-        // Errors are JSON text, also for binary publishers; an id that is not UTF-8 (binary
-        // ids may be any bytes) cannot be put in it.
-        match std::str::from_utf8(id) {
-            Ok(id) => self.reply(conn, |out| encode::encode_error_with_id(out, msg, id)),
-            Err(_) => self.reply(conn, |out| encode::encode_error(out, msg)),
-        }
+        self.reply(conn, Reply::Unsequenced { id });
     }
 }

@@ -22,7 +22,6 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use crate::close_code;
-use crate::command as encode;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::proto::handshake as hs;
@@ -31,6 +30,7 @@ use crate::runtime::conn::RateStanding;
 use crate::runtime::conn::{Admission, CloseReason};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
+use crate::session::Reply;
 
 /// Why a new connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,9 +239,7 @@ impl EventLoop {
         if warned {
             conn_rate_close(self, id);
         } else {
-            self.reply(id, |out| {
-                encode::encode_error(out, "Rate limited: slow down")
-            });
+            self.reply(id, Reply::RateLimited);
         }
         false
     }

@@ -1,8 +1,8 @@
 //! Authentication on the loop: the `auth` message, the optional `token` query parameter and
-//! cookie, the auth timeout and token expiry, and the answers to refused requests. The token
-//! checks themselves are in `crate::auth`, the connection's auth state and the gate every
-//! request passes (pending: only `auth` and `ping`; granted: per channel) in the session
-//! (`session/identity.rs`, `session/requests.rs`), all sans-IO.
+//! cookie, the auth timeout and token expiry. The token checks themselves are in
+//! `crate::auth`; the connection's auth state, the gate every request passes (pending: only
+//! `auth` and `ping`; granted: per channel) and the answers to refused requests are in the
+//! session (`session/identity.rs`, `session/requests.rs`, `session/reply.rs`), all sans-IO.
 //!
 //! Policy: when a verifier is configured every connection must authenticate. Until it does,
 //! only `auth` and `ping` are accepted (anything else gets an error and changes nothing). A bad
@@ -12,14 +12,13 @@
 
 use crate::clock::Clock;
 use crate::close_code;
-use crate::command as encode;
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::proto::handshake as hs;
 use crate::runtime::conn::{AuthState, CloseReason};
 use crate::runtime::dispatch::CloseHow;
 use crate::runtime::event_loop::EventLoop;
-use crate::session::Refusal;
+use crate::session::Reply;
 
 /// Outcome of checking a connection at upgrade time.
 pub(super) enum UpgradeAuth {
@@ -87,21 +86,20 @@ impl EventLoop {
     pub(super) fn on_auth(&mut self, id: ConnId, token: &str) {
         let Some(verifier) = self.env.config.auth.clone() else {
             self.metrics.command_error("auth_not_configured");
-            let msg = "Authentication is not configured on this server";
-            return self.reply(id, |out| encode::encode_error(out, msg));
+            return self.reply(id, Reply::AuthNotConfigured);
         };
         if !matches!(
             self.conn_mut(id).map(|c| c.auth()),
             Some(AuthState::Pending)
         ) {
             self.metrics.command_error("already_authenticated");
-            return self.reply(id, |out| encode::encode_error(out, "Already authenticated"));
+            return self.reply(id, Reply::AlreadyAuthenticated);
         }
         match verifier.verify(token, Clock::unix_now_s()) {
             Ok(grant) => {
                 let sub = grant.sub.clone();
                 self.grant(id, grant);
-                self.reply(id, |out| encode::encode_authenticated(out, &sub));
+                self.reply(id, Reply::Authenticated { sub: &sub });
             }
             Err(e) => {
                 self.metrics.command_error(e.kind());
@@ -150,29 +148,6 @@ impl EventLoop {
             conn.set_close_reason(reason);
         }
         self.start_close(id, Some(code), text, CloseHow::DiscardQueued);
-    }
-
-    /// Answers a request the session's gate refused (`{"type":"error"}`, counted); the
-    /// connection stays open.
-    pub(super) fn refuse_request(&mut self, id: ConnId, refusal: Refusal<'_>) {
-        match refusal {
-            Refusal::Unauthenticated => {
-                self.metrics.command_error("unauthenticated");
-                self.warn_refused("unauthenticated", "command before auth");
-                let msg = "Unauthorized: send {\"type\":\"auth\",\"token\":...} first";
-                self.reply(id, |out| encode::encode_error(out, msg));
-            }
-            Refusal::SubscribeForbidden(channel) => self.forbidden(id, channel),
-            Refusal::PublishForbidden(channel, ack) => self.forbidden_publish(id, channel, ack),
-        }
-    }
-
-    /// Answers `forbidden: <channel>` and counts it.
-    pub(super) fn forbidden(&mut self, id: ConnId, channel: &str) {
-        self.metrics.command_error("forbidden");
-        self.warn_refused("forbidden", "channel not permitted by the token");
-        let msg = format!("forbidden: {channel}");
-        self.reply(id, |out| encode::encode_error(out, &msg));
     }
 }
 

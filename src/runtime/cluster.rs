@@ -17,13 +17,13 @@ use bytes::Bytes;
 
 use crate::cluster::stats::Stat;
 use crate::cluster::{BridgeCmd, ClusterMsg, LoopPort, PublishCmd};
-use crate::command as encode;
 use crate::conn_id::{ConnId, ConnRef, LoopId};
 use crate::hash::FxHashMap;
 use crate::proto::frame::PreparedFrame;
 use crate::pubsub::{Since, SubscribeOutcome};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
+use crate::session::Reply;
 
 /// A subscribe the owner answers once the stream has spoken.
 #[derive(Debug, Clone)]
@@ -107,11 +107,7 @@ impl EventLoop {
     /// was not sequenced, or its outcome is unknown; the client may retry.
     fn refuse_unavailable(&mut self, conn: ConnId, ack: Option<&[u8]>, reason: &str) {
         self.metrics.command_error("unavailable");
-        let msg = format!("unavailable: {reason}; retry");
-        let id = ack.and_then(|a| std::str::from_utf8(a).ok());
-        self.reply(conn, |out| {
-            encode::encode_error_with_code(out, "unavailable", &msg, id)
-        });
+        self.reply(conn, Reply::Unavailable { reason, ack });
     }
 
     /// The owner's side of a subscribe in cluster mode: answered from the registry when the
@@ -476,9 +472,12 @@ impl EventLoop {
             };
             sub.epoch = epoch.clone();
             sub.gap = None;
-            self.reply_ordered(id, |out| {
-                encode::encode_subscribed(out, channel, seq, epoch, Some(false))
-            });
+            let reset = Reply::EpochReset {
+                channel,
+                seq,
+                epoch,
+            };
+            self.reply(id, reset);
         }
     }
 

@@ -19,6 +19,11 @@
 //!   `publish_queue_bytes_max` bytes held, the room ticks at once (`forced`, counted).
 //! - A channel without a tick rule never reaches this module (one `tick_for` per live batch,
 //!   which is one `is_empty` test without `--tick-for`).
+//!
+//! Encodes frames ONCE for many subscribers (encode-once is an invariant): these are not
+//! per-connection replies and stay here; every reply to one connection is a `session::Reply`
+//! encoded by its session, and each subscriber gets the shared frame through
+//! `Session::handle_delivery`.
 
 use std::cmp::Reverse;
 use std::sync::Arc;

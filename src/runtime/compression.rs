@@ -1,10 +1,12 @@
-//! permessage-deflate on the loop (RFC 7692): the negotiation at the upgrade, inflating
-//! compressed messages as they are read, and the compressed copies of runs.
+//! permessage-deflate on the loop (RFC 7692): the negotiation at the upgrade, handing
+//! compressed messages to the session to inflate (`session/inflate.rs` decides which context
+//! reads them and maps failures to close codes; the loop lends its shared inflater and buffer,
+//! `session::LoopInflate`, and counts), and the compressed copies of runs.
 //!
 //! Owns: each connection's agreement ([`ConnDeflate`], boxed in `Conn`, `None` when not
-//! negotiated), the loop's shared contexts ([`LoopDeflate`]: one compressor without context
-//! takeover, one inflater reset per message, one output buffer), and the compressed variants
-//! of a `Batch` ([`CompressedVariants`]).
+//! negotiated, with its own contexts under context takeover), the loop's shared compressor
+//! ([`LoopDeflate`]: one without context takeover, one scratch buffer), and the compressed
+//! variants of a `Batch` ([`CompressedVariants`]).
 //!
 //! Invariants:
 //! - With `--deflate` off nothing here runs: no connection has a `ConnDeflate`, the delivery
@@ -19,22 +21,24 @@
 //! - Own contexts are bounded process-wide by `--deflate-max-contexts`, reserved at the
 //!   upgrade and released when the connection is dropped ([`ContextSlot`]).
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use crate::metrics::Counter;
-use crate::proto::deflate::{self, Deflater, InflateError, Inflater};
-use crate::proto::error::{HandshakeError, ProtocolError};
+use crate::proto::deflate::{self, Deflater, Inflater};
+use crate::proto::error::HandshakeError;
 use crate::proto::extensions::{self, DeflateParams, ServerPolicy, WINDOW_BITS_MIN};
 use crate::proto::forwarded::FIELDS_MAX;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::RequestHead;
 use crate::runtime::event_loop::EventLoop;
+use crate::session::InflateFailure;
 
-/// Capacity of the loop's inflate buffer kept between messages.
-const INFLATE_RETAIN_BYTES_MAX: usize = 64 * 1024;
+/// Capacity of a compression scratch buffer kept between messages.
+const SCRATCH_RETAIN_BYTES_MAX: usize = 64 * 1024;
 /// Server windows with a variant of their own (8..=15 bits).
 const WINDOWS: usize = 8;
 
@@ -68,13 +72,11 @@ pub struct ConnDeflate {
     pub own: Option<OwnContexts>,
 }
 
-/// The loop's contexts, made on first use.
+/// The loop's compressor, made on first use (its inflater is the session's tool,
+/// `session::LoopInflate`).
 #[derive(Debug, Default)]
 pub struct LoopDeflate {
     deflater: Option<Box<Deflater>>,
-    inflater: Option<Box<Inflater>>,
-    /// Inflated messages (bounded by `--max-message-size`, trimmed after a large one).
-    out: Vec<u8>,
     /// Compressed bytes of one message.
     scratch: Vec<u8>,
 }
@@ -165,65 +167,43 @@ impl EventLoop {
         Ok(Some((Box::new(ConnDeflate { params, own }), answer)))
     }
 
-    /// A compressed message from `id`: inflated (bounded by `--max-message-size`: 1009
-    /// beyond; a bad stream: 1007; text checked as UTF-8: 1007), then handled as if it had
-    /// come uncompressed. `Break` when the connection was failed.
+    /// A compressed message from `id`: the session inflates it (`session/inflate.rs`: with
+    /// the connection's own inflater when the client keeps its context, else the loop's;
+    /// bounded by `--max-message-size`: 1009 beyond; a bad stream: 1007; text checked as
+    /// UTF-8: 1007), then it is handled as if it had come uncompressed. `Break` when the
+    /// connection was failed.
     pub(super) fn inflate_message(
         &mut self,
         id: crate::conn_id::ConnId,
         payload: &[u8],
         opcode: OpCode,
-    ) -> std::ops::ControlFlow<()> {
+    ) -> ControlFlow<()> {
         let max = self.env.config.message_bytes_max;
-        let mut out = std::mem::take(&mut self.scratch.deflate.out);
-        let result = match self
-            .conns
-            .get_mut(id)
-            .and_then(|c| c.deflate.as_mut())
-            .and_then(|d| d.own.as_mut())
-            .and_then(|own| own.inflater.as_mut())
-        {
-            Some(inflater) => inflater.inflate(payload, max, &mut out),
-            None => {
-                let inflater = self
-                    .scratch
-                    .deflate
-                    .inflater
-                    .get_or_insert_with(Default::default);
-                inflater.reset();
-                inflater.inflate(payload, max, &mut out)
-            }
+        let Some(conn) = self.conns.get_mut(id) else {
+            return ControlFlow::Break(());
         };
-        let error = match result {
-            Err(InflateError::TooBig) => {
-                Some((Counter::InflateTooBig, ProtocolError::MessageTooBig))
-            }
-            Err(InflateError::BadData) => Some((
-                Counter::InflateBadData,
-                ProtocolError::InvalidCompressedData,
-            )),
-            Ok(()) if opcode == OpCode::Text && simdutf8::basic::from_utf8(&out).is_err() => {
-                Some((Counter::InflateOk, ProtocolError::InvalidUtf8))
-            }
-            Ok(()) => None,
-        };
-        let flow = match error {
-            Some((counter, e)) => {
-                self.metrics.inc(counter);
-                self.on_protocol_error(id, e);
-                std::ops::ControlFlow::Break(())
-            }
-            None => {
+        let mut tools = std::mem::take(&mut self.scratch.inflate);
+        let own = conn.deflate.as_mut().and_then(|d| d.own.as_mut());
+        let own = own.and_then(|own| own.inflater.as_mut());
+        let inflated = conn.session.inflate(opcode, payload, own, &mut tools, max);
+        let flow = match inflated {
+            Ok(message) => {
                 self.metrics.inc(Counter::InflateOk);
-                self.on_data_message(id, opcode, &out);
-                std::ops::ControlFlow::Continue(())
+                self.on_data_message(id, opcode, message);
+                ControlFlow::Continue(())
+            }
+            Err(failure) => {
+                self.metrics.inc(match failure {
+                    InflateFailure::TooBig => Counter::InflateTooBig,
+                    InflateFailure::BadData => Counter::InflateBadData,
+                    InflateFailure::BadText => Counter::InflateOk,
+                });
+                self.on_protocol_error(id, failure.error());
+                ControlFlow::Break(())
             }
         };
-        out.clear();
-        if out.capacity() > INFLATE_RETAIN_BYTES_MAX {
-            out = Vec::new();
-        }
-        self.scratch.deflate.out = out;
+        tools.recycle();
+        self.scratch.inflate = tools;
         flow
     }
 
@@ -329,10 +309,10 @@ impl EventLoop {
 }
 
 /// `buf`, emptied, or a fresh one if a large message made it grow past
-/// `INFLATE_RETAIN_BYTES_MAX` (scratch buffers do not keep a large message's memory).
+/// `SCRATCH_RETAIN_BYTES_MAX` (scratch buffers do not keep a large message's memory).
 pub fn trimmed(mut buf: Vec<u8>) -> Vec<u8> {
     buf.clear();
-    match buf.capacity() > INFLATE_RETAIN_BYTES_MAX {
+    match buf.capacity() > SCRATCH_RETAIN_BYTES_MAX {
         true => Vec::new(),
         false => buf,
     }

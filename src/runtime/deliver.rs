@@ -5,6 +5,10 @@
 //! The path of one publish (see ARCHITECTURE.md): read loop → owner loop (numbers the run,
 //! encodes it once, `publish.rs`) → every interested loop (one mesh message each) → each
 //! subscriber's outbox (a `Bytes` handle clone of the whole run, no copy) → `sendmsg`.
+//!
+//! Each subscriber is handed the shared frames through its session (`handle_delivery`,
+//! `handle_delivery_n`, `handle_conflated_delivery`: inlined, exactly the outbox's own step);
+//! gap notices, conflated or not, are encoded by the session. Nothing here encodes JSON.
 
 use std::sync::Arc;
 
@@ -23,7 +27,6 @@ use crate::runtime::conn::Conn;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::{LoopMsg, MeshSend, PublishBody};
 use crate::runtime::publish::PublishMeta;
-use crate::session::encode_gap_notice;
 
 /// A run of consecutive messages of one channel, numbered from `first_seq` and encoded once,
 /// back to back, into `bytes`. Shared read-only by every loop that delivers it.
@@ -126,7 +129,7 @@ impl EventLoop {
             // A run that does not fit as a whole goes message by message: what fits is queued
             // and only the rest meets the slow-consumer policy (a run is an optimisation and
             // must not change what a subscriber receives).
-            let split = !conn.session.outbox.data_fits(batch.bytes.len());
+            let split = !conn.session.delivery_fits(batch.bytes.len());
             let queued = if own || conflate || split {
                 push_one_by_one(
                     conn,
@@ -234,7 +237,7 @@ impl EventLoop {
                 queued
             }
             (None, Some(run))
-                if own || conflate || !conn.session.outbox.data_fits(run.bytes.len()) =>
+                if own || conflate || !conn.session.delivery_fits(run.bytes.len()) =>
             {
                 push_one_by_one(
                     conn,
@@ -280,32 +283,15 @@ impl EventLoop {
         self.work.overflowed.clear();
     }
 
-    /// Conflation replaced `skipped` for `cid`: queue (or widen) the channel's one pending
-    /// conflated gap notice, in the delivery's encoding.
+    /// Conflation replaced `skipped` for `cid`: the session queues (or widens) the channel's
+    /// one pending conflated gap notice, in the delivery's encoding.
     fn tell_conflated(&mut self, cid: ConnId, batch: &Batch, skipped: u64) {
         let Some(conn) = self.conn_mut(cid) else {
             return;
         };
         let key = notice_key(&batch.channel);
-        let still_queued = conn.session.outbox.conflation_queued(key);
-        let Some(sub) = conn.session.subscriptions.get_mut(&batch.channel) else {
-            return;
-        };
-        let gap = match (sub.conflated_gap, still_queued) {
-            (Some(g), true) => SeqGap {
-                from: g.from.min(skipped),
-                to: g.to.max(skipped),
-            },
-            _ => SeqGap {
-                from: skipped,
-                to: skipped,
-            },
-        };
-        sub.conflated_gap = Some(gap);
-        let notice = encode_gap_notice(&batch.channel, gap, batch.is_binary());
         conn.session
-            .outbox
-            .push_conflated_notice(notice.into_bytes(), key);
+            .tell_conflated(&batch.channel, skipped, batch.is_binary(), key);
     }
 
     /// Every local subscriber of `channel` missed `gap` (a mesh message was dropped): counted
@@ -533,7 +519,7 @@ fn push_run(
         to: batch.last_seq(),
     };
     let bytes = compressed.map_or(&batch.bytes, |run| &run.bytes);
-    let fits = conn.session.outbox.data_fits(bytes.len());
+    let fits = conn.session.delivery_fits(bytes.len());
     if fits
         && conn.session.gaps_untold()
         && conn
@@ -547,8 +533,7 @@ fn push_run(
     let count = batch.frames.len() as u32;
     match conn
         .session
-        .outbox
-        .push_data_n(bytes.clone(), batch.read_at_ns(), count)
+        .handle_delivery_n(bytes.clone(), batch.read_at_ns(), count)
     {
         SendStatus::Queued => u64::from(count),
         SendStatus::Full => {
@@ -601,8 +586,7 @@ impl Wire<'_> {
                 let plain = batch.frame_bytes(i);
                 if !conn
                     .session
-                    .outbox
-                    .data_fits(plain.len() + COMPRESS_MARGIN_BYTES)
+                    .delivery_fits(plain.len() + COMPRESS_MARGIN_BYTES)
                 {
                     return plain;
                 }
@@ -646,10 +630,9 @@ fn push_one_by_one(
         let one = SeqGap { from: seq, to: seq };
         let status = if conflate {
             let bytes = wire.conflated_frame(batch, i);
-            let r = conn
-                .session
-                .outbox
-                .push_conflated(bytes, f.read_at_ns, f.conflation_key, seq);
+            let r =
+                conn.session
+                    .handle_conflated_delivery(bytes, f.read_at_ns, f.conflation_key, seq);
             if let Some(skipped) = r.replaced_seq {
                 overflowed.push((
                     conn.id,
@@ -664,7 +647,7 @@ fn push_one_by_one(
         } else {
             // The plain frame is never shorter than the compressed one (bar a few bytes of
             // an incompressible message): what fits plain fits compressed.
-            let fits = conn.session.outbox.data_fits(batch.frames[i].len as usize);
+            let fits = conn.session.delivery_fits(batch.frames[i].len as usize);
             if fits
                 && conn.session.gaps_untold()
                 && conn
@@ -676,7 +659,7 @@ fn push_one_by_one(
                 return queued;
             }
             let bytes = wire.frame(batch, i, conn);
-            conn.session.outbox.push_data(bytes, f.read_at_ns)
+            conn.session.handle_delivery(bytes, f.read_at_ns)
         };
         match status {
             SendStatus::Queued => queued += 1,

@@ -1,56 +1,49 @@
-//! Frame handling: client commands (JSON and binary), control frames, the close handshake and
-//! protocol errors. Pub/sub routing itself is in `deliver.rs`.
+//! Frame handling: routing the requests a connection's session read and let through
+//! (`Session::read_request`: the JSON and binary protocol is decoded and gated there), the
+//! reaction to a queued reply (`Session::reply` encodes it), the echo endpoint, pongs, the close
+//! handshake and protocol errors. Pub/sub routing itself is in `deliver.rs`.
+//!
+//! Encodes nothing of the JSON protocol: every per-connection reply is a `session::Reply`.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::close_code;
-use crate::command::{self as encode, CommandError};
 use crate::conn_id::ConnId;
 use crate::metrics::Counter;
 use crate::outbox::SendStatus;
 use crate::proto::close::code;
-use crate::proto::frame::{FrameBuilder, OpCode, PreparedFrame};
+use crate::proto::frame::{OpCode, PreparedFrame};
 use crate::proto::ProtocolError;
 use crate::runtime::conn::CloseReason;
 use crate::runtime::event_loop::EventLoop;
 pub(super) use crate::session::CloseHow;
 pub(super) use crate::session::Published;
-use crate::session::{PeerClose, PongQueued, Request};
+use crate::session::{PeerClose, PongQueued, Refused, Reply, Request};
 
 impl EventLoop {
-    /// A complete text message on the relay endpoint: one JSON command.
-    pub(super) fn on_text(&mut self, id: ConnId, text: &[u8]) {
-        let Some(mut commands) = self.scratch.commands.take() else {
+    /// A complete data message on the relay endpoint: the session reads it as a request (a
+    /// text message is a JSON command, a binary one a binary publish; the loop lends its
+    /// decoder) and gates it. What passes is routed; what does not was answered by the
+    /// session and is counted here.
+    pub(super) fn on_command(&mut self, id: ConnId, opcode: OpCode, message: &[u8]) {
+        let Some(mut decoder) = self.scratch.commands.take() else {
             return;
         };
         let max = self.env.config.channel_bytes_max;
-        match commands.decode(text, max) {
-            Ok(command) => self.on_request(id, Request::from(command)),
-            Err(e) => self.command_error(id, e),
+        if let Some(conn) = self.conns.get_mut(id) {
+            match conn
+                .session
+                .read_request(opcode, message, &mut decoder, max)
+            {
+                Ok(request) => self.route_request(id, request),
+                Err(refused) => self.on_refused(id, refused),
+            }
         }
-        self.scratch.commands = Some(commands);
+        self.scratch.commands = Some(decoder);
     }
 
-    /// A complete binary message on the relay endpoint: a binary publish.
-    pub(super) fn on_binary(&mut self, id: ConnId, msg: &[u8]) {
-        match crate::command::decode_binary(msg, self.env.config.channel_bytes_max) {
-            Ok(publish) => self.on_request(id, Request::from(publish)),
-            Err(e) => self.command_error(id, e),
-        }
-    }
-
-    /// A request that the connection's session lets through is routed; a refused one is
-    /// answered with its error.
-    fn on_request(&mut self, id: ConnId, request: Request<'_>) {
-        let verdict = match self.conn_mut(id) {
-            Some(conn) => conn.session.authorize(&request),
-            None => return,
-        };
-        if let Err(refusal) = verdict {
-            return self.refuse_request(id, refusal);
-        }
+    /// Acts on a request the connection's session let through.
+    fn route_request(&mut self, id: ConnId, request: Request<'_>) {
         if matches!(
             request,
             Request::Subscribe { .. } | Request::Unsubscribe { .. }
@@ -82,44 +75,33 @@ impl EventLoop {
                 });
                 self.publish(id, channel, message, key, ack);
             }
-            Request::Ping => self.reply(id, encode::encode_pong),
+            Request::Ping => self.reply(id, Reply::Pong),
             Request::Auth { token } => self.on_auth(id, token),
         }
     }
 
-    /// Answers a bad command with `{"type":"error","message":...}`; the connection stays open.
-    pub(super) fn command_error(&mut self, id: ConnId, e: CommandError) {
-        self.metrics.command_error(e.kind());
-        self.warn_refused(e.kind(), e.message());
-        self.reply(id, |out| encode::encode_error(out, e.message()));
+    /// A message the session refused (not a command, or not allowed) and answered with its
+    /// error: counted and logged; the connection stays open.
+    fn on_refused(&mut self, id: ConnId, refused: Refused) {
+        self.metrics.command_error(refused.kind);
+        self.warn_refused(refused.kind, refused.warning);
+        self.after_reply(id, refused.status);
     }
 
-    /// Queues a JSON reply on the control lane (may overtake queued deliveries).
-    pub(super) fn reply(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
-        let mut frame = FrameBuilder::new(OpCode::Text, 64);
-        frame.append_with(write);
-        let bytes = frame.finish().into_bytes();
-        self.queue_control(id, bytes, false);
-    }
-
-    /// Queues a JSON reply that keeps its place among deliveries (`unsubscribed`, `gap`).
-    pub(super) fn reply_ordered(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
-        let mut frame = FrameBuilder::new(OpCode::Text, 64);
-        frame.append_with(write);
-        let bytes = frame.finish().into_bytes();
-        self.queue_control(id, bytes, true);
-    }
-
-    /// Queues a control-budget frame. A client that never reads its replies runs out of control
-    /// budget and is closed as a slow consumer: replies are never silently dropped.
-    pub(super) fn queue_control(&mut self, id: ConnId, bytes: Bytes, ordered: bool) {
+    /// Queues `reply` to `id` (the session encodes it, `session/reply.rs`) and reacts to what
+    /// became of it.
+    pub(super) fn reply(&mut self, id: ConnId, reply: Reply<'_>) {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let status = match ordered {
-            true => conn.session.outbox.push_ordered_control(bytes),
-            false => conn.session.outbox.push_control(bytes),
-        };
+        let status = conn.session.reply(reply);
+        self.after_reply(id, status);
+    }
+
+    /// The loop's reaction to a reply the session queued (or refused): flush it this turn;
+    /// count one refused because the connection is closing; close a client whose control
+    /// budget is full: it does not read its replies, and replies are never silently dropped.
+    pub(super) fn after_reply(&mut self, id: ConnId, status: SendStatus) {
         match status {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => self.metrics.inc(Counter::DropNotOpen),
@@ -145,13 +127,13 @@ impl EventLoop {
         // data budget (config validation). When it does not fit beside what is queued (several
         // large messages in one read), what is queued is written first, as for pongs; only a
         // client whose socket is full too is closed as a slow consumer.
-        if !conn.session.outbox.data_fits(bytes.len()) {
+        if !conn.session.delivery_fits(bytes.len()) {
             self.flush(id);
         }
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let status = conn.session.outbox.push_data(bytes, 0);
+        let status = conn.session.handle_delivery(bytes, 0);
         match status {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => {}

@@ -7,16 +7,15 @@
 
 use bytes::Bytes;
 
-use crate::command as encode;
 use crate::conn_id::ConnId;
 use crate::metrics::stats_json::RelayInfo;
 use crate::metrics::Counter;
-use crate::proto::frame::{FrameBuilder, OpCode};
 use crate::proto::handshake::{self as hs, RequestHead, REQUEST_HEAD_BYTES_MAX};
 use crate::proto::{Decode, HandshakeError};
 use crate::runtime::authn::UpgradeAuth;
 use crate::runtime::conn::{Admission, Endpoint, Phase};
 use crate::runtime::event_loop::{EventLoop, RECV_BUF_BYTES};
+use crate::session::Reply;
 use crate::web::{self, Asset};
 
 /// Where an accepted request goes.
@@ -182,13 +181,13 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let mut frame = FrameBuilder::new(OpCode::Text, 64);
         let id_string = conn.id_string(node.as_deref(), loop_id);
         let addr = conn.peer_ip.to_string();
-        frame.append_with(|out| encode::encode_connected(out, &id_string, &addr));
-        conn.session
-            .outbox
-            .push_control(frame.finish().into_bytes());
+        // Right after the upgrade: queued (the loop marks the connection dirty next).
+        let _ = conn.session.reply(Reply::Connected {
+            id: &id_string,
+            addr: &addr,
+        });
     }
 
     /// Frames that arrived in the same read as the end of the request head.

@@ -1,6 +1,13 @@
 //! The runtime: threads, `mio` event loops and sockets. The only part of the crate that imports
-//! `mio` or performs I/O; everything it calls into (`proto`, `command`, `pubsub`, `outbox`,
-//! `timer`, `metrics`) is sans-IO.
+//! `mio` or performs I/O; everything it calls into (`session`, `proto`, `command`, `pubsub`,
+//! `outbox`, `timer`, `metrics`) is sans-IO.
+//!
+//! The loop owns sockets, the slab, the timer wheel and routing; each connection's protocol is
+//! its `session::Session` ("the session decides, the loop routes"): it reads data messages as
+//! requests (JSON and binary decoding, the auth gate, refusals answered), encodes every reply
+//! to its connection (`session::Reply`), takes deliveries (`handle_delivery`) and inflates
+//! compressed messages. `runtime/` encodes no per-connection JSON; the frames it encodes are
+//! shared by many subscribers (runs, tick batches: encode once).
 //!
 //! `Server::start` binds one SO_REUSEPORT listener per loop, wires the mesh (every loop's inbox
 //! and waker, created before any loop runs: a loop never creates a channel at run time), starts

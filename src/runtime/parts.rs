@@ -85,10 +85,13 @@ pub(super) struct Scratch {
     pub(super) compressed_subs: Vec<ConnId>,
     /// Compressed bytes of one message for a connection's own context.
     pub(super) own_scratch: Vec<u8>,
-    /// The JSON command decoder and its tape (taken while a command runs).
+    /// The JSON command decoder and its tape, lent to a session to read one request (taken
+    /// while the request runs).
     pub(super) commands: Option<CommandDecoder>,
-    /// The loop's permessage-deflate contexts (made on first use).
+    /// The loop's permessage-deflate compressor (made on first use).
     pub(super) deflate: super::compression::LoopDeflate,
+    /// The shared inflater and buffer lent to sessions to inflate compressed messages.
+    pub(super) inflate: crate::session::LoopInflate,
 }
 
 /// What the loop runs under: the process-wide state, its view of the configuration, and
@@ -179,6 +182,7 @@ impl Scratch {
             own_scratch: Vec::new(),
             commands: Some(CommandDecoder::new()),
             deflate: Default::default(),
+            inflate: Default::default(),
         }
     }
 }

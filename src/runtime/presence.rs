@@ -23,6 +23,10 @@
 //! data (dropped and counted when the mesh is full, like deliveries). Presence messages go to
 //! the data lane of a watcher's outbox; a watcher whose outbox is full is closed as a slow
 //! consumer (4100: on reconnect it gets a fresh list).
+//!
+//! Lists and changes are encoded ONCE by the owner (`pubsub::presence`) and shared by every
+//! watcher (`Session::handle_delivery_n`); the per-connection errors of a presence request
+//! (`presence_off`, `busy`) are `session::Reply`s encoded by the session.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,7 +35,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use indexmap::IndexSet;
 
-use crate::command as encode;
 use crate::conn_id::{ConnId, ConnRef, LoopId};
 use crate::hash::{FxBuild, FxHashMap};
 use crate::metrics::Counter;
@@ -42,6 +45,7 @@ use crate::runtime::conn::AuthState;
 use crate::runtime::conn::SubState;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
+use crate::session::Reply;
 
 /// Presence messages between loops.
 #[derive(Debug)]
@@ -152,8 +156,7 @@ impl EventLoop {
             return true;
         }
         self.metrics.command_error("presence_off");
-        let msg = format!("Presence is not enabled on channel: {channel}");
-        self.reply(id, |out| encode::encode_error(out, &msg));
+        self.reply(id, Reply::PresenceOff { channel });
         false
     }
 
@@ -225,8 +228,7 @@ impl EventLoop {
         let owner = owner_of(channel, self.mesh.loops());
         if owner != self.id && !self.mesh.may_request_subscribe() {
             self.metrics.command_error("busy");
-            let msg = "Relay busy: too many subscriptions in progress, retry";
-            return self.reply(id, |out| encode::encode_error(out, msg));
+            return self.reply(id, Reply::Busy);
         }
         self.ask_presence_owner(id, channel, false);
     }
@@ -458,7 +460,7 @@ impl EventLoop {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        match conn.session.outbox.push_data_n(bytes, 0, frames) {
+        match conn.session.handle_delivery_n(bytes, 0, frames) {
             SendStatus::Queued => self.mark_dirty(id),
             SendStatus::Closed => self.metrics.inc(Counter::DropNotOpen),
             SendStatus::Full => self.close_slow_consumer(id),

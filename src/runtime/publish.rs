@@ -11,6 +11,11 @@
 //!
 //! Publishes for channels owned by another loop are forwarded there (one mesh message each,
 //! one copy of the content); the owner queues them the same way and numbers them in runs.
+//!
+//! Encodes frames ONCE for many subscribers (encode-once is an invariant): these are not
+//! per-connection replies and stay here; every reply to one connection is a `session::Reply`
+//! encoded by its session, and each subscriber gets the shared frame through
+//! `Session::handle_delivery`.
 
 use std::ops::Range;
 use std::sync::Arc;

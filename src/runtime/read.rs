@@ -216,10 +216,9 @@ impl EventLoop {
             true => Counter::FramesReceivedBinary,
             false => Counter::FramesReceivedText,
         });
-        match (endpoint, binary) {
-            (Some(Endpoint::Echo), _) => self.echo(id, opcode, payload),
-            (_, false) => self.on_text(id, payload),
-            (_, true) => self.on_binary(id, payload),
+        match endpoint {
+            Some(Endpoint::Echo) => self.echo(id, opcode, payload),
+            _ => self.on_command(id, opcode, payload),
         }
     }
 

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use crate::command as encode;
 use crate::conn_id::LoopId;
 use crate::conn_id::{ConnId, ConnRef};
 use crate::proto::frame::PreparedFrame;
@@ -17,6 +16,7 @@ use crate::runtime::conn::SubState;
 use crate::runtime::conn::Subscription;
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::mesh::LoopMsg;
+use crate::session::Reply;
 
 pub(super) use crate::session::SubscribeOptions;
 
@@ -35,8 +35,7 @@ impl EventLoop {
             // Too many subscribe requests wait for other loops (a subscribe storm): refuse
             // this one now rather than queue without bound (mesh.rs, module rules).
             self.metrics.command_error("busy");
-            let msg = "Relay busy: too many subscriptions in progress, retry";
-            return self.reply(id, |out| encode::encode_error(out, msg));
+            return self.reply(id, Reply::Busy);
         }
         // The session's gate allowed the channel (`Session::authorize`).
         let watch = options.presence && self.presence_requested(id, channel);
@@ -71,8 +70,7 @@ impl EventLoop {
         }
         if conn.session.subscriptions.len() >= max {
             self.metrics.command_error("too_many_subscriptions");
-            let msg = "Too many subscriptions on this connection";
-            self.reply(id, |out| encode::encode_error(out, msg));
+            self.reply(id, Reply::TooManySubscriptions);
             return false;
         }
         conn.session.subscriptions.push(Subscription {
@@ -152,16 +150,14 @@ impl EventLoop {
                 }
             }
         }
-        self.reply(id, |out| {
-            encode::encode_subscribed_throttled(
-                out,
-                channel,
-                seq,
-                epoch,
-                outcome.recovered,
-                throttle_ms,
-            )
-        });
+        let subscribed = Reply::Subscribed {
+            channel,
+            seq,
+            epoch,
+            recovered: outcome.recovered,
+            throttle_ms,
+        };
+        self.reply(id, subscribed);
         if was_pending && self.env.config.presence_for(channel) {
             // Joins before an unsubscribe asked meanwhile, so that its leave has a join.
             self.presence_join(id, channel, watch);
@@ -181,7 +177,7 @@ impl EventLoop {
             return;
         };
         for frame in frames {
-            conn.session.outbox.push_replay(frame.into_bytes());
+            conn.session.handle_replay(frame.into_bytes());
         }
         self.mark_dirty(id);
     }
@@ -210,7 +206,7 @@ impl EventLoop {
             }
             None => {}
         }
-        self.reply_ordered(id, |out| encode::encode_unsubscribed(out, channel));
+        self.reply(id, Reply::Unsubscribed { channel });
     }
 
     /// Removes every subscription of a closed connection.

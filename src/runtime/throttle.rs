@@ -7,7 +7,8 @@
 //! (`pubsub::throttle::Latest`, updated once per message whatever the number of subscribers)
 //! and each throttled subscriber's state (interval, the last seq it was sent, when it may next
 //! be sent something, its timer); the loop's throttle timer wheel.
-//! May not touch: sockets (the flush phase writes what is queued here), other loops.
+//! May not touch: sockets (the flush phase writes what is queued here), other loops; a
+//! subscriber's outbox other than through `Session::handle_delivery` (the shared frame).
 //!
 //! Schedule, per subscriber: "idle" (nothing new since its last delivery: no timer, listed in
 //! the channel's `idle`) or "armed" (a timer at the time it may next be sent something). A
@@ -276,8 +277,7 @@ fn send_news(ch: &mut ThrottledChannel, conn: &mut Conn, me: LoopId) -> (u64, bo
         if slot.origin != Some(own) {
             match conn
                 .session
-                .outbox
-                .push_data(slot.frame.clone(), slot.read_at_ns)
+                .handle_delivery(slot.frame.clone(), slot.read_at_ns)
             {
                 SendStatus::Queued => queued += 1,
                 SendStatus::Full | SendStatus::Closed => return (queued, true),

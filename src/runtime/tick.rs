@@ -22,6 +22,11 @@
 //!   a batch per publisher would defeat encode-once.
 //! - A channel without a tick rule never reaches this module: one `is_empty` test per run of
 //!   publishes when no rule is configured, one pattern walk per run otherwise.
+//!
+//! Encodes frames ONCE for many subscribers (encode-once is an invariant): these are not
+//! per-connection replies and stay here; a batch is shared by the whole room; every reply to one connection is a `session::Reply`
+//! encoded by its session, and each subscriber gets the shared frame through
+//! `Session::handle_delivery`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -265,7 +270,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(cid) else {
                 continue;
             };
-            let fits = conn.session.outbox.data_fits(batch.bytes.len());
+            let fits = conn.session.delivery_fits(batch.bytes.len());
             if fits
                 && conn.session.gaps_untold()
                 && conn.session.queue_gap_notice(channel, batch.binary) == SendStatus::Full
@@ -273,11 +278,9 @@ impl EventLoop {
                 overflowed.push((cid, range, Overflow::Control));
                 continue;
             }
-            let status = conn.session.outbox.push_data_n(
-                batch.bytes.clone(),
-                batch.read_at_ns,
-                batch.frames,
-            );
+            let status =
+                conn.session
+                    .handle_delivery_n(batch.bytes.clone(), batch.read_at_ns, batch.frames);
             match status {
                 SendStatus::Queued => {
                     delivered += batch.messages();

@@ -5,21 +5,29 @@
 //!
 //! Inputs are method calls carrying `now` (nanoseconds on the loop's monotonic clock): client
 //! bytes (`read_frame`, one frame per call: it answers pings and the close handshake itself and
-//! returns each data message to the loop), a deadline passed, the outbox drained.
+//! returns each data message to the loop), a data message read as a request (`read_request`),
+//! a compressed one inflated (`inflate`), a reply to send (`reply`), deliveries
+//! (`handle_delivery`), a deadline passed, the outbox drained.
 //! Outputs are what it queued in its outbox (written by the loop) and the returned outcome
 //! (what the loop must do: count, close the socket, re-arm the timer at `next_deadline`).
 //!
 //! Owns: `Phase`, the `Decoder`, the `Outbox`, the `Liveness` deadlines, the close reason, the
-//! peer's identity (authentication state and grant, public name, rate standing), the gate
-//! of its commands (`requests.rs`: what a request needs, refused with the error it gets) and
+//! peer's identity (authentication state and grant, public name, rate standing), the JSON and
+//! binary protocol of its commands and the gate they pass (`requests.rs`: decoded with the
+//! loop's lent decoder, refused with the error it gets), every reply to its connection
+//! (`reply.rs`: `Reply`, encoded here: the loop encodes no per-connection JSON), deliveries in
+//! (`delivery.rs`), permessage-deflate inflation with the loop's lent tools (`inflate.rs`) and
 //! its subscriptions with their untold gaps and gap notices (`subscriptions.rs`).
 //! May not touch: sockets, the timer wheel, the clock, metrics, other connections, the pub/sub
 //! index, routing (all the event loop's, `runtime/`). Every behaviour here is
 //! tested with a fake clock and exact bytes (`tests.rs`) and fuzzed (`fuzz/fuzz_targets/session.rs`).
 
 mod close;
+mod delivery;
 mod identity;
+mod inflate;
 mod input;
+mod reply;
 mod requests;
 mod subscriptions;
 mod timeouts;
@@ -35,8 +43,10 @@ use crate::proto::frame::{OpCode, PreparedFrame};
 
 pub use close::{CloseHow, CloseStarted, PeerClose};
 pub use identity::{AuthState, Extras, RateStanding};
+pub use inflate::{InflateFailure, LoopInflate};
 pub use input::{ReadStep, Received, Span};
-pub use requests::{Published, Refusal, Request, SubscribeOptions};
+pub use reply::Reply;
+pub use requests::{Published, Refusal, Refused, Request, SubscribeOptions};
 pub use subscriptions::{encode_gap_notice, PendingGap, SubState, Subscription, Subscriptions};
 pub use timeouts::{Timeout, Timeouts};
 

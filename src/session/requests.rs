@@ -1,12 +1,19 @@
-//! A client's data message as a request for the loop, and the gate it passes first: decoded
-//! (JSON commands by `command::CommandDecoder`, binary publishes by `command::decode_binary`),
-//! then checked against the connection's authentication state and grant. The loop routes what
-//! passes (subscribe, publish, presence, auth); what does not is refused with the error the
-//! client gets (`{"type":"error"}`, counted), and the connection stays open.
+//! A client's data message as a request for the loop, and the gate it passes first
+//! (`Session::read_request`): decoded (JSON commands by `command::CommandDecoder`, binary
+//! publishes by `command::decode_binary`), then checked against the connection's
+//! authentication state and grant. The loop routes what passes (subscribe, publish, presence,
+//! auth); what does not is answered here with the error the client gets (`{"type":"error"}`,
+//! queued by the session) and handed back to the loop as a [`Refused`] to count; the
+//! connection stays open.
+//!
+//! The decoder's buffers are the loop's (one per loop, lent per message): a session holds no
+//! decode buffer, so an idle connection stays small.
 
-use crate::command::{BinaryPublish, Command};
+use crate::command::{BinaryPublish, Command, CommandDecoder, CommandError};
+use crate::outbox::SendStatus;
+use crate::proto::frame::OpCode;
 
-use super::{AuthState, Session};
+use super::{AuthState, Reply, Session};
 
 /// What a subscribe asks for besides its channel and recovery position.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +96,17 @@ pub enum Refusal<'a> {
     PublishForbidden(&'a str, Option<&'a [u8]>),
 }
 
+/// A request the session refused and already answered: what the loop counts and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The `wsrelay_command_errors_total` label (and the warning's kind).
+    pub kind: &'static str,
+    /// The warning's text.
+    pub warning: &'static str,
+    /// What became of the error reply (`Full`: the client does not read its replies).
+    pub status: SendStatus,
+}
+
 impl<'a> From<Command<'a>> for Request<'a> {
     fn from(command: Command<'a>) -> Self {
         match command {
@@ -141,6 +159,63 @@ impl<'a> From<BinaryPublish<'a>> for Request<'a> {
 }
 
 impl Session {
+    /// A data message of the relay endpoint as a request: a text message is one JSON command,
+    /// a binary one a binary publish (`channel_bytes_max` bounds the channel), then the gate
+    /// (`authorize`). A message that does not decode, or that the gate refuses, is answered
+    /// now (`{"type":"error"}`) and returned as [`Refused`].
+    pub fn read_request<'a>(
+        &mut self,
+        opcode: OpCode,
+        message: &'a [u8],
+        decoder: &'a mut CommandDecoder,
+        channel_bytes_max: usize,
+    ) -> Result<Request<'a>, Refused> {
+        let decoded = match opcode {
+            OpCode::Text => decoder
+                .decode(message, channel_bytes_max)
+                .map(Request::from),
+            _ => crate::command::decode_binary(message, channel_bytes_max).map(Request::from),
+        };
+        let request = decoded.map_err(|e| self.refuse_invalid(e))?;
+        match self.authorize(&request) {
+            Ok(()) => Ok(request),
+            Err(refusal) => Err(self.refuse(refusal)),
+        }
+    }
+
+    /// Answers a message that is not a command.
+    fn refuse_invalid(&mut self, e: CommandError) -> Refused {
+        Refused {
+            kind: e.kind(),
+            warning: e.message(),
+            status: self.reply(Reply::Invalid(e)),
+        }
+    }
+
+    /// Answers a request the gate refused.
+    fn refuse(&mut self, refusal: Refusal<'_>) -> Refused {
+        let (kind, warning, reply) = match refusal {
+            Refusal::Unauthenticated => (
+                "unauthenticated",
+                "command before auth",
+                Reply::Unauthenticated,
+            ),
+            Refusal::SubscribeForbidden(channel) => (
+                "forbidden",
+                FORBIDDEN,
+                Reply::Forbidden { channel, ack: None },
+            ),
+            Refusal::PublishForbidden(channel, ack) => {
+                ("forbidden", FORBIDDEN, Reply::Forbidden { channel, ack })
+            }
+        };
+        Refused {
+            kind,
+            warning,
+            status: self.reply(reply),
+        }
+    }
+
     /// The gate every request passes before the loop acts on it: while authentication is
     /// pending only `auth` and `ping` pass; after it, the token's grant decides per channel.
     pub fn authorize<'a>(&self, request: &Request<'a>) -> Result<(), Refusal<'a>> {
@@ -160,6 +235,9 @@ impl Session {
         }
     }
 }
+
+/// The warning of a request the token's grant refuses.
+const FORBIDDEN: &str = "channel not permitted by the token";
 
 #[cfg(test)]
 mod tests;
