@@ -70,90 +70,11 @@ pub struct Reloaded {
 }
 
 /// The configuration to publish: `old` with every run-time setting taken from `new`, and the
-/// lists of what changed and what needs a restart. Every field of `Config` is named here (an
-/// exhaustive destructuring): a new setting cannot be added without deciding its kind.
-// Long by design: the exhaustive destructuring below is a table of every `Config` field and its
-// reload kind; splitting it would give up the compile error that a new field must be classified.
-#[allow(clippy::too_many_lines)]
+/// lists of what changed and what needs a restart.
 pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
-    let Config {
-        listen_addr,
-        loops,
-        backlog,
-        message_bytes_max,
-        channel_bytes_max,
-        heartbeat_interval,
-        heartbeat_timeout,
-        handshake_timeout,
-        close_timeout,
-        idle_timeout,
-        shutdown_grace,
-        drain_over,
-        echo_enabled,
-        deflate_enabled,
-        deflate_min_bytes,
-        deflate_contexts_max,
-        subprotocols,
-        outbox_bytes_max,
-        control_bytes_max,
-        slow_consumer,
-        slow_consumer_rules,
-        history_size,
-        history_ttl,
-        history_bytes_max,
-        last_value,
-        snapshot_patterns,
-        snapshot_keys_max,
-        snapshot_bytes_max,
-        throttle_keys_max,
-        connections_max,
-        subscriptions_per_connection_max,
-        mesh_inbox_len_max,
-        inbox_msgs_per_turn_max,
-        publish_queue_len_max,
-        publish_queue_bytes_max,
-        idle_channels_max,
-        ip_buckets_max,
-        timer_tick,
-        latency_metrics,
-        metrics_interval,
-        metrics_addr,
-        log_format,
-        auth,
-        auth_timeout,
-        connect_rate_per_s,
-        connect_rate_per_ip_per_s,
-        connections_per_ip_max,
-        origins_allowed,
-        messages_per_s_max,
-        auth_query_token,
-        auth_cookie,
-        proxy_protocol,
-        trusted_proxies,
-        forwarded_header,
-        tls,
-        tick_rules,
-        presence_patterns,
-        presence_list_max,
-        cluster,
-    } = new;
     let mut applied = old.clone();
     let mut report = Reloaded::default();
-    macro_rules! live {
-        ($($field:ident => $flag:literal),* $(,)?) => {$(
-            if format!("{:?}", applied.$field) != format!("{:?}", $field) {
-                report.changed.push($flag);
-            }
-            applied.$field = $field;
-        )*};
-    }
-    macro_rules! restart {
-        ($($field:ident => $flag:literal),* $(,)?) => {$(
-            if format!("{:?}", applied.$field) != format!("{:?}", $field) {
-                report.needs_restart.push($flag);
-            }
-        )*};
-    }
+    let Merged { auth, tls } = merge_fields(&mut applied, new, &mut report);
     if old.auth.is_some() || auth.is_some() {
         report.changed.push("auth");
     }
@@ -168,7 +89,48 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         (None, None) => {}
         (_, _) => report.needs_restart.push("tls-cert"),
     }
-    live! {
+    (applied, report)
+}
+
+/// The settings `merge_reload` decides itself (their files are re-read: a reload always
+/// counts as a change when they are on).
+struct Merged {
+    auth: Option<Arc<crate::auth::Verifier>>,
+    tls: Option<Arc<crate::tls::TlsServer>>,
+}
+
+/// Writes `merge_fields` from the table below: it destructures `Config` exhaustively, so a new
+/// setting does not compile until it is given its kind here (`live`: taken at run time and
+/// reported as changed; `restart`: kept, and reported as needing a restart when it differs).
+macro_rules! reload_kinds {
+    (
+        merged: { $($merged:ident),* $(,)? }
+        live: { $($live:ident => $live_flag:literal),* $(,)? }
+        restart: { $($restart:ident => $restart_flag:literal),* $(,)? }
+    ) => {
+        /// Takes the `live` settings of `new` into `applied`, reports every difference, and
+        /// returns the `merged` ones for the caller.
+        fn merge_fields(applied: &mut Config, new: Config, report: &mut Reloaded) -> Merged {
+            let Config { $($merged,)* $($live,)* $($restart,)* } = new;
+            $(
+                if format!("{:?}", applied.$live) != format!("{:?}", $live) {
+                    report.changed.push($live_flag);
+                }
+                applied.$live = $live;
+            )*
+            $(
+                if format!("{:?}", applied.$restart) != format!("{:?}", $restart) {
+                    report.needs_restart.push($restart_flag);
+                }
+            )*
+            Merged { $($merged),* }
+        }
+    };
+}
+
+reload_kinds! {
+    merged: { auth, tls }
+    live: {
         heartbeat_interval => "heartbeat-interval",
         heartbeat_timeout => "heartbeat-timeout",
         handshake_timeout => "handshake-timeout",
@@ -192,7 +154,7 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         trusted_proxies => "trusted-proxy",
         forwarded_header => "forwarded-header",
     }
-    restart! {
+    restart: {
         listen_addr => "bind/port",
         loops => "threads",
         backlog => "backlog",
@@ -229,7 +191,6 @@ pub fn merge_reload(old: &Config, new: Config) -> (Config, Reloaded) {
         presence_list_max => "presence-max-list",
         cluster => "nats",
     }
-    (applied, report)
 }
 
 #[cfg(test)]
