@@ -491,15 +491,6 @@ impl Config {
              the TLS handshake; terminate TLS at the load balancer, or drop --proxy-protocol",
         )?;
         self.cluster.validate()?;
-        // Keyed snapshots are kept by a channel's owner loop; in cluster mode JetStream
-        // numbers the channel and the latest value per key must outlive the stream's history,
-        // which nothing keeps yet: refused rather than silently incomplete. Presence and room
-        // ticks work across relays (docs/CLUSTER.md).
-        check(
-            !self.cluster.enabled() || self.snapshot_patterns.is_empty(),
-            "snapshot-for works on a single node only (the channel's owner loop keeps the \
-             latest message per key); it is not available with --nats yet",
-        )?;
         if let Some(name) = &self.auth_cookie {
             check(
                 self.auth.is_some(),

@@ -180,6 +180,27 @@ pub fn mint_epoch() -> Arc<str> {
     Arc::from(s)
 }
 
+/// A stored message body's snapshot entry: its verbatim content (the JSON `content`, or
+/// the binary payload) and whether it deletes its key (`"delete":true`, the last member a
+/// keyed body can end with: `command::encode_keyed_message`). `None`: not a message body.
+pub fn keyed_parts(body: &[u8], binary: bool) -> Option<(&[u8], bool)> {
+    if binary {
+        return crate::command::binary_message_payload(body).map(|p| (p, false));
+    }
+    let (content, _) = crate::command::message_parts(body)?;
+    Some((content, body.ends_with(br#","delete":true}"#)))
+}
+
+/// The body of a server frame (unmasked, as `frame` and the loops build them).
+pub fn frame_body(frame: &[u8]) -> Option<&[u8]> {
+    let header = match frame.get(1)? & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    frame.get(header..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

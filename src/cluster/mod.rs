@@ -44,6 +44,19 @@ pub struct PublishCmd {
     pub ack: Option<Box<[u8]>>,
 }
 
+/// One key of a keyed snapshot read from the key store (`--snapshot-for`).
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    /// The key ("" for publishes without one).
+    pub key: Arc<str>,
+    /// The seq of its latest message.
+    pub seq: u64,
+    /// Its verbatim JSON content or binary payload.
+    pub content: Bytes,
+    /// A binary publish.
+    pub binary: bool,
+}
+
 /// Everything a loop asks of the bridge.
 #[derive(Debug)]
 pub enum BridgeCmd {
@@ -56,6 +69,12 @@ pub enum BridgeCmd {
         channel: Arc<str>,
         /// The channel's owner loop.
         owner: LoopId,
+    },
+    /// Keyed snapshots: read `channel`'s snapshot from the key store again (the owner lost
+    /// its cache to a gap or an epoch change) and answer with `ClusterMsg::Snapshot`.
+    SnapshotLoad {
+        /// Channel name (watched).
+        channel: Arc<str>,
     },
     /// Nobody on this node subscribes to `channel` any more.
     Unwatch {
@@ -126,6 +145,22 @@ pub enum ClusterMsg {
         epoch: Arc<str>,
         /// The publisher's public name (`Wsr-Name`), for room tick batches.
         from: Option<Arc<str>>,
+        /// The messages' key (`Wsr-Key`), on `--snapshot-for` channels only (`None`
+        /// elsewhere: nothing is allocated for it).
+        key: Option<Arc<str>>,
+    },
+    /// Keyed snapshots: `channel`'s latest value per key as of (`epoch`, `seq`), read from
+    /// the key store. The owner installs it once its registry is at that position (live
+    /// messages up to `seq` may still be on their way behind it).
+    Snapshot {
+        /// Channel name.
+        channel: Arc<str>,
+        /// The numbering.
+        epoch: Arc<str>,
+        /// The position.
+        seq: u64,
+        /// Live keys, least recently updated first.
+        entries: Vec<SnapshotEntry>,
     },
     /// A recovery range (`None`: the stream no longer holds it).
     Fetched {

@@ -64,6 +64,15 @@ pub enum Stat {
     PresenceOwnerResets,
     /// Presence: outgoing messages dropped on the full publishing queue (re-sent in full).
     PresenceSendDrops,
+    /// Keyed snapshots: stored messages the key store never applied because the stream's
+    /// history no longer held them (a seq jump after the watermark).
+    SnapshotLost,
+    /// Keyed snapshots: batches whose key-store update was given up (errors past the retry
+    /// time; a later batch's update applies them, or they are counted lost).
+    SnapshotApplyFailures,
+    /// Keyed snapshots: snapshots read from the key store (a relay's first subscriber, or a
+    /// reload after a gap).
+    SnapshotLoads,
     /// async-nats `LameDuckMode` events (the server asked its clients to move).
     EventLameDuck,
     /// async-nats `Disconnected` events (lost, or left for a lame-duck move).
@@ -561,6 +570,21 @@ const COUNTERS: &[(&str, &str, Stat)] = &[
         "presence_send_drops_total",
         "presence messages dropped on the full publishing queue; lists re-sent",
         Stat::PresenceSendDrops,
+    ),
+    (
+        "snapshot_lost_total",
+        "stored messages of keyed-snapshot channels lost before the key store applied them",
+        Stat::SnapshotLost,
+    ),
+    (
+        "snapshot_apply_failures_total",
+        "key-store updates given up after the retry time",
+        Stat::SnapshotApplyFailures,
+    ),
+    (
+        "snapshot_loads_total",
+        "keyed snapshots read from the key store",
+        Stat::SnapshotLoads,
     ),
 ];
 

@@ -38,6 +38,7 @@ pub(super) struct Conn {
     client: Client,
     js: Context,
     streams: Vec<Stream>,
+    key_streams: Vec<Stream>,
     events: mpsc::UnboundedReceiver<Event>,
 }
 
@@ -79,12 +80,14 @@ pub(super) async fn connect(setup: &Setup) -> Result<Conn, String> {
         .timeout(REQUEST_TIMEOUT)
         .build(client.clone());
     let streams = super::streams::ensure(&js, &setup.config).await?;
+    let key_streams = super::streams::ensure_keys(&js, &setup.config).await?;
     setup.stats.set_connected(true);
     note_server(&setup.stats, &client);
     Ok(Conn {
         client,
         js,
         streams,
+        key_streams,
         events,
     })
 }
@@ -157,6 +160,19 @@ pub(super) enum Done {
         gen: u64,
         result: HeadRead,
     },
+    /// A key-store update (keyed snapshots) ended: the seqs found lost, or the error.
+    Applied {
+        channel: Arc<str>,
+        upto: u64,
+        since_ns: u64,
+        result: Result<u64, String>,
+    },
+    /// A keyed snapshot read (or brought further along the stream).
+    SnapshotRead {
+        channel: Arc<str>,
+        gen: u64,
+        result: Result<super::keys::Folded, String>,
+    },
     /// A lame-duck reconnect was asked (`false`: no other server to go to).
     LameDuckSwitch(bool),
     /// A recovery range.
@@ -187,6 +203,8 @@ pub(super) struct Io {
     pub client: Client,
     pub js: Context,
     pub streams: Vec<Stream>,
+    /// The key stores (`--snapshot-for`; empty without).
+    pub key_streams: Vec<Stream>,
     pub shards: u32,
     pub stats: Arc<ClusterStats>,
     pub done: mpsc::UnboundedSender<Done>,
@@ -199,6 +217,12 @@ impl Io {
         let k = subject::shard_of(channel, self.shards) as usize;
         let stream = self.streams.get(k)?.clone();
         Some(Store::new(stream, self.stats.clone()))
+    }
+
+    /// The key store of `channel` (`None` without `--snapshot-for`).
+    pub fn key_stream(&self, channel: &str) -> Option<Stream> {
+        let k = subject::shard_of(channel, self.shards) as usize;
+        self.key_streams.get(k).cloned()
     }
 
     /// Runs `fut` on the runtime and sends its result to the central task.
@@ -221,6 +245,8 @@ pub(super) struct Cfg {
     pub retry_max_ns: u64,
     pub payload_budget: usize,
     pub fetch_steps_max: usize,
+    /// `--snapshot-for` (keyed snapshots: `keyed.rs`).
+    pub snapshot_patterns: Vec<crate::auth::ChannelPattern>,
 }
 
 /// All of the bridge's state.
@@ -249,12 +275,14 @@ pub(super) async fn run(setup: Setup, conn: Conn) {
         client,
         js,
         streams,
+        key_streams,
         events,
     } = conn;
     let io = Io {
         client,
         js,
         streams,
+        key_streams,
         shards: setup.config.cluster.shards,
         stats: setup.stats.clone(),
         done: done_tx,
@@ -327,6 +355,7 @@ fn new_bridge(
             retry_max_ns: c.publish_retry_max.as_nanos() as u64,
             payload_budget: max_payload.saturating_sub(16 * 1024),
             fetch_steps_max: setup.config.history_size.max(1) + 2,
+            snapshot_patterns: setup.config.snapshot_patterns.clone(),
         },
         stats: setup.stats.clone(),
         out: Outs::new(&setup.loop_txs, &setup.wakers),
@@ -349,6 +378,7 @@ impl Bridge {
                 BridgeCmd::Publish(p) => self.on_publish(p),
                 BridgeCmd::Watch { channel, owner } => self.on_watch(channel, owner),
                 BridgeCmd::Unwatch { channel } => self.on_unwatch(&channel),
+                BridgeCmd::SnapshotLoad { channel } => self.spawn_load(&channel, Duration::ZERO),
                 BridgeCmd::Fetch {
                     channel,
                     owner,
@@ -399,6 +429,17 @@ impl Bridge {
                 result,
             } => self.on_resync_head(&channel, gen, result),
             Done::LameDuckSwitch(asked) => self.on_lame_duck_switch(asked),
+            Done::Applied {
+                channel,
+                upto,
+                since_ns,
+                result,
+            } => self.on_applied(&channel, upto, since_ns, result),
+            Done::SnapshotRead {
+                channel,
+                gen,
+                result,
+            } => self.on_snapshot_read(&channel, gen, result),
             Done::Fetched {
                 channel,
                 owner,

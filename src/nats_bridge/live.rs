@@ -67,6 +67,29 @@ pub(super) struct LiveMsg {
 }
 
 impl LiveMsg {
+    /// A stored message of `bodies` (tests).
+    #[cfg(test)]
+    pub(super) fn for_test(
+        (epoch, seq, sseq): (&str, u64, u64),
+        key: &str,
+        bodies: &[Vec<u8>],
+    ) -> Self {
+        LiveMsg {
+            sseq,
+            last: 0,
+            cas: None,
+            epoch: Arc::from(epoch),
+            seq,
+            count: bodies.len() as u64,
+            payload: env::encode_records(bodies),
+            binary: false,
+            key: Some(key.to_string()),
+            from: None,
+            name: None,
+            ts_ns: 0,
+        }
+    }
+
     fn from_live(m: &async_nats::Message) -> Option<Self> {
         let h = m.headers.as_ref()?;
         Some(LiveMsg {
@@ -103,7 +126,7 @@ impl LiveMsg {
         })
     }
 
-    fn last_seq(&self) -> u64 {
+    pub(super) fn last_seq(&self) -> u64 {
         // Headers come from the network: never overflow on a malformed one.
         self.seq.saturating_add(self.count - 1)
     }
@@ -128,15 +151,29 @@ impl LiveMsg {
     pub(super) fn binary(&self) -> bool {
         self.binary
     }
+
+    pub(super) fn sseq(&self) -> u64 {
+        self.sseq
+    }
+
+    /// The conflation key every record of the message shares (`Wsr-Key`).
+    pub(super) fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
 }
 
 /// One live channel.
 pub(super) struct Live {
-    gen: u64,
-    owner: LoopId,
+    pub(super) gen: u64,
+    pub(super) owner: LoopId,
     task: tokio::task::AbortHandle,
     phase: Phase,
-    delivered: Head,
+    pub(super) delivered: Head,
+    /// A `--snapshot-for` channel: its live messages carry their key to the owner, and its
+    /// snapshot is read after the head (`keyed.rs`).
+    pub(super) snapshot: bool,
+    /// A snapshot read is under way (one at a time).
+    pub(super) loading: bool,
     hold: VecDeque<LiveMsg>,
     /// The last repair could not close the gap: the next message is delivered with its
     /// jump (announced to clients).
@@ -160,6 +197,13 @@ impl Bridge {
             if live.phase == Phase::Syncing {
                 return;
             }
+            if live.snapshot {
+                // The owner lost its cache with its state: read the snapshot again.
+                self.spawn_load(&channel, Duration::ZERO);
+            }
+            let Some(live) = self.lives.get_mut(&channel) else {
+                return;
+            };
             let frames = Vec::new();
             let d = live.delivered.clone();
             let msg = ClusterMsg::Head {
@@ -173,12 +217,15 @@ impl Bridge {
         self.next_gen += 1;
         let gen = self.next_gen;
         let task = self.spawn_subscription(&channel, gen);
+        let snapshot = self.snapshot_channel(&channel);
         let live = Live {
             gen,
             owner,
             task,
             phase: Phase::Syncing,
             delivered: Head::empty(),
+            snapshot,
+            loading: false,
             hold: VecDeque::new(),
             force_jump: false,
             resync: false,
@@ -294,6 +341,9 @@ impl Bridge {
         self.out.control(owner, msg);
         if was_syncing {
             self.spawn_resync(channel, gen, QUIET_TAIL_RECHECK);
+            if self.lives.get(channel).is_some_and(|l| l.snapshot) {
+                self.spawn_load(channel, Duration::ZERO);
+            }
         }
         self.release(channel);
     }
@@ -365,10 +415,15 @@ impl Bridge {
             read_at_ns: Clock::now_ns(),
         };
         let batch = Arc::new(env::batch(&meta, &bodies));
+        let key = match live.snapshot {
+            true => Some(Arc::from(msg.key.as_deref().unwrap_or_default())),
+            false => None,
+        };
         let out = ClusterMsg::Live {
             batch,
             epoch: msg.epoch.clone(),
             from: msg.name.clone(),
+            key,
         };
         if self.out.live(live.owner, out).is_err() {
             // The loop is behind: never wait for it. Retry from the stream shortly.

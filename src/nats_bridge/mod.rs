@@ -17,6 +17,8 @@
 mod central;
 mod direct;
 mod fetch;
+mod keyed;
+mod keys;
 mod lame_duck;
 mod live;
 mod out;

@@ -102,22 +102,35 @@ pub(super) struct Publisher {
     fifo: VecDeque<Queued>,
     inflight: Option<InFlight>,
     reading_head: bool,
+    /// Keyed snapshots: the last batch is being applied to the key store; the next waits.
+    applying: bool,
+    /// A `--snapshot-for` channel (decided when the publisher is made).
+    snapshot: bool,
 }
 
 impl Publisher {
     fn idle(&self) -> bool {
-        self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head
+        self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !self.applying
     }
 
     /// Publishes queued, none in flight (held during a lame-duck move).
     pub(super) fn waiting(&self) -> bool {
-        !self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head
+        !self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !self.applying
     }
 }
 
 impl Bridge {
     pub(super) fn on_publish(&mut self, cmd: PublishCmd) {
-        let p = self.pubs.entry(cmd.channel.clone()).or_default();
+        if !self.pubs.contains_key(&cmd.channel) {
+            let p = Publisher {
+                snapshot: self.snapshot_channel(&cmd.channel),
+                ..Publisher::default()
+            };
+            self.pubs.insert(cmd.channel.clone(), p);
+        }
+        let Some(p) = self.pubs.get_mut(&cmd.channel) else {
+            return;
+        };
         if p.fifo.len() >= self.cfg.queue_max {
             self.stats.inc(Stat::FailChannelQueueFull);
             let reason = "too many publishes wait for this channel";
@@ -143,7 +156,7 @@ impl Bridge {
         let Some(p) = self.pubs.get_mut(channel) else {
             return;
         };
-        if p.inflight.is_some() || p.reading_head || p.fifo.is_empty() || hold {
+        if p.inflight.is_some() || p.reading_head || p.applying || p.fifo.is_empty() || hold {
             if p.idle() && self.pubs.len() > 100_000 {
                 self.pubs.remove(channel); // Bounded: forget idle heads beyond 100k channels.
             }
@@ -337,7 +350,21 @@ impl Bridge {
             self.stats.record_stall_ms(waited_ms);
         }
         self.stats.add(Stat::Published, count);
+        let snapshot = p.snapshot;
+        p.applying = snapshot;
         self.acknowledge(channel, fl.items, fl.first_seq);
+        if snapshot {
+            // Keyed snapshots: the key store takes this batch before the next one goes.
+            return self.spawn_apply(channel, sseq, Clock::now_ns(), Duration::ZERO);
+        }
+        self.pump(channel);
+    }
+
+    /// The key store took the last batch (`keyed.rs`): the next one may go.
+    pub(super) fn publisher_applied(&mut self, channel: &Arc<str>) {
+        if let Some(p) = self.pubs.get_mut(channel) {
+            p.applying = false;
+        }
         self.pump(channel);
     }
 

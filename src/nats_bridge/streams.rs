@@ -1,7 +1,10 @@
 //! The K streams `WSR_0..WSR_{K-1}` (docs/CLUSTER.md, "Streams"): created at start-up when
 //! missing, checked when present. A stream whose configuration conflicts with this relay's
 //! (another K's subjects, replicas, storage, per-subject history, age, RePublish, direct
-//! gets) is refused with a clear error: relays sharing a NATS must agree.
+//! gets) is refused with a clear error: relays sharing a NATS must agree. With
+//! `--snapshot-for`, also the key stores `WSRK_<k>` (docs/CLUSTER.md, "Keyed snapshots"):
+//! subjects `wsr.k.<k>.>`, one message per subject (the latest record of each key, and the
+//! channel's watermark), the same storage, replicas and age as `WSR_<k>`, direct gets on.
 
 use std::time::Duration;
 
@@ -44,6 +47,18 @@ pub(super) fn wanted(config: &Config, k: u32) -> StreamConfig {
             headers_only: false,
         }),
         ..Default::default()
+    }
+}
+
+/// The key store of shard `k` (`--snapshot-for`): one record per subject.
+pub(super) fn wanted_keys(config: &Config, k: u32) -> StreamConfig {
+    let main = wanted(config, k);
+    StreamConfig {
+        name: subject::key_stream_name(k),
+        subjects: vec![format!("wsr.k.{k}.>")],
+        max_messages_per_subject: 1,
+        republish: None,
+        ..main
     }
 }
 
@@ -100,6 +115,22 @@ fn conflict(have: &StreamConfig, want: &StreamConfig) -> Option<String> {
 
 /// Creates or checks every stream; returns them in shard order.
 pub(super) async fn ensure(js: &Context, config: &Config) -> Result<Vec<Stream>, String> {
+    ensure_with(js, config, wanted).await
+}
+
+/// Creates or checks every key store (none without `--snapshot-for`), in shard order.
+pub(super) async fn ensure_keys(js: &Context, config: &Config) -> Result<Vec<Stream>, String> {
+    if config.snapshot_patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    ensure_with(js, config, wanted_keys).await
+}
+
+async fn ensure_with(
+    js: &Context,
+    config: &Config,
+    wanted: fn(&Config, u32) -> StreamConfig,
+) -> Result<Vec<Stream>, String> {
     let mut out = Vec::new();
     for k in 0..config.cluster.shards {
         let want = wanted(config, k);

@@ -381,7 +381,12 @@ impl ChannelRegistry {
             state.epoch = epoch.clone();
         }
         let mut freed = None;
-        if reset || first_seq != state.seq.saturating_add(1) {
+        let jump = first_seq != state.seq.saturating_add(1);
+        if reset || jump {
+            // A keyed snapshot cache is exact only while every message is folded in.
+            state.snapshot = None;
+        }
+        if reset || jump {
             freed = Some(std::mem::take(&mut state.history).held());
             if reset {
                 state.last = None;
@@ -414,6 +419,7 @@ impl ChannelRegistry {
                 state.epoch = epoch.clone();
                 state.seq = seq;
                 state.last = None;
+                state.snapshot = None;
                 self.budget.released(held);
                 true
             }
@@ -425,8 +431,8 @@ impl ChannelRegistry {
                     interest: 0,
                     history: History::default(),
                     last: None,
-                    // Keyed snapshots are kept by the single-node owner; cluster mode refuses
-                    // `--snapshot-for` (config validation).
+                    // Keyed snapshots: installed once read from the key store
+                    // (`cluster_set_snapshot`).
                     snapshot: None,
                 };
                 self.channels.insert(Arc::from(channel), state);
@@ -438,6 +444,22 @@ impl ChannelRegistry {
             self.retain(channel, first, frames.into_iter(), now_ns);
         }
         changed
+    }
+
+    /// Cluster mode: whether `channel` has a keyed snapshot cache installed (exact at its
+    /// current seq).
+    pub fn cluster_has_snapshot(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|s| s.snapshot.is_some())
+    }
+
+    /// Cluster mode: installs `channel`'s keyed snapshot, read from the key store at the
+    /// state's current seq; the caller folds later messages in with [`Self::snapshot`].
+    pub fn cluster_set_snapshot(&mut self, channel: &str, snapshot: Box<Snapshot>) {
+        if let Some(state) = self.channels.get_mut(channel) {
+            state.snapshot = Some(snapshot);
+        }
     }
 
     /// Cluster mode: drops the state of `channel` if no loop is interested (the live

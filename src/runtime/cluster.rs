@@ -27,9 +27,11 @@ use crate::session::Reply;
 
 /// A subscribe the owner answers once the stream has spoken.
 #[derive(Debug, Clone)]
-struct Waiter {
-    origin: ConnRef,
-    since: Option<(u64, Option<Arc<str>>)>,
+pub(super) struct Waiter {
+    pub(super) origin: ConnRef,
+    pub(super) since: Option<(u64, Option<Arc<str>>)>,
+    /// The subscriber wants a keyed snapshot as a binary frame.
+    pub(super) binary: bool,
 }
 
 /// A recovery waiting for its range from the stream.
@@ -44,7 +46,7 @@ struct Fetch {
 #[derive(Debug)]
 pub(super) struct LoopCluster {
     pub(super) port: LoopPort,
-    waiting: FxHashMap<Arc<str>, Vec<Waiter>>,
+    pub(super) waiting: FxHashMap<Arc<str>, Vec<Waiter>>,
     /// Channels whose `Watch` did not fit the command queue: sent again next turn.
     watch_retry: Vec<Arc<str>>,
     fetches: FxHashMap<u64, Fetch>,
@@ -52,6 +54,8 @@ pub(super) struct LoopCluster {
     wake: bool,
     /// Presence across relays (`cluster_presence.rs`).
     pub(super) presence: super::cluster_presence::ClusterPresence,
+    /// Keyed snapshots read from the key store (`cluster_snapshot.rs`).
+    pub(super) snapshots: super::cluster_snapshot::ClusterSnapshots,
 }
 
 impl LoopCluster {
@@ -64,6 +68,7 @@ impl LoopCluster {
             next_ticket: 0,
             wake: false,
             presence: Default::default(),
+            snapshots: Default::default(),
         })
     }
 
@@ -72,7 +77,7 @@ impl LoopCluster {
         self.wake = true;
     }
 
-    fn send(&mut self, cmd: BridgeCmd) -> bool {
+    pub(super) fn send(&mut self, cmd: BridgeCmd) -> bool {
         self.wake = true;
         self.port.send(cmd)
     }
@@ -117,11 +122,17 @@ impl EventLoop {
         channel: Arc<str>,
         origin: ConnRef,
         since: Option<(u64, Option<Arc<str>>)>,
+        binary: bool,
     ) {
-        let waiter = Waiter { origin, since };
+        let waiter = Waiter {
+            origin,
+            since,
+            binary,
+        };
         if self.channels.owned.has(&channel) {
             return self.cluster_answer(&channel, waiter);
         }
+        self.snapshot_watch_sent(&channel);
         let me = self.id;
         let Some(cluster) = self.cluster.as_deref_mut() else {
             return;
@@ -141,9 +152,17 @@ impl EventLoop {
 
     /// Answers one subscribe of a live channel: from the ring, or after a fetch from the
     /// stream when the ring does not reach back to `since`.
-    fn cluster_answer(&mut self, channel: &Arc<str>, waiter: Waiter) {
+    pub(super) fn cluster_answer(&mut self, channel: &Arc<str>, waiter: Waiter) {
         let Some((epoch, top, oldest)) = self.channels.owned.cluster_view(channel) else {
-            return self.cluster_subscribe(channel.clone(), waiter.origin, waiter.since);
+            let Waiter {
+                origin,
+                since,
+                binary,
+            } = waiter;
+            return self.cluster_subscribe(channel.clone(), origin, since, binary);
+        };
+        let Some(waiter) = self.wait_for_snapshot(channel, waiter) else {
+            return; // Answered once the keyed snapshot is read (`cluster_snapshot.rs`).
         };
         let Some((after, want_epoch)) = waiter.since.clone() else {
             return self.cluster_reply(channel, waiter, None, Vec::new());
@@ -201,7 +220,7 @@ impl EventLoop {
         recovered: Option<bool>,
         fetched: Vec<Bytes>,
     ) {
-        let origin = waiter.origin;
+        let (origin, binary) = (waiter.origin, waiter.binary);
         let outcome = match (recovered, &waiter.since) {
             (Some(true), Some((after, epoch))) => {
                 let from = *after + fetched.len() as u64;
@@ -214,7 +233,7 @@ impl EventLoop {
                     origin.loop_id,
                     Some(since),
                     self.now_ns,
-                    false,
+                    binary,
                 );
                 if o.recovered == Some(true) {
                     let mut replay: Vec<PreparedFrame> =
@@ -222,24 +241,24 @@ impl EventLoop {
                     replay.append(&mut o.replay);
                     o.replay = replay;
                 } else {
-                    o = self.not_recovered(channel, origin.loop_id);
+                    o = self.not_recovered(channel, origin.loop_id, binary);
                 }
                 o
             }
-            (Some(false), _) => self.not_recovered(channel, origin.loop_id),
+            (Some(false), _) => self.not_recovered(channel, origin.loop_id, binary),
             _ => self
                 .channels
                 .owned
-                .subscribe(channel, origin.loop_id, None, self.now_ns, false),
+                .subscribe(channel, origin.loop_id, None, self.now_ns, binary),
         };
         self.send_subscribed(channel, origin, outcome);
     }
 
-    fn not_recovered(&mut self, channel: &str, from: LoopId) -> SubscribeOutcome {
+    fn not_recovered(&mut self, channel: &str, from: LoopId, binary: bool) -> SubscribeOutcome {
         let mut o = self
             .channels
             .owned
-            .subscribe(channel, from, None, self.now_ns, false);
+            .subscribe(channel, from, None, self.now_ns, binary);
         o.recovered = Some(false);
         o
     }
@@ -263,10 +282,13 @@ impl EventLoop {
             return;
         }
         if let Some(cluster) = self.cluster.as_deref_mut() {
-            let channel = Arc::from(channel);
+            let channel: Arc<str> = Arc::from(channel);
             // A full queue leaves the subscription until the next Watch/Unwatch: harmless
             // (messages for a channel with no state are ignored here).
-            cluster.send(BridgeCmd::Unwatch { channel });
+            cluster.send(BridgeCmd::Unwatch {
+                channel: channel.clone(),
+            });
+            self.snapshot_state_dropped(&channel);
         }
     }
 
@@ -321,7 +343,18 @@ impl EventLoop {
                 seq,
                 frames,
             } => self.on_head(channel, epoch, seq, frames),
-            ClusterMsg::Live { batch, epoch, from } => self.on_live(batch, epoch, from),
+            ClusterMsg::Live {
+                batch,
+                epoch,
+                from,
+                key,
+            } => self.on_live(batch, epoch, from, key),
+            ClusterMsg::Snapshot {
+                channel,
+                epoch,
+                seq,
+                entries,
+            } => self.on_cluster_snapshot(channel, epoch, seq, entries),
             ClusterMsg::Fetched {
                 channel,
                 ticket,
@@ -369,6 +402,7 @@ impl EventLoop {
         for waiter in waiters {
             self.cluster_answer(&channel, waiter);
         }
+        self.try_install_snapshot(&channel);
     }
 
     /// Numbered live messages: the registry takes the stream's numbering, retains them, and
@@ -378,6 +412,7 @@ impl EventLoop {
         batch: Arc<crate::runtime::Batch>,
         epoch: Arc<str>,
         from: Option<Arc<str>>,
+        key: Option<Arc<str>>,
     ) {
         if let Some(period) = self.env.config.tick_for(&batch.channel) {
             // A room (`--tick-for`): held until its tick (`cluster_tick.rs`).
@@ -396,6 +431,10 @@ impl EventLoop {
             // they learn the epoch to recover in before its first message.
             let before = batch.first_seq.saturating_sub(1);
             self.announce_epoch(&batch.channel, &epoch, before, interest, reset);
+        }
+        if let Some(key) = key {
+            // A `--snapshot-for` channel: its cache follows the stream (`cluster_snapshot.rs`).
+            self.snapshot_live(&batch, &key);
         }
         if self.channels.owned.retains() {
             let frames = (0..batch.frames.len()).map(|i| batch.prepared(i));
@@ -493,8 +532,12 @@ impl EventLoop {
         let stats = self.cluster.as_deref().map(|c| c.port.stats.clone());
         if !self.channels.owned.has(&channel) {
             // Dropped meanwhile: start over (watch, head, answer).
-            let Waiter { origin, since } = fetch.waiter;
-            return self.cluster_subscribe(channel, origin, since);
+            let Waiter {
+                origin,
+                since,
+                binary,
+            } = fetch.waiter;
+            return self.cluster_subscribe(channel, origin, since, binary);
         }
         let after = fetch.waiter.since.as_ref().map_or(0, |s| s.0);
         match frames {

@@ -446,7 +446,7 @@ impl EventLoop {
         binary_snapshot: bool,
     ) {
         if self.cluster.is_some() {
-            return self.cluster_subscribe(channel, origin, since);
+            return self.cluster_subscribe(channel, origin, since, binary_snapshot);
         }
         let since = since.as_ref().map(|(seq, epoch)| Since {
             seq: *seq,

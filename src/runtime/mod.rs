@@ -21,6 +21,7 @@ mod authn;
 mod client_addr;
 mod cluster;
 mod cluster_presence;
+mod cluster_snapshot;
 mod cluster_tick;
 pub mod compression;
 pub mod conn;

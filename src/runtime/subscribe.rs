@@ -100,7 +100,7 @@ impl EventLoop {
             conn: id,
         };
         if owner == self.id && self.cluster.is_some() {
-            return self.cluster_subscribe(Arc::from(channel), origin, since);
+            return self.cluster_subscribe(Arc::from(channel), origin, since, options.binary);
         }
         if owner != self.id {
             let msg = LoopMsg::Subscribe {
