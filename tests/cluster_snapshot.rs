@@ -1,0 +1,322 @@
+//! Keyed snapshots (`--snapshot-for`) in cluster mode (`--nats`), against a real
+//! `nats-server` (docs/CLUSTER.md, "Keyed snapshots"): a snapshot written through one relay
+//! served exactly by another (entries, seq, epoch) and live from N+1; the seam under
+//! concurrent publishing through both relays (contiguous seqs, no duplicate, the final
+//! state equal to the stream's); keys that outlive the history ring; deletes across relays;
+//! the same snapshot after both relays were SIGKILLed and restarted. Like `tests/cluster.rs`,
+//! they fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`.
+
+mod common;
+#[path = "cluster/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Client;
+use harness::{nats_bin, NatsNode, RelayProc, TempDir};
+use serde_json::{json, Value};
+
+/// Deadline for one read (stops a hung test; nothing is timed).
+const READ_DEADLINE: Duration = Duration::from_secs(20);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One NATS server and two relays keeping snapshots of `board.*`, plus `extra` flags.
+fn pair(tag: &str, extra: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let mut flags = vec!["--snapshot-for", "board.*"];
+    flags.extend_from_slice(extra);
+    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
+    Some((dir, nats, a, b))
+}
+
+fn connect(addr: SocketAddr) -> Client {
+    let c = Client::connect(addr);
+    c.ws.get_ref()
+        .set_read_timeout(Some(READ_DEADLINE))
+        .expect("read timeout");
+    c
+}
+
+/// Publishes `content` under `key` (or deletes it) with an ack id; returns the acked seq.
+fn put(c: &mut Client, channel: &str, key: &str, content: Value, delete: bool) -> u64 {
+    let mut msg = json!({"type":"message","channel":channel,"content":content,"key":key,"id":"w"});
+    if delete {
+        msg["delete"] = json!(true);
+    }
+    c.send(msg);
+    let ack = c.recv();
+    assert_eq!(
+        (&ack["type"], &ack["id"]),
+        (&json!("ack"), &json!("w")),
+        "{ack}"
+    );
+    ack["seq"].as_u64().expect("acked seq")
+}
+
+/// Subscribes; returns the `subscribed` reply and the snapshot that follows it.
+fn subscribe_snapshot(c: &mut Client, channel: &str) -> (Value, Value) {
+    let reply = c.subscribe(channel);
+    let snapshot = c.recv();
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(
+        (&snapshot["seq"], &snapshot["epoch"]),
+        (&reply["seq"], &reply["epoch"])
+    );
+    (reply, snapshot)
+}
+
+/// key → (content, seq): what a client keeps from a snapshot and the live messages.
+type Board = BTreeMap<String, (Value, u64)>;
+
+fn board_of(snapshot: &Value) -> Board {
+    let entries = snapshot["entries"].as_array().expect("entries");
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "least recently updated first: {snapshot}"
+    );
+    entries
+        .iter()
+        .map(|e| {
+            let key = e["key"].as_str().expect("keyed").to_string();
+            (key, (e["content"].clone(), e["seq"].as_u64().unwrap()))
+        })
+        .collect()
+}
+
+fn apply(board: &mut Board, msg: &Value) {
+    let key = msg["key"].as_str().expect("live messages carry their key");
+    match msg["delete"] == true {
+        true => board.remove(key),
+        false => board.insert(
+            key.into(),
+            (msg["content"].clone(), msg["seq"].as_u64().unwrap()),
+        ),
+    };
+}
+
+/// Reads messages of `channel` until seq `last`: checks they follow `after` with no gap and
+/// no duplicate and applies them.
+fn follow(c: &mut Client, channel: &str, after: u64, last: u64, board: &mut Board) {
+    let mut seq = after;
+    while seq < last {
+        let m = c.recv();
+        if m["type"] == "subscribed" && m["seq"] == seq {
+            continue; // The epoch minted by the first writer of an empty channel.
+        }
+        assert_eq!(
+            (&m["type"], &m["channel"]),
+            (&json!("message"), &json!(channel)),
+            "{m}"
+        );
+        let s = m["seq"].as_u64().expect("seq");
+        assert_eq!(s, seq + 1, "contiguous from the snapshot's seq + 1: {m}");
+        seq = s;
+        apply(board, &m);
+    }
+}
+
+#[test]
+fn a_snapshot_written_through_one_relay_is_served_exactly_by_another() {
+    let _g = serial();
+    let Some((_dir, _nats, a, b)) = pair("snap-ab", &[]) else {
+        return;
+    };
+    let mut w = connect(a.addr);
+    for i in 0..10 {
+        assert_eq!(
+            put(&mut w, "board.1", &format!("k{i}"), json!(i), false),
+            i + 1
+        );
+    }
+    assert_eq!(
+        put(&mut w, "board.1", "k3", json!({"v":"three"}), false),
+        11
+    );
+    assert_eq!(put(&mut w, "board.1", "k5", Value::Null, true), 12);
+    let mut s = connect(b.addr);
+    let (reply, snapshot) = subscribe_snapshot(&mut s, "board.1");
+    let epoch = reply["epoch"].as_str().expect("epoch").to_string();
+    assert!(!epoch.is_empty());
+    let mut entries: Vec<Value> = [0, 1, 2, 4, 6, 7, 8, 9]
+        .iter()
+        .map(|i| json!({"key": format!("k{i}"), "content": i, "seq": i + 1}))
+        .collect();
+    entries.push(json!({"key":"k3","content":{"v":"three"},"seq":11}));
+    let want =
+        json!({"type":"snapshot","channel":"board.1","seq":12,"epoch":epoch,"entries":entries});
+    assert_eq!(snapshot, want);
+    assert_eq!(put(&mut w, "board.1", "k0", json!("again"), false), 13);
+    let live = s.recv();
+    assert_eq!(
+        (&live["type"], &live["seq"], &live["key"], &live["content"]),
+        (&json!("message"), &json!(13), &json!("k0"), &json!("again")),
+        "{live}"
+    );
+    // A second subscriber on B is answered from B's cache, which followed the live stream.
+    let mut s2 = connect(b.addr);
+    let (_, snapshot2) = subscribe_snapshot(&mut s2, "board.1");
+    assert_eq!(snapshot2["seq"], 13);
+    let mut board = board_of(&snapshot);
+    apply(&mut board, &live);
+    assert_eq!(board_of(&snapshot2), board);
+}
+
+#[test]
+fn the_seam_holds_while_both_relays_publish() {
+    let _g = serial();
+    let Some((_dir, _nats, a, b)) = pair("snap-conc", &[]) else {
+        return;
+    };
+    const PER_WRITER: u64 = 300;
+    const KEYS: u64 = 17;
+    // Watches the whole stream from seq 0 (an empty channel: an empty snapshot).
+    let mut observer = connect(a.addr);
+    let (reply, empty) = subscribe_snapshot(&mut observer, "board.c");
+    assert_eq!(
+        (
+            reply["seq"].as_u64(),
+            empty["entries"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    let writers: Vec<_> = [a.addr, b.addr]
+        .into_iter()
+        .enumerate()
+        .map(|(wi, addr)| {
+            std::thread::spawn(move || {
+                let mut w = connect(addr);
+                for i in 0..PER_WRITER {
+                    let key = format!("k{}", (i * 7 + wi as u64) % KEYS);
+                    let delete = i % 11 == 10;
+                    put(&mut w, "board.c", &key, json!({"w": wi, "i": i}), delete);
+                }
+            })
+        })
+        .collect();
+    // Subscribers on both relays arrive while both write.
+    let mut subs = Vec::new();
+    for addr in [b.addr, a.addr, b.addr] {
+        std::thread::sleep(Duration::from_millis(150));
+        let mut c = connect(addr);
+        let (reply, snapshot) = subscribe_snapshot(&mut c, "board.c");
+        let n = reply["seq"].as_u64().expect("seq");
+        subs.push((c, n, board_of(&snapshot)));
+    }
+    for t in writers {
+        t.join().expect("writer");
+    }
+    let last = 2 * PER_WRITER;
+    let mut truth = Board::new();
+    follow(&mut observer, "board.c", 0, last, &mut truth);
+    for (c, n, board) in &mut subs {
+        assert!(*n <= last);
+        follow(c, "board.c", *n, last, board);
+        assert_eq!(
+            *board, truth,
+            "snapshot at {n} plus live = the stream's state"
+        );
+    }
+    for addr in [a.addr, b.addr] {
+        let mut c = connect(addr);
+        let (reply, snapshot) = subscribe_snapshot(&mut c, "board.c");
+        assert_eq!(reply["seq"].as_u64(), Some(last));
+        assert_eq!(board_of(&snapshot), truth);
+    }
+}
+
+#[test]
+fn keys_outlive_the_history_ring_and_deletes_cross_relays() {
+    let _g = serial();
+    let Some((_dir, _nats, a, b)) = pair("snap-ring", &["--history-size", "4"]) else {
+        return;
+    };
+    let mut w = connect(a.addr);
+    for i in 0..50u64 {
+        assert_eq!(
+            put(&mut w, "board.r", &format!("k{i:02}"), json!(i), false),
+            i + 1
+        );
+    }
+    let mut s = connect(b.addr);
+    let (_, snapshot) = subscribe_snapshot(&mut s, "board.r");
+    let board = board_of(&snapshot);
+    assert_eq!(board.len(), 50);
+    assert_eq!(
+        board.get("k00"),
+        Some(&(json!(0), 1)),
+        "the oldest key, 46 messages past the ring"
+    );
+    // A delete through B reaches A's subscriber live, and every later snapshot drops it.
+    let mut on_a = connect(a.addr);
+    let (_, snap_a) = subscribe_snapshot(&mut on_a, "board.r");
+    assert_eq!(board_of(&snap_a), board);
+    let mut wb = connect(b.addr);
+    assert_eq!(put(&mut wb, "board.r", "k00", Value::Null, true), 51);
+    let m = on_a.recv();
+    assert_eq!(
+        (&m["seq"], &m["key"], &m["delete"]),
+        (&json!(51), &json!("k00"), &json!(true)),
+        "{m}"
+    );
+    let m = s.recv();
+    assert_eq!(m["seq"], 51, "{m}");
+    for addr in [a.addr, b.addr] {
+        let mut c = connect(addr);
+        let (reply, snapshot) = subscribe_snapshot(&mut c, "board.r");
+        assert_eq!(reply["seq"], 51);
+        let board = board_of(&snapshot);
+        assert_eq!((board.len(), board.contains_key("k00")), (49, false));
+    }
+    // Relays with no subscriber left read it from the key store again.
+    drop((s, on_a));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = connect(b.addr);
+    let (_, snapshot) = subscribe_snapshot(&mut c, "board.r");
+    assert_eq!(
+        (snapshot["seq"].as_u64(), board_of(&snapshot).len()),
+        (Some(51), 49)
+    );
+}
+
+#[test]
+fn restarted_relays_serve_the_same_snapshot() {
+    let _g = serial();
+    let Some((_dir, _nats, mut a, mut b)) = pair("snap-restart", &[]) else {
+        return;
+    };
+    let mut w = connect(a.addr);
+    for i in 0..30u64 {
+        put(
+            &mut w,
+            "board.k",
+            &format!("k{}", i % 12),
+            json!({"i": i}),
+            i % 9 == 8,
+        );
+    }
+    let mut s = connect(b.addr);
+    let (_, before) = subscribe_snapshot(&mut s, "board.k");
+    assert_eq!(before["seq"], 30);
+    drop((w, s));
+    a.kill();
+    b.kill();
+    a.restart();
+    b.restart();
+    for addr in [a.addr, b.addr] {
+        let mut c = connect(addr);
+        let (_, after) = subscribe_snapshot(&mut c, "board.k");
+        assert_eq!(after, before);
+    }
+}
