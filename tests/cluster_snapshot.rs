@@ -127,6 +127,15 @@ fn follow(c: &mut Client, channel: &str, after: u64, last: u64, board: &mut Boar
     }
 }
 
+/// A cluster counter of a relay's `/metrics`.
+fn counter(addr: SocketAddr, name: &str) -> u64 {
+    let (_, body) = common::http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
 #[test]
 fn a_snapshot_written_through_one_relay_is_served_exactly_by_another() {
     let _g = serial();
@@ -218,10 +227,21 @@ fn the_seam_holds_while_both_relays_publish() {
         t.join().expect("writer");
     }
     let last = 2 * PER_WRITER;
+    // The stream's state after every seq, from the observer's messages 1..=last.
     let mut truth = Board::new();
-    follow(&mut observer, "board.c", 0, last, &mut truth);
+    let mut states = vec![truth.clone()];
+    for seq in 1..=last {
+        follow(&mut observer, "board.c", seq - 1, seq, &mut truth);
+        states.push(truth.clone());
+    }
+    let seqs: Vec<u64> = subs.iter().map(|s| s.1).collect();
+    eprintln!("snapshots taken at seqs {seqs:?} of {last}");
     for (c, n, board) in &mut subs {
-        assert!(*n <= last);
+        let at = usize::try_from(*n).expect("seq");
+        assert_eq!(
+            *board, states[at],
+            "the snapshot is the stream's state at its seq {n}"
+        );
         follow(c, "board.c", *n, last, board);
         assert_eq!(
             *board, truth,
@@ -234,6 +254,14 @@ fn the_seam_holds_while_both_relays_publish() {
         assert_eq!(reply["seq"].as_u64(), Some(last));
         assert_eq!(board_of(&snapshot), truth);
     }
+    for addr in [a.addr, b.addr] {
+        assert_eq!(counter(addr, "wsrelay_cluster_snapshot_lost_total"), 0);
+        assert_eq!(
+            counter(addr, "wsrelay_cluster_snapshot_apply_failures_total"),
+            0
+        );
+        assert!(counter(addr, "wsrelay_cluster_snapshot_loads_total") >= 1);
+    }
 }
 
 #[test]
@@ -243,7 +271,8 @@ fn keys_outlive_the_history_ring_and_deletes_cross_relays() {
         return;
     };
     let mut w = connect(a.addr);
-    for i in 0..50u64 {
+    // 100 messages: past the stream's per-channel ring (64 with --snapshot-for).
+    for i in 0..100u64 {
         assert_eq!(
             put(&mut w, "board.r", &format!("k{i:02}"), json!(i), false),
             i + 1
@@ -252,32 +281,32 @@ fn keys_outlive_the_history_ring_and_deletes_cross_relays() {
     let mut s = connect(b.addr);
     let (_, snapshot) = subscribe_snapshot(&mut s, "board.r");
     let board = board_of(&snapshot);
-    assert_eq!(board.len(), 50);
+    assert_eq!(board.len(), 100);
     assert_eq!(
         board.get("k00"),
         Some(&(json!(0), 1)),
-        "the oldest key, 46 messages past the ring"
+        "the oldest key, 36 messages past the ring"
     );
     // A delete through B reaches A's subscriber live, and every later snapshot drops it.
     let mut on_a = connect(a.addr);
     let (_, snap_a) = subscribe_snapshot(&mut on_a, "board.r");
     assert_eq!(board_of(&snap_a), board);
     let mut wb = connect(b.addr);
-    assert_eq!(put(&mut wb, "board.r", "k00", Value::Null, true), 51);
+    assert_eq!(put(&mut wb, "board.r", "k00", Value::Null, true), 101);
     let m = on_a.recv();
     assert_eq!(
         (&m["seq"], &m["key"], &m["delete"]),
-        (&json!(51), &json!("k00"), &json!(true)),
+        (&json!(101), &json!("k00"), &json!(true)),
         "{m}"
     );
     let m = s.recv();
-    assert_eq!(m["seq"], 51, "{m}");
+    assert_eq!(m["seq"], 101, "{m}");
     for addr in [a.addr, b.addr] {
         let mut c = connect(addr);
         let (reply, snapshot) = subscribe_snapshot(&mut c, "board.r");
-        assert_eq!(reply["seq"], 51);
+        assert_eq!(reply["seq"], 101);
         let board = board_of(&snapshot);
-        assert_eq!((board.len(), board.contains_key("k00")), (49, false));
+        assert_eq!((board.len(), board.contains_key("k00")), (99, false));
     }
     // Relays with no subscriber left read it from the key store again.
     drop((s, on_a));
@@ -286,7 +315,7 @@ fn keys_outlive_the_history_ring_and_deletes_cross_relays() {
     let (_, snapshot) = subscribe_snapshot(&mut c, "board.r");
     assert_eq!(
         (snapshot["seq"].as_u64(), board_of(&snapshot).len()),
-        (Some(51), 49)
+        (Some(101), 99)
     );
 }
 

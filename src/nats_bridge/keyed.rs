@@ -136,7 +136,7 @@ impl Bridge {
         let Some(live) = self.lives.get_mut(channel).filter(|l| l.gen == gen) else {
             return;
         };
-        let f = match result {
+        let mut f = match result {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(%channel, "cluster: keyed snapshot read failed: {e}; retrying");
@@ -147,7 +147,8 @@ impl Bridge {
         let d = live.delivered.clone();
         let same = *d.epoch == *f.epoch;
         if f.lost > 0 {
-            self.stats.add(Stat::SnapshotLost, f.lost);
+            self.stats
+                .add(Stat::SnapshotLost, std::mem::take(&mut f.lost));
         }
         if d.sseq > f.sseq && !d.is_empty() {
             let Some(k) = k else {

@@ -210,19 +210,24 @@ async fn fetch_fold(main: &Store, ingest: &str, f: &mut Folded, upto: u64) -> Re
 /// Applies the channel's stored messages up to stream sequence `upto` (the caller's own
 /// message) to the key store. Returns the seqs found lost on the way (past retention).
 pub(super) async fn apply(k: &KeyIo, upto: u64) -> Result<u64, String> {
+    let mut lost = 0;
     for _ in 0..CAS_ROUNDS_MAX {
         let w = read_watermark(k).await?;
         if w.sseq >= upto {
-            return Ok(0); // Applied already (by another relay, or an earlier round).
+            return Ok(lost); // Applied already (by another relay, or an earlier round).
         }
         let mut f = Folded::at(w.epoch.clone(), w.seq, w.sseq);
         let reached = fetch_fold(&k.main, &k.ingest, &mut f, upto).await?;
         write_records(k, &f).await?;
         if f.sseq == w.sseq {
-            return Ok(0); // Nothing stored after W up to `upto` any more.
+            return Ok(lost); // Nothing stored after W up to `upto` any more.
         }
-        if cas_watermark(k, &f, w.rseq).await? && reached {
-            return Ok(f.lost);
+        if cas_watermark(k, &f, w.rseq).await? {
+            // Counted by the relay whose watermark move covered the loss (once).
+            lost += f.lost;
+            if reached {
+                return Ok(lost);
+            }
         }
     }
     Err("too many concurrent key-store updates".into())

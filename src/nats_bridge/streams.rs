@@ -20,6 +20,12 @@ use crate::config::Config;
 /// The deduplication window (longer than any retry; nats-server requires it <= max_age).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
+/// With `--snapshot-for`, the streams keep at least this many messages per channel: the key
+/// store applies a relay's batch after its PubAck (before that relay's next batch), so up to
+/// one batch per writing relay may wait to be applied, and the stream must still hold it
+/// (docs/CLUSTER.md, "Keyed snapshots": more writers at once are counted as lost).
+pub(super) const KEYED_RING_MIN: usize = 64;
+
 /// The configuration of stream `k` for this relay's settings.
 pub(super) fn wanted(config: &Config, k: u32) -> StreamConfig {
     let c = &config.cluster;
@@ -31,8 +37,9 @@ pub(super) fn wanted(config: &Config, k: u32) -> StreamConfig {
     StreamConfig {
         name: subject::stream_name(k),
         subjects: vec![format!("wsr.c.{k}.>")],
-        // The per-channel ring; at least the head (the last value and the next CAS).
-        max_messages_per_subject: config.history_size.max(1) as i64,
+        // The per-channel ring; at least the head (the last value and the next CAS), and
+        // with keyed snapshots what the key store may still have to apply.
+        max_messages_per_subject: ring(config) as i64,
         max_age,
         storage: match c.storage {
             NatsStorage::File => StorageType::File,
@@ -47,6 +54,14 @@ pub(super) fn wanted(config: &Config, k: u32) -> StreamConfig {
             headers_only: false,
         }),
         ..Default::default()
+    }
+}
+
+/// Messages kept per channel by the streams.
+fn ring(config: &Config) -> usize {
+    match config.snapshot_patterns.is_empty() {
+        true => config.history_size.max(1),
+        false => config.history_size.max(KEYED_RING_MIN),
     }
 }
 
@@ -81,7 +96,7 @@ fn conflict(have: &StreamConfig, want: &StreamConfig) -> Option<String> {
             format!("{:?}", want.storage),
         ),
         (
-            "max_msgs_per_subject (--history-size)",
+            "max_msgs_per_subject (--history-size, at least 64 with --snapshot-for)",
             have.max_messages_per_subject.to_string(),
             want.max_messages_per_subject.to_string(),
         ),
@@ -141,7 +156,7 @@ async fn ensure_with(
                     return Err(format!(
                         "stream {name} exists with another configuration: {why}. Every relay \
                          on one NATS must use the same --nats-shards, --nats-replicas, \
-                         --nats-storage, --history-size and --history-ttl; delete the streams \
+                         --nats-storage, --history-size, --history-ttl and --snapshot-for (on or off); delete the streams \
                          (nats stream rm) or fix the flags"
                     ));
                 }
