@@ -555,6 +555,14 @@ impl Config {
             && self.presence_patterns.iter().any(|p| p.matches(channel))
     }
 
+    /// True when `channel` keeps a keyed snapshot in cluster mode: it matches
+    /// `--snapshot-for` and is not a `--tick-for` room (rooms take live messages at their
+    /// ticks, which the snapshot cache does not follow: docs/CLUSTER.md, "Keyed snapshots").
+    /// Asked once per subscribe, watch and publisher, never per message.
+    pub fn keyed_in_cluster(&self, channel: &str) -> bool {
+        self.snapshot_for(channel) && self.tick_for(channel).is_none()
+    }
+
     /// True when `channel` keeps a keyed snapshot (`--snapshot-for`). Asked once per channel
     /// state the owner creates, never per message.
     pub fn snapshot_for(&self, channel: &str) -> bool {

@@ -200,20 +200,7 @@ fn the_seam_holds_while_both_relays_publish() {
         ),
         (Some(0), Some(0))
     );
-    let writers: Vec<_> = [a.addr, b.addr]
-        .into_iter()
-        .enumerate()
-        .map(|(wi, addr)| {
-            std::thread::spawn(move || {
-                let mut w = connect(addr);
-                for i in 0..PER_WRITER {
-                    let key = format!("k{}", (i * 7 + wi as u64) % KEYS);
-                    let delete = i % 11 == 10;
-                    put(&mut w, "board.c", &key, json!({"w": wi, "i": i}), delete);
-                }
-            })
-        })
-        .collect();
+    let writers = spawn_writers([a.addr, b.addr], PER_WRITER, KEYS);
     // Subscribers on both relays arrive while both write.
     let mut subs = Vec::new();
     for addr in [b.addr, a.addr, b.addr] {
@@ -255,13 +242,40 @@ fn the_seam_holds_while_both_relays_publish() {
         assert_eq!(board_of(&snapshot), truth);
     }
     for addr in [a.addr, b.addr] {
-        assert_eq!(counter(addr, "wsrelay_cluster_snapshot_lost_total"), 0);
-        assert_eq!(
-            counter(addr, "wsrelay_cluster_snapshot_apply_failures_total"),
-            0
-        );
-        assert!(counter(addr, "wsrelay_cluster_snapshot_loads_total") >= 1);
+        assert_counters_clean(addr);
     }
+}
+
+/// One writer per relay: `per_writer` keyed publishes each (every 11th a delete), acked.
+fn spawn_writers(
+    addrs: [SocketAddr; 2],
+    per_writer: u64,
+    keys: u64,
+) -> Vec<std::thread::JoinHandle<()>> {
+    addrs
+        .into_iter()
+        .enumerate()
+        .map(|(wi, addr)| {
+            std::thread::spawn(move || {
+                let mut w = connect(addr);
+                for i in 0..per_writer {
+                    let key = format!("k{}", (i * 7 + wi as u64) % keys);
+                    let delete = i % 11 == 10;
+                    put(&mut w, "board.c", &key, json!({"w": wi, "i": i}), delete);
+                }
+            })
+        })
+        .collect()
+}
+
+/// Nothing lost or given up by the key store; at least one snapshot read.
+fn assert_counters_clean(addr: SocketAddr) {
+    assert_eq!(counter(addr, "wsrelay_cluster_snapshot_lost_total"), 0);
+    assert_eq!(
+        counter(addr, "wsrelay_cluster_snapshot_apply_failures_total"),
+        0
+    );
+    assert!(counter(addr, "wsrelay_cluster_snapshot_loads_total") >= 1);
 }
 
 #[test]
@@ -348,4 +362,58 @@ fn restarted_relays_serve_the_same_snapshot() {
         let (_, after) = subscribe_snapshot(&mut c, "board.k");
         assert_eq!(after, before);
     }
+}
+
+/// Publishes `n` keyed messages (keys `k0..k{keys-1}` in turn) without waiting, then reads
+/// the `n` acks; returns publishes per second.
+fn publish_rate(c: &mut Client, channel: &str, n: usize, keys: usize) -> f64 {
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let key = format!("k{}", i % keys);
+        c.send(json!({"type":"message","channel":channel,"content":i,"key":key,"id":"m"}));
+    }
+    for _ in 0..n {
+        let ack = c.recv();
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// docs/BENCHMARKS.md, "Keyed snapshots in cluster mode": not a test (no assertion on
+/// time); run with `cargo test --test cluster_snapshot -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_keyed_snapshot_costs() {
+    let _g = serial();
+    let Some((_dir, _nats, a, b)) = pair("snap-bench", &[]) else {
+        return;
+    };
+    const KEYS: usize = 1000;
+    const N: usize = 3000;
+    let mut w = connect(a.addr);
+    for round in 0..3 {
+        let keyed = publish_rate(&mut w, &format!("board.m{round}"), N, KEYS);
+        let plain = publish_rate(&mut w, &format!("plain.m{round}"), N, KEYS);
+        eprintln!("round {round}: {N} publishes over {KEYS} keys, pipelined: keyed {keyed:.0}/s, plain {plain:.0}/s");
+    }
+    let mut times = Vec::new();
+    for round in 0..5 {
+        let mut s = connect(b.addr);
+        let t = std::time::Instant::now();
+        let (_, snapshot) = subscribe_snapshot(&mut s, "board.m0");
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(snapshot["entries"].as_array().map(Vec::len), Some(KEYS));
+        eprintln!("round {round}: first subscriber on relay b: {KEYS}-key snapshot in {ms:.1} ms");
+        times.push(ms);
+        drop(s);
+        std::thread::sleep(Duration::from_millis(500)); // The state is dropped: read again.
+    }
+    let mut s = connect(b.addr);
+    let _keep = subscribe_snapshot(&mut s, "board.m0");
+    let mut s2 = connect(b.addr);
+    let t = std::time::Instant::now();
+    let _ = subscribe_snapshot(&mut s2, "board.m0");
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    eprintln!("a second subscriber on relay b (its cache): {KEYS}-key snapshot in {ms:.2} ms");
+    eprintln!("first-subscriber times (ms): {times:?}");
 }

@@ -245,8 +245,8 @@ pub(super) struct Cfg {
     pub retry_max_ns: u64,
     pub payload_budget: usize,
     pub fetch_steps_max: usize,
-    /// `--snapshot-for` (keyed snapshots: `keyed.rs`).
-    pub snapshot_patterns: Vec<crate::auth::ChannelPattern>,
+    /// The configuration (keyed snapshots: `keyed.rs`, `Config::keyed_in_cluster`).
+    pub config: Arc<crate::config::Config>,
 }
 
 /// All of the bridge's state.
@@ -355,7 +355,7 @@ fn new_bridge(
             retry_max_ns: c.publish_retry_max.as_nanos() as u64,
             payload_budget: max_payload.saturating_sub(16 * 1024),
             fetch_steps_max: setup.config.history_size.max(1) + 2,
-            snapshot_patterns: setup.config.snapshot_patterns.clone(),
+            config: Arc::new(setup.config.clone()),
         },
         stats: setup.stats.clone(),
         out: Outs::new(&setup.loop_txs, &setup.wakers),

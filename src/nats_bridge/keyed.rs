@@ -22,12 +22,7 @@ const RETRY_DELAY: Duration = Duration::from_millis(100);
 impl Bridge {
     /// True when `channel` keeps a keyed snapshot (asked once per publisher and per watch).
     pub(super) fn snapshot_channel(&self, channel: &str) -> bool {
-        !self.io.key_streams.is_empty()
-            && self
-                .cfg
-                .snapshot_patterns
-                .iter()
-                .any(|p| p.matches(channel))
+        !self.io.key_streams.is_empty() && self.cfg.config.keyed_in_cluster(channel)
     }
 
     fn key_io(&self, channel: &Arc<str>) -> Option<KeyIo> {

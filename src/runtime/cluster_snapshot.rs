@@ -40,7 +40,7 @@ pub(super) struct ClusterSnapshots {
 impl EventLoop {
     /// True when `channel` keeps a keyed snapshot in cluster mode.
     fn cluster_keyed(&self, channel: &str) -> bool {
-        self.cluster.is_some() && self.env.config.snapshot_for(channel)
+        self.cluster.is_some() && self.env.config.keyed_in_cluster(channel)
     }
 
     /// A `Watch` is on its way for `channel`: its bridge reads the snapshot after the head.
