@@ -163,8 +163,8 @@ pub(super) enum Done {
     /// A key-store update (keyed snapshots) ended: the seqs found lost, or the error.
     Applied {
         channel: Arc<str>,
-        upto: u64,
-        since_ns: u64,
+        job: Box<super::keys::ApplyJob>,
+        cache: Box<super::keys::KeyCache>,
         result: Result<u64, String>,
     },
     /// A keyed snapshot read (or brought further along the stream).
@@ -431,10 +431,10 @@ impl Bridge {
             Done::LameDuckSwitch(asked) => self.on_lame_duck_switch(asked),
             Done::Applied {
                 channel,
-                upto,
-                since_ns,
+                job,
+                cache,
                 result,
-            } => self.on_applied(&channel, upto, since_ns, result),
+            } => self.on_applied(&channel, *job, *cache, result),
             Done::SnapshotRead {
                 channel,
                 gen,

@@ -4,17 +4,37 @@
 //! loads of watched channels, brought up to the live path's position and handed to the
 //! owner loop in order with the live messages (`ClusterMsg::Snapshot`).
 //!
-//! Owns: nothing beyond the flags in `Publisher` (`applying`) and `Live` (`snapshot`,
-//! `loading`). Never blocks: every round trip is a spawned task reporting a `Done`.
+//! Owns: each snapshot channel's [`Applier`] (in its `Publisher`) and the flags of `Live`
+//! (`snapshot`, `loading`). Never blocks: every round trip is a spawned task reporting a
+//! `Done`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::central::{Bridge, Done};
-use super::keys::{self, Folded, KeyIo};
+use super::keys::{self, ApplyJob, Folded, KeyCache, KeyIo};
 use crate::clock::Clock;
 use crate::cluster::stats::Stat;
 use crate::cluster::{subject, ClusterMsg};
+
+/// A snapshot channel's key-store updates from this relay: one at a time, at most one
+/// more waiting (the channel's next batch is held while one waits).
+#[derive(Debug, Default)]
+pub(super) struct Applier {
+    /// An apply task is under way (it holds the cache).
+    pub running: bool,
+    /// The batch acked meanwhile, applied next.
+    pub next: Option<ApplyJob>,
+    /// The CAS values written last.
+    pub cache: KeyCache,
+}
+
+impl Applier {
+    /// True when the channel's next batch must wait.
+    pub(super) fn holds(&self) -> bool {
+        self.next.is_some()
+    }
+}
 
 /// Backoff between failed applies or loads.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -42,13 +62,13 @@ impl Bridge {
         })
     }
 
-    /// Applies the channel's stored messages up to stream sequence `upto` to the key store
-    /// (after `delay`); `Done::Applied` follows.
+    /// Applies a batch of this relay's to the key store (after `delay`); `Done::Applied`
+    /// follows with the cache handed back.
     pub(super) fn spawn_apply(
         &self,
+        job: ApplyJob,
+        mut cache: KeyCache,
         channel: &Arc<str>,
-        upto: u64,
-        since_ns: u64,
         delay: Duration,
     ) {
         let Some(k) = self.key_io(channel) else {
@@ -56,42 +76,70 @@ impl Bridge {
         };
         self.io.spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = keys::apply(&k, upto).await;
+            let result = keys::apply(&k, &job, &mut cache).await;
             Done::Applied {
                 channel: k.channel,
-                upto,
-                since_ns,
+                job: Box::new(job),
+                cache: Box::new(cache),
                 result,
             }
         });
     }
 
-    /// An apply ended: the channel's next batch may go (after errors: retried within
-    /// `--nats-publish-retry`, then given up and counted; a later apply covers it).
+    /// A batch was stored (PubAck): applied now, or after the one being applied (then the
+    /// channel's next batch waits: at most two of this relay's batches are unapplied).
+    pub(super) fn apply_after_ack(&mut self, channel: &Arc<str>, job: ApplyJob) {
+        let Some(a) = self.pubs.get_mut(channel).and_then(|p| p.keyed.as_mut()) else {
+            return;
+        };
+        if a.running {
+            a.next = Some(job);
+            return;
+        }
+        a.running = true;
+        let cache = std::mem::take(&mut a.cache);
+        self.spawn_apply(job, cache, channel, Duration::ZERO);
+    }
+
+    /// An apply ended: the next one starts, the channel's next batch may go (after errors:
+    /// retried within `--nats-publish-retry`, then given up and counted; the next batch's
+    /// apply covers it, or counts it lost).
     pub(super) fn on_applied(
         &mut self,
         channel: &Arc<str>,
-        upto: u64,
-        since_ns: u64,
+        job: ApplyJob,
+        cache: KeyCache,
         result: Result<u64, String>,
     ) {
         match result {
             Ok(lost) => {
                 if lost > 0 {
                     self.stats.add(Stat::SnapshotLost, lost);
-                    tracing::warn!(%channel, lost, "cluster: keyed snapshot lost messages past the history (raise --history-size)");
+                    tracing::warn!(%channel, lost, "cluster: keyed snapshot lost messages past the stream's history");
                 }
             }
-            Err(e) if Clock::now_ns().saturating_sub(since_ns) < self.cfg.retry_max_ns => {
+            Err(e) if Clock::now_ns().saturating_sub(job.since_ns) < self.cfg.retry_max_ns => {
                 tracing::debug!(%channel, "cluster: key store update failed: {e}; retrying");
-                return self.spawn_apply(channel, upto, since_ns, RETRY_DELAY);
+                // Forget the CAS values: read everything again.
+                return self.spawn_apply(job, KeyCache::default(), channel, RETRY_DELAY);
             }
             Err(e) => {
                 self.stats.inc(Stat::SnapshotApplyFailures);
                 tracing::warn!(%channel, "cluster: key store update given up: {e}");
             }
         }
-        self.publisher_applied(channel);
+        let Some(a) = self.pubs.get_mut(channel).and_then(|p| p.keyed.as_mut()) else {
+            return;
+        };
+        a.cache = cache;
+        match a.next.take() {
+            Some(next) => {
+                let cache = std::mem::take(&mut a.cache);
+                self.spawn_apply(next, cache, channel, Duration::ZERO);
+            }
+            None => a.running = false,
+        }
+        self.pump(channel);
     }
 
     /// Reads the channel's snapshot for its owner loop (one load at a time per channel).

@@ -161,8 +161,8 @@ pub(super) struct KeyIo {
 
 /// A watermark: the position, and the record's own stream sequence (the CAS value; 0:
 /// none yet).
-#[derive(Debug, Default)]
-struct Watermark {
+#[derive(Debug, Default, Clone)]
+pub(super) struct Watermark {
     epoch: Arc<str>,
     seq: u64,
     sseq: u64,
@@ -207,24 +207,74 @@ async fn fetch_fold(main: &Store, ingest: &str, f: &mut Folded, upto: u64) -> Re
     Ok(f.sseq >= upto)
 }
 
-/// Applies the channel's stored messages up to stream sequence `upto` (the caller's own
-/// message) to the key store. Returns the seqs found lost on the way (past retention).
-pub(super) async fn apply(k: &KeyIo, upto: u64) -> Result<u64, String> {
+/// One batch of the relay's own, stored, to apply: its stream sequence (`upto`), its
+/// channel's previous message (`prev`, the batch's CAS value), its seqs and its key's last
+/// record (every record of a batch has one key).
+#[derive(Debug, Clone)]
+pub(super) struct ApplyJob {
+    pub upto: u64,
+    pub prev: u64,
+    pub epoch: Arc<str>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub key: String,
+    pub rec: Rec,
+    /// When the first attempt started (the retry bound).
+    pub since_ns: u64,
+}
+
+/// What an applier remembers between its batches (the CAS values it wrote last), so that a
+/// channel written by this relay alone costs two round trips per batch: the records, then
+/// the watermark. A stale value costs one conflict and a read. Bounded: [`CACHED_KEYS_MAX`].
+#[derive(Debug, Default)]
+pub(super) struct KeyCache {
+    wm: Option<Watermark>,
+    /// key → (record stream sequence, epoch, seq).
+    recs: HashMap<String, (u64, Arc<str>, u64)>,
+}
+
+/// Record CAS values an applier keeps per channel (beyond: forgotten, read again).
+pub(super) const CACHED_KEYS_MAX: usize = 4096;
+
+/// Applies the channel's stored messages up to the job's batch to the key store. When the
+/// watermark is right before the batch (the usual case with one writer), the batch is
+/// applied from the relay's own copy; otherwise the stream after the watermark is folded
+/// (another relay's batches, applied for it). Returns the seqs found lost (past retention).
+pub(super) async fn apply(k: &KeyIo, job: &ApplyJob, cache: &mut KeyCache) -> Result<u64, String> {
     let mut lost = 0;
     for _ in 0..CAS_ROUNDS_MAX {
-        let w = read_watermark(k).await?;
-        if w.sseq >= upto {
+        let w = match cache.wm.take() {
+            Some(w) => w,
+            None => read_watermark(k).await?,
+        };
+        if w.sseq >= job.upto {
+            cache.wm = Some(w);
             return Ok(lost); // Applied already (by another relay, or an earlier round).
         }
-        let mut f = Folded::at(w.epoch.clone(), w.seq, w.sseq);
-        let reached = fetch_fold(&k.main, &k.ingest, &mut f, upto).await?;
-        write_records(k, &f).await?;
+        let next_to_w = *w.epoch == *job.epoch && w.seq + 1 == job.first_seq;
+        let (f, reached) =
+            if w.sseq == job.prev && (next_to_w || (w.sseq == 0 && job.first_seq == 1)) {
+                let mut f = Folded::at(job.epoch.clone(), job.last_seq, job.upto);
+                f.keys.insert(job.key.clone(), job.rec.clone());
+                (f, true)
+            } else {
+                let mut f = Folded::at(w.epoch.clone(), w.seq, w.sseq);
+                let reached = fetch_fold(&k.main, &k.ingest, &mut f, job.upto).await?;
+                (f, reached)
+            };
+        write_records(k, &f, cache).await?;
         if f.sseq == w.sseq {
-            return Ok(lost); // Nothing stored after W up to `upto` any more.
+            return Ok(lost); // Nothing stored after W up to the batch any more.
         }
-        if cas_watermark(k, &f, w.rseq).await? {
+        if let Some(rseq) = cas_watermark(k, &f, w.rseq).await? {
             // Counted by the relay whose watermark move covered the loss (once).
             lost += f.lost;
+            cache.wm = Some(Watermark {
+                epoch: f.epoch.clone(),
+                seq: f.seq,
+                sseq: f.sseq,
+                rseq,
+            });
             if reached {
                 return Ok(lost);
             }
@@ -233,38 +283,63 @@ pub(super) async fn apply(k: &KeyIo, upto: u64) -> Result<u64, String> {
     Err("too many concurrent key-store updates".into())
 }
 
-/// Writes every folded record whose stored version is older, `WRITES_IN_FLIGHT` at a time.
-async fn write_records(k: &KeyIo, f: &Folded) -> Result<(), String> {
+/// Writes every folded record whose stored version is older, `WRITES_IN_FLIGHT` at a time;
+/// remembers the CAS values written.
+async fn write_records(k: &KeyIo, f: &Folded, cache: &mut KeyCache) -> Result<(), String> {
     let all: Vec<(&String, &Rec)> = f.keys.iter().collect();
     for chunk in all.chunks(WRITES_IN_FLIGHT) {
-        let writes = chunk
-            .iter()
-            .map(|(key, rec)| put_record(k, key, rec, &f.epoch));
-        for r in futures_util::future::join_all(writes).await {
-            r?;
+        let writes = chunk.iter().map(|(key, rec)| {
+            let known = cache.recs.get(*key).cloned();
+            put_record(k, key, rec, &f.epoch, known)
+        });
+        let results = futures_util::future::join_all(writes).await;
+        for ((key, rec), r) in chunk.iter().zip(results) {
+            match r? {
+                Some(rseq) => {
+                    if cache.recs.len() >= CACHED_KEYS_MAX {
+                        cache.recs.clear();
+                    }
+                    let v = (rseq, f.epoch.clone(), rec.seq);
+                    cache.recs.insert((*key).clone(), v);
+                }
+                None => {
+                    cache.recs.remove(*key);
+                }
+            }
         }
     }
     Ok(())
 }
 
 /// One record, written only over an older one (another epoch, or a lower seq), under
-/// compare-and-set on its subject.
-async fn put_record(k: &KeyIo, key: &str, rec: &Rec, epoch: &Arc<str>) -> Result<(), String> {
+/// compare-and-set on its subject; `known`: the CAS value and version this relay wrote last
+/// (tried first, without a read). `Some(stream sequence)` when written, `None` when the
+/// stored record was already as new.
+async fn put_record(
+    k: &KeyIo,
+    key: &str,
+    rec: &Rec,
+    epoch: &Arc<str>,
+    mut known: Option<(u64, Arc<str>, u64)>,
+) -> Result<Option<u64>, String> {
     let subject = subject::key_record(&k.channel, Some(key), k.shards);
     for _ in 0..CAS_ROUNDS_MAX {
-        let rseq = match k.keys.last(&subject).await? {
-            Some(m) => {
-                let (seq, e) = (
-                    header_u64(&m.headers, env::SEQ).unwrap_or(0),
-                    header(&m.headers, env::EPOCH),
-                );
-                if e == Some(&**epoch) && seq >= rec.seq {
-                    return Ok(());
+        let (rseq, stored) = match known.take() {
+            Some((rseq, e, seq)) => (rseq, Some((Some(e), seq))),
+            None => match k.keys.last(&subject).await? {
+                Some(m) => {
+                    let seq = header_u64(&m.headers, env::SEQ).unwrap_or(0);
+                    let e = header(&m.headers, env::EPOCH).map(Arc::from);
+                    (m.sequence, Some((e, seq)))
                 }
-                m.sequence
-            }
-            None => 0,
+                None => (0, None),
+            },
         };
+        if let Some((Some(e), seq)) = &stored {
+            if **e == **epoch && *seq >= rec.seq {
+                return Ok(None);
+            }
+        }
         let mut h = HeaderMap::new();
         h.insert(env::SEQ, rec.seq.to_string().as_str());
         h.insert(env::EPOCH, &**epoch);
@@ -278,16 +353,16 @@ async fn put_record(k: &KeyIo, key: &str, rec: &Rec, epoch: &Arc<str>) -> Result
             .payload(rec.content.clone())
             .headers(h)
             .expected_last_subject_sequence(rseq);
-        if stored(&k.js, subject.clone(), msg).await? {
-            return Ok(());
+        if let Some(written) = stored_at(&k.js, subject.clone(), msg).await? {
+            return Ok(Some(written));
         }
     }
     Err("too many concurrent writers of one key".into())
 }
 
-/// Moves the watermark to `f`'s position if it is still the one read (`rseq`). False: another
-/// relay moved it meanwhile.
-async fn cas_watermark(k: &KeyIo, f: &Folded, rseq: u64) -> Result<bool, String> {
+/// Moves the watermark to `f`'s position if it is still the one read (`rseq`); its new
+/// stream sequence, or `None`: another relay moved it meanwhile.
+async fn cas_watermark(k: &KeyIo, f: &Folded, rseq: u64) -> Result<Option<u64>, String> {
     let mut h = HeaderMap::new();
     h.insert(env::SEQ, f.seq.to_string().as_str());
     h.insert(env::EPOCH, &*f.epoch);
@@ -296,18 +371,23 @@ async fn cas_watermark(k: &KeyIo, f: &Folded, rseq: u64) -> Result<bool, String>
         .payload(Bytes::new())
         .headers(h)
         .expected_last_subject_sequence(rseq);
-    stored(&k.js, k.watermark.clone(), msg).await
+    stored_at(&k.js, k.watermark.clone(), msg).await
 }
 
-/// Publishes under compare-and-set: true when stored, false on `WrongLastSequence`.
-async fn stored(js: &Context, subject: String, msg: PublishMessage) -> Result<bool, String> {
+/// Publishes under compare-and-set: the stream sequence when stored, `None` on
+/// `WrongLastSequence`.
+async fn stored_at(
+    js: &Context,
+    subject: String,
+    msg: PublishMessage,
+) -> Result<Option<u64>, String> {
     let ack = js
         .send_publish(subject, msg)
         .await
         .map_err(|e| e.to_string())?;
     match ack.await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+        Ok(ack) => Ok(Some(ack.sequence)),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }

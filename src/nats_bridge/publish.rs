@@ -102,28 +102,34 @@ pub(super) struct Publisher {
     fifo: VecDeque<Queued>,
     inflight: Option<InFlight>,
     reading_head: bool,
-    /// Keyed snapshots: the last batch is being applied to the key store; the next waits.
-    applying: bool,
-    /// A `--snapshot-for` channel (decided when the publisher is made).
-    snapshot: bool,
+    /// Keyed snapshots (`--snapshot-for` channels only, decided when the publisher is
+    /// made): this relay's key-store updates (`keyed.rs`).
+    pub(super) keyed: Option<Box<super::keyed::Applier>>,
 }
 
 impl Publisher {
     fn idle(&self) -> bool {
-        self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !self.applying
+        let applying = self.keyed.as_ref().is_some_and(|a| a.running);
+        self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !applying
     }
 
     /// Publishes queued, none in flight (held during a lame-duck move).
     pub(super) fn waiting(&self) -> bool {
-        !self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !self.applying
+        !self.fifo.is_empty() && self.inflight.is_none() && !self.reading_head && !self.holds()
+    }
+
+    /// A keyed channel's batch waits for the key store (`keyed.rs`).
+    fn holds(&self) -> bool {
+        self.keyed.as_ref().is_some_and(|a| a.holds())
     }
 }
 
 impl Bridge {
     pub(super) fn on_publish(&mut self, cmd: PublishCmd) {
         if !self.pubs.contains_key(&cmd.channel) {
+            let keyed = self.snapshot_channel(&cmd.channel);
             let p = Publisher {
-                snapshot: self.snapshot_channel(&cmd.channel),
+                keyed: keyed.then(Box::default),
                 ..Publisher::default()
             };
             self.pubs.insert(cmd.channel.clone(), p);
@@ -156,7 +162,7 @@ impl Bridge {
         let Some(p) = self.pubs.get_mut(channel) else {
             return;
         };
-        if p.inflight.is_some() || p.reading_head || p.applying || p.fifo.is_empty() || hold {
+        if p.inflight.is_some() || p.reading_head || p.holds() || p.fifo.is_empty() || hold {
             if p.idle() && self.pubs.len() > 100_000 {
                 self.pubs.remove(channel); // Bounded: forget idle heads beyond 100k channels.
             }
@@ -350,20 +356,11 @@ impl Bridge {
             self.stats.record_stall_ms(waited_ms);
         }
         self.stats.add(Stat::Published, count);
-        let snapshot = p.snapshot;
-        p.applying = snapshot;
+        let job = p.keyed.is_some().then(|| apply_job(&fl, sseq));
         self.acknowledge(channel, fl.items, fl.first_seq);
-        if snapshot {
-            // Keyed snapshots: the key store takes this batch before the next one goes.
-            return self.spawn_apply(channel, sseq, Clock::now_ns(), Duration::ZERO);
-        }
-        self.pump(channel);
-    }
-
-    /// The key store took the last batch (`keyed.rs`): the next one may go.
-    pub(super) fn publisher_applied(&mut self, channel: &Arc<str>) {
-        if let Some(p) = self.pubs.get_mut(channel) {
-            p.applying = false;
+        if let Some(job) = job.flatten() {
+            // Keyed snapshots: the key store takes this batch (`keyed.rs`).
+            self.apply_after_ack(channel, job);
         }
         self.pump(channel);
     }
@@ -464,6 +461,28 @@ impl Bridge {
             Done::Resend { channel }
         });
     }
+}
+
+/// A stored batch as a key-store update: its last record (every record has the batch's key).
+fn apply_job(fl: &InFlight, sseq: u64) -> Option<super::keys::ApplyJob> {
+    let last = fl.items.last()?;
+    let last_seq = fl.first_seq + fl.items.len() as u64 - 1;
+    let rec = super::keys::Rec {
+        seq: last_seq,
+        content: last.body.clone(),
+        binary: last.binary,
+        deleted: last.delete,
+    };
+    Some(super::keys::ApplyJob {
+        upto: sseq,
+        prev: fl.prev,
+        epoch: fl.epoch.clone(),
+        first_seq: fl.first_seq,
+        last_seq,
+        key: last.key.as_deref().unwrap_or_default().to_string(),
+        rec,
+        since_ns: Clock::now_ns(),
+    })
 }
 
 /// The batch: consecutive publishes of one origin, one key and one kind (text/binary),
