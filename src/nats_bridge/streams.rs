@@ -21,9 +21,10 @@ use crate::config::Config;
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// With `--snapshot-for`, the streams keep at least this many messages per channel: the key
-/// store applies a relay's batch after its PubAck (before that relay's next batch), so up to
-/// one batch per writing relay may wait to be applied, and the stream must still hold it
-/// (docs/CLUSTER.md, "Keyed snapshots": more writers at once are counted as lost).
+/// store applies a relay's batches after their PubAck, at most two of them unapplied per
+/// writing relay (`keyed.rs`), and when the watermark is behind, the stream must still hold
+/// what follows it (docs/CLUSTER.md, "Keyed snapshots across relays": up to 32 relays
+/// writing one channel at once; beyond, what the stream lost is counted).
 pub(super) const KEYED_RING_MIN: usize = 64;
 
 /// The configuration of stream `k` for this relay's settings.
