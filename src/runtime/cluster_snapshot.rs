@@ -28,6 +28,9 @@ struct Pending {
     epoch: Arc<str>,
     seq: u64,
     snapshot: Box<Snapshot>,
+    /// The registry's epoch when it arrived: while the registry is still in it, the
+    /// snapshot's (newer) epoch may come; any other epoch means it was passed.
+    seen_epoch: Arc<str>,
 }
 
 /// One loop's keyed-snapshot reads.
@@ -95,9 +98,9 @@ impl EventLoop {
             return;
         };
         c.snapshots.requested.remove(&channel);
-        if !self.channels.owned.has(&channel) {
+        let Some((seen_epoch, _, _)) = self.channels.owned.cluster_view(&channel) else {
             return; // Dropped meanwhile.
-        }
+        };
         let mut snapshot = Box::<Snapshot>::default();
         let mut evicted = Evicted::default();
         for e in &entries {
@@ -117,6 +120,7 @@ impl EventLoop {
             epoch,
             seq,
             snapshot,
+            seen_epoch,
         };
         if let Some(c) = self.cluster.as_deref_mut() {
             c.snapshots.pending.insert(channel.clone(), pending);
@@ -137,13 +141,14 @@ impl EventLoop {
             c.snapshots.pending.remove(channel);
             return;
         };
-        if *epoch != *p.epoch || top < p.seq {
+        let passed = *epoch != *p.epoch && *epoch != *p.seen_epoch;
+        if !passed && (*epoch != *p.epoch || top < p.seq) {
             return; // Live messages up to its seq are still on their way.
         }
         let Some(p) = c.snapshots.pending.remove(channel) else {
             return;
         };
-        if top > p.seq {
+        if passed || top > p.seq {
             // Read before messages this loop already took: read again.
             if c.snapshots.requested.insert(channel.clone()) {
                 let cmd = BridgeCmd::SnapshotLoad {
