@@ -385,7 +385,10 @@ fn publish_rate(c: &mut Client, channel: &str, n: usize, keys: usize) -> f64 {
 #[ignore]
 fn measure_keyed_snapshot_costs() {
     let _g = serial();
-    let Some((_dir, _nats, a, b)) = pair("snap-bench", &[]) else {
+    // `WSRELAY_BENCH_FLAGS`: more relay flags (e.g. "--nats-storage memory").
+    let extra = std::env::var("WSRELAY_BENCH_FLAGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let Some((_dir, _nats, a, b)) = pair("snap-bench", &extra) else {
         return;
     };
     const KEYS: usize = 1000;

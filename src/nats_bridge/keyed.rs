@@ -75,7 +75,10 @@ impl Bridge {
             return;
         };
         self.io.spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                // (A zero sleep still waits for the timer wheel's next millisecond.)
+                tokio::time::sleep(delay).await;
+            }
             let result = keys::apply(&k, &job, &mut cache).await;
             Done::Applied {
                 channel: k.channel,
@@ -156,7 +159,10 @@ impl Bridge {
         let gen = live.gen;
         self.stats.inc(Stat::SnapshotLoads);
         self.io.spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                // (A zero sleep still waits for the timer wheel's next millisecond.)
+                tokio::time::sleep(delay).await;
+            }
             let result = keys::load(&k).await;
             Done::SnapshotRead {
                 channel: k.channel,

@@ -414,7 +414,10 @@ impl RelayProc {
     fn spawn(&mut self, port: u16) -> Result<(), String> {
         let _ = std::fs::remove_file(&self.log);
         let log = std::fs::File::create(&self.log).expect("relay log");
-        let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+        // `WSRELAY_BIN` (measurements only: a release build) overrides the test build.
+        let bin =
+            std::env::var("WSRELAY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_wsrelay").into());
+        let child = Command::new(bin)
             .args(&self.args)
             .args(["--port", &port.to_string()])
             .env(
