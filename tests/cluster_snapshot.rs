@@ -4,7 +4,9 @@
 //! concurrent publishing through both relays (contiguous seqs, no duplicate, the final
 //! state equal to the stream's); keys that outlive the history ring; deletes across relays;
 //! the same snapshot after both relays were SIGKILLed and restarted. Like `tests/cluster.rs`,
-//! they fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`.
+//! they fail when `nats-server` is missing unless `WSRELAY_SKIP_NATS=1`. The `#[ignore]`d
+//! `measure_keyed_snapshot_costs` prints the figures of docs/BENCHMARKS.md (`WSRELAY_BIN`:
+//! the relay binary to run, e.g. a release build; `WSRELAY_BENCH_FLAGS`: more relay flags).
 
 mod common;
 #[path = "cluster/harness.rs"]
