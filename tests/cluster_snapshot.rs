@@ -19,6 +19,7 @@ use std::time::Duration;
 use common::Client;
 use harness::{nats_bin, NatsNode, RelayProc, TempDir};
 use serde_json::{json, Value};
+use wsrelay::command::decode_binary_snapshot;
 
 /// Deadline for one read (stops a hung test; nothing is timed).
 const READ_DEADLINE: Duration = Duration::from_secs(20);
@@ -421,4 +422,50 @@ fn measure_keyed_snapshot_costs() {
     let ms = t.elapsed().as_secs_f64() * 1e3;
     eprintln!("a second subscriber on relay b (its cache): {KEYS}-key snapshot in {ms:.2} ms");
     eprintln!("first-subscriber times (ms): {times:?}");
+}
+
+#[test]
+fn a_binary_subscriber_on_another_relay_gets_the_binary_snapshot() {
+    let _g = serial();
+    let Some((_dir, _nats, a, b)) = pair("snap-bin", &[]) else {
+        return;
+    };
+    let mut w = connect(a.addr);
+    assert_eq!(put(&mut w, "board.bin", "a", json!({"x": 1}), false), 1);
+    let mut frame = vec![0x01, 9];
+    frame.extend_from_slice(b"board.bin");
+    frame.extend_from_slice(b"\x00\xffraw");
+    w.ws.send(tungstenite::Message::binary(frame))
+        .expect("send");
+    // Acked after the binary publish (one connection, one channel: stored in order).
+    assert_eq!(put(&mut w, "board.bin", "b", json!(2), false), 3);
+    let mut c = connect(b.addr);
+    c.send(json!({"type": "subscribe", "channel": "board.bin", "binary": true}));
+    let reply = c.recv();
+    assert_eq!(
+        (&reply["type"], &reply["seq"]),
+        (&json!("subscribed"), &json!(3))
+    );
+    let bytes = match c.ws.read().expect("read") {
+        tungstenite::Message::Binary(b) => b,
+        other => panic!("expected the binary snapshot, got {other:?}"),
+    };
+    let (head, entries) = decode_binary_snapshot(&bytes).expect("a binary snapshot");
+    assert_eq!((head.channel, head.seq), ("board.bin", 3));
+    assert_eq!(head.epoch, reply["epoch"].as_str().expect("epoch"));
+    let got: Vec<_> = entries
+        .iter()
+        .map(|e| (e.key, e.content, e.seq, e.binary))
+        .collect();
+    let want = vec![
+        (Some("a"), &br#"{"x":1}"#[..], 1, false),
+        (None, &b"\x00\xffraw"[..], 2, true),
+        (Some("b"), &b"2"[..], 3, false),
+    ];
+    assert_eq!(got, want);
+    // A JSON subscriber there (B's cache) sees the JSON entries only.
+    let mut j = connect(b.addr);
+    let (_, snapshot) = subscribe_snapshot(&mut j, "board.bin");
+    let want = json!([{"key":"a","content":{"x":1},"seq":1},{"key":"b","content":2,"seq":3}]);
+    assert_eq!(snapshot["entries"], want);
 }
