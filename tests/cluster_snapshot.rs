@@ -469,3 +469,52 @@ fn a_binary_subscriber_on_another_relay_gets_the_binary_snapshot() {
     let want = json!([{"key":"a","content":{"x":1},"seq":1},{"key":"b","content":2,"seq":3}]);
     assert_eq!(snapshot["entries"], want);
 }
+
+#[test]
+fn three_servers_r3_one_writer_serve_the_exact_snapshot_on_another_server() {
+    let _g = serial();
+    let Some(bin) = nats_bin() else {
+        return;
+    };
+    let dir = TempDir::new("snap-r3");
+    let cluster = harness::NatsCluster::start(&bin, &dir.0);
+    let flags = ["--nats-replicas", "3", "--snapshot-for", "board.*"];
+    let a = RelayProc::start(&dir.0, "a", &[cluster.nodes[0].url()], &flags);
+    let b = RelayProc::start(&dir.0, "b", &[cluster.nodes[2].url()], &flags);
+    cluster.wait_streams_led(8);
+    let mut w = connect(a.addr);
+    for i in 0..80u64 {
+        let delete = i % 10 == 9;
+        assert_eq!(
+            put(
+                &mut w,
+                "board.r3",
+                &format!("k{}", i % 30),
+                json!(i),
+                delete
+            ),
+            i + 1
+        );
+    }
+    // The expected board: the last write per key, deletes applied.
+    let mut want = Board::new();
+    for i in 0..80u64 {
+        let key = format!("k{}", i % 30);
+        match i % 10 == 9 {
+            true => want.remove(&key),
+            false => want.insert(key, (json!(i), i + 1)),
+        };
+    }
+    let mut s = connect(b.addr);
+    let (reply, snapshot) = subscribe_snapshot(&mut s, "board.r3");
+    assert_eq!(reply["seq"], 80);
+    assert_eq!(board_of(&snapshot), want);
+    assert_eq!(put(&mut w, "board.r3", "k0", json!("live"), false), 81);
+    let m = s.recv();
+    assert_eq!(
+        (&m["seq"], &m["content"]),
+        (&json!(81), &json!("live")),
+        "{m}"
+    );
+    assert_counters_clean(b.addr);
+}
