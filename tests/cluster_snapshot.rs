@@ -518,3 +518,37 @@ fn three_servers_r3_one_writer_serve_the_exact_snapshot_on_another_server() {
     );
     assert_counters_clean(b.addr);
 }
+
+#[test]
+fn a_writer_killed_mid_stream_leaves_no_hole_in_the_key_store() {
+    let _g = serial();
+    let Some((dir, nats, mut a, b)) = pair("snap-kill", &[]) else {
+        return;
+    };
+    let mut observer = connect(b.addr);
+    let _ = subscribe_snapshot(&mut observer, "board.x");
+    // Pipelined keyed publishes through a, killed after 100 acks: batches stored but not yet
+    // applied by a (if any) are applied by the next writer.
+    let mut w = connect(a.addr);
+    for i in 0..600u64 {
+        let key = format!("k{}", i % 23);
+        w.send(json!({"type":"message","channel":"board.x","content":i,"key":key,"id":"p"}));
+    }
+    for _ in 0..100 {
+        assert_eq!(w.recv()["type"], "ack");
+    }
+    a.kill();
+    let mut w2 = connect(b.addr);
+    let last = put(&mut w2, "board.x", "k0", json!("after"), false);
+    eprintln!("the stream held {} messages of the killed writer", last - 1);
+    let mut truth = Board::new();
+    follow(&mut observer, "board.x", 0, last, &mut truth);
+    // A relay that never saw the channel reads it from the key store.
+    let c = RelayProc::start(&dir.0, "c", &[nats.url()], &["--snapshot-for", "board.*"]);
+    let mut s = connect(c.addr);
+    let (reply, snapshot) = subscribe_snapshot(&mut s, "board.x");
+    assert_eq!(reply["seq"].as_u64(), Some(last));
+    assert_eq!(board_of(&snapshot), truth);
+    assert_counters_clean(c.addr);
+    assert_eq!(counter(b.addr, "wsrelay_cluster_snapshot_lost_total"), 0);
+}
