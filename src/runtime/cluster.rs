@@ -309,6 +309,7 @@ impl EventLoop {
             }
         }
         self.retry_presence_cmds();
+        self.retry_snapshot_loads();
         // `--nats-loop-msgs-per-turn`: the rest next turn, without sleeping.
         let per_turn_max = self.env.config.cluster.loop_msgs_per_turn_max;
         let mut handled = 0;

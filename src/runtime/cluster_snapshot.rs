@@ -18,7 +18,7 @@ use crate::cluster::{BridgeCmd, SnapshotEntry};
 use crate::hash::{FxBuild, FxHashMap};
 use crate::metrics::Counter;
 use crate::pubsub::snapshot::{Evicted, Snapshot, SnapshotLimits, Update};
-use crate::runtime::cluster::Waiter;
+use crate::runtime::cluster::{LoopCluster, Waiter};
 use crate::runtime::event_loop::EventLoop;
 use crate::runtime::Batch;
 
@@ -38,6 +38,8 @@ struct Pending {
 pub(super) struct ClusterSnapshots {
     pending: FxHashMap<Arc<str>, Pending>,
     requested: std::collections::HashSet<Arc<str>, FxBuild>,
+    /// Reads that did not fit the command queue: asked again next turn.
+    retry: Vec<Arc<str>>,
 }
 
 impl EventLoop {
@@ -68,16 +70,8 @@ impl EventLoop {
         }
         let c = self.cluster.as_deref_mut()?;
         c.waiting.entry(channel.clone()).or_default().push(waiter);
-        if !c.snapshots.pending.contains_key(channel)
-            && c.snapshots.requested.insert(channel.clone())
-        {
-            let channel = channel.clone();
-            if !c.send(BridgeCmd::SnapshotLoad {
-                channel: channel.clone(),
-            }) {
-                // The queue is full: asked again by the next subscriber.
-                c.snapshots.requested.remove(&channel);
-            }
+        if !c.snapshots.pending.contains_key(channel) {
+            request_load(c, channel);
         }
         None
     }
@@ -150,14 +144,7 @@ impl EventLoop {
         };
         if passed || top > p.seq {
             // Read before messages this loop already took: read again.
-            if c.snapshots.requested.insert(channel.clone()) {
-                let cmd = BridgeCmd::SnapshotLoad {
-                    channel: channel.clone(),
-                };
-                if !c.send(cmd) {
-                    c.snapshots.requested.remove(channel);
-                }
-            }
+            request_load(c, channel);
             return;
         }
         self.channels
@@ -208,10 +195,37 @@ impl EventLoop {
         }
     }
 
+    /// Sends the snapshot reads that did not fit the command queue last turn.
+    pub(super) fn retry_snapshot_loads(&mut self) {
+        let Some(c) = self.cluster.as_deref_mut() else {
+            return;
+        };
+        for channel in std::mem::take(&mut c.snapshots.retry) {
+            c.snapshots.requested.remove(&channel);
+            if self.channels.owned.has(&channel) {
+                request_load(c, &channel);
+            }
+        }
+    }
+
     fn count_evicted(&mut self, evicted: Evicted) {
         self.metrics
             .add(Counter::SnapshotEvictedKeys, evicted.by_keys);
         self.metrics
             .add(Counter::SnapshotEvictedBytes, evicted.by_bytes);
+    }
+}
+
+/// Asks the bridge for a snapshot read of `channel` unless one is on its way; a full command
+/// queue retries next turn.
+fn request_load(c: &mut LoopCluster, channel: &Arc<str>) {
+    if !c.snapshots.requested.insert(channel.clone()) {
+        return;
+    }
+    let cmd = BridgeCmd::SnapshotLoad {
+        channel: channel.clone(),
+    };
+    if !c.send(cmd) {
+        c.snapshots.retry.push(channel.clone());
     }
 }
