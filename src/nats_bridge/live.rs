@@ -469,7 +469,10 @@ impl Bridge {
         let subject = subject::ingest(channel, self.io.shards);
         let channel = channel.clone();
         self.io.spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                // A zero sleep would still wait for the timer wheel's next millisecond.
+                tokio::time::sleep(delay).await;
+            }
             let mut msgs = Vec::new();
             let mut cur = after;
             let mut misses = 0;
@@ -566,7 +569,10 @@ impl Bridge {
         let subject = subject::ingest(channel, self.io.shards);
         let channel = channel.clone();
         self.io.spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                // A zero sleep would still wait for the timer wheel's next millisecond.
+                tokio::time::sleep(delay).await;
+            }
             let result = read_head(&stream, &subject).await;
             Done::ResyncHead {
                 channel,
