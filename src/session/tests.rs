@@ -44,6 +44,18 @@ pub(super) fn written(s: &mut Session) -> Vec<u8> {
     out
 }
 
+/// An upgraded relay session at time 0 with these budgets (its 101 still queued).
+pub(super) fn upgraded(outbox_bytes_max: usize, control_bytes_max: usize) -> Session {
+    let limits = SessionLimits {
+        message_bytes_max: 1 << 16,
+        outbox_bytes_max,
+        control_bytes_max,
+    };
+    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
+    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    s
+}
+
 fn open_session(now: u64, t: &Timeouts) -> Session {
     let mut s = Session::new(now, Endpoint::Relay, LIMITS, t);
     s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));

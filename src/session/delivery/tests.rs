@@ -3,17 +3,12 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::session::tests::upgraded;
 use crate::session::tests::{timeouts, written};
-use crate::session::{CloseHow, Endpoint, PeerClose, SessionLimits, SubState, Subscription};
+use crate::session::{CloseHow, PeerClose, SubState, Subscription};
 
 fn open(outbox_bytes_max: usize) -> Session {
-    let limits = SessionLimits {
-        message_bytes_max: 1 << 16,
-        outbox_bytes_max,
-        control_bytes_max: 1 << 12,
-    };
-    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
-    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    let mut s = upgraded(outbox_bytes_max, 1 << 12);
     written(&mut s);
     s
 }

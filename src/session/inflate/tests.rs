@@ -1,20 +1,11 @@
 //! Inflating compressed messages: which context reads them and each failure's close code.
 
-use bytes::Bytes;
-
 use super::*;
 use crate::proto::deflate::Deflater;
-use crate::session::tests::timeouts;
-use crate::session::{Endpoint, SessionLimits};
+use crate::session::tests::upgraded;
 
 fn open() -> Session {
-    let limits = SessionLimits {
-        message_bytes_max: 1 << 16,
-        outbox_bytes_max: 1 << 16,
-        control_bytes_max: 1 << 12,
-    };
-    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
-    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    let mut s = upgraded(1 << 16, 1 << 12);
     s.allow_compressed();
     s
 }

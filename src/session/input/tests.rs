@@ -1,23 +1,16 @@
 //! `read_frame` with exact bytes: one frame per step, in order, zero-copy where the frame is
 //! whole, control frames answered by the session.
 
-use bytes::Bytes;
-
 use super::super::tests::{timeouts, written};
-use super::super::{Endpoint, Session, SessionLimits};
+use super::super::Session;
 use super::*;
+use crate::session::tests::upgraded;
 
 const MS: u64 = 1_000_000;
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
 fn open_session() -> Session {
-    let limits = SessionLimits {
-        message_bytes_max: 1 << 16,
-        outbox_bytes_max: 1 << 16,
-        control_bytes_max: 1 << 12,
-    };
-    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
-    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    let s = upgraded(1 << 16, 1 << 12);
     s
 }
 

@@ -3,17 +3,11 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::session::tests::upgraded;
 use crate::session::tests::{timeouts, written};
-use crate::session::{Endpoint, SessionLimits};
 
 fn open(control_bytes_max: usize) -> Session {
-    let limits = SessionLimits {
-        message_bytes_max: 1 << 16,
-        outbox_bytes_max: 1 << 16,
-        control_bytes_max,
-    };
-    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
-    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    let mut s = upgraded(1 << 16, control_bytes_max);
     written(&mut s);
     s
 }

@@ -2,20 +2,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::*;
-use crate::session::tests::{timeouts, written};
-use crate::session::{Endpoint, SessionLimits};
+use crate::session::tests::upgraded;
+use crate::session::tests::written;
 
 fn subscribed(channels: &[&str]) -> Session {
-    let limits = SessionLimits {
-        message_bytes_max: 1 << 16,
-        outbox_bytes_max: 1 << 16,
-        control_bytes_max: 1 << 12,
-    };
-    let mut s = Session::new(0, Endpoint::Relay, limits, &timeouts());
-    s.upgrade(Endpoint::Relay, Bytes::from_static(b"HTTP/1.1 101\r\n\r\n"));
+    let mut s = upgraded(1 << 16, 1 << 12);
     written(&mut s);
     for channel in channels {
         s.subscriptions.push(Subscription {
