@@ -10,8 +10,7 @@ const MS: u64 = 1_000_000;
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
 fn open_session() -> Session {
-    let s = upgraded(1 << 16, 1 << 12);
-    s
+    upgraded(1 << 16, 1 << 12)
 }
 
 /// A masked client frame (payload under 126 bytes). `b0`: FIN, RSV and opcode bits.
