@@ -12,7 +12,6 @@ mod common;
 #[path = "cluster/harness.rs"]
 mod harness;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -80,34 +79,7 @@ fn subscribe_snapshot(c: &mut Client, channel: &str) -> (Value, Value) {
 }
 
 /// key → (content, seq): what a client keeps from a snapshot and the live messages.
-type Board = BTreeMap<String, (Value, u64)>;
-
-fn board_of(snapshot: &Value) -> Board {
-    let entries = snapshot["entries"].as_array().expect("entries");
-    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] < w[1]),
-        "least recently updated first: {snapshot}"
-    );
-    entries
-        .iter()
-        .map(|e| {
-            let key = e["key"].as_str().expect("keyed").to_string();
-            (key, (e["content"].clone(), e["seq"].as_u64().unwrap()))
-        })
-        .collect()
-}
-
-fn apply(board: &mut Board, msg: &Value) {
-    let key = msg["key"].as_str().expect("live messages carry their key");
-    match msg["delete"] == true {
-        true => board.remove(key),
-        false => board.insert(
-            key.into(),
-            (msg["content"].clone(), msg["seq"].as_u64().unwrap()),
-        ),
-    };
-}
+use common::board::{apply, board_of, Board};
 
 /// Reads messages of `channel` until seq `last`: checks they follow `after` with no gap and
 /// no duplicate and applies them.

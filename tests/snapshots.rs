@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -23,41 +22,7 @@ fn config(loops: usize) -> Config {
 }
 
 /// key → (content, seq): the state a client keeps from a snapshot and live messages.
-type Board = BTreeMap<String, (Value, u64)>;
-
-fn board_of(snapshot: &Value) -> Board {
-    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
-    let entries = snapshot["entries"].as_array().expect("entries");
-    let mut seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    let sorted = {
-        let mut s = seqs.clone();
-        s.sort_unstable();
-        s
-    };
-    assert_eq!(seqs, sorted, "entries come least recently updated first");
-    seqs.dedup();
-    assert_eq!(seqs.len(), entries.len(), "one entry per seq");
-    entries
-        .iter()
-        .map(|e| {
-            let key = e["key"].as_str().expect("keyed").to_string();
-            (key, (e["content"].clone(), e["seq"].as_u64().unwrap()))
-        })
-        .collect()
-}
-
-fn apply(board: &mut Board, msg: &Value) {
-    let key = msg["key"]
-        .as_str()
-        .expect("live messages carry their key")
-        .to_string();
-    if msg["delete"] == true {
-        board.remove(&key);
-    } else {
-        let seq = msg["seq"].as_u64().unwrap();
-        board.insert(key, (msg["content"].clone(), seq));
-    }
-}
+use common::board::{apply, board_of};
 
 /// Subscribes and returns (the `subscribed` seq, the snapshot).
 fn subscribe_snapshot(c: &mut Client, channel: &str) -> (u64, Value) {

@@ -3,6 +3,7 @@
 //! bytes), read with timeouts so a broken server fails a test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod board;
 pub mod relay_process;
 
 use std::io::{Read, Write};
