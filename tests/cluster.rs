@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::Client;
-use harness::{nats_bin, NatsNode, RelayProc, TempDir};
+use harness::{nats_bin, r1_pair, NatsNode, RelayProc, TempDir};
 use helpers::*;
 use serde_json::{json, Value};
 

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::Client;
-use harness::{nats_bin, NatsNode, RelayProc, TempDir};
+use harness::{nats_bin, r1_pair, NatsNode, RelayProc, TempDir};
 use serde_json::{json, Value};
 use tungstenite::Message;
 
@@ -36,18 +36,7 @@ const PRESENCE: [&str; 2] = ["--presence-for", "room.*"];
 
 /// One NATS server and two relays with presence on `room.*`.
 fn pair(tag: &str) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
-    pair_with(tag, &PRESENCE)
-}
-
-/// One NATS server and two relays started with `flags`.
-fn pair_with(tag: &str, flags: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
-    let bin = nats_bin()?;
-    let dir = TempDir::new(tag);
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, flags);
-    Some((dir, nats, a, b))
+    r1_pair(tag, &PRESENCE)
 }
 
 fn connect(addr: SocketAddr) -> Client {
@@ -228,7 +217,7 @@ fn a_killed_relays_members_leave_after_the_node_timeout() {
         "--nats-presence-timeout",
         "1500",
     ];
-    let Some((_dir, _nats, mut a, b)) = pair_with("presencekill", &flags) else {
+    let Some((_dir, _nats, mut a, b)) = r1_pair("presencekill", &flags) else {
         return;
     };
     let channel = "room.k";
@@ -374,7 +363,7 @@ fn expected_room(from: &str, n: u64) -> Vec<Seen> {
 fn room_ticks_batch_on_every_relay_with_acks_and_the_subscribe_seam() {
     let _serial = serial();
     let flags = ["--tick-for", "room.*=50", "--history-size", "1000"];
-    let Some((_dir, _nats, a, b)) = pair_with("ticks", &flags) else {
+    let Some((_dir, _nats, a, b)) = r1_pair("ticks", &flags) else {
         return;
     };
     let channel = "room.t";
@@ -501,7 +490,7 @@ fn presence_converges_when_the_bridge_to_loop_queue_overflows() {
     // A 1-message bridge → loop queue: remote changes may be dropped and replaced by the full
     // set (`presence_owner_resets_total`); the views must end exact either way.
     let flags = ["--presence-for", "room.*", "--nats-loop-queue", "1"];
-    let Some((_dir, _nats, a, b)) = pair_with("presencequeue", &flags) else {
+    let Some((_dir, _nats, a, b)) = r1_pair("presencequeue", &flags) else {
         return;
     };
     let channels = [

@@ -31,15 +31,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// One NATS server and two relays keeping snapshots of `board.*`, plus `extra` flags.
 fn pair(tag: &str, extra: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
-    let bin = nats_bin()?;
-    let dir = TempDir::new(tag);
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
     let mut flags = vec!["--snapshot-for", "board.*"];
     flags.extend_from_slice(extra);
-    let a = RelayProc::start(&dir.0, "a", &urls, &flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, &flags);
-    Some((dir, nats, a, b))
+    harness::r1_pair(tag, &flags)
 }
 
 fn connect(addr: SocketAddr) -> Client {

@@ -38,6 +38,19 @@ pub fn nats_bin() -> Option<PathBuf> {
     );
 }
 
+/// One nats-server (R1 streams, a fresh store under a new temporary directory) and two
+/// relays `a` and `b` on it, started with `flags`; `None` when nats-server is missing and
+/// `WSRELAY_SKIP_NATS=1` (see `nats_bin`).
+pub fn r1_pair(tag: &str, flags: &[&str]) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
+    let bin = nats_bin()?;
+    let dir = TempDir::new(tag);
+    let nats = NatsNode::single(&bin, &dir.0);
+    let urls = [nats.url()];
+    let a = RelayProc::start(&dir.0, "a", &urls, flags);
+    let b = RelayProc::start(&dir.0, "b", &urls, flags);
+    Some((dir, nats, a, b))
+}
+
 /// A fresh directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -42,17 +42,23 @@ pub(super) fn read_until(c: &mut Client, channel: &str, last: u64) -> Vec<(u64, 
     let mut out = Vec::new();
     loop {
         let v = c.recv();
-        match v["type"].as_str() {
-            Some("message") if v["channel"] == channel => {
-                let seq = v["seq"].as_u64().expect("seq");
-                out.push((seq, v["content"].clone()));
-                if seq >= last {
-                    return out;
-                }
-            }
-            Some("gap") => panic!("unexpected gap notice: {v}"),
-            _ => {}
+        if take_message(&mut out, &v, channel, last) {
+            return out;
         }
+    }
+}
+
+/// Keeps `v` if it is a message of `channel`; true once seq `last` is reached. A gap notice
+/// fails the test.
+fn take_message(out: &mut Vec<(u64, Value)>, v: &Value, channel: &str, last: u64) -> bool {
+    match v["type"].as_str() {
+        Some("message") if v["channel"] == channel => {
+            let seq = v["seq"].as_u64().expect("seq");
+            out.push((seq, v["content"].clone()));
+            seq >= last
+        }
+        Some("gap") => panic!("unexpected gap notice: {v}"),
+        _ => false,
     }
 }
 
@@ -93,16 +99,8 @@ pub(super) fn read_until_on(
                 );
             }
         };
-        match v["type"].as_str() {
-            Some("message") if v["channel"] == channel => {
-                let seq = v["seq"].as_u64().expect("seq");
-                out.push((seq, v["content"].clone()));
-                if seq >= last {
-                    return out;
-                }
-            }
-            Some("gap") => panic!("unexpected gap notice: {v}"),
-            _ => {}
+        if take_message(&mut out, &v, channel, last) {
+            return out;
         }
     }
 }
@@ -260,21 +258,7 @@ pub(super) fn read_accounted(
     (seqs, gaps)
 }
 
-/// A 3-server JetStream cluster and `--nats-replicas 3` relays on all its URLs.
-/// One nats-server (R1 streams) and two relays started with `flags`.
-pub(super) fn r1_pair(
-    tag: &str,
-    flags: &[&str],
-) -> Option<(TempDir, NatsNode, RelayProc, RelayProc)> {
-    let bin = nats_bin()?;
-    let dir = TempDir::new(tag);
-    let nats = NatsNode::single(&bin, &dir.0);
-    let urls = [nats.url()];
-    let a = RelayProc::start(&dir.0, "a", &urls, flags);
-    let b = RelayProc::start(&dir.0, "b", &urls, flags);
-    Some((dir, nats, a, b))
-}
-
+/// A 3-server JetStream cluster (the test starts its relays on it).
 pub(super) fn three_nodes(tag: &str) -> Option<(TempDir, harness::NatsCluster)> {
     let bin = nats_bin()?;
     let dir = TempDir::new(tag);
